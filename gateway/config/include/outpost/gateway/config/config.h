@@ -1,0 +1,111 @@
+// Config: the gateway's settings, read from YAML.
+// The seed's config.yaml (keys mqtt.*, cloud.*, thresholds.*, features.motion_alerts, gateway.id)
+// works unchanged; every other setting has a default. Reference: docs/configuration.md and
+// config/gateway.example.yaml.
+// Errors: Load/Parse return kInvalidArgument naming the file, the key and what is wrong
+// ("gateway.yaml: mqtt.port: expected an integer in 1..65535, got \"abc\"").
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "outpost/base/status.h"
+
+namespace outpost::gateway::config {
+
+struct TlsConfig {
+  bool enabled = false;
+  std::string ca_file;    // PEM CA bundle used to verify the broker; empty = system default
+  std::string cert_file;  // client certificate (PEM), optional
+  std::string key_file;   // client private key (PEM), optional
+  bool verify_peer = true;
+};
+
+struct MqttConfig {
+  std::string host = "localhost";
+  std::uint16_t port = 1883;
+  std::string username;
+  std::string password;
+  std::string client_id;  // default: "outpost-gateway-" + gateway.id
+  std::uint16_t keepalive_s = 60;
+  std::uint8_t qos = 1;   // subscription QoS for device topics
+  TlsConfig tls;
+  std::int64_t reconnect_base_ms = 500;
+  std::int64_t reconnect_cap_ms = 30'000;
+};
+
+struct CloudConfig {  // used by the uplink (not part of this release's ingest path)
+  std::string api_endpoint;
+  std::string api_key;
+};
+
+struct StorageConfig {
+  std::string path = "gateway.db";
+  std::string synchronous = "full";  // full | normal | off
+  std::int64_t retention_days = 30;  // 0 = keep forever
+  std::int64_t max_bytes = 0;        // 0 = unbounded
+  std::size_t batch_max_readings = 5000;
+  std::size_t queue_max_readings = 50'000;  // pending, not yet committed; reading pauses beyond
+};
+
+struct IngestConfig {
+  std::size_t max_payload_bytes = 4096;
+  std::size_t max_depth = 4;
+  std::size_t max_metrics = 64;
+  double device_rate_per_s = 200;    // token bucket per device; 0 = unlimited
+  double device_burst = 2000;
+  std::size_t quarantine_max_rows = 1000;
+  std::size_t quarantine_max_payload_bytes = 512;
+  std::size_t dedupe_window = 1024;  // per device, in sequence numbers
+};
+
+struct RegistryConfig {
+  std::int64_t offline_after_s = 300;   // the seed's 5 minutes of silence
+  std::int64_t sleeping_grace_s = 3600; // a device that said "sleeping" gets this long
+  std::size_t max_devices = 10'000;     // readings from further new devices are rejected
+};
+
+enum class Comparison : std::uint8_t { kAbove, kBelow };
+
+struct RuleConfig {
+  std::string name;       // unique; becomes part of the alert id
+  std::string metric;
+  Comparison comparison = Comparison::kAbove;
+  double threshold = 0;
+  double hysteresis = 0;  // clear only when back past threshold -/+ hysteresis
+  std::int64_t for_s = 0; // condition must hold this long before raising
+  std::string severity = "warning";
+  std::vector<std::string> devices;  // empty = all devices
+  std::string message;    // optional template: {device} {metric} {value} {threshold}
+};
+
+struct Config {
+  std::string source;  // file name, for messages
+  std::string gateway_id = "gateway_001";
+  MqttConfig mqtt;
+  CloudConfig cloud;
+  // Seed thresholds and features, turned into built-in rules.
+  std::optional<double> temperature_max = 35.0;
+  std::optional<double> battery_min = 20.0;
+  bool motion_alerts = true;
+  std::vector<RuleConfig> rules;
+  bool offline_alerts = true;
+  StorageConfig storage;
+  IngestConfig ingest;
+  RegistryConfig registry;
+  std::int64_t status_interval_s = 30;
+  std::string log_level = "info";
+  std::vector<std::string> warnings;  // unknown keys and other non-fatal findings
+};
+
+// Parses YAML text. `source` names it in error messages.
+Result<Config> Parse(std::string_view yaml_text, std::string_view source);
+// Reads and parses a file.
+Result<Config> LoadFile(const std::string& path);
+// The built-in seed rules (temperature_max, battery_min, motion) followed by config rules.
+std::vector<RuleConfig> EffectiveRules(const Config& config);
+
+}  // namespace outpost::gateway::config

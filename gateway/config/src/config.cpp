@@ -1,0 +1,376 @@
+#include "outpost/gateway/config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+namespace outpost::gateway::config {
+namespace {
+
+// Walks one YAML mapping, remembering which keys were read so the rest can be reported as
+// unknown. Every getter returns a Status naming the full key path.
+class Section {
+ public:
+  Section(const YAML::Node& node, std::string path, const std::string& source)
+      : node_(node), path_(std::move(path)), source_(source) {}
+
+  bool has(const char* key) {
+    seen_.insert(key);
+    return node_.IsMap() && node_[key] && !node_[key].IsNull();
+  }
+
+  Status Error(const char* key, const std::string& what) const {
+    return InvalidArgument(source_ + ": " + Key(key) + ": " + what);
+  }
+  std::string Key(const char* key) const { return path_.empty() ? key : path_ + "." + key; }
+
+  Status String(const char* key, std::string* out) {
+    if (!has(key)) return Status::Ok();
+    const YAML::Node& n = node_[key];
+    if (!n.IsScalar()) return Error(key, "expected a string");
+    *out = n.Scalar();
+    return Status::Ok();
+  }
+
+  Status Bool(const char* key, bool* out) {
+    if (!has(key)) return Status::Ok();
+    const YAML::Node& n = node_[key];
+    bool v = false;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v)) {
+      return Error(key, "expected true or false, got " + Show(n));
+    }
+    *out = v;
+    return Status::Ok();
+  }
+
+  Status Double(const char* key, double* out, double lo, double hi) {
+    if (!has(key)) return Status::Ok();
+    const YAML::Node& n = node_[key];
+    double v = 0;
+    if (!n.IsScalar() || !YAML::convert<double>::decode(n, v) || !std::isfinite(v)) {
+      return Error(key, "expected a number, got " + Show(n));
+    }
+    if (v < lo || v > hi) return Error(key, RangeText(lo, hi) + ", got " + n.Scalar());
+    *out = v;
+    return Status::Ok();
+  }
+
+  template <typename Int>
+  Status Integer(const char* key, Int* out, std::int64_t lo, std::int64_t hi) {
+    if (!has(key)) return Status::Ok();
+    const YAML::Node& n = node_[key];
+    std::int64_t v = 0;
+    if (!n.IsScalar() || !YAML::convert<std::int64_t>::decode(n, v)) {
+      return Error(key, "expected an integer in " + std::to_string(lo) + ".." +
+                            std::to_string(hi) + ", got " + Show(n));
+    }
+    if (v < lo || v > hi) {
+      return Error(key, "expected an integer in " + std::to_string(lo) + ".." +
+                            std::to_string(hi) + ", got " + n.Scalar());
+    }
+    *out = static_cast<Int>(v);
+    return Status::Ok();
+  }
+
+  // Byte sizes: a plain integer or one with a unit (KB, MB, GB; KiB, MiB, GiB).
+  Status Bytes(const char* key, std::int64_t* out) {
+    if (!has(key)) return Status::Ok();
+    const YAML::Node& n = node_[key];
+    if (!n.IsScalar()) return Error(key, "expected a size such as 500MB");
+    std::string s = n.Scalar();
+    std::size_t i = 0;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+    std::string unit = s.substr(i);
+    while (!unit.empty() && unit.front() == ' ') unit.erase(unit.begin());
+    std::int64_t mult = 0;
+    if (unit.empty() || unit == "B") mult = 1;
+    else if (unit == "KB") mult = 1000;
+    else if (unit == "MB") mult = 1000 * 1000;
+    else if (unit == "GB") mult = 1000LL * 1000 * 1000;
+    else if (unit == "KiB") mult = 1024;
+    else if (unit == "MiB") mult = 1024 * 1024;
+    else if (unit == "GiB") mult = 1024LL * 1024 * 1024;
+    if (i == 0 || i > 12 || mult == 0) {
+      return Error(key, "expected a size such as 500MB or 2GiB, got " + Show(n));
+    }
+    *out = std::stoll(s.substr(0, i)) * mult;
+    return Status::Ok();
+  }
+
+  Section Child(const char* key) {
+    seen_.insert(key);
+    return Section(node_.IsMap() ? node_[key] : YAML::Node(), Key(key), source_);
+  }
+
+  const YAML::Node& node() const { return node_; }
+  const std::string& path() const { return path_; }
+
+  // A present key that is not a mapping.
+  Status RequireMapOrAbsent() const {
+    if (node_ && !node_.IsNull() && !node_.IsMap()) {
+      return InvalidArgument(source_ + ": " + path_ + ": expected a mapping of settings");
+    }
+    return Status::Ok();
+  }
+
+  void ReportUnknown(std::vector<std::string>* warnings) const {
+    if (!node_.IsMap()) return;
+    for (const auto& kv : node_) {
+      std::string k = kv.first.as<std::string>("?");
+      if (!seen_.count(k)) warnings->push_back(source_ + ": unknown key " + Key(k.c_str()) + " (ignored)");
+    }
+  }
+
+ private:
+  static std::string Show(const YAML::Node& n) {
+    if (n.IsScalar()) return "\"" + n.Scalar() + "\"";
+    if (n.IsSequence()) return "a list";
+    if (n.IsMap()) return "a mapping";
+    return "nothing";
+  }
+  static std::string RangeText(double lo, double hi) {
+    std::ostringstream os;
+    os << "expected a number in " << lo << ".." << hi;
+    return os.str();
+  }
+
+  YAML::Node node_;
+  std::string path_;
+  const std::string& source_;
+  std::set<std::string> seen_;
+};
+
+constexpr double kHuge = 1e15;
+constexpr std::int64_t kDay = 86'400;
+
+Status ParseRule(const YAML::Node& node, std::size_t index, const std::string& source,
+                 RuleConfig* rule) {
+  Section r(node, "rules[" + std::to_string(index) + "]", source);
+  if (!node.IsMap()) return InvalidArgument(source + ": " + r.path() + ": expected a mapping");
+  OUTPOST_RETURN_IF_ERROR(r.String("name", &rule->name));
+  OUTPOST_RETURN_IF_ERROR(r.String("metric", &rule->metric));
+  if (rule->name.empty()) return r.Error("name", "required");
+  if (rule->metric.empty()) return r.Error("metric", "required");
+  bool above = r.has("above"), below = r.has("below");
+  if (above == below) return r.Error("above", "give exactly one of above or below");
+  if (above) {
+    rule->comparison = Comparison::kAbove;
+    OUTPOST_RETURN_IF_ERROR(r.Double("above", &rule->threshold, -kHuge, kHuge));
+  } else {
+    rule->comparison = Comparison::kBelow;
+    OUTPOST_RETURN_IF_ERROR(r.Double("below", &rule->threshold, -kHuge, kHuge));
+  }
+  OUTPOST_RETURN_IF_ERROR(r.Double("hysteresis", &rule->hysteresis, 0, kHuge));
+  OUTPOST_RETURN_IF_ERROR(r.Integer("for_s", &rule->for_s, 0, 7 * kDay));
+  OUTPOST_RETURN_IF_ERROR(r.String("severity", &rule->severity));
+  if (rule->severity != "info" && rule->severity != "warning" && rule->severity != "critical") {
+    return r.Error("severity", "expected info, warning or critical, got \"" + rule->severity + "\"");
+  }
+  OUTPOST_RETURN_IF_ERROR(r.String("message", &rule->message));
+  if (r.has("devices")) {
+    const YAML::Node& d = node["devices"];
+    if (!d.IsSequence()) return r.Error("devices", "expected a list of device ids");
+    for (const auto& item : d) {
+      if (!item.IsScalar()) return r.Error("devices", "expected a list of device ids");
+      rule->devices.push_back(item.Scalar());
+    }
+  }
+  std::vector<std::string> unknown;
+  r.ReportUnknown(&unknown);
+  if (!unknown.empty()) {  // a typo in a rule would silently change it: refuse instead
+    std::string m = unknown.front();
+    return InvalidArgument(m.substr(0, m.rfind(" (ignored)")));
+  }
+  return Status::Ok();
+}
+
+Status ParseRoot(const YAML::Node& root, Config* c) {
+  Section top(root, "", c->source);
+  if (!root.IsMap()) return InvalidArgument(c->source + ": expected a mapping of sections at the top");
+
+  Section gw = top.Child("gateway");
+  OUTPOST_RETURN_IF_ERROR(gw.RequireMapOrAbsent());
+  OUTPOST_RETURN_IF_ERROR(gw.String("id", &c->gateway_id));
+  gw.has("start_time");  // the seed's key; uptime is measured, not configured
+  OUTPOST_RETURN_IF_ERROR(gw.Integer("status_interval_s", &c->status_interval_s, 1, kDay));
+  OUTPOST_RETURN_IF_ERROR(gw.String("log_level", &c->log_level));
+  gw.ReportUnknown(&c->warnings);
+
+  Section m = top.Child("mqtt");
+  OUTPOST_RETURN_IF_ERROR(m.RequireMapOrAbsent());
+  OUTPOST_RETURN_IF_ERROR(m.String("host", &c->mqtt.host));
+  OUTPOST_RETURN_IF_ERROR(m.Integer("port", &c->mqtt.port, 1, 65535));
+  OUTPOST_RETURN_IF_ERROR(m.String("username", &c->mqtt.username));
+  OUTPOST_RETURN_IF_ERROR(m.String("password", &c->mqtt.password));
+  OUTPOST_RETURN_IF_ERROR(m.String("client_id", &c->mqtt.client_id));
+  OUTPOST_RETURN_IF_ERROR(m.Integer("keepalive_s", &c->mqtt.keepalive_s, 0, 65535));
+  OUTPOST_RETURN_IF_ERROR(m.Integer("qos", &c->mqtt.qos, 0, 1));
+  OUTPOST_RETURN_IF_ERROR(m.Integer("reconnect_base_ms", &c->mqtt.reconnect_base_ms, 1, 60'000));
+  OUTPOST_RETURN_IF_ERROR(m.Integer("reconnect_cap_ms", &c->mqtt.reconnect_cap_ms, 1, 3'600'000));
+  Section tls = m.Child("tls");
+  OUTPOST_RETURN_IF_ERROR(tls.RequireMapOrAbsent());
+  OUTPOST_RETURN_IF_ERROR(tls.Bool("enabled", &c->mqtt.tls.enabled));
+  OUTPOST_RETURN_IF_ERROR(tls.String("ca_file", &c->mqtt.tls.ca_file));
+  OUTPOST_RETURN_IF_ERROR(tls.String("cert_file", &c->mqtt.tls.cert_file));
+  OUTPOST_RETURN_IF_ERROR(tls.String("key_file", &c->mqtt.tls.key_file));
+  OUTPOST_RETURN_IF_ERROR(tls.Bool("verify_peer", &c->mqtt.tls.verify_peer));
+  if (c->mqtt.tls.cert_file.empty() != c->mqtt.tls.key_file.empty()) {
+    return tls.Error("cert_file", "cert_file and key_file go together");
+  }
+  tls.ReportUnknown(&c->warnings);
+  m.ReportUnknown(&c->warnings);
+  if (c->mqtt.client_id.empty()) c->mqtt.client_id = "outpost-gateway-" + c->gateway_id;
+
+  Section cl = top.Child("cloud");
+  OUTPOST_RETURN_IF_ERROR(cl.RequireMapOrAbsent());
+  OUTPOST_RETURN_IF_ERROR(cl.String("api_endpoint", &c->cloud.api_endpoint));
+  OUTPOST_RETURN_IF_ERROR(cl.String("api_key", &c->cloud.api_key));
+  cl.ReportUnknown(&c->warnings);
+
+  Section th = top.Child("thresholds");
+  OUTPOST_RETURN_IF_ERROR(th.RequireMapOrAbsent());
+  for (auto [key, slot] : {std::pair{"temperature_max", &c->temperature_max},
+                           std::pair{"battery_min", &c->battery_min}}) {
+    if (th.has(key)) {
+      if (th.node()[key].IsScalar() && th.node()[key].Scalar() == "off") {
+        slot->reset();
+      } else {
+        double v = 0;
+        OUTPOST_RETURN_IF_ERROR(th.Double(key, &v, -kHuge, kHuge));
+        *slot = v;
+      }
+    }
+  }
+  th.ReportUnknown(&c->warnings);
+
+  Section f = top.Child("features");
+  OUTPOST_RETURN_IF_ERROR(f.RequireMapOrAbsent());
+  OUTPOST_RETURN_IF_ERROR(f.Bool("motion_alerts", &c->motion_alerts));
+  OUTPOST_RETURN_IF_ERROR(f.Bool("offline_alerts", &c->offline_alerts));
+  f.ReportUnknown(&c->warnings);
+
+  Section s = top.Child("storage");
+  OUTPOST_RETURN_IF_ERROR(s.RequireMapOrAbsent());
+  OUTPOST_RETURN_IF_ERROR(s.String("path", &c->storage.path));
+  if (c->storage.path.empty()) return s.Error("path", "must not be empty");
+  OUTPOST_RETURN_IF_ERROR(s.String("synchronous", &c->storage.synchronous));
+  if (c->storage.synchronous != "full" && c->storage.synchronous != "normal" &&
+      c->storage.synchronous != "off") {
+    return s.Error("synchronous", "expected full, normal or off, got \"" +
+                                      c->storage.synchronous + "\"");
+  }
+  OUTPOST_RETURN_IF_ERROR(s.Integer("retention_days", &c->storage.retention_days, 0, 36500));
+  OUTPOST_RETURN_IF_ERROR(s.Bytes("max_bytes", &c->storage.max_bytes));
+  if (c->storage.max_bytes != 0 && c->storage.max_bytes < 1'000'000) {
+    return s.Error("max_bytes", "must be 0 (unbounded) or at least 1MB");
+  }
+  OUTPOST_RETURN_IF_ERROR(s.Integer("batch_max_readings", &c->storage.batch_max_readings, 1, 1'000'000));
+  OUTPOST_RETURN_IF_ERROR(s.Integer("queue_max_readings", &c->storage.queue_max_readings, 1, 10'000'000));
+  s.ReportUnknown(&c->warnings);
+
+  Section in = top.Child("ingest");
+  OUTPOST_RETURN_IF_ERROR(in.RequireMapOrAbsent());
+  OUTPOST_RETURN_IF_ERROR(in.Integer("max_payload_bytes", &c->ingest.max_payload_bytes, 64, 1 << 20));
+  OUTPOST_RETURN_IF_ERROR(in.Integer("max_depth", &c->ingest.max_depth, 1, 32));
+  OUTPOST_RETURN_IF_ERROR(in.Integer("max_metrics", &c->ingest.max_metrics, 1, 1024));
+  OUTPOST_RETURN_IF_ERROR(in.Double("device_rate_per_s", &c->ingest.device_rate_per_s, 0, 1e6));
+  OUTPOST_RETURN_IF_ERROR(in.Double("device_burst", &c->ingest.device_burst, 1, 1e7));
+  OUTPOST_RETURN_IF_ERROR(in.Integer("quarantine_max_rows", &c->ingest.quarantine_max_rows, 0, 1'000'000));
+  OUTPOST_RETURN_IF_ERROR(in.Integer("quarantine_max_payload_bytes", &c->ingest.quarantine_max_payload_bytes, 0, 1 << 20));
+  OUTPOST_RETURN_IF_ERROR(in.Integer("dedupe_window", &c->ingest.dedupe_window, 64, 1 << 20));
+  in.ReportUnknown(&c->warnings);
+
+  Section reg = top.Child("registry");
+  OUTPOST_RETURN_IF_ERROR(reg.RequireMapOrAbsent());
+  OUTPOST_RETURN_IF_ERROR(reg.Integer("offline_after_s", &c->registry.offline_after_s, 1, 30 * kDay));
+  OUTPOST_RETURN_IF_ERROR(reg.Integer("sleeping_grace_s", &c->registry.sleeping_grace_s, 1, 30 * kDay));
+  OUTPOST_RETURN_IF_ERROR(reg.Integer("max_devices", &c->registry.max_devices, 1, 1'000'000));
+  reg.ReportUnknown(&c->warnings);
+
+  if (top.has("rules")) {
+    const YAML::Node& rules = root["rules"];
+    if (!rules.IsSequence()) return top.Error("rules", "expected a list of rules");
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < rules.size(); ++i) {
+      RuleConfig rule;
+      OUTPOST_RETURN_IF_ERROR(ParseRule(rules[i], i, c->source, &rule));
+      if (!names.insert(rule.name).second) {
+        return InvalidArgument(c->source + ": rules[" + std::to_string(i) + "].name: \"" +
+                               rule.name + "\" is used twice");
+      }
+      c->rules.push_back(std::move(rule));
+    }
+  }
+  top.ReportUnknown(&c->warnings);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Config> Parse(std::string_view yaml_text, std::string_view source) {
+  Config c;
+  c.source = std::string(source);
+  try {
+    YAML::Node root = YAML::Load(std::string(yaml_text));
+    if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);  // empty file: all defaults
+    Status s = ParseRoot(root, &c);
+    if (!s.ok()) return s;
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument(c.source + ": line " + std::to_string(e.mark.line + 1) + ", column " +
+                           std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  if (c.mqtt.reconnect_cap_ms < c.mqtt.reconnect_base_ms) {
+    return InvalidArgument(c.source + ": mqtt.reconnect_cap_ms: must be >= mqtt.reconnect_base_ms");
+  }
+  return c;
+}
+
+Result<Config> LoadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(path + ": cannot open config file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (text.str().size() > (1 << 20)) return InvalidArgument(path + ": config file larger than 1 MiB");
+  return Parse(text.str(), path);
+}
+
+std::vector<RuleConfig> EffectiveRules(const Config& config) {
+  std::vector<RuleConfig> rules;
+  if (config.temperature_max) {
+    RuleConfig r;
+    r.name = "temperature_max";
+    r.metric = "temperature";
+    r.comparison = Comparison::kAbove;
+    r.threshold = *config.temperature_max;
+    r.hysteresis = 0.5;
+    r.message = "High temperature alert: {value}°C from {device}";
+    rules.push_back(r);
+  }
+  if (config.battery_min) {
+    RuleConfig r;
+    r.name = "battery_min";
+    r.metric = "battery";
+    r.comparison = Comparison::kBelow;
+    r.threshold = *config.battery_min;
+    r.hysteresis = 2;
+    r.message = "Low battery alert: {value}% on {device}";
+    rules.push_back(r);
+  }
+  if (config.motion_alerts) {
+    RuleConfig r;
+    r.name = "motion";
+    r.metric = "motion";
+    r.comparison = Comparison::kAbove;
+    r.threshold = 0.5;  // booleans are stored as 0/1
+    r.message = "Motion detected by {device}";
+    rules.push_back(r);
+  }
+  for (const auto& r : config.rules) rules.push_back(r);
+  return rules;
+}
+
+}  // namespace outpost::gateway::config

@@ -1,0 +1,131 @@
+#include "outpost/gateway/config/config.h"
+
+#include <gtest/gtest.h>
+
+namespace outpost::gateway::config {
+namespace {
+
+// The seed gateway's config.yaml, as its users have it.
+constexpr const char* kSeedConfig = R"(
+mqtt:
+  host: localhost
+  port: 1883
+  username: gateway
+  password: secret
+cloud:
+  api_endpoint: https://api.example.com/v1
+  api_key: abc123
+thresholds:
+  temperature_max: 30
+  battery_min: 15
+features:
+  motion_alerts: false
+gateway:
+  id: gateway_042
+  start_time: 1700000000
+)";
+
+TEST(Config, SeedConfigWorksUnchanged) {
+  auto c = Parse(kSeedConfig, "config.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->mqtt.host, "localhost");
+  EXPECT_EQ(c->mqtt.port, 1883);
+  EXPECT_EQ(c->mqtt.username, "gateway");
+  EXPECT_EQ(c->mqtt.password, "secret");
+  EXPECT_EQ(c->cloud.api_endpoint, "https://api.example.com/v1");
+  EXPECT_EQ(c->cloud.api_key, "abc123");
+  EXPECT_EQ(c->temperature_max, 30.0);
+  EXPECT_EQ(c->battery_min, 15.0);
+  EXPECT_FALSE(c->motion_alerts);
+  EXPECT_EQ(c->gateway_id, "gateway_042");
+  EXPECT_EQ(c->mqtt.client_id, "outpost-gateway-gateway_042");
+  EXPECT_TRUE(c->warnings.empty()) << c->warnings.front();
+}
+
+TEST(Config, EmptyFileGivesDefaults) {
+  auto c = Parse("", "empty.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->storage.synchronous, "full");
+  EXPECT_EQ(c->registry.offline_after_s, 300);
+  EXPECT_EQ(c->status_interval_s, 30);
+  EXPECT_EQ(EffectiveRules(*c).size(), 3u);
+}
+
+TEST(Config, BadValueNamesKeyAndProblem) {
+  auto c = Parse("mqtt:\n  port: abc\n", "gw.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message(), "gw.yaml: mqtt.port: expected an integer in 1..65535, got \"abc\"");
+  c = Parse("mqtt:\n  port: 70000\n", "gw.yaml");
+  EXPECT_EQ(c.status().message(), "gw.yaml: mqtt.port: expected an integer in 1..65535, got 70000");
+  c = Parse("storage:\n  synchronous: sometimes\n", "gw.yaml");
+  EXPECT_EQ(c.status().message(),
+            "gw.yaml: storage.synchronous: expected full, normal or off, got \"sometimes\"");
+  c = Parse("thresholds:\n  temperature_max: hot\n", "gw.yaml");
+  EXPECT_EQ(c.status().message(),
+            "gw.yaml: thresholds.temperature_max: expected a number, got \"hot\"");
+  c = Parse("mqtt: 5\n", "gw.yaml");
+  EXPECT_EQ(c.status().message(), "gw.yaml: mqtt: expected a mapping of settings");
+}
+
+TEST(Config, SyntaxErrorNamesLine) {
+  auto c = Parse("mqtt:\n  host: [unclosed\n", "gw.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("gw.yaml: line "), std::string::npos)
+      << c.status().message();
+}
+
+TEST(Config, UnknownKeysAreWarnedNotFatal) {
+  auto c = Parse("storage:\n  pth: x.db\n", "gw.yaml");
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(c->warnings.size(), 1u);
+  EXPECT_EQ(c->warnings[0], "gw.yaml: unknown key storage.pth (ignored)");
+}
+
+TEST(Config, RulesParseAndValidate) {
+  auto c = Parse(R"(
+rules:
+  - name: soil_dry
+    metric: soil_moisture
+    below: 20
+    hysteresis: 2
+    for_s: 60
+    severity: critical
+    devices: [a, b]
+)", "gw.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->rules.size(), 1u);
+  const auto& r = c->rules[0];
+  EXPECT_EQ(r.comparison, Comparison::kBelow);
+  EXPECT_EQ(r.threshold, 20);
+  EXPECT_EQ(r.hysteresis, 2);
+  EXPECT_EQ(r.for_s, 60);
+  EXPECT_EQ(r.devices, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(EffectiveRules(*c).back().name, "soil_dry");
+
+  auto both = Parse("rules:\n  - {name: x, metric: t, above: 1, below: 0}\n", "gw.yaml");
+  EXPECT_EQ(both.status().message(), "gw.yaml: rules[0].above: give exactly one of above or below");
+  auto dup = Parse("rules:\n  - {name: x, metric: t, above: 1}\n  - {name: x, metric: u, above: 1}\n",
+                   "gw.yaml");
+  EXPECT_EQ(dup.status().message(), "gw.yaml: rules[1].name: \"x\" is used twice");
+  auto typo = Parse("rules:\n  - {name: x, metric: t, above: 1, hysterisis: 1}\n", "gw.yaml");
+  EXPECT_EQ(typo.status().message(), "gw.yaml: unknown key rules[0].hysterisis");
+}
+
+TEST(Config, SizesWithUnits) {
+  auto c = Parse("storage:\n  max_bytes: 2GiB\n", "gw.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->storage.max_bytes, 2LL * 1024 * 1024 * 1024);
+  auto bad = Parse("storage:\n  max_bytes: lots\n", "gw.yaml");
+  EXPECT_EQ(bad.status().message(),
+            "gw.yaml: storage.max_bytes: expected a size such as 500MB or 2GiB, got \"lots\"");
+}
+
+TEST(Config, ThresholdOffDisablesSeedRule) {
+  auto c = Parse("thresholds:\n  battery_min: off\n", "gw.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_FALSE(c->battery_min.has_value());
+  EXPECT_EQ(EffectiveRules(*c).size(), 2u);
+}
+
+}  // namespace
+}  // namespace outpost::gateway::config

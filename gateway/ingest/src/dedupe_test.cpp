@@ -1,0 +1,111 @@
+#include "outpost/gateway/ingest/dedupe.h"
+
+#include <gtest/gtest.h>
+
+#include "outpost/gateway/ingest/rate_limiter.h"
+
+namespace outpost::gateway::ingest {
+namespace {
+
+Identity Seq(std::uint32_t boot, std::uint64_t seq) {
+  Identity id;
+  id.has_seq = true;
+  id.boot = boot;
+  id.seq = seq;
+  return id;
+}
+
+Identity Ts(std::int64_t ts) {
+  Identity id;
+  id.has_device_ts = true;
+  id.device_ts_raw = ts;
+  return id;
+}
+
+TEST(Deduplicator, SameSeqTwiceIsDuplicate) {
+  Deduplicator d(128);
+  EXPECT_FALSE(d.Check("a", Seq(1, 1)).duplicate);
+  EXPECT_FALSE(d.Check("a", Seq(1, 2)).duplicate);
+  EXPECT_TRUE(d.Check("a", Seq(1, 1)).duplicate);
+  EXPECT_TRUE(d.Check("a", Seq(1, 2)).duplicate);
+  EXPECT_FALSE(d.Check("b", Seq(1, 1)).duplicate) << "devices are independent";
+}
+
+TEST(Deduplicator, GapsAreCountedAndLateReadingsFillThem) {
+  Deduplicator d(128);
+  EXPECT_EQ(d.Check("a", Seq(1, 10)).new_gaps, 0u);
+  auto v = d.Check("a", Seq(1, 14));
+  EXPECT_EQ(v.new_gaps, 3u);
+  auto late = d.Check("a", Seq(1, 12));
+  EXPECT_FALSE(late.duplicate);
+  EXPECT_TRUE(late.filled_gap);
+  EXPECT_TRUE(d.Check("a", Seq(1, 12)).duplicate);
+}
+
+TEST(Deduplicator, WindowSlidesAndOldBitsAreCleared) {
+  Deduplicator d(64);
+  for (std::uint64_t s = 0; s < 64; ++s) ASSERT_FALSE(d.Check("a", Seq(1, s)).duplicate);
+  // seq 64 reuses bit 0; it must not look like seq 0.
+  EXPECT_FALSE(d.Check("a", Seq(1, 64)).duplicate);
+  EXPECT_TRUE(d.Check("a", Seq(1, 64)).duplicate);
+  auto old = d.Check("a", Seq(1, 0));
+  EXPECT_TRUE(old.beyond_window);
+  EXPECT_FALSE(old.duplicate);
+  // A big jump clears everything.
+  EXPECT_EQ(d.Check("a", Seq(1, 10'000)).new_gaps, 10'000u - 64 - 1);
+  EXPECT_FALSE(d.Check("a", Seq(1, 9'999)).duplicate);
+}
+
+TEST(Deduplicator, NewBootStartsFreshAndPreviousBootIsStillChecked) {
+  Deduplicator d(128);
+  d.Check("a", Seq(1, 5));
+  auto v = d.Check("a", Seq(2, 0));
+  EXPECT_TRUE(v.new_boot);
+  EXPECT_EQ(v.new_gaps, 0u);
+  EXPECT_FALSE(d.Check("a", Seq(2, 1)).duplicate);
+  EXPECT_TRUE(d.Check("a", Seq(1, 5)).duplicate) << "redelivery from the boot before";
+  EXPECT_FALSE(d.Check("a", Seq(1, 6)).duplicate);
+  EXPECT_TRUE(d.Check("a", Seq(2, 1)).duplicate);
+}
+
+TEST(Deduplicator, SeedTimestampsIdentifyReadings) {
+  Deduplicator d;
+  EXPECT_FALSE(d.Check("esp", Ts(5000)).duplicate);
+  EXPECT_FALSE(d.Check("esp", Ts(10000)).duplicate);
+  EXPECT_TRUE(d.Check("esp", Ts(5000)).duplicate);
+  EXPECT_FALSE(d.Check("other", Ts(5000)).duplicate);
+}
+
+TEST(Deduplicator, NoIdentityIsAlwaysNew) {
+  Deduplicator d;
+  EXPECT_FALSE(d.Check("x", Identity{}).duplicate);
+  EXPECT_FALSE(d.Check("x", Identity{}).duplicate);
+  EXPECT_EQ(d.devices(), 0u);
+}
+
+TEST(TokenBucket, BurstThenRate) {
+  TokenBucket b(10, 3);  // 10/s, burst 3
+  EXPECT_TRUE(b.Take(0));
+  EXPECT_TRUE(b.Take(0));
+  EXPECT_TRUE(b.Take(0));
+  EXPECT_FALSE(b.Take(0));
+  EXPECT_FALSE(b.Take(50));  // half a token
+  EXPECT_TRUE(b.Take(100));
+  EXPECT_FALSE(b.Take(100));
+  EXPECT_TRUE(b.Take(10'000));  // refill is capped at the burst
+  EXPECT_TRUE(b.Take(10'000));
+  EXPECT_TRUE(b.Take(10'000));
+  EXPECT_FALSE(b.Take(10'000));
+}
+
+TEST(TokenBucket, ZeroRateIsUnlimitedAndClockGoingBackIsHarmless) {
+  TokenBucket unlimited(0, 1);
+  for (int i = 0; i < 1000; ++i) EXPECT_TRUE(unlimited.Take(0));
+  TokenBucket b(1, 1);
+  EXPECT_TRUE(b.Take(5000));
+  EXPECT_FALSE(b.Take(1000));  // earlier time: no refill, no underflow
+  EXPECT_TRUE(b.Take(6000));
+}
+
+}  // namespace
+}  // namespace outpost::gateway::ingest

@@ -1,0 +1,82 @@
+// Registry: every device the gateway has heard from, with first/last seen, last reading and
+// status. Status comes from the status topics (online, sleeping, offline — offline also as the
+// broker-published last will) and from silence: a device not heard from for `offline_after_ms`
+// (or `sleeping_grace_ms` after it said it was going to sleep) becomes offline.
+// Pure: no I/O, time passed in. Persisted by the caller (the store writes Device rows).
+// Thread: not thread-safe; owned by the ingest (event loop) thread.
+// Bounds: at most `max_devices`; FindOrAdd returns nullptr beyond it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace outpost::gateway::registry {
+
+enum class State : std::uint8_t { kOnline, kSleeping, kOffline };
+const char* StateName(State state);              // "online", "sleeping", "offline"
+std::optional<State> StateFromName(std::string_view name);
+
+struct Device {
+  std::string id;
+  std::int64_t first_seen_ms = 0;
+  std::int64_t last_seen_ms = 0;
+  State state = State::kOnline;
+  std::int64_t state_changed_ms = 0;
+  std::string last_reading_json;  // metrics of the last stored reading
+  std::string firmware;
+  std::uint32_t boot = 0;
+  std::uint64_t last_seq = 0;
+  std::uint64_t readings = 0;
+  std::uint64_t duplicates = 0;
+  std::uint64_t seq_gaps = 0;
+};
+
+struct Change {
+  std::string device_id;
+  State from;
+  State to;
+  std::int64_t at_ms;
+};
+
+struct Options {
+  std::int64_t offline_after_ms = 300'000;
+  std::int64_t sleeping_grace_ms = 3'600'000;
+  std::size_t max_devices = 10'000;
+};
+
+class Registry {
+ public:
+  explicit Registry(Options options) : options_(options) {}
+
+  void set_options(Options options) { options_ = options; }
+  const Options& options() const { return options_; }
+
+  Device* Find(std::string_view id);
+  // The device, added (online, first seen now) when new; nullptr when the registry is full.
+  Device* FindOrAdd(std::string_view id, std::int64_t now_ms, bool* added = nullptr);
+  // Puts back a device loaded from storage (at start-up).
+  void Restore(Device device);
+
+  // The device sent something at now_ms. A sleeping or offline device comes back online.
+  std::optional<Change> Seen(Device& device, std::int64_t now_ms);
+  // A status message (or last will) set the state explicitly.
+  std::optional<Change> SetState(Device& device, State state, std::int64_t now_ms);
+  // Marks silent devices offline; appends one Change per device that changed.
+  void Sweep(std::int64_t now_ms, std::vector<Change>* changes);
+
+  std::size_t size() const { return devices_.size(); }
+  std::size_t count(State state) const;
+  const std::unordered_map<std::string, Device>& devices() const { return devices_; }
+
+ private:
+  std::optional<Change> Move(Device& device, State to, std::int64_t now_ms);
+
+  Options options_;
+  std::unordered_map<std::string, Device> devices_;
+};
+
+}  // namespace outpost::gateway::registry

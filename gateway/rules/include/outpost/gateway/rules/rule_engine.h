@@ -1,0 +1,90 @@
+// RuleEngine turns readings into alert transitions: raised once when a rule's condition holds
+// (for `for_s` if set), cleared once when the value is back past the threshold by `hysteresis`.
+// Also the built-in "device_offline" rule, driven by registry changes.
+// Time is the gateway's receive time (passed in): replayed readings from a device's offline
+// buffer are judged when they arrive.
+// Pure: no I/O. Thread: not thread-safe; owned by the ingest (event loop) thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "outpost/gateway/config/config.h"
+
+namespace outpost::gateway::rules {
+
+struct MetricSample {
+  std::string_view name;
+  double value;
+};
+
+struct Transition {
+  bool raised = true;       // false: cleared
+  std::string alert_id;     // rule + ":" + device
+  std::string rule;
+  std::string device_id;
+  std::string metric;       // empty for device_offline
+  std::string severity;
+  std::string message;
+  double value = 0;
+  double threshold = 0;
+  std::int64_t at_ms = 0;
+};
+
+inline constexpr std::string_view kOfflineRule = "device_offline";
+
+class RuleEngine {
+ public:
+  explicit RuleEngine(std::vector<config::RuleConfig> rules, bool offline_alerts = true);
+
+  // Replaces the rules (config reload). Active alerts of rules that still exist (same name)
+  // stay active; those of removed rules are cleared through `out`.
+  void Reload(std::vector<config::RuleConfig> rules, bool offline_alerts, std::int64_t now_ms,
+              std::vector<Transition>* out);
+  // Marks an alert active without emitting it (restored from storage at start-up).
+  void RestoreActive(std::string_view rule, std::string_view device_id, double value,
+                     std::int64_t since_ms);
+
+  void Evaluate(std::string_view device_id, const std::vector<MetricSample>& metrics,
+                std::int64_t now_ms, std::vector<Transition>* out);
+  // Raises rules whose condition has held for their duration without a new reading.
+  void Tick(std::int64_t now_ms, std::vector<Transition>* out);
+  void DeviceOffline(std::string_view device_id, std::int64_t now_ms, std::vector<Transition>* out);
+  void DeviceOnline(std::string_view device_id, std::int64_t now_ms, std::vector<Transition>* out);
+
+  std::size_t active_count() const { return active_; }
+  const std::vector<config::RuleConfig>& rules() const { return rules_; }
+
+ private:
+  enum class Phase : std::uint8_t { kIdle, kPending, kActive };
+  struct State {
+    Phase phase = Phase::kIdle;
+    std::int64_t since_ms = 0;
+    double value = 0;
+  };
+  struct DeviceStates {
+    std::vector<State> per_rule;  // indexed like rules_
+    bool offline_active = false;
+  };
+
+  void Index();
+  bool Applies(const config::RuleConfig& rule, std::string_view device_id) const;
+  DeviceStates& StatesFor(std::string_view device_id);
+  Transition Make(const config::RuleConfig& rule, std::string_view device_id, bool raised,
+                  double value, std::int64_t now_ms) const;
+
+  std::vector<config::RuleConfig> rules_;
+  bool offline_alerts_;
+  std::unordered_map<std::string, std::vector<std::size_t>> by_metric_;
+  std::unordered_map<std::string, DeviceStates> devices_;
+  std::size_t active_ = 0;
+};
+
+// Fills {device} {metric} {value} {threshold} {rule} in a message template.
+std::string FormatMessage(std::string_view tmpl, std::string_view rule, std::string_view device,
+                          std::string_view metric, double value, double threshold);
+
+}  // namespace outpost::gateway::rules

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every build, test and run dependency from Debian 12's packages.
+# Idempotent and quick when everything is present: apt is only called for what is missing.
+# Usage: scripts/install-deps.sh        (as root, or with sudo available)
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  clang libclang-rt-14-dev clang-format
+  libasio-dev libssl-dev openssl libsqlite3-dev sqlite3
+  libsimdjson-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  mosquitto mosquitto-clients
+  procps iproute2
+)
+
+# One dpkg-query for all: a package is missing unless reported "install ok installed".
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null \
+  | awk '$2 == "install" && $3 == "ok" && $4 == "installed" { print $1 }' | sed 's/:.*//')
+missing=()
+for p in "${packages[@]}"; do
+  grep -qx "$p" <<<"$installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The mosquitto package starts a system broker on :1883; our scripts start their own on free
+# ports, so leave the system one as the user configured it.
+echo "install-deps: done"
