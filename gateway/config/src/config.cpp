@@ -268,7 +268,6 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   if (c->storage.max_bytes != 0 && c->storage.max_bytes < 1'000'000) {
     return s.Error("max_bytes", "must be 0 (unbounded) or at least 1MB");
   }
-  OUTPOST_RETURN_IF_ERROR(s.Integer("batch_max_readings", &c->storage.batch_max_readings, 1, 1'000'000));
   OUTPOST_RETURN_IF_ERROR(s.Integer("queue_max_readings", &c->storage.queue_max_readings, 1, 10'000'000));
   s.ReportUnknown(&c->warnings);
 

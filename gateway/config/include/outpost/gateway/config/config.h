@@ -47,8 +47,7 @@ struct StorageConfig {
   std::string synchronous = "full";  // full | normal | off
   std::int64_t retention_days = 30;  // 0 = keep forever
   std::int64_t max_bytes = 0;        // 0 = unbounded
-  std::size_t batch_max_readings = 5000;
-  std::size_t queue_max_readings = 50'000;  // pending, not yet committed; reading pauses beyond
+  std::size_t queue_max_readings = 50'000;  // pending commit; reading from the broker pauses beyond
 };
 
 struct IngestConfig {

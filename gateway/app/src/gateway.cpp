@@ -1,0 +1,771 @@
+#include "outpost/gateway/app/gateway.h"
+
+#include <asio.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <optional>
+
+#include "outpost/base/clock.h"
+#include "outpost/gateway/app/system_stats.h"
+#include "outpost/gateway/app/writer.h"
+#include "outpost/gateway/ingest/dedupe.h"
+#include "outpost/gateway/ingest/rate_limiter.h"
+#include "outpost/gateway/registry/registry.h"
+#include "outpost/gateway/rules/rule_engine.h"
+#include "outpost/gateway/store/store.h"
+#include "outpost/mqtt/client.h"
+#include "outpost/proto/command.h"
+#include "outpost/proto/reading.h"
+#include "outpost/proto/status.h"
+#include "outpost/proto/topics.h"
+
+#ifndef OUTPOST_VERSION
+#define OUTPOST_VERSION "0.0.0"
+#endif
+
+namespace outpost::gateway::app {
+namespace {
+
+using nlohmann::json;
+using registry::State;
+
+constexpr std::size_t kRecentIdentities = 200'000;  // rows read back to rebuild dedupe state
+constexpr int kQuarantinePerSecond = 100;           // rejected payloads kept; the rest counted
+constexpr std::int64_t kDrainTimeoutMs = 15'000;
+
+double Seconds(std::int64_t ms) { return static_cast<double>(ms) / 1000.0; }
+
+store::Synchronous SyncMode(const std::string& s) {
+  if (s == "normal") return store::Synchronous::kNormal;
+  if (s == "off") return store::Synchronous::kOff;
+  return store::Synchronous::kFull;
+}
+
+registry::Options RegistryOptions(const config::Config& c) {
+  return registry::Options{c.registry.offline_after_s * 1000, c.registry.sleeping_grace_s * 1000,
+                           c.registry.max_devices};
+}
+
+proto::Limits ParserLimits(const config::Config& c) {
+  proto::Limits l;
+  l.max_payload_bytes = c.ingest.max_payload_bytes;
+  l.max_depth = c.ingest.max_depth;
+  l.max_metrics = c.ingest.max_metrics;
+  return l;
+}
+
+store::DeviceRow ToRow(const registry::Device& d) {
+  return store::DeviceRow{d.id,        d.first_seen_ms, d.last_seen_ms,
+                          registry::StateName(d.state), d.state_changed_ms,
+                          d.last_reading_json, d.firmware, d.boot, d.last_seq,
+                          d.readings,  d.duplicates,    d.seq_gaps};
+}
+
+registry::Device FromRow(const store::DeviceRow& r) {
+  registry::Device d;
+  d.id = r.device_id;
+  d.first_seen_ms = r.first_seen_ms;
+  d.last_seen_ms = r.last_seen_ms;
+  d.state = registry::StateFromName(r.status).value_or(State::kOffline);
+  d.state_changed_ms = r.status_changed_ms;
+  d.last_reading_json = r.last_reading_json;
+  d.firmware = r.firmware;
+  d.boot = r.boot;
+  d.last_seq = r.last_seq;
+  d.readings = r.readings;
+  d.duplicates = r.duplicates;
+  d.seq_gaps = r.seq_gaps;
+  return d;
+}
+
+// Latency percentiles over a bounded reservoir of recent samples.
+class LatencyWindow {
+ public:
+  void Add(std::int64_t ms) {
+    if (samples_.size() < kMax) {
+      samples_.push_back(ms);
+    } else {
+      samples_[next_++ % kMax] = ms;
+    }
+  }
+  std::int64_t Percentile(double p) const {
+    if (samples_.empty()) return 0;
+    std::vector<std::int64_t> s = samples_;
+    auto k = static_cast<std::size_t>(p * static_cast<double>(s.size() - 1));
+    std::nth_element(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(k), s.end());
+    return s[k];
+  }
+
+ private:
+  static constexpr std::size_t kMax = 4096;
+  std::vector<std::int64_t> samples_;
+  std::size_t next_ = 0;
+};
+
+}  // namespace
+
+class Gateway::Impl {
+ public:
+  Impl(config::Config config, std::string config_path)
+      : config_(std::move(config)),
+        config_path_(std::move(config_path)),
+        registry_(RegistryOptions(config_)),
+        rules_(config::EffectiveRules(config_), config_.offline_alerts),
+        dedupe_(config_.ingest.dedupe_window),
+        parser_(ParserLimits(config_)),
+        signals_(io_, SIGTERM, SIGINT, SIGHUP),
+        status_timer_(io_),
+        tick_timer_(io_),
+        drain_timer_(io_) {}
+
+  ExitReason Run();
+
+ private:
+  Status OpenAndRestore();
+  void StartMqtt();
+  void OnMessage(const mqtt::Message& m);
+  void HandleReading(const mqtt::Message& m, std::string_view topic_device);
+  void HandleStatus(const mqtt::Message& m, std::string_view topic_device);
+  void HandleCommand(const mqtt::Message& m);
+  void Reject(const mqtt::Message& m, std::string_view reason, std::string_view detail);
+  void Ack(const mqtt::Message& m, Pending& p) {
+    if (m.qos == 1) p.acks.push_back(AckToken{m.connection_id, m.packet_id});
+  }
+  // Appends a message with no data of its own: only its acknowledgement, kept in order.
+  void AckOnly(const mqtt::Message& m) {
+    if (m.qos == 1) writer_->Append([&](Pending& p) { Ack(m, p); });
+  }
+  void ApplyStateChange(const registry::Change& change, Pending& p);
+  void AddTransitions(Pending& p);
+  void OnCommitted(Committed c);
+  void AfterAppend();
+  void PublishStatus();
+  json StatusJson();
+  void PublishAlert(const store::AlertRow& a);
+  void Reply(const proto::Command& cmd, bool ok, const std::string& message);
+  void Reload(std::string* summary);
+  void ScheduleStatus();
+  void ScheduleTick();
+  void WaitSignal();
+  void Shutdown(ExitReason reason);
+  void FinishShutdown();
+  std::string GatewayTopic(std::string_view leaf) const {
+    return proto::GatewayTopic(config_.gateway_id, leaf);
+  }
+
+  config::Config config_;
+  std::string config_path_;
+  SystemClock clock_;
+  asio::io_context io_;
+
+  registry::Registry registry_;
+  rules::RuleEngine rules_;
+  ingest::Deduplicator dedupe_;
+  std::unordered_map<std::string, ingest::TokenBucket> buckets_;
+  proto::ReadingParser parser_;
+  proto::Reading reading_;  // reused
+  std::vector<rules::Transition> transitions_;
+  std::vector<rules::MetricSample> samples_;
+
+  std::unique_ptr<Writer> writer_;
+  std::unique_ptr<mqtt::Client> client_;
+  asio::signal_set signals_;
+  asio::steady_timer status_timer_, tick_timer_, drain_timer_;
+  CpuUsage cpu_;
+
+  std::int64_t started_ms_ = 0;
+  bool paused_ = false;
+  bool shutting_down_ = false;
+  bool finishing_ = false;
+  ExitReason exit_reason_ = ExitReason::kStopped;
+  std::int64_t quarantine_second_ = 0;
+  int quarantine_in_second_ = 0;
+
+  struct Counters {
+    std::uint64_t messages = 0, readings_received = 0, stored = 0, duplicates = 0, seq_gaps = 0,
+                  beyond_window = 0, status_messages = 0, commands = 0, rejected = 0,
+                  quarantined = 0, pauses = 0, commits = 0, store_errors = 0, alerts_raised = 0,
+                  alerts_cleared = 0, alerts_published = 0, publish_errors = 0;
+    std::map<std::string, std::uint64_t, std::less<>> rejected_by_reason;
+    std::int64_t last_commit_ms = 0;
+    std::string last_store_error;
+  } n_;
+  LatencyWindow commit_latency_;
+  store::Stats store_stats_{};
+};
+
+Gateway::Gateway(config::Config config, std::string config_path)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(config_path))) {}
+Gateway::~Gateway() = default;
+ExitReason Gateway::Run() { return impl_->Run(); }
+
+Status Gateway::Impl::OpenAndRestore() {
+  store::Options so;
+  so.path = config_.storage.path;
+  so.synchronous = SyncMode(config_.storage.synchronous);
+  so.retention_ms = config_.storage.retention_days * 86'400'000LL;
+  so.max_bytes = config_.storage.max_bytes;
+  so.quarantine_max_rows = config_.ingest.quarantine_max_rows;
+  so.quarantine_max_payload_bytes = config_.ingest.quarantine_max_payload_bytes;
+  auto opened = store::Store::Open(so);
+  if (!opened.ok()) return opened.status();
+  std::unique_ptr<store::Store> store = std::move(opened).value();
+
+  auto devices = store->LoadDevices();
+  if (!devices.ok()) return devices.status();
+  for (const auto& row : *devices) registry_.Restore(FromRow(row));
+  auto alerts = store->LoadActiveAlerts();
+  if (!alerts.ok()) return alerts.status();
+  for (const auto& a : *alerts) rules_.RestoreActive(a.rule, a.device_id, a.value, a.raised_ms);
+  auto recent = store->LoadRecentIdentities(kRecentIdentities);
+  if (!recent.ok()) return recent.status();
+  for (const auto& r : *recent) {
+    ingest::Identity id{r.has_seq, r.boot, r.seq, r.has_device_ts, r.device_ts_raw};
+    (void)dedupe_.Check(r.device_id, id);
+  }
+  store_stats_ = store->stats();
+  spdlog::info("store {}: {} readings, {} devices, {} active alerts; dedupe rebuilt from {} recent",
+               so.path, store_stats_.readings, registry_.size(), alerts->size(), recent->size());
+
+  writer_ = std::make_unique<Writer>(std::move(store), Writer::Options{}, clock_,
+                                     [this](Committed c) {
+                                       asio::post(io_, [this, c = std::move(c)]() mutable {
+                                         OnCommitted(std::move(c));
+                                       });
+                                     });
+  writer_->Start();
+  return Status::Ok();
+}
+
+void Gateway::Impl::StartMqtt() {
+  mqtt::ClientOptions o;
+  o.host = config_.mqtt.host;
+  o.port = config_.mqtt.port;
+  o.tls.enabled = config_.mqtt.tls.enabled;
+  o.tls.ca_file = config_.mqtt.tls.ca_file;
+  o.tls.cert_file = config_.mqtt.tls.cert_file;
+  o.tls.key_file = config_.mqtt.tls.key_file;
+  o.tls.verify_peer = config_.mqtt.tls.verify_peer;
+  o.session.client_id = config_.mqtt.client_id;
+  o.session.clean_session = false;  // the broker queues QoS 1 readings while we are away
+  o.session.keepalive_s = config_.mqtt.keepalive_s;
+  if (!config_.mqtt.username.empty()) o.session.username = config_.mqtt.username;
+  if (!config_.mqtt.password.empty()) o.session.password = config_.mqtt.password;
+  o.session.will = mqtt::Will{GatewayTopic("state"), "offline", 1, true};
+  o.backoff = BackoffPolicy{config_.mqtt.reconnect_base_ms, config_.mqtt.reconnect_cap_ms};
+  std::uint8_t q = config_.mqtt.qos;
+  for (const char* filter : {"sensors/data", "sensors/+/data", "devices/status",
+                             "devices/+/status", "gateway/commands"}) {
+    o.subscriptions.push_back(mqtt::Subscription{filter, q});
+  }
+  o.subscriptions.push_back(mqtt::Subscription{GatewayTopic("commands"), q});
+
+  mqtt::ClientCallbacks cb;
+  cb.on_connected = [this](bool session_present) {
+    spdlog::info("connected to mqtt {}:{} (session {})", config_.mqtt.host, config_.mqtt.port,
+                 session_present ? "resumed" : "new");
+    (void)client_->Publish(GatewayTopic("state"), "online", 1, true);
+  };
+  cb.on_disconnected = [this](const Status& why) {
+    if (!shutting_down_) spdlog::warn("mqtt: {}", why.ToString());
+  };
+  cb.on_message = [this](const mqtt::Message& m) { OnMessage(m); };
+  client_ = std::make_unique<mqtt::Client>(io_, std::move(o), std::move(cb));
+}
+
+ExitReason Gateway::Impl::Run() {
+  started_ms_ = clock_.wall_ms();
+  for (const auto& w : config_.warnings) spdlog::warn("{}", w);
+  if (Status s = OpenAndRestore(); !s.ok()) {
+    spdlog::critical("cannot open the store: {}", s.ToString());
+    return ExitReason::kFailed;
+  }
+  StartMqtt();
+  if (Status s = client_->Start(); !s.ok()) {
+    spdlog::critical("mqtt: {}", s.ToString());
+    writer_->Stop();
+    return ExitReason::kFailed;
+  }
+  cpu_.Sample();
+  WaitSignal();
+  ScheduleStatus();
+  ScheduleTick();
+  spdlog::info("outpost-gateway {} running as {} (broker {}:{})", OUTPOST_VERSION,
+               config_.gateway_id, config_.mqtt.host, config_.mqtt.port);
+  io_.run();
+  writer_->Stop();
+  spdlog::info("stopped: {} readings stored this run, {} duplicates dropped, {} rejected",
+               n_.stored, n_.duplicates, n_.rejected);
+  return exit_reason_;
+}
+
+void Gateway::Impl::OnMessage(const mqtt::Message& m) {
+  ++n_.messages;
+  proto::TopicInfo t = proto::ClassifyTopic(m.topic);
+  switch (t.kind) {
+    case proto::TopicKind::kSensorData:
+      HandleReading(m, t.device_id);
+      break;
+    case proto::TopicKind::kDeviceStatus:
+      HandleStatus(m, t.device_id);
+      break;
+    case proto::TopicKind::kGatewayCommands:
+      if (t.gateway_id.empty() || t.gateway_id == config_.gateway_id) {
+        HandleCommand(m);
+      } else {
+        AckOnly(m);
+      }
+      break;
+    default:
+      Reject(m, "bad_topic", "topic not handled by the gateway");
+      break;
+  }
+  AfterAppend();
+}
+
+void Gateway::Impl::Reject(const mqtt::Message& m, std::string_view reason,
+                           std::string_view detail) {
+  ++n_.rejected;
+  auto it = n_.rejected_by_reason.find(reason);
+  if (it == n_.rejected_by_reason.end()) it = n_.rejected_by_reason.emplace(reason, 0).first;
+  ++it->second;
+  std::int64_t now = clock_.wall_ms();
+  // The quarantine is sampled so a flood of garbage cannot turn into a flood of writes.
+  if (now / 1000 != quarantine_second_) {
+    quarantine_second_ = now / 1000;
+    quarantine_in_second_ = 0;
+  }
+  bool keep = quarantine_in_second_ < kQuarantinePerSecond && config_.ingest.quarantine_max_rows > 0;
+  if (keep) {
+    ++quarantine_in_second_;
+    ++n_.quarantined;
+  }
+  if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("rejected {} on {}: {}", reason, m.topic, detail);
+  }
+  writer_->Append([&](Pending& p) {
+    if (keep) {
+      std::size_t cap = config_.ingest.quarantine_max_payload_bytes;
+      p.batch.quarantine.push_back(store::QuarantineRow{
+          now, m.topic.substr(0, 256), std::string(reason), std::string(detail),
+          m.payload.substr(0, cap)});
+    }
+    Ack(m, p);
+  });
+}
+
+void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic_device) {
+  ++n_.readings_received;
+  std::int64_t now = clock_.wall_ms();
+  proto::Reject reject;
+  if (!parser_.Parse(m.payload, topic_device, now, &reading_, &reject)) {
+    Reject(m, proto::RejectReasonName(reject.reason), reject.detail);
+    return;
+  }
+  const std::string& id = reading_.device_id;
+  if (config_.ingest.device_rate_per_s > 0) {
+    auto b = buckets_.find(id);
+    if (b == buckets_.end()) {
+      if (buckets_.size() >= config_.registry.max_devices) buckets_.clear();  // bounded
+      b = buckets_.emplace(id, ingest::TokenBucket(config_.ingest.device_rate_per_s,
+                                                   config_.ingest.device_burst)).first;
+    }
+    if (!b->second.Take(now)) {
+      Reject(m, "rate_limited", "device " + id + " over ingest.device_rate_per_s");
+      return;
+    }
+  }
+  bool added = false;
+  registry::Device* device = registry_.FindOrAdd(id, now, &added);
+  if (!device) {
+    Reject(m, "too_many_devices", "registry full (registry.max_devices)");
+    return;
+  }
+  if (added) spdlog::info("new device {}", id);
+
+  ingest::Verdict v = dedupe_.Check(id, ingest::Identity{reading_.has_seq, reading_.boot,
+                                                         reading_.seq, reading_.has_device_ts,
+                                                         reading_.device_ts_raw});
+  std::optional<registry::Change> change = registry_.Seen(*device, now);
+  if (v.duplicate) {
+    ++n_.duplicates;
+    ++device->duplicates;
+    writer_->Append([&](Pending& p) {
+      if (change) ApplyStateChange(*change, p);
+      p.UpsertDevice(ToRow(*device));
+      AddTransitions(p);
+      Ack(m, p);
+    });
+    return;
+  }
+  n_.seq_gaps += v.new_gaps;
+  n_.beyond_window += v.beyond_window;
+  device->seq_gaps += v.new_gaps;
+  if (v.filled_gap && device->seq_gaps > 0) --device->seq_gaps;
+  ++device->readings;
+  if (reading_.has_seq &&
+      (v.new_boot || (reading_.boot == device->boot && reading_.seq > device->last_seq))) {
+    device->boot = reading_.boot;
+    device->last_seq = reading_.seq;
+  }
+  if (!reading_.firmware.empty()) device->firmware = reading_.firmware;
+  device->last_reading_json = proto::MetricsJson(reading_);
+
+  samples_.clear();
+  for (const auto& metric : reading_.metrics) samples_.push_back({metric.name, metric.value});
+  rules_.Evaluate(id, samples_, now, &transitions_);
+
+  store::ReadingRow row;
+  row.device_id = id;
+  row.has_seq = reading_.has_seq;
+  row.boot = reading_.boot;
+  row.seq = reading_.seq;
+  row.has_device_ts = reading_.has_device_ts;
+  row.device_ts_raw = reading_.device_ts_raw;
+  row.ts_ms = reading_.ts_ms;
+  row.ts_from_device = reading_.ts_source == proto::TimeSource::kDevice;
+  row.received_ms = now;
+  row.metrics.reserve(reading_.metrics.size());
+  for (const auto& metric : reading_.metrics) {
+    row.metrics.push_back(store::MetricValue{metric.name, metric.value, metric.is_bool});
+  }
+  writer_->Append([&](Pending& p) {
+    p.batch.readings.push_back(std::move(row));
+    p.publish_ms.push_back(now);
+    if (change) ApplyStateChange(*change, p);
+    p.UpsertDevice(ToRow(*device));
+    AddTransitions(p);
+    Ack(m, p);
+  });
+}
+
+void Gateway::Impl::HandleStatus(const mqtt::Message& m, std::string_view topic_device) {
+  ++n_.status_messages;
+  proto::StatusMessage s;
+  proto::Reject reject;
+  if (!proto::ParseStatus(m.payload, topic_device, &s, &reject)) {
+    Reject(m, std::string("status_") + proto::RejectReasonName(reject.reason), reject.detail);
+    return;
+  }
+  std::int64_t now = clock_.wall_ms();
+  registry::Device* device = registry_.FindOrAdd(s.device_id, now);
+  if (!device) {
+    Reject(m, "too_many_devices", "registry full (registry.max_devices)");
+    return;
+  }
+  State to = s.state == proto::DeviceState::kOnline     ? State::kOnline
+             : s.state == proto::DeviceState::kSleeping ? State::kSleeping
+                                                        : State::kOffline;
+  // A retained status is history replayed by the broker on subscribe: it sets the state but is
+  // no sign of life now.
+  std::int64_t last_seen = device->last_seen_ms;
+  std::optional<registry::Change> change = registry_.SetState(*device, to, now);
+  if (m.retain) device->last_seen_ms = last_seen;
+  writer_->Append([&](Pending& p) {
+    if (change) ApplyStateChange(*change, p);
+    p.UpsertDevice(ToRow(*device));
+    Ack(m, p);
+  });
+}
+
+void Gateway::Impl::ApplyStateChange(const registry::Change& change, Pending& p) {
+  spdlog::info("device {} {} -> {}", change.device_id, registry::StateName(change.from),
+               registry::StateName(change.to));
+  if (change.to == State::kOffline) {
+    rules_.DeviceOffline(change.device_id, change.at_ms, &transitions_);
+  } else if (change.from == State::kOffline) {
+    rules_.DeviceOnline(change.device_id, change.at_ms, &transitions_);
+  }
+  if (const registry::Device* d = registry_.Find(change.device_id)) p.UpsertDevice(ToRow(*d));
+}
+
+// Moves the rule transitions collected so far into the batch; they are published after commit.
+void Gateway::Impl::AddTransitions(Pending& p) {
+  for (auto& t : transitions_) {
+    (t.raised ? n_.alerts_raised : n_.alerts_cleared)++;
+    store::AlertRow a{t.alert_id, t.rule,     t.device_id, t.metric,
+                      t.severity, t.message,  t.value,     t.threshold,
+                      t.raised ? t.at_ms : 0, t.raised ? 0 : t.at_ms};
+    p.batch.alerts.push_back(std::move(a));
+  }
+  transitions_.clear();
+}
+
+void Gateway::Impl::AfterAppend() {
+  if (!paused_ && writer_->pending_readings() >= config_.storage.queue_max_readings) {
+    paused_ = true;
+    ++n_.pauses;
+    client_->PauseReading();
+  }
+}
+
+void Gateway::Impl::OnCommitted(Committed c) {
+  store_stats_ = c.stats;
+  if (!c.status.ok()) {
+    ++n_.store_errors;
+    n_.last_store_error = c.status.ToString();
+    return;
+  }
+  ++n_.commits;
+  n_.stored += c.readings;
+  n_.last_commit_ms = c.committed_wall_ms;
+  for (std::int64_t t : c.publish_ms) commit_latency_.Add(c.committed_wall_ms - t);
+  for (const AckToken& a : c.acks) client_->Ack(a.connection_id, a.packet_id);
+  for (const auto& alert : c.alerts) PublishAlert(alert);
+  if (paused_ && writer_->pending_readings() < config_.storage.queue_max_readings / 2) {
+    paused_ = false;
+    client_->ResumeReading();
+  }
+  if (shutting_down_ && writer_->Quiescent(n_.commits)) FinishShutdown();
+}
+
+void Gateway::Impl::PublishAlert(const store::AlertRow& a) {
+  bool raised = a.cleared_ms == 0;
+  std::int64_t at = raised ? a.raised_ms : a.cleared_ms;
+  json j = {{"timestamp", Seconds(at)},
+            {"message", a.message},
+            {"severity", a.severity},
+            {"alert_id", a.alert_id},
+            {"rule", a.rule},
+            {"device_id", a.device_id},
+            {"state", raised ? "raised" : "cleared"},
+            {"gateway_id", config_.gateway_id}};
+  if (!a.metric.empty()) {
+    j["metric"] = a.metric;
+    j["value"] = a.value;
+    j["threshold"] = a.threshold;
+  }
+  std::string payload = j.dump();
+  if (raised) spdlog::warn("ALERT: {}", a.message);
+  else spdlog::info("alert cleared: {}", a.message);
+  for (const std::string& topic : {std::string("gateway/alerts"), GatewayTopic("alerts")}) {
+    auto r = client_->Publish(topic, payload, 1, false);
+    if (r.ok()) ++n_.alerts_published;
+    else ++n_.publish_errors;
+  }
+}
+
+json Gateway::Impl::StatusJson() {
+  std::int64_t now = clock_.wall_ms();
+  json rejected = json::object();
+  for (const auto& [reason, count] : n_.rejected_by_reason) rejected[reason] = count;
+  json j = {
+      {"gateway_id", config_.gateway_id},
+      {"timestamp", Seconds(now)},
+      {"uptime", Seconds(now - started_ms_)},
+      {"devices_count", registry_.size()},
+      {"local_db_records", store_stats_.readings},
+      {"last_cloud_sync", nullptr},  // the cloud uplink is not part of this release
+      {"memory_usage", MemoryUsagePercent()},
+      {"cpu_usage", cpu_.Sample()},
+      {"version", OUTPOST_VERSION},
+      {"rss_bytes", ProcessRssBytes()},
+      {"devices",
+       {{"online", registry_.count(State::kOnline)},
+        {"sleeping", registry_.count(State::kSleeping)},
+        {"offline", registry_.count(State::kOffline)}}},
+      {"ingest",
+       {{"messages", n_.messages},
+        {"received", n_.readings_received},
+        {"stored", n_.stored},
+        {"duplicates", n_.duplicates},
+        {"seq_gaps", n_.seq_gaps},
+        {"beyond_dedupe_window", n_.beyond_window},
+        {"status_messages", n_.status_messages},
+        {"commands", n_.commands},
+        {"rejected", n_.rejected},
+        {"rejected_by_reason", rejected},
+        {"quarantined", n_.quarantined},
+        {"queue_depth", writer_->pending_readings()},
+        {"queue_max", config_.storage.queue_max_readings},
+        {"paused", paused_},
+        {"pauses", n_.pauses}}},
+      {"store",
+       {{"commits", n_.commits},
+        {"last_commit", n_.last_commit_ms ? json(Seconds(n_.last_commit_ms)) : json(nullptr)},
+        {"commit_latency_ms_p50", commit_latency_.Percentile(0.5)},
+        {"commit_latency_ms_p99", commit_latency_.Percentile(0.99)},
+        {"db_bytes", store_stats_.db_bytes},
+        {"deleted_by_age", store_stats_.deleted_by_age},
+        {"deleted_by_size", store_stats_.deleted_by_size},
+        {"quarantine_rows", store_stats_.quarantine},
+        {"errors", n_.store_errors},
+        {"last_error", n_.last_store_error}}},
+      {"alerts",
+       {{"active", rules_.active_count()},
+        {"raised", n_.alerts_raised},
+        {"cleared", n_.alerts_cleared},
+        {"publish_errors", n_.publish_errors}}},
+      {"mqtt",
+       {{"connected", client_->connected()},
+        {"connects", client_->counters().connects},
+        {"connect_failures", client_->counters().connect_failures},
+        {"inflight", client_->inflight()}}},
+  };
+  return j;
+}
+
+void Gateway::Impl::PublishStatus() {
+  std::string payload = StatusJson().dump();
+  (void)client_->Publish("gateway/status", payload, 0, false);
+  (void)client_->Publish(GatewayTopic("status"), payload, 0, true);
+}
+
+void Gateway::Impl::Reply(const proto::Command& cmd, bool ok, const std::string& message) {
+  json j = {{"command", cmd.name}, {"ok", ok}, {"message", message},
+            {"gateway_id", config_.gateway_id}, {"timestamp", Seconds(clock_.wall_ms())}};
+  if (!cmd.id.empty()) j["id"] = cmd.id;
+  (void)client_->Publish(GatewayTopic("replies"), j.dump(), 1, false);
+}
+
+void Gateway::Impl::HandleCommand(const mqtt::Message& m) {
+  ++n_.commands;
+  proto::Command cmd;
+  proto::Reject reject;
+  if (!proto::ParseCommand(m.payload, &cmd, &reject)) {
+    Reject(m, std::string("command_") + proto::RejectReasonName(reject.reason), reject.detail);
+    return;
+  }
+  AckOnly(m);
+  spdlog::info("command {}{}", cmd.name, cmd.id.empty() ? "" : " (id " + cmd.id + ")");
+  if (cmd.name == "get_status") {
+    PublishStatus();
+    Reply(cmd, true, "status published");
+  } else if (cmd.name == "sync_cloud") {
+    Reply(cmd, true, config_.cloud.api_endpoint.empty()
+                         ? "accepted; no cloud.api_endpoint is configured"
+                         : "accepted; the cloud uplink is not part of this release");
+  } else if (cmd.name == "reload") {
+    std::string summary;
+    Reload(&summary);
+    Reply(cmd, summary.rfind("error", 0) != 0, summary);
+  } else if (cmd.name == "restart" || cmd.name == "reboot") {
+    Reply(cmd, true, "restarting after draining");
+    Shutdown(ExitReason::kRestart);
+  } else {
+    Reply(cmd, false, "unknown command");
+  }
+}
+
+void Gateway::Impl::Reload(std::string* summary) {
+  if (config_path_.empty()) {
+    *summary = "nothing to reload: started without --config";
+    return;
+  }
+  auto loaded = config::LoadFile(config_path_);
+  if (!loaded.ok()) {
+    *summary = "error: " + loaded.status().message() + " (the running config is unchanged)";
+    spdlog::error("reload: {}", loaded.status().message());
+    return;
+  }
+  config::Config next = std::move(loaded).value();
+  std::vector<std::string> need_restart;
+  if (next.mqtt.host != config_.mqtt.host || next.mqtt.port != config_.mqtt.port ||
+      next.mqtt.client_id != config_.mqtt.client_id || next.mqtt.username != config_.mqtt.username ||
+      next.mqtt.password != config_.mqtt.password || next.mqtt.tls.enabled != config_.mqtt.tls.enabled) {
+    need_restart.push_back("mqtt");
+  }
+  if (next.storage.path != config_.storage.path ||
+      next.storage.synchronous != config_.storage.synchronous) {
+    need_restart.push_back("storage");
+  }
+  if (next.gateway_id != config_.gateway_id) need_restart.push_back("gateway.id");
+  rules_.Reload(config::EffectiveRules(next), next.offline_alerts, clock_.wall_ms(), &transitions_);
+  registry_.set_options(RegistryOptions(next));
+  // Settings that need a restart keep their running values.
+  next.mqtt = config_.mqtt;
+  next.storage.path = config_.storage.path;
+  next.storage.synchronous = config_.storage.synchronous;
+  next.gateway_id = config_.gateway_id;
+  parser_ = proto::ReadingParser(ParserLimits(next));
+  buckets_.clear();
+  config_ = std::move(next);
+  writer_->Append([&](Pending& p) { AddTransitions(p); });
+  *summary = "reloaded " + config_path_ + ": " + std::to_string(rules_.rules().size()) + " rules";
+  if (!need_restart.empty()) {
+    *summary += "; changes to";
+    for (const auto& s : need_restart) *summary += " " + s;
+    *summary += " take effect after a restart";
+  }
+  spdlog::info("{}", *summary);
+}
+
+void Gateway::Impl::ScheduleStatus() {
+  status_timer_.expires_after(std::chrono::seconds(config_.status_interval_s));
+  status_timer_.async_wait([this](const asio::error_code& ec) {
+    if (ec || shutting_down_) return;
+    PublishStatus();
+    ScheduleStatus();
+  });
+}
+
+void Gateway::Impl::ScheduleTick() {
+  // Silence sweep and duration rules. A quarter of the offline limit, between 100 ms and 1 s.
+  std::int64_t period = std::clamp<std::int64_t>(config_.registry.offline_after_s * 250, 100, 1000);
+  tick_timer_.expires_after(std::chrono::milliseconds(period));
+  tick_timer_.async_wait([this](const asio::error_code& ec) {
+    if (ec || shutting_down_) return;
+    std::int64_t now = clock_.wall_ms();
+    std::vector<registry::Change> changes;
+    registry_.Sweep(now, &changes);
+    rules_.Tick(now, &transitions_);
+    if (!changes.empty() || !transitions_.empty()) {
+      writer_->Append([&](Pending& p) {
+        for (const auto& c : changes) ApplyStateChange(c, p);
+        AddTransitions(p);
+      });
+    }
+    ScheduleTick();
+  });
+}
+
+void Gateway::Impl::WaitSignal() {
+  signals_.async_wait([this](const asio::error_code& ec, int signo) {
+    if (ec) return;
+    if (signo == SIGHUP) {
+      std::string summary;
+      Reload(&summary);
+      WaitSignal();
+      return;
+    }
+    spdlog::info("signal {}: draining", signo);
+    Shutdown(ExitReason::kStopped);
+  });
+}
+
+void Gateway::Impl::Shutdown(ExitReason reason) {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  exit_reason_ = reason;
+  status_timer_.cancel();
+  tick_timer_.cancel();
+  client_->PauseReading();
+  // Whatever is pending commits next; OnCommitted finishes the shutdown once every taken
+  // batch has reported back (so its acknowledgements went out).
+  if (writer_->Quiescent(n_.commits)) FinishShutdown();
+  drain_timer_.expires_after(std::chrono::milliseconds(kDrainTimeoutMs));
+  drain_timer_.async_wait([this](const asio::error_code& ec) {
+    if (ec) return;
+    spdlog::error("drain timed out after {} ms; the broker redelivers what was not acknowledged",
+                  kDrainTimeoutMs);
+    io_.stop();
+  });
+}
+
+void Gateway::Impl::FinishShutdown() {
+  if (finishing_) return;
+  finishing_ = true;
+  (void)client_->Publish(GatewayTopic("state"), "offline", 1, true);
+  client_->Stop([this] {
+    drain_timer_.cancel();
+    signals_.cancel();
+    io_.stop();
+  });
+}
+
+}  // namespace outpost::gateway::app

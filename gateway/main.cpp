@@ -1,0 +1,66 @@
+// outpost-gateway: parse the command line and config, build the Gateway, run it.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "outpost/gateway/app/gateway.h"
+#include "outpost/gateway/config/config.h"
+
+namespace {
+constexpr const char* kDescription =
+    "outpost-gateway: subscribes to the site's MQTT broker, validates and stores sensor readings\n"
+    "in SQLite (acknowledging QoS 1 only after commit), keeps the device registry, raises and\n"
+    "clears alerts, and publishes its status. Config reference: docs/configuration.md";
+}
+
+int main(int argc, char** argv) {
+  CLI::App app{kDescription, "outpost-gateway"};
+  std::string config_path;
+  std::string log_level;
+  bool check = false;
+  app.add_option("-c,--config", config_path,
+                 "YAML config file (the seed's config.yaml works unchanged); without it, "
+                 "built-in defaults are used")
+      ->check(CLI::ExistingFile);
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error (overrides config)");
+  app.add_flag("--check-config", check, "validate the config, print warnings, and exit");
+  app.set_version_flag("-V,--version", std::string("outpost-gateway ") + OUTPOST_VERSION);
+  CLI11_PARSE(app, argc, argv);
+
+  auto loaded = config_path.empty() ? outpost::gateway::config::Parse("", "(defaults)")
+                                    : outpost::gateway::config::LoadFile(config_path);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "outpost-gateway: %s\n", loaded.status().message().c_str());
+    return 2;
+  }
+  outpost::gateway::config::Config config = std::move(loaded).value();
+  std::string level = log_level.empty() ? config.log_level : log_level;
+  auto parsed_level = spdlog::level::from_str(level);
+  if (parsed_level == spdlog::level::off && level != "off") {
+    std::fprintf(stderr, "outpost-gateway: unknown log level \"%s\"\n", level.c_str());
+    return 2;
+  }
+  spdlog::set_level(parsed_level);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  if (check) {
+    for (const auto& w : config.warnings) std::printf("warning: %s\n", w.c_str());
+    std::printf("%s: ok\n", config_path.empty() ? "(defaults)" : config_path.c_str());
+    return 0;
+  }
+
+  outpost::gateway::app::ExitReason reason;
+  {
+    outpost::gateway::app::Gateway gateway(std::move(config), config_path);
+    reason = gateway.Run();
+  }
+  if (reason == outpost::gateway::app::ExitReason::kRestart) {
+    spdlog::info("restarting");
+    spdlog::shutdown();
+    execv("/proc/self/exe", argv);
+    std::perror("outpost-gateway: restart failed: execv");
+    return 1;
+  }
+  return reason == outpost::gateway::app::ExitReason::kFailed ? 1 : 0;
+}

@@ -1,0 +1,192 @@
+// Store is the gateway's durable SQLite store: readings, the device registry, alerts and the
+// quarantine of rejected messages. It is an adapter: it takes plain structs and knows nothing
+// of MQTT or JSON.
+//
+// Layout (docs/formats/store.md): readings are appended in arrival order to a "hot" table with
+// no secondary index (the write path never touches a per-device index), and RunMaintenance()
+// later compacts the oldest hot rows into per-device, column-packed blocks indexed by
+// (device, time). Queries merge the blocks and the (bounded) hot tail, which is indexed in
+// memory.
+//
+// Ownership: a Store owns its SQLite connection and holds an exclusive lock on the file for its
+// whole life; a second Store (or process) on the same file fails to open with kUnavailable.
+// Thread: NOT thread-safe. One thread (the gateway's store writer) owns the Store and makes
+// every call, reads included.
+// Errors: every call returns a Status/Result. kUnavailable: transient I/O failure, disk full,
+// file locked; retrying later may help. kDataLoss: corrupt file, not a database, a failed fsync.
+// kFailedPrecondition: the file belongs to something else or has a newer schema than this binary.
+// kInvalidArgument: bad options. Every message names the file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "outpost/base/status.h"
+
+namespace outpost::gateway::store {
+
+// SQLite's `PRAGMA synchronous`, in WAL mode. kFull: a commit is on disk when Write() returns
+// (survives power loss). kNormal: survives a process crash, a power cut may lose the last
+// commits. kOff: no fsync at all (tests, benchmarks).
+enum class Synchronous : uint8_t { kFull, kNormal, kOff };
+
+struct Options {
+  std::string path;  // SQLite file; parent dir must exist
+  Synchronous synchronous = Synchronous::kFull;
+  int64_t retention_ms = 0;                   // 0 = keep forever; else delete readings older
+                                              // than now - retention (by reading ts_ms)
+  int64_t max_bytes = 0;                      // 0 = unbounded; else delete oldest readings
+                                              // until the DB's used pages are under it
+  size_t quarantine_max_rows = 1000;          // bounded quarantine, oldest evicted
+  size_t quarantine_max_payload_bytes = 512;  // payloads stored truncated
+
+  // Tuning; the defaults suit a Raspberry Pi with ~1,000 devices.
+  // RunMaintenance() starts compacting once the hot tail holds more rows than this, and keeps
+  // going (max_rows_per_call per call) until it is down to a quarter of it. The hot tail is
+  // indexed in memory (16 bytes per row) and rescanned on Open(); blocks hold about
+  // min(max_rows_per_call, 3/4 hot_max_rows) / devices readings each.
+  size_t hot_max_rows = 100'000;
+  size_t alert_history_max_rows = 10'000;  // cleared alerts kept; active ones are never deleted
+  int64_t cache_bytes = 32 << 20;          // SQLite page cache
+  // Test seam: name of a registered sqlite3_vfs to open the file with (e.g. one that injects
+  // I/O errors). Empty = SQLite's default.
+  std::string vfs;
+};
+
+struct MetricValue {
+  std::string name;
+  double value;  // for booleans 0 or 1
+  bool is_bool;
+};
+
+struct ReadingRow {
+  std::string device_id;
+  bool has_seq;
+  uint32_t boot;
+  uint64_t seq;
+  bool has_device_ts;
+  int64_t device_ts_raw;  // the device's timestamp as sent (may be uptime)
+  int64_t ts_ms;          // the reading's time, ms since the Unix epoch
+  bool ts_from_device;    // false: ts_ms is the gateway's receive time
+  int64_t received_ms;
+  std::vector<MetricValue> metrics;
+};
+
+struct DeviceRow {
+  std::string device_id;
+  int64_t first_seen_ms;
+  int64_t last_seen_ms;
+  std::string status;
+  int64_t status_changed_ms;
+  std::string last_reading_json;
+  std::string firmware;
+  uint32_t boot;
+  uint64_t last_seq;
+  uint64_t readings;
+  uint64_t duplicates;
+  uint64_t seq_gaps;
+};
+
+struct AlertRow {
+  std::string alert_id;  // stable key: rule + ":" + device
+  std::string rule;
+  std::string device_id;
+  std::string metric;
+  std::string severity;
+  std::string message;
+  double value;
+  double threshold;
+  int64_t raised_ms;
+  int64_t cleared_ms;  // 0 = active
+};
+
+struct QuarantineRow {
+  int64_t received_ms;
+  std::string topic;
+  std::string reason;
+  std::string detail;
+  std::string payload;  // raw bytes, truncated to Options::quarantine_max_payload_bytes
+};
+
+// Everything one Write() applies, in ONE transaction.
+struct Batch {
+  std::vector<ReadingRow> readings;
+  std::vector<DeviceRow> devices;  // upserts (full row replaces)
+  std::vector<AlertRow> alerts;    // upsert by alert_id+raised_ms: a raise inserts, a clear
+                                   // sets cleared_ms (and the other mutable fields)
+  std::vector<QuarantineRow> quarantine;
+  bool empty() const;
+  void clear();
+};
+
+struct Point {
+  int64_t ts_ms;
+  double value;
+};
+
+struct RecentIdentity {
+  std::string device_id;
+  bool has_seq;
+  uint32_t boot;
+  uint64_t seq;
+  bool has_device_ts;
+  int64_t device_ts_raw;
+};
+
+struct Stats {
+  int64_t readings;         // readings stored now
+  int64_t devices;          // rows in the device registry
+  int64_t quarantine;       // rows in the quarantine
+  int64_t db_bytes;         // bytes of used pages (the file keeps its high-water size)
+  int64_t deleted_by_age;   // readings deleted by retention_ms, since the file was created
+  int64_t deleted_by_size;  // readings deleted by max_bytes, since the file was created
+};
+
+class Store {
+ public:
+  // Opens or creates `options.path`, takes an exclusive lock on it, migrates the schema
+  // (PRAGMA user_version; each migration in its own transaction), WAL mode, synchronous per
+  // options. Fails with a message naming the file: not a database (kDataLoss), locked
+  // (kUnavailable), another application's database or a newer schema (kFailedPrecondition).
+  static Result<std::unique_ptr<Store>> Open(const Options& options);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Applies the whole batch in one BEGIN IMMEDIATE .. COMMIT. On failure nothing of the batch
+  // is stored (ROLLBACK) and the error is kUnavailable (retry may help) or kDataLoss (fsync or
+  // corruption). After OK the batch is durable per Options::synchronous.
+  Status Write(const Batch& batch);
+
+  // Points of one metric of one device with from_ms <= ts < to_ms, ts ascending, at most
+  // `limit` (the earliest). Unknown device or metric: empty. Booleans read as 0/1.
+  Result<std::vector<Point>> QuerySeries(std::string_view device_id, std::string_view metric,
+                                         int64_t from_ms, int64_t to_ms, size_t limit);
+  Result<std::vector<DeviceRow>> LoadDevices();
+  Result<std::vector<AlertRow>> LoadActiveAlerts();
+  Result<std::vector<AlertRow>> ListAlerts(size_t limit);           // newest raised first
+  Result<std::vector<QuarantineRow>> ListQuarantine(size_t limit);  // newest first
+  // Identities of the `max_rows` most recently stored readings, compacted or not, oldest first
+  // (arrival order), to rebuild de-duplication state on restart.
+  Result<std::vector<RecentIdentity>> LoadRecentIdentities(size_t max_rows);
+
+  // Bounded background work, each step in its own transaction: retention by age, then by size,
+  // then compaction of the oldest hot rows into blocks. Touches at most ~max_rows_per_call
+  // readings per step. Call it regularly from the writer thread (e.g. after every commit, or
+  // once a second); Write() itself never deletes or compacts.
+  Status RunMaintenance(int64_t now_ms, size_t max_rows_per_call);
+
+  // Cheap: kept in memory, no scans.
+  Stats stats() const;
+
+ private:
+  struct Impl;
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace outpost::gateway::store

@@ -1,0 +1,768 @@
+#include "outpost/gateway/store/store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+
+namespace outpost::gateway::store {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int64_t kT0 = 1'700'000'000'000;  // ms since the epoch
+constexpr int64_t kDay = 24 * 3600 * 1000;
+
+// ---- A VFS that wraps SQLite's default one and fails writes or syncs on demand. ----
+std::atomic<bool> g_fail_writes{false};
+std::atomic<bool> g_fail_syncs{false};
+sqlite3_vfs* g_real_vfs = nullptr;
+sqlite3_vfs g_fault_vfs;
+sqlite3_io_methods g_fault_methods;
+
+struct FaultFile {
+  sqlite3_file base;
+  sqlite3_file* real;
+};
+sqlite3_file* Real(sqlite3_file* f) { return reinterpret_cast<FaultFile*>(f)->real; }
+
+int FClose(sqlite3_file* f) { return Real(f)->pMethods->xClose(Real(f)); }
+int FRead(sqlite3_file* f, void* p, int n, sqlite3_int64 off) {
+  return Real(f)->pMethods->xRead(Real(f), p, n, off);
+}
+int FWrite(sqlite3_file* f, const void* p, int n, sqlite3_int64 off) {
+  if (g_fail_writes) return SQLITE_IOERR_WRITE;
+  return Real(f)->pMethods->xWrite(Real(f), p, n, off);
+}
+int FTruncate(sqlite3_file* f, sqlite3_int64 size) {
+  return Real(f)->pMethods->xTruncate(Real(f), size);
+}
+int FSync(sqlite3_file* f, int flags) {
+  if (g_fail_syncs) return SQLITE_IOERR_FSYNC;
+  return Real(f)->pMethods->xSync(Real(f), flags);
+}
+int FFileSize(sqlite3_file* f, sqlite3_int64* size) {
+  return Real(f)->pMethods->xFileSize(Real(f), size);
+}
+int FLock(sqlite3_file* f, int l) { return Real(f)->pMethods->xLock(Real(f), l); }
+int FUnlock(sqlite3_file* f, int l) { return Real(f)->pMethods->xUnlock(Real(f), l); }
+int FCheckReserved(sqlite3_file* f, int* out) {
+  return Real(f)->pMethods->xCheckReservedLock(Real(f), out);
+}
+int FFileControl(sqlite3_file* f, int op, void* arg) {
+  return Real(f)->pMethods->xFileControl(Real(f), op, arg);
+}
+int FSectorSize(sqlite3_file* f) { return Real(f)->pMethods->xSectorSize(Real(f)); }
+int FDeviceCharacteristics(sqlite3_file* f) {
+  return Real(f)->pMethods->xDeviceCharacteristics(Real(f));
+}
+int FShmMap(sqlite3_file* f, int i, int sz, int extend, void volatile** pp) {
+  return Real(f)->pMethods->xShmMap(Real(f), i, sz, extend, pp);
+}
+int FShmLock(sqlite3_file* f, int off, int n, int flags) {
+  return Real(f)->pMethods->xShmLock(Real(f), off, n, flags);
+}
+void FShmBarrier(sqlite3_file* f) { Real(f)->pMethods->xShmBarrier(Real(f)); }
+int FShmUnmap(sqlite3_file* f, int del) { return Real(f)->pMethods->xShmUnmap(Real(f), del); }
+int FFetch(sqlite3_file* f, sqlite3_int64 off, int n, void** pp) {
+  return Real(f)->pMethods->xFetch(Real(f), off, n, pp);
+}
+int FUnfetch(sqlite3_file* f, sqlite3_int64 off, void* p) {
+  return Real(f)->pMethods->xUnfetch(Real(f), off, p);
+}
+
+int FOpen(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int* out_flags) {
+  auto* ff = reinterpret_cast<FaultFile*>(f);
+  ff->real = reinterpret_cast<sqlite3_file*>(ff + 1);
+  ff->base.pMethods = nullptr;
+  const int rc = g_real_vfs->xOpen(g_real_vfs, name, ff->real, flags, out_flags);
+  if (ff->real->pMethods != nullptr) {
+    g_fault_methods.iVersion = ff->real->pMethods->iVersion;
+    ff->base.pMethods = &g_fault_methods;
+  }
+  return rc;
+}
+
+const char* RegisterFaultVfs() {
+  if (g_real_vfs == nullptr) {
+    g_real_vfs = sqlite3_vfs_find(nullptr);
+    g_fault_vfs = *g_real_vfs;
+    g_fault_vfs.zName = "outpost-fault";
+    g_fault_vfs.szOsFile = static_cast<int>(sizeof(FaultFile)) + g_real_vfs->szOsFile;
+    g_fault_vfs.xOpen = FOpen;
+    g_fault_vfs.pNext = nullptr;
+    g_fault_methods = sqlite3_io_methods{3,
+                                         FClose,
+                                         FRead,
+                                         FWrite,
+                                         FTruncate,
+                                         FSync,
+                                         FFileSize,
+                                         FLock,
+                                         FUnlock,
+                                         FCheckReserved,
+                                         FFileControl,
+                                         FSectorSize,
+                                         FDeviceCharacteristics,
+                                         FShmMap,
+                                         FShmLock,
+                                         FShmBarrier,
+                                         FShmUnmap,
+                                         FFetch,
+                                         FUnfetch};
+    sqlite3_vfs_register(&g_fault_vfs, 0);
+  }
+  return "outpost-fault";
+}
+
+// ---- Fixtures and helpers. ----
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "outpost_store_XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  Options Opts() const {
+    Options o;
+    o.path = (dir_ / "gateway.db").string();
+    o.synchronous = Synchronous::kNormal;
+    return o;
+  }
+  std::unique_ptr<Store> OpenOk(const Options& o) {
+    auto r = Store::Open(o);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? std::move(r).value() : nullptr;
+  }
+  fs::path dir_;
+};
+
+ReadingRow Reading(const std::string& device, int64_t ts, uint64_t seq, double temp) {
+  ReadingRow r;
+  r.device_id = device;
+  r.has_seq = true;
+  r.boot = 7;
+  r.seq = seq;
+  r.has_device_ts = true;
+  r.device_ts_raw = static_cast<int64_t>(seq) * 1000;
+  r.ts_ms = ts;
+  r.ts_from_device = false;
+  r.received_ms = ts + 3;
+  r.metrics = {{"temperature", temp, false},
+               {"humidity", 50 + temp / 10, false},
+               {"motion", static_cast<double>(seq % 2), true}};
+  return r;
+}
+
+std::string Dev(int i) { return "dev-" + std::to_string(i); }
+
+// Writes readings i in [first, first + n) for `devices` devices, interleaved, at
+// start + i * step_ms, in batches of `batch`; temperature = device * 1000 + i, seq = i.
+void Fill(Store& s, int devices, int n, int64_t start, int64_t step_ms, size_t batch = 500,
+          int first = 0) {
+  Batch b;
+  for (int i = first; i < first + n; ++i) {
+    for (int d = 0; d < devices; ++d) {
+      b.readings.push_back(
+          Reading(Dev(d), start + i * step_ms, static_cast<uint64_t>(i), d * 1000.0 + i));
+      if (b.readings.size() >= batch) {
+        ASSERT_TRUE(s.Write(b).ok());
+        b.clear();
+      }
+    }
+  }
+  if (!b.empty()) {
+    ASSERT_TRUE(s.Write(b).ok());
+  }
+}
+
+void ExpectSeries(Store& s, int device, int64_t start, int64_t step_ms, int first, int count,
+                  size_t limit = 1'000'000) {
+  auto pts = s.QuerySeries(Dev(device), "temperature", start + first * step_ms,
+                           start + (first + count) * step_ms, limit);
+  ASSERT_TRUE(pts.ok()) << pts.status().ToString();
+  const size_t want = std::min<size_t>(static_cast<size_t>(count), limit);
+  ASSERT_EQ(pts->size(), want);
+  for (size_t k = 0; k < want; ++k) {
+    const int i = first + static_cast<int>(k);
+    EXPECT_EQ((*pts)[k].ts_ms, start + i * step_ms) << k;
+    EXPECT_EQ((*pts)[k].value, device * 1000.0 + i) << k;
+  }
+}
+
+// ---- Readings. ----
+TEST_F(StoreTest, ReadingsRoundTripFromTheHotTail) {
+  auto s = OpenOk(Opts());
+  ASSERT_TRUE(s);
+  Fill(*s, 3, 200, kT0, 1000);
+  EXPECT_EQ(s->stats().readings, 600);
+  ExpectSeries(*s, 1, kT0, 1000, 0, 200);
+  ExpectSeries(*s, 2, kT0, 1000, 50, 20);
+  ExpectSeries(*s, 0, kT0, 1000, 10, 100, /*limit=*/7);  // the earliest 7
+  auto motion = s->QuerySeries(Dev(0), "motion", kT0, kT0 + 4000, 100);
+  ASSERT_TRUE(motion.ok());
+  ASSERT_EQ(motion->size(), 4u);
+  EXPECT_EQ((*motion)[1].value, 1.0);
+  EXPECT_EQ((*motion)[2].value, 0.0);
+  auto none = s->QuerySeries("no-such-device", "temperature", kT0, kT0 + kDay, 10);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  auto no_metric = s->QuerySeries(Dev(0), "no-such-metric", kT0, kT0 + kDay, 10);
+  ASSERT_TRUE(no_metric.ok());
+  EXPECT_TRUE(no_metric->empty());
+  auto to_is_exclusive = s->QuerySeries(Dev(0), "temperature", kT0, kT0 + 1000, 10);
+  ASSERT_TRUE(to_is_exclusive.ok());
+  EXPECT_EQ(to_is_exclusive->size(), 1u);
+}
+
+TEST_F(StoreTest, ReadingsRoundTripAcrossCompactionAndTheHotBoundary) {
+  Options o = Opts();
+  o.hot_max_rows = 400;
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  Fill(*s, 5, 300, kT0, 10'000);  // 1,500 readings
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(s->RunMaintenance(kT0, 250).ok());
+  // Compaction stopped at a quarter of hot_max_rows: the tail is hot, the rest in blocks.
+  Fill(*s, 5, 100, kT0, 10'000, 500, /*first=*/300);  // more hot rows after the compacted ones
+  for (int d = 0; d < 5; ++d) ExpectSeries(*s, d, kT0, 10'000, 0, 400);
+  ExpectSeries(*s, 3, kT0, 10'000, 250, 100);  // straddles blocks and the hot tail
+  ExpectSeries(*s, 3, kT0, 10'000, 123, 200, /*limit=*/50);
+  EXPECT_EQ(s->stats().readings, 2000);
+
+  // Compact everything (up to the low-water mark) and ask again; then across a reopen.
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(s->RunMaintenance(kT0, 10'000).ok());
+  ExpectSeries(*s, 4, kT0, 10'000, 0, 400);
+  s.reset();
+  s = OpenOk(o);
+  ASSERT_TRUE(s);
+  ExpectSeries(*s, 2, kT0, 10'000, 0, 400);
+  EXPECT_EQ(s->stats().readings, 2000);
+}
+
+TEST_F(StoreTest, OutOfOrderAndWideSpansQueryCorrectly) {
+  Options o = Opts();
+  o.hot_max_rows = 10;
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  // One device, timestamps shuffled over 10 days (wider than a block may span).
+  std::vector<int64_t> ts;
+  for (int i = 0; i < 500; ++i) ts.push_back(kT0 + i * (kDay / 50));
+  std::mt19937 rng(1);
+  std::shuffle(ts.begin(), ts.end(), rng);
+  Batch b;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    b.readings.push_back(Reading("d", ts[i], i, static_cast<double>((ts[i] - kT0) / 1000)));
+    if (b.readings.size() == 100) {
+      ASSERT_TRUE(s->Write(b).ok());
+      b.clear();
+      ASSERT_TRUE(s->RunMaintenance(kT0, 60).ok());
+    }
+  }
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(s->RunMaintenance(kT0, 1000).ok());
+  for (int64_t from : {kT0, kT0 + kDay / 3, kT0 + 4 * kDay + 17}) {
+    auto pts = s->QuerySeries("d", "temperature", from, from + 2 * kDay, 10'000);
+    ASSERT_TRUE(pts.ok());
+    std::vector<int64_t> want;
+    for (int64_t t : ts) {
+      if (t >= from && t < from + 2 * kDay) want.push_back(t);
+    }
+    std::sort(want.begin(), want.end());
+    ASSERT_EQ(pts->size(), want.size());
+    for (size_t k = 0; k < want.size(); ++k) {
+      EXPECT_EQ((*pts)[k].ts_ms, want[k]);
+      EXPECT_EQ((*pts)[k].value, static_cast<double>((want[k] - kT0) / 1000));
+    }
+  }
+  auto first3 = s->QuerySeries("d", "temperature", kT0, kT0 + 100 * kDay, 3);
+  ASSERT_TRUE(first3.ok());
+  ASSERT_EQ(first3->size(), 3u);
+  EXPECT_EQ((*first3)[2].ts_ms, kT0 + 2 * (kDay / 50));
+}
+
+TEST_F(StoreTest, MetricsAreOpenEndedAndSparse) {
+  Options o = Opts();
+  o.hot_max_rows = 1;
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  Batch b;
+  for (int i = 0; i < 10; ++i) {
+    ReadingRow r = Reading("x", kT0 + i, static_cast<uint64_t>(i), i);
+    r.metrics.clear();
+    if (i % 2) r.metrics.push_back({"co2_ppm", 400.0 + i, false});
+    if (i == 3) r.metrics.push_back({"door_open", 1, true});
+    r.has_seq = false;
+    r.has_device_ts = false;
+    b.readings.push_back(r);
+  }
+  ASSERT_TRUE(s->Write(b).ok());
+  ASSERT_TRUE(s->RunMaintenance(kT0, 100).ok());
+  auto co2 = s->QuerySeries("x", "co2_ppm", kT0, kT0 + 100, 100);
+  ASSERT_TRUE(co2.ok());
+  ASSERT_EQ(co2->size(), 5u);
+  EXPECT_EQ((*co2)[4].value, 409.0);
+  auto door = s->QuerySeries("x", "door_open", kT0, kT0 + 100, 100);
+  ASSERT_TRUE(door.ok());
+  ASSERT_EQ(door->size(), 1u);
+  EXPECT_EQ((*door)[0].ts_ms, kT0 + 3);
+}
+
+// ---- Registry, alerts, quarantine. ----
+TEST_F(StoreTest, DevicesUpsertReplacesTheWholeRowAndLoad) {
+  auto s = OpenOk(Opts());
+  ASSERT_TRUE(s);
+  DeviceRow d{"esp32-a", kT0, kT0 + 5, "online", kT0, R"({"temperature":21})",
+              "1.2.0",   3,   41,      42,       1,   2};
+  Batch b;
+  b.devices.push_back(d);
+  b.devices.push_back(DeviceRow{"esp32-b", kT0, kT0, "sleeping", kT0, "{}", "", 0, 0, 0, 0, 0});
+  ASSERT_TRUE(s->Write(b).ok());
+  d.status = "offline";
+  d.last_seq = 99;
+  d.firmware = "1.3.0";
+  b.clear();
+  b.devices.push_back(d);
+  b.readings.push_back(Reading("esp32-c", kT0, 1, 1));  // a reading alone does not register
+  ASSERT_TRUE(s->Write(b).ok());
+  EXPECT_EQ(s->stats().devices, 2);
+  s.reset();
+  s = OpenOk(Opts());
+  ASSERT_TRUE(s);
+  auto devices = s->LoadDevices();
+  ASSERT_TRUE(devices.ok());
+  ASSERT_EQ(devices->size(), 2u);
+  const DeviceRow& a = (*devices)[0];
+  EXPECT_EQ(a.device_id, "esp32-a");
+  EXPECT_EQ(a.status, "offline");
+  EXPECT_EQ(a.last_seq, 99u);
+  EXPECT_EQ(a.firmware, "1.3.0");
+  EXPECT_EQ(a.last_reading_json, R"({"temperature":21})");
+  EXPECT_EQ(a.readings, 42u);
+  EXPECT_EQ(a.seq_gaps, 2u);
+  EXPECT_EQ((*devices)[1].status, "sleeping");
+  EXPECT_EQ(s->stats().devices, 2);
+}
+
+TEST_F(StoreTest, AlertsRaiseClearAndLoadActive) {
+  auto s = OpenOk(Opts());
+  ASSERT_TRUE(s);
+  AlertRow hot{"high_temp:a", "high_temp", "a", "temperature", "critical",
+               "too hot",     41.5,        40,  kT0,           0};
+  AlertRow low{"low_batt:b", "low_batt",   "b", "battery", "warning",
+               "low",        std::nan(""), 3.3, kT0 + 1,   0};
+  Batch b;
+  b.alerts = {hot, low};
+  ASSERT_TRUE(s->Write(b).ok());
+  auto active = s->LoadActiveAlerts();
+  ASSERT_TRUE(active.ok());
+  ASSERT_EQ(active->size(), 2u);
+  EXPECT_TRUE(std::isnan((*active)[1].value));  // NaN survives (SQLite would store NULL)
+
+  hot.cleared_ms = kT0 + 100;
+  AlertRow again = hot;  // the same rule fires again later: a new row
+  again.raised_ms = kT0 + 200;
+  again.cleared_ms = 0;
+  b.alerts = {hot, again};
+  ASSERT_TRUE(s->Write(b).ok());
+  s.reset();
+  s = OpenOk(Opts());
+  ASSERT_TRUE(s);
+  active = s->LoadActiveAlerts();
+  ASSERT_TRUE(active.ok());
+  ASSERT_EQ(active->size(), 2u);
+  EXPECT_EQ((*active)[0].alert_id, "low_batt:b");
+  EXPECT_EQ((*active)[1].raised_ms, kT0 + 200);
+  auto all = s->ListAlerts(10);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].raised_ms, kT0 + 200);  // newest first
+  EXPECT_EQ((*all)[2].cleared_ms, kT0 + 100);
+  EXPECT_EQ((*all)[2].message, "too hot");
+  EXPECT_EQ(s->ListAlerts(1)->size(), 1u);
+}
+
+TEST_F(StoreTest, AlertHistoryIsBoundedButActiveAlertsStay) {
+  Options o = Opts();
+  o.alert_history_max_rows = 5;
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  Batch b;
+  for (int i = 0; i < 20; ++i) {
+    b.alerts.push_back({"r:" + std::to_string(i), "r", "d", "m", "warning", "", 1, 2, kT0 + i,
+                        i == 0 ? 0 : kT0 + i + 1});
+  }
+  ASSERT_TRUE(s->Write(b).ok());
+  ASSERT_TRUE(s->RunMaintenance(kT0, 100).ok());
+  auto all = s->ListAlerts(100);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 6u);  // 5 cleared + the oldest one, still active
+  EXPECT_EQ(s->LoadActiveAlerts()->size(), 1u);
+}
+
+TEST_F(StoreTest, QuarantineIsBoundedAndTruncated) {
+  Options o = Opts();
+  o.quarantine_max_rows = 3;
+  o.quarantine_max_payload_bytes = 8;
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  Batch b;
+  for (int i = 0; i < 5; ++i) {
+    b.quarantine.push_back({kT0 + i, "sensors/x/data", "bad_json", "at byte 3",
+                            std::string("\x00\xff{\"a\":123456789", 17)});
+    b.quarantine.back().payload[0] = static_cast<char>('0' + i);
+  }
+  ASSERT_TRUE(s->Write(b).ok());
+  EXPECT_EQ(s->stats().quarantine, 3);
+  b.quarantine.resize(1);
+  b.quarantine[0].received_ms = kT0 + 100;
+  ASSERT_TRUE(s->Write(b).ok());
+  EXPECT_EQ(s->stats().quarantine, 3);
+  auto q = s->ListQuarantine(10);
+  ASSERT_TRUE(q.ok());
+  ASSERT_EQ(q->size(), 3u);
+  EXPECT_EQ((*q)[0].received_ms, kT0 + 100);  // newest first
+  EXPECT_EQ((*q)[1].received_ms, kT0 + 4);
+  EXPECT_EQ((*q)[2].received_ms, kT0 + 3);
+  EXPECT_EQ((*q)[1].payload.size(), 8u);
+  EXPECT_EQ((*q)[1].payload[1], '\xff');  // bytes, not text
+  EXPECT_EQ((*q)[1].reason, "bad_json");
+  s.reset();
+  s = OpenOk(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->stats().quarantine, 3);
+}
+
+// ---- Identities. ----
+TEST_F(StoreTest, RecentIdentitiesSurviveReopenWhetherCompactedOrNot) {
+  Options o = Opts();
+  o.hot_max_rows = 100;
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  Fill(*s, 4, 100, kT0, 1000, 37);  // 400 readings, arrival order: i major, device minor
+  ASSERT_TRUE(s->RunMaintenance(kT0, 120).ok());
+  ASSERT_TRUE(s->RunMaintenance(kT0, 120).ok());  // some hot rows left, some passes made
+  s.reset();
+  s = OpenOk(o);
+  ASSERT_TRUE(s);
+  for (size_t want : {size_t{1}, size_t{10}, size_t{150}, size_t{399}, size_t{400}, size_t{999}}) {
+    auto ids = s->LoadRecentIdentities(want);
+    ASSERT_TRUE(ids.ok());
+    const size_t n = std::min<size_t>(want, 400);
+    ASSERT_EQ(ids->size(), n) << want;
+    for (size_t k = 0; k < n; ++k) {
+      const size_t arrival = 400 - n + k;  // oldest first
+      const RecentIdentity& id = (*ids)[k];
+      EXPECT_EQ(id.device_id, Dev(static_cast<int>(arrival % 4))) << want << " " << k;
+      EXPECT_TRUE(id.has_seq);
+      EXPECT_EQ(id.boot, 7u);
+      EXPECT_EQ(id.seq, arrival / 4);
+      EXPECT_TRUE(id.has_device_ts);
+      EXPECT_EQ(id.device_ts_raw, static_cast<int64_t>(arrival / 4) * 1000);
+    }
+  }
+}
+
+// ---- Retention. ----
+TEST_F(StoreTest, RetentionByAgeCountsDeletedReadings) {
+  Options o = Opts();
+  o.hot_max_rows = 50;
+  o.retention_ms = kDay;
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  Fill(*s, 2, 100, kT0, kDay / 20);  // 5 days of 2 devices, 200 readings
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(s->RunMaintenance(kT0 - 10 * kDay, 1000).ok());
+  EXPECT_EQ(s->stats().readings, 200);  // nothing old yet at that "now"
+  const int64_t now = kT0 + 5 * kDay;   // keep ts >= kT0 + 4 days
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(s->RunMaintenance(now, 1000).ok());
+  const Stats st = s->stats();
+  // Whole blocks go, so a few readings just past the cutoff may remain in a straddling block.
+  EXPECT_GE(st.deleted_by_age, 150);
+  EXPECT_LE(st.deleted_by_age, 160);
+  EXPECT_EQ(st.readings + st.deleted_by_age, 200);
+  auto pts = s->QuerySeries(Dev(1), "temperature", kT0, kT0 + 10 * kDay, 1000);
+  ASSERT_TRUE(pts.ok());
+  EXPECT_EQ(static_cast<int64_t>(pts->size()) * 2, st.readings);
+  for (const Point& p : *pts) EXPECT_GE(p.ts_ms, now - kDay - kDay / 4);
+  ExpectSeries(*s, 0, kT0, kDay / 20, 80, 20);  // the last day is intact
+
+  s.reset();
+  s = OpenOk(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->stats().deleted_by_age, st.deleted_by_age);
+  EXPECT_EQ(s->stats().readings, st.readings);
+}
+
+TEST_F(StoreTest, RetentionByAgeAlsoReachesUncompactedRows) {
+  Options o = Opts();
+  o.retention_ms = kDay;
+  auto s = OpenOk(o);  // default hot_max_rows: nothing gets compacted here
+  ASSERT_TRUE(s);
+  Fill(*s, 3, 40, kT0, kDay / 10);  // 4 days
+  ASSERT_TRUE(s->RunMaintenance(kT0 + 4 * kDay, 1000).ok());
+  const Stats st = s->stats();
+  EXPECT_EQ(st.deleted_by_age, 3 * 30);  // ts < kT0 + 3 days
+  EXPECT_EQ(st.readings, 3 * 10);
+  ExpectSeries(*s, 2, kT0, kDay / 10, 30, 10);
+  auto old = s->QuerySeries(Dev(2), "temperature", kT0, kT0 + 3 * kDay, 100);
+  ASSERT_TRUE(old.ok());
+  EXPECT_TRUE(old->empty());
+}
+
+TEST_F(StoreTest, RetentionBySizeDeletesOldestUntilUnderQuota) {
+  Options o = Opts();
+  o.hot_max_rows = 2000;
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  Fill(*s, 10, 2000, kT0, 1000);  // 20,000 readings
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(s->RunMaintenance(kT0, 5000).ok());
+  const int64_t before = s->stats().db_bytes;
+  s.reset();
+  o.max_bytes = before / 2;
+  s = OpenOk(o);
+  ASSERT_TRUE(s);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(s->RunMaintenance(kT0, 5000).ok());
+  const Stats st = s->stats();
+  EXPECT_LE(st.db_bytes, o.max_bytes);
+  EXPECT_GT(st.deleted_by_size, 0);
+  EXPECT_EQ(st.readings + st.deleted_by_size, 20'000);
+  EXPECT_EQ(st.deleted_by_age, 0);
+  // The newest readings are still there; the oldest are gone.
+  ExpectSeries(*s, 3, kT0, 1000, 1900, 100);
+  auto oldest = s->QuerySeries(Dev(3), "temperature", kT0, kT0 + 1000, 10);
+  ASSERT_TRUE(oldest.ok());
+  EXPECT_TRUE(oldest->empty());
+}
+
+TEST_F(StoreTest, MaintenanceWorkIsBounded) {
+  Options o = Opts();
+  o.hot_max_rows = 100;
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  Fill(*s, 2, 500, kT0, 1000);
+  // One call with a budget of 50 compacts exactly 50 rows (visible as identities in blocks
+  // only through queries; here: the count of hot rows is internal, so check via a reopen).
+  ASSERT_TRUE(s->RunMaintenance(kT0, 50).ok());
+  ExpectSeries(*s, 1, kT0, 1000, 0, 500);
+  ASSERT_TRUE(s->RunMaintenance(kT0, 0).ok());  // no budget: no work, no error
+}
+
+// ---- Open, migrations, errors. ----
+TEST_F(StoreTest, MigratesAnEmptyFile) {
+  const Options o = Opts();
+  { std::ofstream(o.path).flush(); }  // zero bytes
+  ASSERT_TRUE(OpenOk(o));
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 1);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+TEST_F(StoreTest, RefusesANewerSchemaVersion) {
+  Options o = Opts();
+  ASSERT_TRUE(OpenOk(o));
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto r = Store::Open(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find(o.path), std::string::npos);
+  EXPECT_NE(r.status().message().find("newer"), std::string::npos) << r.status().message();
+}
+
+TEST_F(StoreTest, RefusesSomebodyElsesDatabase) {
+  Options o = Opts();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE t(x)", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto r = Store::Open(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("not an Outpost gateway store"), std::string::npos);
+}
+
+TEST_F(StoreTest, NotADatabaseIsAClearError) {
+  Options o = Opts();
+  {
+    std::ofstream f(o.path);
+    for (int i = 0; i < 300; ++i) f << "this is a config file, not a database\n";
+  }
+  auto r = Store::Open(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kDataLoss);
+  EXPECT_NE(r.status().message().find(o.path), std::string::npos);
+  EXPECT_NE(r.status().message().find("not a SQLite database"), std::string::npos)
+      << r.status().message();
+}
+
+TEST_F(StoreTest, MissingParentDirectoryIsAClearError) {
+  Options o = Opts();
+  o.path = (dir_ / "no" / "such" / "dir" / "gateway.db").string();
+  auto r = Store::Open(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+  EXPECT_NE(r.status().message().find(o.path), std::string::npos);
+}
+
+TEST_F(StoreTest, ASecondStoreOnTheSameFileIsRefused) {
+  Options o = Opts();
+  auto first = OpenOk(o);
+  ASSERT_TRUE(first);
+  auto second = Store::Open(o);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), Code::kUnavailable);
+  EXPECT_NE(second.status().message().find(o.path), std::string::npos);
+  EXPECT_NE(second.status().message().find("locked"), std::string::npos)
+      << second.status().message();
+}
+
+TEST_F(StoreTest, ReadOnlyFileIsRefusedAtOpen) {
+  if (geteuid() == 0) GTEST_SKIP() << "root ignores file permissions";
+  Options o = Opts();
+  ASSERT_TRUE(OpenOk(o));
+  ASSERT_EQ(chmod(o.path.c_str(), 0444), 0);
+  auto r = Store::Open(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+  EXPECT_NE(r.status().message().find(o.path), std::string::npos);
+}
+
+TEST_F(StoreTest, WriteIsDurableAcrossReopenWithSynchronousFull) {
+  Options o = Opts();
+  o.synchronous = Synchronous::kFull;
+  {
+    auto s = OpenOk(o);
+    ASSERT_TRUE(s);
+    Fill(*s, 2, 10, kT0, 1000);
+  }
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->stats().readings, 20);
+  ExpectSeries(*s, 1, kT0, 1000, 0, 10);
+  // New ids continue after the old ones (identities stay in arrival order).
+  Fill(*s, 1, 1, kT0 + 50'000, 1000);
+  auto ids = s->LoadRecentIdentities(2);
+  ASSERT_TRUE(ids.ok());
+  ASSERT_EQ(ids->size(), 2u);
+  EXPECT_EQ((*ids)[0].device_id, Dev(1));
+  EXPECT_EQ((*ids)[1].device_id, Dev(0));
+}
+
+// ---- Fault injection. ----
+class FaultTest : public StoreTest {
+ protected:
+  void TearDown() override {
+    g_fail_writes = false;
+    g_fail_syncs = false;
+    StoreTest::TearDown();
+  }
+};
+
+TEST_F(FaultTest, FailedWriteRollsBackEverythingAndTheStoreRecovers) {
+  Options o = Opts();
+  o.synchronous = Synchronous::kFull;
+  o.vfs = RegisterFaultVfs();
+  {
+    auto s = OpenOk(o);
+    ASSERT_TRUE(s);
+    Fill(*s, 2, 10, kT0, 1000);
+    Batch b;
+    b.readings.push_back(Reading("new-device", kT0, 1, 1));
+    b.readings.push_back(Reading(Dev(0), kT0 + 10'000, 10, 10));
+    b.devices.push_back({"new-device", kT0, kT0, "online", kT0, "{}", "", 0, 0, 0, 0, 0});
+    b.quarantine.push_back({kT0, "t", "r", "d", "p"});
+    g_fail_writes = true;
+    Status st = s->Write(b);
+    g_fail_writes = false;
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+    EXPECT_NE(st.message().find(o.path), std::string::npos);
+    EXPECT_EQ(s->stats().readings, 20);
+    EXPECT_EQ(s->stats().devices, 0);
+    EXPECT_EQ(s->stats().quarantine, 0);
+    auto nothing = s->QuerySeries("new-device", "temperature", kT0, kT0 + 1, 10);
+    ASSERT_TRUE(nothing.ok());
+    EXPECT_TRUE(nothing->empty());
+    // The same batch goes through once the disk is back, with consistent ids and keys.
+    ASSERT_TRUE(s->Write(b).ok());
+    EXPECT_EQ(s->stats().readings, 22);
+  }
+  o.vfs.clear();
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->stats().readings, 22);
+  EXPECT_EQ(s->stats().devices, 1);
+  ExpectSeries(*s, 0, kT0, 1000, 0, 11);
+  auto ids = s->LoadRecentIdentities(100);
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(ids->size(), 22u);
+}
+
+TEST_F(FaultTest, FailedFsyncIsDataLossAndNeverPartial) {
+  Options o = Opts();
+  o.synchronous = Synchronous::kFull;
+  o.vfs = RegisterFaultVfs();
+  {
+    auto s = OpenOk(o);
+    ASSERT_TRUE(s);
+    Fill(*s, 2, 10, kT0, 1000);
+    Batch b;
+    for (int i = 0; i < 50; ++i) b.readings.push_back(Reading("x", kT0 + i, i, i));
+    g_fail_syncs = true;
+    Status st = s->Write(b);
+    g_fail_syncs = false;
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.code(), Code::kDataLoss) << st.ToString();
+    b.readings = {Reading("y", kT0, 1, 1)};
+    ASSERT_TRUE(s->Write(b).ok());
+  }
+  o.vfs.clear();
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  // The failed commit's outcome is unknown to the caller, but it is all or nothing.
+  auto x = s->QuerySeries("x", "temperature", kT0, kT0 + 100, 100);
+  ASSERT_TRUE(x.ok());
+  EXPECT_TRUE(x->empty() || x->size() == 50u) << x->size();
+  EXPECT_EQ(s->stats().readings, 21 + static_cast<int64_t>(x->size()));
+  ExpectSeries(*s, 1, kT0, 1000, 0, 10);
+}
+
+TEST_F(FaultTest, FailedMaintenanceLeavesDataIntact) {
+  Options o = Opts();
+  o.hot_max_rows = 10;
+  o.vfs = RegisterFaultVfs();
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  Fill(*s, 3, 50, kT0, 1000);
+  g_fail_writes = true;
+  Status st = s->RunMaintenance(kT0, 1000);
+  g_fail_writes = false;
+  // Compaction may fit in the page cache and only fail at commit; either way nothing is lost.
+  if (!st.ok()) {
+    EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+  }
+  for (int d = 0; d < 3; ++d) ExpectSeries(*s, d, kT0, 1000, 0, 50);
+  ASSERT_TRUE(s->RunMaintenance(kT0, 1000).ok());
+  for (int d = 0; d < 3; ++d) ExpectSeries(*s, d, kT0, 1000, 0, 50);
+  EXPECT_EQ(s->stats().readings, 150);
+}
+
+}  // namespace
+}  // namespace outpost::gateway::store

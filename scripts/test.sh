@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Sets up and runs the whole test suite: installs dependencies (Debian 12 packages), builds the
+# release preset, runs every unit and integration test (real Mosquitto, real SQLite files),
+# then builds the libFuzzer targets with clang and runs each briefly from its seed corpus.
+#
+# Usage: scripts/test.sh [--no-fuzz] [--fuzz-seconds N] [-- extra ctest args]
+# Environment: JOBS (build parallelism, default: nproc).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fuzz=1
+fuzz_seconds=${OUTPOST_FUZZ_SECONDS:-20}
+ctest_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-fuzz) fuzz=0 ;;
+    --fuzz-seconds) fuzz_seconds=$2; shift ;;
+    --) shift; ctest_args=("$@"); break ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+jobs=${JOBS:-$(nproc)}
+
+scripts/install-deps.sh
+echo "== build (release)"
+cmake --preset release >/dev/null
+cmake --build --preset release -j "$jobs"
+echo "== unit and integration tests"
+ctest --preset release -j "$jobs" "${ctest_args[@]}"
+
+if [ "$fuzz" = 1 ]; then
+  echo "== fuzz (${fuzz_seconds}s per target)"
+  cmake --preset fuzz >/dev/null
+  cmake --build --preset fuzz -j "$jobs"
+  OUTPOST_FUZZ_SECONDS=$fuzz_seconds ctest --preset fuzz
+fi
+echo "== all tests passed"

@@ -1,0 +1,156 @@
+#include "gateway_harness.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <thread>
+
+namespace outpost::testing {
+
+using nlohmann::json;
+
+std::string GatewayBinary() {
+  const char* dir = std::getenv("OUTPOST_BINARY_DIR");
+  return std::string(dir ? dir : ".") + "/gateway/outpost-gateway";
+}
+
+GatewayHarness::GatewayHarness()
+    : devices_(std::make_unique<TestMqtt>()), observer_(std::make_unique<TestMqtt>()) {}
+
+GatewayHarness::~GatewayHarness() {
+  if (gateway_ && gateway_->Running()) KillGateway();
+}
+
+Status GatewayHarness::WriteConfig(const std::string& extra_yaml) {
+  std::ofstream out(config_path_, std::ios::trunc);
+  out << "gateway:\n  id: " << kGatewayId << "\n  status_interval_s: 3600\n"
+      << "mqtt:\n  host: 127.0.0.1\n  port: " << broker_->port()
+      << "\n  reconnect_base_ms: 50\n  reconnect_cap_ms: 500\n"
+      << "storage:\n  path: " << db_path() << "\n"
+      << extra_yaml << "\n";
+  out.close();
+  if (!out) return Unavailable("cannot write " + config_path_);
+  return Status::Ok();
+}
+
+Status GatewayHarness::Start(const std::string& extra_yaml) {
+  HarnessOptions o;
+  o.extra_yaml = extra_yaml;
+  return Start(std::move(o));
+}
+
+Status GatewayHarness::Start(HarnessOptions options) {
+  options_ = std::move(options);
+  config_path_ = dir_.File("gateway.yaml");
+  MosquittoOptions mo;
+  mo.extra_config = options_.broker_config;
+  mo.persistence = options_.persistent_broker;
+  auto broker = MosquittoProcess::Start(mo);
+  if (!broker.ok()) return broker.status();
+  broker_ = std::move(broker).value();
+  OUTPOST_RETURN_IF_ERROR(WriteConfig(options_.extra_yaml));
+  OUTPOST_RETURN_IF_ERROR(observer_->Connect(broker_->port()));
+  OUTPOST_RETURN_IF_ERROR(observer_->Subscribe("gateway/#", 1));
+  OUTPOST_RETURN_IF_ERROR(devices_->Connect(broker_->port()));
+  return StartGateway();
+}
+
+Status GatewayHarness::StartGateway() {
+  ChildProcessOptions o;
+  o.argv = {GatewayBinary(), "--config", config_path_};
+  o.log_path = dir_.File("gateway-" + std::to_string(++gateway_runs_) + ".log");
+  auto child = ChildProcess::Start(o);
+  if (!child.ok()) return child.status();
+  gateway_ = std::move(child).value();
+  std::string state_topic = std::string("gateway/") + kGatewayId + "/state";
+  // The retained "online" of an earlier run may be queued already: wait for a fresh one, which
+  // the gateway publishes on every connect, after its previous "offline" (clean stop) or not.
+  auto m = observer_->WaitMessage(
+      [&](const mqtt::Message& msg) {
+        return msg.topic == state_topic && msg.payload == "online" && !msg.retain;
+      },
+      std::chrono::seconds(15));
+  if (!m.ok()) {
+    return Unavailable("gateway did not come online: " + m.status().message() + "\n" +
+                       gateway_log());
+  }
+  return Status::Ok();
+}
+
+Status GatewayHarness::StopGateway(std::chrono::milliseconds timeout) {
+  if (!gateway_) return Status::Ok();
+  gateway_->Terminate();
+  auto code = gateway_->Wait(timeout);
+  if (!code.ok()) return code.status();
+  if (*code != 0) {
+    return Internal("gateway exited with status " + std::to_string(*code) + "\n" + gateway_log());
+  }
+  return Status::Ok();
+}
+
+void GatewayHarness::KillGateway() {
+  if (!gateway_) return;
+  gateway_->Kill();
+  (void)gateway_->Wait(std::chrono::seconds(10));
+}
+
+bool GatewayHarness::gateway_running() { return gateway_ && gateway_->Running(); }
+
+std::string GatewayHarness::gateway_log() const { return gateway_ ? gateway_->log() : ""; }
+
+Result<json> GatewayHarness::GetStatus(std::chrono::milliseconds timeout) {
+  static int request = 0;
+  std::string id = "req" + std::to_string(++request);
+  Status s = devices_->Publish("gateway/commands",
+                               json{{"command", "get_status"}, {"id", id}}.dump(), 1);
+  if (!s.ok()) return s;
+  // The reply names the request; the status published just before it is the answer.
+  std::string status_topic = std::string("gateway/") + kGatewayId + "/status";
+  std::string reply_topic = std::string("gateway/") + kGatewayId + "/replies";
+  // Status and reply are taken (consumed) in arrival order: the gateway publishes the status,
+  // then the reply naming this request.
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::optional<json> status;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return Status(Code::kDeadlineExceeded, "no reply to get_status " + id);
+    auto m = observer_->WaitMessage(
+        [&](const mqtt::Message& msg) {
+          return (msg.topic == status_topic && !msg.retain) || msg.topic == reply_topic;
+        },
+        left);
+    if (!m.ok()) return m.status();
+    json j = json::parse(m->payload, nullptr, false);
+    if (m->topic == status_topic) {
+      status = std::move(j);
+    } else if (j.is_object() && j.value("id", "") == id) {
+      if (!status || status->is_discarded()) return Internal("reply without a status before it");
+      return *status;
+    }
+  }
+}
+
+Result<json> GatewayHarness::WaitStatus(const std::function<bool(const json&)>& predicate,
+                                        std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  json last;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto s = GetStatus(std::chrono::seconds(5));
+    if (s.ok()) {
+      last = *s;
+      if (predicate(last)) return last;
+    }
+    // Poll interval of a bounded wait for a condition (not a stand-in for synchronisation).
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return Status(Code::kDeadlineExceeded, "status never matched; last: " + last.dump());
+}
+
+Result<std::unique_ptr<gateway::store::Store>> GatewayHarness::OpenStore() {
+  gateway::store::Options o;
+  o.path = db_path();
+  return gateway::store::Store::Open(o);
+}
+
+}  // namespace outpost::testing

@@ -1,0 +1,379 @@
+// Integration tests of outpost-gateway with a real Mosquitto and real SQLite files.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <limits>
+#include <map>
+
+#include "gateway_harness.h"
+
+namespace outpost::testing {
+namespace {
+
+using nlohmann::json;
+constexpr std::int64_t kForever = std::numeric_limits<std::int64_t>::max();
+
+// The seed ESP32 sketch's payloads, byte for byte as ArduinoJson writes them.
+constexpr const char* kSeedReading =
+    R"({"deviceId":"esp32_sensor_001","timestamp":123456,"temperature":22.5,"humidity":45.2,"motion":false,"battery":87.5,"rssi":-65})";
+constexpr const char* kSeedStatus =
+    R"({"deviceId":"esp32_sensor_001","status":"online","timestamp":1200})";
+
+std::string Native(const std::string& device, int boot, int seq, double temperature) {
+  return json{{"deviceId", device}, {"boot", boot}, {"seq", seq}, {"temperature", temperature},
+              {"humidity", 40.0}, {"battery", 90.0}}
+      .dump();
+}
+
+// Every message already queued on `filter` (nothing more is awaited).
+std::vector<json> TakeQueued(TestMqtt& client, const std::string& filter) {
+  std::vector<json> out;
+  while (true) {
+    auto m = client.WaitMessage(filter, std::chrono::milliseconds(0));
+    if (!m.ok()) return out;
+    out.push_back(json::parse(m->payload));
+  }
+}
+
+auto Stored(std::uint64_t n) {
+  return [n](const json& s) { return s["ingest"]["stored"].get<std::uint64_t>() >= n; };
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (HasFailure()) {
+      h.dir().Keep();
+      std::printf("kept %s\ngateway log:\n%s\n", h.dir().path().c_str(), h.gateway_log().c_str());
+    }
+  }
+  GatewayHarness h;
+};
+
+TEST_F(GatewayTest, SeedPayloadsOnBothTopicSchemesAreStoredAndCounted) {
+  ASSERT_TRUE(h.Start().ok());
+  ASSERT_TRUE(h.devices().Publish("devices/status", kSeedStatus, 1).ok());
+  ASSERT_TRUE(h.devices().Publish("sensors/data", kSeedReading, 1).ok());
+  std::string per_device = kSeedReading;
+  per_device.replace(per_device.find("esp32_sensor_001"), 16, "esp32_sensor_002");
+  ASSERT_TRUE(h.devices().Publish("sensors/esp32_sensor_002/data", per_device, 1).ok());
+  // The seed's QoS 0 works too.
+  std::string qos0 = kSeedReading;
+  qos0.replace(qos0.find("123456"), 6, "128456");
+  ASSERT_TRUE(h.devices().Publish("sensors/data", qos0, 0).ok());
+
+  auto status = h.WaitStatus(Stored(3));
+  ASSERT_TRUE(status.ok()) << status.status().ToString();
+  const json& s = *status;
+  EXPECT_EQ(s["gateway_id"], kGatewayId);
+  EXPECT_EQ(s["devices_count"], 2);
+  EXPECT_EQ(s["local_db_records"], 3);
+  EXPECT_EQ(s["ingest"]["received"], 3);
+  EXPECT_EQ(s["ingest"]["rejected"], 0);
+  EXPECT_EQ(s["ingest"]["status_messages"], 1);
+  for (const char* key : {"timestamp", "uptime", "last_cloud_sync", "memory_usage", "cpu_usage"}) {
+    EXPECT_TRUE(s.contains(key)) << key;
+  }
+
+  ASSERT_TRUE(h.StopGateway().ok());
+  auto store = h.OpenStore();
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto temps = (*store)->QuerySeries("esp32_sensor_001", "temperature", 0, kForever, 10);
+  ASSERT_TRUE(temps.ok());
+  ASSERT_EQ(temps->size(), 2u);
+  EXPECT_EQ((*temps)[0].value, 22.5);
+  auto motion = (*store)->QuerySeries("esp32_sensor_002", "motion", 0, kForever, 10);
+  ASSERT_TRUE(motion.ok());
+  ASSERT_EQ(motion->size(), 1u);
+  EXPECT_EQ((*motion)[0].value, 0.0);
+  auto devices = (*store)->LoadDevices();
+  ASSERT_TRUE(devices.ok());
+  ASSERT_EQ(devices->size(), 2u);
+  for (const auto& d : *devices) {
+    EXPECT_EQ(d.status, "online");
+    EXPECT_NE(d.last_reading_json.find("\"temperature\":22.5"), std::string::npos);
+  }
+}
+
+TEST_F(GatewayTest, ThresholdAlertIsRaisedOnceAndClearedOnce) {
+  ASSERT_TRUE(h.Start("thresholds:\n  temperature_max: 30\n").ok());
+  int seq = 0;
+  for (double t : {25.0, 31.0, 32.0, 35.0, 30.8, 29.0, 28.0, 31.5}) {
+    ASSERT_TRUE(h.devices().Publish("sensors/n1/data", Native("n1", 1, ++seq, t), 1).ok());
+  }
+  ASSERT_TRUE(h.WaitStatus(Stored(8)).ok());
+  std::vector<json> alerts = TakeQueued(h.observer(), "gateway/alerts");
+  ASSERT_EQ(alerts.size(), 3u) << json(alerts).dump();
+  EXPECT_EQ(alerts[0]["state"], "raised");
+  EXPECT_EQ(alerts[0]["value"], 31.0);
+  EXPECT_EQ(alerts[0]["message"], "High temperature alert: 31°C from n1");
+  EXPECT_EQ(alerts[0]["severity"], "warning");
+  for (const char* key : {"timestamp", "message", "severity"}) EXPECT_TRUE(alerts[0].contains(key));
+  EXPECT_EQ(alerts[1]["state"], "cleared");  // 30.8 is inside the 0.5 hysteresis; 29 clears
+  EXPECT_EQ(alerts[1]["value"], 29.0);
+  EXPECT_EQ(alerts[2]["state"], "raised");
+  EXPECT_EQ(TakeQueued(h.observer(), std::string("gateway/") + kGatewayId + "/alerts").size(), 3u);
+
+  ASSERT_TRUE(h.StopGateway().ok());
+  auto store = h.OpenStore();
+  ASSERT_TRUE(store.ok());
+  auto active = (*store)->LoadActiveAlerts();
+  ASSERT_TRUE(active.ok());
+  ASSERT_EQ(active->size(), 1u);
+  EXPECT_EQ((*active)[0].alert_id, "temperature_max:n1");
+}
+
+TEST_F(GatewayTest, ActiveAlertSurvivesRestartWithoutBeingRaisedAgain) {
+  ASSERT_TRUE(h.Start("thresholds:\n  temperature_max: 30\n").ok());
+  ASSERT_TRUE(h.devices().Publish("sensors/n1/data", Native("n1", 1, 1, 40), 1).ok());
+  ASSERT_TRUE(h.WaitStatus(Stored(1)).ok());
+  ASSERT_EQ(TakeQueued(h.observer(), "gateway/alerts").size(), 1u);
+  ASSERT_TRUE(h.StopGateway().ok());
+  ASSERT_TRUE(h.StartGateway().ok());
+  ASSERT_TRUE(h.devices().Publish("sensors/n1/data", Native("n1", 1, 2, 41), 1).ok());
+  auto s = h.WaitStatus(Stored(1));
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ((*s)["alerts"]["active"], 1);
+  EXPECT_TRUE(TakeQueued(h.observer(), "gateway/alerts").empty());
+}
+
+TEST_F(GatewayTest, SilentDeviceGoesOfflineAndComesBack) {
+  ASSERT_TRUE(h.Start("registry:\n  offline_after_s: 1\n").ok());
+  ASSERT_TRUE(h.devices().Publish("sensors/quiet/data", Native("quiet", 1, 1, 20), 1).ok());
+  auto s = h.WaitStatus([](const json& j) { return j["devices"]["offline"] == 1; });
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto alert = h.observer().WaitMessage("gateway/alerts", std::chrono::seconds(5));
+  ASSERT_TRUE(alert.ok());
+  json a = json::parse(alert->payload);
+  EXPECT_EQ(a["alert_id"], "device_offline:quiet");
+  EXPECT_EQ(a["state"], "raised");
+
+  ASSERT_TRUE(h.devices().Publish("sensors/quiet/data", Native("quiet", 1, 2, 20), 1).ok());
+  auto back = h.observer().WaitMessage("gateway/alerts", std::chrono::seconds(5));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(json::parse(back->payload)["state"], "cleared");
+}
+
+TEST_F(GatewayTest, StatusTopicsAndLastWillSetDeviceState) {
+  ASSERT_TRUE(h.Start().ok());
+  // Per-device retained status as a bare word, and a last will published by the broker.
+  ASSERT_TRUE(h.devices().Publish("devices/n2/status", "sleeping", 1, true).ok());
+  TestMqtt node;
+  TestMqttOptions o;
+  o.client_id = "n3";
+  o.will = mqtt::Will{"devices/n3/status", "offline", 1, true};
+  ASSERT_TRUE(node.Connect(h.broker().port(), o).ok());
+  ASSERT_TRUE(node.Publish("devices/n3/status", "online", 1, true).ok());
+  ASSERT_TRUE(h.WaitStatus([](const json& j) { return j["devices_count"] == 2; }).ok());
+  node.Abort();  // no DISCONNECT: the broker publishes the will
+  auto s = h.WaitStatus([](const json& j) {
+    return j["devices"]["sleeping"] == 1 && j["devices"]["offline"] == 1;
+  });
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+}
+
+TEST_F(GatewayTest, DuplicatesAreDroppedAndSeqGapsCounted) {
+  ASSERT_TRUE(h.Start().ok());
+  for (int seq : {1, 2, 2, 5, 3, 1}) {
+    ASSERT_TRUE(h.devices().Publish("sensors/d/data", Native("d", 7, seq, 20 + seq), 1).ok());
+  }
+  // Seed identity: the same millis() twice is one reading.
+  ASSERT_TRUE(h.devices().Publish("sensors/data", kSeedReading, 1).ok());
+  ASSERT_TRUE(h.devices().Publish("sensors/data", kSeedReading, 1).ok());
+  auto s = h.WaitStatus([](const json& j) {
+    return j["ingest"]["stored"].get<int>() + j["ingest"]["duplicates"].get<int>() == 8;
+  });
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ((*s)["ingest"]["stored"], 5);      // 1, 2, 5, 3 and the seed reading
+  EXPECT_EQ((*s)["ingest"]["duplicates"], 3);  // 2, 1 and the seed reading again
+  EXPECT_EQ((*s)["ingest"]["seq_gaps"], 2);    // 3 and 4 were missing when 5 came
+
+  ASSERT_TRUE(h.StopGateway().ok());
+  auto store = h.OpenStore();
+  ASSERT_TRUE(store.ok());
+  auto devices = (*store)->LoadDevices();
+  ASSERT_TRUE(devices.ok());
+  for (const auto& d : *devices) {
+    if (d.device_id != "d") continue;
+    EXPECT_EQ(d.readings, 4u);
+    EXPECT_EQ(d.duplicates, 2u);
+    EXPECT_EQ(d.seq_gaps, 1u) << "3 arrived late and filled one of the two";
+    EXPECT_EQ(d.boot, 7u);
+    EXPECT_EQ(d.last_seq, 5u);
+  }
+}
+
+TEST_F(GatewayTest, MalformedCorpusIsRejectedByReasonWhileValidTrafficFlows) {
+  ASSERT_TRUE(h.Start("ingest:\n  max_payload_bytes: 512\n").ok());
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"not_json", "temperature=22"},
+      {"not_json", R"({"deviceId":"x","temperature":22.5)"},  // truncated
+      {"not_json", R"({"deviceId":"x","temperature":NaN})"},
+      {"not_json", R"({"deviceId":"x","temperature":Infinity})"},
+      {"too_large", R"({"deviceId":"x","pad":")" + std::string(600, 'a') + R"(","t":1})"},
+      {"too_deep", R"({"deviceId":"x","a":{"b":{"c":{"d":{"e":{"f":1}}}}}})"},
+      {"wrong_type", R"({"deviceId":"x","temperature":[1,2]})"},
+      {"bad_number", R"({"deviceId":"x","temperature":1e400})"},
+      {"duplicate_key", R"({"deviceId":"x","temperature":1,"temperature":2})"},
+      {"bad_utf8", std::string(R"({"deviceId":"x","note":")") + "\xff\xfe" + R"(","t":1})"},
+      {"bad_device_id", R"({"deviceId":"bad id/with+wildcards","t":1})"},
+      {"missing_device_id", R"({"temperature":1})"},
+      {"not_object", R"([1,2,3])"},
+      {"no_metrics", R"({"deviceId":"x","name":"only strings"})"},
+  };
+  int valid = 0;
+  std::map<std::string, int> expected;
+  for (std::size_t i = 0; i < bad.size(); ++i) {
+    ASSERT_TRUE(h.devices().Publish("sensors/data", bad[i].second, 1).ok());
+    ++expected[bad[i].first];
+    ASSERT_TRUE(h.devices().Publish("sensors/v/data", Native("v", 1, ++valid, 20), 1).ok());
+  }
+  // A payload whose deviceId contradicts its topic.
+  ASSERT_TRUE(h.devices().Publish("sensors/v/data", Native("w", 1, 1, 20), 1).ok());
+  ++expected["device_id_mismatch"];
+
+  auto s = h.WaitStatus([&](const json& j) {
+    return j["ingest"]["stored"] == valid && j["ingest"]["rejected"] == bad.size() + 1;
+  });
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  json by_reason = (*s)["ingest"]["rejected_by_reason"];
+  for (const auto& [reason, count] : expected) {
+    EXPECT_EQ(by_reason.value(reason, 0), count) << reason << " in " << by_reason.dump();
+  }
+  ASSERT_TRUE(h.StopGateway().ok());
+  auto store = h.OpenStore();
+  ASSERT_TRUE(store.ok());
+  auto q = (*store)->ListQuarantine(100);
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->size(), bad.size() + 1);
+  for (const auto& row : *q) EXPECT_LE(row.payload.size(), 512u) << "kept truncated";
+}
+
+TEST_F(GatewayTest, FloodFromOneDeviceIsLimitedAndOthersFlow) {
+  ASSERT_TRUE(h.Start("ingest:\n  device_rate_per_s: 1\n  device_burst: 5\n").ok());
+  for (int i = 1; i <= 50; ++i) {
+    ASSERT_TRUE(h.devices().Publish("sensors/noisy/data", Native("noisy", 1, i, 20), 0).ok());
+  }
+  ASSERT_TRUE(h.devices().Publish("sensors/calm/data", Native("calm", 1, 1, 20), 1).ok());
+  auto s = h.WaitStatus([](const json& j) {
+    return j["ingest"]["received"] == 51 && j["ingest"]["stored"].get<int>() >= 6;
+  });
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  int limited = (*s)["ingest"]["rejected_by_reason"].value("rate_limited", 0);
+  EXPECT_GE(limited, 40);
+  EXPECT_EQ((*s)["ingest"]["stored"].get<int>() + limited, 51);
+}
+
+TEST_F(GatewayTest, ReloadAppliesNewThresholdsAndReportsRestartOnlySettings) {
+  ASSERT_TRUE(h.Start("thresholds:\n  temperature_max: 50\n").ok());
+  ASSERT_TRUE(h.devices().Publish("sensors/r/data", Native("r", 1, 1, 40), 1).ok());
+  ASSERT_TRUE(h.WaitStatus(Stored(1)).ok());
+  EXPECT_TRUE(TakeQueued(h.observer(), "gateway/alerts").empty());
+
+  ASSERT_TRUE(h.WriteConfig("thresholds:\n  temperature_max: 30\n").ok());
+  ASSERT_TRUE(h.devices().Publish(std::string("gateway/") + kGatewayId + "/commands",
+                                  R"({"command":"reload","id":"r1"})", 1).ok());
+  auto reply = h.observer().WaitMessage(std::string("gateway/") + kGatewayId + "/replies");
+  ASSERT_TRUE(reply.ok());
+  json r = json::parse(reply->payload);
+  EXPECT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(r["id"], "r1");
+  ASSERT_TRUE(h.devices().Publish("sensors/r/data", Native("r", 1, 2, 40), 1).ok());
+  auto alert = h.observer().WaitMessage("gateway/alerts");
+  ASSERT_TRUE(alert.ok());
+  EXPECT_EQ(json::parse(alert->payload)["threshold"], 30.0);
+
+  // A broken file is refused and the running config stays.
+  ASSERT_TRUE(h.WriteConfig("registry:\n  offline_after_s: -5\n").ok());
+  ASSERT_TRUE(h.devices().Publish("gateway/commands", R"({"command":"reload","id":"r2"})", 1).ok());
+  reply = h.observer().WaitMessage(std::string("gateway/") + kGatewayId + "/replies");
+  ASSERT_TRUE(reply.ok());
+  r = json::parse(reply->payload);
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_NE(r["message"].get<std::string>().find("registry.offline_after_s"), std::string::npos)
+      << r.dump();
+  EXPECT_TRUE(h.GetStatus().ok()) << "still running";
+}
+
+TEST_F(GatewayTest, SyncCloudIsAcceptedAndUnknownCommandsAreRefused) {
+  ASSERT_TRUE(h.Start().ok());
+  std::string replies = std::string("gateway/") + kGatewayId + "/replies";
+  ASSERT_TRUE(h.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":7})", 1).ok());
+  auto reply = h.observer().WaitMessage(replies);
+  ASSERT_TRUE(reply.ok());
+  json r = json::parse(reply->payload);
+  EXPECT_EQ(r["ok"], true);
+  EXPECT_EQ(r["id"], "7");
+  ASSERT_TRUE(h.devices().Publish("gateway/commands", R"({"command":"self_destruct"})", 1).ok());
+  auto s = h.WaitStatus([](const json& j) { return j["ingest"]["rejected"] == 1; });
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+}
+
+TEST_F(GatewayTest, RestartCommandDrainsAndComesBackWithItsRegistry) {
+  ASSERT_TRUE(h.Start().ok());
+  for (int i = 1; i <= 20; ++i) {
+    ASSERT_TRUE(h.devices().Publish("sensors/p/data", Native("p", 1, i, 20), 1).ok());
+  }
+  ASSERT_TRUE(h.devices().Publish("gateway/commands", R"({"command":"restart"})", 1).ok());
+  // The same process re-executes itself and announces itself online again.
+  auto online = h.observer().WaitMessage(
+      [](const mqtt::Message& m) {
+        return m.topic == std::string("gateway/") + kGatewayId + "/state" &&
+               m.payload == "offline";
+      },
+      std::chrono::seconds(15));
+  ASSERT_TRUE(online.ok()) << online.status().ToString();
+  auto s = h.WaitStatus([](const json& j) { return j["uptime"].get<double>() < 30; });
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ((*s)["devices_count"], 1);
+  EXPECT_EQ((*s)["local_db_records"], 20);
+}
+
+TEST_F(GatewayTest, SigtermDrainsCleanlyAndTheRestArrivesAfterRestart) {
+  ASSERT_TRUE(h.Start().ok());
+  constexpr int kCount = 500;
+  for (int i = 1; i <= kCount; ++i) {
+    ASSERT_TRUE(h.devices().Publish("sensors/t/data", Native("t", 1, i, i), 1).ok());
+  }
+  // Stopped while readings are still flowing: what it received is committed and acknowledged,
+  // the broker keeps the rest for the gateway's persistent session.
+  ASSERT_TRUE(h.StopGateway().ok());  // exit status 0
+  ASSERT_TRUE(h.StartGateway().ok());
+  auto s = h.WaitStatus([](const json& j) { return j["local_db_records"] == kCount; });
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_TRUE(h.StopGateway().ok());
+  auto store = h.OpenStore();
+  ASSERT_TRUE(store.ok());
+  auto points = (*store)->QuerySeries("t", "temperature", 0, kForever, 2 * kCount);
+  ASSERT_TRUE(points.ok());
+  ASSERT_EQ(points->size(), static_cast<std::size_t>(kCount));
+  std::vector<bool> seen(kCount + 1, false);
+  for (const auto& p : *points) {
+    int v = static_cast<int>(p.value);
+    ASSERT_TRUE(v >= 1 && v <= kCount);
+    EXPECT_FALSE(seen[v]) << "reading " << v << " stored twice";
+    seen[v] = true;
+  }
+}
+
+TEST(GatewayCli, BadConfigNamesKeyAndExitsWithoutStarting) {
+  TempDir dir;
+  std::string path = dir.File("bad.yaml");
+  {
+    std::ofstream(path) << "storage:\n  synchronous: sometimes\n";
+  }
+  ChildProcessOptions o;
+  o.argv = {GatewayBinary(), "--config", path};
+  o.log_path = dir.File("out.log");
+  auto p = ChildProcess::Start(o);
+  ASSERT_TRUE(p.ok());
+  auto code = (*p)->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 2);
+  EXPECT_NE((*p)->log().find("storage.synchronous: expected full, normal or off"),
+            std::string::npos)
+      << (*p)->log();
+}
+
+}  // namespace
+}  // namespace outpost::testing

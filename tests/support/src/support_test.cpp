@@ -1,0 +1,125 @@
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "outpost/testing/child_process.h"
+#include "outpost/testing/mosquitto_process.h"
+#include "outpost/testing/temp_dir.h"
+#include "outpost/testing/test_mqtt.h"
+
+namespace outpost::testing {
+namespace {
+
+TEST(TempDir, CreatesAndRemoves) {
+  std::string path;
+  {
+    TempDir dir("support-test");
+    path = dir.path();
+    EXPECT_TRUE(std::filesystem::is_directory(path));
+    std::ofstream(dir.File("a.txt")) << "x";
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(ChildProcess, ExitStatusEnvAndLog) {
+  TempDir dir;
+  ChildProcessOptions o;
+  o.argv = {"/bin/sh", "-c", "echo out=$OUTPOST_X; echo err >&2; exit 3"};
+  o.env = {{"OUTPOST_X", "42"}};
+  o.log_path = dir.File("child.log");
+  auto child = ChildProcess::Start(o);
+  ASSERT_TRUE(child.ok()) << child.status().ToString();
+  auto rc = (*child)->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(rc.ok()) << rc.status().ToString();
+  EXPECT_EQ(*rc, 3);
+  EXPECT_NE((*child)->log().find("out=42"), std::string::npos);
+  EXPECT_NE((*child)->log().find("err"), std::string::npos);
+}
+
+TEST(ChildProcess, TerminateKillAndTimeout) {
+  TempDir dir;
+  ChildProcessOptions o;
+  o.argv = {"sleep", "30"};
+  o.log_path = dir.File("sleep.log");
+  auto child = ChildProcess::Start(o);
+  ASSERT_TRUE(child.ok());
+  EXPECT_TRUE((*child)->Running());
+  auto early = (*child)->Wait(std::chrono::milliseconds(20));
+  EXPECT_EQ(early.status().code(), Code::kDeadlineExceeded);
+  (*child)->Terminate();
+  auto rc = (*child)->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, 128 + SIGTERM);
+  EXPECT_FALSE((*child)->Running());
+
+  o.log_path = dir.File("sleep2.log");
+  auto second = ChildProcess::Start(o);
+  ASSERT_TRUE(second.ok());
+  (*second)->Kill();
+  auto rc2 = (*second)->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(rc2.ok());
+  EXPECT_EQ(*rc2, 128 + SIGKILL);
+}
+
+TEST(ChildProcess, ExecFailureIs127) {
+  TempDir dir;
+  ChildProcessOptions o;
+  o.argv = {"/nonexistent/program"};
+  o.log_path = dir.File("x.log");
+  auto child = ChildProcess::Start(o);
+  ASSERT_TRUE(child.ok());
+  auto rc = (*child)->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(rc.ok());
+  EXPECT_EQ(*rc, 127);
+  EXPECT_NE((*child)->log().find("exec failed"), std::string::npos);
+}
+
+TEST(MosquittoProcess, StartsStopsAndRestartsOnSamePort) {
+  MosquittoOptions o;
+  o.extra_config = {"max_queued_messages 100"};
+  auto broker = MosquittoProcess::Start(o);
+  ASSERT_TRUE(broker.ok()) << broker.status().ToString();
+  const std::uint16_t port = (*broker)->port();
+  EXPECT_TRUE(WaitForPort(port, std::chrono::milliseconds(0)).ok());
+  {
+    std::ifstream conf((*broker)->config_path());
+    std::string text((std::istreambuf_iterator<char>(conf)), std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find("max_queued_messages 100"), std::string::npos);
+  }
+  ASSERT_TRUE((*broker)->Stop().ok());
+  EXPECT_FALSE((*broker)->running());
+  EXPECT_FALSE(WaitForPort(port, std::chrono::milliseconds(0)).ok());
+  ASSERT_TRUE((*broker)->Restart().ok());
+  EXPECT_EQ((*broker)->port(), port);
+  TestMqtt c;
+  EXPECT_TRUE(c.Connect(port).ok());
+  (*broker)->Kill();
+  EXPECT_FALSE((*broker)->running());
+  EXPECT_NE((*broker)->log().find("mosquitto version"), std::string::npos);
+}
+
+TEST(MosquittoProcess, BadConfigIsAClearError) {
+  MosquittoOptions o;
+  o.extra_config = {"no_such_option 1"};
+  o.start_timeout = std::chrono::seconds(5);
+  auto broker = MosquittoProcess::Start(o);
+  ASSERT_FALSE(broker.ok());
+  EXPECT_NE(broker.status().message().find("mosquitto exited"), std::string::npos)
+      << broker.status().ToString();
+}
+
+TEST(TestMqtt, ConnectToNothingFails) {
+  auto port = PickFreePort();
+  ASSERT_TRUE(port.ok());
+  TestMqtt c;
+  TestMqttOptions o;
+  o.reconnect = false;
+  Status s = c.Connect(*port, o);
+  EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
+}
+
+}  // namespace
+}  // namespace outpost::testing
