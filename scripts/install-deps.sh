@@ -11,7 +11,7 @@ packages=(
   libsimdjson-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   mosquitto mosquitto-clients
-  procps iproute2
+  procps iproute2 jq
 )
 
 # One dpkg-query for all: a package is missing unless reported "install ok installed".

@@ -55,13 +55,18 @@ Status GatewayHarness::Start(HarnessOptions options) {
   return StartGateway();
 }
 
-Status GatewayHarness::StartGateway() {
+Status GatewayHarness::LaunchGateway() {
   ChildProcessOptions o;
   o.argv = {GatewayBinary(), "--config", config_path_};
   o.log_path = dir_.File("gateway-" + std::to_string(++gateway_runs_) + ".log");
   auto child = ChildProcess::Start(o);
   if (!child.ok()) return child.status();
   gateway_ = std::move(child).value();
+  return Status::Ok();
+}
+
+Status GatewayHarness::StartGateway() {
+  OUTPOST_RETURN_IF_ERROR(LaunchGateway());
   std::string state_topic = std::string("gateway/") + kGatewayId + "/state";
   // The retained "online" of an earlier run may be queued already: wait for a fresh one, which
   // the gateway publishes on every connect, after its previous "offline" (clean stop) or not.

@@ -50,6 +50,9 @@ class GatewayHarness {
   // Starts the gateway process and waits until it announced itself online (retained
   // gateway/{id}/state).
   Status StartGateway();
+  // Starts the gateway process and returns at once, without waiting for it to come online (to
+  // kill it during start-up, or to wait for it another way). StartGateway() = this + the wait.
+  Status LaunchGateway();
   // SIGTERM; waits for a clean exit (status 0).
   Status StopGateway(std::chrono::milliseconds timeout = std::chrono::seconds(20));
   // SIGKILL, as a crash; reaps it.

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 namespace outpost::gateway::config {
 namespace {
 
@@ -125,6 +127,29 @@ TEST(Config, ThresholdOffDisablesSeedRule) {
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_FALSE(c->battery_min.has_value());
   EXPECT_EQ(EffectiveRules(*c).size(), 2u);
+}
+
+}  // namespace
+}  // namespace outpost::gateway::config
+
+namespace outpost::gateway::config {
+namespace {
+
+// The documented example must stay complete and valid: every key known, values equal defaults.
+TEST(Config, ExampleConfigIsValidAndMatchesDefaults) {
+  const char* src = std::getenv("OUTPOST_SOURCE_DIR");
+  ASSERT_NE(src, nullptr) << "run through ctest";
+  auto c = LoadFile(std::string(src) + "/config/gateway.example.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->warnings.empty()) << c->warnings.front();
+  auto d = Parse("", "defaults");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(c->storage.queue_max_readings, d->storage.queue_max_readings);
+  EXPECT_EQ(c->ingest.dedupe_window, d->ingest.dedupe_window);
+  EXPECT_EQ(c->registry.offline_after_s, d->registry.offline_after_s);
+  EXPECT_EQ(c->temperature_max, d->temperature_max);
+  EXPECT_EQ(c->mqtt.client_id, d->mqtt.client_id);
+  EXPECT_EQ(EffectiveRules(*c).size(), EffectiveRules(*d).size());
 }
 
 }  // namespace

@@ -35,20 +35,20 @@ Verdict Deduplicator::CheckSeq(DeviceState& d, const Identity& id) {
     d.current.max_seq = id.seq;
     d.current.bits.assign(window_ / 64, 0);
     v.new_boot = true;
-    TestAndSet(d.current, id.seq, &v);
+    (void)TestAndSet(d.current, id.seq);
     return v;
   }
   if (id.seq > w->max_seq) {
     v.new_gaps = id.seq - w->max_seq - 1;
     Advance(*w, id.seq);
-    TestAndSet(*w, id.seq, &v);
+    (void)TestAndSet(*w, id.seq);
     return v;
   }
   if (w->max_seq - id.seq >= window_) {
     v.beyond_window = true;
     return v;
   }
-  if (TestAndSet(*w, id.seq, &v)) {
+  if (TestAndSet(*w, id.seq)) {
     v.duplicate = true;
   } else {
     v.filled_gap = true;
@@ -56,7 +56,7 @@ Verdict Deduplicator::CheckSeq(DeviceState& d, const Identity& id) {
   return v;
 }
 
-bool Deduplicator::TestAndSet(SeqWindow& w, std::uint64_t seq, Verdict*) {
+bool Deduplicator::TestAndSet(SeqWindow& w, std::uint64_t seq) const {
   std::size_t bit = static_cast<std::size_t>(seq % window_);
   std::uint64_t mask = std::uint64_t{1} << (bit % 64);
   std::uint64_t& word = w.bits[bit / 64];

@@ -419,6 +419,9 @@ void ReadingParser::Impl::ResolveTime(std::int64_t now_ms) {
   out->has_device_ts = true;
   const std::int64_t lo = limits.min_plausible_ms;
   const std::int64_t hi = SaturatingAdd(now_ms, limits.max_future_skew_ms);
+  // Seconds are believed only when recent: the seed's millis() reads as epoch seconds in 2020..now
+  // after ~18 days of uptime, but as "the last week" only for ~10 minutes of every 49.7 days.
+  const std::int64_t lo_seconds = std::max(lo, now_ms - limits.max_seconds_age_ms);
   switch (ts_kind) {
     case TsKind::kNone:
       return;
@@ -432,7 +435,7 @@ void ReadingParser::Impl::ResolveTime(std::int64_t now_ms) {
       if (v >= lo && v <= hi) {
         out->ts_ms = v;
         out->ts_source = TimeSource::kDevice;
-      } else if (v >= CeilDiv(lo, 1000) && v <= FloorDiv(hi, 1000)) {
+      } else if (v >= CeilDiv(lo_seconds, 1000) && v <= FloorDiv(hi, 1000)) {
         out->ts_ms = v * 1000;
         out->ts_source = TimeSource::kDevice;
       }
@@ -444,8 +447,12 @@ void ReadingParser::Impl::ResolveTime(std::int64_t now_ms) {
       const auto lo_d = static_cast<double>(lo);
       const auto hi_d = static_cast<double>(hi);
       double ms = d;
-      if (!(ms >= lo_d && ms <= hi_d)) ms = d * 1000;
-      if (ms >= lo_d && ms <= hi_d && std::fabs(ms) < kInt64Bound) {
+      double ms_lo = lo_d;
+      if (!(ms >= lo_d && ms <= hi_d)) {
+        ms = d * 1000;
+        ms_lo = static_cast<double>(lo_seconds);
+      }
+      if (ms >= ms_lo && ms <= hi_d && std::fabs(ms) < kInt64Bound) {
         const auto rounded = static_cast<std::int64_t>(std::llround(ms));
         out->ts_ms = std::min(std::max(rounded, lo), hi);
         out->ts_source = TimeSource::kDevice;

@@ -345,15 +345,28 @@ TEST_F(ReadingTest, TimestampEpochSeconds) {
   EXPECT_EQ(reading_.ts_source, TimeSource::kDevice);
   ASSERT_TRUE(Parse(R"({"deviceId":"d","timestamp":1.7487e9,"t":1})"));
   EXPECT_EQ(reading_.ts_ms, 1748700000000);
-  // Seconds boundaries.
-  ASSERT_TRUE(Parse(R"({"deviceId":"d","timestamp":1577836800,"t":1})"));
+  // Seconds boundaries: at most 7 days old (now is 1748736000).
+  ASSERT_TRUE(Parse(R"({"deviceId":"d","timestamp":1748131200,"t":1})"));
   EXPECT_EQ(reading_.ts_source, TimeSource::kDevice);
-  ASSERT_TRUE(Parse(R"({"deviceId":"d","timestamp":1577836799,"t":1})"));
+  ASSERT_TRUE(Parse(R"({"deviceId":"d","timestamp":1748131199,"t":1})"));
+  EXPECT_EQ(reading_.ts_source, TimeSource::kGateway);
+  ASSERT_TRUE(Parse(R"({"deviceId":"d","timestamp":1748131199.5,"t":1})"));
+  EXPECT_EQ(reading_.ts_source, TimeSource::kGateway);
+  ASSERT_TRUE(Parse(R"({"deviceId":"d","timestamp":1577836800,"t":1})"));
   EXPECT_EQ(reading_.ts_source, TimeSource::kGateway);
   ASSERT_TRUE(Parse(R"({"deviceId":"d","timestamp":1748822400,"t":1})"));
   EXPECT_EQ(reading_.ts_source, TimeSource::kDevice);
   ASSERT_TRUE(Parse(R"({"deviceId":"d","timestamp":1748822401,"t":1})"));
   EXPECT_EQ(reading_.ts_source, TimeSource::kGateway);
+}
+
+// Regression: a seed device up ~19 days sends millis() = 1,641,600,000, which reads as epoch
+// seconds in January 2022; it must get the receive time, not a date in the past.
+TEST_F(ReadingTest, SeedMillisAfterWeeksOfUptimeIsNotMistakenForSeconds) {
+  ASSERT_TRUE(Parse(R"({"deviceId":"d","timestamp":1641600000,"t":1})"));
+  EXPECT_EQ(reading_.ts_source, TimeSource::kGateway);
+  EXPECT_EQ(reading_.ts_ms, kNowMs);
+  EXPECT_EQ(reading_.device_ts_raw, 1641600000);
 }
 
 TEST_F(ReadingTest, TimestampUptimeOrImplausibleUsesGatewayTime) {

@@ -5,7 +5,6 @@
 #include <CLI/CLI.hpp>
 #include <cinttypes>
 #include <cstdio>
-#include <map>
 #include <string>
 
 #include "outpost/bench_pub/publisher.h"
@@ -69,10 +68,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-inflight", o.max_inflight,
                  "QoS 1 publishes awaiting PUBACK, per connection")
       ->capture_default_str();
-  std::map<std::string, Format> formats{{"native", Format::kNative}, {"seed", Format::kSeed}};
-  app.add_option("--format", o.format, "native | seed")
-      ->transform(CLI::CheckedTransformer(formats, CLI::ignore_case))
-      ->default_str("native");
+  std::string format = "native";
+  app.add_option("--format", format,
+                 "native: sensors/{id}/data, epoch-ms timestamps, boot and seq; seed: sensors/data "
+                 "with the seed sketch's payload")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"native", "seed"}));
   app.add_option("--seed", o.seed, "seed for the readings' values (same seed, same values)")
       ->capture_default_str();
   app.add_option("--id-prefix", o.id_prefix, "device ids are PREFIX00001, PREFIX00002, ...")
@@ -88,6 +89,7 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json, "print the summary as one JSON object instead");
   CLI11_PARSE(app, argc, argv);
   if (per_device) o.connections = o.devices;
+  o.format = format == "seed" ? Format::kSeed : Format::kNative;
 
   RaiseFileLimit();
   auto result = outpost::bench_pub::RunPublisher(o);
@@ -110,7 +112,10 @@ int main(int argc, char** argv) {
                 s.done_wall_ms, s.connect_s, s.max_lag_ms, s.ok(o.qos) ? "true" : "false",
                 JsonEscape(s.error).c_str());
   } else {
-    std::string lag = o.rate_per_s > 0 ? ", max lag " + std::to_string(s.max_lag_ms) + " ms" : "";
+    std::string lag =
+        o.rate_per_s > 0
+            ? ", max lag " + std::to_string(static_cast<long>(s.max_lag_ms + 0.5)) + " ms"
+            : "";
     std::printf("sent %" PRIu64 ", acked %" PRIu64
                 " (QoS %d), %.0f readings/s, elapsed %.3f s"
                 " (%zu devices, %zu connections%s)%s%s\n",

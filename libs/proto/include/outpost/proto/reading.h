@@ -24,6 +24,8 @@ struct Limits {
   // A device timestamp is believed when it falls in [min_plausible_ms, now_ms + skew].
   std::int64_t max_future_skew_ms = 24LL * 3600 * 1000;
   std::int64_t min_plausible_ms = 1'577'836'800'000;  // 2020-01-01T00:00:00Z
+  // Epoch SECONDS are believed only within [now - this, now + skew] (see readings.md).
+  std::int64_t max_seconds_age_ms = 7LL * 24 * 3600 * 1000;
 };
 
 struct Metric {

@@ -63,7 +63,7 @@ class Deduplicator {
 
   Verdict CheckSeq(DeviceState& d, const Identity& id);
   Verdict CheckTimestamp(DeviceState& d, std::int64_t ts);
-  bool TestAndSet(SeqWindow& w, std::uint64_t seq, Verdict* v);
+  bool TestAndSet(SeqWindow& w, std::uint64_t seq) const;  // true if it was already set
   void Advance(SeqWindow& w, std::uint64_t seq);
 
   std::size_t window_;
