@@ -1,12 +1,14 @@
 #include "outpost/gateway/app/gateway.h"
 
 #include <asio.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <iterator>
 #include <map>
 #include <optional>
 
@@ -116,7 +118,6 @@ class Gateway::Impl {
         config_path_(std::move(config_path)),
         registry_(RegistryOptions(config_)),
         rules_(config::EffectiveRules(config_), config_.offline_alerts),
-        dedupe_(config_.ingest.dedupe_window),
         parser_(ParserLimits(config_)),
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
         status_timer_(io_),
@@ -126,6 +127,15 @@ class Gateway::Impl {
   ExitReason Run();
 
  private:
+  // Per-device state of the loop: one hash lookup per message reaches all of it.
+  struct DeviceContext {
+    registry::Device* device;  // owned by registry_; node addresses are stable
+    ingest::DeviceDedupe dedupe;
+    ingest::TokenBucket bucket;
+    bool dirty = false;          // its row goes into the next batch
+    std::int64_t last_reading = -1;  // index of its last reading in next_, if any
+  };
+
   Status OpenAndRestore();
   void StartMqtt();
   void OnMessage(const mqtt::Message& m);
@@ -133,17 +143,23 @@ class Gateway::Impl {
   void HandleStatus(const mqtt::Message& m, std::string_view topic_device);
   void HandleCommand(const mqtt::Message& m);
   void Reject(const mqtt::Message& m, std::string_view reason, std::string_view detail);
-  void Ack(const mqtt::Message& m, Pending& p) {
-    if (m.qos == 1) p.acks.push_back(AckToken{m.connection_id, m.packet_id});
+  // Every QoS 1 message is acknowledged after the batch that follows its handling commits, in
+  // arrival order, whatever its outcome (stored, duplicate, rejected, command).
+  void Ack(const mqtt::Message& m) {
+    if (m.qos == 1) next_.acks.push_back(AckToken{m.connection_id, m.packet_id});
   }
-  // Appends a message with no data of its own: only its acknowledgement, kept in order.
-  void AckOnly(const mqtt::Message& m) {
-    if (m.qos == 1) writer_->Append([&](Pending& p) { Ack(m, p); });
+  DeviceContext* Context(std::string_view id, std::int64_t now, bool* added);
+  void MarkDirty(DeviceContext& c) {
+    if (!c.dirty) {
+      c.dirty = true;
+      dirty_.push_back(&c);
+    }
   }
-  void ApplyStateChange(const registry::Change& change, Pending& p);
-  void AddTransitions(Pending& p);
+  void ApplyStateChange(const registry::Change& change);
+  void AddTransitions();
+  void ScheduleSubmit();
+  void MaybeSubmit();
   void OnCommitted(Committed c);
-  void AfterAppend();
   void PublishStatus();
   json StatusJson();
   void PublishAlert(const store::AlertRow& a);
@@ -165,8 +181,8 @@ class Gateway::Impl {
 
   registry::Registry registry_;
   rules::RuleEngine rules_;
-  ingest::Deduplicator dedupe_;
-  std::unordered_map<std::string, ingest::TokenBucket> buckets_;
+  std::unordered_map<std::string, DeviceContext> devices_;
+  std::vector<DeviceContext*> dirty_;
   proto::ReadingParser parser_;
   proto::Reading reading_;  // reused
   std::vector<rules::Transition> transitions_;
@@ -177,6 +193,11 @@ class Gateway::Impl {
   asio::signal_set signals_;
   asio::steady_timer status_timer_, tick_timer_, drain_timer_;
   CpuUsage cpu_;
+
+  Pending next_;             // filling while the writer commits the previous batch
+  bool writer_busy_ = false;  // a batch is with the writer until its final Committed
+  std::size_t inflight_readings_ = 0;
+  bool submit_scheduled_ = false;
 
   std::int64_t started_ms_ = 0;
   bool paused_ = false;
@@ -219,21 +240,27 @@ Status Gateway::Impl::OpenAndRestore() {
   auto devices = store->LoadDevices();
   if (!devices.ok()) return devices.status();
   for (const auto& row : *devices) registry_.Restore(FromRow(row));
+  for (const auto& [id, device] : registry_.devices()) {
+    bool added = false;
+    (void)Context(id, 0, &added);
+  }
   auto alerts = store->LoadActiveAlerts();
   if (!alerts.ok()) return alerts.status();
   for (const auto& a : *alerts) rules_.RestoreActive(a.rule, a.device_id, a.value, a.raised_ms);
   auto recent = store->LoadRecentIdentities(kRecentIdentities);
   if (!recent.ok()) return recent.status();
   for (const auto& r : *recent) {
+    auto it = devices_.find(r.device_id);
+    if (it == devices_.end()) continue;  // not in the registry (e.g. removed): nothing to guard
     ingest::Identity id{r.has_seq, r.boot, r.seq, r.has_device_ts, r.device_ts_raw};
-    (void)dedupe_.Check(r.device_id, id);
+    (void)it->second.dedupe.Check(id);
   }
   store_stats_ = store->stats();
   spdlog::info("store {}: {} readings, {} devices, {} active alerts; dedupe rebuilt from {} recent",
                so.path, store_stats_.readings, registry_.size(), alerts->size(), recent->size());
 
   writer_ = std::make_unique<Writer>(std::move(store), Writer::Options{}, clock_,
-                                     [this](Committed c) {
+                                     [this](Committed c) {  // on the writer thread
                                        asio::post(io_, [this, c = std::move(c)]() mutable {
                                          OnCommitted(std::move(c));
                                        });
@@ -318,14 +345,19 @@ void Gateway::Impl::OnMessage(const mqtt::Message& m) {
       if (t.gateway_id.empty() || t.gateway_id == config_.gateway_id) {
         HandleCommand(m);
       } else {
-        AckOnly(m);
+        Ack(m);
       }
       break;
     default:
       Reject(m, "bad_topic", "topic not handled by the gateway");
       break;
   }
-  AfterAppend();
+  if (!paused_ && next_.batch.readings.size() >= config_.storage.queue_max_readings) {
+    paused_ = true;  // until the writer takes this batch
+    ++n_.pauses;
+    client_->PauseReading();
+  }
+  ScheduleSubmit();
 }
 
 void Gateway::Impl::Reject(const mqtt::Message& m, std::string_view reason,
@@ -348,15 +380,30 @@ void Gateway::Impl::Reject(const mqtt::Message& m, std::string_view reason,
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("rejected {} on {}: {}", reason, m.topic, detail);
   }
-  writer_->Append([&](Pending& p) {
-    if (keep) {
-      std::size_t cap = config_.ingest.quarantine_max_payload_bytes;
-      p.batch.quarantine.push_back(store::QuarantineRow{
-          now, m.topic.substr(0, 256), std::string(reason), std::string(detail),
-          m.payload.substr(0, cap)});
-    }
-    Ack(m, p);
-  });
+  if (keep) {
+    std::size_t cap = config_.ingest.quarantine_max_payload_bytes;
+    next_.batch.quarantine.push_back(store::QuarantineRow{
+        now, m.topic.substr(0, 256), std::string(reason), std::string(detail),
+        m.payload.substr(0, cap)});
+  }
+  Ack(m);
+}
+
+Gateway::Impl::DeviceContext* Gateway::Impl::Context(std::string_view id, std::int64_t now,
+                                                     bool* added) {
+  *added = false;
+  auto it = devices_.find(std::string(id));
+  if (it != devices_.end()) return &it->second;
+  registry::Device* device = registry_.FindOrAdd(id, now, added);
+  if (!device) return nullptr;
+  it = devices_
+           .emplace(std::string(id),
+                    DeviceContext{device, ingest::DeviceDedupe(config_.ingest.dedupe_window),
+                                  ingest::TokenBucket(config_.ingest.device_rate_per_s,
+                                                      config_.ingest.device_burst)})
+           .first;
+  if (*added) MarkDirty(it->second);
+  return &it->second;
 }
 
 void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic_device) {
@@ -368,59 +415,48 @@ void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic
     return;
   }
   const std::string& id = reading_.device_id;
-  if (config_.ingest.device_rate_per_s > 0) {
-    auto b = buckets_.find(id);
-    if (b == buckets_.end()) {
-      if (buckets_.size() >= config_.registry.max_devices) buckets_.clear();  // bounded
-      b = buckets_.emplace(id, ingest::TokenBucket(config_.ingest.device_rate_per_s,
-                                                   config_.ingest.device_burst)).first;
-    }
-    if (!b->second.Take(now)) {
-      Reject(m, "rate_limited", "device " + id + " over ingest.device_rate_per_s");
-      return;
-    }
-  }
   bool added = false;
-  registry::Device* device = registry_.FindOrAdd(id, now, &added);
-  if (!device) {
+  DeviceContext* ctx = Context(id, now, &added);
+  if (!ctx) {
     Reject(m, "too_many_devices", "registry full (registry.max_devices)");
     return;
   }
   if (added) spdlog::info("new device {}", id);
-
-  ingest::Verdict v = dedupe_.Check(id, ingest::Identity{reading_.has_seq, reading_.boot,
-                                                         reading_.seq, reading_.has_device_ts,
-                                                         reading_.device_ts_raw});
-  std::optional<registry::Change> change = registry_.Seen(*device, now);
+  if (!ctx->bucket.Take(now)) {
+    Reject(m, "rate_limited", "device " + id + " over ingest.device_rate_per_s");
+    return;
+  }
+  registry::Device& device = *ctx->device;
+  ingest::Verdict v = ctx->dedupe.Check(ingest::Identity{
+      reading_.has_seq, reading_.boot, reading_.seq, reading_.has_device_ts,
+      reading_.device_ts_raw});
+  if (auto change = registry_.Seen(device, now)) ApplyStateChange(*change);
+  MarkDirty(*ctx);
   if (v.duplicate) {
     ++n_.duplicates;
-    ++device->duplicates;
-    writer_->Append([&](Pending& p) {
-      if (change) ApplyStateChange(*change, p);
-      p.UpsertDevice(ToRow(*device));
-      AddTransitions(p);
-      Ack(m, p);
-    });
+    ++device.duplicates;
+    AddTransitions();
+    Ack(m);
     return;
   }
   n_.seq_gaps += v.new_gaps;
   n_.beyond_window += v.beyond_window;
-  device->seq_gaps += v.new_gaps;
-  if (v.filled_gap && device->seq_gaps > 0) --device->seq_gaps;
-  ++device->readings;
+  device.seq_gaps += v.new_gaps;
+  if (v.filled_gap && device.seq_gaps > 0) --device.seq_gaps;
+  ++device.readings;
   if (reading_.has_seq &&
-      (v.new_boot || (reading_.boot == device->boot && reading_.seq > device->last_seq))) {
-    device->boot = reading_.boot;
-    device->last_seq = reading_.seq;
+      (v.new_boot || (reading_.boot == device.boot && reading_.seq > device.last_seq))) {
+    device.boot = reading_.boot;
+    device.last_seq = reading_.seq;
   }
-  if (!reading_.firmware.empty()) device->firmware = reading_.firmware;
-  device->last_reading_json = proto::MetricsJson(reading_);
+  if (!reading_.firmware.empty()) device.firmware = reading_.firmware;
 
   samples_.clear();
   for (const auto& metric : reading_.metrics) samples_.push_back({metric.name, metric.value});
   rules_.Evaluate(id, samples_, now, &transitions_);
 
-  store::ReadingRow row;
+  ctx->last_reading = static_cast<std::int64_t>(next_.batch.readings.size());
+  store::ReadingRow& row = next_.batch.readings.emplace_back();
   row.device_id = id;
   row.has_seq = reading_.has_seq;
   row.boot = reading_.boot;
@@ -434,14 +470,9 @@ void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic
   for (const auto& metric : reading_.metrics) {
     row.metrics.push_back(store::MetricValue{metric.name, metric.value, metric.is_bool});
   }
-  writer_->Append([&](Pending& p) {
-    p.batch.readings.push_back(std::move(row));
-    p.publish_ms.push_back(now);
-    if (change) ApplyStateChange(*change, p);
-    p.UpsertDevice(ToRow(*device));
-    AddTransitions(p);
-    Ack(m, p);
-  });
+  next_.received_ms.push_back(now);
+  AddTransitions();
+  Ack(m);
 }
 
 void Gateway::Impl::HandleStatus(const mqtt::Message& m, std::string_view topic_device) {
@@ -453,27 +484,27 @@ void Gateway::Impl::HandleStatus(const mqtt::Message& m, std::string_view topic_
     return;
   }
   std::int64_t now = clock_.wall_ms();
-  registry::Device* device = registry_.FindOrAdd(s.device_id, now);
-  if (!device) {
+  bool added = false;
+  DeviceContext* ctx = Context(s.device_id, now, &added);
+  if (!ctx) {
     Reject(m, "too_many_devices", "registry full (registry.max_devices)");
     return;
   }
+  registry::Device& device = *ctx->device;
   State to = s.state == proto::DeviceState::kOnline     ? State::kOnline
              : s.state == proto::DeviceState::kSleeping ? State::kSleeping
                                                         : State::kOffline;
   // A retained status is history replayed by the broker on subscribe: it sets the state but is
   // no sign of life now.
-  std::int64_t last_seen = device->last_seen_ms;
-  std::optional<registry::Change> change = registry_.SetState(*device, to, now);
-  if (m.retain) device->last_seen_ms = last_seen;
-  writer_->Append([&](Pending& p) {
-    if (change) ApplyStateChange(*change, p);
-    p.UpsertDevice(ToRow(*device));
-    Ack(m, p);
-  });
+  std::int64_t last_seen = device.last_seen_ms;
+  if (auto change = registry_.SetState(device, to, now)) ApplyStateChange(*change);
+  if (m.retain && !added) device.last_seen_ms = last_seen;
+  MarkDirty(*ctx);
+  AddTransitions();
+  Ack(m);
 }
 
-void Gateway::Impl::ApplyStateChange(const registry::Change& change, Pending& p) {
+void Gateway::Impl::ApplyStateChange(const registry::Change& change) {
   spdlog::info("device {} {} -> {}", change.device_id, registry::StateName(change.from),
                registry::StateName(change.to));
   if (change.to == State::kOffline) {
@@ -481,26 +512,71 @@ void Gateway::Impl::ApplyStateChange(const registry::Change& change, Pending& p)
   } else if (change.from == State::kOffline) {
     rules_.DeviceOnline(change.device_id, change.at_ms, &transitions_);
   }
-  if (const registry::Device* d = registry_.Find(change.device_id)) p.UpsertDevice(ToRow(*d));
+  auto it = devices_.find(change.device_id);
+  if (it != devices_.end()) MarkDirty(it->second);
 }
 
 // Moves the rule transitions collected so far into the batch; they are published after commit.
-void Gateway::Impl::AddTransitions(Pending& p) {
+void Gateway::Impl::AddTransitions() {
   for (auto& t : transitions_) {
     (t.raised ? n_.alerts_raised : n_.alerts_cleared)++;
-    store::AlertRow a{t.alert_id, t.rule,     t.device_id, t.metric,
-                      t.severity, t.message,  t.value,     t.threshold,
-                      t.raised ? t.at_ms : 0, t.raised ? 0 : t.at_ms};
-    p.batch.alerts.push_back(std::move(a));
+    next_.batch.alerts.push_back(store::AlertRow{
+        t.alert_id, t.rule, t.device_id, t.metric, t.severity, t.message, t.value, t.threshold,
+        t.raised ? t.at_ms : 0, t.raised ? 0 : t.at_ms});
   }
   transitions_.clear();
 }
 
-void Gateway::Impl::AfterAppend() {
-  if (!paused_ && writer_->pending_readings() >= config_.storage.queue_max_readings) {
-    paused_ = true;
-    ++n_.pauses;
-    client_->PauseReading();
+namespace {
+// {"temperature":22.5,"motion":true}. Metric names never need escaping (libs/proto checks them).
+std::string MetricsJson(const std::vector<store::MetricValue>& metrics) {
+  std::string out = "{";
+  for (const auto& m : metrics) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    out += m.name;
+    out += "\":";
+    if (m.is_bool) {
+      out += m.value != 0 ? "true" : "false";
+    } else {
+      fmt::format_to(std::back_inserter(out), "{}", m.value);
+    }
+  }
+  out += '}';
+  return out;
+}
+}  // namespace
+
+void Gateway::Impl::ScheduleSubmit() {
+  if (submit_scheduled_ || writer_busy_) return;
+  submit_scheduled_ = true;
+  // After this event-loop turn, so the messages of one socket read share a batch.
+  asio::post(io_, [this] {
+    submit_scheduled_ = false;
+    MaybeSubmit();
+  });
+}
+
+void Gateway::Impl::MaybeSubmit() {
+  if (writer_busy_ || (next_.empty() && dirty_.empty())) return;
+  // Device rows once per batch, with the JSON of their last reading in it.
+  for (DeviceContext* c : dirty_) {
+    if (c->last_reading >= 0) {
+      c->device->last_reading_json =
+          MetricsJson(next_.batch.readings[static_cast<std::size_t>(c->last_reading)].metrics);
+      c->last_reading = -1;
+    }
+    c->dirty = false;
+    next_.batch.devices.push_back(ToRow(*c->device));
+  }
+  dirty_.clear();
+  inflight_readings_ = next_.batch.readings.size();
+  writer_busy_ = true;
+  writer_->Submit(std::move(next_));
+  next_ = Pending{};
+  if (paused_) {
+    paused_ = false;
+    client_->ResumeReading();
   }
 }
 
@@ -509,19 +585,20 @@ void Gateway::Impl::OnCommitted(Committed c) {
   if (!c.status.ok()) {
     ++n_.store_errors;
     n_.last_store_error = c.status.ToString();
-    return;
   }
-  ++n_.commits;
-  n_.stored += c.readings;
-  n_.last_commit_ms = c.committed_wall_ms;
-  for (std::int64_t t : c.publish_ms) commit_latency_.Add(c.committed_wall_ms - t);
-  for (const AckToken& a : c.acks) client_->Ack(a.connection_id, a.packet_id);
-  for (const auto& alert : c.alerts) PublishAlert(alert);
-  if (paused_ && writer_->pending_readings() < config_.storage.queue_max_readings / 2) {
-    paused_ = false;
-    client_->ResumeReading();
+  if (!c.done) return;
+  writer_busy_ = false;
+  inflight_readings_ = 0;
+  if (c.status.ok()) {
+    ++n_.commits;
+    n_.stored += c.batch.batch.readings.size();
+    n_.last_commit_ms = c.committed_wall_ms;
+    for (std::int64_t t : c.batch.received_ms) commit_latency_.Add(c.committed_wall_ms - t);
+    for (const AckToken& a : c.batch.acks) client_->Ack(a.connection_id, a.packet_id);
+    for (const auto& alert : c.batch.batch.alerts) PublishAlert(alert);
   }
-  if (shutting_down_ && writer_->Quiescent(n_.commits)) FinishShutdown();
+  MaybeSubmit();
+  if (shutting_down_ && !writer_busy_) FinishShutdown();
 }
 
 void Gateway::Impl::PublishAlert(const store::AlertRow& a) {
@@ -581,7 +658,7 @@ json Gateway::Impl::StatusJson() {
         {"rejected", n_.rejected},
         {"rejected_by_reason", rejected},
         {"quarantined", n_.quarantined},
-        {"queue_depth", writer_->pending_readings()},
+        {"queue_depth", next_.batch.readings.size() + inflight_readings_},
         {"queue_max", config_.storage.queue_max_readings},
         {"paused", paused_},
         {"pauses", n_.pauses}}},
@@ -631,7 +708,7 @@ void Gateway::Impl::HandleCommand(const mqtt::Message& m) {
     Reject(m, std::string("command_") + proto::RejectReasonName(reject.reason), reject.detail);
     return;
   }
-  AckOnly(m);
+  Ack(m);
   spdlog::info("command {}{}", cmd.name, cmd.id.empty() ? "" : " (id " + cmd.id + ")");
   if (cmd.name == "get_status") {
     PublishStatus();
@@ -683,9 +760,12 @@ void Gateway::Impl::Reload(std::string* summary) {
   next.storage.synchronous = config_.storage.synchronous;
   next.gateway_id = config_.gateway_id;
   parser_ = proto::ReadingParser(ParserLimits(next));
-  buckets_.clear();
+  for (auto& [id, c] : devices_) {
+    c.bucket = ingest::TokenBucket(next.ingest.device_rate_per_s, next.ingest.device_burst);
+  }
   config_ = std::move(next);
-  writer_->Append([&](Pending& p) { AddTransitions(p); });
+  AddTransitions();
+  ScheduleSubmit();
   *summary = "reloaded " + config_path_ + ": " + std::to_string(rules_.rules().size()) + " rules";
   if (!need_restart.empty()) {
     *summary += "; changes to";
@@ -714,12 +794,9 @@ void Gateway::Impl::ScheduleTick() {
     std::vector<registry::Change> changes;
     registry_.Sweep(now, &changes);
     rules_.Tick(now, &transitions_);
-    if (!changes.empty() || !transitions_.empty()) {
-      writer_->Append([&](Pending& p) {
-        for (const auto& c : changes) ApplyStateChange(c, p);
-        AddTransitions(p);
-      });
-    }
+    for (const auto& c : changes) ApplyStateChange(c);
+    AddTransitions();
+    ScheduleSubmit();
     ScheduleTick();
   });
 }
@@ -745,9 +822,10 @@ void Gateway::Impl::Shutdown(ExitReason reason) {
   status_timer_.cancel();
   tick_timer_.cancel();
   client_->PauseReading();
-  // Whatever is pending commits next; OnCommitted finishes the shutdown once every taken
-  // batch has reported back (so its acknowledgements went out).
-  if (writer_->Quiescent(n_.commits)) FinishShutdown();
+  // What is pending commits next; OnCommitted finishes the shutdown once the writer has reported
+  // back with nothing left (so every acknowledgement went out).
+  MaybeSubmit();
+  if (!writer_busy_) FinishShutdown();
   drain_timer_.expires_after(std::chrono::milliseconds(kDrainTimeoutMs));
   drain_timer_.async_wait([this](const asio::error_code& ec) {
     if (ec) return;

@@ -1,14 +1,14 @@
-// Writer is the store's owner thread: it group-commits what the event loop appends, and tells
-// the loop what became durable so the loop can acknowledge it to the broker.
+// Writer is the store's owner thread: it commits the batches the event loop hands it and tells
+// the loop what became durable, so the loop can acknowledge it to the broker.
 //
-// Group commit: the loop appends to `Pending` under a mutex; the writer swaps the whole pending
-// batch out when it is free, writes it in one transaction, and reports back. While one commit
-// (and its fsync) runs, the next batch fills, so batches grow with load and latency stays about
-// one commit.
-// Ownership: owns the Store. Thread: Append/pending_readings from the loop thread; the
-// `on_committed` callback runs on the writer thread and must only post to the loop.
-// Errors: a failed Write() is logged, counted and retried with backoff; nothing of that batch
-// is acknowledged until it commits.
+// Group commit: the loop fills a Pending batch while the writer commits the previous one, and
+// hands the next over as soon as the writer reports back. Batches grow with load; at low load a
+// batch is one event-loop turn of messages and latency is about one commit.
+// Ownership: owns the Store. Thread: Submit() from the loop thread, one batch at a time (the loop
+// waits for the batch's final Committed before submitting the next). `on_committed` runs on the
+// writer thread and must only post to the loop.
+// Errors: a failed Write() is reported (Committed::done == false), retried with backoff, and
+// nothing of that batch is acknowledged until it commits.
 #pragma once
 
 #include <condition_variable>
@@ -16,9 +16,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <string>
+#include <optional>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "outpost/base/clock.h"
@@ -26,7 +25,7 @@
 
 namespace outpost::gateway::app {
 
-// A QoS 1 delivery to acknowledge once everything appended before it is durable.
+// A QoS 1 delivery to acknowledge once the batch that carries it is durable.
 struct AckToken {
   std::uint64_t connection_id;
   std::uint16_t packet_id;
@@ -34,70 +33,53 @@ struct AckToken {
 
 struct Pending {
   store::Batch batch;
-  std::unordered_map<std::string, std::size_t> device_slot;  // device id -> index in batch.devices
-  std::vector<AckToken> acks;
-  std::vector<std::int64_t> publish_ms;  // receive times of the readings, for commit latency
+  std::vector<AckToken> acks;            // in arrival order
+  std::vector<std::int64_t> received_ms;  // per reading, for receive->commit latency
 
-  void UpsertDevice(store::DeviceRow row);
   bool empty() const { return batch.empty() && acks.empty(); }
-  void clear();
 };
 
 struct Committed {
-  Status status;                      // OK, or the error of a failed attempt (will retry)
-  std::size_t readings = 0;
-  std::vector<AckToken> acks;
-  std::vector<store::AlertRow> alerts;  // now durable: publish them
-  std::vector<std::int64_t> publish_ms;
+  bool done = false;  // true: the batch is durable (status OK) or abandoned at shutdown
+  Status status;      // the outcome of this attempt
+  Pending batch;      // when done: the batch, for its acks and alerts
   std::int64_t committed_wall_ms = 0;
-  std::int64_t commit_duration_us = 0;
   store::Stats stats{};
 };
 
 class Writer {
  public:
   struct Options {
-    std::int64_t maintenance_every_ms = 250;  // compaction keeps pace with ~200k readings/s
-    std::size_t maintenance_rows = 50'000;
+    // Compaction and retention run after each commit, bounded to this many rows per reading
+    // committed (at least maintenance_min_rows), so they keep pace with ingest without stalling
+    // a commit for long.
+    std::size_t maintenance_rows_per_reading = 2;
+    std::size_t maintenance_min_rows = 2000;
+    std::int64_t idle_maintenance_ms = 1000;  // and this often when idle
   };
   using OnCommitted = std::function<void(Committed)>;
 
   Writer(std::unique_ptr<store::Store> store, Options options, const Clock& clock,
          OnCommitted on_committed);
-  ~Writer();  // stops (after draining) if still running
+  ~Writer();  // Stop()
 
   void Start();
-  // Appends under the lock. `fill` must be quick: it runs while the writer may be waiting.
-  template <typename F>
-  void Append(F&& fill) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      fill(pending_);
-      pending_readings_ = pending_.batch.readings.size();
-    }
-    cv_.notify_one();
-  }
-  std::size_t pending_readings() const;
-  // True when nothing is pending and every batch taken so far has been reported committed:
-  // `reported` is the number of successful Committed the caller has processed.
-  bool Quiescent(std::uint64_t reported) const;
-  // Commits everything appended so far, then stops the thread. Blocks until done.
+  // Hands a batch over. Precondition: the previous one was reported done.
+  void Submit(Pending batch);
+  // Finishes the submitted batch (giving up after repeated failures), then stops the thread.
   void Stop();
 
  private:
   void Run();
-  bool TakeBatch(Pending* out);
 
   std::unique_ptr<store::Store> store_;
   Options options_;
   const Clock& clock_;
   OnCommitted on_committed_;
 
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::condition_variable cv_;
-  Pending pending_;
-  std::size_t pending_readings_ = 0;
-  std::uint64_t batches_taken_ = 0;
+  std::optional<Pending> slot_;
   bool stopping_ = false;
   std::thread thread_;
 };

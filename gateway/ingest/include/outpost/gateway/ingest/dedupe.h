@@ -1,4 +1,4 @@
-// Deduplicator decides whether a reading's identity was seen before, and counts seq gaps.
+// DeviceDedupe decides whether a reading's identity was seen before, and counts seq gaps.
 // Identity (docs/formats/readings.md): (device_id, boot, seq) when the device sends boot and seq,
 // else (device_id, device timestamp as sent). Readings with neither cannot be told apart and are
 // always new.
@@ -12,9 +12,6 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
-#include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace outpost::gateway::ingest {
@@ -35,17 +32,16 @@ struct Verdict {
   bool new_boot = false;
 };
 
-class Deduplicator {
+// The de-duplication state of ONE device. The caller keeps one per device (the gateway keeps it
+// in its per-device context, so a message costs one hash lookup in all).
+class DeviceDedupe {
  public:
   static constexpr std::size_t kTimestampRing = 64;
 
-  explicit Deduplicator(std::size_t window = 1024);
+  explicit DeviceDedupe(std::size_t window = 1024);
 
   // Records the identity and says whether it is a duplicate. A duplicate changes nothing.
-  Verdict Check(std::string_view device_id, const Identity& id);
-  // Forgets a device (e.g. when the registry evicts it).
-  void Forget(std::string_view device_id);
-  std::size_t devices() const { return devices_.size(); }
+  Verdict Check(const Identity& id);
   std::size_t window() const { return window_; }
 
  private:
@@ -55,19 +51,16 @@ class Deduplicator {
     std::uint64_t max_seq = 0;
     std::vector<std::uint64_t> bits;  // bit (seq % window) set = seen; valid for (max-window, max]
   };
-  struct DeviceState {
-    SeqWindow current, previous;
-    std::int64_t ts_ring[kTimestampRing] = {};
-    std::uint8_t ts_count = 0, ts_next = 0;
-  };
 
-  Verdict CheckSeq(DeviceState& d, const Identity& id);
-  Verdict CheckTimestamp(DeviceState& d, std::int64_t ts);
+  Verdict CheckSeq(const Identity& id);
+  Verdict CheckTimestamp(std::int64_t ts);
   bool TestAndSet(SeqWindow& w, std::uint64_t seq) const;  // true if it was already set
   void Advance(SeqWindow& w, std::uint64_t seq);
 
   std::size_t window_;
-  std::unordered_map<std::string, DeviceState> devices_;
+  SeqWindow current_, previous_;
+  std::vector<std::int64_t> ts_ring_;  // allocated for devices identified by timestamp only
+  std::uint8_t ts_next_ = 0;
 };
 
 }  // namespace outpost::gateway::ingest
