@@ -387,7 +387,7 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
       ASSERT_TRUE(up.ok()) << up.status().ToString() << "\n" << h.gateway_log();
       note_open(&*up);
     }
-    k.delay_ms = uniform_ms(0, 2000).count();
+    k.delay_ms = uniform_ms(0, 2500).count();
     std::this_thread::sleep_for(milliseconds(k.delay_ms));  // the random kill moment
     if (kind == Kind::kBurst) {
       pub.Burst(5000);

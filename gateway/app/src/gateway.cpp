@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <iterator>
@@ -85,28 +86,35 @@ registry::Device FromRow(const store::DeviceRow& r) {
   return d;
 }
 
-// Latency percentiles over a bounded reservoir of recent samples.
-class LatencyWindow {
+// Latency histogram in 1 ms buckets up to kMaxMs (beyond counts in the last bucket), over one
+// status interval: exact percentiles at millisecond resolution in fixed memory.
+class LatencyHistogram {
  public:
   void Add(std::int64_t ms) {
-    if (samples_.size() < kMax) {
-      samples_.push_back(ms);
-    } else {
-      samples_[next_++ % kMax] = ms;
-    }
+    ++buckets_[static_cast<std::size_t>(std::clamp<std::int64_t>(ms, 0, kMaxMs))];
+    ++count_;
   }
+  std::uint64_t count() const { return count_; }
+  // The smallest bucket at or below which a fraction p of the samples lie; -1 when empty.
   std::int64_t Percentile(double p) const {
-    if (samples_.empty()) return 0;
-    std::vector<std::int64_t> s = samples_;
-    auto k = static_cast<std::size_t>(p * static_cast<double>(s.size() - 1));
-    std::nth_element(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(k), s.end());
-    return s[k];
+    if (count_ == 0) return -1;
+    auto rank = static_cast<std::uint64_t>(std::ceil(p * static_cast<double>(count_)));
+    std::uint64_t seen = 0;
+    for (std::size_t i = 0; i < buckets_.size(); ++i) {
+      seen += buckets_[i];
+      if (seen >= std::max<std::uint64_t>(rank, 1)) return static_cast<std::int64_t>(i);
+    }
+    return kMaxMs;
+  }
+  void Reset() {
+    buckets_.fill(0);
+    count_ = 0;
   }
 
  private:
-  static constexpr std::size_t kMax = 4096;
-  std::vector<std::int64_t> samples_;
-  std::size_t next_ = 0;
+  static constexpr std::int64_t kMaxMs = 10'000;
+  std::array<std::uint32_t, kMaxMs + 1> buckets_{};
+  std::uint64_t count_ = 0;
 };
 
 }  // namespace
@@ -200,6 +208,7 @@ class Gateway::Impl {
   bool submit_scheduled_ = false;
 
   std::int64_t started_ms_ = 0;
+  std::int64_t latency_since_ms_ = 0;
   bool paused_ = false;
   bool shutting_down_ = false;
   bool finishing_ = false;
@@ -216,7 +225,9 @@ class Gateway::Impl {
     std::int64_t last_commit_ms = 0;
     std::string last_store_error;
   } n_;
-  LatencyWindow commit_latency_;
+  // Since the last periodic status: gateway receive -> commit, and device timestamp -> commit
+  // for readings that carry the device's own clock (publish -> commit when clocks agree).
+  LatencyHistogram receive_to_commit_, device_to_commit_;
   store::Stats store_stats_{};
 };
 
@@ -306,7 +317,7 @@ void Gateway::Impl::StartMqtt() {
 }
 
 ExitReason Gateway::Impl::Run() {
-  started_ms_ = clock_.wall_ms();
+  started_ms_ = latency_since_ms_ = clock_.wall_ms();
   for (const auto& w : config_.warnings) spdlog::warn("{}", w);
   if (Status s = OpenAndRestore(); !s.ok()) {
     spdlog::critical("cannot open the store: {}", s.ToString());
@@ -593,7 +604,10 @@ void Gateway::Impl::OnCommitted(Committed c) {
     ++n_.commits;
     n_.stored += c.batch.batch.readings.size();
     n_.last_commit_ms = c.committed_wall_ms;
-    for (std::int64_t t : c.batch.received_ms) commit_latency_.Add(c.committed_wall_ms - t);
+    for (std::int64_t t : c.batch.received_ms) receive_to_commit_.Add(c.committed_wall_ms - t);
+    for (const auto& r : c.batch.batch.readings) {
+      if (r.ts_from_device) device_to_commit_.Add(c.committed_wall_ms - r.ts_ms);
+    }
     for (const AckToken& a : c.batch.acks) client_->Ack(a.connection_id, a.packet_id);
     for (const auto& alert : c.batch.batch.alerts) PublishAlert(alert);
   }
@@ -665,8 +679,13 @@ json Gateway::Impl::StatusJson() {
       {"store",
        {{"commits", n_.commits},
         {"last_commit", n_.last_commit_ms ? json(Seconds(n_.last_commit_ms)) : json(nullptr)},
-        {"commit_latency_ms_p50", commit_latency_.Percentile(0.5)},
-        {"commit_latency_ms_p99", commit_latency_.Percentile(0.99)},
+        {"latency_window_s", Seconds(now - latency_since_ms_)},
+        {"commit_latency_ms_p50", receive_to_commit_.Percentile(0.5)},
+        {"commit_latency_ms_p99", receive_to_commit_.Percentile(0.99)},
+        {"commit_latency_samples", receive_to_commit_.count()},
+        {"device_to_commit_ms_p50", device_to_commit_.Percentile(0.5)},
+        {"device_to_commit_ms_p99", device_to_commit_.Percentile(0.99)},
+        {"device_to_commit_samples", device_to_commit_.count()},
         {"db_bytes", store_stats_.db_bytes},
         {"deleted_by_age", store_stats_.deleted_by_age},
         {"deleted_by_size", store_stats_.deleted_by_size},
@@ -780,6 +799,9 @@ void Gateway::Impl::ScheduleStatus() {
   status_timer_.async_wait([this](const asio::error_code& ec) {
     if (ec || shutting_down_) return;
     PublishStatus();
+    receive_to_commit_.Reset();
+    device_to_commit_.Reset();
+    latency_since_ms_ = clock_.wall_ms();
     ScheduleStatus();
   });
 }
