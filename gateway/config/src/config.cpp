@@ -338,35 +338,30 @@ Result<Config> LoadFile(const std::string& path) {
 }
 
 std::vector<RuleConfig> EffectiveRules(const Config& config) {
+  auto seed_rule = [](const char* name, const char* metric, Comparison comparison,
+                      double threshold, double hysteresis, const char* message) {
+    RuleConfig r;
+    r.name = name;
+    r.metric = metric;
+    r.comparison = comparison;
+    r.threshold = threshold;
+    r.hysteresis = hysteresis;
+    r.message = message;
+    return r;
+  };
   std::vector<RuleConfig> rules;
   if (config.temperature_max) {
-    RuleConfig r;
-    r.name = "temperature_max";
-    r.metric = "temperature";
-    r.comparison = Comparison::kAbove;
-    r.threshold = *config.temperature_max;
-    r.hysteresis = 0.5;
-    r.message = "High temperature alert: {value}°C from {device}";
-    rules.push_back(r);
+    rules.push_back(seed_rule("temperature_max", "temperature", Comparison::kAbove,
+                              *config.temperature_max, 0.5,
+                              "High temperature alert: {value}°C from {device}"));
   }
   if (config.battery_min) {
-    RuleConfig r;
-    r.name = "battery_min";
-    r.metric = "battery";
-    r.comparison = Comparison::kBelow;
-    r.threshold = *config.battery_min;
-    r.hysteresis = 2;
-    r.message = "Low battery alert: {value}% on {device}";
-    rules.push_back(r);
+    rules.push_back(seed_rule("battery_min", "battery", Comparison::kBelow, *config.battery_min, 2,
+                              "Low battery alert: {value}% on {device}"));
   }
-  if (config.motion_alerts) {
-    RuleConfig r;
-    r.name = "motion";
-    r.metric = "motion";
-    r.comparison = Comparison::kAbove;
-    r.threshold = 0.5;  // booleans are stored as 0/1
-    r.message = "Motion detected by {device}";
-    rules.push_back(r);
+  if (config.motion_alerts) {  // booleans are 0/1: above 0.5 is "true"
+    rules.push_back(seed_rule("motion", "motion", Comparison::kAbove, 0.5, 0,
+                              "Motion detected by {device}"));
   }
   for (const auto& r : config.rules) rules.push_back(r);
   return rules;

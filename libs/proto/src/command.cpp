@@ -34,16 +34,8 @@ bool ParseCommand(std::string_view payload, Command* out, Reject* reject) {
     return false;
   }
   internal::JsonParser json(payload.size(), kMaxCommandDepth);
-  dom::element root;
-  if (!json.Parse(payload, &root, reject)) return false;
   dom::object object;
-  if (root.get(object) != simdjson::SUCCESS) {
-    reject->reason = RejectReason::kNotObject;
-    reject->detail.assign("top level is ");
-    reject->detail.append(internal::JsonTypeName(root.type()));
-    reject->detail.append("; expected an object");
-    return false;
-  }
+  if (!json.ParseObject(payload, &object, reject)) return false;
   std::vector<std::string_view> keys;
   if (!internal::CheckDuplicateKeys(object, &keys, reject)) return false;
   bool has_name = false;

@@ -91,6 +91,19 @@ JsonParser::JsonParser(std::size_t max_bytes, std::size_t max_depth)
   OUTPOST_CHECK(err == simdjson::EMPTY || err == simdjson::SUCCESS);
 }
 
+bool JsonParser::ParseObject(std::string_view payload, dom::object* object, Reject* reject) {
+  dom::element root;
+  if (!Parse(payload, &root, reject)) return false;
+  if (root.get(*object) != simdjson::SUCCESS) {
+    reject->reason = RejectReason::kNotObject;
+    reject->detail.assign("top level is ");
+    reject->detail.append(JsonTypeName(root.type()));
+    reject->detail.append("; expected an object");
+    return false;
+  }
+  return true;
+}
+
 bool JsonParser::Parse(std::string_view payload, dom::element* root, Reject* reject) {
   if (payload.size() > max_bytes_) {
     std::string detail = "payload is " + std::to_string(payload.size()) + " bytes; limit " +

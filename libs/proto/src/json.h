@@ -24,6 +24,8 @@ class JsonParser {
   // Checks, in order: size (kTooLarge), UTF-8 (kBadUtf8), then syntax (kNotJson, kBadNumber,
   // kTooDeep). Does not check that the root is an object.
   bool Parse(std::string_view payload, simdjson::dom::element* root, Reject* reject);
+  // Parse, then kNotObject unless the root is an object.
+  bool ParseObject(std::string_view payload, simdjson::dom::object* object, Reject* reject);
 
  private:
   std::size_t max_bytes_;

@@ -127,16 +127,8 @@ bool ReadingParser::Impl::Run(std::string_view payload, std::string_view topic_i
   ts_kind = TsKind::kNone;
   name.clear();
 
-  dom::element root;
-  if (!json.Parse(payload, &root, reject)) return false;
   dom::object object;
-  if (root.get(object) != simdjson::SUCCESS) {
-    reject->reason = RejectReason::kNotObject;
-    reject->detail.assign("top level is ");
-    reject->detail.append(internal::JsonTypeName(root.type()));
-    reject->detail.append("; expected an object");
-    return false;
-  }
+  if (!json.ParseObject(payload, &object, reject)) return false;
   if (!WalkObject(object, 1, true)) return false;
 
   if (!has_device_id && !internal::DeviceIdFromTopic(topic_device_id, &out->device_id, reject)) {
