@@ -39,6 +39,9 @@ function(outpost_test)
     ENVIRONMENT "OUTPOST_BINARY_DIR=${CMAKE_BINARY_DIR};OUTPOST_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
 endfunction()
 
+# Every fuzz target, so scripts can build just those: cmake --build ... --target fuzzers
+add_custom_target(fuzzers)
+
 # outpost_fuzzer(NAME <name> SOURCES ... DEPS ... CORPUS <dir>)
 # With OUTPOST_FUZZ=ON (clang): a libFuzzer binary, and a short CTest run over the corpus
 # (label "fuzz"). Without it: a replay binary that runs every corpus file once (label "unit"),
@@ -51,6 +54,7 @@ function(outpost_fuzzer)
   add_executable(${A_NAME} ${A_SOURCES})
   target_link_libraries(${A_NAME} PRIVATE ${A_DEPS})
   target_compile_options(${A_NAME} PRIVATE ${OUTPOST_WARNINGS})
+  add_dependencies(fuzzers ${A_NAME})
   if(OUTPOST_FUZZ)
     target_compile_options(${A_NAME} PRIVATE -fsanitize=fuzzer,address,undefined)
     target_link_options(${A_NAME} PRIVATE -fsanitize=fuzzer,address,undefined)

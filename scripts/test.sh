@@ -33,7 +33,7 @@ ctest --preset release -j "$jobs" "${ctest_args[@]}"
 if [ "$fuzz" = 1 ]; then
   echo "== fuzz (${fuzz_seconds}s per target)"
   cmake --preset fuzz >/dev/null
-  cmake --build --preset fuzz -j "$jobs"
+  cmake --build --preset fuzz -j "$jobs" --target fuzzers
   OUTPOST_FUZZ_SECONDS=$fuzz_seconds ctest --preset fuzz
 fi
 echo "== all tests passed"
