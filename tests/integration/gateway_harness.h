@@ -65,7 +65,7 @@ class GatewayHarness {
   Result<nlohmann::json> WaitStatus(const std::function<bool(const nlohmann::json&)>& predicate,
                                     std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
-  // Opens the gateway's database (the gateway must be stopped: it holds an exclusive lock).
+  // Opens the gateway's database for writing (the gateway must be stopped: one writer per file).
   Result<std::unique_ptr<gateway::store::Store>> OpenStore();
 
   TestMqtt& devices() { return *devices_; }

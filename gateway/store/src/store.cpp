@@ -1,9 +1,14 @@
 #include "outpost/gateway/store/store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <unordered_map>
 #include <utility>
@@ -161,6 +166,7 @@ struct HotRow {
 struct Store::Impl {
   Options opt;
   sqlite3* db = nullptr;
+  int lock_fd = -1;  // flock'd "<path>.lock": one writer per file
 
   Stmt begin, commit, rollback;
   Stmt ins_hot, ins_device_key, ins_metric_key, upsert_device, upsert_alert;
@@ -205,6 +211,7 @@ struct Store::Impl {
                    &del_hot_old,    &del_hot_oldest,   &trim_alerts};
     for (Stmt* s : all) s->reset();
     if (db != nullptr) sqlite3_close(db);
+    if (lock_fd >= 0) ::close(lock_fd);
   }
 
   Status Err(int rc, std::string_view what) const { return sql::Error(db, rc, opt.path, what); }
@@ -499,6 +506,22 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
   }
   auto impl = std::make_unique<Impl>();
   impl->opt = options;
+  // The store is the file's only writer: a second gateway would keep its own in-memory id
+  // counters and dictionaries. An flock on "<path>.lock" keeps it out while leaving the file
+  // readable by others in WAL mode (sqlite3, backups). O_CLOEXEC: a gateway that re-executes
+  // itself must not inherit its own lock.
+  const std::string lock_path = options.path + ".lock";
+  impl->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (impl->lock_fd < 0) {
+    return Status(Code::kUnavailable, "store " + options.path + ": cannot open " + lock_path +
+                                          ": " + std::strerror(errno) +
+                                          " (does the parent directory exist?)");
+  }
+  if (::flock(impl->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    return Status(Code::kUnavailable, "store " + options.path +
+                                          ": locked by another process (is another gateway "
+                                          "running on this file?)");
+  }
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   int rc = sqlite3_open_v2(options.path.c_str(), &impl->db, flags,
                            options.vfs.empty() ? nullptr : options.vfs.c_str());
@@ -511,10 +534,6 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
   if (sqlite3_db_readonly(impl->db, "main") == 1) {
     return Status(Code::kUnavailable, "store " + options.path + ": file is read-only");
   }
-
-  // The store is the file's only user: an exclusive lock keeps a second gateway (which would
-  // hold its own in-memory id counters and dictionaries) out, and lets WAL run without shm.
-  OUTPOST_RETURN_IF_ERROR(impl->Exec("PRAGMA locking_mode=EXCLUSIVE", "set locking mode"));
 
   // The first read tells us whether this is a database at all.
   Result<int64_t> app_id = impl->QueryInt("PRAGMA application_id", "read header");

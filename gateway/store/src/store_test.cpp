@@ -1,6 +1,8 @@
 #include "outpost/gateway/store/store.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -634,14 +636,33 @@ TEST_F(StoreTest, ASecondStoreOnTheSameFileIsRefused) {
 }
 
 TEST_F(StoreTest, ReadOnlyFileIsRefusedAtOpen) {
-  if (geteuid() == 0) GTEST_SKIP() << "root ignores file permissions";
   Options o = Opts();
   ASSERT_TRUE(OpenOk(o));
   ASSERT_EQ(chmod(o.path.c_str(), 0444), 0);
-  auto r = Store::Open(o);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Code::kUnavailable);
-  EXPECT_NE(r.status().message().find(o.path), std::string::npos);
+  auto check = [&o]() {
+    auto r = Store::Open(o);
+    return !r.ok() && r.status().code() == Code::kUnavailable &&
+           r.status().message().find(o.path) != std::string::npos &&
+           r.status().message().find("read-only") != std::string::npos;
+  };
+  if (geteuid() != 0) {
+    EXPECT_TRUE(check());
+    return;
+  }
+  // Root ignores file permissions: check as an unprivileged user in a child process.
+  std::string dir = o.path.substr(0, o.path.rfind('/'));
+  ASSERT_EQ(chmod(dir.c_str(), 0777), 0);
+  ASSERT_EQ(chmod((o.path + ".lock").c_str(), 0666), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+    _exit(check() ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: could not drop privileges; 1: not refused as read-only";
 }
 
 TEST_F(StoreTest, WriteIsDurableAcrossReopenWithSynchronousFull) {

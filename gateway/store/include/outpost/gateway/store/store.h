@@ -8,8 +8,9 @@
 // (device, time). Queries merge the blocks and the (bounded) hot tail, which is indexed in
 // memory.
 //
-// Ownership: a Store owns its SQLite connection and holds an exclusive lock on the file for its
-// whole life; a second Store (or process) on the same file fails to open with kUnavailable.
+// Ownership: a Store owns its SQLite connection and holds an flock on "<path>.lock" for its whole
+// life: a second Store (or process) on the same file fails to open with kUnavailable. Readers
+// (the sqlite3 shell, backups) may read the file concurrently (WAL).
 // Thread: NOT thread-safe. One thread (the gateway's store writer) owns the Store and makes
 // every call, reads included.
 // Errors: every call returns a Status/Result. kUnavailable: transient I/O failure, disk full,
@@ -148,7 +149,7 @@ struct Stats {
 
 class Store {
  public:
-  // Opens or creates `options.path`, takes an exclusive lock on it, migrates the schema
+  // Opens or creates `options.path`, takes the writer lock on it, migrates the schema
   // (PRAGMA user_version; each migration in its own transaction), WAL mode, synchronous per
   // options. Fails with a message naming the file: not a database (kDataLoss), locked
   // (kUnavailable), another application's database or a newer schema (kFailedPrecondition).
