@@ -373,14 +373,15 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
     if (up_status) kills.back().next_duplicates = (*up_status)["ingest"]["duplicates"].get<int>();
   };
 
+  std::int64_t up_ms = 100;
   for (int round = 0; round < rounds; ++round) {
     Kind kind = round == 0 ? Kind::kSteady : RoundKind(round);
     Kill k{round, kind, 0, 0, 0, "", -1, -1};
     if (round > 0) {
       if (kind == Kind::kStartup) {
-        // Killed right after exec: opening the store, rebuilding dedupe state, connecting, or
-        // taking the first redelivered messages.
-        k.delay_ms = uniform_ms(0, 150).count();
+        // Killed during start-up: opening the store, rebuilding dedupe state, connecting, or
+        // taking the first redelivered messages (the last start-up took `up_ms` to answer).
+        k.delay_ms = uniform_ms(0, static_cast<int>(std::max<std::int64_t>(50, up_ms))).count();
         ASSERT_TRUE(h.LaunchGateway().ok());
         std::this_thread::sleep_for(milliseconds(k.delay_ms));  // the random kill moment
         ASSERT_TRUE(h.gateway_running()) << "gateway exited by itself\n" << h.gateway_log();
@@ -392,8 +393,11 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
         kills.push_back(k);
         continue;
       }
+      auto launched = std::chrono::steady_clock::now();
       auto up = LaunchAndWaitUp(std::chrono::seconds(60));
       ASSERT_TRUE(up.ok()) << up.status().ToString() << "\n" << h.gateway_log();
+      up_ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - launched)
+                  .count();
       note_open(&*up);
     }
     k.delay_ms = uniform_ms(0, 2500).count();
@@ -478,10 +482,10 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
   ASSERT_TRUE(marker.ok());
   EXPECT_EQ(marker->size(), 1u) << "the marker reading";
 
-  auto devices = (*store)->LoadDevices();
-  ASSERT_TRUE(devices.ok());
+  auto loaded = (*store)->LoadDevices();
+  ASSERT_TRUE(loaded.ok());
   std::map<std::string, gateway::store::DeviceRow> rows;
-  for (const auto& r : *devices) rows[r.device_id] = r;
+  for (const auto& r : *loaded) rows[r.device_id] = r;
   std::uint64_t dropped_duplicates = 0;
   for (int d = 0; d < devices; ++d) {
     auto it = rows.find(DeviceId(d));

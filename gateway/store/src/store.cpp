@@ -114,6 +114,14 @@ CREATE TABLE quarantine(
   detail TEXT NOT NULL,
   payload BLOB NOT NULL);
 )sql",
+    // 2: the registry with device ids and readable times, for the sqlite3 shell.
+    R"sql(
+CREATE VIEW device_status AS
+  SELECT k.device_id, d.status, datetime(d.last_seen_ms / 1000, 'unixepoch') AS last_seen,
+         datetime(d.first_seen_ms / 1000, 'unixepoch') AS first_seen, d.readings,
+         d.duplicates, d.seq_gaps, d.boot, d.last_seq, d.firmware, d.last_reading_json
+  FROM devices d JOIN device_keys k USING (device_key);
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
 

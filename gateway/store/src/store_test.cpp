@@ -569,7 +569,40 @@ TEST_F(StoreTest, MigratesAnEmptyFile) {
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 1);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 2);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+// A file made by schema 1 (no device_status view) is brought up to date, data intact.
+TEST_F(StoreTest, MigratesVersion1ToCurrentKeepingData) {
+  const Options o = Opts();
+  {
+    auto s = OpenOk(o);
+    ASSERT_TRUE(s);
+    Fill(*s, 2, 3, kT0, 1000);
+    Batch b;
+    b.devices.push_back(DeviceRow{"dev1", kT0, kT0, "online", kT0, "{}", "", 0, 0, 3, 0, 0});
+    ASSERT_TRUE(s->Write(b).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DROP VIEW device_status; PRAGMA user_version=1", nullptr, nullptr,
+                         nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->stats().readings, 6);
+  s.reset();
+  ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT device_id, status, readings FROM device_status", -1,
+                               &st, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))), "dev1");
+  EXPECT_EQ(sqlite3_column_int(st, 2), 3);
   sqlite3_finalize(st);
   sqlite3_close(db);
 }
