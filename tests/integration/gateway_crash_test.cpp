@@ -9,6 +9,7 @@
 //   OUTPOST_CRASH_ROUNDS  kills (default 20, about 30 s; e.g. 200 for a soak)
 //   OUTPOST_CRASH_RATE    readings per second (default 2000)
 //   OUTPOST_CRASH_DEVICES devices the readings are spread over (default 20)
+//   OUTPOST_CRASH_OUTAGE_MS  the gateway stays down up to this long after each kill (default 0)
 #include <gtest/gtest.h>
 
 #include <asio.hpp>
@@ -140,6 +141,20 @@ class SequencedPublisher {
       burst_ += n;
       PublishDue();
     });
+  }
+
+  // Waits (bounded polling) until `n` readings have been sent.
+  Status WaitPublished(std::uint64_t n, milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (published_.load() < n) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        return Status(Code::kDeadlineExceeded, "publisher: " +
+                                                   std::to_string(published_.load()) + " of " +
+                                                   std::to_string(n) + " sent");
+      }
+      std::this_thread::sleep_for(milliseconds(10));  // poll interval of a bounded wait
+    }
+    return Status::Ok();
   }
 
   // Stops publishing and waits (bounded polling) until the broker acknowledged everything.
@@ -319,9 +334,11 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
   const int rounds = static_cast<int>(std::max<std::int64_t>(4, EnvInt("OUTPOST_CRASH_ROUNDS", 20)));
   const double rate = static_cast<double>(std::max<std::int64_t>(100, EnvInt("OUTPOST_CRASH_RATE", 2000)));
   const int devices = static_cast<int>(std::clamp<std::int64_t>(EnvInt("OUTPOST_CRASH_DEVICES", 20), 1, 1000));
+  const std::int64_t outage_ms = std::max<std::int64_t>(0, EnvInt("OUTPOST_CRASH_OUTAGE_MS", 0));
   std::printf("crash test: seed %" PRIu64 ", %d rounds, %.0f readings/s over %d devices "
-              "(OUTPOST_CRASH_SEED / _ROUNDS / _RATE / _DEVICES)\n",
-              seed, rounds, rate, devices);
+              "(OUTPOST_CRASH_SEED / _ROUNDS / _RATE / _DEVICES), down up to %" PRId64
+              " ms after each kill (_OUTAGE_MS)\n",
+              seed, rounds, rate, devices, outage_ms);
   std::mt19937_64 rng(seed);
   auto uniform_ms = [&](int lo, int hi) {
     return milliseconds(std::uniform_int_distribution<int>(lo, hi)(rng));
@@ -378,6 +395,11 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
     Kind kind = round == 0 ? Kind::kSteady : RoundKind(round);
     Kill k{round, kind, 0, 0, 0, "", -1, -1};
     if (round > 0) {
+      if (outage_ms > 0) {
+        // The gateway stays down a while: the broker queues a backlog that the next run takes
+        // as a flood of up to max_inflight_messages at once.
+        std::this_thread::sleep_for(uniform_ms(0, static_cast<int>(outage_ms)));
+      }
       if (kind == Kind::kStartup) {
         // Killed during start-up: opening the store, rebuilding dedupe state, connecting, or
         // taking the first redelivered messages (the last start-up took `up_ms` to answer).
@@ -561,6 +583,7 @@ TEST_F(GatewayCrashTest, DISABLED_RedeliveredBatchLongerThanTheDedupeWindowIsNot
   SequencedPublisher pub(po);
   ASSERT_TRUE(pub.Start().ok());
   pub.Burst(kCount);
+  ASSERT_TRUE(pub.WaitPublished(kCount, std::chrono::seconds(60)).ok());
   ASSERT_TRUE(pub.Finish(std::chrono::seconds(60)).ok());
   ASSERT_EQ(pub.acked(), kCount);
   const std::string id = DeviceId(0);

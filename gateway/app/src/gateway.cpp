@@ -172,7 +172,8 @@ class Gateway::Impl {
   json StatusJson();
   void PublishAlert(const store::AlertRow& a);
   void Reply(const proto::Command& cmd, bool ok, const std::string& message);
-  void Reload(std::string* summary);
+  // Re-reads the config file; returns what was applied (and what needs a restart).
+  Result<std::string> Reload();
   void ScheduleStatus();
   void ScheduleTick();
   void WaitSignal();
@@ -204,10 +205,11 @@ class Gateway::Impl {
 
   Pending next_;             // filling while the writer commits the previous batch
   bool writer_busy_ = false;  // a batch is with the writer until its final Committed
+  std::size_t next_messages_ = 0;  // messages whose handling is in next_
   std::size_t inflight_readings_ = 0;
   bool submit_scheduled_ = false;
 
-  std::int64_t started_ms_ = 0;
+  std::int64_t started_mono_ms_ = 0;
   std::int64_t latency_since_ms_ = 0;
   bool paused_ = false;
   bool shutting_down_ = false;
@@ -250,14 +252,18 @@ Status Gateway::Impl::OpenAndRestore() {
 
   auto devices = store->LoadDevices();
   if (!devices.ok()) return devices.status();
-  for (const auto& row : *devices) registry_.Restore(FromRow(row));
+  for (const auto& row : *devices) registry_.Restore(FromRow(row), clock_.steady_ms());
   for (const auto& [id, device] : registry_.devices()) {
     bool added = false;
     (void)Context(id, 0, &added);
   }
   auto alerts = store->LoadActiveAlerts();
   if (!alerts.ok()) return alerts.status();
-  for (const auto& a : *alerts) rules_.RestoreActive(a.rule, a.device_id, a.value, a.raised_ms);
+  for (const auto& a : *alerts) {
+    rules_.RestoreActive(a.rule, a.device_id, a.metric, a.value, a.raised_ms, clock_.wall_ms(),
+                         &transitions_);
+  }
+  AddTransitions();  // clears of alerts whose rule is gone; committed with the first batch
   auto recent = store->LoadRecentIdentities(kRecentIdentities);
   if (!recent.ok()) return recent.status();
   for (const auto& r : *recent) {
@@ -317,7 +323,8 @@ void Gateway::Impl::StartMqtt() {
 }
 
 ExitReason Gateway::Impl::Run() {
-  started_ms_ = latency_since_ms_ = clock_.wall_ms();
+  started_mono_ms_ = clock_.steady_ms();
+  latency_since_ms_ = clock_.wall_ms();
   for (const auto& w : config_.warnings) spdlog::warn("{}", w);
   if (Status s = OpenAndRestore(); !s.ok()) {
     spdlog::critical("cannot open the store: {}", s.ToString());
@@ -353,7 +360,11 @@ void Gateway::Impl::OnMessage(const mqtt::Message& m) {
       HandleStatus(m, t.device_id);
       break;
     case proto::TopicKind::kGatewayCommands:
-      if (t.gateway_id.empty() || t.gateway_id == config_.gateway_id) {
+      if (m.retain) {
+        // A retained command would run again at every (re)subscription: a retained "restart"
+        // would restart the gateway forever.
+        Reject(m, "command_retained", "commands must not be published with the retain flag");
+      } else if (t.gateway_id.empty() || t.gateway_id == config_.gateway_id) {
         HandleCommand(m);
       } else {
         Ack(m);
@@ -363,7 +374,10 @@ void Gateway::Impl::OnMessage(const mqtt::Message& m) {
       Reject(m, "bad_topic", "topic not handled by the gateway");
       break;
   }
-  if (!paused_ && next_.batch.readings.size() >= config_.storage.queue_max_readings) {
+  // Every message leaves at most a reading, a quarantine row or an acknowledgement (plus rare
+  // alert rows) in next_: counting messages bounds all of it, whatever the writer is doing.
+  ++next_messages_;
+  if (!paused_ && next_messages_ >= config_.storage.queue_max_readings) {
     paused_ = true;  // until the writer takes this batch
     ++n_.pauses;
     client_->PauseReading();
@@ -379,8 +393,9 @@ void Gateway::Impl::Reject(const mqtt::Message& m, std::string_view reason,
   ++it->second;
   std::int64_t now = clock_.wall_ms();
   // The quarantine is sampled so a flood of garbage cannot turn into a flood of writes.
-  if (now / 1000 != quarantine_second_) {
-    quarantine_second_ = now / 1000;
+  std::int64_t second = clock_.steady_ms() / 1000;
+  if (second != quarantine_second_) {
+    quarantine_second_ = second;
     quarantine_in_second_ = 0;
   }
   bool keep = quarantine_in_second_ < kQuarantinePerSecond && config_.ingest.quarantine_max_rows > 0;
@@ -405,7 +420,7 @@ Gateway::Impl::DeviceContext* Gateway::Impl::Context(std::string_view id, std::i
   *added = false;
   auto it = devices_.find(std::string(id));
   if (it != devices_.end()) return &it->second;
-  registry::Device* device = registry_.FindOrAdd(id, now, added);
+  registry::Device* device = registry_.FindOrAdd(id, now, clock_.steady_ms(), added);
   if (!device) return nullptr;
   it = devices_
            .emplace(std::string(id),
@@ -433,7 +448,8 @@ void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic
     return;
   }
   if (added) spdlog::info("new device {}", id);
-  if (!ctx->bucket.Take(now)) {
+  std::int64_t mono = clock_.steady_ms();
+  if (!ctx->bucket.Take(mono)) {
     Reject(m, "rate_limited", "device " + id + " over ingest.device_rate_per_s");
     return;
   }
@@ -441,7 +457,7 @@ void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic
   ingest::Verdict v = ctx->dedupe.Check(ingest::Identity{
       reading_.has_seq, reading_.boot, reading_.seq, reading_.has_device_ts,
       reading_.device_ts_raw});
-  if (auto change = registry_.Seen(device, now)) ApplyStateChange(*change);
+  if (auto change = registry_.Seen(device, now, mono)) ApplyStateChange(*change);
   MarkDirty(*ctx);
   if (v.duplicate) {
     ++n_.duplicates;
@@ -454,6 +470,7 @@ void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic
   n_.beyond_window += v.beyond_window;
   device.seq_gaps += v.new_gaps;
   if (v.filled_gap && device.seq_gaps > 0) --device.seq_gaps;
+  if (v.filled_gap && n_.seq_gaps > 0) --n_.seq_gaps;
   ++device.readings;
   if (reading_.has_seq &&
       (v.new_boot || (reading_.boot == device.boot && reading_.seq > device.last_seq))) {
@@ -505,11 +522,18 @@ void Gateway::Impl::HandleStatus(const mqtt::Message& m, std::string_view topic_
   State to = s.state == proto::DeviceState::kOnline     ? State::kOnline
              : s.state == proto::DeviceState::kSleeping ? State::kSleeping
                                                         : State::kOffline;
-  // A retained status is history replayed by the broker on subscribe: it sets the state but is
-  // no sign of life now.
-  std::int64_t last_seen = device.last_seen_ms;
-  if (auto change = registry_.SetState(device, to, now)) ApplyStateChange(*change);
-  if (m.retain && !added) device.last_seen_ms = last_seen;
+  if (m.retain && !added) {
+    // The broker replays retained statuses at every (re)subscription: history, not a sign of
+    // life. It may tell us a device went offline or to sleep, but never wakes one we think is
+    // offline (that would raise and clear offline alerts at every reconnect).
+    if (to != State::kOnline && device.state != State::kOffline) {
+      if (auto change = registry_.SetState(device, to, now)) ApplyStateChange(*change);
+    }
+  } else {
+    // The device's own word is a sign of life; a last will ("offline") is the broker's.
+    if (to != State::kOffline) registry_.Touch(device, now, clock_.steady_ms());
+    if (auto change = registry_.SetState(device, to, now)) ApplyStateChange(*change);
+  }
   MarkDirty(*ctx);
   AddTransitions();
   Ack(m);
@@ -531,9 +555,9 @@ void Gateway::Impl::ApplyStateChange(const registry::Change& change) {
 void Gateway::Impl::AddTransitions() {
   for (auto& t : transitions_) {
     (t.raised ? n_.alerts_raised : n_.alerts_cleared)++;
-    next_.batch.alerts.push_back(store::AlertRow{
-        t.alert_id, t.rule, t.device_id, t.metric, t.severity, t.message, t.value, t.threshold,
-        t.raised ? t.at_ms : 0, t.raised ? 0 : t.at_ms});
+    next_.batch.alerts.push_back(store::AlertRow{t.alert_id, t.rule, t.device_id, t.metric,
+                                                 t.severity, t.message, t.value, t.threshold,
+                                                 t.raised_ms, t.raised ? 0 : t.at_ms});
   }
   transitions_.clear();
 }
@@ -585,7 +609,8 @@ void Gateway::Impl::MaybeSubmit() {
   writer_busy_ = true;
   writer_->Submit(std::move(next_));
   next_ = Pending{};
-  if (paused_) {
+  next_messages_ = 0;
+  if (paused_ && !shutting_down_) {
     paused_ = false;
     client_->ResumeReading();
   }
@@ -596,6 +621,13 @@ void Gateway::Impl::OnCommitted(Committed c) {
   if (!c.status.ok()) {
     ++n_.store_errors;
     n_.last_store_error = c.status.ToString();
+  }
+  if (c.fatal) {
+    // Nothing of this batch is acknowledged; the broker redelivers it to the next run.
+    spdlog::critical("stopping: the store cannot commit: {}", c.status.ToString());
+    exit_reason_ = ExitReason::kFailed;
+    io_.stop();
+    return;
   }
   if (!c.done) return;
   writer_busy_ = false;
@@ -648,7 +680,7 @@ json Gateway::Impl::StatusJson() {
   json j = {
       {"gateway_id", config_.gateway_id},
       {"timestamp", Seconds(now)},
-      {"uptime", Seconds(now - started_ms_)},
+      {"uptime", Seconds(clock_.steady_ms() - started_mono_ms_)},
       {"devices_count", registry_.size()},
       {"local_db_records", store_stats_.readings},
       {"last_cloud_sync", nullptr},  // the cloud uplink is not part of this release
@@ -737,9 +769,9 @@ void Gateway::Impl::HandleCommand(const mqtt::Message& m) {
                          ? "accepted; no cloud.api_endpoint is configured"
                          : "accepted; the cloud uplink is not part of this release");
   } else if (cmd.name == "reload") {
-    std::string summary;
-    Reload(&summary);
-    Reply(cmd, summary.rfind("error", 0) != 0, summary);
+    auto r = Reload();
+    Reply(cmd, r.ok(), r.ok() ? *r : "error: " + r.status().message() +
+                                         " (the running config is unchanged)");
   } else if (cmd.name == "restart" || cmd.name == "reboot") {
     Reply(cmd, true, "restarting after draining");
     Shutdown(ExitReason::kRestart);
@@ -748,50 +780,83 @@ void Gateway::Impl::HandleCommand(const mqtt::Message& m) {
   }
 }
 
-void Gateway::Impl::Reload(std::string* summary) {
+namespace {
+// Settings read once at start-up; a reload that changes one reports it (the running value stays).
+std::vector<std::string> RestartOnlyChanges(const config::Config& a, const config::Config& b) {
+  std::vector<std::string> changed;
+  auto check = [&](bool differs, const char* key) {
+    if (differs) changed.emplace_back(key);
+  };
+  const auto &ma = a.mqtt, &mb = b.mqtt;
+  check(ma.host != mb.host || ma.port != mb.port, "mqtt.host/port");
+  check(ma.username != mb.username || ma.password != mb.password, "mqtt.username/password");
+  check(ma.client_id != mb.client_id, "mqtt.client_id");
+  check(ma.keepalive_s != mb.keepalive_s, "mqtt.keepalive_s");
+  check(ma.qos != mb.qos, "mqtt.qos");
+  check(ma.reconnect_base_ms != mb.reconnect_base_ms || ma.reconnect_cap_ms != mb.reconnect_cap_ms,
+        "mqtt.reconnect_*");
+  check(ma.tls.enabled != mb.tls.enabled || ma.tls.ca_file != mb.tls.ca_file ||
+            ma.tls.cert_file != mb.tls.cert_file || ma.tls.key_file != mb.tls.key_file ||
+            ma.tls.verify_peer != mb.tls.verify_peer,
+        "mqtt.tls");
+  const auto &sa = a.storage, &sb = b.storage;
+  check(sa.path != sb.path, "storage.path");
+  check(sa.synchronous != sb.synchronous, "storage.synchronous");
+  check(sa.retention_days != sb.retention_days, "storage.retention_days");
+  check(sa.max_bytes != sb.max_bytes, "storage.max_bytes");
+  check(a.ingest.quarantine_max_rows != b.ingest.quarantine_max_rows ||
+            a.ingest.quarantine_max_payload_bytes != b.ingest.quarantine_max_payload_bytes,
+        "ingest.quarantine_*");
+  check(a.ingest.dedupe_window != b.ingest.dedupe_window, "ingest.dedupe_window");
+  check(a.gateway_id != b.gateway_id, "gateway.id");
+  return changed;
+}
+}  // namespace
+
+Result<std::string> Gateway::Impl::Reload() {
   if (config_path_.empty()) {
-    *summary = "nothing to reload: started without --config";
-    return;
+    return FailedPrecondition("nothing to reload: the gateway was started without --config");
   }
   auto loaded = config::LoadFile(config_path_);
   if (!loaded.ok()) {
-    *summary = "error: " + loaded.status().message() + " (the running config is unchanged)";
-    spdlog::error("reload: {}", loaded.status().message());
-    return;
+    spdlog::error("reload refused, running config unchanged: {}", loaded.status().message());
+    return loaded.status();
   }
   config::Config next = std::move(loaded).value();
-  std::vector<std::string> need_restart;
-  if (next.mqtt.host != config_.mqtt.host || next.mqtt.port != config_.mqtt.port ||
-      next.mqtt.client_id != config_.mqtt.client_id || next.mqtt.username != config_.mqtt.username ||
-      next.mqtt.password != config_.mqtt.password || next.mqtt.tls.enabled != config_.mqtt.tls.enabled) {
-    need_restart.push_back("mqtt");
-  }
-  if (next.storage.path != config_.storage.path ||
-      next.storage.synchronous != config_.storage.synchronous) {
-    need_restart.push_back("storage");
-  }
-  if (next.gateway_id != config_.gateway_id) need_restart.push_back("gateway.id");
-  rules_.Reload(config::EffectiveRules(next), next.offline_alerts, clock_.wall_ms(), &transitions_);
-  registry_.set_options(RegistryOptions(next));
-  // Settings that need a restart keep their running values.
+  for (const auto& w : next.warnings) spdlog::warn("{}", w);
+  std::vector<std::string> need_restart = RestartOnlyChanges(config_, next);
+  // Restart-only settings keep their running values.
   next.mqtt = config_.mqtt;
   next.storage.path = config_.storage.path;
   next.storage.synchronous = config_.storage.synchronous;
+  next.storage.retention_days = config_.storage.retention_days;
+  next.storage.max_bytes = config_.storage.max_bytes;
+  next.ingest.quarantine_max_rows = config_.ingest.quarantine_max_rows;
+  next.ingest.quarantine_max_payload_bytes = config_.ingest.quarantine_max_payload_bytes;
+  next.ingest.dedupe_window = config_.ingest.dedupe_window;
   next.gateway_id = config_.gateway_id;
+
+  rules_.Reload(config::EffectiveRules(next), next.offline_alerts, clock_.wall_ms(), &transitions_);
+  registry_.set_options(RegistryOptions(next));
   parser_ = proto::ReadingParser(ParserLimits(next));
   for (auto& [id, c] : devices_) {
-    c.bucket = ingest::TokenBucket(next.ingest.device_rate_per_s, next.ingest.device_burst);
+    c.bucket.SetRate(next.ingest.device_rate_per_s, next.ingest.device_burst);
   }
+  auto level = spdlog::level::from_str(next.log_level);
+  if (level != spdlog::level::off || next.log_level == "off") spdlog::set_level(level);
   config_ = std::move(next);
   AddTransitions();
   ScheduleSubmit();
-  *summary = "reloaded " + config_path_ + ": " + std::to_string(rules_.rules().size()) + " rules";
+
+  std::string summary =
+      "reloaded " + config_path_ + ": " + std::to_string(rules_.rules().size()) + " rules";
   if (!need_restart.empty()) {
-    *summary += "; changes to";
-    for (const auto& s : need_restart) *summary += " " + s;
-    *summary += " take effect after a restart";
+    summary += "; changes to";
+    for (const auto& key : need_restart) summary += " " + key;
+    summary += " take effect after a restart";
   }
-  spdlog::info("{}", *summary);
+  spdlog::info("{}", summary);
+  return summary;
 }
 
 void Gateway::Impl::ScheduleStatus() {
@@ -814,7 +879,7 @@ void Gateway::Impl::ScheduleTick() {
     if (ec || shutting_down_) return;
     std::int64_t now = clock_.wall_ms();
     std::vector<registry::Change> changes;
-    registry_.Sweep(now, &changes);
+    registry_.Sweep(now, clock_.steady_ms(), &changes);
     rules_.Tick(now, &transitions_);
     for (const auto& c : changes) ApplyStateChange(c);
     AddTransitions();
@@ -827,8 +892,7 @@ void Gateway::Impl::WaitSignal() {
   signals_.async_wait([this](const asio::error_code& ec, int signo) {
     if (ec) return;
     if (signo == SIGHUP) {
-      std::string summary;
-      Reload(&summary);
+      (void)Reload();  // logs its outcome
       WaitSignal();
       return;
     }

@@ -68,6 +68,15 @@ void Writer::Run() {
       c.stats = store_->stats();
       bool give_up = false;
       if (!s.ok()) {
+        if (s.code() == Code::kDataLoss || attempt + 1 >= options_.max_failures) {
+          spdlog::critical("store write failed (attempt {}), giving up: {}", attempt + 1,
+                           s.ToString());
+          c.fatal = true;
+          on_committed_(std::move(c));
+          std::unique_lock<std::mutex> lock(mu_);
+          cv_.wait(lock, [&] { return stopping_; });
+          return;
+        }
         std::lock_guard<std::mutex> lock(mu_);
         give_up = stopping_ && attempt + 1 >= kGiveUpAtShutdown;
       }

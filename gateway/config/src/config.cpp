@@ -97,7 +97,11 @@ class Section {
     if (i == 0 || i > 12 || mult == 0) {
       return Error(key, "expected a size such as 500MB or 2GiB, got " + Show(n));
     }
-    *out = std::stoll(s.substr(0, i)) * mult;
+    std::int64_t count = std::stoll(s.substr(0, i));
+    if (count > std::numeric_limits<std::int64_t>::max() / mult) {
+      return Error(key, "size too large: " + s);
+    }
+    *out = count * mult;
     return Status::Ok();
   }
 

@@ -117,6 +117,8 @@ TEST(Config, SizesWithUnits) {
   auto c = Parse("storage:\n  max_bytes: 2GiB\n", "gw.yaml");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->storage.max_bytes, 2LL * 1024 * 1024 * 1024);
+  auto huge = Parse("storage:\n  max_bytes: 999999999999GiB\n", "gw.yaml");
+  EXPECT_EQ(huge.status().message(), "gw.yaml: storage.max_bytes: size too large: 999999999999GiB");
   auto bad = Parse("storage:\n  max_bytes: lots\n", "gw.yaml");
   EXPECT_EQ(bad.status().message(),
             "gw.yaml: storage.max_bytes: expected a size such as 500MB or 2GiB, got \"lots\"");

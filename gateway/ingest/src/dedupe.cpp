@@ -23,8 +23,18 @@ Verdict DeviceDedupe::CheckSeq(const Identity& id) {
     w = &current_;
   } else if (previous_.used && previous_.boot == id.boot) {
     w = &previous_;  // a late reading of the boot before: checked, never moves "current"
+  } else if (std::find(older_boots_, older_boots_ + older_count_, id.boot) !=
+             older_boots_ + older_count_) {
+    // A straggler from an older boot: accepted unchecked, and it must not become "current".
+    v.beyond_window = true;
+    return v;
   } else {
     // A boot we have not seen: the device restarted. Keep one boot of history.
+    if (previous_.used) {
+      std::copy_backward(older_boots_, older_boots_ + 3, older_boots_ + 4);
+      older_boots_[0] = previous_.boot;
+      older_count_ = static_cast<std::uint8_t>(std::min(4, older_count_ + 1));
+    }
     previous_ = std::move(current_);
     current_ = SeqWindow{};
     current_.used = true;

@@ -84,6 +84,19 @@ TEST(Deduplicator, NewBootStartsFreshAndPreviousBootIsStillChecked) {
   EXPECT_TRUE(d.Check("a", Seq(2, 1)).duplicate);
 }
 
+// Regression: a straggler from two boots ago must not become the current boot.
+TEST(Deduplicator, StragglerFromAnOlderBootDoesNotBecomeCurrent) {
+  DeviceDedupe d(128);
+  d.Check(Seq(1, 10));
+  d.Check(Seq(2, 10));
+  d.Check(Seq(3, 10));
+  auto v = d.Check(Seq(1, 11));
+  EXPECT_TRUE(v.beyond_window);
+  EXPECT_FALSE(v.new_boot);
+  EXPECT_TRUE(d.Check(Seq(3, 10)).duplicate) << "boot 3 is still current";
+  EXPECT_EQ(d.Check(Seq(3, 12)).new_gaps, 1u);
+}
+
 TEST(Deduplicator, SeedTimestampsIdentifyReadings) {
   Deduplicator d;
   EXPECT_FALSE(d.Check("esp", Ts(5000)).duplicate);

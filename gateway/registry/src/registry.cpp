@@ -18,46 +18,49 @@ std::optional<State> StateFromName(std::string_view name) {
   return std::nullopt;
 }
 
-Device* Registry::Find(std::string_view id) {
-  auto it = devices_.find(std::string(id));
-  return it == devices_.end() ? nullptr : &it->second;
-}
-
-Device* Registry::FindOrAdd(std::string_view id, std::int64_t now_ms, bool* added) {
+Device* Registry::FindOrAdd(std::string_view id, std::int64_t wall_ms, std::int64_t mono_ms,
+                            bool* added) {
   if (added) *added = false;
   auto it = devices_.find(std::string(id));
   if (it != devices_.end()) return &it->second;
   if (devices_.size() >= options_.max_devices) return nullptr;
   Device d;
   d.id = std::string(id);
-  d.first_seen_ms = d.last_seen_ms = d.state_changed_ms = now_ms;
+  d.first_seen_ms = d.last_seen_ms = d.state_changed_ms = wall_ms;
+  d.heard_mono_ms = mono_ms;
   if (added) *added = true;
   return &devices_.emplace(d.id, std::move(d)).first->second;
 }
 
-void Registry::Restore(Device device) {
+void Registry::Restore(Device device, std::int64_t mono_ms) {
+  device.heard_mono_ms = mono_ms;
   std::string id = device.id;
   devices_[id] = std::move(device);
 }
 
-std::optional<Change> Registry::Seen(Device& device, std::int64_t now_ms) {
-  if (now_ms > device.last_seen_ms) device.last_seen_ms = now_ms;
+std::optional<Change> Registry::Seen(Device& device, std::int64_t wall_ms, std::int64_t mono_ms) {
+  if (wall_ms > device.last_seen_ms) device.last_seen_ms = wall_ms;
+  device.heard_mono_ms = mono_ms;
   if (device.state == State::kOnline) return std::nullopt;
-  return Move(device, State::kOnline, now_ms);
+  return Move(device, State::kOnline, wall_ms);
 }
 
-std::optional<Change> Registry::SetState(Device& device, State state, std::int64_t now_ms) {
-  if (now_ms > device.last_seen_ms) device.last_seen_ms = now_ms;
-  return Move(device, state, now_ms);
+void Registry::Touch(Device& device, std::int64_t wall_ms, std::int64_t mono_ms) {
+  if (wall_ms > device.last_seen_ms) device.last_seen_ms = wall_ms;
+  device.heard_mono_ms = mono_ms;
 }
 
-void Registry::Sweep(std::int64_t now_ms, std::vector<Change>* changes) {
+std::optional<Change> Registry::SetState(Device& device, State state, std::int64_t wall_ms) {
+  return Move(device, state, wall_ms);
+}
+
+void Registry::Sweep(std::int64_t wall_ms, std::int64_t mono_ms, std::vector<Change>* changes) {
   for (auto& [id, d] : devices_) {
     if (d.state == State::kOffline) continue;
     std::int64_t limit =
         d.state == State::kSleeping ? options_.sleeping_grace_ms : options_.offline_after_ms;
-    if (now_ms - d.last_seen_ms >= limit) {
-      if (auto c = Move(d, State::kOffline, now_ms)) changes->push_back(*c);
+    if (mono_ms - d.heard_mono_ms >= limit) {
+      if (auto c = Move(d, State::kOffline, wall_ms)) changes->push_back(*c);
     }
   }
 }

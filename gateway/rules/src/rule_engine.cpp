@@ -69,8 +69,9 @@ RuleEngine::DeviceStates& RuleEngine::StatesFor(std::string_view device_id) {
 }
 
 Transition RuleEngine::Make(const RuleConfig& rule, std::string_view device_id, bool raised,
-                            double value, std::int64_t now_ms) const {
+                            double value, std::int64_t now_ms, std::int64_t raised_ms) const {
   Transition t;
+  t.raised_ms = raised_ms;
   t.raised = raised;
   t.alert_id = rule.name + ":" + std::string(device_id);
   t.rule = rule.name;
@@ -117,16 +118,16 @@ void RuleEngine::Evaluate(std::string_view device_id, const std::vector<MetricSa
             s.phase = Phase::kIdle;
           } else if (now_ms - s.since_ms >= rule.for_s * 1000) {
             s.phase = Phase::kActive;
-            s.since_ms = now_ms;
+            s.since_ms = now_ms;  // from now on: when the alert was raised
             ++active_;
-            out->push_back(Make(rule, device_id, true, m.value, now_ms));
+            out->push_back(Make(rule, device_id, true, m.value, now_ms, now_ms));
           }
           break;
         case Phase::kActive:
           if (Recovered(rule, m.value)) {
             s.phase = Phase::kIdle;
             --active_;
-            out->push_back(Make(rule, device_id, false, m.value, now_ms));
+            out->push_back(Make(rule, device_id, false, m.value, now_ms, s.since_ms));
           }
           break;
       }
@@ -142,10 +143,24 @@ void RuleEngine::Tick(std::int64_t now_ms, std::vector<Transition>* out) {
         s.phase = Phase::kActive;
         s.since_ms = now_ms;
         ++active_;
-        out->push_back(Make(rules_[i], device_id, true, s.value, now_ms));
+        out->push_back(Make(rules_[i], device_id, true, s.value, now_ms, now_ms));
       }
     }
   }
+}
+
+Transition RuleEngine::MakeOffline(std::string_view device_id, bool raised, std::int64_t now_ms,
+                                   std::int64_t raised_ms) const {
+  Transition t;
+  t.raised = raised;
+  t.alert_id = std::string(kOfflineRule) + ":" + std::string(device_id);
+  t.rule = std::string(kOfflineRule);
+  t.device_id = std::string(device_id);
+  t.severity = raised ? "warning" : "info";
+  t.message = "Device " + std::string(device_id) + (raised ? " is offline" : " is back online");
+  t.at_ms = now_ms;
+  t.raised_ms = raised_ms;
+  return t;
 }
 
 void RuleEngine::DeviceOffline(std::string_view device_id, std::int64_t now_ms,
@@ -154,16 +169,9 @@ void RuleEngine::DeviceOffline(std::string_view device_id, std::int64_t now_ms,
   DeviceStates& states = StatesFor(device_id);
   if (states.offline_active) return;
   states.offline_active = true;
+  states.offline_since_ms = now_ms;
   ++active_;
-  Transition t;
-  t.raised = true;
-  t.alert_id = std::string(kOfflineRule) + ":" + std::string(device_id);
-  t.rule = std::string(kOfflineRule);
-  t.device_id = std::string(device_id);
-  t.severity = "warning";
-  t.message = "Device " + std::string(device_id) + " is offline";
-  t.at_ms = now_ms;
-  out->push_back(std::move(t));
+  out->push_back(MakeOffline(device_id, true, now_ms, now_ms));
 }
 
 void RuleEngine::DeviceOnline(std::string_view device_id, std::int64_t now_ms,
@@ -172,31 +180,37 @@ void RuleEngine::DeviceOnline(std::string_view device_id, std::int64_t now_ms,
   if (it == devices_.end() || !it->second.offline_active) return;
   it->second.offline_active = false;
   --active_;
-  Transition t;
-  t.raised = false;
-  t.alert_id = std::string(kOfflineRule) + ":" + std::string(device_id);
-  t.rule = std::string(kOfflineRule);
-  t.device_id = std::string(device_id);
-  t.severity = "info";
-  t.message = "Device " + std::string(device_id) + " is back online";
-  t.at_ms = now_ms;
-  out->push_back(std::move(t));
+  out->push_back(MakeOffline(device_id, false, now_ms, it->second.offline_since_ms));
 }
 
-void RuleEngine::RestoreActive(std::string_view rule, std::string_view device_id, double value,
-                               std::int64_t since_ms) {
+void RuleEngine::RestoreActive(std::string_view rule, std::string_view device_id,
+                               std::string_view metric, double value, std::int64_t raised_ms,
+                               std::int64_t now_ms, std::vector<Transition>* out) {
   if (rule == kOfflineRule) {
     DeviceStates& states = StatesFor(device_id);
+    if (!offline_alerts_) {
+      out->push_back(MakeOffline(device_id, false, now_ms, raised_ms));
+      return;
+    }
     if (!states.offline_active) ++active_;
     states.offline_active = true;
+    states.offline_since_ms = raised_ms;
     return;
   }
   for (std::size_t i = 0; i < rules_.size(); ++i) {
-    if (rules_[i].name != rule) continue;
+    if (rules_[i].name != rule || rules_[i].metric != metric || !Applies(rules_[i], device_id)) {
+      continue;
+    }
     State& s = StatesFor(device_id).per_rule[i];
     if (s.phase != Phase::kActive) ++active_;
-    s = State{Phase::kActive, since_ms, value};
+    s = State{Phase::kActive, raised_ms, value};
+    return;
   }
+  // The rule is gone (or changed what it watches): its alert cannot clear by itself.
+  RuleConfig gone;
+  gone.name = std::string(rule);
+  gone.metric = std::string(metric);
+  out->push_back(Make(gone, device_id, false, value, now_ms, raised_ms));
 }
 
 void RuleEngine::Reload(std::vector<RuleConfig> rules, bool offline_alerts, std::int64_t now_ms,
@@ -208,13 +222,16 @@ void RuleEngine::Reload(std::vector<RuleConfig> rules, bool offline_alerts, std:
     std::vector<State> next(rules_.size());
     for (std::size_t i = 0; i < old.size() && i < states.per_rule.size(); ++i) {
       const State& s = states.per_rule[i];
-      auto same = std::find_if(rules_.begin(), rules_.end(),
-                               [&](const RuleConfig& r) { return r.name == old[i].name; });
+      auto same = std::find_if(rules_.begin(), rules_.end(), [&](const RuleConfig& r) {
+        return r.name == old[i].name && r.metric == old[i].metric &&
+               r.comparison == old[i].comparison && r.threshold == old[i].threshold &&
+               r.devices == old[i].devices;
+      });
       if (same != rules_.end()) {
         next[static_cast<std::size_t>(same - rules_.begin())] = s;
       } else if (s.phase == Phase::kActive) {
         --active_;
-        out->push_back(Make(old[i], device_id, false, s.value, now_ms));
+        out->push_back(Make(old[i], device_id, false, s.value, now_ms, s.since_ms));
       }
     }
     states.per_rule = std::move(next);

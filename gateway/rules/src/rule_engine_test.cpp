@@ -110,10 +110,55 @@ TEST(RuleEngine, OfflineRaisedOnceClearedOnce) {
 
 TEST(RuleEngine, RestoredAlertIsNotRaisedAgain) {
   RuleEngine e({Above("hot", "t", 30)});
-  e.RestoreActive("hot", "a", 35, 0);
+  std::vector<Transition> out;
+  e.RestoreActive("hot", "a", "t", 35, 7, 10, &out);
+  EXPECT_TRUE(out.empty());
   EXPECT_EQ(e.active_count(), 1u);
-  EXPECT_TRUE(Feed(e, "a", "t", 36, 1).empty());
-  EXPECT_EQ(Feed(e, "a", "t", 20, 2).size(), 1u);
+  EXPECT_TRUE(Feed(e, "a", "t", 36, 11).empty());
+  auto clear = Feed(e, "a", "t", 20, 12);
+  ASSERT_EQ(clear.size(), 1u);
+  EXPECT_EQ(clear[0].raised_ms, 7) << "the clear names the raise it ends";
+}
+
+// Regression: a clear must carry its raise time, or the stored raise stays active forever.
+TEST(RuleEngine, ClearCarriesTheRaiseTime) {
+  RuleEngine e({Above("hot", "t", 30)});
+  auto up = Feed(e, "a", "t", 31, 100);
+  ASSERT_EQ(up.size(), 1u);
+  EXPECT_EQ(up[0].raised_ms, 100);
+  auto down = Feed(e, "a", "t", 20, 250);
+  ASSERT_EQ(down.size(), 1u);
+  EXPECT_EQ(down[0].raised_ms, 100);
+  EXPECT_EQ(down[0].at_ms, 250);
+  std::vector<Transition> out;
+  e.DeviceOffline("a", 300, &out);
+  e.DeviceOnline("a", 400, &out);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[1].raised_ms, 300);
+  EXPECT_EQ(out[1].at_ms, 400);
+}
+
+TEST(RuleEngine, RestoredAlertOfAGoneRuleIsCleared) {
+  RuleEngine e({Above("hot", "t", 30)});
+  std::vector<Transition> out;
+  e.RestoreActive("wet", "a", "h", 90, 5, 10, &out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_FALSE(out[0].raised);
+  EXPECT_EQ(out[0].alert_id, "wet:a");
+  EXPECT_EQ(out[0].raised_ms, 5);
+  EXPECT_EQ(e.active_count(), 0u);
+}
+
+TEST(RuleEngine, ReloadClearsAlertsOfAChangedRule) {
+  RuleConfig r = Above("hot", "t", 30);
+  RuleEngine e({r});
+  Feed(e, "a", "t", 31, 0);
+  r.devices = {"b"};  // same name, no longer watches a
+  std::vector<Transition> out;
+  e.Reload({r}, true, 5, &out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_FALSE(out[0].raised);
+  EXPECT_EQ(e.active_count(), 0u);
 }
 
 TEST(RuleEngine, ReloadKeepsSurvivorsAndClearsRemoved) {

@@ -8,7 +8,9 @@
 // waits for the batch's final Committed before submitting the next). `on_committed` runs on the
 // writer thread and must only post to the loop.
 // Errors: a failed Write() is reported (Committed::done == false), retried with backoff, and
-// nothing of that batch is acknowledged until it commits.
+// nothing of that batch is acknowledged until it commits. kDataLoss (corrupt file, failed fsync)
+// or Options::max_failures failures in a row are fatal (Committed::fatal): the gateway stops
+// without acknowledging, and a restart lets Store::Open diagnose the file.
 #pragma once
 
 #include <condition_variable>
@@ -40,7 +42,8 @@ struct Pending {
 };
 
 struct Committed {
-  bool done = false;  // true: the batch is durable (status OK) or abandoned at shutdown
+  bool done = false;   // true: the batch is durable (status OK) or abandoned at shutdown
+  bool fatal = false;  // true: the store cannot commit (kDataLoss, or failing too long); stop
   Status status;      // the outcome of this attempt
   Pending batch;      // when done: the batch, for its acks and alerts
   std::int64_t committed_wall_ms = 0;
@@ -56,6 +59,7 @@ class Writer {
     std::size_t maintenance_rows_per_reading = 2;
     std::size_t maintenance_min_rows = 2000;
     std::int64_t idle_maintenance_ms = 1000;  // and this often when idle
+    std::uint32_t max_failures = 30;          // about 2 minutes of retries with backoff
   };
   using OnCommitted = std::function<void(Committed)>;
 

@@ -11,6 +11,7 @@
 // Thread: not thread-safe; owned by the ingest (event loop) thread. Pure: no I/O, no clock.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -42,7 +43,6 @@ class DeviceDedupe {
 
   // Records the identity and says whether it is a duplicate. A duplicate changes nothing.
   Verdict Check(const Identity& id);
-  std::size_t window() const { return window_; }
 
  private:
   struct SeqWindow {
@@ -59,6 +59,8 @@ class DeviceDedupe {
 
   std::size_t window_;
   SeqWindow current_, previous_;
+  std::uint32_t older_boots_[4] = {};  // boots before `previous_`, most recent first
+  std::uint8_t older_count_ = 0;
   std::vector<std::int64_t> ts_ring_;  // allocated for devices identified by timestamp only
   std::uint8_t ts_next_ = 0;
 };

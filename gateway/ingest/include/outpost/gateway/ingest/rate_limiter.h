@@ -12,6 +12,13 @@ class TokenBucket {
   TokenBucket() = default;
   TokenBucket(double rate_per_s, double burst) : rate_(rate_per_s), burst_(burst), tokens_(burst) {}
 
+  // New limits (config reload); the tokens saved so far are kept, capped at the new burst.
+  void SetRate(double rate_per_s, double burst) {
+    rate_ = rate_per_s;
+    burst_ = burst;
+    tokens_ = std::min(tokens_, burst_);
+  }
+
   // True when a message may pass at `now_ms` (and takes its token). rate 0 = unlimited.
   bool Take(std::int64_t now_ms) {
     if (rate_ <= 0) return true;

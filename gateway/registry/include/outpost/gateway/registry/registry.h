@@ -2,7 +2,9 @@
 // status. Status comes from the status topics (online, sleeping, offline — offline also as the
 // broker-published last will) and from silence: a device not heard from for `offline_after_ms`
 // (or `sleeping_grace_ms` after it said it was going to sleep) becomes offline.
-// Pure: no I/O, time passed in. Persisted by the caller (the store writes Device rows).
+// Pure: no I/O, time passed in: wall time (ms since the epoch) for what is stored and shown, and a
+// monotonic time for silence, so a clock step (an RTC-less Pi syncing after a power cut) does
+// not mark the whole site offline. Persisted by the caller (the store writes Device rows).
 // Thread: not thread-safe; owned by the ingest (event loop) thread.
 // Bounds: at most `max_devices`; FindOrAdd returns nullptr beyond it.
 #pragma once
@@ -23,7 +25,8 @@ std::optional<State> StateFromName(std::string_view name);
 struct Device {
   std::string id;
   std::int64_t first_seen_ms = 0;
-  std::int64_t last_seen_ms = 0;
+  std::int64_t last_seen_ms = 0;  // wall
+  std::int64_t heard_mono_ms = 0; // monotonic; not persisted (restored devices start at Restore)
   State state = State::kOnline;
   std::int64_t state_changed_ms = 0;
   std::string last_reading_json;  // metrics of the last stored reading
@@ -55,18 +58,21 @@ class Registry {
   void set_options(Options options) { options_ = options; }
   const Options& options() const { return options_; }
 
-  Device* Find(std::string_view id);
   // The device, added (online, first seen now) when new; nullptr when the registry is full.
-  Device* FindOrAdd(std::string_view id, std::int64_t now_ms, bool* added = nullptr);
-  // Puts back a device loaded from storage (at start-up).
-  void Restore(Device device);
+  Device* FindOrAdd(std::string_view id, std::int64_t wall_ms, std::int64_t mono_ms,
+                    bool* added = nullptr);
+  // Puts back a device loaded from storage (at start-up); its silence counts from mono_ms.
+  void Restore(Device device, std::int64_t mono_ms);
 
-  // The device sent something at now_ms. A sleeping or offline device comes back online.
-  std::optional<Change> Seen(Device& device, std::int64_t now_ms);
-  // A status message (or last will) set the state explicitly.
-  std::optional<Change> SetState(Device& device, State state, std::int64_t now_ms);
-  // Marks silent devices offline; appends one Change per device that changed.
-  void Sweep(std::int64_t now_ms, std::vector<Change>* changes);
+  // The device sent something. A sleeping or offline device comes back online.
+  std::optional<Change> Seen(Device& device, std::int64_t wall_ms, std::int64_t mono_ms);
+  // Heard from the device without a reading (e.g. its own status message): times only.
+  void Touch(Device& device, std::int64_t wall_ms, std::int64_t mono_ms);
+  // A status message (or last will) set the state explicitly. It does not count as hearing
+  // from the device (a last will is published by the broker).
+  std::optional<Change> SetState(Device& device, State state, std::int64_t wall_ms);
+  // Marks devices silent since mono_ms - limit offline; appends one Change for each.
+  void Sweep(std::int64_t wall_ms, std::int64_t mono_ms, std::vector<Change>* changes);
 
   std::size_t size() const { return devices_.size(); }
   std::size_t count(State state) const;

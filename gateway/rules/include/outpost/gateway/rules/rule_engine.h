@@ -31,7 +31,8 @@ struct Transition {
   std::string message;
   double value = 0;
   double threshold = 0;
-  std::int64_t at_ms = 0;
+  std::int64_t at_ms = 0;      // when raised, or when cleared
+  std::int64_t raised_ms = 0;  // when raised (for a clear: when its alert was raised)
 };
 
 inline constexpr std::string_view kOfflineRule = "device_offline";
@@ -40,13 +41,16 @@ class RuleEngine {
  public:
   explicit RuleEngine(std::vector<config::RuleConfig> rules, bool offline_alerts = true);
 
-  // Replaces the rules (config reload). Active alerts of rules that still exist (same name)
-  // stay active; those of removed rules are cleared through `out`.
+  // Replaces the rules (config reload). Active alerts of rules that still exist unchanged (same
+  // name, metric, comparison, threshold and devices) stay active; the others are cleared through
+  // `out`.
   void Reload(std::vector<config::RuleConfig> rules, bool offline_alerts, std::int64_t now_ms,
               std::vector<Transition>* out);
-  // Marks an alert active without emitting it (restored from storage at start-up).
-  void RestoreActive(std::string_view rule, std::string_view device_id, double value,
-                     std::int64_t since_ms);
+  // Marks an alert active without emitting it (restored from storage at start-up). An alert of
+  // a rule that no longer exists (or no longer watches the device) is cleared through `out`.
+  void RestoreActive(std::string_view rule, std::string_view device_id, std::string_view metric,
+                     double value, std::int64_t raised_ms, std::int64_t now_ms,
+                     std::vector<Transition>* out);
 
   void Evaluate(std::string_view device_id, const std::vector<MetricSample>& metrics,
                 std::int64_t now_ms, std::vector<Transition>* out);
@@ -68,13 +72,16 @@ class RuleEngine {
   struct DeviceStates {
     std::vector<State> per_rule;  // indexed like rules_
     bool offline_active = false;
+    std::int64_t offline_since_ms = 0;
   };
 
   void Index();
   bool Applies(const config::RuleConfig& rule, std::string_view device_id) const;
   DeviceStates& StatesFor(std::string_view device_id);
   Transition Make(const config::RuleConfig& rule, std::string_view device_id, bool raised,
-                  double value, std::int64_t now_ms) const;
+                  double value, std::int64_t now_ms, std::int64_t raised_ms) const;
+  Transition MakeOffline(std::string_view device_id, bool raised, std::int64_t now_ms,
+                         std::int64_t raised_ms) const;
 
   std::vector<config::RuleConfig> rules_;
   bool offline_alerts_;
