@@ -8,6 +8,7 @@
 #                             [--duration S] [--dir DIR] [--no-build]
 #   --devices N     virtual devices (default 50)
 #   --rate R        readings per second, all devices together (default: one per device per second)
+#   --qos Q         0 or 1 (default 1: acknowledged by the gateway only after commit)
 #   --format F      native (per-device topics, boot/seq) or seed (the seed sketch's payloads)
 #   --duration S    stop after S seconds (default 3600)
 #   --dir DIR       where the database, configs and logs go (default ./run)
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift ;;
     --dir) dir=$2; shift ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-local.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -87,13 +88,16 @@ cleanup() {
   [ -n "${mq_pid:-}" ] && { kill -TERM "$mq_pid" 2>/dev/null; wait "$mq_pid" 2>/dev/null || true; }
   echo "data kept in $dir (gateway.db, gateway.log, mosquitto.log)"
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 130' INT TERM
+trap cleanup EXIT
 
-mosquitto -c "$dir/mosquitto.conf" > "$dir/mosquitto.log" 2>&1 &
+# Each child in its own session: Ctrl-C reaches only this script, whose trap stops them in order
+# (publisher, gateway — which drains and acknowledges — then the broker).
+setsid mosquitto -c "$dir/mosquitto.conf" > "$dir/mosquitto.log" 2>&1 &
 mq_pid=$!
 for _ in $(seq 100); do ss -Htln "sport = :$port" | grep -q . && break; sleep 0.05; done
 
-"$gateway_bin" --config "$dir/gateway.yaml" > "$dir/gateway.log" 2>&1 &
+setsid "$gateway_bin" --config "$dir/gateway.yaml" > "$dir/gateway.log" 2>&1 &
 gw_pid=$!
 
 echo "== Outpost local stack"
@@ -104,7 +108,7 @@ echo "database  $dir/gateway.db"
 echo "commands  mosquitto_pub -p $port -t gateway/commands -m '{\"command\":\"get_status\"}'"
 echo
 
-"$pub_bin" --port "$port" --devices "$devices" --rate "$rate" --qos "$qos" --format "$format" \
+setsid "$pub_bin" --port "$port" --devices "$devices" --rate "$rate" --qos "$qos" --format "$format" \
   --duration "$duration" --id-prefix node- > "$dir/publisher.log" 2>&1 &
 pub_pid=$!
 

@@ -12,9 +12,8 @@
 //   OUTPOST_CRASH_OUTAGE_MS  the gateway stays down up to this long after each kill (default 0)
 #include <gtest/gtest.h>
 
-#include <asio.hpp>
-
 #include <algorithm>
+#include <asio.hpp>
 #include <atomic>
 #include <cinttypes>
 #include <cmath>
@@ -148,9 +147,8 @@ class SequencedPublisher {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (published_.load() < n) {
       if (std::chrono::steady_clock::now() > deadline) {
-        return Status(Code::kDeadlineExceeded, "publisher: " +
-                                                   std::to_string(published_.load()) + " of " +
-                                                   std::to_string(n) + " sent");
+        return Status(Code::kDeadlineExceeded, "publisher: " + std::to_string(published_.load()) +
+                                                   " of " + std::to_string(n) + " sent");
       }
       std::this_thread::sleep_for(milliseconds(10));  // poll interval of a bounded wait
     }
@@ -166,9 +164,9 @@ class SequencedPublisher {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (acked_.load() < published_.load()) {
       if (std::chrono::steady_clock::now() > deadline) {
-        return Status(Code::kDeadlineExceeded,
-                      "publisher: " + std::to_string(acked_.load()) + " of " +
-                          std::to_string(published_.load()) + " acknowledged");
+        return Status(Code::kDeadlineExceeded, "publisher: " + std::to_string(acked_.load()) +
+                                                   " of " + std::to_string(published_.load()) +
+                                                   " acknowledged");
       }
       std::this_thread::sleep_for(milliseconds(10));  // poll interval of a bounded wait
     }
@@ -309,7 +307,8 @@ class GatewayCrashTest : public ::testing::Test {
   void TearDown() override {
     if (HasFailure()) {
       h.dir().Keep();
-      std::printf("seed %" PRIu64 "; kept %s (gateway-N.log of every run, gateway.db)\n"
+      std::printf("seed %" PRIu64
+                  "; kept %s (gateway-N.log of every run, gateway.db)\n"
                   "last gateway log:\n%s\n",
                   seed, h.dir().path().c_str(), h.gateway_log().c_str());
     }
@@ -331,11 +330,15 @@ class GatewayCrashTest : public ::testing::Test {
 TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
   seed = static_cast<std::uint64_t>(EnvInt("OUTPOST_CRASH_SEED", 0));
   if (seed == 0) seed = std::random_device{}() | 1u;
-  const int rounds = static_cast<int>(std::max<std::int64_t>(4, EnvInt("OUTPOST_CRASH_ROUNDS", 20)));
-  const double rate = static_cast<double>(std::max<std::int64_t>(100, EnvInt("OUTPOST_CRASH_RATE", 2000)));
-  const int devices = static_cast<int>(std::clamp<std::int64_t>(EnvInt("OUTPOST_CRASH_DEVICES", 20), 1, 1000));
+  const int rounds =
+      static_cast<int>(std::max<std::int64_t>(4, EnvInt("OUTPOST_CRASH_ROUNDS", 20)));
+  const double rate =
+      static_cast<double>(std::max<std::int64_t>(100, EnvInt("OUTPOST_CRASH_RATE", 2000)));
+  const int devices =
+      static_cast<int>(std::clamp<std::int64_t>(EnvInt("OUTPOST_CRASH_DEVICES", 20), 1, 1000));
   const std::int64_t outage_ms = std::max<std::int64_t>(0, EnvInt("OUTPOST_CRASH_OUTAGE_MS", 0));
-  std::printf("crash test: seed %" PRIu64 ", %d rounds, %.0f readings/s over %d devices "
+  std::printf("crash test: seed %" PRIu64
+              ", %d rounds, %.0f readings/s over %d devices "
               "(OUTPOST_CRASH_SEED / _ROUNDS / _RATE / _DEVICES), down up to %" PRId64
               " ms after each kill (_OUTAGE_MS)\n",
               seed, rounds, rate, devices, outage_ms);
@@ -369,10 +372,10 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
     int round;
     Kind kind;
     std::int64_t delay_ms;
-    std::uint64_t published;        // readings sent before the kill
-    std::uint64_t acked;            // of which the broker had acknowledged (at least) this many
-    std::string phase;              // how far the killed run had got
-    std::int64_t next_stored = -1;  // readings in the store when the next run opened it
+    std::uint64_t published;            // readings sent before the kill
+    std::uint64_t acked;                // of which the broker had acknowledged (at least) this many
+    std::string phase;                  // how far the killed run had got
+    std::int64_t next_stored = -1;      // readings in the store when the next run opened it
     std::int64_t next_duplicates = -1;  // copies the next run's dedupe dropped as it came up
   };
   std::vector<Kill> kills;
@@ -495,8 +498,8 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
     duplicated_total += duplicated.size();
     EXPECT_TRUE(missing.empty()) << id << ": " << missing.size() << " of " << last[d]
                                  << " seqs missing: " << Ranges(missing);
-    EXPECT_TRUE(duplicated.empty()) << id << ": " << duplicated.size()
-                                    << " seqs stored more than once: " << Ranges(duplicated);
+    EXPECT_TRUE(duplicated.empty())
+        << id << ": " << duplicated.size() << " seqs stored more than once: " << Ranges(duplicated);
     EXPECT_TRUE(out_of_range.empty()) << id << ": stored seqs never published";
     EXPECT_EQ(points->size(), last[d]) << id;
   }
@@ -531,8 +534,7 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
   for (const auto& k : kills) {
     bool pending = k.next_stored >= 0 && static_cast<std::uint64_t>(k.next_stored) < k.published;
     if (pending) {
-      max_backlog =
-          std::max(max_backlog, k.published - static_cast<std::uint64_t>(k.next_stored));
+      max_backlog = std::max(max_backlog, k.published - static_cast<std::uint64_t>(k.next_stored));
     }
     if (k.kind != Kind::kStartup) {
       ++mid_stream;
@@ -541,19 +543,21 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
     if (k.next_duplicates > 0) ++after_commit;
     std::string dups = k.next_duplicates < 0 ? "-" : std::to_string(k.next_duplicates);
     std::printf("  kill %3d %-7s after %5" PRId64 " ms (%-17s): published %7" PRIu64
-                ", acked %7" PRIu64 ", next open found %7" PRId64 " (%s), next run dropped %s"
+                ", acked %7" PRIu64 ", next open found %7" PRId64
+                " (%s), next run dropped %s"
                 " duplicates\n",
                 k.round, KindName(k.kind), k.delay_ms, k.phase.c_str(), k.published, k.acked,
                 k.next_stored, pending ? "pending" : "all stored", dups.c_str());
   }
-  std::printf("crash test: %zu kills (%d mid-stream, %d of them with published readings not yet "
-              "stored, up to %" PRIu64 "; %d between a commit and its acknowledgement), %" PRIu64
-              " readings published and acknowledged, %" PRIu64 " stored (+1 marker), %" PRIu64
-              " missing, %" PRIu64 " duplicated, %" PRIu64
-              " redelivered copies dropped by dedupe; %.1f s\n",
-              kills.size(), mid_stream, mid_stream_pending, max_backlog, after_commit, total,
-              static_cast<std::uint64_t>((*store)->stats().readings) - 1, missing_total,
-              duplicated_total, dropped_duplicates, wall_s);
+  std::printf(
+      "crash test: %zu kills (%d mid-stream, %d of them with published readings not yet "
+      "stored, up to %" PRIu64 "; %d between a commit and its acknowledgement), %" PRIu64
+      " readings published and acknowledged, %" PRIu64 " stored (+1 marker), %" PRIu64
+      " missing, %" PRIu64 " duplicated, %" PRIu64
+      " redelivered copies dropped by dedupe; %.1f s\n",
+      kills.size(), mid_stream, mid_stream_pending, max_backlog, after_commit, total,
+      static_cast<std::uint64_t>((*store)->stats().readings) - 1, missing_total, duplicated_total,
+      dropped_duplicates, wall_s);
   EXPECT_EQ(static_cast<std::uint64_t>((*store)->stats().readings), total + 1);
   EXPECT_GE(mid_stream_pending, std::min(3, mid_stream))
       << "too few kills hit the gateway with readings of the stream still unstored";
@@ -607,19 +611,19 @@ TEST_F(GatewayCrashTest, DISABLED_RedeliveredBatchLongerThanTheDedupeWindowIsNot
       r.metrics = {{"n", static_cast<double>(seq), false}, {"temperature", 20.0, false}};
       batch.readings.push_back(std::move(r));
     }
-    batch.devices.push_back(gateway::store::DeviceRow{id, now, now, "online", now, "{}", "",
-                                                      kBoot, kCount, kCount, 0, 0});
+    batch.devices.push_back(gateway::store::DeviceRow{id, now, now, "online", now, "{}", "", kBoot,
+                                                      kCount, kCount, 0, 0});
     ASSERT_TRUE((*store)->Write(batch).ok());
   }
 
-  ASSERT_TRUE(h.devices()
-                  .Publish("sensors/" + std::string(kMarkerDevice) + "/data",
-                           Reading(kMarkerDevice, 1), 1)
-                  .ok());
+  ASSERT_TRUE(
+      h.devices()
+          .Publish("sensors/" + std::string(kMarkerDevice) + "/data", Reading(kMarkerDevice, 1), 1)
+          .ok());
   auto up = LaunchAndWaitUp(std::chrono::seconds(60));
   ASSERT_TRUE(up.ok()) << up.status().ToString();
-  auto s = h.WaitStatus([](const json& j) { return j["devices_count"] == 2; },
-                        std::chrono::seconds(60));
+  auto s =
+      h.WaitStatus([](const json& j) { return j["devices_count"] == 2; }, std::chrono::seconds(60));
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   ASSERT_TRUE(h.StopGateway().ok());
   std::printf("after the redelivery: %s\n", (*s)["ingest"].dump().c_str());
@@ -636,6 +640,42 @@ TEST_F(GatewayCrashTest, DISABLED_RedeliveredBatchLongerThanTheDedupeWindowIsNot
   }
   EXPECT_TRUE(twice.empty()) << twice.size() << " readings stored twice: " << Ranges(twice);
   EXPECT_EQ(points->size(), kCount);
+}
+
+// Regression test for the per-device flood limit rejecting a backlog: readings a device sent at a
+// modest rate while the gateway was down arrive together when it comes back, and the token bucket
+// (200/s, burst 2000 by default) takes that replay for a flood: everything past the burst is
+// rejected as rate_limited, acknowledged, and never stored.
+// DISABLED: fails today (about 3,000 of 5,000 readings rejected).
+TEST_F(GatewayCrashTest, DISABLED_BacklogQueuedWhileTheGatewayWasDownIsNotRateLimited) {
+  constexpr std::uint64_t kCount = 5000;           // e.g. 10 readings/s for ~8 minutes of outage
+  ASSERT_TRUE(h.Start().ok()) << h.gateway_log();  // default ingest limits
+  ASSERT_TRUE(h.GetStatus().ok());
+  ASSERT_TRUE(h.StopGateway().ok());
+
+  SequencedPublisher::Options po;
+  po.port = h.broker().port();
+  po.devices = 1;
+  po.rate_per_s = 0;
+  SequencedPublisher pub(po);
+  ASSERT_TRUE(pub.Start().ok());
+  pub.Burst(kCount);
+  ASSERT_TRUE(pub.WaitPublished(kCount, std::chrono::seconds(60)).ok());
+  ASSERT_TRUE(pub.Finish(std::chrono::seconds(60)).ok());
+
+  auto up = LaunchAndWaitUp(std::chrono::seconds(60));
+  ASSERT_TRUE(up.ok()) << up.status().ToString();
+  auto s = h.WaitStatus(
+      [](const json& j) {
+        return j["ingest"]["stored"].get<std::uint64_t>() +
+                   j["ingest"]["rejected"].get<std::uint64_t>() >=
+               kCount;
+      },
+      std::chrono::seconds(60));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  std::printf("after the backlog: %s\n", (*s)["ingest"].dump().c_str());
+  EXPECT_EQ((*s)["ingest"]["stored"], kCount);
+  EXPECT_EQ((*s)["ingest"]["rejected"], 0);
 }
 
 }  // namespace

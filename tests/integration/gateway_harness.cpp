@@ -106,8 +106,8 @@ std::string GatewayHarness::gateway_log() const { return gateway_ ? gateway_->lo
 Result<json> GatewayHarness::GetStatus(std::chrono::milliseconds timeout) {
   static int request = 0;
   std::string id = "req" + std::to_string(++request);
-  Status s = devices_->Publish("gateway/commands",
-                               json{{"command", "get_status"}, {"id", id}}.dump(), 1);
+  Status s =
+      devices_->Publish("gateway/commands", json{{"command", "get_status"}, {"id", id}}.dump(), 1);
   if (!s.ok()) return s;
   // The reply names the request; the status published just before it is the answer.
   std::string status_topic = std::string("gateway/") + kGatewayId + "/status";

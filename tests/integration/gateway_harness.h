@@ -16,9 +16,8 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "outpost/base/status.h"
 #include "outpost/gateway/store/store.h"
@@ -32,8 +31,8 @@ namespace outpost::testing {
 inline constexpr const char* kGatewayId = "gw_test";
 
 struct HarnessOptions {
-  std::string extra_yaml;           // appended to the generated config (top-level sections)
-  bool persistent_broker = false;   // broker keeps sessions across its restarts
+  std::string extra_yaml;          // appended to the generated config (top-level sections)
+  bool persistent_broker = false;  // broker keeps sessions across its restarts
   std::vector<std::string> broker_config = {"max_inflight_messages 10000",
                                             "max_queued_messages 1000000"};
 };

@@ -5,7 +5,7 @@
 // registry, the rules and all counters) plus the Writer thread (which owns the store).
 // Signals: SIGTERM/SIGINT drain (commit and acknowledge everything received, then DISCONNECT);
 // SIGHUP reloads the config file.
-// Topics and payloads: docs/formats/topics.md. Status fields: docs/formats/status.md.
+// Topics, payloads and status fields: docs/formats/topics.md.
 #pragma once
 
 #include <memory>
@@ -19,7 +19,7 @@ enum class ExitReason { kStopped, kRestart, kFailed };
 
 class Gateway {
  public:
-  // `config_path` is re-read on reload; may be empty (built-in defaults, reload re-applies them).
+  // `config_path` is re-read on reload; may be empty (built-in defaults; reload then refuses).
   Gateway(config::Config config, std::string config_path);
   ~Gateway();
 

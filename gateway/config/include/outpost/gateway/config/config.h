@@ -47,7 +47,7 @@ struct StorageConfig {
   std::string synchronous = "full";  // full | normal | off
   std::int64_t retention_days = 30;  // 0 = keep forever
   std::int64_t max_bytes = 0;        // 0 = unbounded
-  std::size_t queue_max_readings = 50'000;  // pending commit; reading from the broker pauses beyond
+  std::size_t queue_max_readings = 50'000;  // messages in the filling batch; reading pauses beyond
 };
 
 struct IngestConfig {
@@ -55,7 +55,7 @@ struct IngestConfig {
   std::size_t max_depth = 4;
   std::size_t max_metrics = 64;
   double device_rate_per_s = 200;    // token bucket per device; 0 = unlimited
-  double device_burst = 2000;
+  double device_burst = 20'000;  // an outage backlog replayed by the broker must fit
   std::size_t quarantine_max_rows = 1000;
   std::size_t quarantine_max_payload_bytes = 512;
   std::size_t dedupe_window = 1024;  // per device, in sequence numbers
