@@ -61,14 +61,16 @@ std::string DeviceId(int i) {
 }
 
 // "n" repeats seq as a metric, so QuerySeries(device, "n") returns the stored seqs.
-std::string Reading(const std::string& device, std::uint64_t seq) {
-  return json{{"deviceId", device},
-              {"boot", kBoot},
-              {"seq", seq},
-              {"n", seq},
-              {"temperature", 20.0 + static_cast<double>(seq % 100) / 10.0},  // below alerts
-              {"humidity", 45.0}}
-      .dump();
+// With `ts_ms` > 0 the reading carries that device timestamp (epoch ms).
+std::string Reading(const std::string& device, std::uint64_t seq, std::int64_t ts_ms = 0) {
+  json j = {{"deviceId", device},
+            {"boot", kBoot},
+            {"seq", seq},
+            {"n", seq},
+            {"temperature", 20.0 + static_cast<double>(seq % 100) / 10.0},  // below alerts
+            {"humidity", 45.0}};
+  if (ts_ms > 0) j["timestamp"] = ts_ms;
+  return j.dump();
 }
 
 // SequencedPublisher: QoS 1 readings for `devices` devices (round-robin, seq 1, 2, 3... per
@@ -83,6 +85,8 @@ class SequencedPublisher {
     int devices = 20;
     double rate_per_s = 2000;
     std::size_t max_inflight = 2000;
+    // > 0: readings carry device timestamps ts_origin_ms + seq * ts_step_ms.
+    std::int64_t ts_origin_ms = 0, ts_step_ms = 0;
   };
 
   explicit SequencedPublisher(Options options)
@@ -217,7 +221,11 @@ class SequencedPublisher {
       auto device = static_cast<std::size_t>(sent_ % static_cast<std::uint64_t>(options_.devices));
       std::uint64_t seq = last_seq_[device] + 1;
       std::string id = DeviceId(static_cast<int>(device));
-      auto r = client_->Publish("sensors/" + id + "/data", Reading(id, seq), 1, false);
+      std::int64_t ts =
+          options_.ts_step_ms > 0
+              ? options_.ts_origin_ms + static_cast<std::int64_t>(seq) * options_.ts_step_ms
+              : 0;
+      auto r = client_->Publish("sensors/" + id + "/data", Reading(id, seq, ts), 1, false);
       if (!r.ok()) {
         if (r.status().code() != Code::kResourceExhausted) {
           std::lock_guard<std::mutex> lock(mu_);
@@ -260,8 +268,8 @@ std::int64_t StoredAtOpen(const std::string& log) {
 
 // How far a gateway run got before it was killed, from its log.
 std::string PhaseReached(const std::string& log) {
-  if (log.find("running as") != std::string::npos) return "running";
   if (log.find("connected to mqtt") != std::string::npos) return "connected";
+  if (log.find("running as") != std::string::npos) return "connecting";
   if (StoredAtOpen(log) >= 0) return "store opened";
   return "before store open";
 }
@@ -350,8 +358,8 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
 
   // The broker keeps up to 1,000,000 queued and 10,000 in flight for the gateway's persistent
   // session (harness defaults), so nothing is dropped while the gateway is down.
-  // Few devices at a high rate would trip the per-device flood limit (200/s, burst 2000), which
-  // rejects readings by design; the defaults stay well inside it.
+  // Few devices at a high rate would trip the per-device flood limit (ingest.device_rate_per_s,
+  // 200/s by default), which rejects readings by design; the defaults stay well inside it.
   std::string yaml;
   if (rate / devices > 150 || 5000.0 / devices > 1500) {
     yaml = "ingest:\n  device_rate_per_s: 0\n";
@@ -437,7 +445,7 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
     k.acked = pub.acked();
     k.published = pub.published();
     h.KillGateway();
-    k.phase = "running";
+    k.phase = "streaming";
     kills.push_back(k);
   }
 
@@ -572,6 +580,8 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
 // many). The state is built directly: the readings queued at the broker for the gateway's session
 // AND already in the store, as that commit left them. On restart the broker redelivers all of
 // them and every one must be dropped as a duplicate.
+// The same through real kills: OUTPOST_CRASH_DEVICES=1 OUTPOST_CRASH_OUTAGE_MS=3000
+// OUTPOST_CRASH_ROUNDS=60 OUTPOST_CRASH_SEED=11 (start-up kills during the backlog's replay).
 // DISABLED: fails today (seqs 1..N-1024 are "beyond the window", accepted and stored twice).
 TEST_F(GatewayCrashTest, DISABLED_RedeliveredBatchLongerThanTheDedupeWindowIsNotStoredTwice) {
   constexpr std::uint64_t kCount = 3000;
@@ -642,14 +652,18 @@ TEST_F(GatewayCrashTest, DISABLED_RedeliveredBatchLongerThanTheDedupeWindowIsNot
   EXPECT_EQ(points->size(), kCount);
 }
 
-// Regression test for the per-device flood limit rejecting a backlog: readings a device sent at a
-// modest rate while the gateway was down arrive together when it comes back, and the token bucket
-// (200/s, burst 2000 by default) takes that replay for a flood: everything past the burst is
-// rejected as rate_limited, acknowledged, and never stored.
-// DISABLED: fails today (about 3,000 of 5,000 readings rejected).
+// Regression test for the per-device flood limit rejecting a backlog: readings a device sent
+// within its rate limit while the gateway was down reach the gateway together when it comes
+// back, and the token bucket (counting receive time) takes that replay for a flood: everything
+// past the burst is rejected as rate_limited, acknowledged, and never stored. Here: a device
+// allowed 10 readings/s (burst 100) sent 10/s (device timestamps 100 ms apart) during a 100 s
+// outage. A larger default burst only moves the threshold (20,000 = 200/s for 100 s, or one
+// reading a second for 5.5 hours).
+// DISABLED: fails today (about 900 of the 1,000 readings rejected).
 TEST_F(GatewayCrashTest, DISABLED_BacklogQueuedWhileTheGatewayWasDownIsNotRateLimited) {
-  constexpr std::uint64_t kCount = 5000;           // e.g. 10 readings/s for ~8 minutes of outage
-  ASSERT_TRUE(h.Start().ok()) << h.gateway_log();  // default ingest limits
+  constexpr std::uint64_t kCount = 1000;
+  ASSERT_TRUE(h.Start("ingest:\n  device_rate_per_s: 10\n  device_burst: 100\n").ok())
+      << h.gateway_log();
   ASSERT_TRUE(h.GetStatus().ok());
   ASSERT_TRUE(h.StopGateway().ok());
 
@@ -657,6 +671,8 @@ TEST_F(GatewayCrashTest, DISABLED_BacklogQueuedWhileTheGatewayWasDownIsNotRateLi
   po.port = h.broker().port();
   po.devices = 1;
   po.rate_per_s = 0;
+  po.ts_step_ms = 100;  // 10 readings/s, the last one now
+  po.ts_origin_ms = WallMs() - static_cast<std::int64_t>(kCount) * po.ts_step_ms;
   SequencedPublisher pub(po);
   ASSERT_TRUE(pub.Start().ok());
   pub.Burst(kCount);

@@ -168,8 +168,9 @@ class Gateway::Impl {
   void ScheduleSubmit();
   void MaybeSubmit();
   void OnCommitted(Committed c);
-  void PublishStatus();
-  json StatusJson();
+  // `periodic`: the interval's status (its latency window then restarts), else on request.
+  void PublishStatus(bool periodic);
+  json StatusJson(bool periodic);
   void PublishAlert(const store::AlertRow& a);
   void Reply(const proto::Command& cmd, bool ok, const std::string& message);
   // Re-reads the config file; returns what was applied (and what needs a restart).
@@ -673,7 +674,7 @@ void Gateway::Impl::PublishAlert(const store::AlertRow& a) {
   }
 }
 
-json Gateway::Impl::StatusJson() {
+json Gateway::Impl::StatusJson(bool periodic) {
   std::int64_t now = clock_.wall_ms();
   json rejected = json::object();
   for (const auto& [reason, count] : n_.rejected_by_reason) rejected[reason] = count;
@@ -687,6 +688,7 @@ json Gateway::Impl::StatusJson() {
       {"memory_usage", MemoryUsagePercent()},
       {"cpu_usage", cpu_.Sample()},
       {"version", OUTPOST_VERSION},
+      {"trigger", periodic ? "interval" : "command"},
       {"rss_bytes", ProcessRssBytes()},
       {"devices",
        {{"online", registry_.count(State::kOnline)},
@@ -738,8 +740,8 @@ json Gateway::Impl::StatusJson() {
   return j;
 }
 
-void Gateway::Impl::PublishStatus() {
-  std::string payload = StatusJson().dump();
+void Gateway::Impl::PublishStatus(bool periodic) {
+  std::string payload = StatusJson(periodic).dump();
   (void)client_->Publish("gateway/status", payload, 0, false);
   (void)client_->Publish(GatewayTopic("status"), payload, 0, true);
 }
@@ -762,7 +764,7 @@ void Gateway::Impl::HandleCommand(const mqtt::Message& m) {
   Ack(m);
   spdlog::info("command {}{}", cmd.name, cmd.id.empty() ? "" : " (id " + cmd.id + ")");
   if (cmd.name == "get_status") {
-    PublishStatus();
+    PublishStatus(/*periodic=*/false);
     Reply(cmd, true, "status published");
   } else if (cmd.name == "sync_cloud") {
     Reply(cmd, true, config_.cloud.api_endpoint.empty()
@@ -863,7 +865,7 @@ void Gateway::Impl::ScheduleStatus() {
   status_timer_.expires_after(std::chrono::seconds(config_.status_interval_s));
   status_timer_.async_wait([this](const asio::error_code& ec) {
     if (ec || shutting_down_) return;
-    PublishStatus();
+    PublishStatus(/*periodic=*/true);
     receive_to_commit_.Reset();
     device_to_commit_.Reset();
     latency_since_ms_ = clock_.wall_ms();
