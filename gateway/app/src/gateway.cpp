@@ -245,6 +245,7 @@ Status Gateway::Impl::OpenAndRestore() {
   so.synchronous = SyncMode(config_.storage.synchronous);
   so.retention_ms = config_.storage.retention_days * 86'400'000LL;
   so.max_bytes = config_.storage.max_bytes;
+  so.cache_bytes = config_.storage.cache_bytes;
   so.quarantine_max_rows = config_.ingest.quarantine_max_rows;
   so.quarantine_max_payload_bytes = config_.ingest.quarantine_max_payload_bytes;
   auto opened = store::Store::Open(so);
@@ -806,6 +807,7 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
   check(sa.synchronous != sb.synchronous, "storage.synchronous");
   check(sa.retention_days != sb.retention_days, "storage.retention_days");
   check(sa.max_bytes != sb.max_bytes, "storage.max_bytes");
+  check(sa.cache_bytes != sb.cache_bytes, "storage.cache_bytes");
   check(a.ingest.quarantine_max_rows != b.ingest.quarantine_max_rows ||
             a.ingest.quarantine_max_payload_bytes != b.ingest.quarantine_max_payload_bytes,
         "ingest.quarantine_*");
@@ -833,6 +835,7 @@ Result<std::string> Gateway::Impl::Reload() {
   next.storage.synchronous = config_.storage.synchronous;
   next.storage.retention_days = config_.storage.retention_days;
   next.storage.max_bytes = config_.storage.max_bytes;
+  next.storage.cache_bytes = config_.storage.cache_bytes;
   next.ingest.quarantine_max_rows = config_.ingest.quarantine_max_rows;
   next.ingest.quarantine_max_payload_bytes = config_.ingest.quarantine_max_payload_bytes;
   next.ingest.dedupe_window = config_.ingest.dedupe_window;

@@ -272,6 +272,8 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   if (c->storage.max_bytes != 0 && c->storage.max_bytes < 1'000'000) {
     return s.Error("max_bytes", "must be 0 (unbounded) or at least 1MB");
   }
+  OUTPOST_RETURN_IF_ERROR(s.Bytes("cache_bytes", &c->storage.cache_bytes));
+  if (c->storage.cache_bytes < (1 << 20)) return s.Error("cache_bytes", "must be at least 1MiB");
   OUTPOST_RETURN_IF_ERROR(s.Integer("queue_max_readings", &c->storage.queue_max_readings, 1, 10'000'000));
   s.ReportUnknown(&c->warnings);
 

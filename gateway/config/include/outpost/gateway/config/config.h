@@ -47,7 +47,8 @@ struct StorageConfig {
   std::string synchronous = "full";  // full | normal | off
   std::int64_t retention_days = 30;  // 0 = keep forever
   std::int64_t max_bytes = 0;        // 0 = unbounded
-  std::size_t queue_max_readings = 50'000;  // messages in the filling batch; reading pauses beyond
+  std::int64_t cache_bytes = 8 << 20;  // SQLite page cache (the OS caches the file as well)
+  std::size_t queue_max_readings = 20'000;  // messages in the filling batch; reading pauses beyond
 };
 
 struct IngestConfig {
