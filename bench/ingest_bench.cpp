@@ -21,11 +21,11 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <cmath>
 #include <asio.hpp>
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -727,9 +727,8 @@ int main(int argc, char** argv) {
           "publish->receive p50 %.0f p99 %.0f ms over %zu rows; publisher max lag "
           "%.1f ms; %" PRIu64 " of %" PRIu64 " stored; HWM %.1f MB, RSS %.1f MB\n",
           w50, w99, lat.p99_windows.size(), Runs(lat.p99_windows, "%.0f").c_str(),
-          Median(lat.r2c_p99_windows), r50, r99,
-          lat.publish_to_receive_ms.size(), lat.pub_max_lag_ms, lat.stored, lat.sent,
-          lat.mem.hwm_mb, lat.mem.rss_mb);
+          Median(lat.r2c_p99_windows), r50, r99, lat.publish_to_receive_ms.size(),
+          lat.pub_max_lag_ms, lat.stored, lat.sent, lat.mem.hwm_mb, lat.mem.rss_mb);
       if (lat.p99_windows.empty()) std::printf("  (no latency window: the run was too short)\n");
       p50.push_back(w50);
       p99med.push_back(w99);
@@ -784,10 +783,10 @@ int main(int argc, char** argv) {
     std::string at = Fmt("%.0f/s", o.latency_rate);
     row("(c) publish->commit p50 at " + at, Fmt("%.0f ms", Median(p50)), "", "", "",
         Runs(p50, "%.0f"));
-    row("(c) publish->commit p99 at " + at + ", median 1-s win", Fmt("%.0f ms", Median(p99med)),
-        "", "<= 20 ms (p99)", verdict(Median(p99med) <= 20), Runs(p99med, "%.0f"));
-    row("(c) publish->commit p99 at " + at + ", worst 1-s win", Fmt("%.0f ms", Median(p99max)),
-        "", "", "", Runs(p99max, "%.0f"));
+    row("(c) publish->commit p99 at " + at + ", median 1-s win", Fmt("%.0f ms", Median(p99med)), "",
+        "<= 20 ms (p99)", verdict(Median(p99med) <= 20), Runs(p99med, "%.0f"));
+    row("(c) publish->commit p99 at " + at + ", worst 1-s win", Fmt("%.0f ms", Median(p99max)), "",
+        "", "", Runs(p99max, "%.0f"));
     row("(c) publish->receive p50 (stored rows)", Fmt("%.0f ms", Median(p2r50)), "", "", "",
         Runs(p2r50, "%.0f"));
     row("(c) publish->receive p99 (stored rows)", Fmt("%.0f ms", Median(p2r99)), "", "", "",

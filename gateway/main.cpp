@@ -1,8 +1,8 @@
 // outpost-gateway: parse the command line and config, build the Gateway, run it.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "outpost/gateway/app/gateway.h"

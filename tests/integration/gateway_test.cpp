@@ -20,8 +20,8 @@ constexpr const char* kSeedStatus =
     R"({"deviceId":"esp32_sensor_001","status":"online","timestamp":1200})";
 
 std::string Native(const std::string& device, int boot, int seq, double temperature) {
-  return json{{"deviceId", device}, {"boot", boot}, {"seq", seq}, {"temperature", temperature},
-              {"humidity", 40.0}, {"battery", 90.0}}
+  return json{{"deviceId", device},         {"boot", boot},     {"seq", seq},
+              {"temperature", temperature}, {"humidity", 40.0}, {"battery", 90.0}}
       .dump();
 }
 
@@ -224,9 +224,8 @@ TEST_F(GatewayTest, StatusTopicsAndLastWillSetDeviceState) {
   ASSERT_TRUE(node.Publish("devices/n3/status", "online", 1, true).ok());
   ASSERT_TRUE(h.WaitStatus([](const json& j) { return j["devices_count"] == 2; }).ok());
   node.Abort();  // no DISCONNECT: the broker publishes the will
-  auto s = h.WaitStatus([](const json& j) {
-    return j["devices"]["sleeping"] == 1 && j["devices"]["offline"] == 1;
-  });
+  auto s = h.WaitStatus(
+      [](const json& j) { return j["devices"]["sleeping"] == 1 && j["devices"]["offline"] == 1; });
   ASSERT_TRUE(s.ok()) << s.status().ToString();
 }
 
@@ -329,8 +328,10 @@ TEST_F(GatewayTest, ReloadAppliesNewThresholdsAndReportsRestartOnlySettings) {
   EXPECT_TRUE(TakeQueued(h.observer(), "gateway/alerts").empty());
 
   ASSERT_TRUE(h.WriteConfig("thresholds:\n  temperature_max: 30\n").ok());
-  ASSERT_TRUE(h.devices().Publish(std::string("gateway/") + kGatewayId + "/commands",
-                                  R"({"command":"reload","id":"r1"})", 1).ok());
+  ASSERT_TRUE(h.devices()
+                  .Publish(std::string("gateway/") + kGatewayId + "/commands",
+                           R"({"command":"reload","id":"r1"})", 1)
+                  .ok());
   auto reply = h.observer().WaitMessage(std::string("gateway/") + kGatewayId + "/replies");
   ASSERT_TRUE(reply.ok());
   json r = json::parse(reply->payload);
@@ -356,7 +357,8 @@ TEST_F(GatewayTest, ReloadAppliesNewThresholdsAndReportsRestartOnlySettings) {
 TEST_F(GatewayTest, SyncCloudIsAcceptedAndUnknownCommandsAreRefused) {
   ASSERT_TRUE(h.Start().ok());
   std::string replies = std::string("gateway/") + kGatewayId + "/replies";
-  ASSERT_TRUE(h.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":7})", 1).ok());
+  ASSERT_TRUE(
+      h.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":7})", 1).ok());
   auto reply = h.observer().WaitMessage(replies);
   ASSERT_TRUE(reply.ok());
   json r = json::parse(reply->payload);
@@ -376,8 +378,7 @@ TEST_F(GatewayTest, RestartCommandDrainsAndComesBackWithItsRegistry) {
   // The same process re-executes itself and announces itself online again.
   auto online = h.observer().WaitMessage(
       [](const mqtt::Message& m) {
-        return m.topic == std::string("gateway/") + kGatewayId + "/state" &&
-               m.payload == "offline";
+        return m.topic == std::string("gateway/") + kGatewayId + "/state" && m.payload == "offline";
       },
       std::chrono::seconds(15));
   ASSERT_TRUE(online.ok()) << online.status().ToString();
@@ -417,9 +418,7 @@ TEST_F(GatewayTest, SigtermDrainsCleanlyAndTheRestArrivesAfterRestart) {
 TEST(GatewayCli, BadConfigNamesKeyAndExitsWithoutStarting) {
   TempDir dir;
   std::string path = dir.File("bad.yaml");
-  {
-    std::ofstream(path) << "storage:\n  synchronous: sometimes\n";
-  }
+  { std::ofstream(path) << "storage:\n  synchronous: sometimes\n"; }
   ChildProcessOptions o;
   o.argv = {GatewayBinary(), "--config", path};
   o.log_path = dir.File("out.log");

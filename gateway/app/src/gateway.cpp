@@ -1,16 +1,16 @@
 #include "outpost/gateway/app/gateway.h"
 
-#include <asio.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <array>
+#include <asio.hpp>
 #include <chrono>
 #include <cmath>
 #include <iterator>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "outpost/base/clock.h"
@@ -63,10 +63,18 @@ proto::Limits ParserLimits(const config::Config& c) {
 }
 
 store::DeviceRow ToRow(const registry::Device& d) {
-  return store::DeviceRow{d.id,        d.first_seen_ms, d.last_seen_ms,
-                          registry::StateName(d.state), d.state_changed_ms,
-                          d.last_reading_json, d.firmware, d.boot, d.last_seq,
-                          d.readings,  d.duplicates,    d.seq_gaps};
+  return store::DeviceRow{d.id,
+                          d.first_seen_ms,
+                          d.last_seen_ms,
+                          registry::StateName(d.state),
+                          d.state_changed_ms,
+                          d.last_reading_json,
+                          d.firmware,
+                          d.boot,
+                          d.last_seq,
+                          d.readings,
+                          d.duplicates,
+                          d.seq_gaps};
 }
 
 registry::Device FromRow(const store::DeviceRow& r) {
@@ -140,7 +148,7 @@ class Gateway::Impl {
     registry::Device* device;  // owned by registry_; node addresses are stable
     ingest::DeviceDedupe dedupe;
     ingest::TokenBucket bucket;
-    bool dirty = false;          // its row goes into the next batch
+    bool dirty = false;              // its row goes into the next batch
     std::int64_t last_reading = -1;  // index of its last reading in next_, if any
   };
 
@@ -204,8 +212,8 @@ class Gateway::Impl {
   asio::steady_timer status_timer_, tick_timer_, drain_timer_;
   CpuUsage cpu_;
 
-  Pending next_;             // filling while the writer commits the previous batch
-  bool writer_busy_ = false;  // a batch is with the writer until its final Committed
+  Pending next_;                   // filling while the writer commits the previous batch
+  bool writer_busy_ = false;       // a batch is with the writer until its final Committed
   std::size_t next_messages_ = 0;  // messages whose handling is in next_
   std::size_t inflight_readings_ = 0;
   bool submit_scheduled_ = false;
@@ -278,12 +286,11 @@ Status Gateway::Impl::OpenAndRestore() {
   spdlog::info("store {}: {} readings, {} devices, {} active alerts; dedupe rebuilt from {} recent",
                so.path, store_stats_.readings, registry_.size(), alerts->size(), recent->size());
 
-  writer_ = std::make_unique<Writer>(std::move(store), Writer::Options{}, clock_,
-                                     [this](Committed c) {  // on the writer thread
-                                       asio::post(io_, [this, c = std::move(c)]() mutable {
-                                         OnCommitted(std::move(c));
-                                       });
-                                     });
+  writer_ = std::make_unique<Writer>(
+      std::move(store), Writer::Options{}, clock_,
+      [this](Committed c) {  // on the writer thread
+        asio::post(io_, [this, c = std::move(c)]() mutable { OnCommitted(std::move(c)); });
+      });
   writer_->Start();
   return Status::Ok();
 }
@@ -305,8 +312,8 @@ void Gateway::Impl::StartMqtt() {
   o.session.will = mqtt::Will{GatewayTopic("state"), "offline", 1, true};
   o.backoff = BackoffPolicy{config_.mqtt.reconnect_base_ms, config_.mqtt.reconnect_cap_ms};
   std::uint8_t q = config_.mqtt.qos;
-  for (const char* filter : {"sensors/data", "sensors/+/data", "devices/status",
-                             "devices/+/status", "gateway/commands"}) {
+  for (const char* filter : {"sensors/data", "sensors/+/data", "devices/status", "devices/+/status",
+                             "gateway/commands"}) {
     o.subscriptions.push_back(mqtt::Subscription{filter, q});
   }
   o.subscriptions.push_back(mqtt::Subscription{GatewayTopic("commands"), q});
@@ -400,7 +407,8 @@ void Gateway::Impl::Reject(const mqtt::Message& m, std::string_view reason,
     quarantine_second_ = second;
     quarantine_in_second_ = 0;
   }
-  bool keep = quarantine_in_second_ < kQuarantinePerSecond && config_.ingest.quarantine_max_rows > 0;
+  bool keep =
+      quarantine_in_second_ < kQuarantinePerSecond && config_.ingest.quarantine_max_rows > 0;
   if (keep) {
     ++quarantine_in_second_;
     ++n_.quarantined;
@@ -410,9 +418,9 @@ void Gateway::Impl::Reject(const mqtt::Message& m, std::string_view reason,
   }
   if (keep) {
     std::size_t cap = config_.ingest.quarantine_max_payload_bytes;
-    next_.batch.quarantine.push_back(store::QuarantineRow{
-        now, m.topic.substr(0, 256), std::string(reason), std::string(detail),
-        m.payload.substr(0, cap)});
+    next_.batch.quarantine.push_back(store::QuarantineRow{now, m.topic.substr(0, 256),
+                                                          std::string(reason), std::string(detail),
+                                                          m.payload.substr(0, cap)});
   }
   Ack(m);
 }
@@ -456,9 +464,9 @@ void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic
     return;
   }
   registry::Device& device = *ctx->device;
-  ingest::Verdict v = ctx->dedupe.Check(ingest::Identity{
-      reading_.has_seq, reading_.boot, reading_.seq, reading_.has_device_ts,
-      reading_.device_ts_raw});
+  ingest::Verdict v =
+      ctx->dedupe.Check(ingest::Identity{reading_.has_seq, reading_.boot, reading_.seq,
+                                         reading_.has_device_ts, reading_.device_ts_raw});
   if (auto change = registry_.Seen(device, now, mono)) ApplyStateChange(*change);
   MarkDirty(*ctx);
   if (v.duplicate) {
@@ -666,12 +674,16 @@ void Gateway::Impl::PublishAlert(const store::AlertRow& a) {
     j["threshold"] = a.threshold;
   }
   std::string payload = j.dump();
-  if (raised) spdlog::warn("ALERT: {}", a.message);
-  else spdlog::info("alert cleared: {}", a.message);
+  if (raised)
+    spdlog::warn("ALERT: {}", a.message);
+  else
+    spdlog::info("alert cleared: {}", a.message);
   for (const std::string& topic : {std::string("gateway/alerts"), GatewayTopic("alerts")}) {
     auto r = client_->Publish(topic, payload, 1, false);
-    if (r.ok()) ++n_.alerts_published;
-    else ++n_.publish_errors;
+    if (r.ok())
+      ++n_.alerts_published;
+    else
+      ++n_.publish_errors;
   }
 }
 
@@ -748,8 +760,11 @@ void Gateway::Impl::PublishStatus(bool periodic) {
 }
 
 void Gateway::Impl::Reply(const proto::Command& cmd, bool ok, const std::string& message) {
-  json j = {{"command", cmd.name}, {"ok", ok}, {"message", message},
-            {"gateway_id", config_.gateway_id}, {"timestamp", Seconds(clock_.wall_ms())}};
+  json j = {{"command", cmd.name},
+            {"ok", ok},
+            {"message", message},
+            {"gateway_id", config_.gateway_id},
+            {"timestamp", Seconds(clock_.wall_ms())}};
   if (!cmd.id.empty()) j["id"] = cmd.id;
   (void)client_->Publish(GatewayTopic("replies"), j.dump(), 1, false);
 }
@@ -768,13 +783,14 @@ void Gateway::Impl::HandleCommand(const mqtt::Message& m) {
     PublishStatus(/*periodic=*/false);
     Reply(cmd, true, "status published");
   } else if (cmd.name == "sync_cloud") {
-    Reply(cmd, true, config_.cloud.api_endpoint.empty()
-                         ? "accepted; no cloud.api_endpoint is configured"
-                         : "accepted; the cloud uplink is not part of this release");
+    Reply(cmd, true,
+          config_.cloud.api_endpoint.empty()
+              ? "accepted; no cloud.api_endpoint is configured"
+              : "accepted; the cloud uplink is not part of this release");
   } else if (cmd.name == "reload") {
     auto r = Reload();
-    Reply(cmd, r.ok(), r.ok() ? *r : "error: " + r.status().message() +
-                                         " (the running config is unchanged)");
+    Reply(cmd, r.ok(),
+          r.ok() ? *r : "error: " + r.status().message() + " (the running config is unchanged)");
   } else if (cmd.name == "restart" || cmd.name == "reboot") {
     Reply(cmd, true, "restarting after draining");
     Shutdown(ExitReason::kRestart);

@@ -35,8 +35,8 @@ double CpuUsage::Sample() {
   std::FILE* f = std::fopen("/proc/stat", "r");
   if (!f) return -1;
   unsigned long long v[8] = {};
-  int n = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                      &v[3], &v[4], &v[5], &v[6], &v[7]);
+  int n = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                      &v[4], &v[5], &v[6], &v[7]);
   std::fclose(f);
   if (n < 4) return -1;
   std::uint64_t total = 0;
@@ -44,8 +44,8 @@ double CpuUsage::Sample() {
   std::uint64_t idle = v[3] + v[4];  // idle + iowait
   double pct = -1;
   if (last_total_ != 0 && total > last_total_) {
-    pct = 100.0 * (1.0 - static_cast<double>(idle - last_idle_) /
-                             static_cast<double>(total - last_total_));
+    pct = 100.0 *
+          (1.0 - static_cast<double>(idle - last_idle_) / static_cast<double>(total - last_total_));
   }
   last_total_ = total;
   last_idle_ = idle;

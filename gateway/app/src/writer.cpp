@@ -18,7 +18,9 @@ Writer::Writer(std::unique_ptr<store::Store> store, Options options, const Clock
 
 Writer::~Writer() { Stop(); }
 
-void Writer::Start() { thread_ = std::thread([this] { Run(); }); }
+void Writer::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void Writer::Submit(Pending batch) {
   {
@@ -82,9 +84,10 @@ void Writer::Run() {
       }
       if (s.ok() || give_up) {
         if (give_up) {
-          spdlog::critical("giving up on {} uncommitted readings at shutdown: {}; the broker "
-                           "keeps what was not acknowledged",
-                           work->batch.readings.size(), s.ToString());
+          spdlog::critical(
+              "giving up on {} uncommitted readings at shutdown: {}; the broker "
+              "keeps what was not acknowledged",
+              work->batch.readings.size(), s.ToString());
         }
         std::size_t readings = work->batch.readings.size();
         c.done = true;

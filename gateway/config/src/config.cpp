@@ -65,12 +65,12 @@ class Section {
     const YAML::Node& n = node_[key];
     std::int64_t v = 0;
     if (!n.IsScalar() || !YAML::convert<std::int64_t>::decode(n, v)) {
-      return Error(key, "expected an integer in " + std::to_string(lo) + ".." +
-                            std::to_string(hi) + ", got " + Show(n));
+      return Error(key, "expected an integer in " + std::to_string(lo) + ".." + std::to_string(hi) +
+                            ", got " + Show(n));
     }
     if (v < lo || v > hi) {
-      return Error(key, "expected an integer in " + std::to_string(lo) + ".." +
-                            std::to_string(hi) + ", got " + n.Scalar());
+      return Error(key, "expected an integer in " + std::to_string(lo) + ".." + std::to_string(hi) +
+                            ", got " + n.Scalar());
     }
     *out = static_cast<Int>(v);
     return Status::Ok();
@@ -87,13 +87,20 @@ class Section {
     std::string unit = s.substr(i);
     while (!unit.empty() && unit.front() == ' ') unit.erase(unit.begin());
     std::int64_t mult = 0;
-    if (unit.empty() || unit == "B") mult = 1;
-    else if (unit == "KB") mult = 1000;
-    else if (unit == "MB") mult = 1000 * 1000;
-    else if (unit == "GB") mult = 1000LL * 1000 * 1000;
-    else if (unit == "KiB") mult = 1024;
-    else if (unit == "MiB") mult = 1024 * 1024;
-    else if (unit == "GiB") mult = 1024LL * 1024 * 1024;
+    if (unit.empty() || unit == "B")
+      mult = 1;
+    else if (unit == "KB")
+      mult = 1000;
+    else if (unit == "MB")
+      mult = 1000 * 1000;
+    else if (unit == "GB")
+      mult = 1000LL * 1000 * 1000;
+    else if (unit == "KiB")
+      mult = 1024;
+    else if (unit == "MiB")
+      mult = 1024 * 1024;
+    else if (unit == "GiB")
+      mult = 1024LL * 1024 * 1024;
     if (i == 0 || i > 12 || mult == 0) {
       return Error(key, "expected a size such as 500MB or 2GiB, got " + Show(n));
     }
@@ -125,7 +132,8 @@ class Section {
     if (!node_.IsMap()) return;
     for (const auto& kv : node_) {
       std::string k = kv.first.as<std::string>("?");
-      if (!seen_.count(k)) warnings->push_back(source_ + ": unknown key " + Key(k.c_str()) + " (ignored)");
+      if (!seen_.count(k))
+        warnings->push_back(source_ + ": unknown key " + Key(k.c_str()) + " (ignored)");
     }
   }
 
@@ -172,7 +180,8 @@ Status ParseRule(const YAML::Node& node, std::size_t index, const std::string& s
   OUTPOST_RETURN_IF_ERROR(r.Integer("for_s", &rule->for_s, 0, 7 * kDay));
   OUTPOST_RETURN_IF_ERROR(r.String("severity", &rule->severity));
   if (rule->severity != "info" && rule->severity != "warning" && rule->severity != "critical") {
-    return r.Error("severity", "expected info, warning or critical, got \"" + rule->severity + "\"");
+    return r.Error("severity",
+                   "expected info, warning or critical, got \"" + rule->severity + "\"");
   }
   OUTPOST_RETURN_IF_ERROR(r.String("message", &rule->message));
   if (r.has("devices")) {
@@ -194,7 +203,8 @@ Status ParseRule(const YAML::Node& node, std::size_t index, const std::string& s
 
 Status ParseRoot(const YAML::Node& root, Config* c) {
   Section top(root, "", c->source);
-  if (!root.IsMap()) return InvalidArgument(c->source + ": expected a mapping of sections at the top");
+  if (!root.IsMap())
+    return InvalidArgument(c->source + ": expected a mapping of sections at the top");
 
   Section gw = top.Child("gateway");
   OUTPOST_RETURN_IF_ERROR(gw.RequireMapOrAbsent());
@@ -264,8 +274,8 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   OUTPOST_RETURN_IF_ERROR(s.String("synchronous", &c->storage.synchronous));
   if (c->storage.synchronous != "full" && c->storage.synchronous != "normal" &&
       c->storage.synchronous != "off") {
-    return s.Error("synchronous", "expected full, normal or off, got \"" +
-                                      c->storage.synchronous + "\"");
+    return s.Error("synchronous",
+                   "expected full, normal or off, got \"" + c->storage.synchronous + "\"");
   }
   OUTPOST_RETURN_IF_ERROR(s.Integer("retention_days", &c->storage.retention_days, 0, 36500));
   OUTPOST_RETURN_IF_ERROR(s.Bytes("max_bytes", &c->storage.max_bytes));
@@ -274,25 +284,31 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   }
   OUTPOST_RETURN_IF_ERROR(s.Bytes("cache_bytes", &c->storage.cache_bytes));
   if (c->storage.cache_bytes < (1 << 20)) return s.Error("cache_bytes", "must be at least 1MiB");
-  OUTPOST_RETURN_IF_ERROR(s.Integer("queue_max_readings", &c->storage.queue_max_readings, 1, 10'000'000));
+  OUTPOST_RETURN_IF_ERROR(
+      s.Integer("queue_max_readings", &c->storage.queue_max_readings, 1, 10'000'000));
   s.ReportUnknown(&c->warnings);
 
   Section in = top.Child("ingest");
   OUTPOST_RETURN_IF_ERROR(in.RequireMapOrAbsent());
-  OUTPOST_RETURN_IF_ERROR(in.Integer("max_payload_bytes", &c->ingest.max_payload_bytes, 64, 1 << 20));
+  OUTPOST_RETURN_IF_ERROR(
+      in.Integer("max_payload_bytes", &c->ingest.max_payload_bytes, 64, 1 << 20));
   OUTPOST_RETURN_IF_ERROR(in.Integer("max_depth", &c->ingest.max_depth, 1, 32));
   OUTPOST_RETURN_IF_ERROR(in.Integer("max_metrics", &c->ingest.max_metrics, 1, 1024));
   OUTPOST_RETURN_IF_ERROR(in.Double("device_rate_per_s", &c->ingest.device_rate_per_s, 0, 1e6));
   OUTPOST_RETURN_IF_ERROR(in.Double("device_burst", &c->ingest.device_burst, 1, 1e7));
-  OUTPOST_RETURN_IF_ERROR(in.Integer("quarantine_max_rows", &c->ingest.quarantine_max_rows, 0, 1'000'000));
-  OUTPOST_RETURN_IF_ERROR(in.Integer("quarantine_max_payload_bytes", &c->ingest.quarantine_max_payload_bytes, 0, 1 << 20));
+  OUTPOST_RETURN_IF_ERROR(
+      in.Integer("quarantine_max_rows", &c->ingest.quarantine_max_rows, 0, 1'000'000));
+  OUTPOST_RETURN_IF_ERROR(in.Integer("quarantine_max_payload_bytes",
+                                     &c->ingest.quarantine_max_payload_bytes, 0, 1 << 20));
   OUTPOST_RETURN_IF_ERROR(in.Integer("dedupe_window", &c->ingest.dedupe_window, 64, 1 << 20));
   in.ReportUnknown(&c->warnings);
 
   Section reg = top.Child("registry");
   OUTPOST_RETURN_IF_ERROR(reg.RequireMapOrAbsent());
-  OUTPOST_RETURN_IF_ERROR(reg.Integer("offline_after_s", &c->registry.offline_after_s, 1, 30 * kDay));
-  OUTPOST_RETURN_IF_ERROR(reg.Integer("sleeping_grace_s", &c->registry.sleeping_grace_s, 1, 30 * kDay));
+  OUTPOST_RETURN_IF_ERROR(
+      reg.Integer("offline_after_s", &c->registry.offline_after_s, 1, 30 * kDay));
+  OUTPOST_RETURN_IF_ERROR(
+      reg.Integer("sleeping_grace_s", &c->registry.sleeping_grace_s, 1, 30 * kDay));
   OUTPOST_RETURN_IF_ERROR(reg.Integer("max_devices", &c->registry.max_devices, 1, 1'000'000));
   reg.ReportUnknown(&c->warnings);
 
@@ -339,13 +355,14 @@ Result<Config> LoadFile(const std::string& path) {
   if (!in) return NotFound(path + ": cannot open config file");
   std::ostringstream text;
   text << in.rdbuf();
-  if (text.str().size() > (1 << 20)) return InvalidArgument(path + ": config file larger than 1 MiB");
+  if (text.str().size() > (1 << 20))
+    return InvalidArgument(path + ": config file larger than 1 MiB");
   return Parse(text.str(), path);
 }
 
 std::vector<RuleConfig> EffectiveRules(const Config& config) {
-  auto seed_rule = [](const char* name, const char* metric, Comparison comparison,
-                      double threshold, double hysteresis, const char* message) {
+  auto seed_rule = [](const char* name, const char* metric, Comparison comparison, double threshold,
+                      double hysteresis, const char* message) {
     RuleConfig r;
     r.name = name;
     r.metric = metric;
@@ -366,8 +383,8 @@ std::vector<RuleConfig> EffectiveRules(const Config& config) {
                               "Low battery alert: {value}% on {device}"));
   }
   if (config.motion_alerts) {  // booleans are 0/1: above 0.5 is "true"
-    rules.push_back(seed_rule("motion", "motion", Comparison::kAbove, 0.5, 0,
-                              "Motion detected by {device}"));
+    rules.push_back(
+        seed_rule("motion", "motion", Comparison::kAbove, 0.5, 0, "Motion detected by {device}"));
   }
   for (const auto& r : config.rules) rules.push_back(r);
   return rules;

@@ -56,7 +56,8 @@ TEST(Config, EmptyFileGivesDefaults) {
 TEST(Config, BadValueNamesKeyAndProblem) {
   auto c = Parse("mqtt:\n  port: abc\n", "gw.yaml");
   ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().message(), "gw.yaml: mqtt.port: expected an integer in 1..65535, got \"abc\"");
+  EXPECT_EQ(c.status().message(),
+            "gw.yaml: mqtt.port: expected an integer in 1..65535, got \"abc\"");
   c = Parse("mqtt:\n  port: 70000\n", "gw.yaml");
   EXPECT_EQ(c.status().message(), "gw.yaml: mqtt.port: expected an integer in 1..65535, got 70000");
   c = Parse("storage:\n  synchronous: sometimes\n", "gw.yaml");
@@ -72,8 +73,7 @@ TEST(Config, BadValueNamesKeyAndProblem) {
 TEST(Config, SyntaxErrorNamesLine) {
   auto c = Parse("mqtt:\n  host: [unclosed\n", "gw.yaml");
   ASSERT_FALSE(c.ok());
-  EXPECT_NE(c.status().message().find("gw.yaml: line "), std::string::npos)
-      << c.status().message();
+  EXPECT_NE(c.status().message().find("gw.yaml: line "), std::string::npos) << c.status().message();
 }
 
 TEST(Config, UnknownKeysAreWarnedNotFatal) {
@@ -93,7 +93,8 @@ rules:
     for_s: 60
     severity: critical
     devices: [a, b]
-)", "gw.yaml");
+)",
+                 "gw.yaml");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   ASSERT_EQ(c->rules.size(), 1u);
   const auto& r = c->rules[0];
@@ -106,8 +107,9 @@ rules:
 
   auto both = Parse("rules:\n  - {name: x, metric: t, above: 1, below: 0}\n", "gw.yaml");
   EXPECT_EQ(both.status().message(), "gw.yaml: rules[0].above: give exactly one of above or below");
-  auto dup = Parse("rules:\n  - {name: x, metric: t, above: 1}\n  - {name: x, metric: u, above: 1}\n",
-                   "gw.yaml");
+  auto dup =
+      Parse("rules:\n  - {name: x, metric: t, above: 1}\n  - {name: x, metric: u, above: 1}\n",
+            "gw.yaml");
   EXPECT_EQ(dup.status().message(), "gw.yaml: rules[1].name: \"x\" is used twice");
   auto typo = Parse("rules:\n  - {name: x, metric: t, above: 1, hysterisis: 1}\n", "gw.yaml");
   EXPECT_EQ(typo.status().message(), "gw.yaml: unknown key rules[0].hysterisis");

@@ -4,9 +4,12 @@ namespace outpost::gateway::registry {
 
 const char* StateName(State state) {
   switch (state) {
-    case State::kOnline: return "online";
-    case State::kSleeping: return "sleeping";
-    case State::kOffline: return "offline";
+    case State::kOnline:
+      return "online";
+    case State::kSleeping:
+      return "sleeping";
+    case State::kOffline:
+      return "offline";
   }
   return "unknown";
 }

@@ -35,10 +35,9 @@ std::string FormatMessage(std::string_view tmpl, std::string_view rule, std::str
       i += key.size();
       return true;
     };
-    if (tmpl[i] == '{' &&
-        (try_sub("{device}", device) || try_sub("{metric}", metric) ||
-         try_sub("{value}", Number(value)) || try_sub("{threshold}", Number(threshold)) ||
-         try_sub("{rule}", rule))) {
+    if (tmpl[i] == '{' && (try_sub("{device}", device) || try_sub("{metric}", metric) ||
+                           try_sub("{value}", Number(value)) ||
+                           try_sub("{threshold}", Number(threshold)) || try_sub("{rule}", rule))) {
       continue;
     }
     out.push_back(tmpl[i++]);

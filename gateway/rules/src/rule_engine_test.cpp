@@ -20,8 +20,8 @@ RuleConfig Above(std::string name, std::string metric, double threshold, double 
   return r;
 }
 
-std::vector<Transition> Feed(RuleEngine& e, std::string_view dev, std::string_view metric,
-                             double v, std::int64_t now) {
+std::vector<Transition> Feed(RuleEngine& e, std::string_view dev, std::string_view metric, double v,
+                             std::int64_t now) {
   std::vector<Transition> out;
   e.Evaluate(dev, {{metric, v}}, now, &out);
   return out;

@@ -1,10 +1,9 @@
 #include "outpost/gateway/store/store.h"
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -587,9 +586,9 @@ TEST_F(StoreTest, MigratesVersion1ToCurrentKeepingData) {
   }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "DROP VIEW device_status; PRAGMA user_version=1", nullptr, nullptr,
-                         nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "DROP VIEW device_status; PRAGMA user_version=1", nullptr, nullptr, nullptr),
+      SQLITE_OK);
   sqlite3_close(db);
   auto s = OpenOk(o);
   ASSERT_TRUE(s);
@@ -597,8 +596,8 @@ TEST_F(StoreTest, MigratesVersion1ToCurrentKeepingData) {
   s.reset();
   ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
   sqlite3_stmt* st = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT device_id, status, readings FROM device_status", -1,
-                               &st, nullptr),
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT device_id, status, readings FROM device_status", -1, &st,
+                               nullptr),
             SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))), "dev1");

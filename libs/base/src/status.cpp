@@ -7,17 +7,28 @@ namespace outpost {
 
 const char* CodeName(Code code) {
   switch (code) {
-    case Code::kOk: return "kOk";
-    case Code::kInvalidArgument: return "kInvalidArgument";
-    case Code::kNotFound: return "kNotFound";
-    case Code::kAlreadyExists: return "kAlreadyExists";
-    case Code::kResourceExhausted: return "kResourceExhausted";
-    case Code::kFailedPrecondition: return "kFailedPrecondition";
-    case Code::kUnavailable: return "kUnavailable";
-    case Code::kDeadlineExceeded: return "kDeadlineExceeded";
-    case Code::kDataLoss: return "kDataLoss";
-    case Code::kCancelled: return "kCancelled";
-    case Code::kInternal: return "kInternal";
+    case Code::kOk:
+      return "kOk";
+    case Code::kInvalidArgument:
+      return "kInvalidArgument";
+    case Code::kNotFound:
+      return "kNotFound";
+    case Code::kAlreadyExists:
+      return "kAlreadyExists";
+    case Code::kResourceExhausted:
+      return "kResourceExhausted";
+    case Code::kFailedPrecondition:
+      return "kFailedPrecondition";
+    case Code::kUnavailable:
+      return "kUnavailable";
+    case Code::kDeadlineExceeded:
+      return "kDeadlineExceeded";
+    case Code::kDataLoss:
+      return "kDataLoss";
+    case Code::kCancelled:
+      return "kCancelled";
+    case Code::kInternal:
+      return "kInternal";
   }
   return "kUnknown";
 }

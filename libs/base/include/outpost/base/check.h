@@ -6,7 +6,7 @@ namespace outpost::detail {
 [[noreturn]] void CheckFailed(const char* expr, const char* file, int line);
 }  // namespace outpost::detail
 
-#define OUTPOST_CHECK(cond)                                          \
-  do {                                                               \
+#define OUTPOST_CHECK(cond)                                                 \
+  do {                                                                      \
     if (!(cond)) ::outpost::detail::CheckFailed(#cond, __FILE__, __LINE__); \
   } while (0)

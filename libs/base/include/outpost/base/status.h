@@ -13,16 +13,16 @@ namespace outpost {
 
 enum class Code : std::uint8_t {
   kOk = 0,
-  kInvalidArgument,    // the input is malformed or out of range; retrying will not help
-  kNotFound,           // the thing asked for does not exist
-  kAlreadyExists,      // a duplicate (e.g. a reading already stored)
-  kResourceExhausted,  // a bounded queue, quota or limit is full
-  kFailedPrecondition, // the operation is not valid in the current state
-  kUnavailable,        // transient I/O failure (network, busy database); retry may help
-  kDeadlineExceeded,   // a timeout
-  kDataLoss,           // storage is corrupt or a durability step failed
-  kCancelled,          // shut down before completion
-  kInternal,           // a bug: an invariant did not hold
+  kInvalidArgument,     // the input is malformed or out of range; retrying will not help
+  kNotFound,            // the thing asked for does not exist
+  kAlreadyExists,       // a duplicate (e.g. a reading already stored)
+  kResourceExhausted,   // a bounded queue, quota or limit is full
+  kFailedPrecondition,  // the operation is not valid in the current state
+  kUnavailable,         // transient I/O failure (network, busy database); retry may help
+  kDeadlineExceeded,    // a timeout
+  kDataLoss,            // storage is corrupt or a durability step failed
+  kCancelled,           // shut down before completion
+  kInternal,            // a bug: an invariant did not hold
 };
 
 const char* CodeName(Code code);
@@ -49,14 +49,16 @@ inline Status NotFound(std::string m) { return {Code::kNotFound, std::move(m)}; 
 inline Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
 inline Status DataLoss(std::string m) { return {Code::kDataLoss, std::move(m)}; }
 inline Status ResourceExhausted(std::string m) { return {Code::kResourceExhausted, std::move(m)}; }
-inline Status FailedPrecondition(std::string m) { return {Code::kFailedPrecondition, std::move(m)}; }
+inline Status FailedPrecondition(std::string m) {
+  return {Code::kFailedPrecondition, std::move(m)};
+}
 inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
 
 // Result<T> holds a T or a non-OK Status.
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     OUTPOST_CHECK(!std::get<Status>(v_).ok());
   }
@@ -89,8 +91,8 @@ class [[nodiscard]] Result {
 
 }  // namespace outpost
 
-#define OUTPOST_RETURN_IF_ERROR(expr)          \
-  do {                                         \
-    ::outpost::Status outpost_status_ = (expr); \
+#define OUTPOST_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    ::outpost::Status outpost_status_ = (expr);        \
     if (!outpost_status_.ok()) return outpost_status_; \
   } while (0)

@@ -35,7 +35,7 @@ struct AckToken {
 
 struct Pending {
   store::Batch batch;
-  std::vector<AckToken> acks;            // in arrival order
+  std::vector<AckToken> acks;             // in arrival order
   std::vector<std::int64_t> received_ms;  // per reading, for receive->commit latency
 
   bool empty() const { return batch.empty() && acks.empty(); }
@@ -44,8 +44,8 @@ struct Pending {
 struct Committed {
   bool done = false;   // true: the batch is durable (status OK) or abandoned at shutdown
   bool fatal = false;  // true: the store cannot commit (kDataLoss, or failing too long); stop
-  Status status;      // the outcome of this attempt
-  Pending batch;      // when done: the batch, for its acks and alerts
+  Status status;       // the outcome of this attempt
+  Pending batch;       // when done: the batch, for its acks and alerts
   std::int64_t committed_wall_ms = 0;
   store::Stats stats{};
 };

@@ -31,7 +31,7 @@ struct MqttConfig {
   std::string password;
   std::string client_id;  // default: "outpost-gateway-" + gateway.id
   std::uint16_t keepalive_s = 60;
-  std::uint8_t qos = 1;   // subscription QoS for device topics
+  std::uint8_t qos = 1;  // subscription QoS for device topics
   TlsConfig tls;
   std::int64_t reconnect_base_ms = 500;
   std::int64_t reconnect_cap_ms = 30'000;
@@ -44,10 +44,10 @@ struct CloudConfig {  // used by the uplink (not part of this release's ingest p
 
 struct StorageConfig {
   std::string path = "gateway.db";
-  std::string synchronous = "full";  // full | normal | off
-  std::int64_t retention_days = 30;  // 0 = keep forever
-  std::int64_t max_bytes = 0;        // 0 = unbounded
-  std::int64_t cache_bytes = 8 << 20;  // SQLite page cache (the OS caches the file as well)
+  std::string synchronous = "full";         // full | normal | off
+  std::int64_t retention_days = 30;         // 0 = keep forever
+  std::int64_t max_bytes = 0;               // 0 = unbounded
+  std::int64_t cache_bytes = 8 << 20;       // SQLite page cache (the OS caches the file as well)
   std::size_t queue_max_readings = 20'000;  // messages in the filling batch; reading pauses beyond
 };
 
@@ -55,31 +55,31 @@ struct IngestConfig {
   std::size_t max_payload_bytes = 4096;
   std::size_t max_depth = 4;
   std::size_t max_metrics = 64;
-  double device_rate_per_s = 200;    // token bucket per device; 0 = unlimited
-  double device_burst = 20'000;  // an outage backlog replayed by the broker must fit
+  double device_rate_per_s = 200;  // token bucket per device; 0 = unlimited
+  double device_burst = 20'000;    // an outage backlog replayed by the broker must fit
   std::size_t quarantine_max_rows = 1000;
   std::size_t quarantine_max_payload_bytes = 512;
   std::size_t dedupe_window = 1024;  // per device, in sequence numbers
 };
 
 struct RegistryConfig {
-  std::int64_t offline_after_s = 300;   // the seed's 5 minutes of silence
-  std::int64_t sleeping_grace_s = 3600; // a device that said "sleeping" gets this long
-  std::size_t max_devices = 10'000;     // readings from further new devices are rejected
+  std::int64_t offline_after_s = 300;    // the seed's 5 minutes of silence
+  std::int64_t sleeping_grace_s = 3600;  // a device that said "sleeping" gets this long
+  std::size_t max_devices = 10'000;      // readings from further new devices are rejected
 };
 
 enum class Comparison : std::uint8_t { kAbove, kBelow };
 
 struct RuleConfig {
-  std::string name;       // unique; becomes part of the alert id
+  std::string name;  // unique; becomes part of the alert id
   std::string metric;
   Comparison comparison = Comparison::kAbove;
   double threshold = 0;
-  double hysteresis = 0;  // clear only when back past threshold -/+ hysteresis
-  std::int64_t for_s = 0; // condition must hold this long before raising
+  double hysteresis = 0;   // clear only when back past threshold -/+ hysteresis
+  std::int64_t for_s = 0;  // condition must hold this long before raising
   std::string severity = "warning";
   std::vector<std::string> devices;  // empty = all devices
-  std::string message;    // optional template: {device} {metric} {value} {threshold}
+  std::string message;               // optional template: {device} {metric} {value} {threshold}
 };
 
 struct Config {

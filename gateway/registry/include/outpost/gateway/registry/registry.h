@@ -19,14 +19,14 @@
 namespace outpost::gateway::registry {
 
 enum class State : std::uint8_t { kOnline, kSleeping, kOffline };
-const char* StateName(State state);              // "online", "sleeping", "offline"
+const char* StateName(State state);  // "online", "sleeping", "offline"
 std::optional<State> StateFromName(std::string_view name);
 
 struct Device {
   std::string id;
   std::int64_t first_seen_ms = 0;
-  std::int64_t last_seen_ms = 0;  // wall
-  std::int64_t heard_mono_ms = 0; // monotonic; not persisted (restored devices start at Restore)
+  std::int64_t last_seen_ms = 0;   // wall
+  std::int64_t heard_mono_ms = 0;  // monotonic; not persisted (restored devices start at Restore)
   State state = State::kOnline;
   std::int64_t state_changed_ms = 0;
   std::string last_reading_json;  // metrics of the last stored reading

@@ -22,11 +22,11 @@ struct MetricSample {
 };
 
 struct Transition {
-  bool raised = true;       // false: cleared
-  std::string alert_id;     // rule + ":" + device
+  bool raised = true;    // false: cleared
+  std::string alert_id;  // rule + ":" + device
   std::string rule;
   std::string device_id;
-  std::string metric;       // empty for device_offline
+  std::string metric;  // empty for device_offline
   std::string severity;
   std::string message;
   double value = 0;
