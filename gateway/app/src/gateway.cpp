@@ -138,7 +138,8 @@ class Gateway::Impl {
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
         status_timer_(io_),
         tick_timer_(io_),
-        drain_timer_(io_) {}
+        drain_timer_(io_),
+        unacked_cap_(static_cast<std::uint32_t>(config_.ingest.dedupe_window / 2)) {}
 
   ExitReason Run();
 
@@ -150,6 +151,11 @@ class Gateway::Impl {
     ingest::TokenBucket bucket;
     bool dirty = false;              // its row goes into the next batch
     std::int64_t last_reading = -1;  // index of its last reading in next_, if any
+    // Readings not yet acknowledged: in next_, and in the batch with the writer. Kept under
+    // half the dedupe window, so that whatever a crash leaves committed but unacknowledged
+    // (and the broker redelivers) is inside the window rebuilt at start.
+    std::uint32_t in_next = 0, in_writer = 0;
+    bool bucket_device_time = false;  // the rate bucket counts in the device's own time
   };
 
   Status OpenAndRestore();
@@ -175,6 +181,8 @@ class Gateway::Impl {
   void AddTransitions();
   void ScheduleSubmit();
   void MaybeSubmit();
+  void Pause();
+  void MaybeResume();
   void OnCommitted(Committed c);
   // `periodic`: the interval's status (its latency window then restarts), else on request.
   void PublishStatus(bool periodic);
@@ -215,6 +223,8 @@ class Gateway::Impl {
   Pending next_;                   // filling while the writer commits the previous batch
   bool writer_busy_ = false;       // a batch is with the writer until its final Committed
   std::size_t next_messages_ = 0;  // messages whose handling is in next_
+  std::vector<DeviceContext*> next_devices_, writer_devices_;  // with readings in each batch
+  std::uint32_t unacked_cap_;      // per device; see DeviceContext::in_next
   std::size_t inflight_readings_ = 0;
   bool submit_scheduled_ = false;
 
@@ -386,11 +396,7 @@ void Gateway::Impl::OnMessage(const mqtt::Message& m) {
   // Every message leaves at most a reading, a quarantine row or an acknowledgement (plus rare
   // alert rows) in next_: counting messages bounds all of it, whatever the writer is doing.
   ++next_messages_;
-  if (!paused_ && next_messages_ >= config_.storage.queue_max_readings) {
-    paused_ = true;  // until the writer takes this batch
-    ++n_.pauses;
-    client_->PauseReading();
-  }
+  if (next_messages_ >= config_.storage.queue_max_readings) Pause();
   ScheduleSubmit();
 }
 
@@ -459,21 +465,28 @@ void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic
   }
   if (added) spdlog::info("new device {}", id);
   std::int64_t mono = clock_.steady_ms();
-  if (!ctx->bucket.Take(mono)) {
-    Reject(m, "rate_limited", "device " + id + " over ingest.device_rate_per_s");
-    return;
-  }
   registry::Device& device = *ctx->device;
   ingest::Verdict v =
       ctx->dedupe.Check(ingest::Identity{reading_.has_seq, reading_.boot, reading_.seq,
                                          reading_.has_device_ts, reading_.device_ts_raw});
   if (auto change = registry_.Seen(device, now, mono)) ApplyStateChange(*change);
   MarkDirty(*ctx);
-  if (v.duplicate) {
+  if (v.duplicate) {  // redeliveries take no rate tokens
     ++n_.duplicates;
     ++device.duplicates;
     AddTransitions();
     Ack(m);
+    return;
+  }
+  // The rate is judged in the device's own time when it has one: a backlog the broker queued
+  // during an outage arrives in a rush but was sent at the device's normal pace.
+  bool device_time = reading_.ts_source == proto::TimeSource::kDevice;
+  if (device_time != ctx->bucket_device_time) {
+    ctx->bucket = ingest::TokenBucket(config_.ingest.device_rate_per_s, config_.ingest.device_burst);
+    ctx->bucket_device_time = device_time;
+  }
+  if (!ctx->bucket.Take(device_time ? reading_.ts_ms : mono)) {
+    Reject(m, "rate_limited", "device " + id + " over ingest.device_rate_per_s");
     return;
   }
   n_.seq_gaps += v.new_gaps;
@@ -509,6 +522,8 @@ void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic
     row.metrics.push_back(store::MetricValue{metric.name, metric.value, metric.is_bool});
   }
   next_.received_ms.push_back(now);
+  if (ctx->in_next++ == 0) next_devices_.push_back(ctx);
+  if (ctx->in_next + ctx->in_writer >= unacked_cap_) Pause();
   AddTransitions();
   Ack(m);
 }
@@ -620,10 +635,33 @@ void Gateway::Impl::MaybeSubmit() {
   writer_->Submit(std::move(next_));
   next_ = Pending{};
   next_messages_ = 0;
-  if (paused_ && !shutting_down_) {
-    paused_ = false;
-    client_->ResumeReading();
+  for (DeviceContext* c : next_devices_) {
+    c->in_writer = c->in_next;  // the writer was free: nothing of theirs was there
+    c->in_next = 0;
   }
+  writer_devices_ = std::move(next_devices_);
+  next_devices_.clear();
+  MaybeResume();
+}
+
+void Gateway::Impl::Pause() {
+  if (paused_) return;
+  paused_ = true;
+  ++n_.pauses;
+  client_->PauseReading();
+}
+
+// Reading resumes when the filling batch has room and no device is at its unacknowledged cap.
+void Gateway::Impl::MaybeResume() {
+  if (!paused_ || shutting_down_) return;
+  if (next_messages_ >= config_.storage.queue_max_readings) return;
+  for (const auto* list : {&next_devices_, &writer_devices_}) {
+    for (const DeviceContext* c : *list) {
+      if (c->in_next + c->in_writer >= unacked_cap_) return;
+    }
+  }
+  paused_ = false;
+  client_->ResumeReading();
 }
 
 void Gateway::Impl::OnCommitted(Committed c) {
@@ -642,6 +680,8 @@ void Gateway::Impl::OnCommitted(Committed c) {
   if (!c.done) return;
   writer_busy_ = false;
   inflight_readings_ = 0;
+  for (DeviceContext* d : writer_devices_) d->in_writer = 0;  // acknowledged below
+  writer_devices_.clear();
   if (c.status.ok()) {
     ++n_.commits;
     n_.stored += c.batch.batch.readings.size();
@@ -654,6 +694,7 @@ void Gateway::Impl::OnCommitted(Committed c) {
     for (const auto& alert : c.batch.batch.alerts) PublishAlert(alert);
   }
   MaybeSubmit();
+  MaybeResume();
   if (shutting_down_ && !writer_busy_) FinishShutdown();
 }
 
