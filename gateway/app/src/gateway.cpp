@@ -37,7 +37,9 @@ namespace {
 using nlohmann::json;
 using registry::State;
 
-constexpr std::size_t kRecentIdentities = 200'000;  // rows read back to rebuild dedupe state
+// Rows read back at start to rebuild the dedupe state: more than the broker can redeliver
+// (Mosquitto may resend tens of thousands it had already been acknowledged, see dedupe.h).
+constexpr std::size_t kRecentIdentities = 500'000;
 constexpr int kQuarantinePerSecond = 100;           // rejected payloads kept; the rest counted
 constexpr std::int64_t kDrainTimeoutMs = 15'000;
 
@@ -138,8 +140,7 @@ class Gateway::Impl {
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
         status_timer_(io_),
         tick_timer_(io_),
-        drain_timer_(io_),
-        unacked_cap_(static_cast<std::uint32_t>(config_.ingest.dedupe_window / 2)) {}
+        drain_timer_(io_) {}
 
   ExitReason Run();
 
@@ -151,10 +152,6 @@ class Gateway::Impl {
     ingest::TokenBucket bucket;
     bool dirty = false;              // its row goes into the next batch
     std::int64_t last_reading = -1;  // index of its last reading in next_, if any
-    // Readings not yet acknowledged: in next_, and in the batch with the writer. Kept under
-    // half the dedupe window, so that whatever a crash leaves committed but unacknowledged
-    // (and the broker redelivers) is inside the window rebuilt at start.
-    std::uint32_t in_next = 0, in_writer = 0;
     bool bucket_device_time = false;  // the rate bucket counts in the device's own time
   };
 
@@ -223,8 +220,6 @@ class Gateway::Impl {
   Pending next_;                   // filling while the writer commits the previous batch
   bool writer_busy_ = false;       // a batch is with the writer until its final Committed
   std::size_t next_messages_ = 0;  // messages whose handling is in next_
-  std::vector<DeviceContext*> next_devices_, writer_devices_;  // with readings in each batch
-  std::uint32_t unacked_cap_;      // per device; see DeviceContext::in_next
   std::size_t inflight_readings_ = 0;
   bool submit_scheduled_ = false;
 
@@ -522,8 +517,6 @@ void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic
     row.metrics.push_back(store::MetricValue{metric.name, metric.value, metric.is_bool});
   }
   next_.received_ms.push_back(now);
-  if (ctx->in_next++ == 0) next_devices_.push_back(ctx);
-  if (ctx->in_next + ctx->in_writer >= unacked_cap_) Pause();
   AddTransitions();
   Ack(m);
 }
@@ -635,12 +628,6 @@ void Gateway::Impl::MaybeSubmit() {
   writer_->Submit(std::move(next_));
   next_ = Pending{};
   next_messages_ = 0;
-  for (DeviceContext* c : next_devices_) {
-    c->in_writer = c->in_next;  // the writer was free: nothing of theirs was there
-    c->in_next = 0;
-  }
-  writer_devices_ = std::move(next_devices_);
-  next_devices_.clear();
   MaybeResume();
 }
 
@@ -651,15 +638,10 @@ void Gateway::Impl::Pause() {
   client_->PauseReading();
 }
 
-// Reading resumes when the filling batch has room and no device is at its unacknowledged cap.
+// Reading resumes when the filling batch has room again.
 void Gateway::Impl::MaybeResume() {
   if (!paused_ || shutting_down_) return;
   if (next_messages_ >= config_.storage.queue_max_readings) return;
-  for (const auto* list : {&next_devices_, &writer_devices_}) {
-    for (const DeviceContext* c : *list) {
-      if (c->in_next + c->in_writer >= unacked_cap_) return;
-    }
-  }
   paused_ = false;
   client_->ResumeReading();
 }
@@ -680,8 +662,6 @@ void Gateway::Impl::OnCommitted(Committed c) {
   if (!c.done) return;
   writer_busy_ = false;
   inflight_readings_ = 0;
-  for (DeviceContext* d : writer_devices_) d->in_writer = 0;  // acknowledged below
-  writer_devices_.clear();
   if (c.status.ok()) {
     ++n_.commits;
     n_.stored += c.batch.batch.readings.size();
@@ -789,6 +769,7 @@ json Gateway::Impl::StatusJson(bool periodic) {
        {{"connected", client_->connected()},
         {"connects", client_->counters().connects},
         {"connect_failures", client_->counters().connect_failures},
+        {"stale_acks", client_->counters().stale_acks},
         {"inflight", client_->inflight()}}},
   };
   return j;

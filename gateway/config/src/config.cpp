@@ -300,7 +300,8 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
       in.Integer("quarantine_max_rows", &c->ingest.quarantine_max_rows, 0, 1'000'000));
   OUTPOST_RETURN_IF_ERROR(in.Integer("quarantine_max_payload_bytes",
                                      &c->ingest.quarantine_max_payload_bytes, 0, 1 << 20));
-  OUTPOST_RETURN_IF_ERROR(in.Integer("dedupe_window", &c->ingest.dedupe_window, 64, 1 << 20));
+  OUTPOST_RETURN_IF_ERROR(
+      in.Integer("dedupe_window", &c->ingest.dedupe_window, 64, std::int64_t{1} << 40));
   in.ReportUnknown(&c->warnings);
 
   Section reg = top.Child("registry");

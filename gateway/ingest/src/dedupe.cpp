@@ -6,10 +6,6 @@
 
 namespace outpost::gateway::ingest {
 
-DeviceDedupe::DeviceDedupe(std::size_t window) : window_(std::max<std::size_t>(64, window)) {
-  window_ = (window_ + 63) / 64 * 64;  // whole words
-}
-
 Verdict DeviceDedupe::Check(const Identity& id) {
   if (id.has_seq) return CheckSeq(id);
   if (id.has_device_ts) return CheckTimestamp(id.device_ts_raw);
@@ -18,11 +14,11 @@ Verdict DeviceDedupe::Check(const Identity& id) {
 
 Verdict DeviceDedupe::CheckSeq(const Identity& id) {
   Verdict v;
-  SeqWindow* w = nullptr;
+  SeqHistory* h = nullptr;
   if (current_.used && current_.boot == id.boot) {
-    w = &current_;
+    h = &current_;
   } else if (previous_.used && previous_.boot == id.boot) {
-    w = &previous_;  // a late reading of the boot before: checked, never moves "current"
+    h = &previous_;  // a late reading of the boot before: checked, never moves "current"
   } else if (std::find(older_boots_, older_boots_ + older_count_, id.boot) !=
              older_boots_ + older_count_) {
     // A straggler from an older boot: accepted unchecked, and it must not become "current".
@@ -36,55 +32,61 @@ Verdict DeviceDedupe::CheckSeq(const Identity& id) {
       older_count_ = static_cast<std::uint8_t>(std::min(4, older_count_ + 1));
     }
     previous_ = std::move(current_);
-    current_ = SeqWindow{};
+    current_ = SeqHistory{};
     current_.used = true;
     current_.boot = id.boot;
-    current_.max_seq = id.seq;
-    current_.bits.assign(window_ / 64, 0);
+    current_.ranges.push_back(Range{id.seq, id.seq});
+    current_.floor = id.seq;
     v.new_boot = true;
-    (void)TestAndSet(current_, id.seq);
     return v;
   }
-  if (id.seq > w->max_seq) {
-    v.new_gaps = id.seq - w->max_seq - 1;
-    Advance(*w, id.seq);
-    (void)TestAndSet(*w, id.seq);
+  if (id.seq > h->max_seq()) {
+    v.new_gaps = id.seq - h->max_seq() - 1;
+  } else if (id.seq < h->floor) {
+    v.beyond_window = true;  // older than what is remembered: cannot be checked
     return v;
   }
-  if (w->max_seq - id.seq >= window_) {
-    v.beyond_window = true;
-    return v;
-  }
-  if (TestAndSet(*w, id.seq)) {
-    v.duplicate = true;
-  } else {
-    v.filled_gap = true;
-  }
+  v.duplicate = Insert(*h, id.seq, &v);
+  if (!v.duplicate) Trim(*h);
   return v;
 }
 
-bool DeviceDedupe::TestAndSet(SeqWindow& w, std::uint64_t seq) const {
-  std::size_t bit = static_cast<std::size_t>(seq % window_);
-  std::uint64_t mask = std::uint64_t{1} << (bit % 64);
-  std::uint64_t& word = w.bits[bit / 64];
-  bool was = (word & mask) != 0;
-  word |= mask;
-  return was;
+bool DeviceDedupe::Insert(SeqHistory& h, std::uint64_t seq, Verdict* v) {
+  auto& r = h.ranges;
+  if (seq == r.back().hi + 1) {  // the common case: the next one in order
+    r.back().hi = seq;
+    return false;
+  }
+  // First range whose hi >= seq.
+  auto it = std::lower_bound(r.begin(), r.end(), seq,
+                             [](const Range& x, std::uint64_t s) { return x.hi < s; });
+  if (it != r.end() && it->lo <= seq) return true;  // inside a range: seen
+  if (it != r.end()) v->filled_gap = true;           // below the newest: fills a gap
+  bool joins_prev = it != r.begin() && std::prev(it)->hi + 1 == seq;
+  bool joins_next = it != r.end() && it->lo == seq + 1;
+  if (joins_prev && joins_next) {
+    std::prev(it)->hi = it->hi;
+    r.erase(it);
+  } else if (joins_prev) {
+    std::prev(it)->hi = seq;
+  } else if (joins_next) {
+    it->lo = seq;
+  } else {
+    r.insert(it, Range{seq, seq});
+  }
+  return false;
 }
 
-void DeviceDedupe::Advance(SeqWindow& w, std::uint64_t seq) {
-  OUTPOST_CHECK(seq > w.max_seq);
-  // Clear the bits of the seqs that slide into the window: (max_seq, seq].
-  std::uint64_t steps = seq - w.max_seq;
-  if (steps >= window_) {
-    std::fill(w.bits.begin(), w.bits.end(), 0);
-  } else {
-    for (std::uint64_t s = w.max_seq + 1; s <= seq; ++s) {
-      std::size_t bit = static_cast<std::size_t>(s % window_);
-      w.bits[bit / 64] &= ~(std::uint64_t{1} << (bit % 64));
-    }
+void DeviceDedupe::Trim(SeqHistory& h) {
+  auto& r = h.ranges;
+  if (h.max_seq() > window_) h.floor = std::max(h.floor, h.max_seq() - window_);
+  std::size_t drop = 0;
+  while (drop + 1 < r.size() && (r[drop].hi < h.floor || r.size() - drop > kMaxRanges)) {
+    h.floor = std::max(h.floor, r[drop].hi + 1);
+    ++drop;
   }
-  w.max_seq = seq;
+  r.erase(r.begin(), r.begin() + static_cast<std::ptrdiff_t>(drop));
+  if (r.front().lo < h.floor) r.front().lo = h.floor;
 }
 
 Verdict DeviceDedupe::CheckTimestamp(std::int64_t ts) {

@@ -59,7 +59,7 @@ struct IngestConfig {
   double device_burst = 20'000;    // an outage backlog replayed by the broker must fit
   std::size_t quarantine_max_rows = 1000;
   std::size_t quarantine_max_payload_bytes = 512;
-  std::size_t dedupe_window = 1024;  // per device, in sequence numbers
+  std::uint64_t dedupe_window = 1'000'000;  // per device: seqs remembered below the newest
 };
 
 struct RegistryConfig {

@@ -3,11 +3,13 @@
 // else (device_id, device timestamp as sent). Readings with neither cannot be told apart and are
 // always new.
 //
-// Per device it keeps a sliding window of `window` sequence numbers for the current and the
-// previous boot, and the last kTimestampRing device timestamps. A seq older than the window is
-// accepted as late (it cannot be checked) and counted: the device core sends in seq order, so
-// this only happens after more than `window` newer readings of the same boot.
-// Memory: about window/4 bytes per device (two bitmaps) plus a small fixed ring.
+// Per boot (the current one and the one before) it keeps the seqs seen as sorted, disjoint
+// ranges: a device sending in order needs one range, each gap one more. It remembers seqs back
+// to `window` below the newest, and at most kMaxRanges ranges (the oldest are forgotten first);
+// an older seq is accepted unchecked and counted (beyond_window). The broker may redeliver far
+// more than it has outstanding — Mosquitto processes acknowledgements lazily while it floods a
+// reconnecting client — so the window is large and cheap.
+// Memory: 16 bytes per range, plus a 64-entry ring for devices identified by timestamp.
 // Thread: not thread-safe; owned by the ingest (event loop) thread. Pure: no I/O, no clock.
 #pragma once
 
@@ -38,27 +40,33 @@ struct Verdict {
 class DeviceDedupe {
  public:
   static constexpr std::size_t kTimestampRing = 64;
+  static constexpr std::size_t kMaxRanges = 64;
 
-  explicit DeviceDedupe(std::size_t window = 1024);
+  explicit DeviceDedupe(std::uint64_t window = 1'000'000) : window_(window) {}
 
   // Records the identity and says whether it is a duplicate. A duplicate changes nothing.
   Verdict Check(const Identity& id);
 
  private:
-  struct SeqWindow {
+  struct Range {
+    std::uint64_t lo, hi;  // inclusive
+  };
+  struct SeqHistory {
     bool used = false;
     std::uint32_t boot = 0;
-    std::uint64_t max_seq = 0;
-    std::vector<std::uint64_t> bits;  // bit (seq % window) set = seen; valid for (max-window, max]
+    std::vector<Range> ranges;  // sorted, disjoint, not adjacent
+    std::uint64_t floor = 0;    // seqs below this are not remembered
+    std::uint64_t max_seq() const { return ranges.back().hi; }
   };
 
   Verdict CheckSeq(const Identity& id);
   Verdict CheckTimestamp(std::int64_t ts);
-  bool TestAndSet(SeqWindow& w, std::uint64_t seq) const;  // true if it was already set
-  void Advance(SeqWindow& w, std::uint64_t seq);
+  // Adds seq to h; returns true if it was there already.
+  bool Insert(SeqHistory& h, std::uint64_t seq, Verdict* v);
+  void Trim(SeqHistory& h);
 
-  std::size_t window_;
-  SeqWindow current_, previous_;
+  std::uint64_t window_;
+  SeqHistory current_, previous_;
   std::uint32_t older_boots_[4] = {};  // boots before `previous_`, most recent first
   std::uint8_t older_count_ = 0;
   std::vector<std::int64_t> ts_ring_;  // allocated for devices identified by timestamp only
