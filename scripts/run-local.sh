@@ -112,9 +112,10 @@ setsid "$pub_bin" --port "$port" --devices "$devices" --rate "$rate" --qos "$qos
   --duration "$duration" --id-prefix node- > "$dir/publisher.log" 2>&1 &
 pub_pid=$!
 
-# One line per status: stored readings, rate, devices, alerts, rejects.
-mosquitto_sub -p "$port" -t gateway/gateway_local/status -F '%p' 2>/dev/null |
-  jq --unbuffered -r '"\(.timestamp | floor | todate)  stored \(.ingest.stored)  db \(.local_db_records)  devices \(.devices.online)/\(.devices_count) online  alerts \(.alerts.active) active  rejected \(.ingest.rejected)  commit p99 \(.store.commit_latency_ms_p99) ms  rss \(.rss_bytes / 1048576 | floor) MiB"' &
+# One line per status: stored readings, rate, devices, alerts, rejects. jq reads through a
+# process substitution, so stopping mosquitto_sub (the job itself) ends it too.
+setsid mosquitto_sub -p "$port" -t gateway/gateway_local/status -F '%p' 2>/dev/null > >(
+  jq --unbuffered -r '"\(.timestamp | floor | todate)  stored \(.ingest.stored)  db \(.local_db_records)  devices \(.devices.online)/\(.devices_count) online  alerts \(.alerts.active) active  rejected \(.ingest.rejected)  commit p99 \(.store.commit_latency_ms_p99) ms  rss \(.rss_bytes / 1048576 | floor) MiB"') &
 sub_pid=$!
 
 wait "$pub_pid" || true
