@@ -238,11 +238,7 @@ std::uint16_t Session::Subscribe(std::vector<Subscription> subscriptions) {
   pending_subscribe_.emplace(p.packet_id, subscriptions.size());
   p.subscriptions = std::move(subscriptions);
   std::uint16_t id = p.packet_id;
-  if (state_ == State::kConnected) {
-    Send(p);
-  } else {
-    deferred_.emplace_back(std::move(p));
-  }
+  SendOrDefer(std::move(p));
   return id;
 }
 
@@ -254,12 +250,16 @@ std::uint16_t Session::Unsubscribe(std::vector<std::string> filters) {
   pending_unsubscribe_.insert(p.packet_id);
   p.filters = std::move(filters);
   std::uint16_t id = p.packet_id;
-  if (state_ == State::kConnected) {
-    Send(p);
-  } else {
-    deferred_.emplace_back(std::move(p));
-  }
+  SendOrDefer(std::move(p));
   return id;
+}
+
+void Session::SendOrDefer(Packet packet) {
+  if (state_ == State::kConnected) {
+    Send(packet);
+  } else {
+    deferred_.push_back(std::move(packet));  // sent after the CONNACK
+  }
 }
 
 void Session::Disconnect() {

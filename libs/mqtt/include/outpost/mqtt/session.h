@@ -149,6 +149,7 @@ class Session {
   Status HandlePacket(Packet&& packet, std::int64_t now_ms);
   Status OnConnAck(const ConnAck& ack);
   void Send(const Packet& packet);
+  void SendOrDefer(Packet packet);  // now when connected, else after the CONNACK
   void SendPublish(Outgoing& entry, bool dup);
   std::uint16_t NextPacketId();
   void FlushAcks();
