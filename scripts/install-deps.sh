@@ -11,6 +11,8 @@ packages=(
   libsimdjson-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   mosquitto mosquitto-clients
+  gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib
+  libpqxx-dev libpq-dev postgresql postgresql-common libcpp-httplib-dev curl
   procps iproute2 jq
 )
 
