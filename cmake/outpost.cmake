@@ -18,10 +18,11 @@ function(outpost_library)
   endif()
 endfunction()
 
-# outpost_test(NAME <name> SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s])
-# Registers a GoogleTest binary with CTest. Label "unit" or "integration".
+# outpost_test(NAME <name> SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s] [SERIAL])
+# Registers a GoogleTest binary with CTest. Label "unit" or "integration". SERIAL: the test
+# loads the machine (thousands of connections, floods) and runs alone, never beside another.
 function(outpost_test)
-  cmake_parse_arguments(A "" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(A "SERIAL" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
   if(NOT OUTPOST_TESTS)
     return()
   endif()
@@ -37,6 +38,9 @@ function(outpost_test)
   add_test(NAME ${A_NAME} COMMAND ${A_NAME})
   set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT}
     ENVIRONMENT "OUTPOST_BINARY_DIR=${CMAKE_BINARY_DIR};OUTPOST_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  if(A_SERIAL)
+    set_tests_properties(${A_NAME} PROPERTIES RUN_SERIAL TRUE)
+  endif()
 endfunction()
 
 # Every fuzz target, so scripts can build just those: cmake --build ... --target fuzzers

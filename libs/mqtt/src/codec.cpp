@@ -28,19 +28,8 @@ void PutString(std::string& out, std::string_view s) {
 void PutFixedHeader(std::string& out, PacketType type, std::uint8_t flags, std::size_t remaining) {
   OUTPOST_CHECK(remaining <= kMaxRemainingLength);
   PutU8(out, static_cast<std::uint8_t>(static_cast<std::uint8_t>(type) << 4 | flags));
-  do {
-    std::uint8_t byte = remaining % 128;
-    remaining /= 128;
-    if (remaining > 0) byte |= 0x80;
-    PutU8(out, byte);
-  } while (remaining > 0);
-}
-
-std::size_t VarIntSize(std::size_t v) {
-  if (v < 128) return 1;
-  if (v < 16'384) return 2;
-  if (v < 2'097'152) return 3;
-  return 4;
+  std::uint8_t length[4];
+  out.append(reinterpret_cast<const char*>(length), wire::PutRemainingLength(remaining, length));
 }
 
 struct Encoder {
@@ -128,49 +117,6 @@ struct Encoder {
 };
 
 // ---- decoding ----
-
-}  // namespace
-
-bool IsValidMqttUtf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  std::size_t n = s.size();
-  std::size_t i = 0;
-  while (i < n) {
-    unsigned char c = p[i];
-    if (c < 0x80) {
-      if (c == 0) return false;
-      ++i;
-      continue;
-    }
-    std::size_t len;
-    std::uint32_t cp;
-    if ((c & 0xe0) == 0xc0) {
-      len = 2;
-      cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      len = 3;
-      cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (n - i < len) return false;
-    for (std::size_t k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (p[i + k] & 0x3f);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) {
-      return false;  // overlong
-    }
-    if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    i += len;
-  }
-  return true;
-}
-
-namespace {
 
 // Reads fields from one packet's body; every read checks the bounds.
 class Reader {
@@ -441,13 +387,24 @@ Result<Packet> DecodeBody(std::uint8_t type, std::uint8_t flags, std::string_vie
   return InvalidArgument("MQTT: unknown packet type " + std::to_string(type));
 }
 
-Status ValidateTopicCommon(std::string_view s, const char* what) {
-  if (s.empty()) return InvalidArgument(std::string(what) + " is empty");
-  if (s.size() > 0xffff) return InvalidArgument(std::string(what) + " is longer than 65535 bytes");
-  if (!IsValidMqttUtf8(s)) {
-    return InvalidArgument(std::string(what) + " is not valid UTF-8 (or contains U+0000)");
+Status TopicStatus(wire::TopicCheck check, const char* what) {
+  switch (check) {
+    case wire::TopicCheck::kOk:
+      return Status::Ok();
+    case wire::TopicCheck::kEmpty:
+      return InvalidArgument(std::string(what) + " is empty");
+    case wire::TopicCheck::kTooLong:
+      return InvalidArgument(std::string(what) + " is longer than 65535 bytes");
+    case wire::TopicCheck::kBadUtf8:
+      return InvalidArgument(std::string(what) + " is not valid UTF-8 (or contains U+0000)");
+    case wire::TopicCheck::kWildcardInName:
+      return InvalidArgument("topic name contains a wildcard ('+' or '#')");
+    case wire::TopicCheck::kPartialWildcard:
+      return InvalidArgument("topic filter has a wildcard that is not a whole level");
+    case wire::TopicCheck::kHashNotLast:
+      return InvalidArgument("topic filter has '#' before the last level");
   }
-  return Status::Ok();
+  return InvalidArgument(std::string(what) + " is invalid");
 }
 
 }  // namespace
@@ -509,32 +466,15 @@ void Encode(const Packet& packet, std::string& out) { std::visit(Encoder{out}, p
 
 std::size_t EncodedPublishSize(std::string_view topic, std::size_t payload_size, int qos) {
   std::size_t remaining = 2 + topic.size() + (qos > 0 ? 2 : 0) + payload_size;
-  return 1 + VarIntSize(remaining) + remaining;
+  return 1 + wire::RemainingLengthSize(remaining) + remaining;
 }
 
 Status ValidateTopicName(std::string_view topic) {
-  OUTPOST_RETURN_IF_ERROR(ValidateTopicCommon(topic, "topic name"));
-  if (topic.find_first_of("+#") != std::string_view::npos) {
-    return InvalidArgument("topic name contains a wildcard ('+' or '#')");
-  }
-  return Status::Ok();
+  return TopicStatus(wire::CheckTopicName(topic), "topic name");
 }
 
 Status ValidateTopicFilter(std::string_view filter) {
-  OUTPOST_RETURN_IF_ERROR(ValidateTopicCommon(filter, "topic filter"));
-  std::size_t level_start = 0;
-  for (std::size_t i = 0; i <= filter.size(); ++i) {
-    if (i < filter.size() && filter[i] != '/') continue;
-    std::string_view level = filter.substr(level_start, i - level_start);
-    if (level.size() > 1 && level.find_first_of("+#") != std::string_view::npos) {
-      return InvalidArgument("topic filter has a wildcard that is not a whole level");
-    }
-    if (level == "#" && i != filter.size()) {
-      return InvalidArgument("topic filter has '#' before the last level");
-    }
-    level_start = i + 1;
-  }
-  return Status::Ok();
+  return TopicStatus(wire::CheckTopicFilter(filter), "topic filter");
 }
 
 bool TopicMatchesFilter(std::string_view filter, std::string_view topic) {
@@ -596,26 +536,22 @@ Result<std::optional<Packet>> Decoder::Next() {
     return error_;
   }
   std::size_t remaining = 0;
-  std::size_t header = 1;
-  for (int i = 0;; ++i) {
-    if (header >= avail) return std::optional<Packet>();  // length continues in later bytes
-    const std::uint8_t b = p[header++];
-    remaining |= static_cast<std::size_t>(b & 0x7f) << (7 * i);
-    if ((b & 0x80) == 0) {
-      // A multi-byte encoding must not end in a zero byte (non-minimal, 2.2.3).
-      if (i > 0 && b == 0) {
-        error_ = InvalidArgument(std::string("MQTT ") + TypeName(type) +
-                                 ": remaining length is not minimally encoded");
-        return error_;
-      }
-      break;
-    }
-    if (i == 3) {
+  std::size_t used = 0;
+  switch (wire::GetRemainingLength(p + 1, avail - 1, remaining, used)) {
+    case wire::LengthStatus::kNeedMore:
+      return std::optional<Packet>();  // length continues in later bytes
+    case wire::LengthStatus::kNotMinimal:
+      error_ = InvalidArgument(std::string("MQTT ") + TypeName(type) +
+                               ": remaining length is not minimally encoded");
+      return error_;
+    case wire::LengthStatus::kTooLong:
       error_ = InvalidArgument(std::string("MQTT ") + TypeName(type) +
                                ": remaining length longer than 4 bytes");
       return error_;
-    }
+    case wire::LengthStatus::kOk:
+      break;
   }
+  const std::size_t header = 1 + used;
   if (header + remaining > max_packet_size_) {
     error_ = InvalidArgument(std::string("MQTT ") + TypeName(type) + ": packet of " +
                              std::to_string(header + remaining) + " bytes exceeds the limit of " +

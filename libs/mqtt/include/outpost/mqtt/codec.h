@@ -21,11 +21,12 @@
 #include <vector>
 
 #include "outpost/base/status.h"
+#include "outpost/mqtt/wire.h"
 
 namespace outpost::mqtt {
 
 // Largest remaining length the variable-length encoding can express (MQTT 3.1.1 2.2.3).
-inline constexpr std::size_t kMaxRemainingLength = 268'435'455;
+inline constexpr std::size_t kMaxRemainingLength = wire::kMaxRemainingLength;
 inline constexpr std::size_t kDefaultMaxPacketSize = 256 * 1024;
 
 enum class PacketType : std::uint8_t {
@@ -147,9 +148,8 @@ void Encode(const Packet& packet, std::string& out);
 // Size in bytes of the wire encoding of a PUBLISH with these fields (fixed header included).
 std::size_t EncodedPublishSize(std::string_view topic, std::size_t payload_size, int qos);
 
-// Well-formed UTF-8 per RFC 3629 (no surrogates, overlong forms or code points above U+10FFFF)
-// and without U+0000, as MQTT 3.1.1 1.5.3 requires of its strings.
-bool IsValidMqttUtf8(std::string_view s);
+// IsValidMqttUtf8(), the remaining-length and topic checks are shared with the allocation-free
+// device layer and declared in wire.h.
 
 // Topic names (PUBLISH) must be non-empty valid UTF-8, at most 65535 bytes, without U+0000 and
 // without the wildcards '+' and '#'.
