@@ -12,7 +12,9 @@ namespace {
 constexpr const char* kDescription =
     "outpost-gateway: subscribes to the site's MQTT broker, validates and stores sensor readings\n"
     "in SQLite (acknowledging QoS 1 only after commit), keeps the device registry, raises and\n"
-    "clears alerts, and publishes its status. Config reference: docs/configuration.md";
+    "clears alerts, publishes its status, and store-and-forwards everything to the cloud\n"
+    "(cloud.api_endpoint; durable outbox, idempotent batches). Config reference:\n"
+    "docs/configuration.md";
 }
 
 int main(int argc, char** argv) {
@@ -27,6 +29,9 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error (overrides config)");
   app.add_flag("--check-config", check, "validate the config, print warnings, and exit");
   app.set_version_flag("-V,--version", std::string("outpost-gateway ") + OUTPOST_VERSION);
+  app.footer(
+      "Environment:\n  OUTPOST_CLOUD_API_KEY  the cloud token; wins over cloud.api_key_file and "
+      "cloud.api_key");
   CLI11_PARSE(app, argc, argv);
 
   auto loaded = config_path.empty() ? outpost::gateway::config::Parse("", "(defaults)")

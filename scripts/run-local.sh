@@ -1,32 +1,39 @@
 #!/usr/bin/env bash
 # Sets up and runs a local Outpost stack on this machine:
-#   Mosquitto (a free loopback port) -> outpost-gateway (run/gateway.db) <- outpost-bench-pub
-# playing N virtual devices. Prints the gateway's status every few seconds; Ctrl-C stops
-# everything cleanly (the gateway drains and commits before it exits).
+#   outpost-node (N virtual devices: the real device core; docs/simulator.md)
+#     -> Mosquitto (a free loopback port) -> outpost-gateway (run/gateway.db)
+#     -> outpost-cloud (run/cloud.db; docs/cloud.md)
+# Prints the gateway's status every few seconds; Ctrl-C stops everything cleanly (the devices
+# drain their buffers, the gateway drains, commits and stops its upload, then the cloud).
 #
 # Usage: scripts/run-local.sh [--devices N] [--rate R] [--qos 0|1] [--format native|seed]
-#                             [--duration S] [--dir DIR] [--no-build]
+#                             [--scenario F] [--duration S] [--dir DIR] [--no-cloud] [--no-build]
 #   --devices N     virtual devices (default 50)
-#   --rate R        readings per second, all devices together (default: one per device per second)
+#   --rate R        readings per second, all devices together (default: one per device per second;
+#                   each device samples every N/R seconds, at least every 0.05 s)
 #   --qos Q         0 or 1 (default 1: acknowledged by the gateway only after commit)
 #   --format F      native (per-device topics, boot/seq) or seed (the seed sketch's payloads)
+#   --scenario F    a scenario file for outpost-node (faults; config/scenario.example.yaml)
 #   --duration S    stop after S seconds (default 3600)
-#   --dir DIR       where the database, configs and logs go (default ./run)
+#   --dir DIR       where the databases, configs and logs go (default ./run)
+#   --no-cloud      no outpost-cloud: the gateway keeps everything locally
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-devices=50 rate="" qos=1 format=native duration=3600 dir=run build=1
+devices=50 rate="" qos=1 format=native duration=3600 dir=run build=1 scenario="" cloud=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --devices) devices=$2; shift ;;
     --rate) rate=$2; shift ;;
     --qos) qos=$2; shift ;;
     --format) format=$2; shift ;;
+    --scenario) scenario=$2; shift ;;
     --duration) duration=$2; shift ;;
     --dir) dir=$2; shift ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-cloud) cloud=0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-local.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -37,20 +44,26 @@ if [ "$build" = 1 ]; then
   scripts/install-deps.sh
   echo "== build"
   cmake --preset release >/dev/null
-  cmake --build --preset release --target outpost-gateway outpost-bench-pub
+  cmake --build --preset release --target outpost-gateway outpost-node outpost-cloud
 fi
 gateway_bin=$root/build/release/gateway/outpost-gateway
-pub_bin=$root/build/release/tools/bench-pub/outpost-bench-pub
-for b in "$gateway_bin" "$pub_bin"; do
+pub_bin=$root/build/release/devices/host/outpost-node
+cloud_bin=$root/build/release/cloud/outpost-cloud
+for b in "$gateway_bin" "$pub_bin" "$cloud_bin"; do
   [ -x "$b" ] || { echo "run-local.sh: $b is missing; run without --no-build" >&2; exit 1; }
 done
 
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
-# A free loopback port: the first of 18830.. that nothing listens on.
-port=18830
-while ss -Htln "sport = :$port" | grep -q .; do port=$((port + 1)); done
+# Free loopback ports: the first of 18830.. (broker) and 18080.. (cloud) that nothing listens on.
+free_port() {
+  local p=$1
+  while ss -Htln "sport = :$p" | grep -q .; do p=$((p + 1)); done
+  echo "$p"
+}
+port=$(free_port 18830)
+cloud_port=$(free_port 18080)
 
 cat > "$dir/mosquitto.conf" <<CONF
 # Local broker for the Outpost stack (loopback only). Settings the gateway relies on: docs/broker.md
@@ -74,19 +87,30 @@ mqtt:
 storage:
   path: $dir/gateway.db
 CONF
+if [ "$cloud" = 1 ]; then
+  # The token is not written here: the gateway gets it from OUTPOST_CLOUD_API_KEY.
+  cat >> "$dir/gateway.yaml" <<CONF
+cloud:
+  api_endpoint: http://127.0.0.1:$cloud_port
+  protocol: native
+  batch_delay_ms: 500
+CONF
+fi
 
 pids=()
 cleanup() {
   trap - INT TERM EXIT
   echo
   echo "== stopping"
-  [ -n "${pub_pid:-}" ] && kill "$pub_pid" 2>/dev/null || true
+  # outpost-node drains its buffers on SIGTERM (at most 15 s) while the gateway still runs.
+  if [ -n "${pub_pid:-}" ]; then kill "$pub_pid" 2>/dev/null || true; wait "$pub_pid" 2>/dev/null || true; fi
   [ -n "${sub_pid:-}" ] && kill "$sub_pid" 2>/dev/null || true
   if [ -n "${gw_pid:-}" ] && kill -0 "$gw_pid" 2>/dev/null; then
     kill -TERM "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
   fi
+  [ -n "${cloud_pid:-}" ] && { kill -TERM "$cloud_pid" 2>/dev/null; wait "$cloud_pid" 2>/dev/null || true; }
   [ -n "${mq_pid:-}" ] && { kill -TERM "$mq_pid" 2>/dev/null; wait "$mq_pid" 2>/dev/null || true; }
-  echo "data kept in $dir (gateway.db, gateway.log, mosquitto.log)"
+  echo "data kept in $dir (gateway.db, cloud.db, *.log)"
 }
 trap 'cleanup; exit 130' INT TERM
 trap cleanup EXIT
@@ -97,6 +121,16 @@ setsid mosquitto -c "$dir/mosquitto.conf" > "$dir/mosquitto.log" 2>&1 &
 mq_pid=$!
 for _ in $(seq 100); do ss -Htln "sport = :$port" | grep -q . && break; sleep 0.05; done
 
+if [ "$cloud" = 1 ]; then
+  # A fresh token for this run (tokens are stored hashed; older ones stay valid until revoked).
+  OUTPOST_CLOUD_API_KEY=$("$cloud_bin" token create --gateway gateway_local --database "sqlite:$dir/cloud.db")
+  export OUTPOST_CLOUD_API_KEY
+  setsid "$cloud_bin" serve --listen "127.0.0.1:$cloud_port" --database "sqlite:$dir/cloud.db" \
+    > "$dir/cloud.log" 2>&1 &
+  cloud_pid=$!
+  for _ in $(seq 100); do ss -Htln "sport = :$cloud_port" | grep -q . && break; sleep 0.05; done
+fi
+
 setsid "$gateway_bin" --config "$dir/gateway.yaml" > "$dir/gateway.log" 2>&1 &
 gw_pid=$!
 
@@ -105,17 +139,26 @@ echo "broker    127.0.0.1:$port   (mosquitto_sub -p $port -t 'gateway/#' -v)"
 echo "gateway   $gateway_bin --config $dir/gateway.yaml   (log: $dir/gateway.log)"
 echo "devices   $devices virtual devices, $rate readings/s, QoS $qos, $format payloads"
 echo "database  $dir/gateway.db"
+if [ "$cloud" = 1 ]; then
+  echo "cloud     http://127.0.0.1:$cloud_port   (database $dir/cloud.db, log $dir/cloud.log)"
+  echo "          curl -H 'Authorization: Bearer $OUTPOST_CLOUD_API_KEY' http://127.0.0.1:$cloud_port/v1/devices"
+fi
 echo "commands  mosquitto_pub -p $port -t gateway/commands -m '{\"command\":\"get_status\"}'"
 echo
 
-setsid "$pub_bin" --port "$port" --devices "$devices" --rate "$rate" --qos "$qos" --format "$format" \
-  --duration "$duration" --id-prefix node- > "$dir/publisher.log" 2>&1 &
+# Sampling interval per device so that all devices together send --rate readings a second.
+interval=$(awk -v d="$devices" -v r="$rate" 'BEGIN { i = d / r; if (i < 0.05) i = 0.05; printf "%.3f", i }')
+scenario_args=()
+[ -n "$scenario" ] && scenario_args=(--scenario "$scenario")
+setsid "$pub_bin" --broker "127.0.0.1:$port" --devices "$devices" --interval "$interval" --qos "$qos" \
+  --mode "$format" --duration "$duration" --id-prefix node- --progress 10 "${scenario_args[@]}" \
+  > "$dir/publisher.log" 2>&1 &
 pub_pid=$!
 
 # One line per status: stored readings, rate, devices, alerts, rejects. jq reads through a
 # process substitution, so stopping mosquitto_sub (the job itself) ends it too.
 setsid mosquitto_sub -p "$port" -t gateway/gateway_local/status -F '%p' 2>/dev/null > >(
-  jq --unbuffered -r '"\(.timestamp | floor | todate)  stored \(.ingest.stored)  db \(.local_db_records)  devices \(.devices.online)/\(.devices_count) online  alerts \(.alerts.active) active  rejected \(.ingest.rejected)  commit p99 \(.store.commit_latency_ms_p99) ms  rss \(.rss_bytes / 1048576 | floor) MiB"') &
+  jq --unbuffered -r '"\(.timestamp | floor | todate)  stored \(.ingest.stored)  db \(.local_db_records)  devices \(.devices.online)/\(.devices_count) online  alerts \(.alerts.active) active  rejected \(.ingest.rejected)  commit p99 \(.store.commit_latency_ms_p99) ms  cloud sent \(.cloud.sent.readings // "-") backlog \(.cloud.backlog.readings // "-")  rss \(.rss_bytes / 1048576 | floor) MiB"') &
 sub_pid=$!
 
 wait "$pub_pid" || true

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "outpost/device/payload.h"
+
 namespace outpost::device {
 
 const char* DeviceErrorName(DeviceError e) {
@@ -70,6 +72,25 @@ DeviceError ValidateConfig(const NodeConfig& c, const char** field, const char**
     return fail("password", "must be at most 128 bytes");
   }
   if (c.max_packet_bytes < 256) return fail("max_packet_bytes", "must be at least 256");
+  {
+    // The JSON scratch buffer is max_packet_bytes: the longest reading of this device id and
+    // firmware (every number at its widest) must fit, or it would go out as an empty payload.
+    Reading widest;
+    widest.timestamp_ms = INT64_MIN;
+    widest.seq = UINT32_MAX;
+    widest.temperature_centi = INT32_MIN;
+    widest.humidity_centi = INT32_MIN;
+    widest.battery_centi = 10'000;
+    widest.rssi_dbm = INT16_MIN;
+    const PayloadIdentity ident{c.device_id, UINT32_MAX, c.firmware_version, c.scheme};
+    char buf[320];  // > the widest reading with a 64-byte id and 32-byte firmware
+    const std::size_t need = WriteReadingJson(ident, widest, buf, sizeof buf);
+    if (need == 0 || need + 1 > c.max_packet_bytes) {
+      return fail("max_packet_bytes",
+                  "too small for the longest reading of this device_id "
+                  "and firmware_version (300 always fits)");
+    }
+  }
   if (c.min_interval_ms < 100) return fail("min_interval_ms", "must be at least 100");
   if (c.max_interval_ms < c.min_interval_ms) {
     return fail("max_interval_ms", "must be >= min_interval_ms");

@@ -125,6 +125,8 @@ struct Node::Impl {
   std::int64_t ping_sent_ms = 0;
   std::uint32_t readings_inflight = 0;
   bool sleep_after_drain = false;  // low-power cycle: sleep once this reading is out
+  // Set at the sleep deadline: "sleeping" goes out even if the ring did not drain.
+  bool release_sleep_marker = false;
   std::int64_t sleep_deadline_ms = kNever;
 };
 
@@ -329,7 +331,9 @@ struct NodeOps {
       DropConnection(n, now, true, "SUBSCRIBE does not fit the tx buffer");
       return;
     }
-    QueueStatus(n, "online", now);
+    // A node about to sleep has "sleeping" queued already; "online" after it would be the
+    // retained word the broker keeps while the node sleeps.
+    if (!s.sleep_after_drain) QueueStatus(n, "online", now);
     Log(n, LogLevel::kInfo, LogLine() << "mqtt: online");
     Pump(n, now);
   }
@@ -392,8 +396,15 @@ struct NodeOps {
     Flush(n, now);
     for (auto& c : s.control) {
       if (!c.used || (c.packet_id != 0 && c.sent_epoch == s.epoch)) continue;
+      // "sleeping" is the node's last word: readings still in the ring go first, or the
+      // gateway would see a reading after the announcement and take the node for awake.
+      if (c.sleep_marker && c.packet_id == 0 && !s.release_sleep_marker && RingHasUnacked(s)) {
+        continue;
+      }
       const char* topic = c.kind == ControlKind::kStatus ? s.status_topic : s.replies_topic;
-      const bool dup = c.packet_id != 0;  // sent on an earlier connection
+      // A resend only if it was written before (on an earlier connection); a packet id may
+      // have been assigned on an attempt that did not fit the tx buffer.
+      const bool dup = c.packet_id != 0 && c.sent_epoch != 0;
       if (c.qos == 1 && c.packet_id == 0) c.packet_id = NextPacketId(n);
       wire::PublishFields f{topic, std::string_view(c.payload, c.length),      c.qos, c.retain,
                             dup,   c.qos == 1 ? c.packet_id : std::uint16_t{0}};
@@ -711,15 +722,19 @@ struct NodeOps {
     Pump(n, now);
   }
 
+  static bool RingHasUnacked(Node::Impl& s) {
+    for (std::size_t i = 0; i < s.ring.size(); ++i) {
+      if (!s.ring.At(i).acked) return true;
+    }
+    return false;
+  }
+
   static bool SleepReady(Node& n) {
     Node::Impl& s = *n.impl_;
     for (const auto& c : s.control) {
       if (c.used && c.sleep_marker) return false;
     }
-    for (std::size_t i = 0; i < s.ring.size(); ++i) {
-      if (!s.ring.At(i).acked) return false;
-    }
-    return true;
+    return !RingHasUnacked(s);
   }
 
   static void LoseRing(Node& n) {
@@ -753,6 +768,8 @@ struct NodeOps {
 
   static void DoSleep(Node& n, std::int64_t now) {
     Node::Impl& s = *n.impl_;
+    s.release_sleep_marker = true;  // the ring did not drain in time: announce anyway
+    Pump(n, now);
     GoodbyeAndClose(n, now);
     LoseRing(n);
     ++s.rtc.sleeps;
@@ -886,7 +903,9 @@ DeviceError Node::Begin(std::int64_t now_ms, void* storage, std::size_t storage_
   s.next_sample_ms = now_ms + interval;
   std::int64_t delay = 0;
   if (config_.boot_delay_max_ms > 0) {
-    delay = static_cast<std::int64_t>(ports_.random->Next() % (config_.boot_delay_max_ms + 1u));
+    // 64-bit: max + 1 wraps to 0 in 32 bits when max is UINT32_MAX (division by zero).
+    delay = static_cast<std::int64_t>(ports_.random->Next() %
+                                      (std::uint64_t{config_.boot_delay_max_ms} + 1u));
   }
   s.state_deadline_ms = now_ms + delay;
   stats_.state = NodeState::kBootDelay;

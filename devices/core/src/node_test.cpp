@@ -105,6 +105,17 @@ TEST(NodeTest, BootDelayIsRandomAndBounded) {
   EXPECT_GT(first_connects.size(), 40u);  // a fleet does not reconnect in lockstep
 }
 
+// Regression: boot_delay_max_ms = UINT32_MAX made `Next() % (max + 1u)` a division by zero.
+TEST(NodeTest, BootDelayMaxOfUint32MaxDoesNotDivideByZero) {
+  NodeConfig c = TestConfig();
+  c.boot_delay_max_ms = UINT32_MAX;
+  Rig rig(c);
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  EXPECT_EQ(rig.node->state(), NodeState::kBootDelay);
+  const std::int64_t wake = rig.node->Poll(rig.now);
+  EXPECT_GT(wake, rig.now);
+}
+
 TEST(NodeTest, ReconnectBackoffIsFullJitterAndBounded) {
   NodeConfig c = TestConfig();
   c.backoff = {1'000, 16'000};
@@ -216,6 +227,28 @@ TEST(NodeTest, PartialWritesKeepTheStreamIntact) {
   ASSERT_EQ(seqs.size(), 29u);
   for (std::size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(seqs[i], i);
   EXPECT_EQ(rig.node->stats().ring_dropped, 0u);
+}
+
+// Regression: a control message (reply/status) got its packet id before it was encoded; when
+// the tx buffer was full the encode failed, and the first real transmission went out with DUP
+// set, as if it were a resend.
+TEST(NodeTest, ControlMessageDeferredByAFullTxBufferIsFirstSentWithoutDup) {
+  Rig rig(TestConfig());
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(1'100);
+  rig.ports.transport.refuse_every = 1;  // the socket accepts nothing: tx fills up
+  rig.RunUntil(5'500);                   // readings fill the window
+  for (int i = 0; i < 7; ++i) {          // 7: one reply no longer fits; every PUBACK still does
+    rig.SendCommand("devices/node-1/commands",
+                    R"({"command":"led","state":true,"id":"c-)" + std::to_string(i) + R"("})",
+                    static_cast<std::uint16_t>(100 + i));
+  }
+  rig.ports.transport.refuse_every = 0;
+  rig.RunUntil(8'000);
+  auto replies = rig.PublishesOn("devices/node-1/replies");
+  ASSERT_FALSE(replies.empty());
+  EXPECT_EQ(rig.node->stats().disconnects, 0u);
+  for (const auto& r : replies) EXPECT_FALSE(r.dup) << r.payload;
 }
 
 TEST(NodeTest, UnknownPubAckIsCountedAsStale) {
@@ -425,12 +458,19 @@ TEST(NodeTest, SleepFollowsThePubAckOfSleepingAtOnce) {
   ASSERT_EQ(rig.Begin(), DeviceError::kOk);
   rig.RunUntil(2'100);
   EXPECT_EQ(rig.node->state(), NodeState::kSleepPending);
-  EXPECT_EQ(rig.ports.power.sleeps, 0);  // waits for the PUBACKs (reading and "sleeping")
-  std::string acks;
-  for (auto id : rig.unacked_ids) mqtt::Encode(mqtt::PubAck{id}, acks);
-  rig.unacked_ids.clear();
-  const std::int64_t wake =
-      rig.node->OnBytes(reinterpret_cast<const std::uint8_t*>(acks.data()), acks.size(), rig.now);
+  EXPECT_EQ(rig.ports.power.sleeps, 0);  // waits for the PUBACKs (reading, then "sleeping")
+  auto ack_all = [&rig] {
+    std::string acks;
+    for (auto id : rig.unacked_ids) mqtt::Encode(mqtt::PubAck{id}, acks);
+    rig.unacked_ids.clear();
+    return rig.node->OnBytes(reinterpret_cast<const std::uint8_t*>(acks.data()), acks.size(),
+                             rig.now);
+  };
+  ack_all();  // the reading: "sleeping" goes out at the next run
+  rig.RunUntil(rig.now + 1);
+  EXPECT_EQ(rig.PublishesOn("devices/node-1/status").back().payload, "sleeping");
+  EXPECT_EQ(rig.ports.power.sleeps, 0);
+  const std::int64_t wake = ack_all();
   EXPECT_EQ(wake, rig.now + 1);  // the binding is told to come back at once
   rig.node->Poll(wake);
   EXPECT_EQ(rig.ports.power.sleeps, 1);
@@ -447,6 +487,84 @@ TEST(NodeTest, LowBatteryWithoutABrokerSleepsAfterTheTimeout) {
   rig.RunUntil(2'000 + 20'001);
   EXPECT_EQ(rig.ports.power.sleeps, 1);
   EXPECT_EQ(rig.node->stats().ring_dropped, 1u);  // the unsent reading is lost and counted
+}
+
+// Regression: low battery while offline queued "sleeping" first; the CONNACK then queued
+// "online" in a later slot, so "online" was published (retained) after "sleeping" and the
+// broker kept announcing a sleeping device as online.
+TEST(NodeTest, SleepingAnnouncedWhileOfflineIsNotOverriddenByOnlineAtConnect) {
+  Rig rig(TestConfig());
+  rig.broker_up = false;
+  rig.ports.sensors.battery = 5.0f;
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(2'100);  // the sample at 2000 latches low battery while offline
+  EXPECT_EQ(rig.ports.power.sleeps, 0);
+  rig.BrokerUp();
+  rig.RunUntil(4'000);
+  EXPECT_EQ(rig.ports.power.sleeps, 1);
+  auto status = rig.PublishesOn("devices/node-1/status");
+  ASSERT_FALSE(status.empty());
+  EXPECT_EQ(status.back().payload, "sleeping");  // the retained word the broker keeps
+  for (const auto& p : status) EXPECT_NE(p.payload, "online");
+  EXPECT_EQ(rig.node->stats().ring_dropped, 0u);  // the reading went out before sleeping
+}
+
+// Regression: "sleeping" was published before the reading taken with it, so the gateway saw a
+// reading after the announcement and showed the sleeping node as online (the simulator's
+// low-battery integration test against the real gateway found it).
+TEST(NodeTest, SleepingIsPublishedAfterTheLastReading) {
+  Rig rig(TestConfig());
+  rig.ports.sensors.battery = 9.5f;
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(2'100);
+  ASSERT_EQ(rig.ports.power.sleeps, 1);
+  std::vector<std::string> topics;
+  for (const auto& p : rig.publishes) {
+    if (p.topic != "devices/node-1/status" || p.payload == "sleeping") topics.push_back(p.topic);
+  }
+  ASSERT_GE(topics.size(), 2u);
+  EXPECT_EQ(topics[topics.size() - 2], "sensors/node-1/data");
+  EXPECT_EQ(topics.back(), "devices/node-1/status");  // "sleeping", last
+}
+
+// Without a PUBACK for the last reading, "sleeping" still goes out at the sleep deadline.
+TEST(NodeTest, SleepingIsAnnouncedAtTheDeadlineWhenTheRingDoesNotDrain) {
+  Rig rig(TestConfig());
+  rig.auto_puback = false;
+  rig.ports.sensors.battery = 9.0f;
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(2'100);
+  EXPECT_TRUE(rig.PublishesOn("devices/node-1/status").back().payload != "sleeping");
+  rig.RunUntil(2'000 + 5'001);  // sleep_ack_timeout
+  EXPECT_EQ(rig.ports.power.sleeps, 1);
+  EXPECT_EQ(rig.PublishesOn("devices/node-1/status").back().payload, "sleeping");
+}
+
+// Regression: max_packet_bytes (the JSON scratch buffer) was accepted at 256 even when the
+// longest reading of this device id and firmware needs more; WriteReadingJson then returned 0
+// and the node published an empty payload, which the broker acknowledged: the reading was lost.
+TEST(NodeTest, MaxPacketBytesTooSmallForTheLongestReadingIsAConfigError) {
+  const std::string id(64, 'd');
+  const std::string fw(32, 'f');
+  NodeConfig c = TestConfig();
+  c.device_id = id.c_str();
+  c.firmware_version = fw.c_str();
+  c.max_packet_bytes = 256;
+  {
+    Rig rig(c);
+    EXPECT_EQ(rig.Begin(), DeviceError::kInvalidConfig);
+    EXPECT_STREQ(rig.node->config_error_field(), "max_packet_bytes");
+  }
+  c.max_packet_bytes = 320;
+  Rig rig(c);
+  rig.ports.sensors.temperature = -2.0e7f;
+  rig.ports.sensors.humidity = -2.0e7f;
+  rig.ports.sensors.rssi = -40'000;
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(3'500);
+  auto data = rig.PublishesOn("sensors/" + id + "/data");
+  ASSERT_FALSE(data.empty());
+  for (const auto& p : data) EXPECT_FALSE(p.payload.empty());
 }
 
 TEST(NodeTest, FailedSensorReadsUseNoSequenceNumber) {

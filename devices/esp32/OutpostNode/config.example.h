@@ -47,18 +47,18 @@ static const char AWS_CERT_PRIVATE[] = R"PEM(
 #define NTP_SERVER "pool.ntp.org"  // readings carry Unix time once synced, uptime before
 
 // ---- pins (the seed's wiring) ----
-#define DHT_PIN 4          // DHT22 data, 10 kOhm pull-up to 3.3 V
-#define MOTION_PIN 2       // PIR output; must be an RTC GPIO to wake from deep sleep
+#define DHT_PIN 4     // DHT22 data, 10 kOhm pull-up to 3.3 V
+#define MOTION_PIN 2  // PIR output; must be an RTC GPIO to wake from deep sleep
 #define LED_PIN 13
-#define BATTERY_PIN 36     // ADC1 (A0/VP), battery through a 1:2 divider
+#define BATTERY_PIN 36  // ADC1 (A0/VP), battery through a 1:2 divider
 #define BATTERY_DIVIDER 2.0f
 #define BATTERY_EMPTY_V 3.0f
 #define BATTERY_FULL_V 4.2f
 
 // ---- behaviour (defaults match the seed) ----
-#define SENSOR_INTERVAL_MS 5000     // until changed by setSensorInterval (persisted)
-#define OFFLINE_BUFFER_READINGS 256 // readings kept while the broker is away (drop-oldest)
-#define LOW_BATTERY_PCT 10.0f       // deep sleep below this ...
-#define BATTERY_RECOVERED_PCT 15.0f // ... and stay in low-power mode until back above this
+#define SENSOR_INTERVAL_MS 5000      // until changed by setSensorInterval (persisted)
+#define OFFLINE_BUFFER_READINGS 256  // readings kept while the broker is away (drop-oldest)
+#define LOW_BATTERY_PCT 10.0f        // deep sleep below this ...
+#define BATTERY_RECOVERED_PCT 15.0f  // ... and stay in low-power mode until back above this
 #define SLEEP_MINUTES 30
 #define WATCHDOG_TIMEOUT_S 30

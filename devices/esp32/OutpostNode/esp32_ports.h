@@ -59,7 +59,8 @@ class WifiTransport final : public device::Transport {
   WiFiClientSecure secure_;
   Client* client_;
   std::atomic<int> state_{kIdle};
-  std::atomic<std::uint32_t> generation_{0};  // bumped by Connect()/Close(): stale results are dropped
+  std::atomic<std::uint32_t> generation_{
+      0};  // bumped by Connect()/Close(): stale results are dropped
   TaskHandle_t task_ = nullptr;
 };
 

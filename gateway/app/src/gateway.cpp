@@ -8,10 +8,12 @@
 #include <asio.hpp>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 
 #include "outpost/base/clock.h"
 #include "outpost/gateway/app/system_stats.h"
@@ -21,6 +23,9 @@
 #include "outpost/gateway/registry/registry.h"
 #include "outpost/gateway/rules/rule_engine.h"
 #include "outpost/gateway/store/store.h"
+#include "outpost/gateway/uplink/codec.h"
+#include "outpost/gateway/uplink/sender.h"
+#include "outpost/gateway/uplink/uplink.h"
 #include "outpost/mqtt/client.h"
 #include "outpost/proto/command.h"
 #include "outpost/proto/reading.h"
@@ -40,7 +45,7 @@ using registry::State;
 // Rows read back at start to rebuild the dedupe state: more than the broker can redeliver
 // (Mosquitto may resend tens of thousands it had already been acknowledged, see dedupe.h).
 constexpr std::size_t kRecentIdentities = 500'000;
-constexpr int kQuarantinePerSecond = 100;           // rejected payloads kept; the rest counted
+constexpr int kQuarantinePerSecond = 100;  // rejected payloads kept; the rest counted
 constexpr std::int64_t kDrainTimeoutMs = 15'000;
 
 double Seconds(std::int64_t ms) { return static_cast<double>(ms) / 1000.0; }
@@ -127,6 +132,28 @@ class LatencyHistogram {
   std::uint64_t count_ = 0;
 };
 
+// The uplink reaches the store through the writer thread that owns it.
+class WriterOutbox final : public uplink::OutboxPort {
+ public:
+  explicit WriterOutbox(Writer& writer) : writer_(writer) {}
+  Status Run(const std::function<Status(store::Store&)>& fn) override { return writer_.Call(fn); }
+  store::Stats LatestStats() override { return writer_.LatestStats(); }
+
+ private:
+  Writer& writer_;
+};
+
+std::string RandomHex(std::size_t n) {
+  std::random_device rd;  // a per-run id for idempotency keys, not a simulation input
+  std::string out;
+  const char* digits = "0123456789abcdef";
+  while (out.size() < n) {
+    std::uint32_t v = rd();
+    for (int i = 0; i < 8 && out.size() < n; ++i, v >>= 4) out += digits[v & 15];
+  }
+  return out;
+}
+
 }  // namespace
 
 class Gateway::Impl {
@@ -150,12 +177,16 @@ class Gateway::Impl {
     registry::Device* device;  // owned by registry_; node addresses are stable
     ingest::DeviceDedupe dedupe;
     ingest::TokenBucket bucket;
-    bool dirty = false;              // its row goes into the next batch
-    std::int64_t last_reading = -1;  // index of its last reading in next_, if any
+    bool dirty = false;               // its row goes into the next batch
+    std::int64_t last_reading = -1;   // index of its last reading in next_, if any
     bool bucket_device_time = false;  // the rate bucket counts in the device's own time
   };
 
   Status OpenAndRestore();
+  Status StartUplink();
+  void StopUplink();
+  void QueueForCloud();
+  json CloudJson();
   void StartMqtt();
   void OnMessage(const mqtt::Message& m);
   void HandleReading(const mqtt::Message& m, std::string_view topic_device);
@@ -212,6 +243,10 @@ class Gateway::Impl {
   std::vector<rules::MetricSample> samples_;
 
   std::unique_ptr<Writer> writer_;
+  std::unique_ptr<WriterOutbox> outbox_port_;
+  std::unique_ptr<uplink::Sender> sender_;
+  std::unique_ptr<uplink::Uplink> uplink_;
+  uplink::Protocol protocol_ = uplink::Protocol::kSeed;
   std::unique_ptr<mqtt::Client> client_;
   asio::signal_set signals_;
   asio::steady_timer status_timer_, tick_timer_, drain_timer_;
@@ -261,6 +296,13 @@ Status Gateway::Impl::OpenAndRestore() {
   so.cache_bytes = config_.storage.cache_bytes;
   so.quarantine_max_rows = config_.ingest.quarantine_max_rows;
   so.quarantine_max_payload_bytes = config_.ingest.quarantine_max_payload_bytes;
+  so.outbox.enabled = config_.cloud.enabled();
+  so.outbox.quota_bytes = config_.cloud.quota_bytes;
+  so.outbox.when_full = config_.cloud.when_full == "reject_new" ? store::WhenFull::kRejectNew
+                                                                : store::WhenFull::kDropOldest;
+  so.outbox.expire_after_ms = config_.cloud.expire_after_s * 1000;
+  protocol_ =
+      config_.cloud.protocol == "native" ? uplink::Protocol::kNative : uplink::Protocol::kSeed;
   auto opened = store::Store::Open(so);
   if (!opened.ok()) return opened.status();
   std::unique_ptr<store::Store> store = std::move(opened).value();
@@ -297,9 +339,79 @@ Status Gateway::Impl::OpenAndRestore() {
         asio::post(io_, [this, c = std::move(c)]() mutable { OnCommitted(std::move(c)); });
       });
   writer_->Start();
+  return StartUplink();
+}
+
+Status Gateway::Impl::StartUplink() {
+  if (!config_.cloud.enabled()) {
+    if (store_stats_.outbox.readings + store_stats_.outbox.alerts + store_stats_.outbox.statuses >
+        0) {
+      spdlog::warn(
+          "cloud uplink off (no cloud.api_endpoint) but {} readings are still queued "
+          "for it; they stay until an endpoint is configured",
+          store_stats_.outbox.readings);
+    }
+    return Status::Ok();
+  }
+  auto token = config::ResolveCloudToken(config_.cloud, std::getenv("OUTPOST_CLOUD_API_KEY"));
+  if (!token.ok()) return token.status();
+  if (token->empty()) {
+    spdlog::warn(
+        "cloud: no token (cloud.api_key, cloud.api_key_file or OUTPOST_CLOUD_API_KEY); "
+        "requests go without Authorization");
+  }
+  uplink::HttpSenderOptions ho;
+  ho.endpoint = config_.cloud.api_endpoint;
+  ho.token = *token;
+  ho.ca_file = config_.cloud.ca_file;
+  ho.connect_timeout_ms = config_.cloud.connect_timeout_ms;
+  ho.request_timeout_ms = config_.cloud.request_timeout_ms;
+  auto sender = uplink::MakeHttpSender(ho);
+  if (!sender.ok()) return sender.status();
+  sender_ = std::move(sender).value();
+  uplink::Options uo;
+  uo.protocol = protocol_;
+  uo.gateway_id = config_.gateway_id;
+  uo.boot_id = RandomHex(12);
+  uo.batch_max_items = config_.cloud.batch_max_readings;
+  // The batch in flight counts against the quota and is never dropped: keep it to a quarter.
+  uo.batch_max_bytes = std::min(config_.cloud.batch_max_bytes, config_.cloud.quota_bytes / 4);
+  uo.linger_ms = config_.cloud.linger_ms();
+  uo.retry.backoff = BackoffPolicy{config_.cloud.retry_base_ms, config_.cloud.retry_cap_ms};
+  uo.jitter_seed = std::random_device{}();
+  outbox_port_ = std::make_unique<WriterOutbox>(*writer_);
+  uplink_ = std::make_unique<uplink::Uplink>(uo, *outbox_port_, *sender_, clock_);
+  uplink_->Start();
+  spdlog::info(
+      "cloud uplink on: {} protocol to {} (batches of up to {} readings / {} bytes, "
+      "linger {} ms, quota {} bytes, when full: {})",
+      uplink::ProtocolName(protocol_), config_.cloud.api_endpoint, config_.cloud.batch_max_readings,
+      config_.cloud.batch_max_bytes, config_.cloud.linger_ms(), config_.cloud.quota_bytes,
+      config_.cloud.when_full);
   return Status::Ok();
 }
 
+void Gateway::Impl::StopUplink() {
+  if (uplink_) uplink_->Stop();  // aborts a request in flight; before the writer stops
+}
+
+// Queues what the filling batch carries for the cloud, in the same transaction (the outbox).
+void Gateway::Impl::QueueForCloud() {
+  if (!config_.cloud.enabled()) return;
+  auto& out = next_.batch.outbox;
+  out.reserve(out.size() + next_.batch.readings.size() + next_.batch.alerts.size());
+  if (protocol_ == uplink::Protocol::kNative) {
+    for (const auto& a : next_.batch.alerts) {
+      out.push_back(store::OutboxItem{store::OutboxKind::kAlert,
+                                      a.cleared_ms ? a.cleared_ms : a.raised_ms,
+                                      uplink::EncodeAlertItem(a, config_.gateway_id)});
+    }
+  }
+  for (const auto& r : next_.batch.readings) {
+    out.push_back(store::OutboxItem{store::OutboxKind::kReading, r.received_ms,
+                                    uplink::EncodeReadingItem(r)});
+  }
+}
 void Gateway::Impl::StartMqtt() {
   mqtt::ClientOptions o;
   o.host = config_.mqtt.host;
@@ -341,12 +453,15 @@ ExitReason Gateway::Impl::Run() {
   latency_since_ms_ = clock_.wall_ms();
   for (const auto& w : config_.warnings) spdlog::warn("{}", w);
   if (Status s = OpenAndRestore(); !s.ok()) {
-    spdlog::critical("cannot open the store: {}", s.ToString());
+    spdlog::critical("cannot start: {}", s.ToString());
+    StopUplink();
+    if (writer_) writer_->Stop();
     return ExitReason::kFailed;
   }
   StartMqtt();
   if (Status s = client_->Start(); !s.ok()) {
     spdlog::critical("mqtt: {}", s.ToString());
+    StopUplink();
     writer_->Stop();
     return ExitReason::kFailed;
   }
@@ -357,6 +472,7 @@ ExitReason Gateway::Impl::Run() {
   spdlog::info("outpost-gateway {} running as {} (broker {}:{})", OUTPOST_VERSION,
                config_.gateway_id, config_.mqtt.host, config_.mqtt.port);
   io_.run();
+  StopUplink();
   writer_->Stop();
   spdlog::info("stopped: {} readings stored this run, {} duplicates dropped, {} rejected",
                n_.stored, n_.duplicates, n_.rejected);
@@ -477,7 +593,8 @@ void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic
   // during an outage arrives in a rush but was sent at the device's normal pace.
   bool device_time = reading_.ts_source == proto::TimeSource::kDevice;
   if (device_time != ctx->bucket_device_time) {
-    ctx->bucket = ingest::TokenBucket(config_.ingest.device_rate_per_s, config_.ingest.device_burst);
+    ctx->bucket =
+        ingest::TokenBucket(config_.ingest.device_rate_per_s, config_.ingest.device_burst);
     ctx->bucket_device_time = device_time;
   }
   if (!ctx->bucket.Take(device_time ? reading_.ts_ms : mono)) {
@@ -550,7 +667,15 @@ void Gateway::Impl::HandleStatus(const mqtt::Message& m, std::string_view topic_
   } else {
     // The device's own word is a sign of life; a last will ("offline") is the broker's.
     if (to != State::kOffline) registry_.Touch(device, now, clock_.steady_ms());
-    if (auto change = registry_.SetState(device, to, now)) ApplyStateChange(*change);
+    if (auto change = registry_.SetState(device, to, now)) {
+      ApplyStateChange(*change);  // queues the status for the cloud
+    } else if (config_.cloud.enabled() && protocol_ == uplink::Protocol::kNative) {
+      // A live status that changes nothing here (e.g. a new device saying "online") is still
+      // an event for the cloud's device history.
+      next_.batch.outbox.push_back(
+          store::OutboxItem{store::OutboxKind::kStatus, now,
+                            uplink::EncodeStatusItem(device.id, registry::StateName(to), now)});
+    }
   }
   MarkDirty(*ctx);
   AddTransitions();
@@ -567,6 +692,11 @@ void Gateway::Impl::ApplyStateChange(const registry::Change& change) {
   }
   auto it = devices_.find(change.device_id);
   if (it != devices_.end()) MarkDirty(it->second);
+  if (config_.cloud.enabled() && protocol_ == uplink::Protocol::kNative) {
+    next_.batch.outbox.push_back(store::OutboxItem{
+        store::OutboxKind::kStatus, change.at_ms,
+        uplink::EncodeStatusItem(change.device_id, registry::StateName(change.to), change.at_ms)});
+  }
 }
 
 // Moves the rule transitions collected so far into the batch; they are published after commit.
@@ -623,6 +753,7 @@ void Gateway::Impl::MaybeSubmit() {
     next_.batch.devices.push_back(ToRow(*c->device));
   }
   dirty_.clear();
+  QueueForCloud();
   inflight_readings_ = next_.batch.readings.size();
   writer_busy_ = true;
   writer_->Submit(std::move(next_));
@@ -672,6 +803,7 @@ void Gateway::Impl::OnCommitted(Committed c) {
     }
     for (const AckToken& a : c.batch.acks) client_->Ack(a.connection_id, a.packet_id);
     for (const auto& alert : c.batch.batch.alerts) PublishAlert(alert);
+    if (uplink_ && !c.batch.batch.outbox.empty()) uplink_->Notify();
   }
   MaybeSubmit();
   MaybeResume();
@@ -718,7 +850,9 @@ json Gateway::Impl::StatusJson(bool periodic) {
       {"uptime", Seconds(clock_.steady_ms() - started_mono_ms_)},
       {"devices_count", registry_.size()},
       {"local_db_records", store_stats_.readings},
-      {"last_cloud_sync", nullptr},  // the cloud uplink is not part of this release
+      {"last_cloud_sync", uplink_ && uplink_->status().last_success_ms
+                              ? json(Seconds(uplink_->status().last_success_ms))
+                              : json(nullptr)},
       {"memory_usage", MemoryUsagePercent()},
       {"cpu_usage", cpu_.Sample()},
       {"version", OUTPOST_VERSION},
@@ -771,6 +905,50 @@ json Gateway::Impl::StatusJson(bool periodic) {
         {"connect_failures", client_->counters().connect_failures},
         {"stale_acks", client_->counters().stale_acks},
         {"inflight", client_->inflight()}}},
+      {"cloud", CloudJson()},
+  };
+  return j;
+}
+
+json Gateway::Impl::CloudJson() {
+  const store::OutboxStats ob = writer_ ? writer_->LatestStats().outbox : store_stats_.outbox;
+  const std::int64_t now = clock_.wall_ms();
+  uplink::UplinkStatus u = uplink_ ? uplink_->status() : uplink::UplinkStatus{};
+  json j = {
+      {"enabled", config_.cloud.enabled()},
+      {"protocol", uplink::ProtocolName(protocol_)},
+      {"endpoint", config_.cloud.api_endpoint},
+      {"backlog",
+       {{"readings", ob.readings},
+        {"alerts", ob.alerts},
+        {"statuses", ob.statuses},
+        {"bytes", ob.bytes},
+        {"oldest_age_s", ob.oldest_created_ms
+                             ? Seconds(std::max<std::int64_t>(0, now - ob.oldest_created_ms))
+                             : 0.0}}},
+      {"quota_bytes", config_.cloud.quota_bytes},
+      {"when_full", config_.cloud.when_full},
+      {"dropped",
+       {{"quota_oldest", ob.dropped_quota_oldest},
+        {"quota_rejected", ob.dropped_quota_rejected},
+        {"expired", ob.expired},
+        {"dead_letter", ob.dead_letter},
+        {"left_out_seed", u.left_out}}},
+      {"reserved_metrics_skipped", u.reserved_metrics},
+      {"sent",
+       {{"batches", ob.sent_batches},
+        {"readings", ob.sent_items},
+        {"batches_this_run", u.sent_batches},
+        {"items_this_run", u.sent_items},
+        {"replayed", u.replayed}}},
+      {"retries", u.retries},
+      {"attempt", u.attempt},
+      {"next_attempt_ms", u.next_attempt_ms ? json(u.next_attempt_ms) : json(nullptr)},
+      {"last_success_ms", u.last_success_ms ? json(u.last_success_ms) : json(nullptr)},
+      {"last_error", u.last_error.empty()
+                         ? json(nullptr)
+                         : json{{"ts_ms", u.last_error_ms}, {"message", u.last_error}}},
+      {"in_flight_key", ob.in_flight_key.empty() ? json(nullptr) : json(ob.in_flight_key)},
   };
   return j;
 }
@@ -805,10 +983,15 @@ void Gateway::Impl::HandleCommand(const mqtt::Message& m) {
     PublishStatus(/*periodic=*/false);
     Reply(cmd, true, "status published");
   } else if (cmd.name == "sync_cloud") {
-    Reply(cmd, true,
-          config_.cloud.api_endpoint.empty()
-              ? "accepted; no cloud.api_endpoint is configured"
-              : "accepted; the cloud uplink is not part of this release");
+    if (!uplink_) {
+      Reply(cmd, true, "accepted; no cloud.api_endpoint is configured");
+    } else {
+      uplink_->SyncNow();
+      const store::OutboxStats ob = writer_->LatestStats().outbox;
+      Reply(cmd, true,
+            "draining now: " + std::to_string(ob.readings + ob.alerts + ob.statuses) +
+                " items queued");
+    }
   } else if (cmd.name == "reload") {
     auto r = Reload();
     Reply(cmd, r.ok(),
@@ -851,6 +1034,18 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
         "ingest.quarantine_*");
   check(a.ingest.dedupe_window != b.ingest.dedupe_window, "ingest.dedupe_window");
   check(a.gateway_id != b.gateway_id, "gateway.id");
+  const auto &ca = a.cloud, &cb = b.cloud;
+  check(ca.api_endpoint != cb.api_endpoint || ca.api_key != cb.api_key ||
+            ca.api_key_file != cb.api_key_file || ca.protocol != cb.protocol ||
+            ca.ca_file != cb.ca_file || ca.sync_interval_s != cb.sync_interval_s ||
+            ca.batch_delay_ms != cb.batch_delay_ms ||
+            ca.batch_max_readings != cb.batch_max_readings ||
+            ca.batch_max_bytes != cb.batch_max_bytes || ca.quota_bytes != cb.quota_bytes ||
+            ca.when_full != cb.when_full || ca.expire_after_s != cb.expire_after_s ||
+            ca.connect_timeout_ms != cb.connect_timeout_ms ||
+            ca.request_timeout_ms != cb.request_timeout_ms ||
+            ca.retry_base_ms != cb.retry_base_ms || ca.retry_cap_ms != cb.retry_cap_ms,
+        "cloud.*");
   return changed;
 }
 }  // namespace
@@ -878,6 +1073,7 @@ Result<std::string> Gateway::Impl::Reload() {
   next.ingest.quarantine_max_payload_bytes = config_.ingest.quarantine_max_payload_bytes;
   next.ingest.dedupe_window = config_.ingest.dedupe_window;
   next.gateway_id = config_.gateway_id;
+  next.cloud = config_.cloud;
 
   rules_.Reload(config::EffectiveRules(next), next.offline_alerts, clock_.wall_ms(), &transitions_);
   registry_.set_options(RegistryOptions(next));

@@ -14,7 +14,50 @@ Writer::Writer(std::unique_ptr<store::Store> store, Options options, const Clock
     : store_(std::move(store)),
       options_(options),
       clock_(clock),
-      on_committed_(std::move(on_committed)) {}
+      on_committed_(std::move(on_committed)) {
+  latest_stats_ = store_->stats();
+}
+
+Status Writer::Call(const std::function<Status(store::Store&)>& fn) {
+  std::lock_guard<std::mutex> one(call_mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (stopping_ || !thread_.joinable()) return Status(Code::kCancelled, "store writer stopping");
+  call_ = &fn;
+  call_result_.reset();
+  cv_.notify_one();
+  call_cv_.wait(lock, [&] { return call_result_.has_value() || dead_; });
+  call_ = nullptr;
+  if (!call_result_) return Status(Code::kUnavailable, "store writer failed");
+  Status s = std::move(*call_result_);
+  call_result_.reset();
+  return s;
+}
+
+void Writer::RunCall() {
+  const std::function<Status(store::Store&)>* fn = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (call_ == nullptr || call_result_.has_value()) return;
+    fn = call_;
+  }
+  Status s = (*fn)(*store_);
+  PublishStats();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    call_result_ = std::move(s);
+  }
+  call_cv_.notify_all();
+}
+
+void Writer::PublishStats() {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  latest_stats_ = store_->stats();
+}
+
+store::Stats Writer::LatestStats() const {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  return latest_stats_;
+}
 
 Writer::~Writer() { Stop(); }
 
@@ -43,21 +86,27 @@ void Writer::Stop() {
 void Writer::Run() {
   constexpr std::uint32_t kGiveUpAtShutdown = 10;
   std::uint64_t jitter = 0x9E3779B97F4A7C15ull;
+  auto call_pending = [&] { return call_ != nullptr && !call_result_.has_value(); };
   while (true) {
     std::optional<Pending> work;
     {
       std::unique_lock<std::mutex> lock(mu_);
       bool woke = cv_.wait_for(lock, std::chrono::milliseconds(options_.idle_maintenance_ms),
-                               [&] { return stopping_ || slot_.has_value(); });
+                               [&] { return stopping_ || slot_.has_value() || call_pending(); });
       if (slot_) {
         work = std::move(slot_);
         slot_.reset();
+      } else if (call_pending()) {
+        lock.unlock();
+        RunCall();
+        continue;
       } else if (stopping_) {
         return;
       } else if (!woke) {
         lock.unlock();
         Status m = store_->RunMaintenance(clock_.wall_ms(), options_.maintenance_min_rows);
         if (!m.ok()) spdlog::warn("store maintenance: {}", m.ToString());
+        PublishStats();
         continue;
       }
     }
@@ -68,6 +117,7 @@ void Writer::Run() {
       c.status = s;
       c.committed_wall_ms = clock_.wall_ms();
       c.stats = store_->stats();
+      PublishStats();
       bool give_up = false;
       if (!s.ok()) {
         if (s.code() == Code::kDataLoss || attempt + 1 >= options_.max_failures) {
@@ -76,6 +126,8 @@ void Writer::Run() {
           c.fatal = true;
           on_committed_(std::move(c));
           std::unique_lock<std::mutex> lock(mu_);
+          dead_ = true;
+          call_cv_.notify_all();
           cv_.wait(lock, [&] { return stopping_; });
           return;
         }
@@ -99,6 +151,7 @@ void Writer::Run() {
           Status m = store_->RunMaintenance(clock_.wall_ms(), rows);
           if (!m.ok()) spdlog::warn("store maintenance: {}", m.ToString());
         }
+        RunCall();  // an outbox call waiting behind a busy stream of batches gets its turn
         break;
       }
       spdlog::error("store write failed (attempt {}): {}", attempt + 1, s.ToString());

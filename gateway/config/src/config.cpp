@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -243,6 +244,42 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   OUTPOST_RETURN_IF_ERROR(cl.RequireMapOrAbsent());
   OUTPOST_RETURN_IF_ERROR(cl.String("api_endpoint", &c->cloud.api_endpoint));
   OUTPOST_RETURN_IF_ERROR(cl.String("api_key", &c->cloud.api_key));
+  OUTPOST_RETURN_IF_ERROR(cl.String("api_key_file", &c->cloud.api_key_file));
+  OUTPOST_RETURN_IF_ERROR(cl.String("protocol", &c->cloud.protocol));
+  if (c->cloud.protocol != "seed" && c->cloud.protocol != "native") {
+    return cl.Error("protocol", "expected seed or native, got \"" + c->cloud.protocol + "\"");
+  }
+  if (!c->cloud.api_endpoint.empty() && c->cloud.api_endpoint.rfind("http://", 0) != 0 &&
+      c->cloud.api_endpoint.rfind("https://", 0) != 0) {
+    return cl.Error("api_endpoint",
+                    "expected an http:// or https:// URL, got \"" + c->cloud.api_endpoint + "\"");
+  }
+  OUTPOST_RETURN_IF_ERROR(cl.String("ca_file", &c->cloud.ca_file));
+  OUTPOST_RETURN_IF_ERROR(cl.Integer("sync_interval_s", &c->cloud.sync_interval_s, 1, kDay));
+  OUTPOST_RETURN_IF_ERROR(cl.Integer("batch_delay_ms", &c->cloud.batch_delay_ms, 0, 3'600'000));
+  OUTPOST_RETURN_IF_ERROR(
+      cl.Integer("batch_max_readings", &c->cloud.batch_max_readings, 1, 100'000));
+  OUTPOST_RETURN_IF_ERROR(cl.Bytes("batch_max_bytes", &c->cloud.batch_max_bytes));
+  if (c->cloud.batch_max_bytes < 1024 || c->cloud.batch_max_bytes > (16 << 20)) {
+    return cl.Error("batch_max_bytes", "must be between 1KiB and 16MiB (the cloud's limit)");
+  }
+  OUTPOST_RETURN_IF_ERROR(cl.Bytes("quota_bytes", &c->cloud.quota_bytes));
+  if (c->cloud.quota_bytes < 1024) return cl.Error("quota_bytes", "must be at least 1KiB");
+  OUTPOST_RETURN_IF_ERROR(cl.String("when_full", &c->cloud.when_full));
+  if (c->cloud.when_full != "drop_oldest" && c->cloud.when_full != "reject_new") {
+    return cl.Error("when_full",
+                    "expected drop_oldest or reject_new, got \"" + c->cloud.when_full + "\"");
+  }
+  OUTPOST_RETURN_IF_ERROR(cl.Integer("expire_after_s", &c->cloud.expire_after_s, 0, 3650 * kDay));
+  OUTPOST_RETURN_IF_ERROR(
+      cl.Integer("connect_timeout_ms", &c->cloud.connect_timeout_ms, 1, 600'000));
+  OUTPOST_RETURN_IF_ERROR(
+      cl.Integer("request_timeout_ms", &c->cloud.request_timeout_ms, 1, 3'600'000));
+  OUTPOST_RETURN_IF_ERROR(cl.Integer("retry_base_ms", &c->cloud.retry_base_ms, 1, 3'600'000));
+  OUTPOST_RETURN_IF_ERROR(cl.Integer("retry_cap_ms", &c->cloud.retry_cap_ms, 1, 86'400'000));
+  if (c->cloud.retry_cap_ms < c->cloud.retry_base_ms) {
+    return cl.Error("retry_cap_ms", "must be at least cloud.retry_base_ms");
+  }
   cl.ReportUnknown(&c->warnings);
 
   Section th = top.Child("thresholds");
@@ -389,6 +426,31 @@ std::vector<RuleConfig> EffectiveRules(const Config& config) {
   }
   for (const auto& r : config.rules) rules.push_back(r);
   return rules;
+}
+
+std::int64_t CloudConfig::linger_ms() const {
+  return std::min<std::int64_t>(batch_delay_ms, sync_interval_s * 1000);
+}
+
+Result<std::string> ResolveCloudToken(const CloudConfig& cloud, const char* env_value) {
+  auto trim = [](std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+    return s;
+  };
+  if (env_value != nullptr && *env_value != '\0') return trim(env_value);
+  if (!cloud.api_key_file.empty()) {
+    std::ifstream in(cloud.api_key_file);
+    if (!in) {
+      return InvalidArgument("cloud.api_key_file: cannot read " + cloud.api_key_file);
+    }
+    std::string line;
+    std::getline(in, line);
+    line = trim(line);
+    if (line.empty())
+      return InvalidArgument("cloud.api_key_file: " + cloud.api_key_file + " is empty");
+    return line;
+  }
+  return cloud.api_key;
 }
 
 }  // namespace outpost::gateway::config

@@ -156,5 +156,82 @@ TEST(Config, ExampleConfigIsValidAndMatchesDefaults) {
   EXPECT_EQ(EffectiveRules(*c).size(), EffectiveRules(*d).size());
 }
 
+TEST(Config, CloudDefaultsAndUplinkKeys) {
+  auto d = Parse(kSeedConfig, "config.yaml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->cloud.enabled());
+  EXPECT_EQ(d->cloud.protocol, "seed");
+  EXPECT_EQ(d->cloud.batch_max_readings, 5000u);
+  EXPECT_EQ(d->cloud.batch_max_bytes, 1 << 20);
+  EXPECT_EQ(d->cloud.quota_bytes, 256ll << 20);
+  EXPECT_EQ(d->cloud.when_full, "drop_oldest");
+  EXPECT_EQ(d->cloud.linger_ms(), 1000);
+  auto c = Parse(R"(
+cloud:
+  api_endpoint: http://127.0.0.1:8080
+  protocol: native
+  ca_file: /etc/ssl/ca.pem
+  sync_interval_s: 1
+  batch_delay_ms: 5000
+  batch_max_readings: 100
+  batch_max_bytes: 64KiB
+  quota_bytes: 10MB
+  when_full: reject_new
+  expire_after_s: 86400
+  connect_timeout_ms: 100
+  request_timeout_ms: 2000
+  retry_base_ms: 10
+  retry_cap_ms: 1000
+)",
+                 "gw.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->warnings.empty()) << c->warnings.front();
+  EXPECT_EQ(c->cloud.protocol, "native");
+  EXPECT_EQ(c->cloud.linger_ms(), 1000);  // sync_interval_s caps the linger
+  EXPECT_EQ(c->cloud.batch_max_bytes, 64 * 1024);
+  EXPECT_EQ(c->cloud.quota_bytes, 10'000'000);
+  EXPECT_EQ(c->cloud.when_full, "reject_new");
+  EXPECT_EQ(c->cloud.expire_after_s, 86400);
+  EXPECT_EQ(c->cloud.retry_cap_ms, 1000);
+  EXPECT_FALSE(Parse("", "x")->cloud.enabled());
+}
+
+TEST(Config, CloudErrorsNameTheKey) {
+  auto bad = [](const char* yaml) { return Parse(yaml, "gw.yaml").status().message(); };
+  EXPECT_EQ(bad("cloud:\n  protocol: mqtt\n"),
+            "gw.yaml: cloud.protocol: expected seed or native, got \"mqtt\"");
+  EXPECT_EQ(bad("cloud:\n  when_full: panic\n"),
+            "gw.yaml: cloud.when_full: expected drop_oldest or reject_new, got \"panic\"");
+  EXPECT_NE(bad("cloud:\n  api_endpoint: ftp://x\n").find("cloud.api_endpoint"), std::string::npos);
+  EXPECT_NE(bad("cloud:\n  batch_max_bytes: 100MB\n").find("cloud.batch_max_bytes"),
+            std::string::npos);
+  EXPECT_NE(bad("cloud:\n  retry_base_ms: 100\n  retry_cap_ms: 10\n").find("cloud.retry_cap_ms"),
+            std::string::npos);
+  EXPECT_NE(bad("cloud:\n  batch_max_readings: 0\n").find("cloud.batch_max_readings"),
+            std::string::npos);
+}
+
+TEST(Config, CloudTokenPrecedenceEnvThenFileThenKey) {
+  CloudConfig c;
+  c.api_key = "from-config";
+  EXPECT_EQ(*ResolveCloudToken(c, nullptr), "from-config");
+  std::string path = ::testing::TempDir() + "/outpost_token_test";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("from-file\n", f);
+    std::fclose(f);
+  }
+  c.api_key_file = path;
+  EXPECT_EQ(*ResolveCloudToken(c, nullptr), "from-file");
+  EXPECT_EQ(*ResolveCloudToken(c, ""), "from-file");
+  EXPECT_EQ(*ResolveCloudToken(c, "from-env"), "from-env");
+  c.api_key_file = path + ".missing";
+  auto r = ResolveCloudToken(c, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("cloud.api_key_file"), std::string::npos);
+  std::remove(path.c_str());
+}
+
 }  // namespace
 }  // namespace outpost::gateway::config

@@ -19,10 +19,12 @@
 namespace outpost::gateway::store {
 
 bool Batch::empty() const {
-  return readings.empty() && devices.empty() && alerts.empty() && quarantine.empty();
+  return readings.empty() && devices.empty() && alerts.empty() && quarantine.empty() &&
+         outbox.empty();
 }
 
 void Batch::clear() {
+  outbox.clear();
   readings.clear();
   devices.clear();
   alerts.clear();
@@ -122,6 +124,39 @@ CREATE VIEW device_status AS
          d.duplicates, d.seq_gaps, d.boot, d.last_seq, d.firmware, d.last_reading_json
   FROM devices d JOIN device_keys k USING (device_key);
 )sql",
+    // 3: the outbox for the cloud uplink (docs/formats/outbox.md).
+    R"sql(
+CREATE TABLE outbox(
+  id INTEGER PRIMARY KEY,
+  prio INTEGER NOT NULL,
+  kind INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL,
+  body BLOB NOT NULL);
+CREATE INDEX outbox_urgent ON outbox(prio) WHERE prio = 0;
+CREATE TABLE outbox_batch(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  key TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL,
+  readings INTEGER NOT NULL,
+  alerts INTEGER NOT NULL,
+  statuses INTEGER NOT NULL,
+  body BLOB NOT NULL);
+CREATE TABLE outbox_state(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  readings INTEGER NOT NULL,
+  alerts INTEGER NOT NULL,
+  statuses INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,
+  dropped_quota_oldest INTEGER NOT NULL,
+  dropped_quota_rejected INTEGER NOT NULL,
+  expired INTEGER NOT NULL,
+  dead_letter INTEGER NOT NULL,
+  sent_batches INTEGER NOT NULL,
+  sent_items INTEGER NOT NULL,
+  next_batch_seq INTEGER NOT NULL);
+INSERT INTO outbox_state VALUES (1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
 
@@ -184,6 +219,8 @@ struct Store::Impl {
   Stmt sel_hot_oldest, ins_block, del_hot_upto, sel_hot_by_id;
   Stmt sel_blocks_old, del_block, del_hot_old, del_hot_oldest;
   Stmt trim_alerts;
+  Stmt ins_outbox, sel_outbox_prio, del_outbox_upto, save_outbox, sel_oldest_prio;
+  Stmt expire_outbox;
 
   // Dictionaries, mirrored in memory (they are small: devices and metric names).
   std::unordered_map<std::string, int64_t> device_keys;
@@ -207,16 +244,23 @@ struct Store::Impl {
   bool alerts_dirty = true;
   bool need_reload = false;
 
+  // Outbox mirrors (queue only; the in-flight batch separately). Reloaded after a failure.
+  OutboxStats ob;               // counters; readings/alerts/statuses/bytes of the queue only
+  int64_t queue_oldest_ms = 0;  // 0 = queue empty
+  std::optional<OutboxBatch> in_flight;
+  bool outbox_dirty = false;
+
   std::string buf;  // reused encoding buffer
 
   ~Impl() {
     // Statements must be finalized before the connection closes.
-    Stmt* all[] = {&begin,          &commit,           &rollback,       &ins_hot,
-                   &ins_device_key, &ins_metric_key,   &upsert_device,  &upsert_alert,
-                   &ins_quarantine, &evict_quarantine, &update_state,   &page_count,
-                   &freelist_count, &q_blocks,         &sel_hot_oldest, &ins_block,
-                   &del_hot_upto,   &sel_hot_by_id,    &sel_blocks_old, &del_block,
-                   &del_hot_old,    &del_hot_oldest,   &trim_alerts};
+    Stmt* all[] = {
+        &begin,           &commit,         &rollback,        &ins_hot,        &ins_device_key,
+        &ins_metric_key,  &upsert_device,  &upsert_alert,    &ins_quarantine, &evict_quarantine,
+        &update_state,    &page_count,     &freelist_count,  &q_blocks,       &sel_hot_oldest,
+        &ins_block,       &del_hot_upto,   &sel_hot_by_id,   &sel_blocks_old, &del_block,
+        &del_hot_old,     &del_hot_oldest, &trim_alerts,     &ins_outbox,     &sel_outbox_prio,
+        &del_outbox_upto, &save_outbox,    &sel_oldest_prio, &expire_outbox};
     for (Stmt* s : all) s->reset();
     if (db != nullptr) sqlite3_close(db);
     if (lock_fd >= 0) ::close(lock_fd);
@@ -329,6 +373,29 @@ struct Store::Impl {
   }
 
   Status WriteInTx(const Batch& batch);
+  // Outbox helpers (inside a transaction unless noted).
+  Status LoadOutbox();  // outside a transaction
+  Status SaveOutbox();
+  Status RefreshOutboxOldest();
+  Status EnqueueOutbox(const std::vector<OutboxItem>& items);
+  Status DropOldest(int64_t excess);
+  Status ExpireOutbox(int64_t now_ms, size_t budget);
+  int64_t InFlightBytes() const {
+    return in_flight ? static_cast<int64_t>(in_flight->body.size()) : 0;
+  }
+  void CountKind(OutboxKind kind, int64_t delta) {
+    switch (kind) {
+      case OutboxKind::kReading:
+        ob.readings += delta;
+        break;
+      case OutboxKind::kAlert:
+        ob.alerts += delta;
+        break;
+      case OutboxKind::kStatus:
+        ob.statuses += delta;
+        break;
+    }
+  }
   Status InsertReading(const ReadingRow& r);
   Status RetainByAge(int64_t now_ms, size_t budget);
   Status RetainBySize(size_t budget);
@@ -406,6 +473,18 @@ Status Store::Impl::PrepareAll() {
       {&del_block, "DELETE FROM blocks WHERE id = ?1"},
       {&del_hot_old, "DELETE FROM hot WHERE id IN (SELECT id FROM hot WHERE ts_ms < ?1 LIMIT ?2)"},
       {&del_hot_oldest, "DELETE FROM hot WHERE id IN (SELECT id FROM hot ORDER BY id LIMIT ?1)"},
+      {&ins_outbox, "INSERT INTO outbox(prio, kind, created_ms, body) VALUES (?1, ?2, ?3, ?4)"},
+      {&sel_outbox_prio,
+       "SELECT id, kind, created_ms, body FROM outbox WHERE prio = ?1 ORDER BY id LIMIT ?2"},
+      {&del_outbox_upto, "DELETE FROM outbox WHERE prio = ?1 AND id <= ?2"},
+      {&save_outbox,
+       "UPDATE outbox_state SET readings=?1, alerts=?2, statuses=?3, bytes=?4, "
+       "dropped_quota_oldest=?5, dropped_quota_rejected=?6, expired=?7, dead_letter=?8, "
+       "sent_batches=?9, sent_items=?10, next_batch_seq=?11 WHERE id = 1"},
+      {&sel_oldest_prio, "SELECT created_ms FROM outbox WHERE prio = ?1 ORDER BY id LIMIT 1"},
+      {&expire_outbox,
+       "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE created_ms < ?1 ORDER BY id "
+       "LIMIT ?2) RETURNING kind, length(body)"},
       {&trim_alerts,
        "DELETE FROM alerts WHERE cleared_ms != 0 AND raised_ms <= (SELECT raised_ms FROM alerts "
        "WHERE cleared_ms != 0 ORDER BY raised_ms DESC LIMIT 1 OFFSET ?1)"},
@@ -472,6 +551,7 @@ Status Store::Impl::Reload() {
     deleted_by_size = sqlite3_column_int64(s.get(), 3);
   }
   OUTPOST_RETURN_IF_ERROR(LoadHotIndex());
+  OUTPOST_RETURN_IF_ERROR(LoadOutbox());
   Result<int64_t> q = QueryInt("SELECT count(*) FROM quarantine", "count quarantine");
   if (!q.ok()) return q.status();
   quarantine = *q;
@@ -708,6 +788,9 @@ Status Store::Impl::WriteInTx(const Batch& batch) {
   }
 
   if (!batch.readings.empty()) OUTPOST_RETURN_IF_ERROR(SaveState());
+  if (opt.outbox.enabled && !batch.outbox.empty()) {
+    OUTPOST_RETURN_IF_ERROR(EnqueueOutbox(batch.outbox));
+  }
   return Status::Ok();
 }
 
@@ -1184,13 +1267,326 @@ Status Store::RunMaintenance(int64_t now_ms, size_t max_rows_per_call) {
   OUTPOST_RETURN_IF_ERROR(m.RetainByAge(now_ms, max_rows_per_call));
   OUTPOST_RETURN_IF_ERROR(m.RetainBySize(max_rows_per_call));
   OUTPOST_RETURN_IF_ERROR(m.TrimAlerts());
+  if (m.opt.outbox.expire_after_ms > 0 && m.queue_oldest_ms != 0 &&
+      m.queue_oldest_ms < SatSub(now_ms, m.opt.outbox.expire_after_ms)) {
+    OUTPOST_RETURN_IF_ERROR(m.Begin());
+    Status st = m.ExpireOutbox(now_ms, max_rows_per_call);
+    if (st.ok()) st = m.Commit();
+    if (!st.ok()) return m.Abort(std::move(st));
+  }
   return m.Compact(max_rows_per_call);
 }
 
 Stats Store::stats() const {
   const Impl& m = *impl_;
-  return Stats{m.readings, m.devices,        m.quarantine,
-               m.db_bytes, m.deleted_by_age, m.deleted_by_size};
+  Stats s{m.readings,       m.devices,         m.quarantine, m.db_bytes,
+          m.deleted_by_age, m.deleted_by_size, m.ob};
+  s.outbox.oldest_created_ms = m.queue_oldest_ms;
+  if (m.in_flight) {
+    s.outbox.readings += m.in_flight->readings;
+    s.outbox.alerts += m.in_flight->alerts;
+    s.outbox.statuses += m.in_flight->statuses;
+    s.outbox.bytes += m.InFlightBytes();
+    s.outbox.in_flight_key = m.in_flight->key;
+    if (s.outbox.oldest_created_ms == 0 || m.in_flight->created_ms < s.outbox.oldest_created_ms) {
+      s.outbox.oldest_created_ms = m.in_flight->created_ms;
+    }
+  }
+  return s;
+}
+
+// ---- outbox ----
+
+namespace {
+int Prio(OutboxKind k) { return k == OutboxKind::kReading ? 1 : 0; }
+}  // namespace
+
+Status Store::Impl::LoadOutbox() {
+  {
+    Stmt s;
+    OUTPOST_RETURN_IF_ERROR(Prepare(
+        &s,
+        "SELECT readings, alerts, statuses, bytes, dropped_quota_oldest, dropped_quota_rejected, "
+        "expired, dead_letter, sent_batches, sent_items, next_batch_seq FROM outbox_state"));
+    const int rc = sqlite3_step(s.get());
+    if (rc != SQLITE_ROW) return Err(rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, "load outbox state");
+    auto col = [&](int i) { return static_cast<int64_t>(sqlite3_column_int64(s.get(), i)); };
+    ob = OutboxStats{};
+    ob.readings = col(0);
+    ob.alerts = col(1);
+    ob.statuses = col(2);
+    ob.bytes = col(3);
+    ob.dropped_quota_oldest = col(4);
+    ob.dropped_quota_rejected = col(5);
+    ob.expired = col(6);
+    ob.dead_letter = col(7);
+    ob.sent_batches = col(8);
+    ob.sent_items = col(9);
+    ob.next_batch_seq = col(10);
+  }
+  in_flight.reset();
+  {
+    Stmt s;
+    OUTPOST_RETURN_IF_ERROR(Prepare(&s,
+                                    "SELECT key, seq, created_ms, readings, alerts, statuses, "
+                                    "body FROM outbox_batch WHERE id = 1"));
+    const int rc = sqlite3_step(s.get());
+    if (rc == SQLITE_ROW) {
+      OutboxBatch b;
+      b.key = sql::ColumnText(s.get(), 0);
+      b.seq = sqlite3_column_int64(s.get(), 1);
+      b.created_ms = sqlite3_column_int64(s.get(), 2);
+      b.readings = sqlite3_column_int64(s.get(), 3);
+      b.alerts = sqlite3_column_int64(s.get(), 4);
+      b.statuses = sqlite3_column_int64(s.get(), 5);
+      b.body = sql::ColumnText(s.get(), 6);
+      in_flight = std::move(b);
+    } else if (rc != SQLITE_DONE) {
+      return Err(rc, "load outbox batch");
+    }
+  }
+  outbox_dirty = false;
+  return RefreshOutboxOldest();
+}
+
+Status Store::Impl::SaveOutbox() {
+  sqlite3_stmt* s = save_outbox.get();
+  const int64_t v[] = {ob.readings,
+                       ob.alerts,
+                       ob.statuses,
+                       ob.bytes,
+                       ob.dropped_quota_oldest,
+                       ob.dropped_quota_rejected,
+                       ob.expired,
+                       ob.dead_letter,
+                       ob.sent_batches,
+                       ob.sent_items,
+                       ob.next_batch_seq};
+  for (int i = 0; i < 11; ++i) sqlite3_bind_int64(s, i + 1, v[i]);
+  OUTPOST_RETURN_IF_ERROR(Run(save_outbox, "update outbox state"));
+  outbox_dirty = false;
+  return Status::Ok();
+}
+
+Status Store::Impl::RefreshOutboxOldest() {
+  queue_oldest_ms = 0;
+  for (int prio : {0, 1}) {
+    sqlite3_stmt* s = sel_oldest_prio.get();
+    sqlite3_bind_int(s, 1, prio);
+    const int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      const int64_t t = sqlite3_column_int64(s, 0);
+      if (queue_oldest_ms == 0 || t < queue_oldest_ms) queue_oldest_ms = t;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Err(rc, "outbox oldest");
+  }
+  return Status::Ok();
+}
+
+Status Store::Impl::EnqueueOutbox(const std::vector<OutboxItem>& items) {
+  const int64_t quota = opt.outbox.quota_bytes;
+  const bool reject_new = opt.outbox.when_full == WhenFull::kRejectNew;
+  bool inserted = false;
+  for (const OutboxItem& item : items) {
+    const auto size = static_cast<int64_t>(item.body.size());
+    // An item that can never fit (larger than what the in-flight batch leaves of the quota) is
+    // refused under either policy: dropping everything else would not make room.
+    const bool never_fits = quota > 0 && size > quota - InFlightBytes();
+    const bool full = quota > 0 && ob.bytes + InFlightBytes() + size > quota;
+    if (never_fits || (reject_new && full)) {
+      ++ob.dropped_quota_rejected;
+      outbox_dirty = true;
+      continue;
+    }
+    sqlite3_stmt* s = ins_outbox.get();
+    sqlite3_bind_int(s, 1, Prio(item.kind));
+    sqlite3_bind_int(s, 2, static_cast<int>(item.kind));
+    sqlite3_bind_int64(s, 3, item.created_ms);
+    sqlite3_bind_blob(s, 4, item.body.data(), static_cast<int>(item.body.size()), SQLITE_STATIC);
+    OUTPOST_RETURN_IF_ERROR(Run(ins_outbox, "insert outbox item"));
+    CountKind(item.kind, 1);
+    ob.bytes += size;
+    if (queue_oldest_ms == 0 || item.created_ms < queue_oldest_ms)
+      queue_oldest_ms = item.created_ms;
+    inserted = true;
+    outbox_dirty = true;
+  }
+  if (inserted && quota > 0 && ob.bytes + InFlightBytes() > quota) {
+    OUTPOST_RETURN_IF_ERROR(DropOldest(ob.bytes + InFlightBytes() - quota));
+  }
+  if (outbox_dirty) OUTPOST_RETURN_IF_ERROR(SaveOutbox());
+  return Status::Ok();
+}
+
+// Deletes whole items from the front of the queue, readings first, until `excess` bytes are
+// freed. Reads the sizes first so the counters stay exact.
+Status Store::Impl::DropOldest(int64_t excess) {
+  for (int prio : {1, 0}) {
+    while (excess > 0) {
+      sqlite3_stmt* s = sel_outbox_prio.get();
+      sqlite3_bind_int(s, 1, prio);
+      sqlite3_bind_int64(s, 2, 1024);
+      int64_t last_id = -1, freed = 0, n = 0;
+      int64_t by_kind[3] = {0, 0, 0};
+      int rc;
+      while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        last_id = sqlite3_column_int64(s, 0);
+        const int kind = sqlite3_column_int(s, 1);
+        freed += sqlite3_column_bytes(s, 3);
+        ++n;
+        if (kind >= 0 && kind < 3) ++by_kind[kind];
+        if (freed >= excess) break;
+      }
+      sqlite3_reset(s);
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Err(rc, "select oldest outbox items");
+      if (n == 0) break;
+      sqlite3_bind_int(del_outbox_upto.get(), 1, prio);
+      sqlite3_bind_int64(del_outbox_upto.get(), 2, last_id);
+      OUTPOST_RETURN_IF_ERROR(Run(del_outbox_upto, "drop oldest outbox items"));
+      ob.readings -= by_kind[0];
+      ob.alerts -= by_kind[1];
+      ob.statuses -= by_kind[2];
+      ob.bytes -= freed;
+      ob.dropped_quota_oldest += n;
+      excess -= freed;
+      outbox_dirty = true;
+    }
+  }
+  return RefreshOutboxOldest();
+}
+
+Status Store::Impl::ExpireOutbox(int64_t now_ms, size_t budget) {
+  sqlite3_stmt* s = expire_outbox.get();
+  sqlite3_bind_int64(s, 1, SatSub(now_ms, opt.outbox.expire_after_ms));
+  sqlite3_bind_int64(s, 2, sql::ClampLimit(budget));
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    CountKind(static_cast<OutboxKind>(sqlite3_column_int(s, 0)), -1);
+    ob.bytes -= sqlite3_column_int64(s, 1);
+    ++ob.expired;
+  }
+  sqlite3_reset(s);
+  if (rc != SQLITE_DONE) return Err(rc, "expire outbox items");
+  OUTPOST_RETURN_IF_ERROR(SaveOutbox());
+  return RefreshOutboxOldest();
+}
+
+Result<std::optional<OutboxBatch>> Store::InFlightOutboxBatch() {
+  Impl& m = *impl_;
+  if (m.need_reload) OUTPOST_RETURN_IF_ERROR(m.Reload());
+  return m.in_flight;
+}
+
+Result<std::vector<OutboxEntry>> Store::PeekOutbox(size_t max_items, int64_t max_bytes) {
+  Impl& m = *impl_;
+  if (m.need_reload) OUTPOST_RETURN_IF_ERROR(m.Reload());
+  std::vector<OutboxEntry> out;
+  int64_t bytes = 0;
+  bool full = false;
+  for (int prio : {0, 1}) {
+    if (full || out.size() >= max_items) break;
+    sqlite3_stmt* s = m.sel_outbox_prio.get();
+    sqlite3_bind_int(s, 1, prio);
+    sqlite3_bind_int64(s, 2, sql::ClampLimit(max_items - out.size()));
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      const int64_t size = sqlite3_column_bytes(s, 3);
+      if (!out.empty() && bytes + size > max_bytes) {
+        full = true;
+        break;
+      }
+      bytes += size;
+      out.push_back(OutboxEntry{sqlite3_column_int64(s, 0),
+                                static_cast<OutboxKind>(sqlite3_column_int(s, 1)),
+                                sqlite3_column_int64(s, 2), sql::ColumnText(s, 3)});
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return m.Err(rc, "peek outbox");
+  }
+  return out;
+}
+
+Status Store::CommitOutboxBatch(const OutboxBatch& batch, const std::vector<OutboxEntry>& items) {
+  Impl& m = *impl_;
+  if (m.need_reload) OUTPOST_RETURN_IF_ERROR(m.Reload());
+  if (m.in_flight) {
+    return FailedPrecondition("store " + m.opt.path + ": outbox batch " + m.in_flight->key +
+                              " is still in flight");
+  }
+  // PeekOutbox returns the first items of each priority in id order, so each priority's part
+  // is "every item of that priority up to its last id": one range delete each, checked by
+  // the number of rows it removed.
+  int64_t last_id[2] = {-1, -1}, count[2] = {0, 0}, bytes = 0, by_kind[3] = {0, 0, 0};
+  for (const OutboxEntry& e : items) {
+    const int p = Prio(e.kind);
+    last_id[p] = std::max(last_id[p], e.id);
+    ++count[p];
+    bytes += static_cast<int64_t>(e.body.size());
+    ++by_kind[static_cast<int>(e.kind) % 3];
+  }
+  OUTPOST_RETURN_IF_ERROR(m.Begin());
+  Status st = [&]() -> Status {
+    for (int p : {0, 1}) {
+      if (count[p] == 0) continue;
+      sqlite3_bind_int(m.del_outbox_upto.get(), 1, p);
+      sqlite3_bind_int64(m.del_outbox_upto.get(), 2, last_id[p]);
+      OUTPOST_RETURN_IF_ERROR(m.Run(m.del_outbox_upto, "take outbox items"));
+      if (sqlite3_changes(m.db) != count[p]) {
+        return FailedPrecondition("store " + m.opt.path +
+                                  ": the items to send are not the head of the outbox");
+      }
+    }
+    m.ob.readings -= by_kind[0];
+    m.ob.alerts -= by_kind[1];
+    m.ob.statuses -= by_kind[2];
+    m.ob.bytes -= bytes;
+    Stmt s;
+    OUTPOST_RETURN_IF_ERROR(m.Prepare(&s,
+                                      "INSERT INTO outbox_batch(id, key, seq, created_ms, "
+                                      "readings, alerts, statuses, body) VALUES "
+                                      "(1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+    sqlite3_bind_text(s.get(), 1, batch.key.data(), static_cast<int>(batch.key.size()),
+                      SQLITE_STATIC);
+    sqlite3_bind_int64(s.get(), 2, batch.seq);
+    sqlite3_bind_int64(s.get(), 3, batch.created_ms);
+    sqlite3_bind_int64(s.get(), 4, batch.readings);
+    sqlite3_bind_int64(s.get(), 5, batch.alerts);
+    sqlite3_bind_int64(s.get(), 6, batch.statuses);
+    sqlite3_bind_blob(s.get(), 7, batch.body.data(), static_cast<int>(batch.body.size()),
+                      SQLITE_STATIC);
+    const int rc = sqlite3_step(s.get());
+    if (rc != SQLITE_DONE) return m.Err(rc, "insert outbox batch");
+    m.ob.next_batch_seq = std::max(m.ob.next_batch_seq, batch.seq + 1);
+    OUTPOST_RETURN_IF_ERROR(m.SaveOutbox());
+    return m.RefreshOutboxOldest();
+  }();
+  if (st.ok()) st = m.Commit();
+  if (!st.ok()) return m.Abort(std::move(st));
+  m.in_flight = batch;
+  return m.UpdateBytes();
+}
+
+Status Store::FinishOutboxBatch(const std::string& key, bool delivered) {
+  Impl& m = *impl_;
+  if (m.need_reload) OUTPOST_RETURN_IF_ERROR(m.Reload());
+  if (!m.in_flight || m.in_flight->key != key) {
+    return NotFound("store " + m.opt.path + ": outbox batch " + key + " is not in flight");
+  }
+  const int64_t items = m.in_flight->readings + m.in_flight->alerts + m.in_flight->statuses;
+  OUTPOST_RETURN_IF_ERROR(m.Begin());
+  if (delivered) {
+    ++m.ob.sent_batches;
+    m.ob.sent_items += items;
+  } else {
+    m.ob.dead_letter += items;
+  }
+  Status st = m.Exec("DELETE FROM outbox_batch", "delete outbox batch");
+  if (st.ok()) st = m.SaveOutbox();
+  if (st.ok()) st = m.Commit();
+  if (!st.ok()) return m.Abort(std::move(st));
+  m.in_flight.reset();
+  return m.UpdateBytes();
 }
 
 }  // namespace outpost::gateway::store

@@ -568,7 +568,7 @@ TEST_F(StoreTest, MigratesAnEmptyFile) {
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 2);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 3);
   sqlite3_finalize(st);
   sqlite3_close(db);
 }
@@ -586,9 +586,12 @@ TEST_F(StoreTest, MigratesVersion1ToCurrentKeepingData) {
   }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(
-      sqlite3_exec(db, "DROP VIEW device_status; PRAGMA user_version=1", nullptr, nullptr, nullptr),
-      SQLITE_OK);
+  // What schema 1 had: no device_status view (2), no outbox (3).
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP VIEW device_status; DROP TABLE outbox; DROP TABLE outbox_batch; "
+                         "DROP TABLE outbox_state; PRAGMA user_version=1",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
   sqlite3_close(db);
   auto s = OpenOk(o);
   ASSERT_TRUE(s);

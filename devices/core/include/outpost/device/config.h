@@ -42,7 +42,8 @@ struct NodeConfig {
   const char* password = nullptr;  // nullptr: none; requires username. Copied by Begin().
   std::uint32_t connect_timeout_ms = 15'000;  // transport connect + CONNACK
   std::uint16_t max_packet_bytes = 512;       // rx and tx buffer each; a larger inbound packet
-                                              // closes the connection
+                                              // closes the connection. >= 256, and >= the
+                                              // longest reading's JSON (300 always fits)
 
   // Sampling. The interval is persisted ("interval_ms") when changed by command.
   std::uint32_t interval_ms = 5'000;      // default when nothing is persisted (the seed's 5 s)

@@ -7,6 +7,9 @@
 // Ownership: owns the Store. Thread: Submit() from the loop thread, one batch at a time (the loop
 // waits for the batch's final Committed before submitting the next). `on_committed` runs on the
 // writer thread and must only post to the loop.
+// Store calls for other threads: Call() runs a function with the Store on the writer thread,
+// between batches, and waits for it (the uplink's outbox operations; one caller at a time, so
+// the queue is bounded at one). LatestStats() is the store's stats after the last operation.
 // Errors: a failed Write() is reported (Committed::done == false), retried with backoff, and
 // nothing of that batch is acknowledged until it commits. kDataLoss (corrupt file, failed fsync)
 // or Options::max_failures failures in a row are fatal (Committed::fatal): the gateway stops
@@ -73,8 +76,16 @@ class Writer {
   // Finishes the submitted batch (giving up after repeated failures), then stops the thread.
   void Stop();
 
+  // Runs `fn` on the writer thread and returns its Status; kCancelled (fn not run) once
+  // stopping. Thread-safe; concurrent callers are served one at a time.
+  Status Call(const std::function<Status(store::Store&)>& fn);
+  store::Stats LatestStats() const;
+
  private:
   void Run();
+  // Runs the pending Call() function, if any (writer thread, mu_ not held).
+  void RunCall();
+  void PublishStats();
 
   std::unique_ptr<store::Store> store_;
   Options options_;
@@ -85,6 +96,13 @@ class Writer {
   std::condition_variable cv_;
   std::optional<Pending> slot_;
   bool stopping_ = false;
+  bool dead_ = false;   // a fatal store failure: no more calls are served
+  std::mutex call_mu_;  // one Call() at a time
+  const std::function<Status(store::Store&)>* call_ = nullptr;
+  std::optional<Status> call_result_;
+  std::condition_variable call_cv_;
+  mutable std::mutex stats_mu_;
+  store::Stats latest_stats_{};
   std::thread thread_;
 };
 

@@ -37,10 +37,34 @@ struct MqttConfig {
   std::int64_t reconnect_cap_ms = 30'000;
 };
 
-struct CloudConfig {  // used by the uplink (not part of this release's ingest path)
-  std::string api_endpoint;
-  std::string api_key;
+// The store-and-forward uplink to the cloud (docs/configuration.md, docs/formats/outbox.md).
+// An empty api_endpoint turns the uplink off (nothing is queued).
+struct CloudConfig {
+  std::string api_endpoint;            // "https://cloud.example.com[/base]"; seed key
+  std::string api_key;                 // Bearer token; seed key
+  std::string api_key_file;            // file holding the token (first line)
+  std::string protocol = "seed";       // seed | native
+  std::string ca_file;                 // PEM bundle for https; empty = system CAs
+  std::int64_t sync_interval_s = 60;   // the seed's sync period: here the longest linger
+  std::int64_t batch_delay_ms = 1000;  // linger: the oldest queued item waits at most this
+  std::size_t batch_max_readings = 5000;
+  std::int64_t batch_max_bytes = 1 << 20;
+  std::int64_t quota_bytes = 256ll << 20;  // outbox disk quota (exact bytes)
+  std::string when_full = "drop_oldest";   // drop_oldest | reject_new
+  std::int64_t expire_after_s = 0;         // 0 = never
+  std::int64_t connect_timeout_ms = 5000;
+  std::int64_t request_timeout_ms = 30'000;
+  std::int64_t retry_base_ms = 500;
+  std::int64_t retry_cap_ms = 60'000;
+  bool enabled() const { return !api_endpoint.empty(); }
+  // min(batch_delay_ms, sync_interval_s)
+  std::int64_t linger_ms() const;
 };
+
+// The cloud token, by precedence: the environment variable OUTPOST_CLOUD_API_KEY (pass its
+// value, or nullptr when unset), then cloud.api_key_file, then cloud.api_key.
+// kInvalidArgument naming cloud.api_key_file when the file cannot be read or is empty.
+Result<std::string> ResolveCloudToken(const CloudConfig& cloud, const char* env_value);
 
 struct StorageConfig {
   std::string path = "gateway.db";

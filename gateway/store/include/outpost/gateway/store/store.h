@@ -1,6 +1,7 @@
-// Store is the gateway's durable SQLite store: readings, the device registry, alerts and the
-// quarantine of rejected messages. It is an adapter: it takes plain structs and knows nothing
-// of MQTT or JSON.
+// Store is the gateway's durable SQLite store: readings, the device registry, alerts, the
+// quarantine of rejected messages and the cloud outbox (docs/formats/outbox.md). It is an
+// adapter: it takes plain structs (outbox items arrive pre-encoded) and knows nothing of MQTT
+// or JSON.
 //
 // Layout (docs/formats/store.md): readings are appended in arrival order to a "hot" table with
 // no secondary index (the write path never touches a per-device index), and RunMaintenance()
@@ -22,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,6 +31,57 @@
 #include "outpost/base/status.h"
 
 namespace outpost::gateway::store {
+
+// The outbox: the durable queue of items (readings, alerts, device statuses) waiting for the
+// cloud uplink, written in the same transaction as the data it carries. Format and accounting:
+// docs/formats/outbox.md; design: docs/adr/0002-outbox-in-the-store.md.
+enum class OutboxKind : uint8_t { kReading = 0, kAlert = 1, kStatus = 2 };
+enum class WhenFull : uint8_t { kDropOldest, kRejectNew };
+
+struct OutboxOptions {
+  bool enabled = false;               // false: Batch::outbox is ignored (nothing is queued)
+  int64_t quota_bytes = 256ll << 20;  // items + the in-flight batch body, exact bytes
+  WhenFull when_full = WhenFull::kDropOldest;
+  int64_t expire_after_ms = 0;  // 0 = never; else RunMaintenance drops older items
+};
+
+// One queued item: a pre-encoded compact JSON object (docs/formats/outbox.md).
+struct OutboxItem {
+  OutboxKind kind;
+  int64_t created_ms;  // wall time it was queued (for age and expiry)
+  std::string body;
+};
+
+struct OutboxEntry {
+  int64_t id;  // outbox order
+  OutboxKind kind;
+  int64_t created_ms;
+  std::string body;
+};
+
+// A batch taken out of the outbox: persisted (with its idempotency key and exact body) before
+// its first send, deleted after the cloud accepted it or refused it for good.
+struct OutboxBatch {
+  std::string key;
+  int64_t seq = 0;  // the outbox's batch sequence number (part of the key)
+  int64_t created_ms = 0;
+  int64_t readings = 0, alerts = 0, statuses = 0;
+  std::string body;
+};
+
+struct OutboxStats {
+  int64_t readings = 0, alerts = 0, statuses = 0;  // queued, in-flight batch included
+  int64_t bytes = 0;                               // exact bytes counted against the quota
+  int64_t oldest_created_ms = 0;                   // 0 = empty
+  int64_t dropped_quota_oldest = 0;                // items, persisted counters from here on
+  int64_t dropped_quota_rejected = 0;
+  int64_t expired = 0;
+  int64_t dead_letter = 0;  // items of batches the cloud refused for good
+  int64_t sent_batches = 0;
+  int64_t sent_items = 0;
+  int64_t next_batch_seq = 1;
+  std::string in_flight_key;  // empty = no batch in flight
+};
 
 // SQLite's `PRAGMA synchronous`, in WAL mode. kFull: a commit is on disk when Write() returns
 // (survives power loss). kNormal: survives a process crash, a power cut may lose the last
@@ -56,6 +109,7 @@ struct Options {
   // Test seam: name of a registered sqlite3_vfs to open the file with (e.g. one that injects
   // I/O errors). Empty = SQLite's default.
   std::string vfs;
+  OutboxOptions outbox;
 };
 
 struct MetricValue {
@@ -120,6 +174,10 @@ struct Batch {
   std::vector<AlertRow> alerts;    // upsert by alert_id+raised_ms: a raise inserts, a clear
                                    // sets cleared_ms (and the other mutable fields)
   std::vector<QuarantineRow> quarantine;
+  // Queued for the cloud in the same transaction (when Options::outbox.enabled). The quota is
+  // enforced here: drop_oldest deletes the oldest items (readings before alerts and statuses),
+  // reject_new skips items that do not fit; both counted exactly.
+  std::vector<OutboxItem> outbox;
   bool empty() const;
   void clear();
 };
@@ -145,6 +203,7 @@ struct Stats {
   int64_t db_bytes;         // bytes of used pages (the file keeps its high-water size)
   int64_t deleted_by_age;   // readings deleted by retention_ms, since the file was created
   int64_t deleted_by_size;  // readings deleted by max_bytes, since the file was created
+  OutboxStats outbox;
 };
 
 class Store {
@@ -180,6 +239,21 @@ class Store {
   // readings per step. Call it regularly from the writer thread (e.g. after every commit, or
   // once a second); Write() itself never deletes or compacts.
   Status RunMaintenance(int64_t now_ms, size_t max_rows_per_call);
+
+  // Outbox (docs/formats/outbox.md). The uplink calls these through the store's owner thread.
+  // The in-flight batch, if one was persisted and not finished yet (e.g. before a crash).
+  Result<std::optional<OutboxBatch>> InFlightOutboxBatch();
+  // Up to `max_items` items whose bodies sum to at most `max_bytes` (at least one item when
+  // any is queued), alerts and statuses first, then readings, each in outbox order.
+  Result<std::vector<OutboxEntry>> PeekOutbox(size_t max_items, int64_t max_bytes);
+  // One transaction: stores `batch` (key, body, counts) as the in-flight batch and deletes
+  // `items` (exactly what PeekOutbox just returned: the first items of each priority) from the
+  // queue. kFailedPrecondition when a batch is already in flight or the items are not the head
+  // of the queue (nothing changes then).
+  Status CommitOutboxBatch(const OutboxBatch& batch, const std::vector<OutboxEntry>& items);
+  // Deletes the in-flight batch `key`: delivered (counted as sent) or refused for good
+  // (counted as dead letters). kNotFound when it is not the in-flight batch.
+  Status FinishOutboxBatch(const std::string& key, bool delivered);
 
   // Cheap: kept in memory, no scans.
   Stats stats() const;

@@ -1,0 +1,84 @@
+// Service: the cloud's HTTP API as a pure request -> response function over the Storage port.
+// It knows nothing about sockets or SQL: HttpServer (http_server.h) adapts cpp-httplib to it,
+// and tests call Handle() directly.
+// Ownership: borrows `storage` and `clock`, which must outlive it; owns its Metrics.
+// Thread: Handle() is safe to call from many threads at once.
+// Errors: every failure is an HTTP response whose body is
+//   {"error":{"code":"<snake_case>","message":"<text naming the field>"}}.
+// Contract: docs/formats/cloud.md
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "outpost/base/clock.h"
+#include "outpost/cloud/api/metrics.h"
+#include "outpost/cloud/batch_parser.h"
+#include "outpost/cloud/storage.h"
+
+namespace outpost::cloud::api {
+
+struct HttpRequest {
+  std::string method;                          // "GET", "POST", ...
+  std::string path;                            // without the query string
+  std::map<std::string, std::string> params;   // query parameters (first value of each)
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string_view body;                       // borrowed for the duration of Handle()
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+struct ServiceOptions {
+  std::size_t max_body_bytes = 16 * 1024 * 1024;
+  ParseLimits limits;  // max_items: readings + alerts + statuses per batch
+  std::int64_t idempotency_retention_ms = 7LL * 24 * 3600 * 1000;
+  std::int64_t purge_interval_ms = 3600 * 1000;
+  std::int64_t retry_after_s = 1;  // Retry-After on 503
+};
+
+// The JSON error body every 4xx/5xx carries.
+std::string ErrorBody(std::string_view code, std::string_view message);
+// The endpoint label used in metrics: "seed_batch", "native_batch", "gateways", "devices",
+// "readings", "alerts", "healthz", "metrics", or "other".
+const char* EndpointLabel(std::string_view path);
+
+class Service {
+ public:
+  Service(Storage& storage, const Clock& clock, ServiceOptions options);
+
+  HttpResponse Handle(const HttpRequest& request);
+
+  Metrics& metrics() { return metrics_; }
+  const ServiceOptions& options() const { return options_; }
+
+ private:
+  HttpResponse Batch(const HttpRequest& request, bool native);
+  HttpResponse Gateways(const HttpRequest& request, const Principal& who);
+  HttpResponse Devices(const HttpRequest& request, const Principal& who);
+  HttpResponse Readings(const HttpRequest& request, const Principal& who);
+  HttpResponse Alerts(const HttpRequest& request, const Principal& who);
+  HttpResponse Healthz();
+  HttpResponse MetricsPage();
+  // Resolves the bearer token; on failure fills *error (401 or 503).
+  bool Authenticate(const HttpRequest& request, Principal* who, HttpResponse* error);
+  void MaybePurge(std::int64_t now_ms);
+
+  Storage& storage_;
+  const Clock& clock_;
+  ServiceOptions options_;
+  Metrics metrics_;
+  std::atomic<std::int64_t> last_purge_ms_{0};
+};
+
+}  // namespace outpost::cloud::api

@@ -1,0 +1,227 @@
+// The store's outbox: queueing in the write transaction, priorities, the quota policies with
+// exact counters, expiry, the in-flight batch across reopen. Format: docs/formats/outbox.md.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "outpost/gateway/store/store.h"
+
+namespace outpost::gateway::store {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr int64_t kT0 = 1'700'000'000'000;
+
+class OutboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "outpost_outbox_XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  Options Opts(int64_t quota = 0, WhenFull policy = WhenFull::kDropOldest) const {
+    Options o;
+    o.path = (dir_ / "gateway.db").string();
+    o.synchronous = Synchronous::kOff;
+    o.outbox.enabled = true;
+    o.outbox.quota_bytes = quota;
+    o.outbox.when_full = policy;
+    return o;
+  }
+  std::unique_ptr<Store> Open(const Options& o) {
+    auto r = Store::Open(o);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? std::move(r).value() : nullptr;
+  }
+  fs::path dir_;
+};
+
+// Bodies of exactly 10 bytes make the byte accounting easy to check.
+OutboxItem Item(OutboxKind kind, int n, int64_t t = kT0) {
+  std::string body = "{\"n\":" + std::to_string(n);
+  body.resize(9, ' ');
+  body += '}';
+  return OutboxItem{kind, t, body};
+}
+
+TEST_F(OutboxTest, QueuesInTheWriteTransactionAndPeeksUrgentFirst) {
+  auto s = Open(Opts());
+  Batch b;
+  b.outbox = {Item(OutboxKind::kReading, 1), Item(OutboxKind::kReading, 2),
+              Item(OutboxKind::kAlert, 3), Item(OutboxKind::kReading, 4),
+              Item(OutboxKind::kStatus, 5)};
+  ASSERT_TRUE(s->Write(b).ok());
+  OutboxStats st = s->stats().outbox;
+  EXPECT_EQ(st.readings, 3);
+  EXPECT_EQ(st.alerts, 1);
+  EXPECT_EQ(st.statuses, 1);
+  EXPECT_EQ(st.bytes, 50);
+  EXPECT_EQ(st.oldest_created_ms, kT0);
+  auto peek = s->PeekOutbox(10, 1 << 20);
+  ASSERT_TRUE(peek.ok());
+  ASSERT_EQ(peek->size(), 5u);
+  std::string order;
+  for (const auto& e : *peek) order += e.body.substr(5, 1);
+  EXPECT_EQ(order, "35124");  // alerts and statuses first, then readings, each in order
+  // Limits: by count and by bytes (always at least one item).
+  EXPECT_EQ(s->PeekOutbox(2, 1 << 20)->size(), 2u);
+  EXPECT_EQ(s->PeekOutbox(10, 25)->size(), 2u);
+  EXPECT_EQ(s->PeekOutbox(10, 1)->size(), 1u);
+}
+
+TEST_F(OutboxTest, DisabledOutboxQueuesNothing) {
+  Options o = Opts();
+  o.outbox.enabled = false;
+  auto s = Open(o);
+  Batch b;
+  b.outbox = {Item(OutboxKind::kReading, 1)};
+  ASSERT_TRUE(s->Write(b).ok());
+  EXPECT_EQ(s->stats().outbox.readings, 0);
+}
+
+TEST_F(OutboxTest, InFlightBatchSurvivesReopenAndFinishCounts) {
+  {
+    auto s = Open(Opts());
+    Batch b;
+    for (int i = 0; i < 4; ++i) b.outbox.push_back(Item(OutboxKind::kReading, i, kT0 + i));
+    ASSERT_TRUE(s->Write(b).ok());
+    auto peek = s->PeekOutbox(3, 1 << 20);
+    ASSERT_TRUE(peek.ok());
+    OutboxBatch batch{"gw:abc:1", 1, kT0, 3, 0, 0, "{\"readings\":[1,2,3]}"};
+    ASSERT_TRUE(s->CommitOutboxBatch(batch, *peek).ok());
+    // A second batch while one is in flight is refused.
+    EXPECT_EQ(s->CommitOutboxBatch(batch, {}).code(), Code::kFailedPrecondition);
+    OutboxStats st = s->stats().outbox;
+    EXPECT_EQ(st.readings, 4);  // 1 queued + 3 in flight
+    EXPECT_EQ(st.bytes, 10 + static_cast<int64_t>(batch.body.size()));
+    EXPECT_EQ(st.in_flight_key, "gw:abc:1");
+    EXPECT_EQ(st.next_batch_seq, 2);
+  }
+  auto s = Open(Opts());  // as after a crash: the same key and the identical body come back
+  auto inflight = s->InFlightOutboxBatch();
+  ASSERT_TRUE(inflight.ok());
+  ASSERT_TRUE(inflight->has_value());
+  EXPECT_EQ((*inflight)->key, "gw:abc:1");
+  EXPECT_EQ((*inflight)->body, "{\"readings\":[1,2,3]}");
+  EXPECT_EQ((*inflight)->readings, 3);
+  EXPECT_EQ(s->FinishOutboxBatch("other", true).code(), Code::kNotFound);
+  ASSERT_TRUE(s->FinishOutboxBatch("gw:abc:1", true).ok());
+  OutboxStats st = s->stats().outbox;
+  EXPECT_EQ(st.readings, 1);
+  EXPECT_EQ(st.bytes, 10);
+  EXPECT_EQ(st.sent_batches, 1);
+  EXPECT_EQ(st.sent_items, 3);
+  EXPECT_EQ(st.in_flight_key, "");
+  EXPECT_EQ(st.oldest_created_ms, kT0 + 3);
+  EXPECT_FALSE(s->InFlightOutboxBatch()->has_value());
+}
+
+TEST_F(OutboxTest, DeadLetterCountsItems) {
+  auto s = Open(Opts());
+  Batch b;
+  b.outbox = {Item(OutboxKind::kReading, 1), Item(OutboxKind::kAlert, 2)};
+  ASSERT_TRUE(s->Write(b).ok());
+  auto peek = s->PeekOutbox(10, 1 << 20);
+  ASSERT_TRUE(s->CommitOutboxBatch(OutboxBatch{"k", 1, kT0, 1, 1, 0, "x"}, *peek).ok());
+  ASSERT_TRUE(s->FinishOutboxBatch("k", false).ok());
+  OutboxStats st = s->stats().outbox;
+  EXPECT_EQ(st.dead_letter, 2);
+  EXPECT_EQ(st.sent_items, 0);
+  EXPECT_EQ(st.bytes, 0);
+  EXPECT_EQ(st.readings + st.alerts + st.statuses, 0);
+}
+
+TEST_F(OutboxTest, DropOldestKeepsUnderQuotaAndCountsEveryDrop) {
+  auto s = Open(Opts(/*quota=*/100));
+  int64_t written = 0;
+  for (int round = 0; round < 7; ++round) {
+    Batch b;
+    for (int i = 0; i < 3; ++i) b.outbox.push_back(Item(OutboxKind::kReading, round * 3 + i));
+    if (round == 1) b.outbox.push_back(Item(OutboxKind::kAlert, 99));
+    written += static_cast<int64_t>(b.outbox.size());
+    ASSERT_TRUE(s->Write(b).ok());
+    EXPECT_LE(s->stats().outbox.bytes, 100);
+  }
+  OutboxStats st = s->stats().outbox;
+  EXPECT_EQ(st.bytes, 100);
+  EXPECT_EQ(st.readings + st.alerts, 10);
+  EXPECT_EQ(st.alerts, 1);  // readings go first
+  EXPECT_EQ(st.dropped_quota_oldest, written - 10);
+  EXPECT_EQ(st.dropped_quota_rejected, 0);
+  // The survivors are the newest readings.
+  auto peek = s->PeekOutbox(100, 1 << 20);
+  ASSERT_EQ(peek->size(), 10u);
+  EXPECT_EQ(peek->back().body.substr(0, 7), "{\"n\":20");
+  EXPECT_EQ((*peek)[1].body.substr(0, 7), "{\"n\":12");
+  // Persisted: reopen shows the same counters.
+  s.reset();
+  s = Open(Opts(100));
+  EXPECT_EQ(s->stats().outbox.dropped_quota_oldest, written - 10);
+  EXPECT_EQ(s->stats().outbox.bytes, 100);
+}
+
+TEST_F(OutboxTest, RejectNewRefusesWhatDoesNotFitAndCounts) {
+  auto s = Open(Opts(/*quota=*/35, WhenFull::kRejectNew));
+  Batch b;
+  for (int i = 0; i < 5; ++i) b.outbox.push_back(Item(OutboxKind::kReading, i));
+  ASSERT_TRUE(s->Write(b).ok());
+  OutboxStats st = s->stats().outbox;
+  EXPECT_EQ(st.readings, 3);
+  EXPECT_EQ(st.bytes, 30);
+  EXPECT_EQ(st.dropped_quota_rejected, 2);
+  EXPECT_EQ(st.dropped_quota_oldest, 0);
+  auto peek = s->PeekOutbox(10, 1 << 20);
+  EXPECT_EQ(peek->front().body.substr(0, 6), "{\"n\":0");  // the oldest are kept
+}
+
+TEST_F(OutboxTest, AnItemLargerThanTheQuotaIsRejectedUnderDropOldest) {
+  auto s = Open(Opts(/*quota=*/5));
+  Batch b;
+  b.outbox = {Item(OutboxKind::kReading, 1)};
+  ASSERT_TRUE(s->Write(b).ok());
+  EXPECT_EQ(s->stats().outbox.dropped_quota_rejected, 1);
+  EXPECT_EQ(s->stats().outbox.bytes, 0);
+}
+
+TEST_F(OutboxTest, ExpiryDropsOldItemsAndCountsThem) {
+  Options o = Opts();
+  o.outbox.expire_after_ms = 60'000;
+  auto s = Open(o);
+  Batch b;
+  b.outbox = {Item(OutboxKind::kReading, 1, kT0), Item(OutboxKind::kReading, 2, kT0 + 1000),
+              Item(OutboxKind::kReading, 3, kT0 + 120'000)};
+  ASSERT_TRUE(s->Write(b).ok());
+  ASSERT_TRUE(s->RunMaintenance(kT0 + 30'000, 1000).ok());
+  EXPECT_EQ(s->stats().outbox.expired, 0);
+  ASSERT_TRUE(s->RunMaintenance(kT0 + 61'500, 1000).ok());
+  OutboxStats st = s->stats().outbox;
+  EXPECT_EQ(st.expired, 2);
+  EXPECT_EQ(st.readings, 1);
+  EXPECT_EQ(st.bytes, 10);
+  EXPECT_EQ(st.oldest_created_ms, kT0 + 120'000);
+}
+
+TEST_F(OutboxTest, CommitOfItemsThatAreNotTheHeadChangesNothing) {
+  auto s = Open(Opts());
+  Batch b;
+  b.outbox = {Item(OutboxKind::kReading, 1)};
+  ASSERT_TRUE(s->Write(b).ok());
+  auto peek = s->PeekOutbox(10, 1 << 20);
+  std::vector<OutboxEntry> wrong = *peek;
+  wrong.push_back(OutboxEntry{999, OutboxKind::kReading, kT0, "{}"});
+  Status st = s->CommitOutboxBatch(OutboxBatch{"k", 1, kT0, 2, 0, 0, "x"}, wrong);
+  EXPECT_EQ(st.code(), Code::kFailedPrecondition);
+  EXPECT_EQ(s->stats().outbox.readings, 1);
+  EXPECT_EQ(s->stats().outbox.bytes, 10);
+  EXPECT_EQ(s->stats().outbox.in_flight_key, "");
+  EXPECT_EQ(s->PeekOutbox(10, 1 << 20)->size(), 1u);
+}
+
+}  // namespace
+}  // namespace outpost::gateway::store

@@ -1,0 +1,235 @@
+#include "outpost/gateway/uplink/uplink.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace outpost::gateway::uplink {
+
+Result<TakeResult> TakeBatch(store::Store& store, const Options& options, bool flush,
+                             std::int64_t now_wall_ms) {
+  TakeResult out;
+  auto inflight = store.InFlightOutboxBatch();
+  if (!inflight.ok()) return inflight.status();
+  if (inflight->has_value()) {
+    out.batch = std::move(**inflight);
+    return out;
+  }
+  const store::OutboxStats st = store.stats().outbox;
+  const std::int64_t queued = st.readings + st.alerts + st.statuses;
+  if (queued == 0) return out;
+  const bool full = queued >= static_cast<std::int64_t>(options.batch_max_items) ||
+                    st.bytes >= options.batch_max_bytes;
+  const std::int64_t due = st.oldest_created_ms + options.linger_ms;
+  if (!flush && !full && now_wall_ms < due) {
+    out.due_ms = due;
+    return out;
+  }
+  auto items = store.PeekOutbox(options.batch_max_items, options.batch_max_bytes);
+  if (!items.ok()) return items.status();
+  if (items->empty()) return out;
+  auto body = BuildBody(options.protocol, options.gateway_id, *items);
+  if (!body.ok()) return body.status();
+  store::OutboxBatch b;
+  b.seq = st.next_batch_seq;
+  b.key = MakeIdempotencyKey(options.gateway_id, options.boot_id, b.seq);
+  b.created_ms = items->front().created_ms;
+  for (const auto& e : *items) b.created_ms = std::min(b.created_ms, e.created_ms);
+  // Items left out of a seed body go with the batch (counted as left_out, never sent).
+  b.readings = body->readings;
+  b.alerts = body->alerts;
+  b.statuses = body->statuses;
+  b.body = std::move(body->json);
+  out.left_out = body->left_out;
+  out.reserved_metrics = body->reserved_metrics;
+  OUTPOST_RETURN_IF_ERROR(store.CommitOutboxBatch(b, *items));
+  out.batch = std::move(b);
+  return out;
+}
+
+Uplink::Uplink(Options options, OutboxPort& outbox, Sender& sender, const Clock& clock)
+    : options_(std::move(options)),
+      outbox_(outbox),
+      sender_(sender),
+      clock_(clock),
+      rng_(options_.jitter_seed) {}
+
+Uplink::~Uplink() { Stop(); }
+
+double Uplink::NextRandom() {
+  rng_ = rng_ * 6364136223846793005ull + 1442695040888963407ull;
+  return static_cast<double>(rng_ >> 11) / 9007199254740992.0;
+}
+
+void Uplink::Fail(const std::string& message, std::optional<std::int64_t> retry_after_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::int64_t delay =
+      RetryDelayMs(options_.retry, status_.attempt, retry_after_ms, NextRandom());
+  ++status_.attempt;
+  status_.last_error = message;
+  status_.last_error_ms = clock_.wall_ms();
+  status_.next_attempt_ms = status_.last_error_ms + delay;
+  retry_at_steady_ = clock_.steady_ms() + delay;
+}
+
+std::int64_t Uplink::Step() {
+  bool flush = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (sync_) {
+      flush = true;
+      retry_at_steady_ = 0;
+      status_.next_attempt_ms = 0;
+    }
+    sync_ = false;
+    woken_ = false;
+    const std::int64_t wait = retry_at_steady_ - clock_.steady_ms();
+    if (wait > 0) return wait;
+  }
+  const std::int64_t now = clock_.wall_ms();
+
+  // Cheap check first: nothing queued, or a linger still running, needs no store round trip.
+  const store::Stats latest = outbox_.LatestStats();
+  const store::OutboxStats& ob = latest.outbox;
+  const std::int64_t queued = ob.readings + ob.alerts + ob.statuses;
+  if (queued == 0) return options_.idle_poll_ms;
+  if (!flush && ob.in_flight_key.empty() &&
+      queued < static_cast<std::int64_t>(options_.batch_max_items) &&
+      ob.bytes < options_.batch_max_bytes && ob.oldest_created_ms + options_.linger_ms > now) {
+    return std::min(ob.oldest_created_ms + options_.linger_ms - now, options_.idle_poll_ms);
+  }
+
+  TakeResult taken;
+  Status st = outbox_.Run([&](store::Store& store) {
+    auto r = TakeBatch(store, options_, flush, now);
+    if (!r.ok()) return r.status();
+    taken = std::move(r).value();
+    return Status::Ok();
+  });
+  if (!st.ok()) {
+    if (st.code() == Code::kCancelled) return options_.idle_poll_ms;
+    spdlog::error("uplink: outbox: {}", st.ToString());
+    Fail("outbox: " + st.message(), std::nullopt);
+    return 0;
+  }
+  if (!taken.batch) {
+    if (taken.due_ms == 0) return options_.idle_poll_ms;
+    return std::clamp<std::int64_t>(taken.due_ms - now, 1, options_.idle_poll_ms);
+  }
+  const store::OutboxBatch& batch = *taken.batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    status_.in_flight_key = batch.key;
+    status_.left_out += static_cast<std::uint64_t>(taken.left_out);
+    status_.reserved_metrics += static_cast<std::uint64_t>(taken.reserved_metrics);
+  }
+  if (taken.left_out > 0) {
+    spdlog::warn(
+        "uplink: {} alerts/statuses left out of batch {} (the seed protocol has no "
+        "endpoint for them; use cloud.protocol: native)",
+        taken.left_out, batch.key);
+  }
+
+  HttpResponse resp = sender_.Post(ProtocolPath(options_.protocol), batch.key, batch.body);
+  const Outcome outcome = Classify(resp.status);
+  const std::int64_t items = batch.readings + batch.alerts + batch.statuses;
+  if (outcome == Outcome::kRetry) {
+    std::string what = resp.status == 0
+                           ? "POST " + batch.key + ": " + resp.error
+                           : "POST " + batch.key + ": HTTP " + std::to_string(resp.status) + " " +
+                                 resp.body.substr(0, 300);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++status_.retries;
+    }
+    auto retry_after = ParseRetryAfterMs(resp.retry_after, clock_.wall_ms());
+    Fail(what, retry_after);
+    spdlog::warn("uplink: {} (attempt {}, next in {} ms)", what, status().attempt,
+                 status().next_attempt_ms - clock_.wall_ms());
+    return 0;
+  }
+  const bool delivered = outcome == Outcome::kDelivered;
+  if (!delivered) {
+    spdlog::error(
+        "uplink: the cloud refused batch {} ({} items) for good: HTTP {} {}; dropped "
+        "(dead letter)",
+        batch.key, items, resp.status, resp.body.substr(0, 300));
+  }
+  st = outbox_.Run(
+      [&](store::Store& store) { return store.FinishOutboxBatch(batch.key, delivered); });
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!st.ok()) {
+    // The batch stays in flight; resending it with the same key is harmless (replayed).
+    status_.last_error = "outbox: " + st.message();
+    status_.last_error_ms = clock_.wall_ms();
+    return options_.idle_poll_ms;
+  }
+  status_.attempt = 0;
+  status_.next_attempt_ms = 0;
+  status_.in_flight_key.clear();
+  retry_at_steady_ = 0;
+  if (delivered) {
+    ++status_.sent_batches;
+    status_.sent_items += static_cast<std::uint64_t>(items);
+    status_.last_success_ms = clock_.wall_ms();
+    if (resp.body.find("\"replayed\":true") != std::string::npos) ++status_.replayed;
+  } else {
+    status_.last_error = "batch " + batch.key + " refused: HTTP " + std::to_string(resp.status) +
+                         " " + resp.body.substr(0, 300);
+    status_.last_error_ms = clock_.wall_ms();
+  }
+  return 0;
+}
+
+void Uplink::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Uplink::Run() {
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+    }
+    const std::int64_t wait = Step();
+    std::unique_lock<std::mutex> lock(mu_);
+    if (wait > 0) {
+      cv_.wait_for(lock, std::chrono::milliseconds(wait),
+                   [&] { return stopping_ || woken_ || sync_; });
+    }
+  }
+}
+
+void Uplink::Notify() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_one();
+}
+
+void Uplink::SyncNow() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sync_ = true;
+  }
+  cv_.notify_one();
+}
+
+void Uplink::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  sender_.Stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+UplinkStatus Uplink::status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_;
+}
+
+}  // namespace outpost::gateway::uplink

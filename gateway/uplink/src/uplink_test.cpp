@@ -1,0 +1,377 @@
+// The uplink engine with a FakeClock, a scripted Sender and a real Store on a temp file: every
+// decision (batching, linger, retry, Retry-After, dead letters, restart) without sleeping.
+// HttpSender is tested against a local httplib server.
+#include "outpost/gateway/uplink/uplink.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "outpost/testing/temp_dir.h"
+#include "outpost/testing/test_pki.h"
+
+namespace outpost::gateway::uplink {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+class DirectOutbox final : public OutboxPort {
+ public:
+  explicit DirectOutbox(store::Store& s) : store_(s) {}
+  Status Run(const std::function<Status(store::Store&)>& fn) override { return fn(store_); }
+  store::Stats LatestStats() override { return store_.stats(); }
+
+ private:
+  store::Store& store_;
+};
+
+struct Sent {
+  std::string path, key, body;
+  std::string inflight_key_at_send;  // what the store had persisted when the POST went out
+};
+
+class ScriptedSender final : public Sender {
+ public:
+  explicit ScriptedSender(store::Store& s) : store_(s) {}
+  HttpResponse Post(const std::string& path, const std::string& key,
+                    const std::string& body) override {
+    sent.push_back({path, key, body, store_.stats().outbox.in_flight_key});
+    if (script.empty()) return HttpResponse{200, "", "", "{\"replayed\":false}"};
+    HttpResponse r = script.front();
+    script.pop_front();
+    return r;
+  }
+  void Stop() override {}
+  std::deque<HttpResponse> script;
+  std::vector<Sent> sent;
+
+ private:
+  store::Store& store_;
+};
+
+class UplinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "outpost_uplink_XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    Reopen();
+    opt_.gateway_id = "gw1";
+    opt_.boot_id = "b00t";
+    opt_.batch_max_items = 3;
+    opt_.linger_ms = 1000;
+    opt_.retry.backoff = {100, 10'000};
+  }
+  void TearDown() override {
+    sender_.reset();
+    store_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  void Reopen() {
+    sender_.reset();
+    outbox_.reset();
+    store_.reset();
+    store::Options o;
+    o.path = (dir_ / "gateway.db").string();
+    o.synchronous = store::Synchronous::kOff;
+    o.outbox.enabled = true;
+    auto r = store::Store::Open(o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    store_ = std::move(r).value();
+    outbox_ = std::make_unique<DirectOutbox>(*store_);
+    sender_ = std::make_unique<ScriptedSender>(*store_);
+  }
+  void Queue(const std::string& device, int from, int n) {
+    store::Batch b;
+    for (int i = from; i < from + n; ++i) {
+      store::ReadingRow r{device,
+                          true,
+                          1,
+                          static_cast<std::uint64_t>(i),
+                          false,
+                          0,
+                          clock_.wall_ms(),
+                          true,
+                          clock_.wall_ms(),
+                          {{"t", double(i), false}}};
+      b.outbox.push_back({store::OutboxKind::kReading, clock_.wall_ms(), EncodeReadingItem(r)});
+    }
+    ASSERT_TRUE(store_->Write(b).ok());
+  }
+  std::vector<int> Seqs(const Sent& s) {
+    std::vector<int> out;
+    const json j = json::parse(s.body);
+    for (const auto& r : j["readings"]) out.push_back(r["seq"].get<int>());
+    return out;
+  }
+  Uplink Make() { return Uplink(opt_, *outbox_, *sender_, clock_); }
+
+  fs::path dir_;
+  FakeClock clock_;
+  Options opt_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<DirectOutbox> outbox_;
+  std::unique_ptr<ScriptedSender> sender_;
+};
+
+TEST_F(UplinkTest, FullBatchGoesAtOnceInOrderWithKeyPersistedFirst) {
+  Queue("n1", 1, 7);
+  Uplink u = Make();
+  EXPECT_EQ(u.Step(), 0);
+  EXPECT_EQ(u.Step(), 0);
+  // 1 item left: it lingers.
+  EXPECT_GT(u.Step(), 0);
+  ASSERT_EQ(sender_->sent.size(), 2u);
+  EXPECT_EQ(Seqs(sender_->sent[0]), (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(Seqs(sender_->sent[1]), (std::vector<int>{4, 5, 6}));
+  EXPECT_EQ(sender_->sent[0].path, "/sensor-data/batch");
+  EXPECT_EQ(sender_->sent[0].key, "gw1:b00t:1");
+  EXPECT_EQ(sender_->sent[1].key, "gw1:b00t:2");
+  for (const auto& s : sender_->sent) EXPECT_EQ(s.inflight_key_at_send, s.key);
+  clock_.Advance(1000);  // the linger ends
+  EXPECT_EQ(u.Step(), 0);
+  ASSERT_EQ(sender_->sent.size(), 3u);
+  EXPECT_EQ(Seqs(sender_->sent[2]), (std::vector<int>{7}));
+  auto st = store_->stats().outbox;
+  EXPECT_EQ(st.readings, 0);
+  EXPECT_EQ(st.sent_items, 7);
+  EXPECT_EQ(st.sent_batches, 3);
+  EXPECT_EQ(u.status().sent_items, 7u);
+  EXPECT_EQ(u.status().last_success_ms, clock_.wall_ms());
+}
+
+TEST_F(UplinkTest, RetriesTheIdenticalBodyWithTheIdenticalKeyAfterBackoff) {
+  Queue("n1", 1, 3);
+  sender_->script = {HttpResponse{500, "", "", "{\"error\":{}}"}, HttpResponse{0, "refused"}};
+  Uplink u = Make();
+  EXPECT_EQ(u.Step(), 0);  // 500
+  std::int64_t wait = u.Step();
+  EXPECT_GT(wait, -1);
+  EXPECT_EQ(sender_->sent.size(), 1u);
+  EXPECT_EQ(u.status().attempt, 1u);
+  EXPECT_NE(u.status().last_error.find("HTTP 500"), std::string::npos);
+  clock_.Advance(100);     // attempt 0 waits < base
+  EXPECT_EQ(u.Step(), 0);  // network error
+  EXPECT_EQ(sender_->sent.size(), 2u);
+  clock_.Advance(200);
+  EXPECT_EQ(u.Step(), 0);  // delivered
+  ASSERT_EQ(sender_->sent.size(), 3u);
+  for (const auto& s : sender_->sent) {
+    EXPECT_EQ(s.key, sender_->sent[0].key);
+    EXPECT_EQ(s.body, sender_->sent[0].body);
+  }
+  EXPECT_EQ(u.status().retries, 2u);
+  EXPECT_EQ(u.status().attempt, 0u);
+  EXPECT_EQ(store_->stats().outbox.sent_items, 3);
+}
+
+TEST_F(UplinkTest, HonoursRetryAfterOn429) {
+  Queue("n1", 1, 3);
+  sender_->script = {HttpResponse{429, "", "7", ""}};
+  Uplink u = Make();
+  EXPECT_EQ(u.Step(), 0);
+  EXPECT_EQ(u.Step(), 7000);  // not before the server said
+  clock_.Advance(6999);
+  EXPECT_EQ(u.Step(), 1);
+  EXPECT_EQ(sender_->sent.size(), 1u);
+  clock_.Advance(1);
+  EXPECT_EQ(u.Step(), 0);
+  EXPECT_EQ(sender_->sent.size(), 2u);
+}
+
+TEST_F(UplinkTest, SyncNowFlushesTheLingerAndForgetsTheBackoff) {
+  Queue("n1", 1, 1);
+  Uplink u = Make();
+  EXPECT_GT(u.Step(), 0);
+  EXPECT_TRUE(sender_->sent.empty());
+  u.SyncNow();
+  EXPECT_EQ(u.Step(), 0);
+  EXPECT_EQ(sender_->sent.size(), 1u);
+  Queue("n1", 2, 3);
+  sender_->script = {HttpResponse{503, "", "3600", ""}};
+  EXPECT_EQ(u.Step(), 0);
+  EXPECT_EQ(u.Step(), 3'600'000);
+  u.SyncNow();
+  EXPECT_EQ(u.Step(), 0);
+  EXPECT_EQ(sender_->sent.size(), 3u);
+  EXPECT_EQ(store_->stats().outbox.readings, 0);
+}
+
+TEST_F(UplinkTest, PermanentRefusalIsADeadLetterAndDoesNotBlockTheQueue) {
+  Queue("n1", 1, 6);
+  sender_->script = {HttpResponse{400, "", "", "{\"error\":{\"code\":\"invalid_field\"}}"}};
+  Uplink u = Make();
+  EXPECT_EQ(u.Step(), 0);
+  EXPECT_EQ(u.Step(), 0);
+  ASSERT_EQ(sender_->sent.size(), 2u);
+  EXPECT_NE(sender_->sent[0].key, sender_->sent[1].key);
+  auto st = store_->stats().outbox;
+  EXPECT_EQ(st.dead_letter, 3);
+  EXPECT_EQ(st.sent_items, 3);
+  EXPECT_NE(u.status().last_error.find("HTTP 400"), std::string::npos);
+}
+
+TEST_F(UplinkTest, ARestartResendsThePersistedBatchWithItsKey) {
+  Queue("n1", 1, 3);
+  {
+    sender_->script = {HttpResponse{0, "connection reset"}};
+    Uplink u = Make();
+    EXPECT_EQ(u.Step(), 0);
+  }
+  std::string key = sender_->sent[0].key, body = sender_->sent[0].body;
+  Reopen();  // as after kill -9: a new process, a new boot id
+  opt_.boot_id = "n3w";
+  Uplink u = Make();
+  EXPECT_EQ(u.Step(), 0);
+  ASSERT_EQ(sender_->sent.size(), 1u);
+  EXPECT_EQ(sender_->sent[0].key, key);
+  EXPECT_EQ(sender_->sent[0].body, body);
+  Queue("n1", 4, 3);
+  EXPECT_EQ(u.Step(), 0);
+  EXPECT_EQ(sender_->sent[1].key, "gw1:n3w:2");  // the batch sequence continues
+}
+
+TEST_F(UplinkTest, NativeProtocolSendsAlertsFirst) {
+  opt_.protocol = Protocol::kNative;
+  Queue("n1", 1, 2);
+  store::Batch b;
+  b.outbox.push_back({store::OutboxKind::kStatus, clock_.wall_ms(),
+                      EncodeStatusItem("n1", "offline", clock_.wall_ms())});
+  ASSERT_TRUE(store_->Write(b).ok());
+  Uplink u = Make();
+  EXPECT_EQ(u.Step(), 0);
+  ASSERT_EQ(sender_->sent.size(), 1u);
+  EXPECT_EQ(sender_->sent[0].path, "/v1/batches");
+  json j = json::parse(sender_->sent[0].body);
+  EXPECT_EQ(j["statuses"].size(), 1u);
+  EXPECT_EQ(j["readings"].size(), 2u);
+}
+
+// ---- HttpSender against a real local HTTP server. ----
+class HttpSenderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_.Post("/api/sensor-data/batch",
+                 [this](const httplib::Request& req, httplib::Response& res) {
+                   auth_ = req.get_header_value("Authorization");
+                   key_ = req.get_header_value("Idempotency-Key");
+                   type_ = req.get_header_value("Content-Type");
+                   body_ = req.body;
+                   if (req.body == "slow") {
+                     // The server's behaviour under test (a stalled cloud), not test
+                     // synchronisation.
+                     std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+                   }
+                   res.status = req.body == "busy" ? 429 : 200;
+                   if (res.status == 429) res.set_header("Retry-After", "4");
+                   res.set_content("{\"accepted\":1}", "application/json");
+                 });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::yield();  // bounded: listen starts at once
+  }
+  void TearDown() override {
+    server_.stop();
+    thread_.join();
+  }
+  std::unique_ptr<Sender> Make(std::int64_t request_timeout_ms = 5000) {
+    HttpSenderOptions o;
+    o.endpoint = "http://127.0.0.1:" + std::to_string(port_) + "/api/";
+    o.token = "s3cret";
+    o.request_timeout_ms = request_timeout_ms;
+    auto s = MakeHttpSender(o);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return std::move(s).value();
+  }
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+  std::string auth_, key_, type_, body_;
+};
+
+TEST_F(HttpSenderTest, PostsWithBearerKeyAndJson) {
+  auto s = Make();
+  HttpResponse r = s->Post("/sensor-data/batch", "gw1:b:1", "{\"readings\":[]}");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(auth_, "Bearer s3cret");
+  EXPECT_EQ(key_, "gw1:b:1");
+  EXPECT_EQ(type_, "application/json");
+  EXPECT_EQ(body_, "{\"readings\":[]}");
+  r = s->Post("/sensor-data/batch", "", "busy");
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(r.retry_after, "4");
+}
+
+TEST_F(HttpSenderTest, WholeRequestTimeoutAndStopAreBounded) {
+  auto s = Make(/*request_timeout_ms=*/300);
+  auto t0 = std::chrono::steady_clock::now();
+  HttpResponse r = s->Post("/sensor-data/batch", "k", "slow");
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.status, 0);
+  EXPECT_LT(took, std::chrono::milliseconds(2500));
+
+  auto s2 = Make(/*request_timeout_ms=*/60'000);
+  std::atomic<bool> done{false};
+  std::thread poster([&] {
+    HttpResponse r2 = s2->Post("/sensor-data/batch", "k", "slow");
+    EXPECT_EQ(r2.status, 0);
+    done = true;
+  });
+  while (body_ != "slow" || key_ != "k") std::this_thread::yield();
+  t0 = std::chrono::steady_clock::now();
+  s2->Stop();
+  poster.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(2500));
+  EXPECT_EQ(s2->Post("/sensor-data/batch", "k", "x").status, 0);  // stopped for good
+}
+
+// TLS: the cloud's certificate is verified against cloud.ca_file, host name included.
+TEST(HttpSenderTlsTest, VerifiesTheServerAgainstTheConfiguredCa) {
+  outpost::testing::TempDir dir("outpost-uplink-tls");
+  auto pki = outpost::testing::GenerateTestPki(dir.path());
+  ASSERT_TRUE(pki.ok()) << pki.status().ToString();
+  httplib::SSLServer server(pki->server_cert.c_str(), pki->server_key.c_str());
+  server.Post("/sensor-data/batch", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("{\"accepted\":0}", "application/json");
+  });
+  int port = server.bind_to_any_port("127.0.0.1");
+  std::thread t([&] { server.listen_after_bind(); });
+  while (!server.is_running()) std::this_thread::yield();
+  auto post = [&](const std::string& host, const std::string& ca) {
+    HttpSenderOptions o;
+    o.endpoint = "https://" + host + ":" + std::to_string(port);
+    o.ca_file = ca;
+    o.request_timeout_ms = 5000;
+    auto s = MakeHttpSender(o);
+    EXPECT_TRUE(s.ok());
+    return (*s)->Post("/sensor-data/batch", "k", "{}");
+  };
+  EXPECT_EQ(post("localhost", pki->ca_cert).status, 200);
+  HttpResponse wrong_ca = post("localhost", pki->other_ca_cert);
+  EXPECT_EQ(wrong_ca.status, 0);
+  EXPECT_NE(wrong_ca.error.find("cloud.ca_file"), std::string::npos) << wrong_ca.error;
+  server.stop();
+  t.join();
+}
+
+TEST(HttpSenderOptionsTest, RejectsANonHttpEndpointNamingTheKey) {
+  HttpSenderOptions o;
+  o.endpoint = "ftp://x";
+  auto s = MakeHttpSender(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("cloud.api_endpoint"), std::string::npos);
+  o.endpoint = "https://cloud.example.com:8443/api";
+  EXPECT_TRUE(MakeHttpSender(o).ok());
+}
+
+}  // namespace
+}  // namespace outpost::gateway::uplink

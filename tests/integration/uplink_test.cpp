@@ -1,0 +1,530 @@
+// The gateway's store-and-forward uplink against the real parts: a real Mosquitto, the real
+// outpost-gateway, the real outpost-cloud (SQLite in a temp dir) and a fault-injecting proxy
+// between gateway and cloud (tests/support/fault_proxy.h). Readings are published with QoS 1
+// in the native payload with boot/seq, so what arrived in the cloud is checked reading by
+// reading: every one exactly once, and per device in seq order of arrival.
+// Promise mapping: docs/guarantees.md ("Store-and-forward").
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "gateway_harness.h"
+#include "outpost/testing/child_process.h"
+#include "outpost/testing/fault_proxy.h"
+#include "outpost/testing/temp_dir.h"
+
+namespace outpost::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+std::string CloudBinary() {
+  const char* dir = std::getenv("OUTPOST_BINARY_DIR");
+  return std::string(dir ? dir : ".") + "/cloud/outpost-cloud";
+}
+
+std::string Native(const std::string& device, int boot, int seq, double temperature) {
+  return json{{"deviceId", device},         {"boot", boot},     {"seq", seq},
+              {"temperature", temperature}, {"humidity", 40.0}, {"battery", 90.0}}
+      .dump();
+}
+
+struct CloudRow {
+  std::string device_id;
+  std::int64_t boot, seq;
+};
+
+// A real outpost-cloud on a free port with its own SQLite file.
+class Cloud {
+ public:
+  Status Start() {
+    db_ = dir_.File("cloud.db");
+    // The token, printed on stdout (the log collects stdout and stderr: take the last word-like
+    // line).
+    ChildProcessOptions t;
+    t.argv = {CloudBinary(), "token",      "create",       "--gateway",
+              kGatewayId,    "--database", "sqlite:" + db_};
+    t.log_path = dir_.File("token.log");
+    auto tp = ChildProcess::Start(t);
+    if (!tp.ok()) return tp.status();
+    auto code = (*tp)->Wait(30s);
+    if (!code.ok() || *code != 0) return Internal("token create failed: " + (*tp)->log());
+    std::istringstream lines((*tp)->log());
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.empty() && line.find(' ') == std::string::npos) token_ = line;
+    }
+    if (token_.empty()) return Internal("no token in: " + (*tp)->log());
+    return Serve();
+  }
+  Status Serve() {
+    ChildProcessOptions o;
+    o.argv = {CloudBinary(), "serve",        "--listen", "127.0.0.1:" + std::to_string(port_),
+              "--database",  "sqlite:" + db_};
+    o.log_path = dir_.File("cloud-" + std::to_string(++runs_) + ".log");
+    auto p = ChildProcess::Start(o);
+    if (!p.ok()) return p.status();
+    proc_ = std::move(p).value();
+    const std::regex ready("listening on http://127\\.0\\.0\\.1:([0-9]+)");
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::smatch m;
+      std::string log = proc_->log();
+      if (std::regex_search(log, m, ready)) {
+        port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
+        return Status::Ok();
+      }
+      if (!proc_->Running()) return Internal("outpost-cloud exited: " + log);
+      std::this_thread::sleep_for(20ms);  // poll interval of a bounded wait
+    }
+    return Status(Code::kDeadlineExceeded, "outpost-cloud did not start: " + proc_->log());
+  }
+  // Readings of our gateway in the order the cloud stored them.
+  std::vector<CloudRow> Readings() const {
+    std::vector<CloudRow> out;
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(db_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+      sqlite3_close(db);
+      return out;
+    }
+    sqlite3_busy_timeout(db, 2000);
+    sqlite3_stmt* st = nullptr;
+    // The cloud's schema (cloud/storage, docs/cloud.md): readings keyed by a device dictionary.
+    if (sqlite3_prepare_v2(db,
+                           "SELECT d.device_id, r.id_a, r.id_b FROM readings r JOIN devices d ON "
+                           "d.id = r.device_key WHERE d.gateway_id = ?1 ORDER BY r.id",
+                           -1, &st, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << "cloud schema changed: " << sqlite3_errmsg(db);
+      sqlite3_finalize(st);
+      st = nullptr;
+    }
+    if (st != nullptr) {
+      sqlite3_bind_text(st, 1, kGatewayId, -1, SQLITE_STATIC);
+      while (sqlite3_step(st) == SQLITE_ROW) {
+        out.push_back(CloudRow{reinterpret_cast<const char*>(sqlite3_column_text(st, 0)),
+                               sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2)});
+      }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+  }
+  std::int64_t Count(const char* table) const {
+    sqlite3* db = nullptr;
+    std::int64_t n = -1;
+    if (sqlite3_open_v2(db_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_busy_timeout(db, 2000);
+      sqlite3_stmt* st = nullptr;
+      std::string q = std::string("SELECT count(*) FROM ") + table;
+      if (sqlite3_prepare_v2(db, q.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+          sqlite3_step(st) == SQLITE_ROW) {
+        n = sqlite3_column_int64(st, 0);
+      }
+      sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
+  }
+  // The first column of the first row of `sql`, as text ("" when none).
+  std::string Query(const std::string& sql) const {
+    std::string out;
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(db_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_busy_timeout(db, 2000);
+      sqlite3_stmt* st = nullptr;
+      if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+          sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != nullptr) {
+        out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+      }
+      sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return out;
+  }
+  const std::string& token() const { return token_; }
+  std::uint16_t port() const { return port_; }
+  std::string log() const { return proc_ ? proc_->log() : ""; }
+
+ private:
+  TempDir dir_{"outpost-uplink-cloud"};
+  std::string db_, token_;
+  std::uint16_t port_ = 0;
+  int runs_ = 0;
+  std::unique_ptr<ChildProcess> proc_;
+};
+
+class UplinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(CloudBinary())) {
+      GTEST_SKIP() << "outpost-cloud not built at " << CloudBinary();
+    }
+    ASSERT_TRUE(cloud_.Start().ok()) << cloud_.log();
+    auto p = FaultProxy::Start("127.0.0.1", cloud_.port());
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    proxy_ = std::move(p).value();
+  }
+
+  // Starts broker + gateway with the uplink pointed at the proxy; `overrides` replace or add
+  // keys under cloud: (YAML keys must be unique, so they are merged here).
+  Status StartGateway(const std::map<std::string, std::string>& overrides = {}) {
+    std::map<std::string, std::string> keys = {
+        {"api_endpoint", proxy_->url()}, {"api_key", cloud_.token()},
+        {"batch_delay_ms", "50"},        {"retry_base_ms", "50"},
+        {"retry_cap_ms", "400"},         {"request_timeout_ms", "3000"},
+        {"connect_timeout_ms", "500"}};
+    for (const auto& [k, v] : overrides) keys[k] = v;
+    std::string yaml = "cloud:\n";
+    for (const auto& [k, v] : keys) yaml += "  " + k + ": " + v + "\n";
+    return h_.Start(yaml);
+  }
+
+  void Publish(const std::string& device, int boot, int from, int to) {
+    for (int seq = from; seq <= to; ++seq) {
+      ASSERT_TRUE(h_.devices()
+                      .Publish("sensors/" + device + "/data", Native(device, boot, seq, 20.0), 1)
+                      .ok());
+    }
+  }
+
+  // Waits until the cloud holds `n` readings of ours (or the deadline passes).
+  std::vector<CloudRow> WaitCloud(std::size_t n, std::chrono::milliseconds timeout = 60s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::vector<CloudRow> rows;
+    while (std::chrono::steady_clock::now() < deadline) {
+      rows = cloud_.Readings();
+      if (rows.size() >= n) return rows;
+      std::this_thread::sleep_for(50ms);  // poll interval of a bounded wait
+    }
+    return rows;
+  }
+
+  // Every (device, boot, seq) of `expected` exactly once, and per device in increasing seq.
+  void ExpectExactlyOnceInOrder(const std::vector<CloudRow>& rows,
+                                const std::map<std::string, std::pair<int, int>>& expected) {
+    std::map<std::string, std::int64_t> last;
+    std::set<std::tuple<std::string, std::int64_t, std::int64_t>> seen;
+    std::size_t want = 0;
+    for (const auto& [dev, range] : expected) want += range.second - range.first + 1;
+    for (const auto& r : rows) {
+      EXPECT_TRUE(seen.emplace(r.device_id, r.boot, r.seq).second)
+          << "duplicate " << r.device_id << " " << r.seq;
+      auto it = last.find(r.device_id);
+      if (it != last.end()) {
+        EXPECT_GT(r.seq, it->second) << "out of order for " << r.device_id;
+      }
+      last[r.device_id] = r.seq;
+    }
+    EXPECT_EQ(rows.size(), want);
+    for (const auto& [dev, range] : expected) {
+      for (int s = range.first; s <= range.second; ++s) {
+        EXPECT_TRUE(seen.count({dev, 1, s})) << "missing " << dev << " seq " << s;
+      }
+    }
+  }
+
+  Result<json> WaitCloudStatus(const std::function<bool(const json&)>& pred,
+                               std::chrono::milliseconds timeout = 30s) {
+    return h_.WaitStatus([&](const json& j) { return j.contains("cloud") && pred(j["cloud"]); },
+                         timeout);
+  }
+
+  std::int64_t Backlog(const json& cloud) {
+    return cloud["backlog"]["readings"].get<std::int64_t>();
+  }
+
+  Cloud cloud_;
+  std::unique_ptr<FaultProxy> proxy_;
+  GatewayHarness h_;
+};
+
+TEST_F(UplinkTest, uplink_delivers_backlog_after_cloud_outage_exactly_once_in_order) {
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kDown).ok());
+  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  Publish("n1", 1, 1, 150);
+  Publish("n2", 1, 1, 150);
+  Publish("n3", 1, 1, 100);
+  // While the cloud is away the backlog and the last error are visible.
+  auto st = WaitCloudStatus([&](const json& c) {
+    return Backlog(c) == 400 && !c["last_error"].is_null() && c["retries"].get<int>() > 0;
+  });
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  const json& cl = (*st)["cloud"];
+  EXPECT_TRUE(cl["enabled"].get<bool>());
+  EXPECT_EQ(cl["protocol"], "seed");
+  EXPECT_GT(cl["backlog"]["bytes"].get<std::int64_t>(), 400 * 50);
+  EXPECT_GE(cl["backlog"]["oldest_age_s"].get<double>(), 0.0);
+  EXPECT_TRUE(cl["last_success_ms"].is_null());
+  EXPECT_TRUE((*st)["last_cloud_sync"].is_null());
+  EXPECT_TRUE(cloud_.Readings().empty());
+
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kPass).ok());
+  auto rows = WaitCloud(400);
+  ExpectExactlyOnceInOrder(rows, {{"n1", {1, 150}}, {"n2", {1, 150}}, {"n3", {1, 100}}});
+  st = WaitCloudStatus(
+      [&](const json& c) { return Backlog(c) == 0 && c["in_flight_key"].is_null(); });
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ((*st)["cloud"]["sent"]["readings"], 400);
+  EXPECT_FALSE((*st)["cloud"]["last_success_ms"].is_null());
+  EXPECT_TRUE((*st)["last_cloud_sync"].is_number());
+  EXPECT_EQ((*st)["cloud"]["dropped"]["quota_oldest"], 0);
+  ASSERT_TRUE(h_.StopGateway().ok());
+}
+
+TEST_F(UplinkTest, uplink_retries_after_500) {
+  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  proxy_->FailNext(FaultMode::kError500, 4);
+  Publish("n1", 1, 1, 60);
+  Publish("n2", 1, 1, 60);
+  auto rows = WaitCloud(120);
+  ExpectExactlyOnceInOrder(rows, {{"n1", {1, 60}}, {"n2", {1, 60}}});
+  EXPECT_EQ(proxy_->counts()[FaultMode::kError500], 4);
+  // The retries carried the key of the batch that failed.
+  auto reqs = proxy_->requests();
+  ASSERT_GE(reqs.size(), 5u);
+  for (int i = 1; i < 5; ++i) EXPECT_EQ(reqs[i].idempotency_key, reqs[0].idempotency_key);
+  auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 0; });
+  ASSERT_TRUE(st.ok());
+  EXPECT_GE((*st)["cloud"]["retries"].get<int>(), 4);
+  EXPECT_NE((*st)["cloud"]["last_error"]["message"].get<std::string>().find("HTTP 500"),
+            std::string::npos);
+}
+
+TEST_F(UplinkTest, uplink_honours_retry_after_on_429) {
+  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  proxy_->FailNext(FaultMode::kTooMany429, 2, /*retry_after_s=*/1);
+  Publish("n1", 1, 1, 40);
+  auto rows = WaitCloud(40);
+  ExpectExactlyOnceInOrder(rows, {{"n1", {1, 40}}});
+  auto reqs = proxy_->requests();
+  ASSERT_GE(reqs.size(), 3u);
+  ASSERT_EQ(reqs[0].mode, FaultMode::kTooMany429);
+  // retry_cap_ms is 400 ms: only Retry-After explains a wait of a second.
+  EXPECT_GE(reqs[1].at_ms - reqs[0].at_ms, 950);
+  EXPECT_GE(reqs[2].at_ms - reqs[1].at_ms, 950);
+  EXPECT_EQ(reqs[1].idempotency_key, reqs[0].idempotency_key);
+}
+
+TEST_F(UplinkTest, uplink_survives_slow_cloud) {
+  // Slow answers within the timeout, then answers slower than cloud.request_timeout_ms: the
+  // gateway gives up on those (the cloud stored them anyway) and retries with the same key.
+  ASSERT_TRUE(StartGateway({{"request_timeout_ms", "500"}}).ok()) << h_.gateway_log();
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kDelay, 200).ok());
+  Publish("n1", 1, 1, 30);
+  auto rows = WaitCloud(30);
+  ExpectExactlyOnceInOrder(rows, {{"n1", {1, 30}}});
+  proxy_->FailNext(FaultMode::kDelay, 2, 1500);
+  Publish("n1", 1, 31, 60);
+  rows = WaitCloud(60);
+  auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 0; });
+  ASSERT_TRUE(st.ok());
+  rows = cloud_.Readings();
+  ExpectExactlyOnceInOrder(rows, {{"n1", {1, 60}}});
+  EXPECT_NE((*st)["cloud"]["last_error"]["message"].get<std::string>().find("timed out"),
+            std::string::npos)
+      << (*st)["cloud"].dump();
+}
+
+TEST_F(UplinkTest, uplink_dropped_connection_before_store_is_retried) {
+  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  proxy_->FailNext(FaultMode::kDropBeforeForward, 3);
+  Publish("n1", 1, 1, 50);
+  auto rows = WaitCloud(50);
+  ExpectExactlyOnceInOrder(rows, {{"n1", {1, 50}}});
+  EXPECT_EQ(proxy_->counts()[FaultMode::kDropBeforeForward], 3);
+}
+
+TEST_F(UplinkTest, uplink_dropped_connection_after_store_no_duplicate) {
+  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  proxy_->FailNext(FaultMode::kDropAfterForward, 3);
+  Publish("n1", 1, 1, 50);
+  Publish("n2", 1, 1, 50);
+  auto rows = WaitCloud(100);
+  auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 0; });
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  rows = cloud_.Readings();
+  ExpectExactlyOnceInOrder(rows, {{"n1", {1, 50}}, {"n2", {1, 50}}});
+  EXPECT_EQ(proxy_->counts()[FaultMode::kDropAfterForward], 3);
+  // The cloud stored the first attempt; the retry with the same key was a replay.
+  EXPECT_GE((*st)["cloud"]["sent"]["replayed"].get<int>(), 1);
+}
+
+TEST_F(UplinkTest, uplink_sigkill_mid_upload_no_duplicate) {
+  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  // Slow cloud: the batch is persisted and on the wire when the gateway dies.
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kDelay, 1500).ok());
+  Publish("n1", 1, 1, 80);
+  Publish("n2", 1, 1, 80);
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (proxy_->requests().empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);  // poll interval of a bounded wait
+  }
+  ASSERT_FALSE(proxy_->requests().empty());
+  const std::string key = proxy_->requests().front().idempotency_key;
+  h_.KillGateway();
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kPass).ok());
+  ASSERT_TRUE(h_.StartGateway().ok()) << h_.gateway_log();
+  auto rows = WaitCloud(160);
+  auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 0; });
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  rows = cloud_.Readings();
+  ExpectExactlyOnceInOrder(rows, {{"n1", {1, 80}}, {"n2", {1, 80}}});
+  // After the restart the persisted batch went again under its key.
+  bool resent = false;
+  auto reqs = proxy_->requests();
+  for (std::size_t i = 1; i < reqs.size(); ++i) resent |= reqs[i].idempotency_key == key;
+  EXPECT_TRUE(resent) << "key " << key << " not resent";
+}
+
+TEST_F(UplinkTest, uplink_quota_drop_oldest_counts_every_drop) {
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kDown).ok());
+  // ~200 bytes per queued reading: 8 KiB holds about 40.
+  ASSERT_TRUE(StartGateway({{"quota_bytes", "8KiB"}}).ok()) << h_.gateway_log();
+  Publish("n1", 1, 1, 200);
+  auto st = WaitCloudStatus([&](const json& c) {
+    return Backlog(c) + c["dropped"]["quota_oldest"].get<std::int64_t>() == 200;
+  });
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  const json c = (*st)["cloud"];
+  const std::int64_t kept = Backlog(c);
+  const std::int64_t dropped = c["dropped"]["quota_oldest"].get<std::int64_t>();
+  EXPECT_GT(dropped, 100);
+  EXPECT_GT(kept, 10);
+  EXPECT_LE(c["backlog"]["bytes"].get<std::int64_t>(), 8 * 1024);
+  EXPECT_EQ(c["dropped"]["quota_rejected"], 0);
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kPass).ok());
+  auto rows = WaitCloud(static_cast<std::size_t>(kept));
+  // Exactly the survivors, each once, in order: the batch that was in flight when the quota
+  // hit (never dropped: a prefix) and the newest readings; every other one counted as dropped.
+  ASSERT_EQ(static_cast<std::int64_t>(rows.size()), kept);
+  std::int64_t prev = 0;
+  for (const auto& r : rows) {
+    EXPECT_GT(r.seq, prev);
+    prev = r.seq;
+  }
+  EXPECT_EQ(rows.back().seq, 200);
+  std::int64_t gaps = 0;  // the dropped run sits between the prefix and the suffix
+  for (std::size_t i = 1; i < rows.size(); ++i) gaps += rows[i].seq != rows[i - 1].seq + 1;
+  EXPECT_LE(gaps, 1);
+  auto end = WaitCloudStatus([&](const json& cj) { return Backlog(cj) == 0; });
+  ASSERT_TRUE(end.ok());
+  EXPECT_EQ((*end)["cloud"]["sent"]["readings"].get<std::int64_t>() +
+                (*end)["cloud"]["dropped"]["quota_oldest"].get<std::int64_t>(),
+            200);
+}
+
+TEST_F(UplinkTest, uplink_quota_reject_new_counts) {
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kDown).ok());
+  ASSERT_TRUE(StartGateway({{"quota_bytes", "8KiB"}, {"when_full", "reject_new"}}).ok())
+      << h_.gateway_log();
+  Publish("n1", 1, 1, 200);
+  auto st = WaitCloudStatus([&](const json& c) {
+    return Backlog(c) + c["dropped"]["quota_rejected"].get<std::int64_t>() == 200;
+  });
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  const std::int64_t kept = Backlog((*st)["cloud"]);
+  EXPECT_EQ((*st)["cloud"]["dropped"]["quota_oldest"], 0);
+  EXPECT_EQ((*st)["ingest"]["stored"], 200);  // stored locally all the same
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kPass).ok());
+  auto rows = WaitCloud(static_cast<std::size_t>(kept));
+  ExpectExactlyOnceInOrder(rows, {{"n1", {1, static_cast<int>(kept)}}});  // the oldest kept
+}
+
+TEST_F(UplinkTest, uplink_seed_protocol_body) {
+  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  // The seed ESP32's payload (uptime timestamp: the gateway's time is used and said so).
+  ASSERT_TRUE(
+      h_.devices()
+          .Publish("sensors/data",
+                   R"({"deviceId":"esp32_sensor_001","timestamp":123456,"temperature":22.5,)"
+                   R"("humidity":45.2,"motion":false,"battery":87.5,"rssi":-65})",
+                   1)
+          .ok());
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (cloud_.Count("readings") < 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);  // poll interval of a bounded wait
+  }
+  ASSERT_EQ(cloud_.Count("readings"), 1);
+  auto reqs = proxy_->requests();
+  ASSERT_FALSE(reqs.empty());
+  EXPECT_EQ(reqs[0].path, "/sensor-data/batch");
+  EXPECT_EQ(reqs[0].status, 200);
+  // Every metric of the flat seed object arrived (booleans as 0/1), with the gateway's time.
+  json row = json::parse(cloud_.Query(
+      "SELECT json_object('device', d.device_id, 'src', r.ts_source, 'm', json(r.metrics)) "
+      "FROM readings r JOIN devices d ON d.id = r.device_key"));
+  EXPECT_EQ(row["device"], "esp32_sensor_001");
+  EXPECT_EQ(row["src"], "gateway");  // the seed's millis() uptime was replaced
+  EXPECT_DOUBLE_EQ(row["m"]["temperature"].get<double>(), 22.5);
+  EXPECT_DOUBLE_EQ(row["m"]["humidity"].get<double>(), 45.2);
+  EXPECT_DOUBLE_EQ(row["m"]["battery"].get<double>(), 87.5);
+  EXPECT_DOUBLE_EQ(row["m"]["rssi"].get<double>(), -65);
+  EXPECT_DOUBLE_EQ(row["m"]["motion"].get<double>(), 0);
+}
+
+TEST_F(UplinkTest, uplink_native_protocol_carries_alerts_and_statuses) {
+  ASSERT_TRUE(StartGateway({{"protocol", "native"}}).ok()) << h_.gateway_log();
+  ASSERT_TRUE(h_.devices().Publish("devices/n9/status", "online", 1).ok());
+  Publish("n9", 1, 1, 5);
+  ASSERT_TRUE(
+      h_.devices().Publish("sensors/n9/data", Native("n9", 1, 6, 41.0), 1).ok());  // > 35 °C
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while ((cloud_.Count("readings") < 6 || cloud_.Count("alerts") < 1 ||
+          cloud_.Count("statuses") < 1) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);  // poll interval of a bounded wait
+  }
+  EXPECT_EQ(cloud_.Count("readings"), 6);
+  EXPECT_GE(cloud_.Count("alerts"), 1);
+  EXPECT_GE(cloud_.Count("statuses"), 1);
+  auto reqs = proxy_->requests();
+  ASSERT_FALSE(reqs.empty());
+  EXPECT_EQ(reqs[0].path, "/v1/batches");
+  ExpectExactlyOnceInOrder(cloud_.Readings(), {{"n9", {1, 6}}});
+}
+
+TEST_F(UplinkTest, uplink_sync_cloud_drains_now) {
+  // A long linger: without sync_cloud nothing would go for a minute.
+  ASSERT_TRUE(StartGateway({{"batch_delay_ms", "60000"}, {"sync_interval_s", "60"}}).ok())
+      << h_.gateway_log();
+  Publish("n1", 1, 1, 10);
+  auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 10; });
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(cloud_.Readings().empty());
+  ASSERT_TRUE(
+      h_.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":"s1"})", 1).ok());
+  auto rows = WaitCloud(10, 10s);
+  ExpectExactlyOnceInOrder(rows, {{"n1", {1, 10}}});
+}
+
+TEST_F(UplinkTest, uplink_sigterm_does_not_wait_for_a_slow_cloud) {
+  ASSERT_TRUE(StartGateway({{"request_timeout_ms", "60000"}}).ok()) << h_.gateway_log();
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kDelay, 30'000).ok());  // a cloud that hangs
+  Publish("n1", 1, 1, 5);
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (proxy_->requests().empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);  // poll interval of a bounded wait
+  }
+  ASSERT_FALSE(proxy_->requests().empty());
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(h_.StopGateway(10s).ok()) << h_.gateway_log();  // exit 0, long before 30 s
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  // The batch stays persisted for the next run: nothing was lost by stopping.
+  auto store = h_.OpenStore();
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ((*store)->stats().outbox.readings, 5);
+  EXPECT_FALSE((*store)->stats().outbox.in_flight_key.empty());
+}
+
+}  // namespace
+}  // namespace outpost::testing
