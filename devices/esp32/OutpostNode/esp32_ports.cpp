@@ -1,7 +1,7 @@
 // ESP32 bindings of the node core's ports. See esp32_ports.h.
 #include "esp32_ports.h"
 
-#include <esp_random.h>
+#include <esp_system.h>  // esp_random()
 #include <esp_sleep.h>
 #include <esp_task_wdt.h>
 #include <esp_timer.h>
