@@ -672,7 +672,8 @@ struct NodeOps {
           (n.config_.scheme == TopicScheme::kNative && wall > 0) ? wall : now - s.boot_ms;
       r.temperature_centi = static_cast<std::int32_t>(ScaleToFixed(climate.temperature_c, 2));
       r.humidity_centi = static_cast<std::int32_t>(ScaleToFixed(climate.humidity_pct, 2));
-      float b = battery < 0 ? 0 : (battery > 100 ? 100 : battery);
+      r.battery_known = battery == battery;  // NaN: the gauge failed
+      float b = !r.battery_known || battery < 0 ? 0 : (battery > 100 ? 100 : battery);
       r.battery_centi = static_cast<std::int32_t>(ScaleToFixed(b, 2));
       std::int32_t rssi = n.ports_.sensors->ReadRssiDbm();
       r.rssi_dbm = static_cast<std::int16_t>(rssi < -32768 ? -32768 : (rssi > 0 ? 0 : rssi));
@@ -688,7 +689,8 @@ struct NodeOps {
       }
       UpdateDepth(n);
     }
-    BatteryPolicy(n, battery, now);
+    // An unreadable gauge (NaN) decides nothing: no sleep, no recovery.
+    if (battery == battery) BatteryPolicy(n, battery, now);
   }
 
   static void BatteryPolicy(Node& n, float battery, std::int64_t now) {

@@ -540,6 +540,22 @@ TEST(NodeTest, SleepingIsAnnouncedAtTheDeadlineWhenTheRingDoesNotDrain) {
   EXPECT_EQ(rig.PublishesOn("devices/node-1/status").back().payload, "sleeping");
 }
 
+// Regression: a battery gauge returning NaN latched low-power mode (NaN compares false with
+// the thresholds) and sent the node to sleep for 30 minutes, reporting "battery":0.
+TEST(NodeTest, UnreadableBatteryDecidesNothingAndIsLeftOutOfTheReading) {
+  Rig rig(TestConfig());
+  rig.ports.sensors.battery = __builtin_nanf("");
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(6'100);
+  EXPECT_EQ(rig.ports.power.sleeps, 0);
+  EXPECT_EQ(rig.node->state(), NodeState::kOnline);
+  EXPECT_EQ(rig.ports.rtc.state.low_battery_latched, 0u);
+  auto data = rig.PublishesOn("sensors/node-1/data");
+  ASSERT_FALSE(data.empty());
+  EXPECT_EQ(data[0].payload.find("battery"), std::string::npos) << data[0].payload;
+  EXPECT_NE(data[0].payload.find("\"temperature\""), std::string::npos) << data[0].payload;
+}
+
 // Regression: max_packet_bytes (the JSON scratch buffer) was accepted at 256 even when the
 // longest reading of this device id and firmware needs more; WriteReadingJson then returned 0
 // and the node published an empty payload, which the broker acknowledged: the reading was lost.

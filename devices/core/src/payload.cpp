@@ -28,8 +28,12 @@ std::size_t WriteReadingJson(const PayloadIdentity& id, const Reading& r, char* 
   w.Fixed(r.humidity_centi, 2);
   w.Key("motion");
   w.Bool(r.motion);
-  w.Key("battery");
-  w.Fixed(r.battery_centi, 2);
+  // The seed's payload always has "battery" (0 when unknown); a native one leaves an unknown
+  // battery out rather than report an empty one, which would raise a low-battery alert.
+  if (r.battery_known || id.scheme == TopicScheme::kSeed) {
+    w.Key("battery");
+    w.Fixed(r.battery_centi, 2);
+  }
   w.Key("rssi");
   w.Int(r.rssi_dbm);
   w.EndObject();

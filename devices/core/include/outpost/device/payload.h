@@ -20,6 +20,7 @@ struct Reading {
   std::int32_t battery_centi = 0;      // 0.01 %
   std::int16_t rssi_dbm = 0;
   bool motion = false;
+  bool battery_known = true;  // false: the gauge returned NaN; native payloads leave it out
 };
 
 struct PayloadIdentity {
