@@ -46,6 +46,15 @@ std::string Lower(std::string s) {
   return s;
 }
 
+// The media type of a Content-Type value: before any parameters, without surrounding blanks
+// (RFC 9110 allows "application/json ; charset=utf-8"), lower-cased.
+std::string MediaType(const std::string& value) {
+  const std::string t = value.substr(0, value.find(';'));
+  const auto first = t.find_first_not_of(" \t");
+  if (first == std::string::npos) return {};
+  return Lower(t.substr(first, t.find_last_not_of(" \t") - first + 1));
+}
+
 const std::string* Header(const HttpRequest& r, const char* name) {
   auto it = r.headers.find(name);
   return it == r.headers.end() ? nullptr : &it->second;
@@ -236,7 +245,7 @@ HttpResponse Service::Batch(const HttpRequest& request, bool native) {
   if (!Authenticate(request, &who, &error)) return error;
 
   const std::string* type = Header(request, "content-type");
-  if (type == nullptr || Lower(type->substr(0, type->find(';'))) != "application/json") {
+  if (type == nullptr || MediaType(*type) != "application/json") {
     ++metrics_.batches_rejected;
     return Error(415, "unsupported_media_type",
                  "Content-Type: expected application/json, got " +
@@ -437,6 +446,7 @@ HttpResponse Service::Alerts(const HttpRequest& request, const Principal& who) {
       !IntParam(request, "limit", 1, 100'000, &q.limit, &error)) {
     return error;
   }
+  if (q.to_ms < q.from_ms) return Error(400, "invalid_field", "to_ms: must not be before from_ms");
   Result<std::vector<StoredAlert>> rows = storage_.QueryAlerts(q);
   if (!rows.ok()) return StorageError(rows.status(), options_.retry_after_s);
   json out = json::array();

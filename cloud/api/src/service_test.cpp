@@ -78,6 +78,28 @@ TEST_F(ServiceTest, ContentTypeWithCharsetIsJson) {
   EXPECT_EQ(r.status, 415);
 }
 
+// Regression: a blank before the parameters ("application/json ;charset=utf-8", allowed by
+// RFC 9110) was answered 415.
+TEST_F(ServiceTest, ContentTypeWithBlanksBeforeParametersIsJson) {
+  HttpResponse r = Call(
+      "POST", "/sensor-data/batch", R"({"readings":[]})",
+      {{"authorization", "Bearer secret"}, {"content-type", " Application/JSON ;charset=utf-8"}});
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+// Regression: /v1/alerts accepted to_ms before from_ms (an empty answer) where /v1/readings
+// answers 400.
+TEST_F(ServiceTest, AlertsRangeBackwardsIs400) {
+  HttpRequest request;
+  request.method = "GET";
+  request.path = "/v1/alerts";
+  request.headers = {{"authorization", "Bearer secret"}};
+  request.params = {{"from_ms", "2000"}, {"to_ms", "1000"}};
+  HttpResponse r = service_->Handle(request);
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("to_ms"), std::string::npos) << r.body;
+}
+
 TEST_F(ServiceTest, LimitsAre413) {
   HttpResponse r = Call("POST", "/sensor-data/batch", std::string(3000, ' '));
   EXPECT_EQ(r.status, 413);
