@@ -102,6 +102,15 @@ void ChildProcess::Kill() {
   if (!exited_) ::kill(pid_, SIGKILL);
 }
 
+Status ChildProcess::Stop(int signal, std::chrono::milliseconds grace) {
+  if (!exited_) ::kill(pid_, signal);
+  Result<int> r = Wait(grace);
+  if (r.ok()) return Status::Ok();
+  Kill();
+  (void)Wait(std::chrono::seconds(5));
+  return r.status();
+}
+
 Result<int> ChildProcess::Wait(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!Reap(/*block=*/false)) {

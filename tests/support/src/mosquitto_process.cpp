@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -131,16 +132,9 @@ bool MosquittoProcess::running() { return process_ && process_->Running(); }
 
 Status MosquittoProcess::Stop() {
   if (!process_) return Status::Ok();
-  process_->Terminate();
-  Result<int> r = process_->Wait(std::chrono::seconds(5));
-  if (!r.ok()) {
-    process_->Kill();
-    (void)process_->Wait(std::chrono::seconds(5));
-    process_.reset();
-    return r.status();
-  }
+  Status s = process_->Stop(SIGTERM, std::chrono::seconds(5));
   process_.reset();
-  return Status::Ok();
+  return s;
 }
 
 void MosquittoProcess::Kill() {

@@ -193,16 +193,9 @@ Status PostgresProcess::Stop() {
   if (!process_) return Status::Ok();
   // SIGINT is PostgreSQL's "fast" shutdown: it disconnects clients (SIGTERM would wait for
   // them) and still shuts down cleanly.
-  if (process_->Running()) ::kill(process_->pid(), SIGINT);
-  Result<int> r = process_->Wait(std::chrono::seconds(10));
-  if (!r.ok()) {
-    process_->Kill();
-    (void)process_->Wait(std::chrono::seconds(5));
-    process_.reset();
-    return r.status();
-  }
+  Status s = process_->Stop(SIGINT, std::chrono::seconds(10));
   process_.reset();
-  return Status::Ok();
+  return s;
 }
 
 Status PostgresProcess::Restart() {

@@ -41,6 +41,9 @@ class ChildProcess {
   // Waits (bounded polling) for exit. Returns the exit code, or 128 + signal number when killed
   // by a signal; kDeadlineExceeded when still running after `timeout`.
   Result<int> Wait(std::chrono::milliseconds timeout);
+  // Sends `signal` and waits up to `grace` for the exit; past it, SIGKILL (waited for) and
+  // kDeadlineExceeded: the program did not shut down cleanly.
+  Status Stop(int signal, std::chrono::milliseconds grace);
   // The log file's contents so far.
   std::string log() const;
   const std::string& log_path() const { return options_.log_path; }
