@@ -17,7 +17,8 @@ packages=(
 )
 
 # One dpkg-query for all: a package is missing unless reported "install ok installed".
-installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null \
+# dpkg-query exits 1 when it knows none of a name (a bare machine), which is not an error here.
+installed=$( (dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null || true) \
   | awk '$2 == "install" && $3 == "ok" && $4 == "installed" { print $1 }' | sed 's/:.*//')
 missing=()
 for p in "${packages[@]}"; do
