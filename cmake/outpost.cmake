@@ -43,6 +43,21 @@ function(outpost_test)
   endif()
 endfunction()
 
+# outpost_script_test(NAME <name> SCRIPT <file> [LABELS ...])
+# Registers a shell test (bash, exits non-zero on failure) with CTest; label "unit" by default.
+function(outpost_script_test)
+  cmake_parse_arguments(A "" "NAME;SCRIPT" "LABELS" ${ARGN})
+  if(NOT OUTPOST_TESTS)
+    return()
+  endif()
+  if(NOT A_LABELS)
+    set(A_LABELS unit)
+  endif()
+  add_test(NAME ${A_NAME} COMMAND bash ${A_SCRIPT})
+  set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT 60
+    ENVIRONMENT "OUTPOST_BINARY_DIR=${CMAKE_BINARY_DIR};OUTPOST_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+endfunction()
+
 # Every fuzz target, so scripts can build just those: cmake --build ... --target fuzzers
 add_custom_target(fuzzers)
 

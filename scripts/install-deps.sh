@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Installs every build, test and run dependency from Debian 12's packages.
 # Idempotent and quick when everything is present: apt is only called for what is missing.
-# Usage: scripts/install-deps.sh        (as root, or with sudo available)
+#
+# Usage: scripts/install-deps.sh          install what is missing (as root, or with sudo available)
+#        scripts/install-deps.sh --check  list what is missing, install nothing; exit 1 if anything is
 set -euo pipefail
+
+check=0
+case "${1:-}" in
+  "") ;;
+  --check) check=1 ;;
+  -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+  *) echo "install-deps: unknown option $1 (see --help)" >&2; exit 2 ;;
+esac
 
 packages=(
   build-essential cmake ninja-build pkg-config git
@@ -30,9 +40,14 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 
+echo "install-deps: missing ${#missing[@]} of ${#packages[@]} packages: ${missing[*]}"
+if [ "$check" = 1 ]; then exit 1; fi
+
 sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-echo "install-deps: installing ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: run as root (sudo is not installed)" >&2; exit 1; }
+  sudo="sudo"
+fi
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # The mosquitto package starts a system broker on :1883; our scripts start their own on free

@@ -17,6 +17,7 @@
 #   --duration S    stop after S seconds (default 3600)
 #   --dir DIR       where the databases, configs and logs go (default ./run)
 #   --no-cloud      no outpost-cloud: the gateway keeps everything locally
+#   --no-build      use the binaries already in build/release (no install, no build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
     --dir) dir=$2; shift ;;
     --no-build) build=0 ;;
     --no-cloud) cloud=0 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "run-local.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up and runs the whole test suite: installs dependencies (Debian 12 packages), builds the
-# release preset, runs every unit and integration test (real Mosquitto, real SQLite files),
+# release preset, runs every unit and integration test (real Mosquitto, SQLite files, PostgreSQL),
 # then builds the libFuzzer targets with clang and runs each briefly from its seed corpus.
 #
 # Usage: scripts/test.sh [--no-fuzz] [--fuzz-seconds N] [-- extra ctest args]
@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
     --no-fuzz) fuzz=0 ;;
     --fuzz-seconds) fuzz_seconds=$2; shift ;;
     --) shift; ctest_args=("$@"); break ;;
-    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
