@@ -655,18 +655,27 @@ TEST_F(GatewayCrashTest, RedeliveredBatchLongerThanTheDedupeWindowIsNotStoredTwi
 
 // Regression test for the per-device flood limit rejecting a backlog: readings a device sent
 // within its rate limit while the gateway was down reach the gateway together when it comes
-// back, and the token bucket (counting receive time) takes that replay for a flood: everything
-// past the burst is rejected as rate_limited, acknowledged, and never stored. Here: a device
-// allowed 10 readings/s (burst 100) sent 10/s (device timestamps 100 ms apart) during a 100 s
-// outage. A larger default burst only moves the threshold (20,000 = 200/s for 100 s, or one
-// reading a second for 5.5 hours). The bucket now counts in the device's own time when the
-// readings carry it.
+// back, and a plain token bucket takes that replay for a flood: everything past the burst is
+// rejected as rate_limited, acknowledged, and never stored. Here: a known device allowed 10
+// readings/s (burst 100) sent 10/s (device timestamps 100 ms apart) during a 100 s outage. The
+// bucket counts in receive time (forged timestamps must not widen it) and credits the silence
+// since the device was last seen — including the gateway's downtime, from the device's
+// persisted last_seen (back-dated here by the outage: the test does not wait 100 s).
 TEST_F(GatewayCrashTest, BacklogQueuedWhileTheGatewayWasDownIsNotRateLimited) {
   constexpr std::uint64_t kCount = 1000;
   ASSERT_TRUE(h.Start("ingest:\n  device_rate_per_s: 10\n  device_burst: 100\n").ok())
       << h.gateway_log();
   ASSERT_TRUE(h.GetStatus().ok());
   ASSERT_TRUE(h.StopGateway().ok());
+  {  // The device was last heard when the outage began.
+    auto store = h.OpenStore();
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    gateway::store::Batch batch;
+    const std::int64_t began = WallMs() - static_cast<std::int64_t>(kCount) * 100;
+    batch.devices.push_back(gateway::store::DeviceRow{DeviceId(0), began, began, "online", began,
+                                                      "{}", "", kBoot, 0, 0, 0, 0});
+    ASSERT_TRUE((*store)->Write(batch).ok());
+  }
 
   SequencedPublisher::Options po;
   po.port = h.broker().port();

@@ -1,6 +1,7 @@
 // Integration tests of outpost-gateway with a real Mosquitto and real SQLite files.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -33,6 +34,22 @@ std::vector<json> TakeQueued(TestMqtt& client, const std::string& filter) {
     if (!m.ok()) return out;
     out.push_back(json::parse(m->payload));
   }
+}
+
+std::int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string NativeAt(const std::string& device, int boot, int seq, std::int64_t ts_ms) {
+  return json{{"deviceId", device},  {"boot", boot},     {"seq", seq},     {"timestamp", ts_ms},
+              {"temperature", 20.0}, {"humidity", 40.0}, {"battery", 90.0}}
+      .dump();
+}
+
+std::string StatusOf(const std::string& device, const char* state) {
+  return json{{"deviceId", device}, {"status", state}}.dump();
 }
 
 auto Stored(std::uint64_t n) {
@@ -370,7 +387,7 @@ TEST_F(GatewayTest, SyncCloudIsAcceptedAndUnknownCommandsAreRefused) {
 }
 
 TEST_F(GatewayTest, RestartCommandDrainsAndComesBackWithItsRegistry) {
-  ASSERT_TRUE(h.Start().ok());
+  ASSERT_TRUE(h.Start("commands:\n  restart_min_interval_s: 0\n").ok());
   for (int i = 1; i <= 20; ++i) {
     ASSERT_TRUE(h.devices().Publish("sensors/p/data", Native("p", 1, i, 20), 1).ok());
   }
@@ -413,6 +430,245 @@ TEST_F(GatewayTest, SigtermDrainsCleanlyAndTheRestArrivesAfterRestart) {
     EXPECT_FALSE(seen[v]) << "reading " << v << " stored twice";
     seen[v] = true;
   }
+}
+
+// Regression test: the flood limit was judged on the device's own timestamps, so a device
+// writing steadily increasing fake timestamps (here exactly one rate interval apart) got every
+// reading stored at any speed. The limit is now judged in receive time.
+TEST_F(GatewayTest, forged_timestamps_do_not_bypass_flood_limit) {
+  ASSERT_TRUE(h.Start("ingest:\n  device_rate_per_s: 10\n  device_burst: 20\n").ok());
+  constexpr int kCount = 2000;
+  const auto start = std::chrono::steady_clock::now();
+  const std::int64_t origin = WallMs() - kCount * 100;
+  for (int i = 1; i <= kCount; ++i) {
+    ASSERT_TRUE(h.devices()
+                    .Publish("sensors/forger/data", NativeAt("forger", 1, i, origin + i * 100), 0)
+                    .ok());
+  }
+  auto s = h.WaitStatus(
+      [](const json& j) {
+        return j["ingest"]["received"] == kCount &&
+               j["ingest"]["stored"].get<int>() + j["ingest"]["rejected"].get<int>() == kCount;
+      },
+      std::chrono::seconds(60));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  const double elapsed_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto stored = (*s)["ingest"]["stored"].get<std::uint64_t>();
+  const int limited = (*s)["ingest"]["rejected_by_reason"].value("rate_limited", 0);
+  std::printf("%d readings in %.2f s with forged timestamps: %llu stored, %d rate_limited\n",
+              kCount, elapsed_s, static_cast<unsigned long long>(stored), limited);
+  // burst + rate x the time the flood took (the gateway's receive time).
+  EXPECT_LE(static_cast<double>(stored), 20 + 10 * elapsed_s + 1);
+  EXPECT_EQ(stored + static_cast<std::uint64_t>(limited), static_cast<std::uint64_t>(kCount));
+}
+
+// Moves a stopped gateway's "last seen" of `device` back by `ms`: the gateway was down (and the
+// device unheard) that long. The test cannot wait an hour; the gateway reads this row at start.
+void BackdateLastSeen(GatewayHarness& h, const std::string& device, std::int64_t ms) {
+  auto store = h.OpenStore();
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto rows = (*store)->LoadDevices();
+  ASSERT_TRUE(rows.ok());
+  gateway::store::Batch batch;
+  for (auto row : *rows) {
+    if (row.device_id != device) continue;
+    row.last_seen_ms -= ms;
+    batch.devices.push_back(row);
+  }
+  ASSERT_EQ(batch.devices.size(), 1u);
+  ASSERT_TRUE((*store)->Write(batch).ok());
+}
+
+// A device at 1 reading/s (limit 1/s, burst 10) whose gateway was down an hour: the broker
+// replays the hour's 3,600 readings at once when the gateway is back, and all are stored.
+TEST_F(GatewayTest, hour_backlog_is_stored_in_full) {
+  ASSERT_TRUE(h.Start("ingest:\n  device_rate_per_s: 1\n  device_burst: 10\n").ok());
+  constexpr int kBacklog = 3600;
+  const std::int64_t origin = WallMs() - kBacklog * 1000;
+  ASSERT_TRUE(
+      h.devices().Publish("sensors/patient/data", NativeAt("patient", 1, 1, origin), 1).ok());
+  ASSERT_TRUE(h.WaitStatus(Stored(1)).ok());
+  ASSERT_TRUE(h.StopGateway().ok());
+  BackdateLastSeen(h, "patient", kBacklog * 1000);
+  for (int i = 2; i <= kBacklog + 1; ++i) {  // queued by the broker for the gateway's session
+    ASSERT_TRUE(
+        h.devices()
+            .Publish("sensors/patient/data", NativeAt("patient", 1, i, origin + i * 1000), 1)
+            .ok());
+  }
+  ASSERT_TRUE(h.StartGateway().ok());
+  auto s = h.WaitStatus(
+      [](const json& j) {
+        return j["ingest"]["stored"].get<int>() + j["ingest"]["rejected"].get<int>() >= kBacklog;
+      },
+      std::chrono::seconds(60));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ((*s)["ingest"]["stored"], kBacklog);
+  EXPECT_EQ((*s)["ingest"]["rejected"], 0) << (*s)["ingest"].dump();
+}
+
+// Regression test: status messages had no rate limit, so a forged stream of online/offline
+// for one device raised and cleared a device_offline alert for every pair.
+TEST_F(GatewayTest, status_flood_does_not_flood_alerts) {
+  ASSERT_TRUE(h.Start().ok());  // defaults: 6 statuses a minute per device, burst 10
+  constexpr int kCount = 200;
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_TRUE(
+        h.devices()
+            .Publish("devices/flappy/status", StatusOf("flappy", i % 2 ? "online" : "offline"), 1)
+            .ok());
+  }
+  auto s = h.WaitStatus([](const json& j) { return j["ingest"]["status_messages"] == kCount; });
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  const auto alerts = (*s)["alerts"]["raised"].get<int>() + (*s)["alerts"]["cleared"].get<int>();
+  const int limited = (*s)["ingest"]["rejected_by_reason"].value("status_rate_limited", 0);
+  std::printf("%d statuses: %d alert transitions, %d status_rate_limited\n", kCount, alerts,
+              limited);
+  EXPECT_LE(alerts, 10);
+  EXPECT_EQ(limited, kCount - 10);
+  // Other devices' statuses are not affected.
+  ASSERT_TRUE(h.devices().Publish("devices/calm/status", StatusOf("calm", "online"), 1).ok());
+  ASSERT_TRUE(h.WaitStatus([](const json& j) { return j["devices_count"] == 2; }).ok());
+}
+
+// Regression test: restart/reboot had no rate limit; a stream of them kept the gateway
+// restarting. At most one per commands.restart_min_interval_s of uptime; a refused one is
+// answered with the reason and counted.
+TEST_F(GatewayTest, restart_command_is_rate_limited) {
+  ASSERT_TRUE(h.Start("commands:\n  restart_min_interval_s: 5\n").ok());
+  const std::string replies = std::string("gateway/") + kGatewayId + "/replies";
+  auto restart = [&](const char* id) {
+    return h.devices().Publish("gateway/commands",
+                               std::string(R"({"command":"restart","id":")") + id + "\"}", 1);
+  };
+  ASSERT_TRUE(restart("early").ok());
+  auto reply = h.observer().WaitMessage(replies);
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  json r = json::parse(reply->payload);
+  EXPECT_EQ(r["ok"], false) << r.dump();
+  EXPECT_NE(r["message"].get<std::string>().find("commands.restart_min_interval_s"),
+            std::string::npos)
+      << r.dump();
+  auto s = h.WaitStatus([](const json& j) { return j["ingest"]["restarts_refused"] == 1; });
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+
+  // Once the interval has passed, a restart is carried out...
+  ASSERT_TRUE(h.WaitStatus([](const json& j) { return j["uptime"].get<double>() >= 5; }).ok());
+  ASSERT_TRUE(restart("later").ok());
+  reply = h.observer().WaitMessage(replies);
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(json::parse(reply->payload)["ok"], true) << reply->payload;
+  auto back = h.WaitStatus([](const json& j) {
+    return j["uptime"].get<double>() < 5 && j["ingest"]["restarts_refused"] == 0;
+  });
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  // ...and the restarted gateway refuses the next one within the interval.
+  ASSERT_TRUE(restart("again").ok());
+  reply = h.observer().WaitMessage(replies);
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(json::parse(reply->payload)["ok"], false) << reply->payload;
+  EXPECT_TRUE(h.gateway_running());
+}
+
+// Regression test: readings under fake device ids filled the registry for good, and every new
+// real device was refused from then on. A new device now evicts the device idle longest (no
+// valid reading for registry.evict_after_s); a known device is never refused; the evicted
+// device's row is deleted, so a restart does not bring it back over the limit.
+TEST_F(GatewayTest, fake_device_ids_cannot_lock_out_real_devices) {
+  ASSERT_TRUE(h.Start("registry:\n  max_devices: 20\n  evict_after_s: 2\n").ok());
+  int real_seq = 0, newcomer_seq = 0;
+  ASSERT_TRUE(h.devices().Publish("sensors/real/data", Native("real", 1, ++real_seq, 20), 1).ok());
+  for (int i = 0; i < 19; ++i) {
+    std::string id = "fake_" + std::to_string(i);
+    ASSERT_TRUE(h.devices().Publish("sensors/" + id + "/data", Native(id, 1, 1, 20), 1).ok());
+  }
+  ASSERT_TRUE(h.devices()
+                  .Publish("sensors/newcomer/data", Native("newcomer", 1, ++newcomer_seq, 20), 1)
+                  .ok());
+  auto s = h.WaitStatus([](const json& j) {
+    return j["ingest"]["rejected_by_reason"].value("too_many_devices", 0) == 1;
+  });
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ((*s)["devices_count"], 20);
+  EXPECT_EQ((*s)["devices"].value("refused", 0), 1);
+  // The real device keeps reporting; the newcomer retries. Once the fakes have been idle for
+  // evict_after_s, the newcomer gets the place of one of them.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  json last;
+  while (std::chrono::steady_clock::now() < deadline) {
+    ASSERT_TRUE(
+        h.devices().Publish("sensors/real/data", Native("real", 1, ++real_seq, 20), 1).ok());
+    ASSERT_TRUE(h.devices()
+                    .Publish("sensors/newcomer/data", Native("newcomer", 1, ++newcomer_seq, 20), 1)
+                    .ok());
+    auto st = h.GetStatus();
+    ASSERT_TRUE(st.ok());
+    last = *st;
+    if (last["devices"].value("evicted", 0) >= 1) break;
+  }
+  EXPECT_GE(last["devices"].value("evicted", 0), 1) << last["devices"].dump();
+  EXPECT_EQ(last["devices_count"], 20);
+  ASSERT_TRUE(h.StopGateway().ok());
+  auto store = h.OpenStore();
+  ASSERT_TRUE(store.ok());
+  auto real = (*store)->QuerySeries("real", "temperature", 0, kForever, 100'000);
+  ASSERT_TRUE(real.ok());
+  EXPECT_EQ(real->size(), static_cast<std::size_t>(real_seq)) << "the known device never refused";
+  auto newcomer = (*store)->QuerySeries("newcomer", "temperature", 0, kForever, 100'000);
+  ASSERT_TRUE(newcomer.ok());
+  EXPECT_GE(newcomer->size(), 1u) << "the new real device got in";
+  auto rows = (*store)->LoadDevices();
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(rows->size(), 20u) << "the evicted device's row is gone";
+  store->reset();
+  ASSERT_TRUE(h.StartGateway().ok());
+  auto after = h.GetStatus();
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ((*after)["devices_count"], 20);
+}
+
+std::string SeqReading(const std::string& device, std::uint32_t boot, std::uint64_t seq) {
+  return json{{"deviceId", device}, {"boot", boot}, {"seq", seq}, {"temperature", 20.0}}.dump();
+}
+
+// Regression test: a forged seq near 2^62 was counted as 2^62 lost readings (the counters
+// wrap after a few such). A jump beyond ingest.max_seq_jump is counted as a seq_jump instead.
+TEST_F(GatewayTest, huge_seq_jump_does_not_wrap_gap_counter) {
+  ASSERT_TRUE(h.Start().ok());
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+    ASSERT_TRUE(h.devices().Publish("sensors/j/data", SeqReading("j", 1, seq), 1).ok());
+  }
+  ASSERT_TRUE(
+      h.devices().Publish("sensors/j/data", SeqReading("j", 1, std::uint64_t{1} << 62), 1).ok());
+  ASSERT_TRUE(h.devices().Publish("sensors/j/data", SeqReading("j", 1, 5), 1).ok());  // real
+  auto s = h.WaitStatus(Stored(5));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ((*s)["ingest"]["seq_gaps"], 0) << (*s)["ingest"].dump();
+  EXPECT_EQ((*s)["ingest"]["seq_jumps"], 1);
+  EXPECT_EQ((*s)["ingest"]["duplicates"], 0);
+}
+
+// Regression test: a forged reading with the device's next boot number became its current boot;
+// when the real device restarted into that boot, its readings were dropped as duplicates.
+TEST_F(GatewayTest, forged_next_boot_does_not_swallow_real_boot) {
+  ASSERT_TRUE(h.Start().ok());
+  auto send = [&](std::uint32_t boot, std::uint64_t from, std::uint64_t to) {
+    for (std::uint64_t seq = from; seq <= to; ++seq) {
+      ASSERT_TRUE(h.devices().Publish("sensors/b/data", SeqReading("b", boot, seq), 1).ok());
+    }
+  };
+  send(5, 1, 20);
+  send(6, 1, 10);   // forged
+  send(5, 21, 40);  // the real device goes on
+  send(6, 1, 10);   // and really restarts
+  auto s = h.WaitStatus([](const json& j) {
+    return j["ingest"]["stored"].get<int>() + j["ingest"]["duplicates"].get<int>() >= 60;
+  });
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ((*s)["ingest"]["duplicates"], 0) << (*s)["ingest"].dump();
+  EXPECT_EQ((*s)["ingest"]["stored"], 60);
+  EXPECT_EQ((*s)["ingest"]["boot_conflicts"], 1);
 }
 
 TEST(GatewayCli, BadConfigNamesKeyAndExitsWithoutStarting) {

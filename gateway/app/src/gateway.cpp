@@ -58,7 +58,7 @@ store::Synchronous SyncMode(const std::string& s) {
 
 registry::Options RegistryOptions(const config::Config& c) {
   return registry::Options{c.registry.offline_after_s * 1000, c.registry.sleeping_grace_s * 1000,
-                           c.registry.max_devices};
+                           c.registry.max_devices, c.registry.evict_after_s * 1000};
 }
 
 proto::Limits ParserLimits(const config::Config& c) {
@@ -176,10 +176,10 @@ class Gateway::Impl {
   struct DeviceContext {
     registry::Device* device;  // owned by registry_; node addresses are stable
     ingest::DeviceDedupe dedupe;
-    ingest::TokenBucket bucket;
-    bool dirty = false;               // its row goes into the next batch
-    std::int64_t last_reading = -1;   // index of its last reading in next_, if any
-    bool bucket_device_time = false;  // the rate bucket counts in the device's own time
+    ingest::TokenBucket bucket;         // readings, in receive time, with backlog credit
+    ingest::TokenBucket status_bucket;  // status messages, in receive time
+    bool dirty = false;                 // its row goes into the next batch
+    std::int64_t last_reading = -1;     // index of its last reading in next_, if any
   };
 
   Status OpenAndRestore();
@@ -199,6 +199,12 @@ class Gateway::Impl {
     if (m.qos == 1) next_.acks.push_back(AckToken{m.connection_id, m.packet_id});
   }
   DeviceContext* Context(std::string_view id, std::int64_t now, bool* added);
+  ingest::TokenBucket ReadingBucket(const config::IngestConfig& c) const {
+    return ingest::TokenBucket(c.device_rate_per_s, c.device_burst, c.device_backlog_max_s * 1000);
+  }
+  ingest::TokenBucket StatusBucket(const config::IngestConfig& c) const {
+    return ingest::TokenBucket(c.status_rate_per_min / 60.0, c.status_burst);
+  }
   void MarkDirty(DeviceContext& c) {
     if (!c.dirty) {
       c.dirty = true;
@@ -271,7 +277,9 @@ class Gateway::Impl {
     std::uint64_t messages = 0, readings_received = 0, stored = 0, duplicates = 0, seq_gaps = 0,
                   beyond_window = 0, status_messages = 0, commands = 0, rejected = 0,
                   quarantined = 0, pauses = 0, commits = 0, store_errors = 0, alerts_raised = 0,
-                  alerts_cleared = 0, alerts_published = 0, publish_errors = 0;
+                  alerts_cleared = 0, alerts_published = 0, publish_errors = 0,
+                  restarts_refused = 0, seq_jumps = 0, boot_conflicts = 0, devices_evicted = 0,
+                  devices_refused = 0;
     std::map<std::string, std::uint64_t, std::less<>> rejected_by_reason;
     std::int64_t last_commit_ms = 0;
     std::string last_store_error;
@@ -309,10 +317,16 @@ Status Gateway::Impl::OpenAndRestore() {
 
   auto devices = store->LoadDevices();
   if (!devices.ok()) return devices.status();
-  for (const auto& row : *devices) registry_.Restore(FromRow(row), clock_.steady_ms());
+  for (const auto& row : *devices) {
+    registry_.Restore(FromRow(row), clock_.wall_ms(), clock_.steady_ms());
+  }
+  const std::int64_t wall_now = clock_.wall_ms(), mono_now = clock_.steady_ms();
   for (const auto& [id, device] : registry_.devices()) {
     bool added = false;
-    (void)Context(id, 0, &added);
+    DeviceContext* c = Context(id, 0, &added);
+    // Its silence includes the gateway's own downtime: the backlog the broker queued meanwhile
+    // is credited (a wall clock stepped back credits nothing).
+    c->bucket.HeardAt(mono_now - std::max<std::int64_t>(0, wall_now - device.last_seen_ms));
   }
   auto alerts = store->LoadActiveAlerts();
   if (!alerts.ok()) return alerts.status();
@@ -548,14 +562,41 @@ Gateway::Impl::DeviceContext* Gateway::Impl::Context(std::string_view id, std::i
   auto it = devices_.find(std::string(id));
   if (it != devices_.end()) return &it->second;
   registry::Device* device = registry_.FindOrAdd(id, now, clock_.steady_ms(), added);
-  if (!device) return nullptr;
+  if (!device) {
+    // Full: make room by evicting the device idle longest (registry.evict_after_s), never one
+    // whose row is waiting for the next batch.
+    std::optional<std::string> gone =
+        registry_.EvictIdle(clock_.steady_ms(), [this](const registry::Device& d) {
+          auto c = devices_.find(d.id);
+          return c == devices_.end() || !c->second.dirty;
+        });
+    if (!gone) {
+      ++n_.devices_refused;
+      return nullptr;
+    }
+    // Its dedupe and rate state go with it (the broker cannot hold unacknowledged readings of a
+    // device silent that long); its row is deleted, its readings stay.
+    devices_.erase(*gone);
+    rules_.Forget(*gone);
+    next_.batch.removed_devices.push_back(*gone);
+    ++n_.devices_evicted;
+    spdlog::info("registry full: evicted device {} (no valid reading for {} s) for {}", *gone,
+                 config_.registry.evict_after_s, id);
+    device = registry_.FindOrAdd(id, now, clock_.steady_ms(), added);
+    if (!device) return nullptr;
+  }
   it = devices_
            .emplace(std::string(id),
-                    DeviceContext{device, ingest::DeviceDedupe(config_.ingest.dedupe_window),
-                                  ingest::TokenBucket(config_.ingest.device_rate_per_s,
-                                                      config_.ingest.device_burst)})
+                    DeviceContext{device,
+                                  ingest::DeviceDedupe(config_.ingest.dedupe_window,
+                                                       config_.ingest.max_seq_jump),
+                                  ReadingBucket(config_.ingest), StatusBucket(config_.ingest)})
            .first;
-  if (*added) MarkDirty(it->second);
+  if (*added) {
+    MarkDirty(it->second);
+    // An evicted device that comes back: its offline alert (if still active) clears.
+    rules_.DeviceOnline(it->second.device->id, now, &transitions_);
+  }
   return &it->second;
 }
 
@@ -589,30 +630,27 @@ void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic
     Ack(m);
     return;
   }
-  // The rate is judged in the device's own time when it has one: a backlog the broker queued
-  // during an outage arrives in a rush but was sent at the device's normal pace.
-  bool device_time = reading_.ts_source == proto::TimeSource::kDevice;
-  if (device_time != ctx->bucket_device_time) {
-    ctx->bucket =
-        ingest::TokenBucket(config_.ingest.device_rate_per_s, config_.ingest.device_burst);
-    ctx->bucket_device_time = device_time;
-  }
-  if (!ctx->bucket.Take(device_time ? reading_.ts_ms : mono)) {
+  // The rate is judged in receive time (a device's timestamps are its own word); a backlog
+  // after a silence is let through by the credit the silence earned (rate_limiter.h).
+  if (!ctx->bucket.Take(mono)) {
     Reject(m, "rate_limited", "device " + id + " over ingest.device_rate_per_s");
     return;
   }
   n_.seq_gaps += v.new_gaps;
   n_.beyond_window += v.beyond_window;
+  n_.seq_jumps += v.seq_jump;
+  n_.boot_conflicts += v.boot_conflict;
   device.seq_gaps += v.new_gaps;
   if (v.filled_gap && device.seq_gaps > 0) --device.seq_gaps;
   if (v.filled_gap && n_.seq_gaps > 0) --n_.seq_gaps;
   ++device.readings;
-  if (reading_.has_seq &&
-      (v.new_boot || (reading_.boot == device.boot && reading_.seq > device.last_seq))) {
+  if (reading_.has_seq && (v.new_boot || v.boot_conflict ||
+                           (reading_.boot == device.boot && reading_.seq > device.last_seq))) {
     device.boot = reading_.boot;
     device.last_seq = reading_.seq;
   }
   if (!reading_.firmware.empty()) device.firmware = reading_.firmware;
+  registry_.Valid(device, mono);
 
   samples_.clear();
   for (const auto& metric : reading_.metrics) samples_.push_back({metric.name, metric.value});
@@ -651,6 +689,11 @@ void Gateway::Impl::HandleStatus(const mqtt::Message& m, std::string_view topic_
   DeviceContext* ctx = Context(s.device_id, now, &added);
   if (!ctx) {
     Reject(m, "too_many_devices", "registry full (registry.max_devices)");
+    return;
+  }
+  if (!ctx->status_bucket.Take(clock_.steady_ms())) {
+    // A forged stream of online/offline would raise and clear device_offline alerts.
+    Reject(m, "status_rate_limited", "device " + s.device_id + " over ingest.status_rate_per_min");
     return;
   }
   registry::Device& device = *ctx->device;
@@ -861,7 +904,10 @@ json Gateway::Impl::StatusJson(bool periodic) {
       {"devices",
        {{"online", registry_.count(State::kOnline)},
         {"sleeping", registry_.count(State::kSleeping)},
-        {"offline", registry_.count(State::kOffline)}}},
+        {"offline", registry_.count(State::kOffline)},
+        {"max", config_.registry.max_devices},
+        {"evicted", n_.devices_evicted},
+        {"refused", n_.devices_refused}}},
       {"ingest",
        {{"messages", n_.messages},
         {"received", n_.readings_received},
@@ -869,8 +915,11 @@ json Gateway::Impl::StatusJson(bool periodic) {
         {"duplicates", n_.duplicates},
         {"seq_gaps", n_.seq_gaps},
         {"beyond_dedupe_window", n_.beyond_window},
+        {"seq_jumps", n_.seq_jumps},
+        {"boot_conflicts", n_.boot_conflicts},
         {"status_messages", n_.status_messages},
         {"commands", n_.commands},
+        {"restarts_refused", n_.restarts_refused},
         {"rejected", n_.rejected},
         {"rejected_by_reason", rejected},
         {"quarantined", n_.quarantined},
@@ -997,6 +1046,20 @@ void Gateway::Impl::HandleCommand(const mqtt::Message& m) {
     Reply(cmd, r.ok(),
           r.ok() ? *r : "error: " + r.status().message() + " (the running config is unchanged)");
   } else if (cmd.name == "restart" || cmd.name == "reboot") {
+    // Measured from this process's start (a restart re-executes it), so a stream of restart
+    // commands restarts the gateway at most once per interval.
+    const std::int64_t uptime_ms = clock_.steady_ms() - started_mono_ms_;
+    const std::int64_t min_ms = config_.restart_min_interval_s * 1000;
+    if (uptime_ms < min_ms) {
+      ++n_.restarts_refused;
+      std::string why = fmt::format(
+          "refused: the gateway started {:.1f} s ago; at most one restart per {} s "
+          "(commands.restart_min_interval_s), retry in {:.1f} s",
+          Seconds(uptime_ms), config_.restart_min_interval_s, Seconds(min_ms - uptime_ms));
+      spdlog::warn("command {}: {}", cmd.name, why);
+      Reply(cmd, false, why);
+      return;
+    }
     Reply(cmd, true, "restarting after draining");
     Shutdown(ExitReason::kRestart);
   } else {
@@ -1033,6 +1096,7 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
             a.ingest.quarantine_max_payload_bytes != b.ingest.quarantine_max_payload_bytes,
         "ingest.quarantine_*");
   check(a.ingest.dedupe_window != b.ingest.dedupe_window, "ingest.dedupe_window");
+  check(a.ingest.max_seq_jump != b.ingest.max_seq_jump, "ingest.max_seq_jump");
   check(a.gateway_id != b.gateway_id, "gateway.id");
   const auto &ca = a.cloud, &cb = b.cloud;
   check(ca.api_endpoint != cb.api_endpoint || ca.api_key != cb.api_key ||
@@ -1072,6 +1136,7 @@ Result<std::string> Gateway::Impl::Reload() {
   next.ingest.quarantine_max_rows = config_.ingest.quarantine_max_rows;
   next.ingest.quarantine_max_payload_bytes = config_.ingest.quarantine_max_payload_bytes;
   next.ingest.dedupe_window = config_.ingest.dedupe_window;
+  next.ingest.max_seq_jump = config_.ingest.max_seq_jump;
   next.gateway_id = config_.gateway_id;
   next.cloud = config_.cloud;
 
@@ -1079,7 +1144,9 @@ Result<std::string> Gateway::Impl::Reload() {
   registry_.set_options(RegistryOptions(next));
   parser_ = proto::ReadingParser(ParserLimits(next));
   for (auto& [id, c] : devices_) {
-    c.bucket.SetRate(next.ingest.device_rate_per_s, next.ingest.device_burst);
+    c.bucket.SetRate(next.ingest.device_rate_per_s, next.ingest.device_burst,
+                     next.ingest.device_backlog_max_s * 1000);
+    c.status_bucket.SetRate(next.ingest.status_rate_per_min / 60.0, next.ingest.status_burst);
   }
   auto level = spdlog::level::from_str(next.log_level);
   if (level != spdlog::level::off || next.log_level == "off") spdlog::set_level(level);

@@ -334,12 +334,25 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   OUTPOST_RETURN_IF_ERROR(in.Double("device_rate_per_s", &c->ingest.device_rate_per_s, 0, 1e6));
   OUTPOST_RETURN_IF_ERROR(in.Double("device_burst", &c->ingest.device_burst, 1, 1e7));
   OUTPOST_RETURN_IF_ERROR(
+      in.Integer("device_backlog_max_s", &c->ingest.device_backlog_max_s, 0, 30 * kDay));
+  OUTPOST_RETURN_IF_ERROR(
+      in.Double("status_rate_per_min", &c->ingest.status_rate_per_min, 0, 60'000));
+  OUTPOST_RETURN_IF_ERROR(in.Double("status_burst", &c->ingest.status_burst, 1, 1e6));
+  OUTPOST_RETURN_IF_ERROR(
+      in.Integer("max_seq_jump", &c->ingest.max_seq_jump, 1, std::int64_t{1} << 62));
+  OUTPOST_RETURN_IF_ERROR(
       in.Integer("quarantine_max_rows", &c->ingest.quarantine_max_rows, 0, 1'000'000));
   OUTPOST_RETURN_IF_ERROR(in.Integer("quarantine_max_payload_bytes",
                                      &c->ingest.quarantine_max_payload_bytes, 0, 1 << 20));
   OUTPOST_RETURN_IF_ERROR(
       in.Integer("dedupe_window", &c->ingest.dedupe_window, 64, std::int64_t{1} << 40));
   in.ReportUnknown(&c->warnings);
+
+  Section cmd = top.Child("commands");
+  OUTPOST_RETURN_IF_ERROR(cmd.RequireMapOrAbsent());
+  OUTPOST_RETURN_IF_ERROR(
+      cmd.Integer("restart_min_interval_s", &c->restart_min_interval_s, 0, kDay));
+  cmd.ReportUnknown(&c->warnings);
 
   Section reg = top.Child("registry");
   OUTPOST_RETURN_IF_ERROR(reg.RequireMapOrAbsent());
@@ -348,6 +361,7 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   OUTPOST_RETURN_IF_ERROR(
       reg.Integer("sleeping_grace_s", &c->registry.sleeping_grace_s, 1, 30 * kDay));
   OUTPOST_RETURN_IF_ERROR(reg.Integer("max_devices", &c->registry.max_devices, 1, 1'000'000));
+  OUTPOST_RETURN_IF_ERROR(reg.Integer("evict_after_s", &c->registry.evict_after_s, 0, 365 * kDay));
   reg.ReportUnknown(&c->warnings);
 
   if (top.has("rules")) {

@@ -154,6 +154,35 @@ TEST(Config, ExampleConfigIsValidAndMatchesDefaults) {
   EXPECT_EQ(c->temperature_max, d->temperature_max);
   EXPECT_EQ(c->mqtt.client_id, d->mqtt.client_id);
   EXPECT_EQ(EffectiveRules(*c).size(), EffectiveRules(*d).size());
+  EXPECT_EQ(c->ingest.device_backlog_max_s, d->ingest.device_backlog_max_s);
+  EXPECT_EQ(c->ingest.status_rate_per_min, d->ingest.status_rate_per_min);
+  EXPECT_EQ(c->ingest.status_burst, d->ingest.status_burst);
+  EXPECT_EQ(c->ingest.max_seq_jump, d->ingest.max_seq_jump);
+  EXPECT_EQ(c->registry.evict_after_s, d->registry.evict_after_s);
+  EXPECT_EQ(c->restart_min_interval_s, d->restart_min_interval_s);
+}
+
+TEST(Config, HostileInputLimitsParseAndNameTheKey) {
+  auto c = Parse(
+      "ingest:\n  device_backlog_max_s: 3600\n  status_rate_per_min: 2\n  status_burst: 3\n"
+      "  max_seq_jump: 500\nregistry:\n  evict_after_s: 0\ncommands:\n"
+      "  restart_min_interval_s: 0\n",
+      "gw.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->warnings.empty());
+  EXPECT_EQ(c->ingest.device_backlog_max_s, 3600);
+  EXPECT_EQ(c->ingest.status_rate_per_min, 2);
+  EXPECT_EQ(c->ingest.status_burst, 3);
+  EXPECT_EQ(c->ingest.max_seq_jump, 500u);
+  EXPECT_EQ(c->registry.evict_after_s, 0);
+  EXPECT_EQ(c->restart_min_interval_s, 0);
+  c = Parse("commands:\n  restart_min_interval_s: -1\n", "gw.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("commands.restart_min_interval_s"), std::string::npos)
+      << c.status().message();
+  c = Parse("ingest:\n  max_seq_jump: 0\n", "gw.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("ingest.max_seq_jump"), std::string::npos);
 }
 
 TEST(Config, CloudDefaultsAndUplinkKeys) {

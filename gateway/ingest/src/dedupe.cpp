@@ -40,8 +40,22 @@ Verdict DeviceDedupe::CheckSeq(const Identity& id) {
     v.new_boot = true;
     return v;
   }
+  if (h == &previous_ && id.seq > h->max_seq() && ++h->went_on >= kBootConflictAfter) {
+    // The boot before the newest goes on: the newest was no restart (a forged or stray boot).
+    // Forget it entirely, so the device's real next boot starts clean.
+    current_ = std::move(previous_);
+    current_.went_on = 0;
+    previous_ = SeqHistory{};
+    h = &current_;
+    v.boot_conflict = true;
+  }
   if (id.seq > h->max_seq()) {
-    v.new_gaps = id.seq - h->max_seq() - 1;
+    const std::uint64_t gap = id.seq - h->max_seq() - 1;
+    if (gap > max_jump_) {
+      v.seq_jump = true;  // not counted as loss
+    } else {
+      v.new_gaps = gap;
+    }
   } else if (id.seq < h->floor) {
     v.beyond_window = true;  // older than what is remembered: cannot be checked
     return v;
@@ -61,7 +75,7 @@ bool DeviceDedupe::Insert(SeqHistory& h, std::uint64_t seq, Verdict* v) {
   auto it = std::lower_bound(r.begin(), r.end(), seq,
                              [](const Range& x, std::uint64_t s) { return x.hi < s; });
   if (it != r.end() && it->lo <= seq) return true;  // inside a range: seen
-  if (it != r.end()) v->filled_gap = true;           // below the newest: fills a gap
+  if (it != r.end()) v->filled_gap = true;          // below the newest: fills a gap
   bool joins_prev = it != r.begin() && std::prev(it)->hi + 1 == seq;
   bool joins_next = it != r.end() && it->lo == seq + 1;
   if (joins_prev && joins_next) {

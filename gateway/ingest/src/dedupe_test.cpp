@@ -136,6 +136,59 @@ TEST(Deduplicator, NoIdentityIsAlwaysNew) {
   EXPECT_FALSE(d.Check("x", Identity{}).duplicate);
 }
 
+// Regression test: a forged seq of 2^63 - 1 counted 2^63 seqs as lost, and the next ones
+// wrapped the gateway's uint64 gap counter. A jump beyond max_jump is flagged, not counted.
+TEST(DeviceDedupe, huge_seq_jump_does_not_wrap_gap_counter) {
+  DeviceDedupe d(/*window=*/1'000'000, /*max_jump=*/1'000'000);
+  std::uint64_t gaps = 0;
+  for (std::uint64_t s = 1; s <= 10; ++s) gaps += d.Check(Seq(1, s)).new_gaps;
+  Verdict v = d.Check(Seq(1, (std::uint64_t{1} << 63) - 1));
+  EXPECT_TRUE(v.seq_jump);
+  EXPECT_FALSE(v.duplicate);
+  gaps += v.new_gaps;
+  EXPECT_EQ(gaps, 0u);
+  // The real device goes on: stored (below the window, unchecked), never swallowed.
+  for (std::uint64_t s = 11; s <= 20; ++s) {
+    Verdict r = d.Check(Seq(1, s));
+    EXPECT_FALSE(r.duplicate) << s;
+    gaps += r.new_gaps;
+  }
+  EXPECT_EQ(gaps, 0u);
+  // A jump within the bound is a gap, counted as loss.
+  DeviceDedupe e(1'000'000, 1'000'000);
+  (void)e.Check(Seq(1, 1));
+  EXPECT_EQ(e.Check(Seq(1, 1'000'002)).new_gaps, 1'000'000u);
+  EXPECT_TRUE(e.Check(Seq(1, 3'000'003)).seq_jump);
+}
+
+// Regression test: a forged reading with the next boot number became the device's current
+// boot; the real device kept sending its old boot (checked as "the boot before"), and when it
+// really restarted, its new boot's readings were taken for duplicates of the forged ones.
+TEST(DeviceDedupe, forged_next_boot_does_not_swallow_real_boot) {
+  DeviceDedupe d;
+  for (std::uint64_t s = 1; s <= 100; ++s) ASSERT_FALSE(d.Check(Seq(5, s)).duplicate);
+  for (std::uint64_t s = 1; s <= 50; ++s) ASSERT_FALSE(d.Check(Seq(6, s)).duplicate);  // forged
+  int conflicts = 0;
+  for (std::uint64_t s = 101; s <= 120; ++s) {  // the real device goes on with its boot
+    Verdict r = d.Check(Seq(5, s));
+    EXPECT_FALSE(r.duplicate);
+    EXPECT_EQ(r.new_gaps, 0u);
+    conflicts += r.boot_conflict;
+  }
+  EXPECT_EQ(conflicts, 1);
+  EXPECT_TRUE(d.Check(Seq(5, 105)).duplicate) << "the live boot is still checked";
+  // It restarts for real: boot 6 from seq 1 is new, reading by reading.
+  Verdict first = d.Check(Seq(6, 1));
+  EXPECT_TRUE(first.new_boot);
+  EXPECT_FALSE(first.duplicate);
+  for (std::uint64_t s = 2; s <= 50; ++s) EXPECT_FALSE(d.Check(Seq(6, s)).duplicate) << s;
+  EXPECT_TRUE(d.Check(Seq(6, 7)).duplicate);
+  // Late readings of boot 5 below its newest after a real restart change nothing.
+  Verdict late = d.Check(Seq(5, 3));
+  EXPECT_TRUE(late.duplicate);
+  EXPECT_FALSE(late.boot_conflict);
+}
+
 TEST(TokenBucket, BurstThenRate) {
   TokenBucket b(10, 3);  // 10/s, burst 3
   EXPECT_TRUE(b.Take(0));

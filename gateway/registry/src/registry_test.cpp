@@ -75,12 +75,67 @@ TEST(Registry, RestoredDeviceGetsAFullSilencePeriodFromStartUp) {
   Device d;
   d.id = "old";
   d.last_seen_ms = 5;
-  r.Restore(d, 10'000);
+  r.Restore(d, /*wall_ms=*/5, /*mono_ms=*/10'000);
   std::vector<Change> changes;
   r.Sweep(0, 10'999, &changes);
   EXPECT_TRUE(changes.empty());
   r.Sweep(0, 11'000, &changes);
   EXPECT_EQ(changes.size(), 1u);
+}
+
+// Regression test: readings under fake device ids filled the registry (max_devices) for good;
+// every new real device was refused from then on. Now a new device evicts the one idle longest
+// (no valid reading for evict_after_ms); known devices are never refused.
+TEST(Registry, fake_device_ids_cannot_lock_out_real_devices) {
+  Options o = Opts();  // 3 devices
+  o.evict_after_ms = 10'000;
+  Registry r(o);
+  auto any = [](const Device&) { return true; };
+  Device* real = r.FindOrAdd("real", 0, 0);
+  ASSERT_NE(real, nullptr);
+  ASSERT_NE(r.FindOrAdd("fake1", 0, 0), nullptr);
+  ASSERT_NE(r.FindOrAdd("fake2", 100, 100), nullptr);
+  // Full, and nobody idle long enough: the new device is refused, the known ones pass.
+  EXPECT_EQ(r.FindOrAdd("new", 5'000, 5'000), nullptr);
+  EXPECT_FALSE(r.EvictIdle(5'000, any).has_value());
+  EXPECT_NE(r.FindOrAdd("real", 5'000, 5'000), nullptr);
+  r.Valid(*r.FindOrAdd("real", 19'000, 19'000), 19'000);  // the real device keeps reporting
+  // Later the fakes (silent since 0 and 100) go first, oldest first; the real one stays.
+  auto gone = r.EvictIdle(20'000, any);
+  ASSERT_TRUE(gone.has_value());
+  EXPECT_EQ(*gone, "fake1");
+  EXPECT_NE(r.FindOrAdd("new", 20'000, 20'000), nullptr);
+  EXPECT_EQ(r.FindOrAdd("new2", 20'000, 20'000), nullptr);
+  // The caller can veto (e.g. a row not yet written): fake2 stays then.
+  EXPECT_FALSE(r.EvictIdle(20'000, [](const Device&) { return false; }).has_value());
+  gone = r.EvictIdle(20'000, any);
+  ASSERT_TRUE(gone.has_value());
+  EXPECT_EQ(*gone, "fake2");
+  EXPECT_NE(r.FindOrAdd("new2", 20'000, 20'000), nullptr);
+  // Now everyone is recent: nothing goes until one has been idle 10 s.
+  EXPECT_FALSE(r.EvictIdle(25'000, any).has_value());
+  EXPECT_EQ(r.size(), 3u);
+  EXPECT_NE(r.devices().count("real"), 0u);
+  // 0 turns eviction off.
+  o.evict_after_ms = 0;
+  r.set_options(o);
+  EXPECT_FALSE(r.EvictIdle(1'000'000, any).has_value());
+}
+
+// A restored device is as idle as its last_seen says, so a full registry at start-up can
+// still make room.
+TEST(Registry, RestoredDeviceIsIdleSinceItsLastSeen) {
+  Options o = Opts();
+  o.max_devices = 1;
+  o.evict_after_ms = 10'000;
+  Registry r(o);
+  Device d;
+  d.id = "old";
+  d.last_seen_ms = 1'000'000;
+  r.Restore(d, /*wall_ms=*/1'020'000, /*mono_ms=*/500);  // last seen 20 s before start
+  auto gone = r.EvictIdle(600, [](const Device&) { return true; });
+  ASSERT_TRUE(gone.has_value());
+  EXPECT_EQ(*gone, "old");
 }
 
 TEST(Registry, StateNamesRoundTrip) {

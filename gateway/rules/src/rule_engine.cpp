@@ -182,6 +182,15 @@ void RuleEngine::DeviceOnline(std::string_view device_id, std::int64_t now_ms,
   out->push_back(MakeOffline(device_id, false, now_ms, it->second.offline_since_ms));
 }
 
+void RuleEngine::Forget(std::string_view device_id) {
+  auto it = devices_.find(std::string(device_id));
+  if (it == devices_.end() || it->second.offline_active) return;
+  for (const State& st : it->second.per_rule) {
+    if (st.phase == Phase::kActive) return;
+  }
+  devices_.erase(it);
+}
+
 void RuleEngine::RestoreActive(std::string_view rule, std::string_view device_id,
                                std::string_view metric, double value, std::int64_t raised_ms,
                                std::int64_t now_ms, std::vector<Transition>* out) {

@@ -20,13 +20,14 @@ namespace outpost::gateway::store {
 
 bool Batch::empty() const {
   return readings.empty() && devices.empty() && alerts.empty() && quarantine.empty() &&
-         outbox.empty();
+         outbox.empty() && removed_devices.empty();
 }
 
 void Batch::clear() {
   outbox.clear();
   readings.clear();
   devices.clear();
+  removed_devices.clear();
   alerts.clear();
   quarantine.clear();
 }
@@ -221,6 +222,7 @@ struct Store::Impl {
   Stmt trim_alerts;
   Stmt ins_outbox, sel_outbox_prio, del_outbox_upto, save_outbox, sel_oldest_prio;
   Stmt expire_outbox;
+  Stmt del_device;
 
   // Dictionaries, mirrored in memory (they are small: devices and metric names).
   std::unordered_map<std::string, int64_t> device_keys;
@@ -441,6 +443,7 @@ Status Store::Impl::PrepareAll() {
        "INSERT OR REPLACE INTO devices(device_key, first_seen_ms, last_seen_ms, status, "
        "status_changed_ms, last_reading_json, firmware, boot, last_seq, readings, duplicates, "
        "seq_gaps) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
+      {&del_device, "DELETE FROM devices WHERE device_key = ?1"},
       {&upsert_alert,
        "INSERT INTO alerts(alert_id, raised_ms, rule, device_id, metric, severity, message, value, "
        "threshold, cleared_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
@@ -718,6 +721,19 @@ Status Store::Impl::InsertReading(const ReadingRow& r) {
 
 Status Store::Impl::WriteInTx(const Batch& batch) {
   for (const ReadingRow& r : batch.readings) OUTPOST_RETURN_IF_ERROR(InsertReading(r));
+
+  // Removals first: a device evicted and heard again in the same batch keeps its new row.
+  for (const std::string& id : batch.removed_devices) {
+    auto it = device_keys.find(id);
+    if (it == device_keys.end()) continue;
+    sqlite3_bind_int64(del_device.get(), 1, it->second);
+    OUTPOST_RETURN_IF_ERROR(Run(del_device, "delete device"));
+    uint8_t& reg = registered[static_cast<size_t>(it->second - 1)];
+    if (reg) {
+      reg = 0;
+      --devices;
+    }
+  }
 
   for (const DeviceRow& d : batch.devices) {
     Result<int64_t> key = DeviceKey(d.device_id);

@@ -81,6 +81,14 @@ struct IngestConfig {
   std::size_t max_metrics = 64;
   double device_rate_per_s = 200;  // token bucket per device; 0 = unlimited
   double device_burst = 20'000;    // an outage backlog replayed by the broker must fit
+  // Silence credited to a device's flood limit as backlog (rate_limiter.h); 0 = none.
+  std::int64_t device_backlog_max_s = 86'400;
+  // Status messages per device: a token bucket in receive time; 0 = unlimited.
+  double status_rate_per_min = 6;
+  double status_burst = 10;
+  // A seq more than this above the newest of its boot is a suspicious jump: counted
+  // (seq_jumps), never added to the loss counter.
+  std::uint64_t max_seq_jump = 1'000'000;
   std::size_t quarantine_max_rows = 1000;
   std::size_t quarantine_max_payload_bytes = 512;
   std::uint64_t dedupe_window = 1'000'000;  // per device: seqs remembered below the newest
@@ -90,6 +98,9 @@ struct RegistryConfig {
   std::int64_t offline_after_s = 300;    // the seed's 5 minutes of silence
   std::int64_t sleeping_grace_s = 3600;  // a device that said "sleeping" gets this long
   std::size_t max_devices = 10'000;      // readings from further new devices are rejected
+  // When full, a new device evicts the one whose last valid reading is oldest, if that is
+  // older than this; else the new device is refused (too_many_devices). 0 = never evict.
+  std::int64_t evict_after_s = 86'400;
 };
 
 enum class Comparison : std::uint8_t { kAbove, kBelow };
@@ -121,6 +132,9 @@ struct Config {
   IngestConfig ingest;
   RegistryConfig registry;
   std::int64_t status_interval_s = 30;
+  // commands.restart_min_interval_s: restart/reboot commands are refused while the gateway has
+  // run less than this (so at most one restart per interval, whatever sends them); 0 = no limit.
+  std::int64_t restart_min_interval_s = 60;
   std::string log_level = "info";
   std::vector<std::string> warnings;  // unknown keys and other non-fatal findings
 };

@@ -6,10 +6,14 @@
 // monotonic time for silence, so a clock step (an RTC-less Pi syncing after a power cut) does
 // not mark the whole site offline. Persisted by the caller (the store writes Device rows).
 // Thread: not thread-safe; owned by the ingest (event loop) thread.
-// Bounds: at most `max_devices`; FindOrAdd returns nullptr beyond it.
+// Bounds: at most `max_devices`. When full, FindOrAdd returns nullptr; EvictIdle then makes room
+// by removing the device whose last valid reading is oldest, if it is older than
+// `evict_after_ms` (fake device ids cannot fill the registry for good; a known device is never
+// refused, and a device that is still reporting is never evicted).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,6 +31,9 @@ struct Device {
   std::int64_t first_seen_ms = 0;
   std::int64_t last_seen_ms = 0;   // wall
   std::int64_t heard_mono_ms = 0;  // monotonic; not persisted (restored devices start at Restore)
+  // Monotonic time of its last valid (stored) reading, or when it was added; restored devices
+  // get it from last_seen_ms (see Restore). Orders eviction.
+  std::int64_t valid_mono_ms = 0;
   State state = State::kOnline;
   std::int64_t state_changed_ms = 0;
   std::string last_reading_json;  // metrics of the last stored reading
@@ -49,20 +56,34 @@ struct Options {
   std::int64_t offline_after_ms = 300'000;
   std::int64_t sleeping_grace_ms = 3'600'000;
   std::size_t max_devices = 10'000;
+  std::int64_t evict_after_ms = 86'400'000;  // 0 = never evict
 };
 
 class Registry {
  public:
   explicit Registry(Options options) : options_(options) {}
 
-  void set_options(Options options) { options_ = options; }
+  void set_options(Options options) {
+    options_ = options;
+    candidates_.clear();  // judged by the old evict_after_ms
+    next_scan_mono_ms_ = INT64_MIN;
+  }
   const Options& options() const { return options_; }
 
   // The device, added (online, first seen now) when new; nullptr when the registry is full.
   Device* FindOrAdd(std::string_view id, std::int64_t wall_ms, std::int64_t mono_ms,
                     bool* added = nullptr);
-  // Puts back a device loaded from storage (at start-up); its silence counts from mono_ms.
-  void Restore(Device device, std::int64_t mono_ms);
+  // Puts back a device loaded from storage (at start-up); its silence counts from mono_ms, its
+  // last valid reading from its last_seen_ms (wall_ms is now).
+  void Restore(Device device, std::int64_t wall_ms, std::int64_t mono_ms);
+  // The device's reading was valid and stored: it is not idle.
+  void Valid(Device& device, std::int64_t mono_ms) { device.valid_mono_ms = mono_ms; }
+  // When full: removes the device with the oldest valid reading if that is at least
+  // evict_after_ms old and `may_evict` agrees, and returns its id; else nullopt (the caller
+  // refuses the new device). Amortised: a scan keeps the oldest candidates for the next calls
+  // and, when none is old enough, no scan runs until the oldest could be.
+  std::optional<std::string> EvictIdle(std::int64_t mono_ms,
+                                       const std::function<bool(const Device&)>& may_evict);
 
   // The device sent something. A sleeping or offline device comes back online.
   std::optional<Change> Seen(Device& device, std::int64_t wall_ms, std::int64_t mono_ms);
@@ -83,6 +104,12 @@ class Registry {
 
   Options options_;
   std::unordered_map<std::string, Device> devices_;
+  struct Candidate {
+    std::int64_t valid_mono_ms;
+    std::string id;
+  };
+  std::vector<Candidate> candidates_;  // oldest last, from the last scan
+  std::int64_t next_scan_mono_ms_ = INT64_MIN;
 };
 
 }  // namespace outpost::gateway::registry

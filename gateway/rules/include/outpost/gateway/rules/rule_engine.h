@@ -58,6 +58,9 @@ class RuleEngine {
   void Tick(std::int64_t now_ms, std::vector<Transition>* out);
   void DeviceOffline(std::string_view device_id, std::int64_t now_ms, std::vector<Transition>* out);
   void DeviceOnline(std::string_view device_id, std::int64_t now_ms, std::vector<Transition>* out);
+  // Drops the state kept for a device the registry evicted, unless one of its alerts is active
+  // (that stays until it clears).
+  void Forget(std::string_view device_id);
 
   std::size_t active_count() const { return active_; }
   const std::vector<config::RuleConfig>& rules() const { return rules_; }

@@ -171,8 +171,10 @@ struct QuarantineRow {
 struct Batch {
   std::vector<ReadingRow> readings;
   std::vector<DeviceRow> devices;  // upserts (full row replaces)
-  std::vector<AlertRow> alerts;    // upsert by alert_id+raised_ms: a raise inserts, a clear
-                                   // sets cleared_ms (and the other mutable fields)
+  // Device rows deleted (evicted from the registry), before the upserts; readings stay.
+  std::vector<std::string> removed_devices;
+  std::vector<AlertRow> alerts;  // upsert by alert_id+raised_ms: a raise inserts, a clear
+                                 // sets cleared_ms (and the other mutable fields)
   std::vector<QuarantineRow> quarantine;
   // Queued for the cloud in the same transaction (when Options::outbox.enabled). The quota is
   // enforced here: drop_oldest deletes the oldest items (readings before alerts and statuses),
