@@ -467,6 +467,7 @@ TEST_F(GatewayTest, forged_timestamps_do_not_bypass_flood_limit) {
 
 // Moves a stopped gateway's "last seen" of `device` back by `ms`: the gateway was down (and the
 // device unheard) that long. The test cannot wait an hour; the gateway reads this row at start.
+// An empty `device` back-dates every device.
 void BackdateLastSeen(GatewayHarness& h, const std::string& device, std::int64_t ms) {
   auto store = h.OpenStore();
   ASSERT_TRUE(store.ok()) << store.status().ToString();
@@ -474,11 +475,11 @@ void BackdateLastSeen(GatewayHarness& h, const std::string& device, std::int64_t
   ASSERT_TRUE(rows.ok());
   gateway::store::Batch batch;
   for (auto row : *rows) {
-    if (row.device_id != device) continue;
+    if (!device.empty() && row.device_id != device) continue;
     row.last_seen_ms -= ms;
     batch.devices.push_back(row);
   }
-  ASSERT_EQ(batch.devices.size(), 1u);
+  ASSERT_EQ(batch.devices.size(), device.empty() ? rows->size() : 1u);
   ASSERT_TRUE((*store)->Write(batch).ok());
 }
 
@@ -507,6 +508,41 @@ TEST_F(GatewayTest, hour_backlog_is_stored_in_full) {
       std::chrono::seconds(60));
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ((*s)["ingest"]["stored"], kBacklog);
+  EXPECT_EQ((*s)["ingest"]["rejected"], 0) << (*s)["ingest"].dump();
+}
+
+// The broker replays a one-hour gateway outage for 1,000 devices at once. Scaled to the
+// machine: each device is allowed (and sent) one reading per 100 s, so the hour is 36 readings
+// a device, 36,000 in all, arriving as fast as the broker sends them; all are stored.
+TEST_F(GatewayTest, hour_outage_replayed_for_1000_devices_is_stored_in_full) {
+  ASSERT_TRUE(h.Start("ingest:\n  device_rate_per_s: 0.01\n  device_burst: 1\n").ok());
+  constexpr int kDevices = 1000, kEach = 36;
+  const std::int64_t origin = WallMs() - 3'600'000;
+  auto id = [](int d) { return "fleet_" + std::to_string(d); };
+  for (int d = 0; d < kDevices; ++d) {
+    ASSERT_TRUE(
+        h.devices().Publish("sensors/" + id(d) + "/data", NativeAt(id(d), 1, 0, origin), 1).ok());
+  }
+  ASSERT_TRUE(h.WaitStatus(Stored(kDevices), std::chrono::seconds(60)).ok());
+  ASSERT_TRUE(h.StopGateway().ok());
+  BackdateLastSeen(h, "", 3'600'000);
+  for (int n = 1; n <= kEach; ++n) {  // queued by the broker, devices interleaved
+    for (int d = 0; d < kDevices; ++d) {
+      ASSERT_TRUE(
+          h.devices()
+              .Publish("sensors/" + id(d) + "/data", NativeAt(id(d), 1, n, origin + n * 100'000), 1)
+              .ok());
+    }
+  }
+  ASSERT_TRUE(h.StartGateway().ok());
+  auto s = h.WaitStatus(
+      [](const json& j) {
+        return j["ingest"]["stored"].get<int>() + j["ingest"]["rejected"].get<int>() >=
+               kDevices * kEach;
+      },
+      std::chrono::seconds(120));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ((*s)["ingest"]["stored"], kDevices * kEach);
   EXPECT_EQ((*s)["ingest"]["rejected"], 0) << (*s)["ingest"].dump();
 }
 
