@@ -355,6 +355,40 @@ TEST_F(StoreTest, DevicesUpsertReplacesTheWholeRowAndLoad) {
   EXPECT_EQ(s->stats().devices, 2);
 }
 
+// Evicted devices (registry full): their rows go, their readings stay; a device removed and
+// heard again in the same batch keeps its new row; removing an unknown id changes nothing.
+TEST_F(StoreTest, RemovedDevicesLoseTheirRowButKeepTheirReadings) {
+  auto s = OpenOk(Opts());
+  ASSERT_TRUE(s);
+  Batch b;
+  for (const char* id : {"gone", "back", "stays"}) {
+    b.devices.push_back(DeviceRow{id, kT0, kT0, "online", kT0, "{}", "", 0, 0, 1, 0, 0});
+    b.readings.push_back(Reading(id, kT0, 1, 1));
+  }
+  ASSERT_TRUE(s->Write(b).ok());
+  EXPECT_EQ(s->stats().devices, 3);
+  b.clear();
+  b.removed_devices = {"gone", "back", "never_seen"};
+  b.devices.push_back(
+      DeviceRow{"back", kT0 + 9, kT0 + 9, "online", kT0 + 9, "{}", "", 0, 0, 0, 0, 0});
+  EXPECT_FALSE(b.empty());
+  ASSERT_TRUE(s->Write(b).ok());
+  EXPECT_EQ(s->stats().devices, 2);
+  s.reset();
+  s = OpenOk(Opts());
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->stats().devices, 2);
+  auto devices = s->LoadDevices();
+  ASSERT_TRUE(devices.ok());
+  ASSERT_EQ(devices->size(), 2u);
+  EXPECT_EQ((*devices)[0].device_id, "back");
+  EXPECT_EQ((*devices)[0].first_seen_ms, kT0 + 9);
+  EXPECT_EQ((*devices)[1].device_id, "stays");
+  auto points = s->QuerySeries("gone", "temperature", 0, kT0 + 1000, 10);
+  ASSERT_TRUE(points.ok());
+  EXPECT_EQ(points->size(), 1u) << "readings of an evicted device stay";
+}
+
 TEST_F(StoreTest, AlertsRaiseClearAndLoadActive) {
   auto s = OpenOk(Opts());
   ASSERT_TRUE(s);
