@@ -9,7 +9,7 @@
 // Bounds: at most `max_devices`. When full, FindOrAdd returns nullptr; EvictIdle then makes room
 // by removing the device whose last valid reading is oldest, if it is older than
 // `evict_after_ms` (fake device ids cannot fill the registry for good; a known device is never
-// refused, and a device that is still reporting is never evicted).
+// refused, and a device with a valid reading within evict_after_ms is never evicted).
 #pragma once
 
 #include <cstdint>
@@ -80,7 +80,8 @@ class Registry {
   void Valid(Device& device, std::int64_t mono_ms) { device.valid_mono_ms = mono_ms; }
   // When full: removes the device with the oldest valid reading if that is at least
   // evict_after_ms old and `may_evict` agrees, and returns its id; else nullopt (the caller
-  // refuses the new device). Amortised: a scan keeps the oldest candidates for the next calls
+  // refuses the new device). The caller drops what it keeps of the evicted device (the Device
+  // is destroyed). Amortised: a scan keeps the oldest candidates for the next calls
   // and, when none is old enough, no scan runs until the oldest could be.
   std::optional<std::string> EvictIdle(std::int64_t mono_ms,
                                        const std::function<bool(const Device&)>& may_evict);
