@@ -563,8 +563,9 @@ TEST_F(GatewayTest, status_flood_does_not_flood_alerts) {
   const int limited = (*s)["ingest"]["rejected_by_reason"].value("status_rate_limited", 0);
   std::printf("%d statuses: %d alert transitions, %d status_rate_limited\n", kCount, alerts,
               limited);
-  EXPECT_LE(alerts, 10);
-  EXPECT_EQ(limited, kCount - 10);
+  // The burst, plus one token per 10 s the test took (6 a minute).
+  EXPECT_LE(alerts, 11);
+  EXPECT_GE(limited, kCount - 11);
   // Other devices' statuses are not affected.
   ASSERT_TRUE(h.devices().Publish("devices/calm/status", StatusOf("calm", "online"), 1).ok());
   ASSERT_TRUE(h.WaitStatus([](const json& j) { return j["devices_count"] == 2; }).ok());
@@ -574,7 +575,7 @@ TEST_F(GatewayTest, status_flood_does_not_flood_alerts) {
 // restarting. At most one per commands.restart_min_interval_s of uptime; a refused one is
 // answered with the reason and counted.
 TEST_F(GatewayTest, restart_command_is_rate_limited) {
-  ASSERT_TRUE(h.Start("commands:\n  restart_min_interval_s: 5\n").ok());
+  ASSERT_TRUE(h.Start("commands:\n  restart_min_interval_s: 8\n").ok());
   const std::string replies = std::string("gateway/") + kGatewayId + "/replies";
   auto restart = [&](const char* id) {
     return h.devices().Publish("gateway/commands",
@@ -592,13 +593,13 @@ TEST_F(GatewayTest, restart_command_is_rate_limited) {
   ASSERT_TRUE(s.ok()) << s.status().ToString();
 
   // Once the interval has passed, a restart is carried out...
-  ASSERT_TRUE(h.WaitStatus([](const json& j) { return j["uptime"].get<double>() >= 5; }).ok());
+  ASSERT_TRUE(h.WaitStatus([](const json& j) { return j["uptime"].get<double>() >= 8; }).ok());
   ASSERT_TRUE(restart("later").ok());
   reply = h.observer().WaitMessage(replies);
   ASSERT_TRUE(reply.ok());
   EXPECT_EQ(json::parse(reply->payload)["ok"], true) << reply->payload;
   auto back = h.WaitStatus([](const json& j) {
-    return j["uptime"].get<double>() < 5 && j["ingest"]["restarts_refused"] == 0;
+    return j["uptime"].get<double>() < 8 && j["ingest"]["restarts_refused"] == 0;
   });
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   // ...and the restarted gateway refuses the next one within the interval.
@@ -614,7 +615,7 @@ TEST_F(GatewayTest, restart_command_is_rate_limited) {
 // valid reading for registry.evict_after_s); a known device is never refused; the evicted
 // device's row is deleted, so a restart does not bring it back over the limit.
 TEST_F(GatewayTest, fake_device_ids_cannot_lock_out_real_devices) {
-  ASSERT_TRUE(h.Start("registry:\n  max_devices: 20\n  evict_after_s: 2\n").ok());
+  ASSERT_TRUE(h.Start("registry:\n  max_devices: 20\n  evict_after_s: 5\n").ok());
   int real_seq = 0, newcomer_seq = 0;
   ASSERT_TRUE(h.devices().Publish("sensors/real/data", Native("real", 1, ++real_seq, 20), 1).ok());
   for (int i = 0; i < 19; ++i) {
