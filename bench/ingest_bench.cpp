@@ -15,7 +15,6 @@
 //                publish->receive from the stored rows (ts_ms is the publish time).
 //   (d) RSS:     VmHWM / VmRSS of the gateway from /proc.
 // Every measurement is repeated --repeat times; the table shows medians and ratios.
-#include <sqlite3.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -41,6 +40,7 @@
 #include <vector>
 
 #include "outpost/bench_pub/connection.h"
+#include "outpost/sqlite/database.h"
 #include "outpost/testing/child_process.h"
 #include "outpost/testing/mosquitto_process.h"
 #include "outpost/testing/temp_dir.h"
@@ -54,6 +54,7 @@
 
 namespace {
 
+namespace sqlite = outpost::sqlite;
 using outpost::Status;
 using outpost::bench_pub::Connection;
 using outpost::bench_pub::ConnectionCallbacks;
@@ -484,21 +485,13 @@ std::string GatewayYaml(std::uint16_t port, const std::string& db, const std::st
 // Reads (received_ms - ts_ms) of the readings still in the store's hot table.
 std::vector<double> PublishToReceive(const std::string& db_path) {
   std::vector<double> out;
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    std::fprintf(stderr, "  cannot open %s: %s\n", db_path.c_str(), sqlite3_errmsg(db));
-    sqlite3_close(db);
-    return out;
-  }
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db, "SELECT received_ms - ts_ms FROM hot", -1, &st, nullptr) ==
-      SQLITE_OK) {
-    while (sqlite3_step(st) == SQLITE_ROW) out.push_back(sqlite3_column_double(st, 0));
-  } else {
-    std::fprintf(stderr, "  cannot read the hot table: %s\n", sqlite3_errmsg(db));
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  sqlite::OpenOptions so;
+  so.flags = SQLITE_OPEN_READONLY;
+  auto db = sqlite::Database::Open(db_path, so);
+  sqlite::Statement st;
+  Status s = db.ok() ? db->Prepare(&st, "SELECT received_ms - ts_ms FROM hot") : db.status();
+  while (s.ok() && st.Step(&s)) out.push_back(st.Double(0));
+  if (!s.ok()) std::fprintf(stderr, "  cannot read the hot table: %s\n", s.ToString().c_str());
   return out;
 }
 

@@ -11,7 +11,6 @@
 // Usage: store_bench [--readings N] [--devices D] [--batch B] [--sync full|normal|off]
 //                    [--interval-ms MS] [--maintenance-rows R] [--queries Q] [--dir DIR]
 //                    [--skip-index-baseline]
-#include <sqlite3.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -28,10 +27,13 @@
 #include <vector>
 
 #include "outpost/gateway/store/store.h"
+#include "outpost/sqlite/database.h"
 
 namespace {
 
 namespace store = outpost::gateway::store;
+namespace sqlite = outpost::sqlite;
+using outpost::Status;
 using Clock = std::chrono::steady_clock;
 
 struct Args {
@@ -170,33 +172,27 @@ class Generator {
   std::vector<std::string> ids_;
 };
 
-void Check(int rc, sqlite3* db, const char* what) {
-  if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
-    std::fprintf(stderr, "store_bench: %s: %s\n", what, sqlite3_errmsg(db));
+void Check(const Status& s) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "store_bench: %s\n", s.ToString().c_str());
     std::exit(1);
   }
 }
 
 // (a): the same rows into a bare table; returns rows/s.
 double RawInsert(const Args& a, const std::string& path, bool with_index) {
-  sqlite3* db = nullptr;
-  Check(sqlite3_open(path.c_str(), &db), db, "open raw");
-  const std::string pragmas = std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=") +
-                              SyncName(a.sync) +
-                              "; PRAGMA cache_size=-32768; PRAGMA wal_autocheckpoint=4096;"
-                              "CREATE TABLE raw(device_id TEXT, ts_ms INTEGER, received_ms "
-                              "INTEGER, boot INTEGER, seq INTEGER, device_ts INTEGER, "
-                              "temperature REAL, humidity REAL, motion INTEGER, battery REAL, "
-                              "rssi REAL);";
-  Check(sqlite3_exec(db, pragmas.c_str(), nullptr, nullptr, nullptr), db, "raw schema");
-  if (with_index) {
-    Check(sqlite3_exec(db, "CREATE INDEX raw_series ON raw(device_id, ts_ms)", nullptr, nullptr,
-                       nullptr),
-          db, "raw index");
-  }
-  sqlite3_stmt* ins = nullptr;
-  Check(sqlite3_prepare_v2(db, "INSERT INTO raw VALUES (?,?,?,?,?,?,?,?,?,?,?)", -1, &ins, nullptr),
-        db, "prepare raw");
+  sqlite::OpenOptions o;
+  o.pragmas = {"journal_mode=WAL", std::string("synchronous=") + SyncName(a.sync),
+               "cache_size=-32768", "wal_autocheckpoint=4096"};
+  auto db = sqlite::Database::Open(path, o);
+  Check(db.status());
+  Check(db->Exec(
+      "CREATE TABLE raw(device_id TEXT, ts_ms INTEGER, received_ms INTEGER, boot INTEGER, seq "
+      "INTEGER, device_ts INTEGER, temperature REAL, humidity REAL, motion INTEGER, battery "
+      "REAL, rssi REAL)"));
+  if (with_index) Check(db->Exec("CREATE INDEX raw_series ON raw(device_id, ts_ms)"));
+  sqlite::Statement ins;
+  Check(db->Prepare(&ins, "INSERT INTO raw VALUES (?,?,?,?,?,?,?,?,?,?,?)"));
   Generator gen(a);
   store::Batch b;
   Clock::duration spent{};
@@ -204,24 +200,22 @@ double RawInsert(const Args& a, const std::string& path, bool with_index) {
     const int64_t count = std::min<int64_t>(a.batch, a.readings - first);
     gen.Fill(&b, first, count);
     const auto t0 = Clock::now();
-    Check(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), db, "begin");
+    auto tx = sqlite::Transaction::Begin(db->get());
+    Check(tx.status());
     for (const store::ReadingRow& r : b.readings) {
-      sqlite3_bind_text(ins, 1, r.device_id.data(), static_cast<int>(r.device_id.size()),
-                        SQLITE_STATIC);
-      sqlite3_bind_int64(ins, 2, r.ts_ms);
-      sqlite3_bind_int64(ins, 3, r.received_ms);
-      sqlite3_bind_int64(ins, 4, r.boot);
-      sqlite3_bind_int64(ins, 5, static_cast<sqlite3_int64>(r.seq));
-      sqlite3_bind_int64(ins, 6, r.device_ts_raw);
-      for (int m = 0; m < 5; ++m) sqlite3_bind_double(ins, 7 + m, r.metrics[m].value);
-      Check(sqlite3_step(ins), db, "insert raw");
-      sqlite3_reset(ins);
+      ins.Reset()
+          .Bind(1, r.device_id)
+          .Bind(2, r.ts_ms)
+          .Bind(3, r.received_ms)
+          .Bind(4, static_cast<int64_t>(r.boot))
+          .Bind(5, static_cast<int64_t>(r.seq))
+          .Bind(6, r.device_ts_raw);
+      for (int m = 0; m < 5; ++m) ins.Bind(7 + m, r.metrics[m].value);
+      Check(ins.Run());
     }
-    Check(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), db, "commit");
+    Check(tx->Commit());
     spent += Clock::now() - t0;
   }
-  sqlite3_finalize(ins);
-  sqlite3_close(db);
   return static_cast<double>(a.readings) / Seconds(spent);
 }
 

@@ -27,7 +27,9 @@ int main(int argc, char** argv) {
                  "built-in defaults are used")
       ->check(CLI::ExistingFile);
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error (overrides config)");
-  app.add_flag("--check-config", check, "validate the config, print warnings, and exit");
+  app.add_flag("--check-config", check,
+               "validate the config, print warnings and the effective storage.max_bytes, and "
+               "exit");
   app.set_version_flag("-V,--version", std::string("outpost-gateway ") + OUTPOST_VERSION);
   app.footer(
       "Environment:\n  OUTPOST_CLOUD_API_KEY  the cloud token; wins over cloud.api_key_file and "
@@ -51,6 +53,16 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   if (check) {
     for (const auto& w : config.warnings) std::printf("warning: %s\n", w.c_str());
+    bool max_auto = false;
+    auto max_bytes = outpost::gateway::config::EffectiveMaxBytes(config.storage, &max_auto);
+    if (max_bytes.ok()) {
+      std::printf("storage.max_bytes: %lld%s\n", static_cast<long long>(*max_bytes),
+                  *max_bytes == 0 ? " (unbounded)"
+                  : max_auto      ? " (auto)"
+                                  : "");
+    } else {
+      std::printf("warning: %s\n", max_bytes.status().message().c_str());
+    }
     std::printf("%s: ok\n", config_path.empty() ? "(defaults)" : config_path.c_str());
     return 0;
   }

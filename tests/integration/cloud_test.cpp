@@ -18,6 +18,7 @@
 #include "outpost/testing/child_process.h"
 #include "outpost/testing/postgres_process.h"
 #include "outpost/testing/temp_dir.h"
+#include "outpost/testing/tmpfs_mount.h"
 
 namespace outpost::testing {
 namespace {
@@ -661,6 +662,70 @@ TEST_P(CloudServerDownTest, DatabaseDownIs503ThenRecovers) {
   StopServer();
 }
 
+// The SQLite database on a small tmpfs the test mounts (root only; CI runs as root), filled by a
+// ballast file: batches get a retryable 503 "storage_full" with Retry-After (nothing
+// half-stored, the server stays up), and the same batch (same key) is accepted once space
+// returns.
+class CloudFullDiskTest : public CloudTest {
+ protected:
+  void SetUp() override {
+    if (!TmpfsMount::Supported()) GTEST_SKIP() << TmpfsMount::kSkipReason;
+    auto fs = TmpfsMount::Mount(dir_.File("fs"), 4 << 20);
+    ASSERT_TRUE(fs.ok()) << fs.status().ToString();
+    fs_ = std::move(fs).value();
+    database_ = "sqlite:" + fs_->path() + "/cloud.db";
+    token_ = CreateToken("gw1");
+    ASSERT_FALSE(token_.empty());
+  }
+  void TearDown() override {
+    CloudTest::TearDown();
+    fs_.reset();
+  }
+  std::unique_ptr<TmpfsMount> fs_;
+};
+
+TEST_P(CloudFullDiskTest, cloud_full_disk_answers_503_and_recovers) {
+  StartServer();
+  ASSERT_EQ(Post("/v1/batches", kNativeBody, "f0").status, 200);
+  auto ballast = fs_->FillWithBallast("ballast", 4 << 20);
+  ASSERT_TRUE(ballast.ok());
+
+  // Batches of 200 readings until one is refused; bounded (the disk fills after a few).
+  std::string body, key;
+  Reply r;
+  int seq = 0;
+  for (int b = 1; b <= 200; ++b) {
+    body = R"({"readings":[)";
+    for (int i = 0; i < 200; ++i, ++seq) {
+      if (i) body += ",";
+      body += NativeReading("full", 1, seq, 1764201600000 + seq, seq);
+    }
+    body += "]}";
+    key = "f" + std::to_string(b);
+    r = Post("/v1/batches", body, key);
+    if (r.status != 200) break;
+  }
+  ExpectError(r, 503, "storage_full", "full");
+  auto raw = client_->Post("/v1/batches", Auth(token_, key), body, "application/json");
+  ASSERT_TRUE(raw);
+  EXPECT_EQ(raw->status, 503);
+  EXPECT_EQ(raw->get_header_value("Retry-After"), "1");
+  ASSERT_TRUE(server_->Running()) << server_->log();
+  const json d = Device("full");
+  const std::int64_t before = d.is_object() ? d["readings"].get<std::int64_t>() : 0;
+  std::printf("refused after %d readings: %s\n", seq - 200, r.raw.c_str());
+
+  ASSERT_TRUE(fs_->RemoveBallast("ballast").ok());
+  Reply up = Post("/v1/batches", body, key);
+  ASSERT_EQ(up.status, 200) << up.raw;
+  EXPECT_EQ(up.body["accepted"]["readings"], 200);
+  EXPECT_EQ(up.body["replayed"], false);
+  EXPECT_EQ(Device("full")["readings"], before + 200);
+  StopServer();
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, CloudFullDiskTest, ::testing::Values("sqlite"),
+                         [](const auto& param_info) { return param_info.param; });
 INSTANTIATE_TEST_SUITE_P(Backends, CloudTest, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& param_info) { return param_info.param; });
 INSTANTIATE_TEST_SUITE_P(Backends, CloudServerDownTest, ::testing::Values("postgresql"),

@@ -27,7 +27,7 @@ Status GatewayHarness::WriteConfig(const std::string& extra_yaml) {
       << "mqtt:\n  host: 127.0.0.1\n  port: " << broker_->port()
       << "\n  reconnect_base_ms: 50\n  reconnect_cap_ms: 500\n"
       << "storage:\n  path: " << db_path() << "\n"
-      << extra_yaml << "\n";
+      << options_.storage_yaml << extra_yaml << "\n";
   out.close();
   if (!out) return Unavailable("cannot write " + config_path_);
   return Status::Ok();

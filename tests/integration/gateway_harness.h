@@ -35,6 +35,8 @@ struct HarnessOptions {
   bool persistent_broker = false;  // broker keeps sessions across its restarts
   std::vector<std::string> broker_config = {"max_inflight_messages 10000",
                                             "max_queued_messages 1000000"};
+  std::string storage_dir;   // directory of gateway.db; empty = the harness's temp dir
+  std::string storage_yaml;  // more keys of the storage section, each "  key: value\n"
 };
 
 class GatewayHarness {
@@ -71,7 +73,10 @@ class GatewayHarness {
   TestMqtt& observer() { return *observer_; }
   MosquittoProcess& broker() { return *broker_; }
   const std::string& config_path() const { return config_path_; }
-  std::string db_path() const { return dir_.File("gateway.db"); }
+  std::string db_path() const {
+    return options_.storage_dir.empty() ? dir_.File("gateway.db")
+                                        : options_.storage_dir + "/gateway.db";
+  }
   std::string gateway_log() const;
   TempDir& dir() { return dir_; }
   // Rewrites the config with new extra YAML (for reload tests).

@@ -6,7 +6,6 @@
 // every one exactly once, and per device in seq order of arrival.
 // Promise mapping: docs/guarantees.md ("Store-and-forward").
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -23,6 +22,7 @@
 #include <thread>
 
 #include "gateway_harness.h"
+#include "outpost/sqlite/database.h"
 #include "outpost/testing/child_process.h"
 #include "outpost/testing/fault_proxy.h"
 #include "outpost/testing/postgres_process.h"
@@ -73,9 +73,8 @@ class SqliteCloudDb : public CloudDb {
     Status s =
         Run("SELECT d.device_id, r.id_a, r.id_b FROM readings r JOIN devices d ON "
             "d.id = r.device_key WHERE d.gateway_id = ?1 ORDER BY r.id",
-            gateway, [&](sqlite3_stmt* st) {
-              out.push_back(
-                  CloudRow{Text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2)});
+            gateway, [&](const sqlite::Statement& st) {
+              out.push_back(CloudRow{st.Text(0), st.Int(1), st.Int(2)});
             });
     if (!s.ok()) return s;
     return out;
@@ -84,7 +83,7 @@ class SqliteCloudDb : public CloudDb {
   Result<std::int64_t> Count(const std::string& table) override {
     std::vector<std::int64_t> n;
     Status s = Run("SELECT count(*) FROM " + table, "",
-                   [&](sqlite3_stmt* st) { n.push_back(sqlite3_column_int64(st, 0)); });
+                   [&](const sqlite::Statement& st) { n.push_back(st.Int(0)); });
     if (!s.ok()) return s;
     if (n.size() != 1) return Internal("count(*) of " + table + " returned no row");
     return n[0];
@@ -95,40 +94,26 @@ class SqliteCloudDb : public CloudDb {
     Status s =
         Run("SELECT json_object('device', d.device_id, 'src', r.ts_source, 'm', json(r.metrics)) "
             "FROM readings r JOIN devices d ON d.id = r.device_key ORDER BY r.id LIMIT 1",
-            "", [&](sqlite3_stmt* st) { rows.push_back(Text(st, 0)); });
+            "", [&](const sqlite::Statement& st) { rows.push_back(st.Text(0)); });
     if (!s.ok()) return s;
     if (rows.empty()) return Status(Code::kNotFound, "no reading in the cloud");
     return json::parse(rows[0]);
   }
 
  private:
-  static std::string Text(sqlite3_stmt* st, int col) {
-    const unsigned char* t = sqlite3_column_text(st, col);
-    return t ? reinterpret_cast<const char*>(t) : "";
-  }
-
   // Runs `sql` with an optional text parameter ?1, calling `row` for each result row.
   Status Run(const std::string& sql, const std::string& param,
-             const std::function<void(sqlite3_stmt*)>& row) {
-    sqlite3* db = nullptr;
-    if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-      std::string m = db ? sqlite3_errmsg(db) : "out of memory";
-      sqlite3_close(db);
-      return Unavailable("open " + path_ + ": " + m);
-    }
-    sqlite3_busy_timeout(db, 2000);
-    sqlite3_stmt* st = nullptr;
-    Status s = Status::Ok();
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
-      s = Internal("cloud schema changed? prepare '" + sql + "': " + sqlite3_errmsg(db));
-    } else {
-      if (!param.empty()) sqlite3_bind_text(st, 1, param.c_str(), -1, SQLITE_TRANSIENT);
-      int rc;
-      while ((rc = sqlite3_step(st)) == SQLITE_ROW) row(st);
-      if (rc != SQLITE_DONE) s = Unavailable("step '" + sql + "': " + sqlite3_errmsg(db));
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+             const std::function<void(const sqlite::Statement&)>& row) {
+    sqlite::OpenOptions o;
+    o.flags = SQLITE_OPEN_READONLY;
+    o.busy_timeout_ms = 2000;
+    auto db = sqlite::Database::Open(path_, o);
+    if (!db.ok()) return db.status();
+    sqlite::Statement st;
+    Status s = db->Prepare(&st, sql);
+    if (!s.ok()) return Status(s.code(), "cloud schema changed? " + s.message());
+    if (!param.empty()) st.Bind(1, param);
+    while (st.Step(&s)) row(st);
     return s;
   }
 

@@ -28,9 +28,16 @@ HttpResponse Json(int status, const json& body) {
   return r;
 }
 
-// Maps a storage failure to the edge: unavailable and data-loss are retryable (503).
+// Maps a storage failure to the edge: unavailable and data-loss are retryable (503), and so is
+// a full disk (kResourceExhausted from libs/sqlite's map): the gateway keeps its outbox and
+// retries after Retry-After; whoever frees space makes it go through.
 HttpResponse StorageError(const Status& s, std::int64_t retry_after_s) {
   spdlog::warn("database: {}", s.ToString());
+  if (s.code() == Code::kResourceExhausted) {
+    HttpResponse r = Error(503, "storage_full", "database storage is full: " + s.message());
+    r.headers.emplace_back("Retry-After", std::to_string(retry_after_s));
+    return r;
+  }
   if (s.code() == Code::kUnavailable || s.code() == Code::kDataLoss ||
       s.code() == Code::kDeadlineExceeded) {
     HttpResponse r = Error(503, "unavailable", "database unavailable: " + s.message());

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common.h"
+#include "outpost/sqlite/database.h"
 
 namespace outpost::cloud::storage {
 namespace {
@@ -86,114 +87,16 @@ CREATE INDEX idempotency_created ON idempotency(created_ms);
 )sql",
 };
 
-Status Error(sqlite3* db, int rc, const std::string& what) {
-  std::string msg = "sqlite " + what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-  const int primary = rc & 0xff;
-  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) return Unavailable(std::move(msg));
-  if (primary == SQLITE_IOERR || primary == SQLITE_FULL || primary == SQLITE_CORRUPT) {
-    return DataLoss(std::move(msg));
-  }
-  if (primary == SQLITE_CANTOPEN) return Unavailable(std::move(msg));
-  return Internal(std::move(msg));
-}
+using Stmt = sqlite::Statement;
+using sqlite::Exec;
 
-Status Exec(sqlite3* db, const char* sql) {
-  char* err = nullptr;
-  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
-  if (rc != SQLITE_OK) {
-    std::string msg = err ? err : sqlite3_errstr(rc);
-    sqlite3_free(err);
-    return Error(db, rc, std::string("exec: ") + msg);
-  }
-  return Status::Ok();
-}
-
-// A prepared statement; reset (not re-prepared) between uses.
-class Stmt {
- public:
-  Stmt() = default;
-  ~Stmt() { sqlite3_finalize(stmt_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-
-  Status Prepare(sqlite3* db, const char* sql) {
-    db_ = db;
-    const int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
-    if (rc != SQLITE_OK) return Error(db, rc, std::string("prepare: ") + sql);
-    return Status::Ok();
-  }
-  Stmt& Reset() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-    return *this;
-  }
-  Stmt& Bind(int i, std::int64_t v) {
-    sqlite3_bind_int64(stmt_, i, v);
-    return *this;
-  }
-  Stmt& Bind(int i, double v) {
-    sqlite3_bind_double(stmt_, i, v);
-    return *this;
-  }
-  Stmt& Bind(int i, const std::string& v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-    return *this;
-  }
-  Stmt& BindNull(int i) {
-    sqlite3_bind_null(stmt_, i);
-    return *this;
-  }
-  // SQLITE_ROW -> true, SQLITE_DONE -> false, else an error in *status.
-  bool Step(Status* status) {
-    const int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc != SQLITE_DONE) *status = Error(db_, rc, "step");
-    return false;
-  }
-  Status Run() {
-    Status s;
-    while (Step(&s)) {
-    }
-    return s;
-  }
-  std::int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
-  double Double(int col) const { return sqlite3_column_double(stmt_, col); }
-  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
-  std::string Text(int col) const {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
-             : std::string();
-  }
-
- private:
-  sqlite3* db_ = nullptr;
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-Result<sqlite3*> OpenConnection(const std::string& path, bool sync_full) {
-  sqlite3* db = nullptr;
-  const int rc = sqlite3_open_v2(
-      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    Status s =
-        Unavailable("sqlite open " + path + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
-    sqlite3_close(db);
-    return s;
-  }
-  sqlite3_busy_timeout(db, 5000);
-  sqlite3_extended_result_codes(db, 1);
+Result<sqlite::Database> OpenConnection(const std::string& path, bool sync_full) {
+  sqlite::OpenOptions o;
+  o.busy_timeout_ms = 5000;
   // A large page cache keeps the per-device index pages of a 1,000-device batch in memory.
-  Status s = Exec(db,
-                  "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536; "
-                  "PRAGMA wal_autocheckpoint=16384;");
-  if (s.ok()) {
-    s = Exec(db, sync_full ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;");
-  }
-  if (!s.ok()) {
-    sqlite3_close(db);
-    return Status(s.code(), "sqlite open " + path + ": " + s.message());
-  }
-  return db;
+  o.pragmas = {"journal_mode=WAL", "foreign_keys=ON", "cache_size=-65536",
+               "wal_autocheckpoint=16384", sync_full ? "synchronous=FULL" : "synchronous=NORMAL"};
+  return sqlite::Database::Open(path, o);
 }
 
 }  // namespace
@@ -203,7 +106,7 @@ struct SqliteStorage::Impl {
   StorageOptions options;
 
   std::timed_mutex write_mu;  // guards writer and its statements
-  sqlite3* writer = nullptr;
+  sqlite::Database writer;
   struct WriterStatements {
     Stmt find_key, insert_reading, upsert_device_readings, insert_alert, insert_status,
         upsert_device_status, upsert_gateway, insert_key, ensure_device, find_device;
@@ -214,12 +117,12 @@ struct SqliteStorage::Impl {
   std::unique_ptr<WriterStatements> w;  // prepared on first write
 
   std::mutex pool_mu;  // guards readers
-  std::vector<sqlite3*> readers;
+  std::vector<sqlite::Database> readers;
 
   ~Impl() {
     w.reset();  // statements are finalised before their connection closes
-    for (sqlite3* r : readers) sqlite3_close(r);
-    sqlite3_close(writer);
+    readers.clear();
+    writer.Close();
   }
 
   Status PrepareWriter() {
@@ -229,42 +132,42 @@ struct SqliteStorage::Impl {
            upsert_device_status, upsert_gateway, insert_key, ensure_device, find_device,
            device_keys] = *stmts;
     OUTPOST_RETURN_IF_ERROR(find_key.Prepare(
-        writer,
+        writer.get(),
         "SELECT body_sha256, http_status, response FROM idempotency WHERE gateway_id=? AND key=?"));
     OUTPOST_RETURN_IF_ERROR(insert_reading.Prepare(
-        writer,
+        writer.get(),
         "INSERT OR IGNORE INTO readings(device_key, id_kind, id_a, id_b, ts_ms, "
         "ts_source, metrics, received_ms) VALUES(?,?,?,?,?,?,?,?)"));
     OUTPOST_RETURN_IF_ERROR(ensure_device.Prepare(
-        writer, "INSERT OR IGNORE INTO devices(gateway_id, device_id) VALUES(?,?)"));
-    OUTPOST_RETURN_IF_ERROR(
-        find_device.Prepare(writer, "SELECT id FROM devices WHERE gateway_id=? AND device_id=?"));
+        writer.get(), "INSERT OR IGNORE INTO devices(gateway_id, device_id) VALUES(?,?)"));
+    OUTPOST_RETURN_IF_ERROR(find_device.Prepare(
+        writer.get(), "SELECT id FROM devices WHERE gateway_id=? AND device_id=?"));
     OUTPOST_RETURN_IF_ERROR(upsert_device_readings.Prepare(
-        writer,
+        writer.get(),
         "UPDATE devices SET last_seen_ms=max(last_seen_ms, ?2), readings=readings+?3 "
         "WHERE id=?1"));
     OUTPOST_RETURN_IF_ERROR(insert_alert.Prepare(
-        writer,
+        writer.get(),
         "INSERT OR IGNORE INTO alerts(gateway_id, alert_id, device_id, rule, state, message, "
         "value, ts_ms, received_ms) VALUES(?,?,?,?,?,?,?,?,?)"));
     OUTPOST_RETURN_IF_ERROR(insert_status.Prepare(
-        writer,
+        writer.get(),
         "INSERT OR IGNORE INTO statuses(gateway_id, device_id, ts_ms, status, received_ms) "
         "VALUES(?,?,?,?,?)"));
     OUTPOST_RETURN_IF_ERROR(upsert_device_status.Prepare(
-        writer,
+        writer.get(),
         "INSERT INTO devices(gateway_id, device_id, status, status_ts_ms) VALUES(?,?,?,?) "
         "ON CONFLICT(gateway_id, device_id) DO UPDATE SET "
         "status=CASE WHEN excluded.status_ts_ms>=status_ts_ms THEN excluded.status ELSE status END,"
         "status_ts_ms=max(status_ts_ms, excluded.status_ts_ms)"));
     OUTPOST_RETURN_IF_ERROR(upsert_gateway.Prepare(
-        writer,
+        writer.get(),
         "INSERT INTO gateways(gateway_id, first_seen_ms, last_seen_ms, batches, readings) "
         "VALUES(?,?,?,1,?) ON CONFLICT(gateway_id) DO UPDATE SET "
         "last_seen_ms=excluded.last_seen_ms, batches=batches+1, "
         "readings=readings+excluded.readings"));
     OUTPOST_RETURN_IF_ERROR(insert_key.Prepare(
-        writer,
+        writer.get(),
         "INSERT INTO idempotency(gateway_id, key, body_sha256, http_status, response, "
         "created_ms) VALUES(?,?,?,?,?,?)"));
     w = std::move(stmts);
@@ -272,33 +175,31 @@ struct SqliteStorage::Impl {
   }
 
   // Borrows a reader connection (opening one if the pool is empty).
-  Result<sqlite3*> Acquire() {
+  Result<sqlite::Database> Acquire() {
     {
       std::lock_guard<std::mutex> lock(pool_mu);
       if (!readers.empty()) {
-        sqlite3* db = readers.back();
+        sqlite::Database db = std::move(readers.back());
         readers.pop_back();
         return db;
       }
     }
     return OpenConnection(path, options.sqlite_sync_full);
   }
-  void Release(sqlite3* db) {
+  void Release(sqlite::Database db) {
     std::lock_guard<std::mutex> lock(pool_mu);
     if (readers.size() < static_cast<std::size_t>(std::max(1, options.pool_size))) {
-      readers.push_back(db);
-    } else {
-      sqlite3_close(db);
-    }
+      readers.push_back(std::move(db));
+    }  // else closed here
   }
 
   // Runs fn(db) on a borrowed reader connection.
   template <typename Fn>
   auto WithReader(Fn fn) -> decltype(fn(static_cast<sqlite3*>(nullptr))) {
-    Result<sqlite3*> db = Acquire();
+    Result<sqlite::Database> db = Acquire();
     if (!db.ok()) return db.status();
-    auto result = fn(*db);
-    Release(*db);
+    auto result = fn(db->get());
+    Release(std::move(db).value());
     return result;
   }
 };
@@ -311,15 +212,15 @@ Result<std::unique_ptr<SqliteStorage>> SqliteStorage::Open(const std::string& pa
   auto impl = std::make_unique<Impl>();
   impl->path = path;
   impl->options = options;
-  Result<sqlite3*> db = OpenConnection(path, options.sqlite_sync_full);
+  Result<sqlite::Database> db = OpenConnection(path, options.sqlite_sync_full);
   if (!db.ok()) return db.status();
-  impl->writer = *db;
+  impl->writer = std::move(db).value();
   return std::unique_ptr<SqliteStorage>(new SqliteStorage(std::move(impl)));
 }
 
 Status SqliteStorage::Migrate() {
   std::lock_guard<std::timed_mutex> lock(impl_->write_mu);
-  sqlite3* db = impl_->writer;
+  sqlite3* db = impl_->writer.get();
   OUTPOST_RETURN_IF_ERROR(Exec(db,
                                "CREATE TABLE IF NOT EXISTS schema_migrations("
                                "version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)"));
@@ -380,12 +281,13 @@ Result<WriteResult> SqliteStorage::WriteBatch(const std::string& gateway_id,
   }
   OUTPOST_RETURN_IF_ERROR(impl_->PrepareWriter());
   Impl::WriterStatements& m = *impl_->w;
-  sqlite3* const writer = impl_->writer;
-  OUTPOST_RETURN_IF_ERROR(Exec(writer, "BEGIN IMMEDIATE"));
+  sqlite3* const writer = impl_->writer.get();
+  auto tx = sqlite::Transaction::Begin(writer);
+  if (!tx.ok()) return tx.status();
   WriteResult out;
   Status s;
   auto fail = [&](Status st) -> Result<WriteResult> {
-    if (!sqlite3_get_autocommit(writer)) (void)Exec(writer, "ROLLBACK");
+    tx->Rollback();
     return st;
   };
 
@@ -395,7 +297,7 @@ Result<WriteResult> SqliteStorage::WriteBatch(const std::string& gateway_id,
       out.kind = out.record.body_sha256 == body_sha256 ? WriteResult::Kind::kReplayed
                                                        : WriteResult::Kind::kKeyReused;
       m.find_key.Reset();
-      (void)Exec(writer, "ROLLBACK");
+      tx->Rollback();
       return out;
     }
     if (!s.ok()) return fail(s);
@@ -536,8 +438,10 @@ Result<WriteResult> SqliteStorage::WriteBatch(const std::string& gateway_id,
   } else {
     out.record = {body_sha256, 200, build_response(out.counts)};
   }
-  s = Exec(writer, "COMMIT");
-  if (!s.ok()) return fail_uncached(Status(Code::kDataLoss, "commit: " + s.message()));
+  // The code is the one map's: a full disk is kResourceExhausted (503 + Retry-After), a
+  // failed fsync kDataLoss.
+  s = tx->Commit();
+  if (!s.ok()) return fail_uncached(Status(s.code(), "commit: " + s.message()));
   out.kind = WriteResult::Kind::kStored;
   return out;
 }
@@ -545,9 +449,10 @@ Result<WriteResult> SqliteStorage::WriteBatch(const std::string& gateway_id,
 Result<std::int64_t> SqliteStorage::PurgeIdempotency(std::int64_t before_ms) {
   std::lock_guard<std::timed_mutex> lock(impl_->write_mu);
   Stmt q;
-  OUTPOST_RETURN_IF_ERROR(q.Prepare(impl_->writer, "DELETE FROM idempotency WHERE created_ms<?"));
+  OUTPOST_RETURN_IF_ERROR(
+      q.Prepare(impl_->writer.get(), "DELETE FROM idempotency WHERE created_ms<?"));
   OUTPOST_RETURN_IF_ERROR(q.Bind(1, before_ms).Run());
-  return static_cast<std::int64_t>(sqlite3_changes(impl_->writer));
+  return static_cast<std::int64_t>(sqlite3_changes(impl_->writer.get()));
 }
 
 Result<TokenRecord> SqliteStorage::CreateToken(const std::string& gateway_id, bool admin,
@@ -556,7 +461,7 @@ Result<TokenRecord> SqliteStorage::CreateToken(const std::string& gateway_id, bo
   std::lock_guard<std::timed_mutex> lock(impl_->write_mu);
   Stmt q;
   OUTPOST_RETURN_IF_ERROR(
-      q.Prepare(impl_->writer,
+      q.Prepare(impl_->writer.get(),
                 "INSERT INTO tokens(gateway_id, token_sha256, admin, created_ms) VALUES(?,?,?,?)"));
   OUTPOST_RETURN_IF_ERROR(q.Bind(1, gateway_id)
                               .Bind(2, token_sha256)
@@ -564,7 +469,7 @@ Result<TokenRecord> SqliteStorage::CreateToken(const std::string& gateway_id, bo
                               .Bind(4, now_ms)
                               .Run());
   TokenRecord t;
-  t.id = sqlite3_last_insert_rowid(impl_->writer);
+  t.id = sqlite3_last_insert_rowid(impl_->writer.get());
   t.gateway_id = gateway_id;
   t.admin = admin;
   t.created_ms = now_ms;
@@ -588,19 +493,20 @@ Result<std::int64_t> SqliteStorage::RevokeGatewayTokens(const std::string& gatew
                                                         std::int64_t now_ms) {
   std::lock_guard<std::timed_mutex> lock(impl_->write_mu);
   Stmt q;
-  OUTPOST_RETURN_IF_ERROR(q.Prepare(
-      impl_->writer, "UPDATE tokens SET revoked_ms=? WHERE gateway_id=? AND revoked_ms IS NULL"));
+  OUTPOST_RETURN_IF_ERROR(
+      q.Prepare(impl_->writer.get(),
+                "UPDATE tokens SET revoked_ms=? WHERE gateway_id=? AND revoked_ms IS NULL"));
   OUTPOST_RETURN_IF_ERROR(q.Bind(1, now_ms).Bind(2, gateway_id).Run());
-  return static_cast<std::int64_t>(sqlite3_changes(impl_->writer));
+  return static_cast<std::int64_t>(sqlite3_changes(impl_->writer.get()));
 }
 
 Result<std::int64_t> SqliteStorage::RevokeToken(std::int64_t token_id, std::int64_t now_ms) {
   std::lock_guard<std::timed_mutex> lock(impl_->write_mu);
   Stmt q;
-  OUTPOST_RETURN_IF_ERROR(
-      q.Prepare(impl_->writer, "UPDATE tokens SET revoked_ms=? WHERE id=? AND revoked_ms IS NULL"));
+  OUTPOST_RETURN_IF_ERROR(q.Prepare(
+      impl_->writer.get(), "UPDATE tokens SET revoked_ms=? WHERE id=? AND revoked_ms IS NULL"));
   OUTPOST_RETURN_IF_ERROR(q.Bind(1, now_ms).Bind(2, token_id).Run());
-  return static_cast<std::int64_t>(sqlite3_changes(impl_->writer));
+  return static_cast<std::int64_t>(sqlite3_changes(impl_->writer.get()));
 }
 
 Result<std::vector<TokenRecord>> SqliteStorage::ListTokens() {

@@ -218,6 +218,11 @@ class Gateway::Impl {
   void Pause();
   void MaybeResume();
   void OnCommitted(Committed c);
+  // Full disk: raised (published at once; it cannot be stored) on the first failed attempt,
+  // cleared by the first commit after it (the clear, carrying the raise time, goes into the
+  // next batch: stored, sent to the cloud, published after that commit).
+  void StorageFull(const Status& error);
+  void StorageRecovered();
   // `periodic`: the interval's status (its latency window then restarts), else on request.
   void PublishStatus(bool periodic);
   json StatusJson(bool periodic);
@@ -288,6 +293,11 @@ class Gateway::Impl {
   // for readings that carry the device's own clock (publish -> commit when clocks agree).
   LatencyHistogram receive_to_commit_, device_to_commit_;
   store::Stats store_stats_{};
+  std::int64_t max_bytes_ = 0;  // effective storage.max_bytes (auto resolved at start)
+  bool max_bytes_auto_ = false;
+  // Full disk (kResourceExhausted from the store): commits fail, nothing is acknowledged.
+  std::optional<store::AlertRow> storage_full_;  // the raised alert while full
+  std::uint64_t storage_full_events_ = 0, storage_full_attempts_ = 0;
 };
 
 Gateway::Gateway(config::Config config, std::string config_path)
@@ -300,7 +310,10 @@ Status Gateway::Impl::OpenAndRestore() {
   so.path = config_.storage.path;
   so.synchronous = SyncMode(config_.storage.synchronous);
   so.retention_ms = config_.storage.retention_days * 86'400'000LL;
-  so.max_bytes = config_.storage.max_bytes;
+  auto max_bytes = config::EffectiveMaxBytes(config_.storage, &max_bytes_auto_);
+  if (!max_bytes.ok()) return max_bytes.status();
+  max_bytes_ = *max_bytes;
+  so.max_bytes = max_bytes_;
   so.cache_bytes = config_.storage.cache_bytes;
   so.quarantine_max_rows = config_.ingest.quarantine_max_rows;
   so.quarantine_max_payload_bytes = config_.ingest.quarantine_max_payload_bytes;
@@ -346,6 +359,10 @@ Status Gateway::Impl::OpenAndRestore() {
   store_stats_ = store->stats();
   spdlog::info("store {}: {} readings, {} devices, {} active alerts; dedupe rebuilt from {} recent",
                so.path, store_stats_.readings, registry_.size(), alerts->size(), recent->size());
+  spdlog::info("store {}: storage.max_bytes {} bytes{}", so.path, max_bytes_,
+               max_bytes_ == 0   ? " (unbounded)"
+               : max_bytes_auto_ ? " (auto)"
+                                 : "");
 
   writer_ = std::make_unique<Writer>(
       std::move(store), Writer::Options{}, clock_,
@@ -826,6 +843,7 @@ void Gateway::Impl::OnCommitted(Committed c) {
     ++n_.store_errors;
     n_.last_store_error = c.status.ToString();
   }
+  if (c.disk_full) StorageFull(c.status);
   if (c.fatal) {
     // Nothing of this batch is acknowledged; the broker redelivers it to the next run.
     spdlog::critical("stopping: the store cannot commit: {}", c.status.ToString());
@@ -837,6 +855,7 @@ void Gateway::Impl::OnCommitted(Committed c) {
   writer_busy_ = false;
   inflight_readings_ = 0;
   if (c.status.ok()) {
+    if (storage_full_) StorageRecovered();
     ++n_.commits;
     n_.stored += c.batch.batch.readings.size();
     n_.last_commit_ms = c.committed_wall_ms;
@@ -851,6 +870,39 @@ void Gateway::Impl::OnCommitted(Committed c) {
   MaybeSubmit();
   MaybeResume();
   if (shutting_down_ && !writer_busy_) FinishShutdown();
+}
+
+void Gateway::Impl::StorageFull(const Status& error) {
+  ++storage_full_attempts_;
+  if (storage_full_) return;
+  ++storage_full_events_;
+  ++n_.alerts_raised;
+  storage_full_ = store::AlertRow{
+      "storage_full:" + config_.gateway_id,
+      "storage_full",
+      config_.gateway_id,
+      "",
+      "critical",
+      "Storage full on gateway " + config_.gateway_id + " (" + config_.storage.path +
+          "): readings are not stored or acknowledged (the broker keeps them) until space is "
+          "freed: " +
+          error.message(),
+      0,
+      0,
+      clock_.wall_ms(),
+      0};
+  PublishAlert(*storage_full_);
+}
+
+void Gateway::Impl::StorageRecovered() {
+  store::AlertRow clear = *storage_full_;
+  storage_full_.reset();
+  ++n_.alerts_cleared;
+  clear.cleared_ms = clock_.wall_ms();
+  clear.severity = "info";
+  clear.message = "Storage on gateway " + config_.gateway_id + " accepts writes again";
+  next_.batch.alerts.push_back(std::move(clear));  // published once that batch commits
+  ScheduleSubmit();
 }
 
 void Gateway::Impl::PublishAlert(const store::AlertRow& a) {
@@ -937,6 +989,12 @@ json Gateway::Impl::StatusJson(bool periodic) {
         {"device_to_commit_ms_p50", device_to_commit_.Percentile(0.5)},
         {"device_to_commit_ms_p99", device_to_commit_.Percentile(0.99)},
         {"device_to_commit_samples", device_to_commit_.count()},
+        {"state", storage_full_ ? "full" : "ok"},
+        {"full_since", storage_full_ ? json(Seconds(storage_full_->raised_ms)) : json(nullptr)},
+        {"full_events", storage_full_events_},
+        {"full_attempts", storage_full_attempts_},
+        {"max_bytes", max_bytes_},
+        {"max_bytes_auto", max_bytes_auto_},
         {"db_bytes", store_stats_.db_bytes},
         {"deleted_by_age", store_stats_.deleted_by_age},
         {"deleted_by_size", store_stats_.deleted_by_size},

@@ -111,16 +111,19 @@ void Writer::Run() {
       }
     }
 
+    std::uint32_t failures = 0;  // in a row, disk-full attempts not counted
     for (std::uint32_t attempt = 0;; ++attempt) {
       Status s = store_->Write(work->batch);
       Committed c;
       c.status = s;
+      c.disk_full = s.code() == Code::kResourceExhausted;
+      if (!s.ok() && !c.disk_full) ++failures;
       c.committed_wall_ms = clock_.wall_ms();
       c.stats = store_->stats();
       PublishStats();
       bool give_up = false;
       if (!s.ok()) {
-        if (s.code() == Code::kDataLoss || attempt + 1 >= options_.max_failures) {
+        if (s.code() == Code::kDataLoss || failures >= options_.max_failures) {
           spdlog::critical("store write failed (attempt {}), giving up: {}", attempt + 1,
                            s.ToString());
           c.fatal = true;
@@ -154,13 +157,33 @@ void Writer::Run() {
         RunCall();  // an outbox call waiting behind a busy stream of batches gets its turn
         break;
       }
-      spdlog::error("store write failed (attempt {}): {}", attempt + 1, s.ToString());
+      if (c.disk_full) {
+        spdlog::error(
+            "store write failed (attempt {}): the disk is full; nothing of the batch is "
+            "acknowledged, retrying until space is freed: {}",
+            attempt + 1, s.ToString());
+      } else {
+        spdlog::error("store write failed (attempt {}): {}", attempt + 1, s.ToString());
+      }
+      const bool full = c.disk_full;
       on_committed_(std::move(c));
       jitter = jitter * 6364136223846793005ull + 1442695040888963407ull;
       double r = static_cast<double>(jitter >> 11) / 9007199254740992.0;
-      std::int64_t delay = FullJitterDelayMs(BackoffPolicy{50, 5000}, attempt, r);
+      std::int64_t delay = FullJitterDelayMs(
+          BackoffPolicy{50, full ? options_.full_retry_cap_ms : options_.retry_cap_ms}, attempt, r);
+      // Between attempts the outbox calls still run (the uplink must not hang on a full disk,
+      // and delivering a batch frees pages).
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay);
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(delay), [&] { return stopping_; });
+      while (!stopping_) {
+        if (call_pending()) {
+          lock.unlock();
+          RunCall();
+          lock.lock();
+          continue;
+        }
+        if (!cv_.wait_until(lock, until, [&] { return stopping_ || call_pending(); })) break;
+      }
     }
   }
 }

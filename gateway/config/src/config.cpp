@@ -1,9 +1,13 @@
 #include "outpost/gateway/config/config.h"
 
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -315,9 +319,15 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
                    "expected full, normal or off, got \"" + c->storage.synchronous + "\"");
   }
   OUTPOST_RETURN_IF_ERROR(s.Integer("retention_days", &c->storage.retention_days, 0, 36500));
-  OUTPOST_RETURN_IF_ERROR(s.Bytes("max_bytes", &c->storage.max_bytes));
-  if (c->storage.max_bytes != 0 && c->storage.max_bytes < 1'000'000) {
-    return s.Error("max_bytes", "must be 0 (unbounded) or at least 1MB");
+  if (s.has("max_bytes") && s.node()["max_bytes"].IsScalar() &&
+      s.node()["max_bytes"].Scalar() == "auto") {
+    c->storage.max_bytes = kMaxBytesAuto;
+  } else {
+    OUTPOST_RETURN_IF_ERROR(s.Bytes("max_bytes", &c->storage.max_bytes));
+    if (c->storage.max_bytes != kMaxBytesAuto && c->storage.max_bytes != 0 &&
+        c->storage.max_bytes < 1'000'000) {
+      return s.Error("max_bytes", "must be auto, 0 (unbounded) or at least 1MB");
+    }
   }
   OUTPOST_RETURN_IF_ERROR(s.Bytes("cache_bytes", &c->storage.cache_bytes));
   if (c->storage.cache_bytes < (1 << 20)) return s.Error("cache_bytes", "must be at least 1MiB");
@@ -465,6 +475,39 @@ Result<std::string> ResolveCloudToken(const CloudConfig& cloud, const char* env_
     return line;
   }
   return cloud.api_key;
+}
+
+std::int64_t AutoMaxBytes(const FileSystemSpace& space) {
+  constexpr std::int64_t kMinimum = 1'000'000;
+  constexpr std::int64_t kReserveCap = 1LL << 30;
+  const std::int64_t share = space.size_bytes / 10 * 8;
+  const std::int64_t reserve = std::min(space.size_bytes / 10, kReserveCap);
+  const std::int64_t room = space.available_bytes + space.db_bytes - reserve;
+  return std::max(kMinimum, std::min(share, room));
+}
+
+Result<std::int64_t> EffectiveMaxBytes(const StorageConfig& storage, bool* auto_chosen) {
+  if (auto_chosen != nullptr) *auto_chosen = storage.max_bytes == kMaxBytesAuto;
+  if (storage.max_bytes != kMaxBytesAuto) return storage.max_bytes;
+  const std::string& path = storage.path;
+  const std::size_t slash = path.rfind('/');
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  struct statvfs fs {};
+  if (::statvfs(dir.c_str(), &fs) != 0) {
+    return Unavailable("storage.max_bytes auto: statvfs " + dir + ": " + std::strerror(errno) +
+                       " (does the directory of storage.path exist?)");
+  }
+  FileSystemSpace space;
+  space.size_bytes =
+      static_cast<std::int64_t>(fs.f_blocks) * static_cast<std::int64_t>(fs.f_frsize);
+  space.available_bytes =
+      static_cast<std::int64_t>(fs.f_bavail) * static_cast<std::int64_t>(fs.f_frsize);
+  for (const std::string& f : {path, path + "-wal"}) {
+    struct stat st {};
+    if (::stat(f.c_str(), &st) == 0) space.db_bytes += static_cast<std::int64_t>(st.st_size);
+  }
+  return AutoMaxBytes(space);
 }
 
 }  // namespace outpost::gateway::config

@@ -124,6 +124,9 @@ TEST(Config, SizesWithUnits) {
   auto bad = Parse("storage:\n  max_bytes: lots\n", "gw.yaml");
   EXPECT_EQ(bad.status().message(),
             "gw.yaml: storage.max_bytes: expected a size such as 500MB or 2GiB, got \"lots\"");
+  auto small = Parse("storage:\n  max_bytes: 1KB\n", "gw.yaml");
+  EXPECT_EQ(small.status().message(),
+            "gw.yaml: storage.max_bytes: must be auto, 0 (unbounded) or at least 1MB");
 }
 
 TEST(Config, ThresholdOffDisablesSeedRule) {
@@ -149,6 +152,7 @@ TEST(Config, ExampleConfigIsValidAndMatchesDefaults) {
   auto d = Parse("", "defaults");
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(c->storage.queue_max_readings, d->storage.queue_max_readings);
+  EXPECT_EQ(c->storage.max_bytes, d->storage.max_bytes);
   EXPECT_EQ(c->ingest.dedupe_window, d->ingest.dedupe_window);
   EXPECT_EQ(c->registry.offline_after_s, d->registry.offline_after_s);
   EXPECT_EQ(c->temperature_max, d->temperature_max);
@@ -260,6 +264,48 @@ TEST(Config, CloudTokenPrecedenceEnvThenFileThenKey) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("cloud.api_key_file"), std::string::npos);
   std::remove(path.c_str());
+}
+
+// Regression: storage.max_bytes defaulted to 0 (unbounded), so a flood filled the disk.
+TEST(Config, StorageMaxBytesDefaultsToAShareOfTheFileSystem) {
+  auto d = Parse("", "gw.yaml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->storage.max_bytes, kMaxBytesAuto);
+  auto a = Parse("storage:\n  max_bytes: auto\n", "gw.yaml");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->storage.max_bytes, kMaxBytesAuto);
+  auto off = Parse("storage:\n  max_bytes: 0\n", "gw.yaml");
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->storage.max_bytes, 0);  // unbounded stays possible, explicitly
+
+  constexpr std::int64_t kGiB = 1LL << 30;
+  // An empty 32 GiB card: 80% of it.
+  EXPECT_EQ(AutoMaxBytes({32 * kGiB, 32 * kGiB, 0}), 32 * kGiB / 10 * 8);
+  // The same card with 28 GiB used by something else: what is free (plus the database's own
+  // files), minus a reserve of 10% of the size capped at 1 GiB.
+  EXPECT_EQ(AutoMaxBytes({32 * kGiB, 4 * kGiB, kGiB}), 5 * kGiB - kGiB);
+  // A 2 TB disk: the reserve is capped at 1 GiB, the share still applies.
+  EXPECT_EQ(AutoMaxBytes({2000 * kGiB, 2000 * kGiB, 0}), 2000 * kGiB / 10 * 8);
+  // A small file system: 10% reserve.
+  EXPECT_EQ(AutoMaxBytes({10'000'000, 3'000'000, 1'000'000}), 3'000'000);
+  // Nothing left: the store's minimum, never 0 (which would mean unbounded).
+  EXPECT_EQ(AutoMaxBytes({10'000'000, 0, 0}), 1'000'000);
+
+  StorageConfig sc;
+  sc.path = "/tmp/outpost-config-test.db";
+  bool chosen = false;
+  auto eff = EffectiveMaxBytes(sc, &chosen);
+  ASSERT_TRUE(eff.ok()) << eff.status().ToString();
+  EXPECT_TRUE(chosen);
+  EXPECT_GE(*eff, 1'000'000);
+  sc.max_bytes = 5'000'000;
+  EXPECT_EQ(*EffectiveMaxBytes(sc, &chosen), 5'000'000);
+  EXPECT_FALSE(chosen);
+  sc.max_bytes = kMaxBytesAuto;
+  sc.path = "/nonexistent-outpost-dir/x.db";
+  auto missing = EffectiveMaxBytes(sc);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("/nonexistent-outpost-dir"), std::string::npos);
 }
 
 }  // namespace

@@ -14,7 +14,7 @@
 #include <utility>
 
 #include "codec.h"
-#include "sqlite_util.h"
+#include "outpost/sqlite/database.h"
 
 namespace outpost::gateway::store {
 
@@ -34,7 +34,7 @@ void Batch::clear() {
 
 namespace {
 
-using sql::Stmt;
+using Stmt = sqlite::Statement;
 
 // "OPST": marks the file as ours, so we never migrate somebody else's database.
 constexpr int32_t kApplicationId = 0x4F505354;
@@ -263,12 +263,15 @@ struct Store::Impl {
         &ins_block,       &del_hot_upto,   &sel_hot_by_id,   &sel_blocks_old, &del_block,
         &del_hot_old,     &del_hot_oldest, &trim_alerts,     &ins_outbox,     &sel_outbox_prio,
         &del_outbox_upto, &save_outbox,    &sel_oldest_prio, &expire_outbox};
-    for (Stmt* s : all) s->reset();
+    for (Stmt* s : all) s->Finalize();
     if (db != nullptr) sqlite3_close(db);
     if (lock_fd >= 0) ::close(lock_fd);
   }
 
-  Status Err(int rc, std::string_view what) const { return sql::Error(db, rc, opt.path, what); }
+  // "store <path>: <what>: <sqlite message> (...)", coded by the one map (libs/sqlite).
+  Status Err(int rc, std::string_view what) const {
+    return sqlite::Error(db, rc, "store " + opt.path + ": " + std::string(what));
+  }
 
   Status Exec(const char* sql_text, std::string_view what) {
     char* msg = nullptr;
@@ -279,11 +282,7 @@ struct Store::Impl {
   }
 
   Status Prepare(Stmt* out, const char* sql_text) {
-    sqlite3_stmt* s = nullptr;
-    const int rc = sqlite3_prepare_v3(db, sql_text, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
-    if (rc != SQLITE_OK) return Err(rc, std::string("prepare: ") + sql_text);
-    out->reset(s);
-    return Status::Ok();
+    return out->Prepare(db, sql_text, "store " + opt.path);
   }
 
   // Runs a statement that returns no rows (or ignores them) and resets it.
@@ -343,8 +342,8 @@ struct Store::Impl {
     if (it != device_keys.end()) return it->second;
     const int64_t key = static_cast<int64_t>(device_ids.size()) + 1;
     sqlite3_stmt* s = ins_device_key.get();
-    sqlite3_bind_int64(s, 1, key);
-    sqlite3_bind_text(s, 2, device_id.data(), static_cast<int>(device_id.size()), SQLITE_STATIC);
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 1, key));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 2, device_id));
     OUTPOST_RETURN_IF_ERROR(Run(ins_device_key, "insert device key"));
     device_keys.emplace(device_id, key);
     device_ids.push_back(device_id);
@@ -358,8 +357,8 @@ struct Store::Impl {
     if (it != metric_keys.end()) return it->second;
     const int64_t key = static_cast<int64_t>(metric_keys.size()) + 1;
     sqlite3_stmt* s = ins_metric_key.get();
-    sqlite3_bind_int64(s, 1, key);
-    sqlite3_bind_text(s, 2, name.data(), static_cast<int>(name.size()), SQLITE_STATIC);
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 1, key));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 2, name));
     OUTPOST_RETURN_IF_ERROR(Run(ins_metric_key, "insert metric key"));
     metric_keys.emplace(name, key);
     return key;
@@ -367,10 +366,10 @@ struct Store::Impl {
 
   Status SaveState() {
     sqlite3_stmt* s = update_state.get();
-    sqlite3_bind_int64(s, 1, next_id);
-    sqlite3_bind_int64(s, 2, readings);
-    sqlite3_bind_int64(s, 3, deleted_by_age);
-    sqlite3_bind_int64(s, 4, deleted_by_size);
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 1, next_id));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 2, readings));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 3, deleted_by_age));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 4, deleted_by_size));
     return Run(update_state, "update state");
   }
 
@@ -410,18 +409,14 @@ struct Store::Impl {
 Status Store::Impl::Migrate(int from_version) {
   for (int v = from_version; v < kSchemaVersion; ++v) {
     const std::string what = "migration to schema version " + std::to_string(v + 1);
-    OUTPOST_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE", what));
-    Status st = Exec(kMigrations[v], what);
-    if (st.ok()) {
-      const std::string pragmas = "PRAGMA user_version=" + std::to_string(v + 1) +
-                                  "; PRAGMA application_id=" + std::to_string(kApplicationId);
-      st = Exec(pragmas.c_str(), what);
-    }
-    if (st.ok()) st = Exec("COMMIT", what);
-    if (!st.ok()) {
-      if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-      return st;
-    }
+    auto tx = sqlite::Transaction::Begin(db, sqlite::Transaction::Mode::kImmediate,
+                                         "store " + opt.path + ": " + what);
+    if (!tx.ok()) return tx.status();
+    OUTPOST_RETURN_IF_ERROR(Exec(kMigrations[v], what));
+    const std::string pragmas = "PRAGMA user_version=" + std::to_string(v + 1) +
+                                "; PRAGMA application_id=" + std::to_string(kApplicationId);
+    OUTPOST_RETURN_IF_ERROR(Exec(pragmas.c_str(), what));
+    OUTPOST_RETURN_IF_ERROR(tx->Commit());  // else the scope rolls the migration back
   }
   return Status::Ok();
 }
@@ -511,7 +506,7 @@ Status Store::Impl::Reload() {
       if (key != static_cast<int64_t>(device_ids.size()) + 1) {
         return Status(Code::kDataLoss, "store " + opt.path + ": device keys are not dense");
       }
-      std::string id = sql::ColumnText(s.get(), 1);
+      std::string id = sqlite::ColumnText(s.get(), 1);
       device_keys.emplace(id, key);
       device_ids.push_back(std::move(id));
     }
@@ -523,7 +518,7 @@ Status Store::Impl::Reload() {
     OUTPOST_RETURN_IF_ERROR(Prepare(&s, "SELECT metric_key, name FROM metric_keys"));
     int rc;
     while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
-      metric_keys.emplace(sql::ColumnText(s.get(), 1), sqlite3_column_int64(s.get(), 0));
+      metric_keys.emplace(sqlite::ColumnText(s.get(), 1), sqlite3_column_int64(s.get(), 0));
     }
     if (rc != SQLITE_DONE) return Err(rc, "load metric keys");
   }
@@ -658,7 +653,7 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
     OUTPOST_RETURN_IF_ERROR(impl->Prepare(&s, "PRAGMA journal_mode=WAL"));
     rc = sqlite3_step(s.get());
     if (rc != SQLITE_ROW) return impl->Err(rc, "set WAL mode");
-    const std::string mode = sql::ColumnText(s.get(), 0);
+    const std::string mode = sqlite::ColumnText(s.get(), 0);
     if (mode != "wal") {
       return Status(Code::kUnavailable,
                     "store " + options.path + ": cannot use WAL mode (got " + mode + ")");
@@ -699,15 +694,16 @@ Status Store::Impl::InsertReading(const ReadingRow& r) {
   if (r.has_seq) flags |= codec::kFlagHasSeq;
   if (r.has_device_ts) flags |= codec::kFlagHasDeviceTs;
   sqlite3_stmt* s = ins_hot.get();
-  sqlite3_bind_int64(s, 1, next_id);
-  sqlite3_bind_int64(s, 2, *dkey);
-  sqlite3_bind_int64(s, 3, r.ts_ms);
-  sqlite3_bind_int64(s, 4, r.received_ms);
-  sqlite3_bind_int(s, 5, flags);
-  sqlite3_bind_int64(s, 6, r.has_seq ? r.boot : 0);
-  sqlite3_bind_int64(s, 7, r.has_seq ? static_cast<sqlite3_int64>(r.seq) : 0);
-  sqlite3_bind_int64(s, 8, r.has_device_ts ? r.device_ts_raw : 0);
-  sqlite3_bind_blob(s, 9, buf.data(), static_cast<int>(buf.size()), SQLITE_STATIC);
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 1, next_id));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 2, *dkey));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 3, r.ts_ms));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 4, r.received_ms));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt(s, 5, flags));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 6, r.has_seq ? r.boot : 0));
+  OUTPOST_RETURN_IF_ERROR(
+      sqlite::BindInt64(s, 7, r.has_seq ? static_cast<sqlite3_int64>(r.seq) : 0));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 8, r.has_device_ts ? r.device_ts_raw : 0));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindBlob(s, 9, buf));
   const int rc = sqlite3_step(s);
   sqlite3_reset(s);
   if (rc != SQLITE_DONE) return Err(rc, "insert reading");
@@ -739,19 +735,18 @@ Status Store::Impl::WriteInTx(const Batch& batch) {
     Result<int64_t> key = DeviceKey(d.device_id);
     if (!key.ok()) return key.status();
     sqlite3_stmt* s = upsert_device.get();
-    sqlite3_bind_int64(s, 1, *key);
-    sqlite3_bind_int64(s, 2, d.first_seen_ms);
-    sqlite3_bind_int64(s, 3, d.last_seen_ms);
-    sqlite3_bind_text(s, 4, d.status.data(), static_cast<int>(d.status.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(s, 5, d.status_changed_ms);
-    sqlite3_bind_text(s, 6, d.last_reading_json.data(),
-                      static_cast<int>(d.last_reading_json.size()), SQLITE_STATIC);
-    sqlite3_bind_text(s, 7, d.firmware.data(), static_cast<int>(d.firmware.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(s, 8, d.boot);
-    sqlite3_bind_int64(s, 9, static_cast<sqlite3_int64>(d.last_seq));
-    sqlite3_bind_int64(s, 10, static_cast<sqlite3_int64>(d.readings));
-    sqlite3_bind_int64(s, 11, static_cast<sqlite3_int64>(d.duplicates));
-    sqlite3_bind_int64(s, 12, static_cast<sqlite3_int64>(d.seq_gaps));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 1, *key));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 2, d.first_seen_ms));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 3, d.last_seen_ms));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 4, d.status));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 5, d.status_changed_ms));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 6, d.last_reading_json));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 7, d.firmware));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 8, d.boot));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 9, static_cast<sqlite3_int64>(d.last_seq)));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 10, static_cast<sqlite3_int64>(d.readings)));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 11, static_cast<sqlite3_int64>(d.duplicates)));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 12, static_cast<sqlite3_int64>(d.seq_gaps)));
     OUTPOST_RETURN_IF_ERROR(Run(upsert_device, "upsert device"));
     uint8_t& reg = registered[static_cast<size_t>(*key - 1)];
     if (!reg) {
@@ -762,19 +757,16 @@ Status Store::Impl::WriteInTx(const Batch& batch) {
 
   for (const AlertRow& a : batch.alerts) {
     sqlite3_stmt* s = upsert_alert.get();
-    auto text = [s](int i, const std::string& v) {
-      sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-    };
-    text(1, a.alert_id);
-    sqlite3_bind_int64(s, 2, a.raised_ms);
-    text(3, a.rule);
-    text(4, a.device_id);
-    text(5, a.metric);
-    text(6, a.severity);
-    text(7, a.message);
-    sqlite3_bind_double(s, 8, a.value);
-    sqlite3_bind_double(s, 9, a.threshold);
-    sqlite3_bind_int64(s, 10, a.cleared_ms);
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 1, a.alert_id));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 2, a.raised_ms));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 3, a.rule));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 4, a.device_id));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 5, a.metric));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 6, a.severity));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 7, a.message));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindDouble(s, 8, a.value));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindDouble(s, 9, a.threshold));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 10, a.cleared_ms));
     OUTPOST_RETURN_IF_ERROR(Run(upsert_alert, "upsert alert"));
     alerts_dirty = true;
   }
@@ -787,17 +779,18 @@ Status Store::Impl::WriteInTx(const Batch& batch) {
     for (size_t i = skip; i < batch.quarantine.size(); ++i) {
       const QuarantineRow& q = batch.quarantine[i];
       sqlite3_stmt* s = ins_quarantine.get();
-      sqlite3_bind_int64(s, 1, q.received_ms);
-      sqlite3_bind_text(s, 2, q.topic.data(), static_cast<int>(q.topic.size()), SQLITE_STATIC);
-      sqlite3_bind_text(s, 3, q.reason.data(), static_cast<int>(q.reason.size()), SQLITE_STATIC);
-      sqlite3_bind_text(s, 4, q.detail.data(), static_cast<int>(q.detail.size()), SQLITE_STATIC);
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 1, q.received_ms));
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 2, q.topic));
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 3, q.reason));
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 4, q.detail));
       const size_t n = std::min(q.payload.size(), opt.quarantine_max_payload_bytes);
-      sqlite3_bind_blob(s, 5, q.payload.data(), static_cast<int>(n), SQLITE_STATIC);
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindBlob(s, 5, std::string_view(q.payload.data(), n)));
       OUTPOST_RETURN_IF_ERROR(Run(ins_quarantine, "insert quarantine"));
       ++quarantine;
     }
     if (quarantine > static_cast<int64_t>(opt.quarantine_max_rows)) {
-      sqlite3_bind_int64(evict_quarantine.get(), 1, sql::ClampLimit(opt.quarantine_max_rows));
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(evict_quarantine.get(), 1,
+                                                sqlite::ClampLimit(opt.quarantine_max_rows)));
       OUTPOST_RETURN_IF_ERROR(Run(evict_quarantine, "evict quarantine"));
       quarantine -= sqlite3_changes(db);
     }
@@ -840,10 +833,10 @@ Result<std::vector<Point>> Store::QuerySeries(std::string_view device_id, std::s
   // Compacted blocks, in start order. Once `limit` points are known and the next block starts
   // after the last of them, no later block can contribute.
   sqlite3_stmt* s = m.q_blocks.get();
-  sqlite3_bind_int64(s, 1, dkey);
-  sqlite3_bind_int64(s, 2, SatSub(from_ms, kMaxBlockSpanMs));
-  sqlite3_bind_int64(s, 3, to_ms);
-  sqlite3_bind_int64(s, 4, from_ms);
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 1, dkey));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 2, SatSub(from_ms, kMaxBlockSpanMs)));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 3, to_ms));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 4, from_ms));
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     const int64_t start = sqlite3_column_int64(s, 0);
@@ -852,7 +845,8 @@ Result<std::vector<Point>> Store::QuerySeries(std::string_view device_id, std::s
       pts.resize(limit);
       if (start > pts.back().ts_ms) break;
     }
-    if (!codec::DecodeBlockSeries(sql::ColumnView(s, 1), mkey, from_ms, to_ms, &ts_scratch, &pts)) {
+    if (!codec::DecodeBlockSeries(sqlite::ColumnView(s, 1), mkey, from_ms, to_ms, &ts_scratch,
+                                  &pts)) {
       sqlite3_reset(s);
       return Status(Code::kDataLoss, "store " + m.opt.path + ": corrupt block");
     }
@@ -867,10 +861,10 @@ Result<std::vector<Point>> Store::QuerySeries(std::string_view device_id, std::s
   s = m.sel_hot_by_id.get();
   for (const HotRef& ref : m.hot_index[static_cast<size_t>(dkey - 1)]) {
     if (ref.ts_ms < from_ms || ref.ts_ms >= to_ms) continue;
-    sqlite3_bind_int64(s, 1, ref.id);
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 1, ref.id));
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-      codec::MetricReader reader(sql::ColumnView(s, 0));
+      codec::MetricReader reader(sqlite::ColumnView(s, 0));
       codec::PackedMetric pm;
       while (reader.Next(&pm)) {
         if (pm.key == mkey) {
@@ -906,13 +900,13 @@ Result<std::vector<DeviceRow>> Store::LoadDevices() {
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
     sqlite3_stmt* r = s.get();
     DeviceRow d;
-    d.device_id = sql::ColumnText(r, 0);
+    d.device_id = sqlite::ColumnText(r, 0);
     d.first_seen_ms = sqlite3_column_int64(r, 1);
     d.last_seen_ms = sqlite3_column_int64(r, 2);
-    d.status = sql::ColumnText(r, 3);
+    d.status = sqlite::ColumnText(r, 3);
     d.status_changed_ms = sqlite3_column_int64(r, 4);
-    d.last_reading_json = sql::ColumnText(r, 5);
-    d.firmware = sql::ColumnText(r, 6);
+    d.last_reading_json = sqlite::ColumnText(r, 5);
+    d.firmware = sqlite::ColumnText(r, 6);
     d.boot = static_cast<uint32_t>(sqlite3_column_int64(r, 7));
     d.last_seq = static_cast<uint64_t>(sqlite3_column_int64(r, 8));
     d.readings = static_cast<uint64_t>(sqlite3_column_int64(r, 9));
@@ -931,12 +925,12 @@ const char kAlertColumns[] =
 
 AlertRow ReadAlert(sqlite3_stmt* r) {
   AlertRow a;
-  a.alert_id = sql::ColumnText(r, 0);
-  a.rule = sql::ColumnText(r, 1);
-  a.device_id = sql::ColumnText(r, 2);
-  a.metric = sql::ColumnText(r, 3);
-  a.severity = sql::ColumnText(r, 4);
-  a.message = sql::ColumnText(r, 5);
+  a.alert_id = sqlite::ColumnText(r, 0);
+  a.rule = sqlite::ColumnText(r, 1);
+  a.device_id = sqlite::ColumnText(r, 2);
+  a.metric = sqlite::ColumnText(r, 3);
+  a.severity = sqlite::ColumnText(r, 4);
+  a.message = sqlite::ColumnText(r, 5);
   a.value = ColumnDouble(r, 6);
   a.threshold = ColumnDouble(r, 7);
   a.raised_ms = sqlite3_column_int64(r, 8);
@@ -962,7 +956,7 @@ Result<std::vector<AlertRow>> Store::ListAlerts(size_t limit) {
   Stmt s;
   OUTPOST_RETURN_IF_ERROR(
       m.Prepare(&s, (std::string(kAlertColumns) + "ORDER BY raised_ms DESC LIMIT ?1").c_str()));
-  sqlite3_bind_int64(s.get(), 1, sql::ClampLimit(limit));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s.get(), 1, sqlite::ClampLimit(limit)));
   std::vector<AlertRow> out;
   int rc;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) out.push_back(ReadAlert(s.get()));
@@ -976,16 +970,16 @@ Result<std::vector<QuarantineRow>> Store::ListQuarantine(size_t limit) {
   OUTPOST_RETURN_IF_ERROR(m.Prepare(&s,
                                     "SELECT received_ms, topic, reason, detail, payload FROM "
                                     "quarantine ORDER BY id DESC LIMIT ?1"));
-  sqlite3_bind_int64(s.get(), 1, sql::ClampLimit(limit));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s.get(), 1, sqlite::ClampLimit(limit)));
   std::vector<QuarantineRow> out;
   int rc;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
     QuarantineRow q;
     q.received_ms = sqlite3_column_int64(s.get(), 0);
-    q.topic = sql::ColumnText(s.get(), 1);
-    q.reason = sql::ColumnText(s.get(), 2);
-    q.detail = sql::ColumnText(s.get(), 3);
-    q.payload = sql::ColumnText(s.get(), 4);
+    q.topic = sqlite::ColumnText(s.get(), 1);
+    q.reason = sqlite::ColumnText(s.get(), 2);
+    q.detail = sqlite::ColumnText(s.get(), 3);
+    q.payload = sqlite::ColumnText(s.get(), 4);
     out.push_back(std::move(q));
   }
   if (rc != SQLITE_DONE) return m.Err(rc, "list quarantine");
@@ -1007,7 +1001,7 @@ Result<std::vector<RecentIdentity>> Store::LoadRecentIdentities(size_t max_rows)
     OUTPOST_RETURN_IF_ERROR(m.Prepare(
         &s,
         "SELECT id, device_key, flags, boot, seq, device_ts FROM hot ORDER BY id DESC LIMIT ?1"));
-    sqlite3_bind_int64(s.get(), 1, sql::ClampLimit(max_rows));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s.get(), 1, sqlite::ClampLimit(max_rows)));
     int rc;
     while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
       sqlite3_stmt* r = s.get();
@@ -1035,7 +1029,7 @@ Result<std::vector<RecentIdentity>> Store::LoadRecentIdentities(size_t max_rows)
       if (pass != current_pass && items.size() >= max_rows) break;
       current_pass = pass;
       decoded.clear();
-      if (!codec::DecodeBlockIdentities(sql::ColumnView(s.get(), 2), &decoded)) {
+      if (!codec::DecodeBlockIdentities(sqlite::ColumnView(s.get(), 2), &decoded)) {
         return Status(Code::kDataLoss, "store " + m.opt.path + ": corrupt block");
       }
       const int64_t dkey = sqlite3_column_int64(s.get(), 0);
@@ -1066,7 +1060,7 @@ Result<std::vector<RecentIdentity>> Store::LoadRecentIdentities(size_t max_rows)
 Result<int64_t> Store::Impl::DeleteBlocks(const std::vector<std::pair<int64_t, int64_t>>& blocks) {
   int64_t n = 0;
   for (const auto& [id, count] : blocks) {
-    sqlite3_bind_int64(del_block.get(), 1, id);
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(del_block.get(), 1, id));
     OUTPOST_RETURN_IF_ERROR(Run(del_block, "delete block"));
     n += count;
   }
@@ -1079,8 +1073,8 @@ Status Store::Impl::RetainByAge(int64_t now_ms, size_t budget) {
   std::vector<std::pair<int64_t, int64_t>> old;
   {
     sqlite3_stmt* s = sel_blocks_old.get();
-    sqlite3_bind_int64(s, 1, cutoff);
-    sqlite3_bind_int64(s, 2, sql::ClampLimit(budget));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 1, cutoff));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 2, sqlite::ClampLimit(budget)));
     size_t rows = 0;
     int rc;
     while (rows < budget && (rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -1101,8 +1095,9 @@ Status Store::Impl::RetainByAge(int64_t now_ms, size_t budget) {
     int64_t deleted = *n;
     if (hot_old) {
       const size_t hot_budget = std::max<size_t>(budget, 1000);
-      sqlite3_bind_int64(del_hot_old.get(), 1, cutoff);
-      sqlite3_bind_int64(del_hot_old.get(), 2, sql::ClampLimit(hot_budget));
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(del_hot_old.get(), 1, cutoff));
+      OUTPOST_RETURN_IF_ERROR(
+          sqlite::BindInt64(del_hot_old.get(), 2, sqlite::ClampLimit(hot_budget)));
       OUTPOST_RETURN_IF_ERROR(Run(del_hot_old, "delete old hot rows"));
       const int64_t changed = sqlite3_changes(db);
       deleted += changed;
@@ -1131,8 +1126,8 @@ Status Store::Impl::RetainBySize(size_t budget) {
       // Oldest blocks first (by their newest reading), a few at a time, re-measuring between.
       old.clear();
       sqlite3_stmt* s = sel_blocks_old.get();
-      sqlite3_bind_int64(s, 1, std::numeric_limits<int64_t>::max());
-      sqlite3_bind_int64(s, 2, 16);
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 1, std::numeric_limits<int64_t>::max()));
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 2, 16));
       int rc;
       while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         old.emplace_back(sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1));
@@ -1144,7 +1139,7 @@ Status Store::Impl::RetainBySize(size_t budget) {
         if (!n.ok()) return n.status();
         deleted += *n;
       } else if (hot_rows > 0) {
-        sqlite3_bind_int64(del_hot_oldest.get(), 1, 1000);
+        OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(del_hot_oldest.get(), 1, 1000));
         OUTPOST_RETURN_IF_ERROR(Run(del_hot_oldest, "delete oldest hot rows"));
         const int64_t changed = sqlite3_changes(db);
         deleted += changed;
@@ -1170,7 +1165,7 @@ Status Store::Impl::Compact(size_t budget) {
   if (!compacting && hot_rows > high) compacting = true;
   if (!compacting) return Status::Ok();
   const int64_t low = high / 4;
-  const int64_t want = std::min<int64_t>(hot_rows - low, sql::ClampLimit(budget));
+  const int64_t want = std::min<int64_t>(hot_rows - low, sqlite::ClampLimit(budget));
   if (want <= 0) {
     compacting = false;
     return Status::Ok();
@@ -1184,7 +1179,7 @@ Status Store::Impl::Compact(size_t budget) {
     std::string arena;
     arena.reserve(static_cast<size_t>(want) * 48);
     sqlite3_stmt* s = sel_hot_oldest.get();
-    sqlite3_bind_int64(s, 1, want);
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 1, want));
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
       HotRow r;
@@ -1196,7 +1191,7 @@ Status Store::Impl::Compact(size_t budget) {
       r.boot = static_cast<uint32_t>(sqlite3_column_int64(s, 5));
       r.seq = static_cast<uint64_t>(sqlite3_column_int64(s, 6));
       r.device_ts = sqlite3_column_int64(s, 7);
-      std::string_view blob = sql::ColumnView(s, 8);
+      std::string_view blob = sqlite::ColumnView(s, 8);
       r.metrics_offset = arena.size();
       r.metrics_size = blob.size();
       arena.append(blob);
@@ -1221,12 +1216,12 @@ Status Store::Impl::Compact(size_t budget) {
       if (block.empty()) return Status::Ok();
       codec::EncodeBlock(block, &scratch, &data);
       sqlite3_stmt* ins = ins_block.get();
-      sqlite3_bind_int64(ins, 1, device_key);
-      sqlite3_bind_int64(ins, 2, block.front().ts_ms);
-      sqlite3_bind_int64(ins, 3, block.back().ts_ms);
-      sqlite3_bind_int64(ins, 4, pass);
-      sqlite3_bind_int64(ins, 5, static_cast<sqlite3_int64>(block.size()));
-      sqlite3_bind_blob(ins, 6, data.data(), static_cast<int>(data.size()), SQLITE_STATIC);
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(ins, 1, device_key));
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(ins, 2, block.front().ts_ms));
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(ins, 3, block.back().ts_ms));
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(ins, 4, pass));
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(ins, 5, static_cast<sqlite3_int64>(block.size())));
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindBlob(ins, 6, data));
       block.clear();
       return Run(ins_block, "insert block");
     };
@@ -1242,7 +1237,7 @@ Status Store::Impl::Compact(size_t budget) {
     }
     OUTPOST_RETURN_IF_ERROR(flush(rows.back().device_key));
 
-    sqlite3_bind_int64(del_hot_upto.get(), 1, last_id);
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(del_hot_upto.get(), 1, last_id));
     OUTPOST_RETURN_IF_ERROR(Run(del_hot_upto, "delete compacted hot rows"));
     const int64_t moved = sqlite3_changes(db);
     if (moved != static_cast<int64_t>(rows.size())) {
@@ -1270,7 +1265,8 @@ Status Store::Impl::Compact(size_t budget) {
 
 Status Store::Impl::TrimAlerts() {
   if (!alerts_dirty) return Status::Ok();
-  sqlite3_bind_int64(trim_alerts.get(), 1, sql::ClampLimit(opt.alert_history_max_rows));
+  OUTPOST_RETURN_IF_ERROR(
+      sqlite::BindInt64(trim_alerts.get(), 1, sqlite::ClampLimit(opt.alert_history_max_rows)));
   OUTPOST_RETURN_IF_ERROR(Run(trim_alerts, "trim alert history"));
   alerts_dirty = false;
   return Status::Ok();
@@ -1349,13 +1345,13 @@ Status Store::Impl::LoadOutbox() {
     const int rc = sqlite3_step(s.get());
     if (rc == SQLITE_ROW) {
       OutboxBatch b;
-      b.key = sql::ColumnText(s.get(), 0);
+      b.key = sqlite::ColumnText(s.get(), 0);
       b.seq = sqlite3_column_int64(s.get(), 1);
       b.created_ms = sqlite3_column_int64(s.get(), 2);
       b.readings = sqlite3_column_int64(s.get(), 3);
       b.alerts = sqlite3_column_int64(s.get(), 4);
       b.statuses = sqlite3_column_int64(s.get(), 5);
-      b.body = sql::ColumnText(s.get(), 6);
+      b.body = sqlite::ColumnText(s.get(), 6);
       in_flight = std::move(b);
     } else if (rc != SQLITE_DONE) {
       return Err(rc, "load outbox batch");
@@ -1378,7 +1374,7 @@ Status Store::Impl::SaveOutbox() {
                        ob.sent_batches,
                        ob.sent_items,
                        ob.next_batch_seq};
-  for (int i = 0; i < 11; ++i) sqlite3_bind_int64(s, i + 1, v[i]);
+  for (int i = 0; i < 11; ++i) OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, i + 1, v[i]));
   OUTPOST_RETURN_IF_ERROR(Run(save_outbox, "update outbox state"));
   outbox_dirty = false;
   return Status::Ok();
@@ -1388,7 +1384,7 @@ Status Store::Impl::RefreshOutboxOldest() {
   queue_oldest_ms = 0;
   for (int prio : {0, 1}) {
     sqlite3_stmt* s = sel_oldest_prio.get();
-    sqlite3_bind_int(s, 1, prio);
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt(s, 1, prio));
     const int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
       const int64_t t = sqlite3_column_int64(s, 0);
@@ -1416,10 +1412,10 @@ Status Store::Impl::EnqueueOutbox(const std::vector<OutboxItem>& items) {
       continue;
     }
     sqlite3_stmt* s = ins_outbox.get();
-    sqlite3_bind_int(s, 1, Prio(item.kind));
-    sqlite3_bind_int(s, 2, static_cast<int>(item.kind));
-    sqlite3_bind_int64(s, 3, item.created_ms);
-    sqlite3_bind_blob(s, 4, item.body.data(), static_cast<int>(item.body.size()), SQLITE_STATIC);
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt(s, 1, Prio(item.kind)));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt(s, 2, static_cast<int>(item.kind)));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 3, item.created_ms));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindBlob(s, 4, item.body));
     OUTPOST_RETURN_IF_ERROR(Run(ins_outbox, "insert outbox item"));
     CountKind(item.kind, 1);
     ob.bytes += size;
@@ -1441,8 +1437,8 @@ Status Store::Impl::DropOldest(int64_t excess) {
   for (int prio : {1, 0}) {
     while (excess > 0) {
       sqlite3_stmt* s = sel_outbox_prio.get();
-      sqlite3_bind_int(s, 1, prio);
-      sqlite3_bind_int64(s, 2, 1024);
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt(s, 1, prio));
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 2, 1024));
       int64_t last_id = -1, freed = 0, n = 0;
       int64_t by_kind[3] = {0, 0, 0};
       int rc;
@@ -1457,8 +1453,8 @@ Status Store::Impl::DropOldest(int64_t excess) {
       sqlite3_reset(s);
       if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Err(rc, "select oldest outbox items");
       if (n == 0) break;
-      sqlite3_bind_int(del_outbox_upto.get(), 1, prio);
-      sqlite3_bind_int64(del_outbox_upto.get(), 2, last_id);
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt(del_outbox_upto.get(), 1, prio));
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(del_outbox_upto.get(), 2, last_id));
       OUTPOST_RETURN_IF_ERROR(Run(del_outbox_upto, "drop oldest outbox items"));
       ob.readings -= by_kind[0];
       ob.alerts -= by_kind[1];
@@ -1474,8 +1470,8 @@ Status Store::Impl::DropOldest(int64_t excess) {
 
 Status Store::Impl::ExpireOutbox(int64_t now_ms, size_t budget) {
   sqlite3_stmt* s = expire_outbox.get();
-  sqlite3_bind_int64(s, 1, SatSub(now_ms, opt.outbox.expire_after_ms));
-  sqlite3_bind_int64(s, 2, sql::ClampLimit(budget));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 1, SatSub(now_ms, opt.outbox.expire_after_ms)));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 2, sqlite::ClampLimit(budget)));
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     CountKind(static_cast<OutboxKind>(sqlite3_column_int(s, 0)), -1);
@@ -1503,8 +1499,8 @@ Result<std::vector<OutboxEntry>> Store::PeekOutbox(size_t max_items, int64_t max
   for (int prio : {0, 1}) {
     if (full || out.size() >= max_items) break;
     sqlite3_stmt* s = m.sel_outbox_prio.get();
-    sqlite3_bind_int(s, 1, prio);
-    sqlite3_bind_int64(s, 2, sql::ClampLimit(max_items - out.size()));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt(s, 1, prio));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 2, sqlite::ClampLimit(max_items - out.size())));
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
       const int64_t size = sqlite3_column_bytes(s, 3);
@@ -1515,7 +1511,7 @@ Result<std::vector<OutboxEntry>> Store::PeekOutbox(size_t max_items, int64_t max
       bytes += size;
       out.push_back(OutboxEntry{sqlite3_column_int64(s, 0),
                                 static_cast<OutboxKind>(sqlite3_column_int(s, 1)),
-                                sqlite3_column_int64(s, 2), sql::ColumnText(s, 3)});
+                                sqlite3_column_int64(s, 2), sqlite::ColumnText(s, 3)});
     }
     sqlite3_reset(s);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return m.Err(rc, "peek outbox");
@@ -1545,8 +1541,8 @@ Status Store::CommitOutboxBatch(const OutboxBatch& batch, const std::vector<Outb
   Status st = [&]() -> Status {
     for (int p : {0, 1}) {
       if (count[p] == 0) continue;
-      sqlite3_bind_int(m.del_outbox_upto.get(), 1, p);
-      sqlite3_bind_int64(m.del_outbox_upto.get(), 2, last_id[p]);
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt(m.del_outbox_upto.get(), 1, p));
+      OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(m.del_outbox_upto.get(), 2, last_id[p]));
       OUTPOST_RETURN_IF_ERROR(m.Run(m.del_outbox_upto, "take outbox items"));
       if (sqlite3_changes(m.db) != count[p]) {
         return FailedPrecondition("store " + m.opt.path +
@@ -1562,15 +1558,13 @@ Status Store::CommitOutboxBatch(const OutboxBatch& batch, const std::vector<Outb
                                       "INSERT INTO outbox_batch(id, key, seq, created_ms, "
                                       "readings, alerts, statuses, body) VALUES "
                                       "(1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
-    sqlite3_bind_text(s.get(), 1, batch.key.data(), static_cast<int>(batch.key.size()),
-                      SQLITE_STATIC);
-    sqlite3_bind_int64(s.get(), 2, batch.seq);
-    sqlite3_bind_int64(s.get(), 3, batch.created_ms);
-    sqlite3_bind_int64(s.get(), 4, batch.readings);
-    sqlite3_bind_int64(s.get(), 5, batch.alerts);
-    sqlite3_bind_int64(s.get(), 6, batch.statuses);
-    sqlite3_bind_blob(s.get(), 7, batch.body.data(), static_cast<int>(batch.body.size()),
-                      SQLITE_STATIC);
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s.get(), 1, batch.key));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s.get(), 2, batch.seq));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s.get(), 3, batch.created_ms));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s.get(), 4, batch.readings));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s.get(), 5, batch.alerts));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s.get(), 6, batch.statuses));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindBlob(s.get(), 7, batch.body));
     const int rc = sqlite3_step(s.get());
     if (rc != SQLITE_DONE) return m.Err(rc, "insert outbox batch");
     m.ob.next_batch_seq = std::max(m.ob.next_batch_seq, batch.seq + 1);

@@ -25,6 +25,7 @@ constexpr int64_t kDay = 24 * 3600 * 1000;
 // ---- A VFS that wraps SQLite's default one and fails writes or syncs on demand. ----
 std::atomic<bool> g_fail_writes{false};
 std::atomic<bool> g_fail_syncs{false};
+std::atomic<bool> g_disk_full{false};  // writes fail as a full file system makes them fail
 sqlite3_vfs* g_real_vfs = nullptr;
 sqlite3_vfs g_fault_vfs;
 sqlite3_io_methods g_fault_methods;
@@ -41,6 +42,7 @@ int FRead(sqlite3_file* f, void* p, int n, sqlite3_int64 off) {
 }
 int FWrite(sqlite3_file* f, const void* p, int n, sqlite3_int64 off) {
   if (g_fail_writes) return SQLITE_IOERR_WRITE;
+  if (g_disk_full) return SQLITE_FULL;
   return Real(f)->pMethods->xWrite(Real(f), p, n, off);
 }
 int FTruncate(sqlite3_file* f, sqlite3_int64 size) {
@@ -761,6 +763,7 @@ class FaultTest : public StoreTest {
   void TearDown() override {
     g_fail_writes = false;
     g_fail_syncs = false;
+    g_disk_full = false;
     StoreTest::TearDown();
   }
 };
@@ -803,6 +806,28 @@ TEST_F(FaultTest, FailedWriteRollsBackEverythingAndTheStoreRecovers) {
   auto ids = s->LoadRecentIdentities(100);
   ASSERT_TRUE(ids.ok());
   EXPECT_EQ(ids->size(), 22u);
+}
+
+// Regression: a full disk was kUnavailable here (and kDataLoss in the cloud), which the writer
+// counted towards giving up. Now it is kResourceExhausted, nothing is half-written, and the same
+// batch goes through once space returns.
+TEST_F(FaultTest, FullDiskIsResourceExhaustedAndTheStoreRecovers) {
+  Options o = Opts();
+  o.vfs = RegisterFaultVfs();
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  Fill(*s, 2, 10, kT0, 1000);
+  Batch b;
+  b.readings.push_back(Reading(Dev(0), kT0 + 10'000, 10, 10));
+  g_disk_full = true;
+  Status st = s->Write(b);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), Code::kResourceExhausted) << st.ToString();
+  EXPECT_NE(st.message().find(o.path), std::string::npos) << st.message();
+  EXPECT_EQ(s->stats().readings, 20);
+  g_disk_full = false;
+  ASSERT_TRUE(s->Write(b).ok());
+  EXPECT_EQ(s->stats().readings, 21);
 }
 
 TEST_F(FaultTest, FailedFsyncIsDataLossAndNeverPartial) {

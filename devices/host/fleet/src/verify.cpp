@@ -1,8 +1,8 @@
 #include "outpost/node/fleet/verify.h"
 
-#include <sqlite3.h>
-
 #include <unordered_map>
+
+#include "outpost/sqlite/database.h"
 
 namespace outpost::node::fleet {
 namespace {
@@ -15,36 +15,31 @@ struct Row {
 
 Result<VerifyReport> VerifyStore(const std::string& db_path,
                                  const std::vector<DeviceRecord>& records) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close(db);
-    return Unavailable("verify-store " + db_path + ": " + msg);
-  }
-  sqlite3_busy_timeout(db, 5'000);
-  sqlite3_stmt* stmt = nullptr;
-  const char* sql =
-      "SELECT device_id, readings, seq_gaps, boot, COALESCE(last_seq, -1) FROM device_status";
-  if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) != SQLITE_OK) {
-    std::string msg = sqlite3_errmsg(db);
-    sqlite3_close(db);
-    return Unavailable("verify-store " + db_path + ": " + msg +
-                       " (is this an outpost-gateway database?)");
+  sqlite::OpenOptions o;
+  o.flags = SQLITE_OPEN_READONLY;
+  o.busy_timeout_ms = 5'000;
+  o.label = "verify-store " + db_path;
+  auto db = sqlite::Database::Open(db_path, o);
+  if (!db.ok()) return db.status();
+  sqlite::Statement stmt;
+  Status st = db->Prepare(
+      &stmt,
+      "SELECT device_id, readings, seq_gaps, boot, COALESCE(last_seq, -1) FROM device_status");
+  if (!st.ok()) {
+    // No device_status view (SQLITE_ERROR): somebody else's file, not a transient failure.
+    const Code code = st.code() == Code::kInternal ? Code::kFailedPrecondition : st.code();
+    return Status(code, st.message() + " (is this an outpost-gateway database?)");
   }
   std::unordered_map<std::string, Row> rows;
-  int rc;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+  while (stmt.Step(&st)) {
     Row r;
-    r.readings = sqlite3_column_int64(stmt, 1);
-    r.seq_gaps = sqlite3_column_int64(stmt, 2);
-    r.boot = sqlite3_column_int64(stmt, 3);
-    r.last_seq = sqlite3_column_int64(stmt, 4);
-    rows[reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0))] = r;
+    r.readings = stmt.Int(1);
+    r.seq_gaps = stmt.Int(2);
+    r.boot = stmt.Int(3);
+    r.last_seq = stmt.Int(4);
+    rows[stmt.Text(0)] = r;
   }
-  sqlite3_finalize(stmt);
-  const std::string err = rc == SQLITE_DONE ? "" : sqlite3_errmsg(db);
-  sqlite3_close(db);
-  if (!err.empty()) return Unavailable("verify-store " + db_path + ": " + err);
+  if (!st.ok()) return st;
 
   VerifyReport rep;
   auto note = [&rep](std::string p) {

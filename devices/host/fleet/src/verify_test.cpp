@@ -73,7 +73,7 @@ TEST_F(VerifyStoreTest, NotAGatewayDatabase) {
   EXPECT_EQ(rep.status().code(), Code::kUnavailable);
   Exec("DROP VIEW device_status");
   auto rep2 = VerifyStore(path_, {});
-  EXPECT_EQ(rep2.status().code(), Code::kUnavailable);
+  EXPECT_EQ(rep2.status().code(), Code::kFailedPrecondition);
   EXPECT_NE(rep2.status().message().find("outpost-gateway"), std::string::npos);
 }
 

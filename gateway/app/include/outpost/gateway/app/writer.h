@@ -12,8 +12,11 @@
 // the queue is bounded at one). LatestStats() is the store's stats after the last operation.
 // Errors: a failed Write() is reported (Committed::done == false), retried with backoff, and
 // nothing of that batch is acknowledged until it commits. kDataLoss (corrupt file, failed fsync)
-// or Options::max_failures failures in a row are fatal (Committed::fatal): the gateway stops
-// without acknowledging, and a restart lets Store::Open diagnose the file.
+// or Options::max_failures other failures in a row are fatal (Committed::fatal): the gateway
+// stops without acknowledging, and a restart lets Store::Open diagnose the file. A full disk
+// (kResourceExhausted) is never fatal: the batch is retried (backoff up to
+// Options::full_retry_cap_ms) until space returns, Call()s are still served between attempts,
+// and every attempt is reported (Committed::disk_full) so the loop can alert and report it.
 #pragma once
 
 #include <condition_variable>
@@ -45,10 +48,11 @@ struct Pending {
 };
 
 struct Committed {
-  bool done = false;   // true: the batch is durable (status OK) or abandoned at shutdown
-  bool fatal = false;  // true: the store cannot commit (kDataLoss, or failing too long); stop
-  Status status;       // the outcome of this attempt
-  Pending batch;       // when done: the batch, for its acks and alerts
+  bool done = false;       // true: the batch is durable (status OK) or abandoned at shutdown
+  bool fatal = false;      // true: the store cannot commit (kDataLoss, or failing too long); stop
+  bool disk_full = false;  // this attempt failed because the disk is full (kResourceExhausted)
+  Status status;           // the outcome of this attempt
+  Pending batch;           // when done: the batch, for its acks and alerts
   std::int64_t committed_wall_ms = 0;
   store::Stats stats{};
 };
@@ -63,6 +67,8 @@ class Writer {
     std::size_t maintenance_min_rows = 2000;
     std::int64_t idle_maintenance_ms = 1000;  // and this often when idle
     std::uint32_t max_failures = 30;          // about 2 minutes of retries with backoff
+    std::int64_t retry_cap_ms = 5000;         // backoff cap between attempts
+    std::int64_t full_retry_cap_ms = 5000;    // backoff cap while the disk is full
   };
   using OnCommitted = std::function<void(Committed)>;
 

@@ -66,11 +66,16 @@ struct CloudConfig {
 // kInvalidArgument naming cloud.api_key_file when the file cannot be read or is empty.
 Result<std::string> ResolveCloudToken(const CloudConfig& cloud, const char* env_value);
 
+inline constexpr std::int64_t kMaxBytesAuto = -1;
+
 struct StorageConfig {
   std::string path = "gateway.db";
-  std::string synchronous = "full";         // full | normal | off
-  std::int64_t retention_days = 30;         // 0 = keep forever
-  std::int64_t max_bytes = 0;               // 0 = unbounded
+  std::string synchronous = "full";  // full | normal | off
+  std::int64_t retention_days = 30;  // 0 = keep forever
+  // kMaxBytesAuto ("auto", the default): a share of the file system, see EffectiveMaxBytes().
+  // 0 = unbounded (a flood can fill the disk). Else bytes of used pages, oldest readings go
+  // first (retention by size, docs/formats/store.md).
+  std::int64_t max_bytes = -1;
   std::int64_t cache_bytes = 8 << 20;       // SQLite page cache (the OS caches the file as well)
   std::size_t queue_max_readings = 20'000;  // messages in the filling batch; reading pauses beyond
 };
@@ -138,6 +143,21 @@ struct Config {
   std::string log_level = "info";
   std::vector<std::string> warnings;  // unknown keys and other non-fatal findings
 };
+
+// The space of the file system holding the database, as statvfs and stat see it at start.
+struct FileSystemSpace {
+  std::int64_t size_bytes = 0;       // the file system's size
+  std::int64_t available_bytes = 0;  // free for an unprivileged writer
+  std::int64_t db_bytes = 0;         // the database file and its -wal, already ours
+};
+// storage.max_bytes "auto": 80% of the file system's size, but never more than what leaves a
+// reserve free (10% of the size, at most 1GiB) counting what is free now plus the database's
+// own files; at least 1MB (the store's minimum). Pure.
+std::int64_t AutoMaxBytes(const FileSystemSpace& space);
+// The value the store runs with: storage.max_bytes, or AutoMaxBytes() of the file system
+// holding storage.path (statvfs on its directory). kUnavailable naming the directory when it
+// cannot be read. `auto_chosen` (optional): set to whether the value is the auto one.
+Result<std::int64_t> EffectiveMaxBytes(const StorageConfig& storage, bool* auto_chosen = nullptr);
 
 // Parses YAML text. `source` names it in error messages.
 Result<Config> Parse(std::string_view yaml_text, std::string_view source);

@@ -14,8 +14,10 @@
 // (the sqlite3 shell, backups) may read the file concurrently (WAL).
 // Thread: NOT thread-safe. One thread (the gateway's store writer) owns the Store and makes
 // every call, reads included.
-// Errors: every call returns a Status/Result. kUnavailable: transient I/O failure, disk full,
-// file locked; retrying later may help. kDataLoss: corrupt file, not a database, a failed fsync.
+// Errors: every call returns a Status/Result, coded by libs/sqlite's one map (error.h).
+// kResourceExhausted: the disk (or quota) is full; retry once space is freed, never fatal.
+// kUnavailable: transient I/O failure, file locked; retrying later may help. kDataLoss: corrupt
+// file, not a database, a failed fsync.
 // kFailedPrecondition: the file belongs to something else or has a newer schema than this binary.
 // kInvalidArgument: bad options. Every message names the file.
 #pragma once
@@ -220,8 +222,9 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   // Applies the whole batch in one BEGIN IMMEDIATE .. COMMIT. On failure nothing of the batch
-  // is stored (ROLLBACK) and the error is kUnavailable (retry may help) or kDataLoss (fsync or
-  // corruption). After OK the batch is durable per Options::synchronous.
+  // is stored (ROLLBACK) and the error is kResourceExhausted (disk full: retry after space is
+  // freed), kUnavailable (retry may help) or kDataLoss (fsync or corruption). After OK the
+  // batch is durable per Options::synchronous.
   Status Write(const Batch& batch);
 
   // Points of one metric of one device with from_ms <= ts < to_ms, ts ascending, at most
