@@ -92,6 +92,9 @@ DeviceError ValidateConfig(const NodeConfig& c, const char** field, const char**
     }
   }
   if (c.min_interval_ms < 100) return fail("min_interval_ms", "must be at least 100");
+  if (c.max_interval_ms > kMaxIntervalMs) {
+    return fail("max_interval_ms", "must be at most 86400000 (24 h)");
+  }
   if (c.max_interval_ms < c.min_interval_ms) {
     return fail("max_interval_ms", "must be >= min_interval_ms");
   }

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -249,6 +250,14 @@ class Rig {
     mqtt::Encode(p, bytes);
     node->OnBytes(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), now);
     Settle();
+  }
+  // Broker -> node raw bytes in chunks of `chunk` bytes (the last may be shorter).
+  void SendBytes(const std::string& bytes, std::size_t chunk) {
+    for (std::size_t at = 0; at < bytes.size(); at += chunk) {
+      const std::size_t n = std::min(chunk, bytes.size() - at);
+      node->OnBytes(reinterpret_cast<const std::uint8_t*>(bytes.data() + at), n, now);
+      Settle();
+    }
   }
   void SendCommand(const std::string& topic, const std::string& payload, std::uint16_t id) {
     Send(mqtt::Publish{topic, payload, static_cast<std::uint8_t>(id ? 1 : 0), false, false, id});

@@ -95,6 +95,10 @@ struct Node::Impl {
   std::uint8_t* rx = nullptr;
   std::size_t rx_cap = 0;
   std::size_t rx_len = 0;
+  // An oversize PUBLISH being skipped: its bytes still to drop, and its packet id (0: QoS 0) to
+  // acknowledge once they are gone.
+  std::size_t rx_skip = 0;
+  std::uint16_t rx_skip_ack_id = 0;
   std::uint8_t* tx = nullptr;
   std::size_t tx_cap = 0;
   std::size_t tx_off = 0;
@@ -243,6 +247,8 @@ struct NodeOps {
     const bool was_session = Connected(n);
     if (close_transport) n.ports_.transport->Close();
     s.rx_len = 0;
+    s.rx_skip = 0;
+    s.rx_skip_ack_id = 0;
     s.tx_off = s.tx_len = 0;
     s.ping_outstanding = false;
     // Status announcements are re-made at the next connect; replies are kept and resent.
@@ -643,17 +649,47 @@ struct NodeOps {
         break;
     }
     if (p.topic == std::string_view(s.commands_topic)) {
-      HandleCommand(n, p.payload, now);
-    }
-    if (p.qos == 1 && Connected(n)) {
-      std::size_t cap = 0;
-      std::uint8_t* out = TxSpace(n, cap);
-      if (!Commit(n, wire::EncodePubAck(p.packet_id, out, cap))) {
-        ++n.stats_.protocol_errors;
-        DropConnection(n, now, true, "no room in the tx buffer for a PUBACK");
-        return;
+      if (p.retain) {
+        // The broker replays a retained command at every subscription: a retained "reboot"
+        // would reboot the node at every connect, forever. Live commands arrive unretained.
+        ++n.stats_.commands_retained;
+        Log(n, LogLevel::kWarn, LogLine() << "command: retained command ignored");
+      } else {
+        HandleCommand(n, p.payload, now);
       }
     }
+    if (p.qos == 1) AckIncoming(n, p.packet_id, now);
+  }
+
+  static void AckIncoming(Node& n, std::uint16_t packet_id, std::int64_t now) {
+    if (!Connected(n)) return;
+    std::size_t cap = 0;
+    std::uint8_t* out = TxSpace(n, cap);
+    if (!Commit(n, wire::EncodePubAck(packet_id, out, cap))) {
+      ++n.stats_.protocol_errors;
+      DropConnection(n, now, true, "no room in the tx buffer for a PUBACK");
+    }
+  }
+
+  // A PUBLISH larger than the receive buffer (a giant command or retained message): skipped
+  // unread, counted, acknowledged once its last byte is gone so the broker forgets it.
+  static void OnOversize(Node& n, const wire::ParseResult& r, std::int64_t now) {
+    Node::Impl& s = *n.impl_;
+    s.last_rx_ms = now;
+    ++n.stats_.rx_oversize;
+    s.rx_skip = r.skip;
+    s.rx_skip_ack_id = r.packet.qos == 1 ? r.packet.packet_id : 0;
+    LogLine l;
+    l << "mqtt: skipped a PUBLISH of " << static_cast<std::int64_t>(r.total)
+      << " bytes (receive buffer " << static_cast<std::int64_t>(s.rx_cap) << ")";
+    Log(n, LogLevel::kWarn, l);
+    if (s.rx_skip == 0) EndSkip(n, now);
+  }
+  static void EndSkip(Node& n, std::int64_t now) {
+    Node::Impl& s = *n.impl_;
+    const std::uint16_t id = s.rx_skip_ack_id;
+    s.rx_skip_ack_id = 0;
+    if (id != 0) AckIncoming(n, id, now);
   }
 
   // ---- sampling and power ----
@@ -1013,6 +1049,15 @@ std::int64_t Node::OnBytes(const std::uint8_t* data, std::size_t size, std::int6
   while (size > 0) {
     const NodeState st = stats_.state;
     if (st != NodeState::kMqttConnecting && !NodeOps::Connected(*this)) break;
+    if (s.rx_skip > 0) {  // the rest of an oversize PUBLISH: dropped unread
+      const std::size_t k = s.rx_skip < size ? s.rx_skip : size;
+      s.rx_skip -= k;
+      data += k;
+      size -= k;
+      stats_.rx_bytes += k;
+      if (s.rx_skip == 0) NodeOps::EndSkip(*this, now);
+      continue;
+    }
     std::size_t n = s.rx_cap - s.rx_len;
     if (n > size) n = size;
     std::memcpy(s.rx + s.rx_len, data, n);
@@ -1031,8 +1076,13 @@ std::int64_t Node::OnBytes(const std::uint8_t* data, std::size_t size, std::int6
         dropped = true;
         break;
       }
-      NodeOps::OnPacket(*this, r.packet, now);
-      pos += r.consumed;
+      if (r.status == wire::ParseStatus::kOversize) {
+        NodeOps::OnOversize(*this, r, now);
+        pos += r.consumed;  // the whole buffer when the packet goes on (r.skip > 0)
+      } else {
+        NodeOps::OnPacket(*this, r.packet, now);
+        pos += r.consumed;
+      }
       const NodeState after = stats_.state;
       if (after != NodeState::kMqttConnecting && !NodeOps::Connected(*this)) {
         dropped = true;  // the packet ended the session (refusal, restart)

@@ -689,5 +689,129 @@ TEST(NodeTest, CallerStorageMeansNoAllocation) {
   EXPECT_LT(Node::StorageBytes(c), 8u * 1024u);
 }
 
+std::vector<std::uint16_t> PubAcksOf(const std::vector<mqtt::Packet>& packets) {
+  std::vector<std::uint16_t> out;
+  for (const auto& p : packets) {
+    if (auto* a = std::get_if<mqtt::PubAck>(&p)) out.push_back(a->packet_id);
+  }
+  return out;
+}
+
+// Regression (issue 8, section 5): the core ignored the retain flag, so a retained "reboot" on
+// devices/commands rebooted every seed device at every connect, forever.
+TEST(NodeTest, RetainedRebootDoesNotRebootNode) {
+  NodeConfig c = TestConfig();
+  c.scheme = TopicScheme::kSeed;
+  Rig rig(c);
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(1'500);
+  // As the broker sends it at subscription: retain set. Acknowledged, counted, not run.
+  rig.Send(mqtt::Publish{"devices/commands", R"({"command":"reboot"})", 1, true, false, 41});
+  EXPECT_EQ(rig.ports.power.restarts, 0);
+  EXPECT_EQ(rig.node->stats().commands_retained, 1u);
+  EXPECT_EQ(rig.node->stats().commands_handled, 0u);
+  EXPECT_EQ(PubAcksOf(rig.received), (std::vector<std::uint16_t>{41}));
+  EXPECT_EQ(rig.node->state(), NodeState::kOnline);
+  // A live command (the broker clears retain on an established subscription) still runs.
+  rig.Send(mqtt::Publish{"devices/commands", R"({"command":"reboot"})", 1, false, false, 42});
+  EXPECT_EQ(rig.ports.power.restarts, 1);
+}
+
+TEST(NodeTest, RetainedNativeCommandIsIgnoredWithoutReply) {
+  Rig rig(TestConfig());
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(1'500);
+  rig.Send(mqtt::Publish{"devices/node-1/commands", R"({"command":"led","state":true,"id":"x"})", 1,
+                         true, false, 7});
+  EXPECT_EQ(rig.ports.led.sets, 0);
+  EXPECT_EQ(rig.node->stats().commands_retained, 1u);
+  EXPECT_TRUE(rig.PublishesOn("devices/node-1/replies").empty());
+}
+
+// Regression (issue 8, section 2, device half): a command or retained message larger than the
+// receive buffer was a protocol error: the node dropped the connection, and a persistent
+// session or a retained giant brought it back at every connect. Now it is skipped unread, counted
+// and acknowledged, and the session goes on, however the bytes are split.
+TEST(NodeTest, OversizeCommandIsSkippedAckedAndTheSessionGoesOn) {
+  NodeConfig c = TestConfig();
+  c.max_packet_bytes = 256;
+  std::string giant_payload =
+      R"({"command":"led","state":true,"pad":")" + std::string(600, 'x') + R"("})";
+  std::string bytes;
+  mqtt::Encode(mqtt::Publish{"devices/node-1/commands", giant_payload, 1, false, false, 9}, bytes);
+  std::string qos0;  // retained, as the broker replays it at subscription
+  mqtt::Encode(mqtt::Publish{"devices/node-1/commands", giant_payload, 0, true, false, 0}, qos0);
+  std::string after;
+  mqtt::Encode(mqtt::Publish{"devices/node-1/commands", R"({"command":"led","state":true})", 1,
+                             false, false, 10},
+               after);
+  const std::string stream = bytes + qos0 + after;
+  // Two pieces split at every boundary, and a few fixed chunk sizes.
+  std::vector<std::pair<std::size_t, std::size_t>> splits;  // (first piece, chunk after it)
+  for (std::size_t cut = 1; cut < stream.size(); ++cut) splits.push_back({cut, stream.size()});
+  for (std::size_t chunk : {1u, 7u, 255u, 256u, 257u}) splits.push_back({chunk, chunk});
+  for (const auto& [first, chunk] : splits) {
+    SCOPED_TRACE("first piece " + std::to_string(first) + ", then chunks of " +
+                 std::to_string(chunk));
+    Rig rig(c);
+    ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+    rig.RunUntil(1'500);
+    const std::size_t before = rig.received.size();
+    rig.SendBytes(stream.substr(0, first), first);
+    rig.SendBytes(stream.substr(first), chunk);
+    const auto& st = rig.node->stats();
+    ASSERT_EQ(st.rx_oversize, 2u);
+    ASSERT_EQ(st.protocol_errors, 0u);
+    ASSERT_EQ(st.disconnects, 0u);
+    ASSERT_EQ(rig.ports.led.sets, 1);  // only the normal command ran
+    std::vector<mqtt::Packet> sent(rig.received.begin() + before, rig.received.end());
+    ASSERT_EQ(PubAcksOf(sent), (std::vector<std::uint16_t>{9, 10}));  // in order
+  }
+}
+
+TEST(NodeTest, OversizeNonPublishIsStillAProtocolError) {
+  NodeConfig c = TestConfig();
+  c.max_packet_bytes = 256;
+  Rig rig(c);
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(1'500);
+  std::string suback;
+  mqtt::Encode(mqtt::SubAck{1, std::vector<std::uint8_t>(400, 0)}, suback);
+  rig.SendBytes(suback, suback.size());
+  EXPECT_EQ(rig.node->stats().protocol_errors, 1u);
+  EXPECT_EQ(rig.node->stats().rx_oversize, 0u);
+  EXPECT_EQ(rig.node->stats().disconnects, 1u);
+}
+
+// setSensorInterval is bounded above by max_interval_ms, which defaults to and may not exceed
+// kMaxIntervalMs (24 h).
+TEST(NodeTest, SetSensorIntervalAbove24HoursIsRejected) {
+  NodeConfig c = TestConfig();
+  c.max_interval_ms = NodeConfig{}.max_interval_ms;
+  EXPECT_EQ(c.max_interval_ms, kMaxIntervalMs);
+  Rig rig(c);
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(1'500);
+  rig.SendCommand("devices/node-1/commands",
+                  R"({"command":"setSensorInterval","interval":86400001,"id":"big"})", 1);
+  EXPECT_EQ(rig.node->stats().interval_ms, 1'000u);
+  rig.SendCommand("devices/node-1/commands",
+                  R"({"command":"setSensorInterval","interval":86400000,"id":"day"})", 2);
+  EXPECT_EQ(rig.node->stats().interval_ms, 86'400'000u);
+  rig.RunUntil(2'000);
+  auto replies = rig.PublishesOn("devices/node-1/replies");
+  ASSERT_EQ(replies.size(), 2u);
+  EXPECT_EQ(
+      replies[0].payload,
+      R"({"id":"big","ok":false,"error":"field \"interval\": 86400001 ms is outside [1000, 86400000]"})");
+  EXPECT_EQ(replies[1].payload, R"({"id":"day","ok":true})");
+
+  NodeConfig d = TestConfig();
+  d.max_interval_ms = kMaxIntervalMs + 1;
+  Rig rig2(d);
+  EXPECT_EQ(rig2.Begin(), DeviceError::kInvalidConfig);
+  EXPECT_STREQ(rig2.node->config_error_field(), "max_interval_ms");
+}
+
 }  // namespace
 }  // namespace outpost::device::testing

@@ -189,6 +189,9 @@ class Gateway::Impl {
   json CloudJson();
   void StartMqtt();
   void OnMessage(const mqtt::Message& m);
+  // A PUBLISH over the MQTT packet limit, skipped by the client: rejected as too large, its head
+  // quarantined and (QoS 1) acknowledged in order, so the broker forgets it.
+  void OnOversizeMessage(const mqtt::OversizeMessage& o);
   void HandleReading(const mqtt::Message& m, std::string_view topic_device);
   void HandleStatus(const mqtt::Message& m, std::string_view topic_device);
   void HandleCommand(const mqtt::Message& m);
@@ -458,6 +461,9 @@ void Gateway::Impl::StartMqtt() {
   if (!config_.mqtt.username.empty()) o.session.username = config_.mqtt.username;
   if (!config_.mqtt.password.empty()) o.session.password = config_.mqtt.password;
   o.session.will = mqtt::Will{GatewayTopic("state"), "offline", 1, true};
+  // Of a message too large to take, keep what the quarantine keeps of a payload.
+  o.session.oversize_head_bytes =
+      std::min(config_.ingest.quarantine_max_payload_bytes, mqtt::kMaxOversizeHeadBytes);
   o.backoff = BackoffPolicy{config_.mqtt.reconnect_base_ms, config_.mqtt.reconnect_cap_ms};
   std::uint8_t q = config_.mqtt.qos;
   for (const char* filter : {"sensors/data", "sensors/+/data", "devices/status", "devices/+/status",
@@ -476,6 +482,7 @@ void Gateway::Impl::StartMqtt() {
     if (!shutting_down_) spdlog::warn("mqtt: {}", why.ToString());
   };
   cb.on_message = [this](const mqtt::Message& m) { OnMessage(m); };
+  cb.on_oversize_message = [this](const mqtt::OversizeMessage& m) { OnOversizeMessage(m); };
   client_ = std::make_unique<mqtt::Client>(io_, std::move(o), std::move(cb));
 }
 
@@ -537,6 +544,37 @@ void Gateway::Impl::OnMessage(const mqtt::Message& m) {
   }
   // Every message leaves at most a reading, a quarantine row or an acknowledgement (plus rare
   // alert rows) in next_: counting messages bounds all of it, whatever the writer is doing.
+  ++next_messages_;
+  if (next_messages_ >= config_.storage.queue_max_readings) Pause();
+  ScheduleSubmit();
+}
+
+void Gateway::Impl::OnOversizeMessage(const mqtt::OversizeMessage& o) {
+  ++n_.messages;
+  mqtt::Message m;
+  m.topic = o.topic;
+  m.payload = o.head;
+  m.qos = o.qos;
+  m.retain = o.retain;
+  m.dup = o.dup;
+  m.packet_id = o.packet_id;
+  m.connection_id = o.connection_id;
+  const std::string too_large = proto::RejectReasonName(proto::RejectReason::kTooLarge);
+  std::string reason = too_large;
+  switch (proto::ClassifyTopic(o.topic).kind) {
+    case proto::TopicKind::kDeviceStatus:
+      reason = "status_" + too_large;
+      break;
+    case proto::TopicKind::kGatewayCommands:
+      reason = "command_" + too_large;
+      break;
+    default:
+      break;
+  }
+  Reject(m, reason,
+         "MQTT message of " + std::to_string(o.packet_bytes) + " bytes (payload " +
+             std::to_string(o.payload_bytes) + ") exceeds the gateway's packet limit of " +
+             std::to_string(mqtt::kDefaultMaxPacketSize) + " bytes; skipped");
   ++next_messages_;
   if (next_messages_ >= config_.storage.queue_max_readings) Pause();
   ScheduleSubmit();

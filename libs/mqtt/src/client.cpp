@@ -409,6 +409,13 @@ void Client::Impl::DrainEvents() {
     } else if (auto* m = std::get_if<Message>(&*e)) {
       ++counters_.messages_in;
       if (cb_.on_message) cb_.on_message(*m);
+    } else if (auto* big = std::get_if<OversizeMessage>(&*e)) {
+      ++counters_.oversize_in;
+      if (cb_.on_oversize_message) {
+        cb_.on_oversize_message(*big);
+      } else if (big->qos == 1) {
+        Ack(big->connection_id, big->packet_id);  // nobody records it; let the broker forget it
+      }
     } else if (auto* acked = std::get_if<PublishAcked>(&*e)) {
       if (cb_.on_publish_acked) cb_.on_publish_acked(acked->packet_id);
     } else if (auto* sub = std::get_if<Subscribed>(&*e)) {

@@ -1,5 +1,6 @@
 #include "outpost/mqtt/codec.h"
 
+#include <algorithm>
 #include <tuple>
 
 #include "outpost/base/check.h"
@@ -114,6 +115,9 @@ struct Encoder {
   void operator()(const PingReq&) { PutFixedHeader(out, PacketType::kPingReq, 0, 0); }
   void operator()(const PingResp&) { PutFixedHeader(out, PacketType::kPingResp, 0, 0); }
   void operator()(const Disconnect&) { PutFixedHeader(out, PacketType::kDisconnect, 0, 0); }
+  void operator()(const OversizePublish&) {
+    OUTPOST_CHECK(false && "an OversizePublish is decoded, never encoded");
+  }
 };
 
 // ---- decoding ----
@@ -429,6 +433,7 @@ const char* ConnAckCodeName(std::uint8_t code) {
 }
 
 const char* PacketName(const Packet& packet) {
+  if (std::holds_alternative<OversizePublish>(packet)) return "PUBLISH";
   return TypeName(static_cast<std::uint8_t>(packet.index() + 1 + (packet.index() >= 4 ? 3 : 0)));
 }
 
@@ -461,6 +466,11 @@ bool operator==(const Unsubscribe& a, const Unsubscribe& b) {
   return a.packet_id == b.packet_id && a.filters == b.filters;
 }
 bool operator==(const UnsubAck& a, const UnsubAck& b) { return a.packet_id == b.packet_id; }
+bool operator==(const OversizePublish& a, const OversizePublish& b) {
+  return std::tie(a.topic, a.head, a.qos, a.retain, a.dup, a.packet_id, a.packet_bytes,
+                  a.payload_bytes) == std::tie(b.topic, b.head, b.qos, b.retain, b.dup, b.packet_id,
+                                               b.packet_bytes, b.payload_bytes);
+}
 
 void Encode(const Packet& packet, std::string& out) { std::visit(Encoder{out}, packet); }
 
@@ -506,10 +516,19 @@ bool TopicMatchesFilter(std::string_view filter, std::string_view topic) {
   }
 }
 
-Decoder::Decoder(std::size_t max_packet_size) : max_packet_size_(max_packet_size) {}
+Decoder::Decoder(std::size_t max_packet_size, std::size_t oversize_head_bytes)
+    : max_packet_size_(max_packet_size), oversize_head_bytes_(oversize_head_bytes) {
+  OUTPOST_CHECK(oversize_head_bytes_ <= kMaxOversizeHeadBytes);
+}
 
 void Decoder::Feed(std::string_view bytes) {
   if (!error_.ok()) return;
+  if (skip_remaining_ > 0) {
+    // The buffer is empty while skipping: drop the oversize body as it streams in.
+    const std::size_t n = std::min(skip_remaining_, bytes.size());
+    skip_remaining_ -= n;
+    bytes.remove_prefix(n);
+  }
   // Compact when the consumed prefix dominates: amortised O(1) per byte.
   if (offset_ > 0 && (offset_ == buffer_.size() || offset_ >= buffer_.size() / 2)) {
     buffer_.erase(0, offset_);
@@ -522,10 +541,62 @@ void Decoder::Reset() {
   buffer_.clear();
   offset_ = 0;
   error_ = Status::Ok();
+  skip_remaining_ = 0;
+  skipped_.reset();
+}
+
+Result<std::optional<Packet>> Decoder::StartSkip(std::uint8_t flags, std::size_t header,
+                                                 std::size_t remaining) {
+  const std::size_t avail = buffer_.size() - offset_;
+  // The topic length decides how much of the body is the head: topic, packet id, payload start.
+  if (avail < header + 2) return std::optional<Packet>();
+  const auto* p = reinterpret_cast<const std::uint8_t*>(buffer_.data() + offset_ + header);
+  const std::size_t topic_len = static_cast<std::size_t>(p[0] << 8 | p[1]);
+  const std::size_t qos = (flags >> 1) & 0x03;
+  const std::size_t prefix =
+      std::min(remaining, 2 + topic_len + (qos > 0 ? 2 : 0) + oversize_head_bytes_);
+  if (avail < header + prefix) return std::optional<Packet>();
+  // Decoded like any PUBLISH (flags, topic, packet id), with the head standing in for the body.
+  Publish pub;
+  Reader r(std::string_view(buffer_.data() + offset_ + header, prefix), "PUBLISH");
+  if (Status s = DecodePublish(r, flags, pub); !s.ok()) {
+    error_ = s;
+    return error_;
+  }
+  OversizePublish o;
+  o.topic = std::move(pub.topic);
+  o.head = std::move(pub.payload);
+  o.qos = pub.qos;
+  o.retain = pub.retain;
+  o.dup = pub.dup;
+  o.packet_id = pub.packet_id;
+  o.packet_bytes = header + remaining;
+  o.payload_bytes = remaining - (prefix - o.head.size());
+  // Drop what of the body is buffered already; Feed() drops the rest as it arrives.
+  const std::size_t body_left = remaining - prefix;
+  const std::size_t buffered_body = avail - header - prefix;
+  const std::size_t drop = std::min(body_left, buffered_body);
+  offset_ += header + prefix + drop;
+  skip_remaining_ = body_left - drop;
+  if (offset_ == buffer_.size()) {
+    buffer_.clear();
+    offset_ = 0;
+  }
+  if (skip_remaining_ > 0) {
+    skipped_ = std::move(o);
+    return std::optional<Packet>();
+  }
+  return std::optional<Packet>(Packet(std::move(o)));
 }
 
 Result<std::optional<Packet>> Decoder::Next() {
   if (!error_.ok()) return error_;
+  if (skip_remaining_ > 0) return std::optional<Packet>();
+  if (skipped_) {
+    Packet done(std::move(*skipped_));
+    skipped_.reset();
+    return std::optional<Packet>(std::move(done));
+  }
   const std::size_t avail = buffer_.size() - offset_;
   if (avail < 2) return std::optional<Packet>();
   const auto* p = reinterpret_cast<const std::uint8_t*>(buffer_.data() + offset_);
@@ -553,6 +624,11 @@ Result<std::optional<Packet>> Decoder::Next() {
   }
   const std::size_t header = 1 + used;
   if (header + remaining > max_packet_size_) {
+    // A giant message is skipped, not fatal: the session goes on (issue 8). Any other packet
+    // this large is a broken peer.
+    if (type == static_cast<std::uint8_t>(PacketType::kPublish)) {
+      return StartSkip(flags, header, remaining);
+    }
     error_ = InvalidArgument(std::string("MQTT ") + TypeName(type) + ": packet of " +
                              std::to_string(header + remaining) + " bytes exceeds the limit of " +
                              std::to_string(max_packet_size_));

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -230,9 +231,10 @@ TEST(MqttCodec, RejectsBadConnect) {
 }
 
 TEST(MqttCodec, RejectsOversizeBeforeBuffering) {
-  // The header alone announces 1 MiB: rejected without waiting for the body.
+  // The header alone announces a 1 MiB SUBACK: rejected without waiting for the body. (Only a
+  // PUBLISH is skipped instead; see below.)
   Decoder d(1024);
-  d.Feed(Bytes({0x30, 0x80, 0x80, 0x40}));
+  d.Feed(Bytes({0x90, 0x80, 0x80, 0x40}));
   auto r = d.Next();
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("exceeds the limit of 1024"), std::string::npos);
@@ -243,6 +245,107 @@ TEST(MqttCodec, RejectsOversizeBeforeBuffering) {
   d.Feed(EncodeOne(PingResp{}));
   auto again = d.Next();
   ASSERT_TRUE(again.ok() && again->has_value());
+}
+
+// Regression (issue 8): a PUBLISH over the limit was a sticky error, so one 2 MB message made the
+// gateway drop its connection, and the broker redelivered it at every reconnect, forever. Now it
+// is read past without buffering its body, whatever the split of the byte stream, and the
+// packets around it decode as before.
+TEST(MqttCodec, OversizePublishIsSkippedAtEveryBoundary) {
+  constexpr std::size_t kMax = 128;
+  constexpr std::size_t kHead = 16;
+  const std::string payload = R"({"deviceId":"x","pad":")" + std::string(1'000, 'a') + R"("})";
+  for (std::uint8_t qos : {0, 1}) {
+    for (bool retain : {false, true}) {
+      SCOPED_TRACE("qos " + std::to_string(qos) + (retain ? " retained" : ""));
+      const Publish before{"sensors/a/data", "{}", 1, false, false, 1};
+      const Publish giant{"sensors/x/data", payload, qos,
+                          retain,           false,   static_cast<std::uint16_t>(qos ? 7 : 0)};
+      const Publish after{"sensors/b/data", "{}", 1, false, false, 2};
+      const std::string stream = EncodeOne(before) + EncodeOne(giant) + EncodeOne(after);
+      OversizePublish want;
+      want.topic = giant.topic;
+      want.head = payload.substr(0, kHead);
+      want.qos = qos;
+      want.retain = retain;
+      want.packet_id = giant.packet_id;
+      want.packet_bytes = EncodeOne(giant).size();
+      want.payload_bytes = payload.size();
+      const std::vector<Packet> expected = {before, want, after};
+      // Two pieces cut at every byte, then fixed chunk sizes.
+      std::vector<std::pair<std::size_t, std::size_t>> splits;
+      for (std::size_t cut = 0; cut <= stream.size(); ++cut) splits.push_back({cut, stream.size()});
+      for (std::size_t chunk : {1, 2, 5, 127, 128, 129, 1'000}) splits.push_back({chunk, chunk});
+      for (const auto& [first, chunk] : splits) {
+        Decoder d(kMax, kHead);
+        std::vector<Packet> got;
+        std::size_t most_buffered = 0;
+        auto feed = [&](std::string_view bytes) {
+          d.Feed(bytes);
+          most_buffered = std::max(most_buffered, d.buffered());
+          while (true) {
+            auto r = d.Next();
+            ASSERT_TRUE(r.ok()) << r.status().ToString();
+            if (!r->has_value()) break;
+            got.push_back(std::move(**r));
+          }
+        };
+        feed(std::string_view(stream).substr(0, first));
+        for (std::size_t at = first; at < stream.size(); at += chunk) {
+          feed(std::string_view(stream).substr(at, chunk));
+        }
+        ASSERT_EQ(got, expected) << "cut " << first << ", chunks of " << chunk;
+        EXPECT_EQ(d.buffered(), 0u);
+        // Never more than one fed piece plus what was left of the last packet.
+        EXPECT_LE(most_buffered, std::max(first, chunk) + kMax) << "cut " << first;
+      }
+    }
+  }
+}
+
+TEST(MqttCodec, OversizePublishBodyIsNeverBuffered) {
+  // A 2 MB message fed in 64 KiB reads, as the client reads the socket.
+  const std::string payload(2'000'000, 'z');
+  const std::string bytes = EncodeOne(Publish{"sensors/x/data", payload, 1, false, false, 9});
+  Decoder d(kDefaultMaxPacketSize);
+  std::size_t most_buffered = 0;
+  std::optional<Packet> got;
+  for (std::size_t at = 0; at < bytes.size(); at += 65'536) {
+    d.Feed(std::string_view(bytes).substr(at, 65'536));
+    most_buffered = std::max(most_buffered, d.buffered());
+    auto r = d.Next();
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    if (r->has_value()) got = std::move(**r);
+  }
+  ASSERT_TRUE(got.has_value());
+  const auto& o = std::get<OversizePublish>(*got);
+  EXPECT_EQ(o.topic, "sensors/x/data");
+  EXPECT_EQ(o.head, payload.substr(0, kDefaultOversizeHeadBytes));
+  EXPECT_EQ(o.packet_id, 9);
+  EXPECT_EQ(o.packet_bytes, bytes.size());
+  EXPECT_EQ(o.payload_bytes, payload.size());
+  EXPECT_LE(most_buffered, 65'536u);
+  EXPECT_EQ(d.buffered(), 0u);
+}
+
+TEST(MqttCodec, OversizePublishWithBadFlagsOrTopicIsStillAnError) {
+  const std::string big(500, 'p');
+  // Wildcard topic, QoS 2, packet id 0: the same errors as for a PUBLISH within the limit.
+  std::string wildcard = EncodeOne(Publish{"sensors/+/data", big, 0, false, false, 0});
+  auto r = DecodeAll(wildcard, 128);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("wildcard"), std::string::npos) << r.status().ToString();
+  std::string qos2 = EncodeOne(Publish{"t", big, 1, false, false, 5});
+  qos2[0] = static_cast<char>(0x34);
+  r = DecodeAll(qos2, 128);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("QoS 2"), std::string::npos);
+  std::string id0 = EncodeOne(Publish{"t", big, 1, false, false, 5});
+  id0[3 + 2 + 1] = 0;  // header (3 bytes), topic "t" (3 bytes), then the packet id
+  id0[3 + 2 + 1 + 1] = 0;
+  r = DecodeAll(id0, 128);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("packet id 0"), std::string::npos) << r.status().ToString();
 }
 
 TEST(MqttCodec, RejectsUnknownTypes) {

@@ -36,6 +36,10 @@ Status ValidateSessionOptions(const SessionOptions& o) {
   if (o.max_packet_size < 64 || o.max_packet_size > kMaxRemainingLength) {
     return InvalidArgument("max_packet_size must be in [64, 268435455]");
   }
+  if (o.oversize_head_bytes > kMaxOversizeHeadBytes) {
+    return InvalidArgument("oversize_head_bytes must be at most " +
+                           std::to_string(kMaxOversizeHeadBytes));
+  }
   if (o.connack_timeout_ms <= 0 || o.ping_timeout_ms <= 0) {
     return InvalidArgument("timeouts must be positive");
   }
@@ -43,7 +47,8 @@ Status ValidateSessionOptions(const SessionOptions& o) {
 }
 
 Session::Session(SessionOptions options)
-    : options_(std::move(options)), decoder_(options_.max_packet_size) {
+    : options_(std::move(options)),
+      decoder_(options_.max_packet_size, options_.oversize_head_bytes) {
   OUTPOST_CHECK(ValidateSessionOptions(options_).ok());
 }
 
@@ -91,10 +96,7 @@ Status Session::HandlePacket(Packet&& packet, std::int64_t /*now_ms*/) {
                            " before CONNACK");
   }
   if (auto* pub = std::get_if<mqtt::Publish>(&packet)) {
-    if (pub->qos == 1 && incoming_seq_.count(pub->packet_id) == 0) {
-      incoming_seq_.emplace(pub->packet_id, incoming_front_seq_ + incoming_.size());
-      incoming_.push_back({pub->packet_id, false});
-    }
+    TrackIncoming(pub->qos, pub->packet_id);
     Message m;
     m.topic = std::move(pub->topic);
     m.payload = std::move(pub->payload);
@@ -102,6 +104,21 @@ Status Session::HandlePacket(Packet&& packet, std::int64_t /*now_ms*/) {
     m.retain = pub->retain;
     m.dup = pub->dup;
     m.packet_id = pub->packet_id;
+    m.connection_id = connection_id_;
+    events_.emplace_back(std::move(m));
+    return Status::Ok();
+  }
+  if (auto* big = std::get_if<OversizePublish>(&packet)) {
+    TrackIncoming(big->qos, big->packet_id);
+    OversizeMessage m;
+    m.topic = std::move(big->topic);
+    m.head = std::move(big->head);
+    m.qos = big->qos;
+    m.retain = big->retain;
+    m.dup = big->dup;
+    m.packet_id = big->packet_id;
+    m.packet_bytes = big->packet_bytes;
+    m.payload_bytes = big->payload_bytes;
     m.connection_id = connection_id_;
     events_.emplace_back(std::move(m));
     return Status::Ok();
@@ -145,6 +162,13 @@ Status Session::HandlePacket(Packet&& packet, std::int64_t /*now_ms*/) {
   }
   return InvalidArgument(std::string("MQTT: broker sent ") + PacketName(packet) +
                          ", which only clients send");
+}
+
+void Session::TrackIncoming(std::uint8_t qos, std::uint16_t packet_id) {
+  if (qos == 1 && incoming_seq_.count(packet_id) == 0) {
+    incoming_seq_.emplace(packet_id, incoming_front_seq_ + incoming_.size());
+    incoming_.push_back({packet_id, false});
+  }
 }
 
 Status Session::OnConnAck(const ConnAck& ack) {

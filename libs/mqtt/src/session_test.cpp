@@ -342,6 +342,47 @@ TEST_F(SessionTest, ProtocolViolationsAreErrors) {
   }
 }
 
+// Issue 8: a PUBLISH over max_packet_size is an OversizeMessage, not a session error, and a
+// QoS 1 one takes its place in the in-order acknowledgement.
+TEST_F(SessionTest, OversizeMessageIsReportedAndAckedInOrder) {
+  SessionOptions o = Options();
+  o.max_packet_size = 1'024;
+  o.oversize_head_bytes = 8;
+  Session s(o);
+  Connect(s);
+  ASSERT_TRUE(Receive(s, mqtt::Publish{"sensors/a/data", "1", 1, false, false, 1}).ok());
+  const std::string big(5'000, 'g');
+  ASSERT_TRUE(Receive(s, mqtt::Publish{"sensors/x/data", big, 1, true, true, 2}).ok());
+  ASSERT_TRUE(Receive(s, mqtt::Publish{"sensors/b/data", "3", 1, false, false, 3}).ok());
+  ASSERT_TRUE(s.connected());
+  auto events = Events(s);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(std::get<Message>(events[0]).packet_id, 1);
+  const auto& m = std::get<OversizeMessage>(events[1]);
+  EXPECT_EQ(m.topic, "sensors/x/data");
+  EXPECT_EQ(m.head, "gggggggg");
+  EXPECT_EQ(m.qos, 1);
+  EXPECT_TRUE(m.retain);
+  EXPECT_TRUE(m.dup);
+  EXPECT_EQ(m.packet_id, 2);
+  EXPECT_EQ(m.payload_bytes, big.size());
+  EXPECT_EQ(m.packet_bytes, EncodedPublishSize("sensors/x/data", big.size(), 1));
+  EXPECT_EQ(m.connection_id, s.connection_id());
+  EXPECT_EQ(std::get<Message>(events[2]).packet_id, 3);
+  EXPECT_EQ(s.unacked_incoming(), 3u);
+  s.Ack(3);
+  s.Ack(2);
+  EXPECT_TRUE(Sent(s).empty());  // waits for message 1
+  s.Ack(1);
+  EXPECT_EQ(Sent(s), (std::vector<Packet>{PubAck{1}, PubAck{2}, PubAck{3}}));
+  // QoS 0: reported, nothing to acknowledge.
+  ASSERT_TRUE(Receive(s, mqtt::Publish{"sensors/x/data", big, 0, false, false, 0}).ok());
+  events = Events(s);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(std::get<OversizeMessage>(events[0]).qos, 0);
+  EXPECT_EQ(s.unacked_incoming(), 0u);
+}
+
 TEST_F(SessionTest, DisconnectQueuesDisconnectAndKeepsInflight) {
   Session s(Options());
   Connect(s);

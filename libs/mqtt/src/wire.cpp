@@ -311,6 +311,50 @@ ParseResult Error(WireError e, const char* detail) {
 
 std::uint16_t U16At(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
 
+// PUBLISH flags, topic and packet id from `body`, of which `avail` bytes of `remaining` are
+// present (avail >= the topic and packet id); the payload is what of it is present.
+ParseResult ParsePublish(std::uint8_t flags, const std::uint8_t* body, std::size_t remaining,
+                         std::size_t avail) {
+  ParseResult r;
+  PacketView& v = r.packet;
+  v.kind = PacketKind::kPublish;
+  v.retain = flags & 0x01;
+  v.qos = (flags >> 1) & 0x03;
+  v.dup = flags & 0x08;
+  const std::size_t topic_len = U16At(body);
+  v.topic = std::string_view(reinterpret_cast<const char*>(body + 2), topic_len);
+  if (CheckTopicName(v.topic) != TopicCheck::kOk) {
+    return Error(WireError::kMalformed, "PUBLISH: invalid topic name");
+  }
+  std::size_t pos = 2 + topic_len;
+  if (v.qos > 0) {
+    if (remaining < pos + 2) return Error(WireError::kMalformed, "PUBLISH: truncated packet id");
+    v.packet_id = U16At(body + pos);
+    if (v.packet_id == 0) return Error(WireError::kMalformed, "PUBLISH: packet id 0");
+    pos += 2;
+  }
+  v.payload = std::string_view(reinterpret_cast<const char*>(body + pos), avail - pos);
+  return r;
+}
+
+// Flag checks and the bytes needed before the topic and packet id can be read: 0 on an error.
+ParseResult CheckPublishStart(std::uint8_t flags, const std::uint8_t* body, std::size_t remaining,
+                              std::size_t avail, std::size_t& id_end) {
+  const std::uint8_t qos = (flags >> 1) & 0x03;
+  if (qos == 3) return Error(WireError::kMalformed, "PUBLISH: QoS 3 is invalid");
+  if (qos == 2) return Error(WireError::kUnsupported, "PUBLISH: QoS 2 is not supported");
+  if (qos == 0 && (flags & 0x08)) {
+    return Error(WireError::kMalformed, "PUBLISH: DUP flag set on a QoS 0 message");
+  }
+  if (remaining < 2) return Error(WireError::kMalformed, "PUBLISH: truncated topic");
+  id_end = 0;
+  if (avail < 2) return ParseResult{};  // kNeedMore
+  const std::size_t topic_len = U16At(body);
+  if (remaining < 2 + topic_len) return Error(WireError::kMalformed, "PUBLISH: truncated topic");
+  id_end = 2 + topic_len + (qos > 0 ? 2 : 0);
+  return ParseResult{};
+}
+
 }  // namespace
 
 ParseResult ParseFrame(const std::uint8_t* data, std::size_t size, std::size_t max_packet_size) {
@@ -332,13 +376,31 @@ ParseResult ParseFrame(const std::uint8_t* data, std::size_t size, std::size_t m
   }
   const std::size_t header = 1 + used;
   if (header + remaining > max_packet_size) {
-    return Error(WireError::kTooLarge, "packet exceeds the size limit");
+    if (type != 3) return Error(WireError::kTooLarge, "packet exceeds the size limit");
+    // An oversize PUBLISH is skipped, not fatal (issue 8): read its topic and packet id, then
+    // the caller drops the rest unread.
+    std::size_t id_end = 0;
+    ParseResult start = CheckPublishStart(flags, data + header, remaining, size - header, id_end);
+    if (start.status == ParseStatus::kError) return start;
+    if (id_end > 0 && header + id_end > max_packet_size) {
+      return Error(WireError::kTooLarge, "PUBLISH: topic longer than the receive buffer");
+    }
+    if (id_end == 0 || size < header + id_end) return need_more;
+    const std::size_t avail = size - header < remaining ? size - header : remaining;
+    ParseResult r = ParsePublish(flags, data + header, remaining, avail);
+    if (r.status == ParseStatus::kError) return r;
+    r.status = ParseStatus::kOversize;
+    r.total = header + remaining;
+    r.consumed = header + avail;
+    r.skip = remaining - avail;
+    return r;
   }
   if (size < header + remaining) return need_more;
   const std::uint8_t* body = data + header;
   ParseResult r;
   r.status = ParseStatus::kPacket;
   r.consumed = header + remaining;
+  r.total = r.consumed;
   PacketView& v = r.packet;
   switch (type) {
     case 2: {  // CONNACK
@@ -357,32 +419,12 @@ ParseResult ParseFrame(const std::uint8_t* data, std::size_t size, std::size_t m
       return r;
     }
     case 3: {  // PUBLISH
-      v.kind = PacketKind::kPublish;
-      v.retain = flags & 0x01;
-      v.qos = (flags >> 1) & 0x03;
-      v.dup = flags & 0x08;
-      if (v.qos == 3) return Error(WireError::kMalformed, "PUBLISH: QoS 3 is invalid");
-      if (v.qos == 2) return Error(WireError::kUnsupported, "PUBLISH: QoS 2 is not supported");
-      if (v.qos == 0 && v.dup) {
-        return Error(WireError::kMalformed, "PUBLISH: DUP flag set on a QoS 0 message");
-      }
-      if (remaining < 2) return Error(WireError::kMalformed, "PUBLISH: truncated topic");
-      const std::size_t topic_len = U16At(body);
-      if (remaining < 2 + topic_len)
-        return Error(WireError::kMalformed, "PUBLISH: truncated topic");
-      v.topic = std::string_view(reinterpret_cast<const char*>(body + 2), topic_len);
-      if (CheckTopicName(v.topic) != TopicCheck::kOk) {
-        return Error(WireError::kMalformed, "PUBLISH: invalid topic name");
-      }
-      std::size_t pos = 2 + topic_len;
-      if (v.qos > 0) {
-        if (remaining < pos + 2)
-          return Error(WireError::kMalformed, "PUBLISH: truncated packet id");
-        v.packet_id = U16At(body + pos);
-        if (v.packet_id == 0) return Error(WireError::kMalformed, "PUBLISH: packet id 0");
-        pos += 2;
-      }
-      v.payload = std::string_view(reinterpret_cast<const char*>(body + pos), remaining - pos);
+      std::size_t id_end = 0;
+      ParseResult start = CheckPublishStart(flags, body, remaining, remaining, id_end);
+      if (start.status == ParseStatus::kError) return start;
+      ParseResult p = ParsePublish(flags, body, remaining, remaining);
+      if (p.status == ParseStatus::kError) return p;
+      r.packet = p.packet;
       return r;
     }
     case 4:     // PUBACK

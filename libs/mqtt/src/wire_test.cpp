@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "outpost/mqtt/codec.h"
 
@@ -161,9 +164,13 @@ TEST(WireTest, RejectsMalformedAndUnsupported) {
   EXPECT_EQ(parse(std::string("\x10\x00", 2)).error, WireError::kUnsupported);  // CONNECT
   EXPECT_EQ(parse(std::string("\x00\x00", 2)).error, WireError::kMalformed);
   std::string big;
-  Encode(Publish{"t", std::string(100, 'x'), 0, false, false, 0}, big);
+  Encode(SubAck{1, std::vector<std::uint8_t>(100, 0)}, big);
   ParseResult r = parse(big.substr(0, 3));  // size is known from the header: fail early
   EXPECT_EQ(r.error, WireError::kTooLarge);
+  // An oversize PUBLISH is skipped (below), unless its topic alone does not fit the buffer.
+  std::string long_topic;
+  Encode(Publish{std::string(70, 't'), "x", 0, false, false, 0}, long_topic);
+  EXPECT_EQ(parse(long_topic.substr(0, 4)).error, WireError::kTooLarge);
   EXPECT_EQ(parse(std::string("\x30\x04\x00\x03"
                               "a+",
                               6))
@@ -174,6 +181,70 @@ TEST(WireTest, RejectsMalformedAndUnsupported) {
                               7))
                 .error,
             WireError::kMalformed);
+}
+
+// Issue 8: a PUBLISH over the caller's buffer is reported as kOversize (topic, flags, packet id,
+// the head in the buffer) with the bytes to skip, at every split of the stream; the packets
+// around it parse as before.
+TEST(WireTest, OversizePublishIsSkippedAtEveryBoundary) {
+  constexpr std::size_t kBuf = 64;
+  for (std::uint8_t qos : {0, 1}) {
+    std::string stream;
+    Encode(PubAck{3}, stream);
+    const std::string payload(300, 'p');
+    Encode(Publish{"cmd", payload, qos, true, false, static_cast<std::uint16_t>(qos ? 9 : 0)},
+           stream);
+    const std::size_t giant_end = stream.size();
+    Encode(PubAck{4}, stream);
+    for (std::size_t cut = 1; cut < stream.size(); ++cut) {
+      SCOPED_TRACE("qos " + std::to_string(qos) + ", cut " + std::to_string(cut));
+      // The node's loop: a fixed buffer, refilled from the stream, skipping as told.
+      std::uint8_t buf[kBuf];
+      std::size_t len = 0, skip = 0, fed = 0;
+      std::vector<std::string> seen;
+      auto feed = [&](std::size_t upto) {
+        while (fed < upto) {
+          if (skip > 0) {
+            const std::size_t k = std::min(skip, upto - fed);
+            skip -= k;
+            fed += k;
+            if (skip == 0) seen.push_back("end");
+            continue;
+          }
+          const std::size_t k = std::min(kBuf - len, upto - fed);
+          std::memcpy(buf + len, stream.data() + fed, k);
+          len += k;
+          fed += k;
+          std::size_t pos = 0;
+          while (pos < len) {
+            ParseResult r = ParseFrame(buf + pos, len - pos, kBuf);
+            ASSERT_NE(r.status, ParseStatus::kError) << r.detail;
+            if (r.status == ParseStatus::kNeedMore) break;
+            if (r.status == ParseStatus::kOversize) {
+              EXPECT_EQ(r.packet.topic, "cmd");
+              EXPECT_EQ(r.packet.qos, qos);
+              EXPECT_TRUE(r.packet.retain);
+              EXPECT_EQ(r.packet.packet_id, qos ? 9 : 0);
+              EXPECT_EQ(r.total, giant_end - 4);
+              EXPECT_EQ(r.packet.payload, payload.substr(0, r.packet.payload.size()));
+              seen.push_back("oversize");
+              pos += r.consumed;
+              skip = r.skip;
+              if (skip == 0) seen.push_back("end");
+              continue;
+            }
+            seen.push_back("puback " + std::to_string(r.packet.packet_id));
+            pos += r.consumed;
+          }
+          std::memmove(buf, buf + pos, len - pos);
+          len -= pos;
+        }
+      };
+      feed(cut);
+      feed(stream.size());
+      EXPECT_EQ(seen, (std::vector<std::string>{"puback 3", "oversize", "end", "puback 4"}));
+    }
+  }
 }
 
 TEST(WireTest, RemainingLengthRoundTripsAtTheBoundaries) {

@@ -77,6 +77,7 @@ Status TestMqtt::Connect(std::uint16_t port, TestMqttOptions options) {
   co.session.will = options_.will;
   co.session.username = options_.username;
   co.session.password = options_.password;
+  co.session.max_packet_size = options_.max_packet_size;
   co.backoff = options_.backoff;
   co.reconnect = options_.reconnect;
   co.connect_timeout_ms = options_.timeout.count();

@@ -28,6 +28,11 @@ enum class TopicScheme : std::uint8_t {
   kSeed,
 };
 
+// Upper bound of the sampling interval (setSensorInterval, max_interval_ms): a node that reports
+// less than once a day looks dead to the gateway's offline detection and cannot be told apart
+// from one whose command went wrong.
+inline constexpr std::uint32_t kMaxIntervalMs = 86'400'000;  // 24 h
+
 struct NodeConfig {
   // Identity. Copied by Node::Begin(); a valid id (1..64 of [A-Za-z0-9_.:-]).
   const char* device_id = "esp32_sensor_001";
@@ -41,14 +46,16 @@ struct NodeConfig {
   const char* username = nullptr;  // nullptr: none. Copied by Begin().
   const char* password = nullptr;  // nullptr: none; requires username. Copied by Begin().
   std::uint32_t connect_timeout_ms = 15'000;  // transport connect + CONNACK
-  std::uint16_t max_packet_bytes = 512;       // rx and tx buffer each; a larger inbound packet
-                                              // closes the connection. >= 256, and >= the
-                                              // longest reading's JSON (300 always fits)
+  std::uint16_t max_packet_bytes = 512;       // rx and tx buffer each; a larger inbound PUBLISH
+                                              // is skipped unread and acked (rx_oversize), any
+                                              // other larger packet closes the connection.
+                                              // >= 256, and >= the longest reading's JSON (300
+                                              // always fits)
 
   // Sampling. The interval is persisted ("interval_ms") when changed by command.
   std::uint32_t interval_ms = 5'000;      // default when nothing is persisted (the seed's 5 s)
   std::uint32_t min_interval_ms = 2'000;  // a DHT22 needs >= 2 s between reads
-  std::uint32_t max_interval_ms = 86'400'000;
+  std::uint32_t max_interval_ms = kMaxIntervalMs;  // setSensorInterval's bound; <= kMaxIntervalMs
 
   // Offline buffer and flow control.
   std::uint16_t ring_capacity = 64;  // readings kept while the broker is away (drop-oldest)

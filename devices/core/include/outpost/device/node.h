@@ -58,11 +58,13 @@ struct NodeStats {
   std::uint64_t connect_failures = 0;  // transport failures, refusals, timeouts
   std::uint64_t reconnects = 0;        // connects after the first
   std::uint64_t disconnects = 0;       // established sessions lost
-  std::uint64_t protocol_errors = 0;   // malformed/oversized broker packets (connection dropped)
-  std::uint64_t stale_acks = 0;        // PUBACKs for unknown packet ids
+  std::uint64_t protocol_errors = 0;   // malformed broker packets (connection dropped)
+  std::uint64_t rx_oversize = 0;  // PUBLISHes over max_packet_bytes: skipped unread (and acked)
+  std::uint64_t stale_acks = 0;   // PUBACKs for unknown packet ids
   std::uint64_t commands_handled = 0;
   std::uint64_t commands_duplicate = 0;
   std::uint64_t commands_rejected = 0;  // unknown command, bad JSON, out-of-range argument
+  std::uint64_t commands_retained = 0;  // retained commands (replayed at subscribe): ignored
   std::uint64_t read_errors = 0;        // climate sensor failures (no reading, no seq used)
   std::uint64_t control_dropped = 0;    // status/reply messages dropped (control queue full)
   std::uint64_t settings_errors = 0;

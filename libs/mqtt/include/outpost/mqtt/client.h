@@ -13,7 +13,9 @@
 // Acknowledgement: received QoS 1 messages are never acknowledged automatically. Call
 //   Ack(message.connection_id, message.packet_id) once the message is safe (e.g. committed);
 //   an Ack for an earlier connection is ignored, because packet ids are per connection and the
-//   broker redelivers unacknowledged messages on the next one.
+//   broker redelivers unacknowledged messages on the next one. The same holds for an
+//   OversizeMessage (a PUBLISH over max_packet_size, skipped; see session.h): Ack it through
+//   on_oversize_message, or leave that callback unset and the Client acknowledges it itself.
 // Errors: Start() returns kInvalidArgument for bad options or unreadable TLS files. Connection
 //   failures are reported through on_disconnected with a Status (kUnavailable for network and
 //   TLS errors such as "certificate verify failed", kDeadlineExceeded for timeouts,
@@ -66,6 +68,8 @@ struct ClientCallbacks {
   // Every failed attempt and every lost connection, with the reason.
   std::function<void(const Status& reason)> on_disconnected;
   std::function<void(const Message& message)> on_message;
+  // A PUBLISH over max_packet_size was skipped (never passed to on_message).
+  std::function<void(const OversizeMessage& message)> on_oversize_message;
   std::function<void(std::uint16_t packet_id)> on_publish_acked;
   std::function<void(std::uint16_t packet_id, const std::vector<std::uint8_t>& codes)>
       on_subscribed;
@@ -78,7 +82,8 @@ struct ClientCounters {
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
   std::uint64_t messages_in = 0;
-  std::uint64_t stale_acks = 0;  // Ack() calls for an earlier connection (ignored)
+  std::uint64_t oversize_in = 0;  // PUBLISHes over max_packet_size, skipped (not in messages_in)
+  std::uint64_t stale_acks = 0;   // Ack() calls for an earlier connection (ignored)
 };
 
 class Client {

@@ -6,10 +6,13 @@
 // Thread: no shared state; a Decoder is used by one thread at a time.
 // Errors: the Decoder returns kInvalidArgument for malformed or unsupported input (reserved
 //   flags, bad remaining length, QoS 3, QoS 2, packet id 0, truncated fields, invalid UTF-8,
-//   wildcards in a PUBLISH topic, unknown packet types) and for packets larger than its limit.
-//   Decoder errors are sticky: the byte stream has lost its framing and the connection must be
-//   dropped. Encode() takes valid packets only (see ValidateTopicName/ValidateTopicFilter);
-//   encoding a string longer than 65535 bytes or a packet over 256 MiB is a broken invariant.
+//   wildcards in a PUBLISH topic, unknown packet types) and for non-PUBLISH packets larger than
+//   its limit. A PUBLISH larger than the limit is not an error: the Decoder reads past its body
+//   without buffering it and yields an OversizePublish (topic, flags, size and the payload's
+//   first bytes), so one giant message cannot end a session. Decoder errors are sticky: the byte
+//   stream has lost its framing and the connection must be dropped. Encode() takes valid packets
+//   only (see ValidateTopicName/ValidateTopicFilter); encoding a string longer than 65535 bytes or
+//   a packet over 256 MiB is a broken invariant.
 #pragma once
 
 #include <cstddef>
@@ -28,6 +31,10 @@ namespace outpost::mqtt {
 // Largest remaining length the variable-length encoding can express (MQTT 3.1.1 2.2.3).
 inline constexpr std::size_t kMaxRemainingLength = wire::kMaxRemainingLength;
 inline constexpr std::size_t kDefaultMaxPacketSize = 256 * 1024;
+// Payload bytes an OversizePublish keeps by default (the rest of its body is skipped).
+inline constexpr std::size_t kDefaultOversizeHeadBytes = 512;
+// Largest head a Decoder accepts (bounds its buffer: topic + packet id + head).
+inline constexpr std::size_t kMaxOversizeHeadBytes = 64 * 1024;
 
 enum class PacketType : std::uint8_t {
   kConnect = 1,
@@ -122,8 +129,21 @@ struct PingReq {};
 struct PingResp {};
 struct Disconnect {};
 
+// A PUBLISH over the Decoder's max_packet_size, read past without buffering its body. Only the
+// Decoder produces it; it is not encodable. Its topic and flags were validated like a PUBLISH's.
+struct OversizePublish {
+  std::string topic;
+  std::string head;  // the payload's first bytes (at most the Decoder's oversize_head_bytes)
+  std::uint8_t qos = 0;
+  bool retain = false;
+  bool dup = false;
+  std::uint16_t packet_id = 0;    // non-zero iff qos 1
+  std::size_t packet_bytes = 0;   // the whole packet, fixed header included
+  std::size_t payload_bytes = 0;  // the whole payload
+};
+
 using Packet = std::variant<Connect, ConnAck, Publish, PubAck, Subscribe, SubAck, Unsubscribe,
-                            UnsubAck, PingReq, PingResp, Disconnect>;
+                            UnsubAck, PingReq, PingResp, Disconnect, OversizePublish>;
 
 // "PUBLISH", "CONNACK", ... for logs and error messages.
 const char* PacketName(const Packet& packet);
@@ -138,11 +158,13 @@ bool operator==(const Subscribe& a, const Subscribe& b);
 bool operator==(const SubAck& a, const SubAck& b);
 bool operator==(const Unsubscribe& a, const Unsubscribe& b);
 bool operator==(const UnsubAck& a, const UnsubAck& b);
+bool operator==(const OversizePublish& a, const OversizePublish& b);
 inline bool operator==(const PingReq&, const PingReq&) { return true; }
 inline bool operator==(const PingResp&, const PingResp&) { return true; }
 inline bool operator==(const Disconnect&, const Disconnect&) { return true; }
 
-// Appends the wire encoding of `packet` to `out`. Precondition: the packet is valid.
+// Appends the wire encoding of `packet` to `out`. Precondition: the packet is valid and not an
+// OversizePublish.
 void Encode(const Packet& packet, std::string& out);
 
 // Size in bytes of the wire encoding of a PUBLISH with these fields (fixed header included).
@@ -164,24 +186,38 @@ bool TopicMatchesFilter(std::string_view filter, std::string_view topic);
 // Incremental decoder: Feed() bytes as they arrive, then call Next() until it returns nullopt
 // (needs more bytes) or an error (sticky). Buffered bytes are consumed with an offset and
 // compacted occasionally, so decoding is linear in the input size.
+// Memory: at most one packet of max_packet_size is buffered (plus what one Feed() brings); of an
+// oversize PUBLISH only its topic, packet id and oversize_head_bytes of payload are, its other
+// bytes are counted down as they arrive and dropped.
 class Decoder {
  public:
-  // `max_packet_size`: largest whole packet (fixed header included) accepted.
-  explicit Decoder(std::size_t max_packet_size = kDefaultMaxPacketSize);
+  // `max_packet_size`: largest whole packet (fixed header included) decoded in full.
+  // `oversize_head_bytes`: payload bytes kept of a larger PUBLISH (<= kMaxOversizeHeadBytes).
+  explicit Decoder(std::size_t max_packet_size = kDefaultMaxPacketSize,
+                   std::size_t oversize_head_bytes = kDefaultOversizeHeadBytes);
 
   void Feed(std::string_view bytes);
   Result<std::optional<Packet>> Next();
 
   // Bytes fed but not yet decoded.
   std::size_t buffered() const { return buffer_.size() - offset_; }
-  // Forget buffered bytes and any error (for a new connection).
+  // Forget buffered bytes, a PUBLISH being skipped and any error (for a new connection).
   void Reset();
 
  private:
+  // Next() for a PUBLISH of `header` + `remaining` bytes over the limit.
+  Result<std::optional<Packet>> StartSkip(std::uint8_t flags, std::size_t header,
+                                          std::size_t remaining);
+
   std::size_t max_packet_size_;
+  std::size_t oversize_head_bytes_;
   std::string buffer_;
   std::size_t offset_ = 0;
   Status error_;
+  // An oversize PUBLISH being skipped: body bytes still to drop (the buffer is empty meanwhile),
+  // and the packet to yield once they are gone.
+  std::size_t skip_remaining_ = 0;
+  std::optional<OversizePublish> skipped_;
 };
 
 }  // namespace outpost::mqtt

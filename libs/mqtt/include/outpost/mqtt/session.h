@@ -17,6 +17,12 @@
 // for the earlier ones. Subscriptions are not carried across connections (re-subscribe on every
 // Connected event; Client does).
 //
+// Oversize messages: a received PUBLISH larger than max_packet_size does not end the session.
+// Its body is skipped without being buffered and an OversizeMessage event (topic, flags, size,
+// the payload's first oversize_head_bytes) is queued instead of a Message. A QoS 1 one takes its
+// place in the in-order acknowledgement like any message: the application calls Ack() for it
+// (so the broker forgets it) once it has recorded it.
+//
 // Ownership: value type; owns its buffers. Thread: not thread-safe; one owner thread.
 // Errors: OnBytes returns kInvalidArgument for malformed input or protocol violations by the
 //   broker (PUBLISH before CONNACK, duplicate CONNACK, PUBACK/SUBACK for unknown ids, packets a
@@ -53,6 +59,8 @@ struct SessionOptions {
   std::optional<Will> will;
   std::size_t max_inflight = 1000;                      // outgoing QoS 1 messages awaiting PUBACK
   std::size_t max_packet_size = kDefaultMaxPacketSize;  // both directions
+  // Payload bytes kept of a received PUBLISH over max_packet_size (see OversizeMessage).
+  std::size_t oversize_head_bytes = kDefaultOversizeHeadBytes;
   std::int64_t connack_timeout_ms = 10'000;
   std::int64_t ping_timeout_ms = 10'000;  // PINGREQ sent -> PINGRESP expected
 };
@@ -76,6 +84,19 @@ struct Message {
   std::uint16_t packet_id = 0;      // 0 for QoS 0; pass to Ack() for QoS 1
   std::uint64_t connection_id = 0;  // Session::connection_id() when it was received
 };
+// A received PUBLISH over max_packet_size, skipped. QoS 1: pass packet_id to Ack() as for a
+// Message.
+struct OversizeMessage {
+  std::string topic;
+  std::string head;  // the payload's first bytes (at most oversize_head_bytes)
+  std::uint8_t qos = 0;
+  bool retain = false;
+  bool dup = false;
+  std::uint16_t packet_id = 0;      // 0 for QoS 0
+  std::size_t packet_bytes = 0;     // the whole PUBLISH as the broker sent it
+  std::size_t payload_bytes = 0;    // its whole payload
+  std::uint64_t connection_id = 0;  // Session::connection_id() when it was received
+};
 struct PublishAcked {
   std::uint16_t packet_id = 0;
 };
@@ -86,8 +107,8 @@ struct Subscribed {
 struct Unsubscribed {
   std::uint16_t packet_id = 0;
 };
-using Event =
-    std::variant<Connected, ConnectRefused, Message, PublishAcked, Subscribed, Unsubscribed>;
+using Event = std::variant<Connected, ConnectRefused, Message, PublishAcked, Subscribed,
+                           Unsubscribed, OversizeMessage>;
 
 class Session {
  public:
@@ -148,6 +169,8 @@ class Session {
 
   Status HandlePacket(Packet&& packet, std::int64_t now_ms);
   Status OnConnAck(const ConnAck& ack);
+  // Takes a received QoS 1 packet id into the in-order acknowledgement.
+  void TrackIncoming(std::uint8_t qos, std::uint16_t packet_id);
   void Send(const Packet& packet);
   void SendOrDefer(Packet packet);  // now when connected, else after the CONNACK
   void SendPublish(Outgoing& entry, bool dup);

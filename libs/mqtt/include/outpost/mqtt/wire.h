@@ -145,19 +145,32 @@ struct PacketView {
   std::uint16_t suback_count = 0;
 };
 
-enum class ParseStatus : std::uint8_t { kPacket, kNeedMore, kError };
+enum class ParseStatus : std::uint8_t {
+  kPacket,
+  kNeedMore,
+  kError,
+  // A PUBLISH over max_packet_size: `packet` has its topic, flags and packet id, and as payload
+  // the part of it in the buffer (a head). Drop `consumed` bytes now and the next `skip` bytes
+  // of the stream as they arrive; then the packet is over (acknowledge it if QoS 1).
+  kOversize,
+};
 
 struct ParseResult {
   ParseStatus status = ParseStatus::kNeedMore;
-  std::size_t consumed = 0;  // kPacket: bytes of this packet (fixed header included)
+  std::size_t consumed = 0;  // kPacket: bytes of this packet; kOversize: bytes to drop now
+  std::size_t skip = 0;      // kOversize: bytes of the packet still to come, to drop unread
+  std::size_t total = 0;     // kPacket, kOversize: the whole packet (fixed header included)
   PacketView packet;
   WireError error = WireError::kOk;  // kError only
   const char* detail = "";           // kError only: static text, e.g. "PUBLISH: QoS 2 ..."
 };
 
 // Parses the first packet in `data[0..size)`. kNeedMore when the packet is not complete yet
-// (nothing consumed); kError when the bytes are malformed, the packet is over `max_packet_size`,
-// or it is a packet a client never receives (CONNECT, SUBSCRIBE, PINGREQ, ...) or QoS 2.
+// (nothing consumed); kOversize for a PUBLISH over `max_packet_size` once its topic and packet
+// id are in the buffer (skip it, see above); kError when the bytes are malformed, a packet other
+// than PUBLISH is over `max_packet_size` (or a PUBLISH whose topic alone does not fit in it:
+// kTooLarge), or it is a packet a client never receives (CONNECT, SUBSCRIBE, PINGREQ, ...) or
+// QoS 2. `max_packet_size` is the caller's buffer size: never more than that is needed.
 ParseResult ParseFrame(const std::uint8_t* data, std::size_t size, std::size_t max_packet_size);
 
 }  // namespace wire

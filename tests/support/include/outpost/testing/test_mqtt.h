@@ -44,6 +44,7 @@ struct TestMqttOptions {
   mqtt::TlsOptions tls;
   bool reconnect = true;
   BackoffPolicy backoff{50, 1'000};
+  std::size_t max_packet_size = mqtt::kDefaultMaxPacketSize;  // both directions
   std::chrono::milliseconds timeout{10'000};  // for Connect, Publish, Subscribe, Disconnect
 };
 
