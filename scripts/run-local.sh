@@ -72,6 +72,8 @@ listener $port 127.0.0.1
 allow_anonymous true
 max_inflight_messages 10000
 max_queued_messages 1000000
+# Payload bytes; larger messages are refused by the broker (docs/broker.md "Message size").
+message_size_limit 65536
 persistence true
 persistence_location $dir/
 $( [ "$(id -u)" = 0 ] && echo "user root" )

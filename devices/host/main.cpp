@@ -78,6 +78,8 @@ nlohmann::json ToJson(const fleet::Summary& s) {
   j["commands"] = s.commands;
   j["commands_duplicate"] = s.commands_duplicate;
   j["commands_rejected"] = s.commands_rejected;
+  j["commands_retained"] = s.commands_retained;
+  j["rx_oversize"] = s.rx_oversize;
   j["sleeps"] = s.sleeps;
   j["restarts"] = s.restarts;
   j["malformed_sent"] = s.malformed_sent;

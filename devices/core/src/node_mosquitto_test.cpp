@@ -250,5 +250,34 @@ TEST_F(NodeMosquittoTest, LowBatteryAnnouncesSleepingRetained) {
   EXPECT_TRUE(m->retain);
 }
 
+// Regressions of issue 8 against a real broker: a retained "reboot" rebooted the node at every
+// connect; a command larger than the node's receive buffer dropped the connection.
+TEST_F(NodeMosquittoTest, RetainedRebootAndGiantCommandDoNotStopTheNode) {
+  outpost::testing::TestMqtt ops;
+  outpost::testing::TestMqttOptions big;
+  big.max_packet_size = 64 * 1024;
+  ASSERT_TRUE(ops.Connect(broker_->port(), big).ok());
+  // Retained before the node subscribes: the broker hands it over with the retain flag.
+  ASSERT_TRUE(
+      ops.Publish("devices/it-node-1/commands", R"({"command":"reboot","id":"r-1"})", 1, true)
+          .ok());
+  ASSERT_TRUE(Drive([&] { return NoGapsUpTo(2) && node_->stats().commands_retained == 1; }, 10s));
+  EXPECT_EQ(ports_.power.restarts, 0);
+  EXPECT_TRUE(replies_.empty());
+  ASSERT_TRUE(ops.Publish("devices/it-node-1/commands", "", 1, true).ok());  // clear it
+
+  const std::string giant =
+      R"({"command":"led","state":true,"pad":")" + std::string(5'000, 'x') + R"("})";
+  ASSERT_TRUE(ops.Publish("devices/it-node-1/commands", giant, 1).ok());
+  ASSERT_TRUE(
+      ops.Publish("devices/it-node-1/commands", R"({"command":"dance","id":"c-3"})", 1).ok());
+  ASSERT_TRUE(Drive([&] { return !replies_.empty(); }, 10s));
+  EXPECT_EQ(replies_[0], R"({"id":"c-3","ok":false,"error":"unknown command \"dance\""})");
+  EXPECT_EQ(node_->stats().rx_oversize, 1u);
+  EXPECT_EQ(node_->stats().protocol_errors, 0u);
+  EXPECT_EQ(node_->stats().disconnects, 0u);
+  EXPECT_EQ(ports_.led.sets, 0);
+}
+
 }  // namespace
 }  // namespace outpost::device::testing

@@ -1049,6 +1049,7 @@ json Gateway::Impl::StatusJson(bool periodic) {
         {"connects", client_->counters().connects},
         {"connect_failures", client_->counters().connect_failures},
         {"stale_acks", client_->counters().stale_acks},
+        {"oversize", client_->counters().oversize_in},
         {"inflight", client_->inflight()}}},
       {"cloud", CloudJson()},
   };

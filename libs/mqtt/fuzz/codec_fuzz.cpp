@@ -1,6 +1,6 @@
 // libFuzzer target for the MQTT decoder and the client session: arbitrary broker bytes must
 // never crash, hang or grow memory without bound; decoded packets must re-encode to packets
-// that decode to the same value.
+// that decode to the same value; an oversize PUBLISH is skipped with only its head kept.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -23,6 +23,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     while (true) {
       auto next = decoder.Next();
       if (!next.ok() || !next->has_value()) break;
+      if (auto* big = std::get_if<OversizePublish>(&**next)) {
+        // Skipped, not encodable: over the limit, and only its head was kept.
+        OUTPOST_CHECK(big->packet_bytes > 4096);
+        OUTPOST_CHECK(big->head.size() <= kDefaultOversizeHeadBytes);
+        OUTPOST_CHECK(big->head.size() <= big->payload_bytes);
+        OUTPOST_CHECK(ValidateTopicName(big->topic).ok());
+        continue;
+      }
       std::string encoded;
       Encode(**next, encoded);
       Decoder again(4096 + 16);
@@ -33,6 +41,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       OUTPOST_CHECK(again.buffered() == 0);
     }
     if (!decoder.Next().ok()) break;
+    // Bounded memory: one packet within the limit, or the head of an oversize one, plus a chunk.
+    OUTPOST_CHECK(decoder.buffered() <= 4096 + 2 + 65535 + 2 + kDefaultOversizeHeadBytes + 8);
   }
 
   // 2. The session, as if a broker sent these bytes after CONNECT.
@@ -46,6 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   outpost::Status s = session.OnBytes(input, 1);
   while (auto e = session.PollEvent()) {
     if (auto* m = std::get_if<Message>(&*e)) session.Ack(m->packet_id);
+    if (auto* m = std::get_if<OversizeMessage>(&*e)) session.Ack(m->packet_id);
   }
   (void)s;
   (void)session.OnTick(100'000);

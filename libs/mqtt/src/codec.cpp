@@ -242,13 +242,18 @@ Status DecodeConnAck(Reader& r, ConnAck& p) {
   return r.ExpectEnd();
 }
 
-Status DecodePublish(Reader& r, std::uint8_t flags, Publish& p) {
+Status DecodePublishFlags(const Reader& r, std::uint8_t flags, Publish& p) {
   p.retain = flags & 0x01;
   p.qos = (flags >> 1) & 0x03;
   p.dup = flags & 0x08;
   if (p.qos == 3) return r.Error("QoS 3 is invalid");
   if (p.qos == 2) return r.Error("QoS 2 is not supported");
   if (p.qos == 0 && p.dup) return r.Error("DUP flag set on a QoS 0 message");
+  return Status::Ok();
+}
+
+Status DecodePublish(Reader& r, std::uint8_t flags, Publish& p) {
+  OUTPOST_RETURN_IF_ERROR(DecodePublishFlags(r, flags, p));
   OUTPOST_RETURN_IF_ERROR(r.Bytes(p.topic, "topic", true));
   Status s = ValidateTopicName(p.topic);
   if (!s.ok()) return r.Error(s.message());
@@ -548,21 +553,27 @@ void Decoder::Reset() {
 Result<std::optional<Packet>> Decoder::StartSkip(std::uint8_t flags, std::size_t header,
                                                  std::size_t remaining) {
   const std::size_t avail = buffer_.size() - offset_;
-  // The topic length decides how much of the body is the head: topic, packet id, payload start.
-  if (avail < header + 2) return std::optional<Packet>();
-  const auto* p = reinterpret_cast<const std::uint8_t*>(buffer_.data() + offset_ + header);
-  const std::size_t topic_len = static_cast<std::size_t>(p[0] << 8 | p[1]);
-  const std::size_t qos = (flags >> 1) & 0x03;
-  const std::size_t prefix =
-      std::min(remaining, 2 + topic_len + (qos > 0 ? 2 : 0) + oversize_head_bytes_);
-  if (avail < header + prefix) return std::optional<Packet>();
-  // Decoded like any PUBLISH (flags, topic, packet id), with the head standing in for the body.
-  Publish pub;
-  Reader r(std::string_view(buffer_.data() + offset_ + header, prefix), "PUBLISH");
-  if (Status s = DecodePublish(r, flags, pub); !s.ok()) {
-    error_ = s;
+  const std::string_view body(buffer_.data() + offset_ + header, avail - header);
+  // Checked as early as the bytes allow, as for a PUBLISH within the limit (and as the device
+  // layer does): flags, then the topic and packet id, then the head is waited for.
+  auto fail = [&](Status s) -> Result<std::optional<Packet>> {
+    error_ = std::move(s);
     return error_;
-  }
+  };
+  Publish pub;
+  if (Status s = DecodePublishFlags(Reader(body, "PUBLISH"), flags, pub); !s.ok()) return fail(s);
+  if (body.size() < 2) return std::optional<Packet>();
+  const std::size_t topic_len = static_cast<std::size_t>(static_cast<std::uint8_t>(body[0]) << 8 |
+                                                         static_cast<std::uint8_t>(body[1]));
+  if (remaining < 2 + topic_len) return fail(InvalidArgument("MQTT PUBLISH: truncated topic"));
+  const std::size_t id_end = std::min(remaining, 2 + topic_len + (pub.qos > 0 ? 2 : 0));
+  if (body.size() < id_end) return std::optional<Packet>();
+  Reader fields(body.substr(0, id_end), "PUBLISH");
+  if (Status s = DecodePublish(fields, flags, pub); !s.ok()) return fail(s);
+  // The head: the payload's first bytes, the same whatever the chunking of the stream.
+  const std::size_t prefix = std::min(remaining, id_end + oversize_head_bytes_);
+  if (body.size() < prefix) return std::optional<Packet>();
+  pub.payload.assign(body.data() + id_end, prefix - id_end);
   OversizePublish o;
   o.topic = std::move(pub.topic);
   o.head = std::move(pub.payload);

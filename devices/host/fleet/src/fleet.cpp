@@ -30,6 +30,8 @@ void AddStats(device::NodeStats& to, const device::NodeStats& s) {
   to.commands_handled += s.commands_handled;
   to.commands_duplicate += s.commands_duplicate;
   to.commands_rejected += s.commands_rejected;
+  to.commands_retained += s.commands_retained;
+  to.rx_oversize += s.rx_oversize;
   to.read_errors += s.read_errors;
   to.control_dropped += s.control_dropped;
   to.settings_errors += s.settings_errors;
@@ -682,6 +684,8 @@ Summary Fleet::Summarize() const {
   s.commands = t.commands_handled;
   s.commands_duplicate = t.commands_duplicate;
   s.commands_rejected = t.commands_rejected;
+  s.commands_retained = t.commands_retained;
+  s.rx_oversize = t.rx_oversize;
   s.protocol_errors = t.protocol_errors;
   s.sleeps = sleeps_;
   s.restarts = restarts_;

@@ -59,7 +59,9 @@ struct Summary {
   std::uint64_t reconnects = 0, connect_failures = 0, disconnects = 0;
   std::uint64_t read_errors = 0, commands = 0, commands_duplicate = 0, commands_rejected = 0;
   std::uint64_t sleeps = 0, restarts = 0, malformed_sent = 0, protocol_errors = 0;
-  std::uint64_t ack_order_errors = 0;  // an acknowledged seq out of order or duplicated
+  std::uint64_t ack_order_errors = 0;   // an acknowledged seq out of order or duplicated
+  std::uint64_t commands_retained = 0;  // retained commands ignored (NodeStats)
+  std::uint64_t rx_oversize = 0;        // inbound PUBLISHes over max_packet_bytes, skipped
   std::int64_t latency_p50_ms = 0, latency_p99_ms = 0, latency_max_ms = 0;
   std::int64_t elapsed_ms = 0;
   std::int64_t all_connected_ms = -1;  // until every device had its first CONNACK (-1: never)
