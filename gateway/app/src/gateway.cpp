@@ -461,6 +461,7 @@ void Gateway::Impl::StartMqtt() {
   if (!config_.mqtt.username.empty()) o.session.username = config_.mqtt.username;
   if (!config_.mqtt.password.empty()) o.session.password = config_.mqtt.password;
   o.session.will = mqtt::Will{GatewayTopic("state"), "offline", 1, true};
+  o.session.max_packet_size = config_.mqtt.max_packet_bytes;
   // Of a message too large to take, keep what the quarantine keeps of a payload.
   o.session.oversize_head_bytes =
       std::min(config_.ingest.quarantine_max_payload_bytes, mqtt::kMaxOversizeHeadBytes);
@@ -574,7 +575,7 @@ void Gateway::Impl::OnOversizeMessage(const mqtt::OversizeMessage& o) {
   Reject(m, reason,
          "MQTT message of " + std::to_string(o.packet_bytes) + " bytes (payload " +
              std::to_string(o.payload_bytes) + ") exceeds the gateway's packet limit of " +
-             std::to_string(mqtt::kDefaultMaxPacketSize) + " bytes; skipped");
+             std::to_string(config_.mqtt.max_packet_bytes) + " bytes; skipped");
   ++next_messages_;
   if (next_messages_ >= config_.storage.queue_max_readings) Pause();
   ScheduleSubmit();
@@ -1177,6 +1178,7 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
   check(ma.client_id != mb.client_id, "mqtt.client_id");
   check(ma.keepalive_s != mb.keepalive_s, "mqtt.keepalive_s");
   check(ma.qos != mb.qos, "mqtt.qos");
+  check(ma.max_packet_bytes != mb.max_packet_bytes, "mqtt.max_packet_bytes");
   check(ma.reconnect_base_ms != mb.reconnect_base_ms || ma.reconnect_cap_ms != mb.reconnect_cap_ms,
         "mqtt.reconnect_*");
   check(ma.tls.enabled != mb.tls.enabled || ma.tls.ca_file != mb.tls.ca_file ||

@@ -230,6 +230,8 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   OUTPOST_RETURN_IF_ERROR(m.Integer("qos", &c->mqtt.qos, 0, 1));
   OUTPOST_RETURN_IF_ERROR(m.Integer("reconnect_base_ms", &c->mqtt.reconnect_base_ms, 1, 60'000));
   OUTPOST_RETURN_IF_ERROR(m.Integer("reconnect_cap_ms", &c->mqtt.reconnect_cap_ms, 1, 3'600'000));
+  OUTPOST_RETURN_IF_ERROR(
+      m.Integer("max_packet_bytes", &c->mqtt.max_packet_bytes, 4096, 268'435'455));
   Section tls = m.Child("tls");
   OUTPOST_RETURN_IF_ERROR(tls.RequireMapOrAbsent());
   OUTPOST_RETURN_IF_ERROR(tls.Bool("enabled", &c->mqtt.tls.enabled));

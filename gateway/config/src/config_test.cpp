@@ -70,6 +70,19 @@ TEST(Config, BadValueNamesKeyAndProblem) {
   EXPECT_EQ(c.status().message(), "gw.yaml: mqtt: expected a mapping of settings");
 }
 
+TEST(Config, MqttMaxPacketBytesIsBounded) {
+  auto c = Parse("", "gw.yaml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->mqtt.max_packet_bytes, 262'144u);
+  c = Parse("mqtt:\n  max_packet_bytes: 65536\n", "gw.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->mqtt.max_packet_bytes, 65'536u);
+  c = Parse("mqtt:\n  max_packet_bytes: 1000\n", "gw.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message(),
+            "gw.yaml: mqtt.max_packet_bytes: expected an integer in 4096..268435455, got 1000");
+}
+
 TEST(Config, SyntaxErrorNamesLine) {
   auto c = Parse("mqtt:\n  host: [unclosed\n", "gw.yaml");
   ASSERT_FALSE(c.ok());

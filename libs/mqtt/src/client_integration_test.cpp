@@ -131,6 +131,43 @@ TEST(MqttClientIntegration, PersistentSessionRedeliversUnackedQos1) {
   sub.Ack(*next);
 }
 
+// Issue 8: a message over max_packet_size used to end the connection, and the broker
+// redelivered it at every reconnect. A Client without on_oversize_message acknowledges it
+// itself, counts it, and the session goes on.
+TEST(MqttClientIntegration, OversizeMessageIsSkippedAckedAndNotRedelivered) {
+  auto broker = StartBroker();
+  ASSERT_TRUE(broker);
+  TestMqttOptions gw;
+  gw.client_id = "gateway-big";
+  gw.clean_session = false;
+  TestMqtt sub, pub;
+  ASSERT_OK(sub.Connect(broker->port(), gw));
+  ASSERT_OK(sub.Subscribe("sensors/+/data", 1));
+  TestMqttOptions big;
+  big.max_packet_size = 1024 * 1024;
+  ASSERT_OK(pub.Connect(broker->port(), big));
+  ASSERT_OK(pub.Publish("sensors/giant/data", std::string(300'000, 'g'), 1));
+  ASSERT_OK(pub.Publish("sensors/n1/data", "after", 1));
+  auto m = sub.WaitMessage([](const Message&) { return true; });
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->payload, "after");
+  ClientCounters counters;
+  sub.RunOnIo([&](Client& c) { counters = c.counters(); });
+  EXPECT_EQ(counters.oversize_in, 1u);
+  EXPECT_EQ(counters.messages_in, 1u);
+  EXPECT_EQ(counters.disconnects, 0u);
+  EXPECT_TRUE(sub.disconnect_reasons().empty());
+  // Acknowledged: after a reconnect of the persistent session the next message is the marker.
+  ASSERT_OK(sub.Disconnect());
+  ASSERT_OK(pub.Publish("sensors/marker/data", "marker", 1));
+  ASSERT_OK(sub.Connect(broker->port(), gw));
+  auto next = sub.WaitMessage([](const Message&) { return true; });
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ(next->payload, "marker");
+  sub.RunOnIo([&](Client& c) { counters = c.counters(); });
+  EXPECT_EQ(counters.oversize_in, 0u);
+}
+
 TEST(MqttClientIntegration, WillDeliveredOnAbruptClose) {
   auto broker = StartBroker();
   ASSERT_TRUE(broker);

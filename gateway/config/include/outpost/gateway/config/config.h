@@ -35,6 +35,8 @@ struct MqttConfig {
   TlsConfig tls;
   std::int64_t reconnect_base_ms = 500;
   std::int64_t reconnect_cap_ms = 30'000;
+  // Largest MQTT packet read in full; a larger PUBLISH is skipped unread (too_large).
+  std::size_t max_packet_bytes = 256 * 1024;
 };
 
 // The store-and-forward uplink to the cloud (docs/configuration.md, docs/formats/outbox.md).
