@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "outpost/testing/mosquitto_process.h"  // PickFreePort
+
 namespace outpost::testing {
 
 const char* FaultModeName(FaultMode m) {
@@ -140,7 +142,15 @@ FaultProxy::FaultProxy(std::string host, std::uint16_t upstream_port)
 Result<std::unique_ptr<FaultProxy>> FaultProxy::Start(std::string upstream_host,
                                                       std::uint16_t upstream_port) {
   std::unique_ptr<FaultProxy> p(new FaultProxy(std::move(upstream_host), upstream_port));
-  OUTPOST_RETURN_IF_ERROR(p->Listen());
+  // A port outside the ephemeral range: kDown releases it and kPass must bind it again.
+  Status listening = Unavailable("no free port");
+  for (int attempt = 0; attempt < 5 && !listening.ok(); ++attempt) {
+    Result<std::uint16_t> port = PickFreePort();
+    if (!port.ok()) return port.status();
+    p->port_ = *port;
+    listening = p->Listen();
+  }
+  OUTPOST_RETURN_IF_ERROR(listening);
   return p;
 }
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -30,6 +31,28 @@ sockaddr_in Loopback(std::uint16_t port) {
 }  // namespace
 
 Result<std::uint16_t> PickFreePort() {
+  // Below the kernel's ephemeral range, so that no outgoing connection (a client's source port,
+  // or loopback's self-connect to a closed port in that range) can take a port a test frees
+  // while its server is down and binds again when it comes back (broker restarts, a proxy
+  // going down and up). Falls back to any port the kernel gives.
+  int ephemeral_low = 32768;
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  range >> ephemeral_low;
+  constexpr int kLowest = 10000;
+  std::uint32_t x =
+      static_cast<std::uint32_t>(::getpid()) * 2654435761u ^
+      static_cast<std::uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  for (int attempt = 0; ephemeral_low - kLowest > 100 && attempt < 200; ++attempt) {
+    x = x * 1664525u + 1013904223u;
+    const auto port = static_cast<std::uint16_t>(
+        kLowest + (x >> 8) % static_cast<std::uint32_t>(ephemeral_low - kLowest));
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return Unavailable(std::string("socket: ") + std::strerror(errno));
+    sockaddr_in addr = Loopback(port);
+    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    if (free) return port;
+  }
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Unavailable(std::string("socket: ") + std::strerror(errno));
   sockaddr_in addr = Loopback(0);

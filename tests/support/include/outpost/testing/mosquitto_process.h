@@ -66,7 +66,9 @@ class MosquittoProcess {
   std::unique_ptr<ChildProcess> process_;
 };
 
-// A free TCP port on 127.0.0.1 (bound then released; another process could take it first).
+// A free TCP port on 127.0.0.1 below the ephemeral range, so a server that stops and binds it
+// again is not beaten to it by an outgoing connection (bound then released; another process
+// could still take it first).
 Result<std::uint16_t> PickFreePort();
 // Bounded polling until 127.0.0.1:port accepts a TCP connection.
 Status WaitForPort(std::uint16_t port, std::chrono::milliseconds timeout);
