@@ -622,7 +622,8 @@ TEST_P(CloudTest, SeedEndpointHonoursAnIdempotencyKey) {
   ASSERT_EQ(first.status, 200) << first.raw;
   Reply again = Post("/sensor-data/batch", kSeedBody, "seed:1");
   ASSERT_EQ(again.status, 200) << again.raw;
-  EXPECT_EQ(again.body, json::parse(R"({"accepted":2,"duplicates":0,"replayed":true})"));
+  EXPECT_EQ(again.body,
+            json::parse(R"({"accepted":2,"duplicates":0,"rejected":[],"replayed":true})"));
   ExpectError(Post("/sensor-data/batch", R"({"readings":[]})", "seed:1"), 409,
               "idempotency_key_reused");
 }
