@@ -6,6 +6,7 @@
 // every one exactly once, and per device in seq order of arrival.
 // Promise mapping: docs/guarantees.md ("Store-and-forward").
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -60,7 +61,7 @@ class CloudDb {
   virtual Result<std::vector<CloudRow>> Readings(const std::string& gateway) = 0;
   // Rows of `table` (a fixed name from the test, not input).
   virtual Result<std::int64_t> Count(const std::string& table) = 0;
-  // The first reading as {"device", "src" (ts_source), "m" (metrics object)}.
+  // The first reading as {"device", "src" (ts_source), "ts" (ts_ms), "m" (metrics object)}.
   virtual Result<json> FirstReading() = 0;
 };
 
@@ -92,7 +93,8 @@ class SqliteCloudDb : public CloudDb {
   Result<json> FirstReading() override {
     std::vector<std::string> rows;
     Status s =
-        Run("SELECT json_object('device', d.device_id, 'src', r.ts_source, 'm', json(r.metrics)) "
+        Run("SELECT json_object('device', d.device_id, 'src', r.ts_source, 'ts', r.ts_ms, 'm', "
+            "json(r.metrics)) "
             "FROM readings r JOIN devices d ON d.id = r.device_key ORDER BY r.id LIMIT 1",
             "", [&](const sqlite::Statement& st) { rows.push_back(st.Text(0)); });
     if (!s.ok()) return s;
@@ -149,7 +151,8 @@ class PostgresCloudDb : public CloudDb {
 
   Result<json> FirstReading() override {
     auto r = Exec(
-        "SELECT json_build_object('device', d.device_id, 'src', r.ts_source, 'm', r.metrics) "
+        "SELECT json_build_object('device', d.device_id, 'src', r.ts_source, 'ts', r.ts_ms, 'm', "
+        "r.metrics) "
         "FROM readings r JOIN devices d ON d.id = r.device_key "
         "ORDER BY r.received_ms, r.ctid LIMIT 1");
     if (!r.ok()) return r.status();
@@ -642,6 +645,154 @@ TEST_P(UplinkTest, uplink_sync_cloud_drains_now) {
       h_.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":"s1"})", 1).ok());
   auto rows = WaitCloud(10, 10s);
   ExpectExactlyOnceInOrder(rows, {{"n1", {1, 10}}});
+}
+
+// issue 8: a metric name with a space passed the gateway; the cloud answered 400 for the whole
+// batch and the gateway dead-lettered every reading in it.
+TEST_P(UplinkTest, one_bad_metric_name_does_not_poison_the_batch) {
+  ASSERT_TRUE(StartGateway({{"protocol", "native"}, {"batch_delay_ms", "2000"}}).ok())
+      << h_.gateway_log();
+  Publish("n1", 1, 1, 10);
+  ASSERT_TRUE(h_.devices()
+                  .Publish("sensors/n2/data",
+                           R"({"deviceId":"n2","boot":1,"seq":1,"soil moisture":0.3})", 1)
+                  .ok());
+  Publish("n1", 1, 11, 20);
+  auto rows = WaitCloud(20);
+  ExpectExactlyOnceInOrder(rows, {{"n1", {1, 20}}});
+  auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 0; });
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ((*st)["cloud"]["dropped"]["dead_letter"], 0);
+  // Refused at the edge, with its reason, like any bad reading.
+  EXPECT_EQ((*st)["ingest"]["rejected_by_reason"]["bad_field_name"], 1) << st->dump();
+}
+
+// issue 8: a 404 from a misrouted reverse proxy was a permanent refusal: the backlog was
+// dead-lettered batch after batch.
+TEST_P(UplinkTest, proxy_404_is_retried_and_alerted_not_dropped) {
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kStatus, 404).ok());
+  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  ASSERT_TRUE(h_.devices().Subscribe("gateway/alerts").ok());
+  Publish("n1", 1, 1, 10);
+  auto st = WaitCloudStatus([&](const json& c) { return c["retries"].get<int>() >= 3; });
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  const json& c = (*st)["cloud"];
+  EXPECT_EQ(Backlog(c), 10);
+  EXPECT_EQ(c["dropped"]["dead_letter"], 0);
+  ASSERT_TRUE(c["alert"].is_object()) << c.dump();
+  EXPECT_NE(c["alert"]["message"].get<std::string>().find("HTTP 404"), std::string::npos);
+  auto raised = h_.devices().WaitMessage(
+      [](const mqtt::Message& m) {
+        return m.topic == "gateway/alerts" &&
+               m.payload.find("\"state\":\"raised\"") != std::string::npos &&
+               m.payload.find("cloud_uplink") != std::string::npos;
+      },
+      10s);
+  ASSERT_TRUE(raised.ok()) << raised.status().ToString();
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kStatus, 415).ok());  // another proxy refusal
+  st = WaitCloudStatus([&](const json& j) { return j["retries"].get<int>() >= 6; });
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ((*st)["cloud"]["dropped"]["dead_letter"], 0);
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kPass).ok());  // the route is fixed
+  ExpectExactlyOnceInOrder(WaitCloud(10), {{"n1", {1, 10}}});
+  auto cleared = h_.devices().WaitMessage(
+      [](const mqtt::Message& m) {
+        return m.topic == "gateway/alerts" &&
+               m.payload.find("\"state\":\"cleared\"") != std::string::npos &&
+               m.payload.find("cloud_uplink") != std::string::npos;
+      },
+      10s);
+  EXPECT_TRUE(cleared.ok()) << cleared.status().ToString();
+  st = WaitCloudStatus([&](const json& j) { return j["alert"].is_null(); });
+  EXPECT_TRUE(st.ok());
+}
+
+// issue 8: a 413 (a proxy's body limit) dropped the whole batch as a dead letter.
+TEST_P(UplinkTest, cloud_413_splits_the_batch) {
+  // About 120 bytes per native reading: a 30-reading batch is ~3.6 KB, the proxy takes 1 KB.
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kBodyLimit413, 1000).ok());
+  ASSERT_TRUE(StartGateway({{"protocol", "native"},
+                            {"batch_delay_ms", "60000"},
+                            {"sync_interval_s", "60"},
+                            {"batch_max_readings", "30"}})
+                  .ok())
+      << h_.gateway_log();
+  Publish("n1", 1, 1, 30);  // a full batch goes at once
+  auto rows = WaitCloud(30);
+  ExpectExactlyOnceInOrder(rows, {{"n1", {1, 30}}});
+  auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 0; });
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ((*st)["cloud"]["dropped"]["dead_letter"], 0);
+  EXPECT_GE((*st)["cloud"]["splits_this_run"].get<int>(), 2);
+  int too_large = 0;
+  for (const auto& r : proxy_->requests()) {
+    if (r.status == 413) ++too_large;
+    if (r.status == 200) EXPECT_LE(r.body_bytes, 1000u);
+  }
+  EXPECT_GE(too_large, 3);
+  // One reading larger than the limit on its own: a dead letter "too_large", nothing else lost.
+  ASSERT_TRUE(proxy_->SetMode(FaultMode::kBodyLimit413, 100).ok());
+  Publish("n1", 1, 31, 31);
+  st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 1; });  // queued, then sync
+  ASSERT_TRUE(st.ok());
+  ASSERT_TRUE(
+      h_.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":"s1"})", 1).ok());
+  st = WaitCloudStatus([&](const json& c) { return c["dropped"]["dead_letter"].get<int>() == 1; });
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ((*st)["cloud"]["dropped"]["dead_letter_reasons"]["too_large"], 1);
+  EXPECT_EQ(Backlog((*st)["cloud"]), 0);
+}
+
+// issue 8: the seed body is larger than the items it is built from and outgrew the limit.
+TEST_P(UplinkTest, seed_body_stays_within_batch_max_bytes) {
+  ASSERT_TRUE(StartGateway({{"batch_max_bytes", "1KiB"}, {"batch_delay_ms", "2000"}}).ok())
+      << h_.gateway_log();
+  Publish("n1", 1, 1, 30);
+  ExpectExactlyOnceInOrder(WaitCloud(30), {{"n1", {1, 30}}});
+  auto reqs = proxy_->requests();
+  ASSERT_GT(reqs.size(), 2u);
+  for (const auto& r : reqs) EXPECT_LE(r.body_bytes, 1024u) << r.idempotency_key;
+}
+
+// issue 8 section 5: sync_cloud drained at once, skipping a Retry-After the cloud asked for.
+TEST_P(UplinkTest, sync_cloud_does_not_skip_retry_after) {
+  ASSERT_TRUE(StartGateway({{"batch_delay_ms", "60000"}, {"sync_interval_s", "60"}}).ok())
+      << h_.gateway_log();
+  Publish("n1", 1, 1, 5);
+  auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 5; });
+  ASSERT_TRUE(st.ok());
+  proxy_->FailNext(FaultMode::kTooMany429, 1, /*retry_after_s=*/3);
+  ASSERT_TRUE(
+      h_.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":"s1"})", 1).ok());
+  st = WaitCloudStatus([&](const json& c) { return c["retries"].get<int>() == 1; });
+  ASSERT_TRUE(st.ok());
+  // Asked again at once: the cloud's pause still holds.
+  ASSERT_TRUE(
+      h_.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":"s2"})", 1).ok());
+  ExpectExactlyOnceInOrder(WaitCloud(5), {{"n1", {1, 5}}});
+  auto reqs = proxy_->requests();
+  ASSERT_GE(reqs.size(), 2u);
+  EXPECT_EQ(reqs[0].status, 429);
+  EXPECT_GE(reqs[1].at_ms - reqs[0].at_ms, 2900) << "sent before the Retry-After";
+}
+
+// issue 8 section 6: the seed's own gateway sends millis() as `timestamp` and a julian-day
+// created_at; the cloud stored 1970 times. It uses created_at and says so in the stored row.
+TEST_P(UplinkTest, seed_gateway_rows_take_created_at_and_say_so) {
+  httplib::Client client("127.0.0.1", cloud_.port());
+  const std::string body =
+      R"({"readings":[{"id":1,"device_id":"esp32_sensor_001","timestamp":50000,)"
+      R"("temperature":22.5,"humidity":45.2,"motion":0,"battery":87.5,"rssi":-65,"synced":0,)"
+      R"("created_at":2461006.75}]})";
+  auto res = client.Post("/sensor-data/batch", {{"Authorization", "Bearer " + cloud_.token()}},
+                         body, "application/json");
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  ASSERT_EQ(res->status, 200) << res->body;
+  auto first = cloud_.db().FirstReading();
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ((*first)["device"], "esp32_sensor_001");
+  EXPECT_EQ((*first)["src"], "gateway");
+  EXPECT_EQ((*first)["ts"], 1764223200000);  // 2025-11-27T06:00:00Z, not 1970
 }
 
 TEST_P(UplinkTest, uplink_sigterm_does_not_wait_for_a_slow_cloud) {

@@ -35,6 +35,9 @@ std::string Metrics::Render() const {
           "Batches answered from the idempotency record (retries).", batches_replayed.load());
   counter("outpost_cloud_batches_rejected_total", "Batches refused with a 4xx.",
           batches_rejected.load());
+  counter("outpost_cloud_items_rejected_total",
+          "Items of stored batches left out as invalid (listed in the answer's \"rejected\").",
+          items_rejected.load());
   counter("outpost_cloud_idempotency_conflicts_total",
           "Idempotency keys reused with a different body (409).", idempotency_conflicts.load());
   counter("outpost_cloud_idempotency_purged_total",

@@ -119,15 +119,23 @@ bool ScopeGateway(const HttpRequest& r, const Principal& who, bool required, std
   return true;
 }
 
-std::string SeedResponse(const WriteCounts& c) {
-  return R"({"accepted":)" + std::to_string(c.readings) + R"(,"duplicates":)" +
-         std::to_string(c.duplicates) + R"(,"replayed":false})";
+// Both answers list the items left out (docs/formats/cloud.md): "rejected" is always there
+// (empty when all were valid), and "replayed" stays last (Replay rewrites it).
+std::string SeedResponse(const WriteCounts& c, const std::vector<ItemReject>& rejected) {
+  std::string out = R"({"accepted":)" + std::to_string(c.readings) + R"(,"duplicates":)" +
+                    std::to_string(c.duplicates) + ",";
+  proto::batch::AppendRejected(&out, rejected);
+  out += R"(,"replayed":false})";
+  return out;
 }
 
-std::string NativeResponse(const WriteCounts& c) {
-  return R"({"accepted":{"readings":)" + std::to_string(c.readings) + R"(,"alerts":)" +
-         std::to_string(c.alerts) + R"(,"statuses":)" + std::to_string(c.statuses) +
-         R"(},"duplicates":)" + std::to_string(c.duplicates) + R"(,"replayed":false})";
+std::string NativeResponse(const WriteCounts& c, const std::vector<ItemReject>& rejected) {
+  std::string out = R"({"accepted":{"readings":)" + std::to_string(c.readings) + R"(,"alerts":)" +
+                    std::to_string(c.alerts) + R"(,"statuses":)" + std::to_string(c.statuses) +
+                    R"(},"duplicates":)" + std::to_string(c.duplicates) + ",";
+  proto::batch::AppendRejected(&out, rejected);
+  out += R"(,"replayed":false})";
+  return out;
 }
 
 HttpResponse Replay(const IdempotencyRecord& record) {
@@ -321,9 +329,15 @@ HttpResponse Service::Batch(const HttpRequest& request, bool native) {
 
   const std::int64_t now_ms = clock_.wall_ms();
   MaybePurge(now_ms);
+  if (!batch.rejected.empty()) {
+    spdlog::debug("gateway {}: {} items of a batch rejected, first: {}", who.gateway_id,
+                  batch.rejected.size(), batch.rejected.front().message);
+  }
+  const std::vector<ItemReject>& rejected = batch.rejected;
   Result<WriteResult> written =
-      storage_.WriteBatch(who.gateway_id, key, body_sha, batch, now_ms,
-                          native ? ResponseBuilder(NativeResponse) : ResponseBuilder(SeedResponse));
+      storage_.WriteBatch(who.gateway_id, key, body_sha, batch, now_ms, [&](const WriteCounts& c) {
+        return native ? NativeResponse(c, rejected) : SeedResponse(c, rejected);
+      });
   if (!written.ok()) {
     ++metrics_.storage_errors;
     return StorageError(written.status(), options_.retry_after_s);
@@ -343,6 +357,7 @@ HttpResponse Service::Batch(const HttpRequest& request, bool native) {
   metrics_.alerts_accepted += c.alerts;
   metrics_.statuses_accepted += c.statuses;
   metrics_.readings_duplicate += c.duplicates;
+  metrics_.items_rejected += static_cast<std::int64_t>(batch.rejected.size());
   ++metrics_.batches_stored;
   HttpResponse r;
   r.body = written->record.response;

@@ -128,16 +128,33 @@ TEST_F(ServiceTest, ReplayFlipsOnlyTheReplayedFlag) {
 }
 
 TEST_F(ServiceTest, InvalidBatchStoresNothing) {
-  HttpResponse r = Call(
-      "POST", "/sensor-data/batch",
-      R"({"readings":[{"device_id":"n1","timestamp":1,"t":1},{"device_id":"n2","timestamp":"x"}]})");
+  HttpResponse r = Call("POST", "/sensor-data/batch", R"({"readings":{"device_id":"n1"}})");
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(Code(r), "invalid_field");
-  EXPECT_NE(r.body.find("readings[1].timestamp: expected a number, got string"), std::string::npos)
-      << r.body;
+  EXPECT_NE(r.body.find("readings: expected an array, got object"), std::string::npos) << r.body;
   auto devices = storage_->ListDevices("");
   ASSERT_TRUE(devices.ok());
   EXPECT_TRUE(devices->empty());
+}
+
+// issue 8: one bad item made the whole batch a 400, and the gateway dropped all of it.
+TEST_F(ServiceTest, one_bad_item_is_rejected_alone) {
+  HttpResponse r = Call(
+      "POST", "/sensor-data/batch",
+      R"({"readings":[{"device_id":"n1","timestamp":1,"t":1},{"device_id":"n2","timestamp":"x"}]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  json j = json::parse(r.body);
+  EXPECT_EQ(j["accepted"], 1);
+  ASSERT_EQ(j["rejected"].size(), 1u);
+  EXPECT_EQ(j["rejected"][0]["array"], "readings");
+  EXPECT_EQ(j["rejected"][0]["index"], 1);
+  EXPECT_EQ(j["rejected"][0]["reason"], "wrong_type");
+  EXPECT_EQ(j["rejected"][0]["error"], "readings[1].timestamp: expected a number, got string");
+  EXPECT_EQ(service_->metrics().items_rejected.load(), 1);
+  auto devices = storage_->ListDevices("");
+  ASSERT_TRUE(devices.ok());
+  ASSERT_EQ(devices->size(), 1u);
+  EXPECT_EQ((*devices)[0].device_id, "n1");
 }
 
 TEST_F(ServiceTest, HealthzNeedsNoToken) {

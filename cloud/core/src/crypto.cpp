@@ -3,6 +3,8 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "outpost/proto/batch.h"
+
 namespace outpost::cloud {
 namespace {
 
@@ -33,13 +35,7 @@ Result<std::string> GenerateToken() {
 }
 
 bool IsValidIdempotencyKey(std::string_view key) {
-  if (key.empty() || key.size() > 128) return false;
-  for (char c : key) {
-    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == ':' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
+  return proto::batch::IsValidIdempotencyKey(key);
 }
 
 }  // namespace outpost::cloud

@@ -230,6 +230,9 @@ class Gateway::Impl {
   void PublishStatus(bool periodic);
   json StatusJson(bool periodic);
   void PublishAlert(const store::AlertRow& a);
+  // Publishes the uplink's alert (a 4xx that refuses every batch) when it is raised or cleared.
+  void CheckUplinkAlert(std::int64_t now_ms);
+  std::int64_t uplink_alert_raised_ms_ = 0;  // 0 = not raised
   void Reply(const proto::Command& cmd, bool ok, const std::string& message);
   // Re-reads the config file; returns what was applied (and what needs a restart).
   Result<std::string> Reload();
@@ -411,6 +414,7 @@ Status Gateway::Impl::StartUplink() {
   // The batch in flight counts against the quota and is never dropped: keep it to a quarter.
   uo.batch_max_bytes = std::min(config_.cloud.batch_max_bytes, config_.cloud.quota_bytes / 4);
   uo.linger_ms = config_.cloud.linger_ms();
+  uo.reading_share = config_.cloud.batch_reading_share;
   uo.retry.backoff = BackoffPolicy{config_.cloud.retry_base_ms, config_.cloud.retry_cap_ms};
   uo.jitter_seed = std::random_device{}();
   outbox_port_ = std::make_unique<WriterOutbox>(*writer_);
@@ -974,6 +978,25 @@ void Gateway::Impl::PublishAlert(const store::AlertRow& a) {
   }
 }
 
+void Gateway::Impl::CheckUplinkAlert(std::int64_t now_ms) {
+  if (!uplink_) return;
+  const uplink::UplinkStatus u = uplink_->status();
+  const bool raised = !u.alert.empty();
+  if (raised == (uplink_alert_raised_ms_ != 0)) return;
+  store::AlertRow a{"cloud_uplink",
+                    "cloud_uplink",
+                    "",
+                    "",
+                    "critical",
+                    raised ? u.alert : "the cloud accepts batches again",
+                    std::nan(""),
+                    0,
+                    raised ? u.alert_since_ms : uplink_alert_raised_ms_,
+                    raised ? 0 : now_ms};
+  uplink_alert_raised_ms_ = raised ? std::max<std::int64_t>(u.alert_since_ms, 1) : 0;
+  PublishAlert(a);
+}
+
 json Gateway::Impl::StatusJson(bool periodic) {
   std::int64_t now = clock_.wall_ms();
   json rejected = json::object();
@@ -1080,7 +1103,12 @@ json Gateway::Impl::CloudJson() {
         {"quota_rejected", ob.dropped_quota_rejected},
         {"expired", ob.expired},
         {"dead_letter", ob.dead_letter},
+        {"dead_letter_reasons", ob.dead_letter_reasons},
         {"left_out_seed", u.left_out}}},
+      {"rejected_items_this_run", u.rejected_items},
+      {"splits_this_run", u.splits},
+      {"alert", u.alert.empty() ? json(nullptr)
+                                : json{{"since_ms", u.alert_since_ms}, {"message", u.alert}}},
       {"reserved_metrics_skipped", u.reserved_metrics},
       {"sent",
        {{"batches", ob.sent_batches},
@@ -1203,7 +1231,8 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
             ca.ca_file != cb.ca_file || ca.sync_interval_s != cb.sync_interval_s ||
             ca.batch_delay_ms != cb.batch_delay_ms ||
             ca.batch_max_readings != cb.batch_max_readings ||
-            ca.batch_max_bytes != cb.batch_max_bytes || ca.quota_bytes != cb.quota_bytes ||
+            ca.batch_max_bytes != cb.batch_max_bytes ||
+            ca.batch_reading_share != cb.batch_reading_share || ca.quota_bytes != cb.quota_bytes ||
             ca.when_full != cb.when_full || ca.expire_after_s != cb.expire_after_s ||
             ca.connect_timeout_ms != cb.connect_timeout_ms ||
             ca.request_timeout_ms != cb.request_timeout_ms ||
@@ -1289,6 +1318,7 @@ void Gateway::Impl::ScheduleTick() {
     for (const auto& c : changes) ApplyStateChange(c);
     AddTransitions();
     ScheduleSubmit();
+    CheckUplinkAlert(now);
     ScheduleTick();
   });
 }

@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include "outpost/proto/batch.h"
+
 namespace outpost::gateway::config {
 namespace {
 
@@ -171,6 +173,10 @@ Status ParseRule(const YAML::Node& node, std::size_t index, const std::string& s
   OUTPOST_RETURN_IF_ERROR(r.String("name", &rule->name));
   OUTPOST_RETURN_IF_ERROR(r.String("metric", &rule->metric));
   if (rule->name.empty()) return r.Error("name", "required");
+  if (rule->name.size() > proto::batch::kMaxRuleNameBytes) {  // it is part of every alert id
+    return r.Error("name", "longer than " + std::to_string(proto::batch::kMaxRuleNameBytes) +
+                               " bytes (the cloud's alert id limit)");
+  }
   if (rule->metric.empty()) return r.Error("metric", "required");
   bool above = r.has("above"), below = r.has("below");
   if (above == below) return r.Error("above", "give exactly one of above or below");
@@ -214,6 +220,11 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   Section gw = top.Child("gateway");
   OUTPOST_RETURN_IF_ERROR(gw.RequireMapOrAbsent());
   OUTPOST_RETURN_IF_ERROR(gw.String("id", &c->gateway_id));
+  if (!proto::batch::IsValidId(c->gateway_id)) {  // in topics, idempotency keys, alert ids
+    return gw.Error("id", "expected 1.." + std::to_string(proto::batch::kMaxIdBytes) +
+                              " characters of [A-Za-z0-9_.:-] (the cloud refuses others), got \"" +
+                              c->gateway_id + "\"");
+  }
   gw.has("start_time");  // the seed's key; uptime is measured, not configured
   OUTPOST_RETURN_IF_ERROR(gw.Integer("status_interval_s", &c->status_interval_s, 1, kDay));
   OUTPOST_RETURN_IF_ERROR(gw.String("log_level", &c->log_level));
@@ -269,6 +280,7 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   if (c->cloud.batch_max_bytes < 1024 || c->cloud.batch_max_bytes > (16 << 20)) {
     return cl.Error("batch_max_bytes", "must be between 1KiB and 16MiB (the cloud's limit)");
   }
+  OUTPOST_RETURN_IF_ERROR(cl.Double("batch_reading_share", &c->cloud.batch_reading_share, 0, 1));
   OUTPOST_RETURN_IF_ERROR(cl.Bytes("quota_bytes", &c->cloud.quota_bytes));
   if (c->cloud.quota_bytes < 1024) return cl.Error("quota_bytes", "must be at least 1KiB");
   OUTPOST_RETURN_IF_ERROR(cl.String("when_full", &c->cloud.when_full));
@@ -342,7 +354,9 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   OUTPOST_RETURN_IF_ERROR(
       in.Integer("max_payload_bytes", &c->ingest.max_payload_bytes, 64, 1 << 20));
   OUTPOST_RETURN_IF_ERROR(in.Integer("max_depth", &c->ingest.max_depth, 1, 32));
-  OUTPOST_RETURN_IF_ERROR(in.Integer("max_metrics", &c->ingest.max_metrics, 1, 1024));
+  OUTPOST_RETURN_IF_ERROR(
+      in.Integer("max_metrics", &c->ingest.max_metrics, 1,
+                 static_cast<std::int64_t>(proto::batch::kMaxMetricsPerReading)));
   OUTPOST_RETURN_IF_ERROR(in.Double("device_rate_per_s", &c->ingest.device_rate_per_s, 0, 1e6));
   OUTPOST_RETURN_IF_ERROR(in.Double("device_burst", &c->ingest.device_burst, 1, 1e7));
   OUTPOST_RETURN_IF_ERROR(

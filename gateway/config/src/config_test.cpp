@@ -242,6 +242,24 @@ cloud:
   EXPECT_FALSE(Parse("", "x")->cloud.enabled());
 }
 
+// issue 8: each of these passed the gateway and made the cloud refuse whole batches.
+TEST(Config, config_refuses_what_the_cloud_would_reject) {
+  auto bad = [](const std::string& yaml) { return Parse(yaml, "gw.yaml").status().message(); };
+  EXPECT_EQ(bad("gateway:\n  id: my gateway\n"),
+            "gw.yaml: gateway.id: expected 1..64 characters of [A-Za-z0-9_.:-] (the cloud refuses "
+            "others), got \"my gateway\"");
+  EXPECT_NE(bad("gateway:\n  id: " + std::string(65, 'g') + "\n").find("gateway.id"),
+            std::string::npos);
+  EXPECT_EQ(bad("ingest:\n  max_metrics: 300\n"),
+            "gw.yaml: ingest.max_metrics: expected an integer in 1..256, got 300");
+  EXPECT_NE(bad("rules:\n  - name: " + std::string(65, 'r') + "\n    metric: t\n    above: 1\n")
+                .find("rules[0].name: longer than 64 bytes"),
+            std::string::npos);
+  EXPECT_TRUE(Parse("gateway:\n  id: site-7.gw_2\ningest:\n  max_metrics: 256\n", "gw.yaml").ok());
+  EXPECT_NE(bad("cloud:\n  batch_reading_share: 2\n").find("cloud.batch_reading_share"),
+            std::string::npos);
+}
+
 TEST(Config, CloudErrorsNameTheKey) {
   auto bad = [](const char* yaml) { return Parse(yaml, "gw.yaml").status().message(); };
   EXPECT_EQ(bad("cloud:\n  protocol: mqtt\n"),

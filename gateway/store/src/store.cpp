@@ -158,6 +158,12 @@ CREATE TABLE outbox_state(
   next_batch_seq INTEGER NOT NULL);
 INSERT INTO outbox_state VALUES (1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
 )sql",
+    // 4: dead letters by reason (docs/formats/outbox.md).
+    R"sql(
+CREATE TABLE outbox_dead_letter(
+  reason TEXT PRIMARY KEY,
+  items INTEGER NOT NULL);
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
 
@@ -1336,6 +1342,15 @@ Status Store::Impl::LoadOutbox() {
     ob.sent_items = col(9);
     ob.next_batch_seq = col(10);
   }
+  {
+    Stmt s;
+    OUTPOST_RETURN_IF_ERROR(Prepare(&s, "SELECT reason, items FROM outbox_dead_letter"));
+    int rc;
+    while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+      ob.dead_letter_reasons[sqlite::ColumnText(s.get(), 0)] = sqlite3_column_int64(s.get(), 1);
+    }
+    if (rc != SQLITE_DONE) return Err(rc, "load outbox dead letters");
+  }
   in_flight.reset();
   {
     Stmt s;
@@ -1490,22 +1505,34 @@ Result<std::optional<OutboxBatch>> Store::InFlightOutboxBatch() {
   return m.in_flight;
 }
 
-Result<std::vector<OutboxEntry>> Store::PeekOutbox(size_t max_items, int64_t max_bytes) {
+Result<std::vector<OutboxEntry>> Store::PeekOutbox(size_t max_items, int64_t max_bytes,
+                                                   double reading_share) {
   Impl& m = *impl_;
   if (m.need_reload) OUTPOST_RETURN_IF_ERROR(m.Reload());
   std::vector<OutboxEntry> out;
   int64_t bytes = 0;
   bool full = false;
+  // What urgent items may take when readings wait (the rest is kept for readings).
+  size_t urgent_items = max_items;
+  int64_t urgent_bytes = max_bytes;
+  if (reading_share > 0 && m.ob.readings > 0) {
+    const double keep = std::min(reading_share, 1.0);
+    urgent_items = std::max<size_t>(
+        1, max_items - static_cast<size_t>(std::ceil(keep * static_cast<double>(max_items))));
+    urgent_bytes = static_cast<int64_t>(static_cast<double>(max_bytes) * (1.0 - keep));
+  }
   for (int prio : {0, 1}) {
     if (full || out.size() >= max_items) break;
+    const size_t cap_items = prio == 0 ? std::min(urgent_items, max_items) : max_items;
+    const int64_t cap_bytes = prio == 0 ? urgent_bytes : max_bytes;
     sqlite3_stmt* s = m.sel_outbox_prio.get();
     OUTPOST_RETURN_IF_ERROR(sqlite::BindInt(s, 1, prio));
-    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 2, sqlite::ClampLimit(max_items - out.size())));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 2, sqlite::ClampLimit(cap_items - out.size())));
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
       const int64_t size = sqlite3_column_bytes(s, 3);
-      if (!out.empty() && bytes + size > max_bytes) {
-        full = true;
+      if (!out.empty() && bytes + size > cap_bytes) {
+        full = prio == 1;  // urgent items over their share leave room for readings
         break;
       }
       bytes += size;
@@ -1577,24 +1604,54 @@ Status Store::CommitOutboxBatch(const OutboxBatch& batch, const std::vector<Outb
   return m.UpdateBytes();
 }
 
-Status Store::FinishOutboxBatch(const std::string& key, bool delivered) {
+Status Store::FinishOutboxBatch(const std::string& key, bool delivered,
+                                const std::map<std::string, int64_t>& dead_letters) {
   Impl& m = *impl_;
   if (m.need_reload) OUTPOST_RETURN_IF_ERROR(m.Reload());
   if (!m.in_flight || m.in_flight->key != key) {
     return NotFound("store " + m.opt.path + ": outbox batch " + key + " is not in flight");
   }
   const int64_t items = m.in_flight->readings + m.in_flight->alerts + m.in_flight->statuses;
+  // Dead letters by reason, never more than the batch holds; a refused batch's remainder is
+  // "refused". Distinct reasons are bounded (they come from the cloud's answer).
+  std::map<std::string, int64_t> dead;
+  int64_t n_dead = 0;
+  for (const auto& [reason, n] : dead_letters) {
+    const int64_t take = std::min(std::max<int64_t>(n, 0), items - n_dead);
+    if (take <= 0) continue;
+    const bool known = m.ob.dead_letter_reasons.count(reason) > 0 || dead.count(reason) > 0;
+    const bool room = m.ob.dead_letter_reasons.size() + dead.size() < kMaxDeadLetterReasons;
+    dead[known || room ? reason : "other"] += take;
+    n_dead += take;
+  }
+  if (!delivered && n_dead < items) {
+    dead["refused"] += items - n_dead;
+    n_dead = items;
+  }
   OUTPOST_RETURN_IF_ERROR(m.Begin());
   if (delivered) {
     ++m.ob.sent_batches;
-    m.ob.sent_items += items;
-  } else {
-    m.ob.dead_letter += items;
+    m.ob.sent_items += items - n_dead;
   }
+  m.ob.dead_letter += n_dead;
   Status st = m.Exec("DELETE FROM outbox_batch", "delete outbox batch");
+  for (const auto& [reason, n] : dead) {
+    if (!st.ok()) break;
+    Stmt s;
+    st = m.Prepare(&s,
+                   "INSERT INTO outbox_dead_letter(reason, items) VALUES (?1, ?2) "
+                   "ON CONFLICT(reason) DO UPDATE SET items = items + excluded.items");
+    if (!st.ok()) break;
+    st = sqlite::BindText(s.get(), 1, reason);
+    if (st.ok()) st = sqlite::BindInt64(s.get(), 2, n);
+    if (!st.ok()) break;
+    const int rc = sqlite3_step(s.get());
+    if (rc != SQLITE_DONE) st = m.Err(rc, "count outbox dead letters");
+  }
   if (st.ok()) st = m.SaveOutbox();
   if (st.ok()) st = m.Commit();
   if (!st.ok()) return m.Abort(std::move(st));
+  for (const auto& [reason, n] : dead) m.ob.dead_letter_reasons[reason] += n;
   m.in_flight.reset();
   return m.UpdateBytes();
 }

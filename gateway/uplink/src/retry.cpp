@@ -9,14 +9,14 @@ namespace outpost::gateway::uplink {
 
 Outcome Classify(int http_status) {
   if (http_status >= 200 && http_status < 300) return Outcome::kDelivered;
-  // 401/403 say nothing about the batch (a missing, revoked or wrong token; a gateway id that
-  // does not match it): dropping the backlog batch by batch while someone fixes the token would
-  // lose everything, so they wait with backoff like an outage.
-  if (http_status == 0 || http_status == 401 || http_status == 403 || http_status == 408 ||
-      http_status == 429 || http_status >= 500) {
-    return Outcome::kRetry;
-  }
-  return Outcome::kPermanent;
+  // Only the cloud's own verdict on this body is permanent. 401/403 say nothing about the batch
+  // (a missing, revoked or wrong token), and a 404/405/415 or other 4xx comes from a proxy or a
+  // wrong endpoint and would refuse every batch alike: dropping the backlog batch by batch
+  // while someone fixes it would lose everything, so they wait with backoff like an outage.
+  // 409: the key was used for another body (ours never are).
+  if (http_status == 400 || http_status == 409 || http_status == 422) return Outcome::kPermanent;
+  if (http_status == 413) return Outcome::kTooLarge;
+  return Outcome::kRetry;
 }
 
 std::optional<std::int64_t> ParseRetryAfterMs(std::string_view value, std::int64_t now_wall_ms) {

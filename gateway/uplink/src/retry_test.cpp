@@ -8,12 +8,14 @@ namespace {
 TEST(UplinkRetry, ClassifiesPerContract) {
   EXPECT_EQ(Classify(200), Outcome::kDelivered);
   EXPECT_EQ(Classify(204), Outcome::kDelivered);
-  for (int s : {0, 401, 403, 408, 429, 500, 502, 503, 504}) {
+  // A proxy's 404/405/415 or a redirect refuse every batch alike: retried, never dropped.
+  for (int s : {0, 301, 401, 403, 404, 405, 408, 415, 429, 500, 502, 503, 504}) {
     EXPECT_EQ(Classify(s), Outcome::kRetry) << s;
   }
-  for (int s : {400, 404, 409, 413, 415, 422, 301}) {
+  for (int s : {400, 409, 422}) {
     EXPECT_EQ(Classify(s), Outcome::kPermanent) << s;
   }
+  EXPECT_EQ(Classify(413), Outcome::kTooLarge);
 }
 
 TEST(UplinkRetry, ParsesRetryAfterSecondsAndDates) {

@@ -26,11 +26,17 @@ Result<TakeResult> TakeBatch(store::Store& store, const Options& options, bool f
     out.due_ms = due;
     return out;
   }
-  auto items = store.PeekOutbox(options.batch_max_items, options.batch_max_bytes);
+  auto items =
+      store.PeekOutbox(options.batch_max_items, options.batch_max_bytes, options.reading_share);
   if (!items.ok()) return items.status();
   if (items->empty()) return out;
-  auto body = BuildBody(options.protocol, options.gateway_id, *items);
+  auto body =
+      BuildBody(options.protocol, options.gateway_id, *items,
+                static_cast<std::size_t>(std::max<std::int64_t>(options.batch_max_bytes, 1)));
   if (!body.ok()) return body.status();
+  // The body limit may leave the tail out (a seed body is larger than its items): those stay
+  // queued. The used items are a prefix, so still the head of each priority.
+  items->resize(body->items_used);
   store::OutboxBatch b;
   b.seq = st.next_batch_seq;
   b.key = MakeIdempotencyKey(options.gateway_id, options.boot_id, b.seq);
@@ -66,6 +72,10 @@ void Uplink::Fail(const std::string& message, std::optional<std::int64_t> retry_
   std::lock_guard<std::mutex> lock(mu_);
   const std::int64_t delay =
       RetryDelayMs(options_.retry, status_.attempt, retry_after_ms, NextRandom());
+  if (retry_after_ms) {
+    retry_after_until_steady_ =
+        clock_.steady_ms() + std::min(*retry_after_ms, options_.retry.max_retry_after_ms);
+  }
   ++status_.attempt;
   status_.last_error = message;
   status_.last_error_ms = clock_.wall_ms();
@@ -78,9 +88,16 @@ std::int64_t Uplink::Step() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (sync_) {
+      // Forget our own backoff, but not a Retry-After the cloud asked for.
       flush = true;
-      retry_at_steady_ = 0;
-      status_.next_attempt_ms = 0;
+      const std::int64_t now_steady = clock_.steady_ms();
+      if (retry_after_until_steady_ > now_steady) {
+        retry_at_steady_ = retry_after_until_steady_;
+        status_.next_attempt_ms = clock_.wall_ms() + (retry_after_until_steady_ - now_steady);
+      } else {
+        retry_at_steady_ = 0;
+        status_.next_attempt_ms = 0;
+      }
     }
     sync_ = false;
     woken_ = false;
@@ -131,10 +148,10 @@ std::int64_t Uplink::Step() {
         taken.left_out, batch.key);
   }
 
-  HttpResponse resp = sender_.Post(ProtocolPath(options_.protocol), batch.key, batch.body);
-  const Outcome outcome = Classify(resp.status);
   const std::int64_t items = batch.readings + batch.alerts + batch.statuses;
-  if (outcome == Outcome::kRetry) {
+  Sent sent = Send(batch.key, batch.body, items);
+  const HttpResponse& resp = sent.resp;
+  if (sent.retry) {
     std::string what = resp.status == 0
                            ? "POST " + batch.key + ": " + resp.error
                            : "POST " + batch.key + ": HTTP " + std::to_string(resp.status) + " " +
@@ -142,6 +159,13 @@ std::int64_t Uplink::Step() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++status_.retries;
+      if (resp.status >= 300 && resp.status < 500 && resp.status != 408 && resp.status != 429) {
+        // Not an outage: the route, a proxy or the token refuses every batch alike.
+        if (status_.alert.empty()) status_.alert_since_ms = clock_.wall_ms();
+        status_.alert = "the cloud endpoint answers HTTP " + std::to_string(resp.status) +
+                        " to every batch; the backlog is kept and retried: check " +
+                        "cloud.api_endpoint, a proxy in front of it, and cloud.api_key";
+      }
     }
     auto retry_after = ParseRetryAfterMs(resp.retry_after, clock_.wall_ms());
     Fail(what, retry_after);
@@ -149,15 +173,24 @@ std::int64_t Uplink::Step() {
                  status().next_attempt_ms - clock_.wall_ms());
     return 0;
   }
-  const bool delivered = outcome == Outcome::kDelivered;
-  if (!delivered) {
+  std::int64_t n_dead = 0;
+  for (const auto& [reason, n] : sent.dead) n_dead += n;
+  if (!sent.delivered) {
     spdlog::error(
         "uplink: the cloud refused batch {} ({} items) for good: HTTP {} {}; dropped "
         "(dead letter)",
         batch.key, items, resp.status, resp.body.substr(0, 300));
+  } else if (n_dead > 0) {
+    std::string reasons;
+    for (const auto& [reason, n] : sent.dead) {
+      reasons += (reasons.empty() ? "" : ", ") + reason + " " + std::to_string(n);
+    }
+    spdlog::warn("uplink: batch {}: the cloud refused {} of {} items (dead letters: {})", batch.key,
+                 n_dead, items, reasons);
   }
-  st = outbox_.Run(
-      [&](store::Store& store) { return store.FinishOutboxBatch(batch.key, delivered); });
+  st = outbox_.Run([&](store::Store& store) {
+    return store.FinishOutboxBatch(batch.key, sent.delivered, sent.dead);
+  });
   std::lock_guard<std::mutex> lock(mu_);
   if (!st.ok()) {
     // The batch stays in flight; resending it with the same key is harmless (replayed).
@@ -169,17 +202,75 @@ std::int64_t Uplink::Step() {
   status_.next_attempt_ms = 0;
   status_.in_flight_key.clear();
   retry_at_steady_ = 0;
-  if (delivered) {
+  if (sent.delivered) {
     ++status_.sent_batches;
-    status_.sent_items += static_cast<std::uint64_t>(items);
+    status_.sent_items += static_cast<std::uint64_t>(items - n_dead);
+    status_.rejected_items += static_cast<std::uint64_t>(n_dead);
     status_.last_success_ms = clock_.wall_ms();
-    if (resp.body.find("\"replayed\":true") != std::string::npos) ++status_.replayed;
+    status_.alert.clear();
+    status_.alert_since_ms = 0;
+    if (sent.replayed) ++status_.replayed;
   } else {
     status_.last_error = "batch " + batch.key + " refused: HTTP " + std::to_string(resp.status) +
                          " " + resp.body.substr(0, 300);
     status_.last_error_ms = clock_.wall_ms();
   }
   return 0;
+}
+
+Uplink::Sent Uplink::Send(const std::string& key, const std::string& body, std::int64_t items) {
+  Sent out;
+  out.resp = sender_.Post(ProtocolPath(options_.protocol), key, body);
+  switch (Classify(out.resp.status)) {
+    case Outcome::kRetry:
+      out.retry = true;
+      return out;
+    case Outcome::kPermanent:
+      out.dead["http_" + std::to_string(out.resp.status)] += items;
+      return out;
+    case Outcome::kDelivered:
+      out.delivered = true;
+      out.replayed = out.resp.body.find("\"replayed\":true") != std::string::npos;
+      for (std::string& reason : proto::batch::ParseRejectedReasons(out.resp.body)) {
+        ++out.dead[std::move(reason)];
+      }
+      return out;
+    case Outcome::kTooLarge:
+      break;
+  }
+  // 413: halve until it fits; one item that still does not is a dead letter. The halves and
+  // their keys are a pure function of the stored body, so a retry after a failure resends the
+  // same sub-batches under the same keys (the cloud replays those it already stored).
+  auto halves = items > 1 ? proto::batch::SplitBody(options_.protocol, body)
+                          : Result<proto::batch::SplitBodies>(FailedPrecondition("one item"));
+  if (!halves.ok()) {
+    out.dead["too_large"] += items;
+    return out;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++status_.splits;
+  }
+  spdlog::warn("uplink: batch {} ({} items) is too large for the cloud (413): sending it in halves",
+               key, items);
+  const struct {
+    const std::string& body;
+    std::int64_t items;
+    bool second;
+  } parts[] = {{halves->first, halves->first_items, false},
+               {halves->second, halves->second_items, true}};
+  for (const auto& part : parts) {
+    Sent sub = Send(proto::batch::SubBatchKey(key, part.second), part.body, part.items);
+    for (const auto& [reason, n] : sub.dead) out.dead[reason] += n;
+    out.delivered = out.delivered || sub.delivered;
+    out.replayed = out.replayed || sub.replayed;
+    out.resp = std::move(sub.resp);
+    if (sub.retry) {
+      out.retry = true;
+      return out;
+    }
+  }
+  return out;
 }
 
 void Uplink::Start() {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -197,13 +198,168 @@ TEST_F(UplinkTest, SyncNowFlushesTheLingerAndForgetsTheBackoff) {
   EXPECT_EQ(u.Step(), 0);
   EXPECT_EQ(sender_->sent.size(), 1u);
   Queue("n1", 2, 3);
+  opt_.retry.backoff = {3'600'000, 3'600'000};
+  Uplink slow = Make();
+  sender_->script = {HttpResponse{503, "", "", ""}};
+  EXPECT_EQ(slow.Step(), 0);
+  EXPECT_GT(slow.Step(), 0);  // our own backoff
+  slow.SyncNow();
+  EXPECT_EQ(slow.Step(), 0);
+  EXPECT_EQ(sender_->sent.size(), 3u);
+  EXPECT_EQ(store_->stats().outbox.readings, 0);
+}
+
+// issue 8 section 5: sync_cloud drained at once even when the cloud had asked for a pause.
+TEST_F(UplinkTest, sync_cloud_does_not_skip_retry_after) {
+  Queue("n1", 1, 3);
   sender_->script = {HttpResponse{503, "", "3600", ""}};
+  Uplink u = Make();
   EXPECT_EQ(u.Step(), 0);
   EXPECT_EQ(u.Step(), 3'600'000);
   u.SyncNow();
+  EXPECT_EQ(u.Step(), 3'600'000);  // still waiting for the cloud
+  EXPECT_EQ(sender_->sent.size(), 1u);
+  EXPECT_GT(u.status().next_attempt_ms, clock_.wall_ms());
+  clock_.Advance(3'600'000);
+  u.SyncNow();
   EXPECT_EQ(u.Step(), 0);
-  EXPECT_EQ(sender_->sent.size(), 3u);
+  EXPECT_EQ(sender_->sent.size(), 2u);
   EXPECT_EQ(store_->stats().outbox.readings, 0);
+}
+
+// issue 8: the cloud refused one item and the gateway dead-lettered the whole batch.
+TEST_F(UplinkTest, cloud_rejected_items_are_dead_letters_by_reason) {
+  Queue("n1", 1, 3);
+  sender_->script = {
+      HttpResponse{200, "", "",
+                   R"({"accepted":1,"duplicates":0,"rejected":[{"array":"readings","index":0,)"
+                   R"("reason":"bad_metric_name","error":"x"},{"array":"readings","index":2,)"
+                   R"("reason":"bad_value"}],"replayed":false})"}};
+  {
+    Uplink u = Make();
+    EXPECT_EQ(u.Step(), 0);
+    EXPECT_EQ(u.status().rejected_items, 2u);
+    EXPECT_EQ(u.status().sent_items, 1u);
+  }
+  auto st = store_->stats().outbox;
+  EXPECT_EQ(st.dead_letter, 2);
+  EXPECT_EQ(st.sent_items, 1);
+  EXPECT_EQ(st.sent_batches, 1);
+  Reopen();  // persisted
+  st = store_->stats().outbox;
+  EXPECT_EQ(st.dead_letter_reasons,
+            (std::map<std::string, std::int64_t>{{"bad_metric_name", 1}, {"bad_value", 1}}));
+  EXPECT_EQ(st.dead_letter, 2);
+}
+
+// issue 8: a 413 dropped the whole batch as a dead letter.
+TEST_F(UplinkTest, cloud_413_splits_the_batch) {
+  opt_.batch_max_items = 4;
+  Queue("n1", 1, 4);
+  const HttpResponse too_large{413, "", "", "<h1>413</h1>"};
+  // The whole batch, then its first half, then the first half's first item: too large.
+  sender_->script = {too_large, too_large, too_large};
+  Uplink u = Make();
+  EXPECT_EQ(u.Step(), 0);
+  // 4 -> [2: 413 -> [1: 413 dead, 1: ok]] + [2: ok]
+  ASSERT_EQ(sender_->sent.size(), 5u);
+  const std::string key = sender_->sent[0].key;
+  EXPECT_EQ(sender_->sent[1].key, key + ".a");
+  EXPECT_EQ(sender_->sent[2].key, key + ".aa");
+  EXPECT_EQ(sender_->sent[3].key, key + ".ab");
+  EXPECT_EQ(sender_->sent[4].key, key + ".b");
+  EXPECT_EQ(Seqs(sender_->sent[3]), (std::vector<int>{2}));
+  EXPECT_EQ(Seqs(sender_->sent[4]), (std::vector<int>{3, 4}));
+  auto st = store_->stats().outbox;
+  EXPECT_EQ(st.dead_letter, 1);
+  EXPECT_EQ(st.dead_letter_reasons["too_large"], 1);
+  EXPECT_EQ(st.sent_items, 3);
+  EXPECT_TRUE(st.in_flight_key.empty());
+  EXPECT_EQ(u.status().splits, 2u);
+}
+
+// A failure in the middle of a split resends the same sub-batches under the same keys.
+TEST_F(UplinkTest, split_retry_resends_the_same_sub_batches) {
+  opt_.batch_max_items = 4;
+  Queue("n1", 1, 4);
+  sender_->script = {HttpResponse{413, "", "", ""}, HttpResponse{200, "", "", "{}"},
+                     HttpResponse{503, "", "", ""}};
+  Uplink u = Make();
+  EXPECT_EQ(u.Step(), 0);
+  ASSERT_EQ(sender_->sent.size(), 3u);
+  EXPECT_EQ(store_->stats().outbox.readings, 4);  // still in flight
+  clock_.Advance(20'000);
+  sender_->script = {HttpResponse{413, "", "", ""}};
+  EXPECT_EQ(u.Step(), 0);
+  ASSERT_EQ(sender_->sent.size(), 6u);
+  EXPECT_EQ(sender_->sent[4].key, sender_->sent[1].key);
+  EXPECT_EQ(sender_->sent[4].body, sender_->sent[1].body);
+  EXPECT_EQ(sender_->sent[5].key, sender_->sent[2].key);
+  EXPECT_EQ(store_->stats().outbox.sent_items, 4);
+}
+
+// issue 8: a proxy's 404 (or 415...) was a permanent refusal: batch after batch was dropped.
+TEST_F(UplinkTest, proxy_404_is_retried_and_alerted_not_dropped) {
+  Queue("n1", 1, 3);
+  const HttpResponse not_found{404, "", "", "<html>404 Not Found</html>"};
+  sender_->script = {not_found, not_found, HttpResponse{415, "", "", ""}};
+  Uplink u = Make();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(u.Step(), 0);
+    EXPECT_FALSE(u.status().alert.empty());
+    clock_.Advance(20'000);
+  }
+  EXPECT_EQ(store_->stats().outbox.dead_letter, 0);
+  EXPECT_EQ(store_->stats().outbox.readings, 3);
+  EXPECT_NE(u.status().alert.find("HTTP 415"), std::string::npos);
+  EXPECT_EQ(u.Step(), 0);  // the route is fixed
+  EXPECT_EQ(sender_->sent.size(), 4u);
+  EXPECT_TRUE(u.status().alert.empty());
+  EXPECT_EQ(store_->stats().outbox.sent_items, 3);
+  EXPECT_EQ(store_->stats().outbox.dead_letter, 0);
+}
+
+// issue 8 section 4: alerts and statuses went first and a flood of them starved readings.
+TEST_F(UplinkTest, alerts_cannot_starve_readings) {
+  opt_.protocol = Protocol::kNative;
+  opt_.batch_max_items = 4;
+  Queue("n1", 1, 2);
+  store::Batch b;
+  for (int i = 0; i < 10; ++i) {
+    b.outbox.push_back({store::OutboxKind::kStatus, clock_.wall_ms(),
+                        EncodeStatusItem("n1", i % 2 ? "online" : "offline", clock_.wall_ms())});
+  }
+  ASSERT_TRUE(store_->Write(b).ok());
+  Uplink u = Make();
+  EXPECT_EQ(u.Step(), 0);
+  ASSERT_EQ(sender_->sent.size(), 1u);
+  json j = json::parse(sender_->sent[0].body);
+  EXPECT_EQ(j["readings"].size(), 2u);
+  EXPECT_EQ(j["statuses"].size(), 2u);
+  // With no reading waiting, statuses take the whole batch.
+  EXPECT_EQ(u.Step(), 0);
+  j = json::parse(sender_->sent[1].body);
+  EXPECT_EQ(j["statuses"].size(), 4u);
+}
+
+// issue 8: a seed body is the flat form, larger than the stored items: it outgrew the limit.
+TEST_F(UplinkTest, seed_body_stays_within_batch_max_bytes) {
+  opt_.batch_max_items = 100;
+  opt_.batch_max_bytes = 1024;
+  Queue("n1", 1, 40);
+  Uplink u = Make();
+  for (int i = 0; i < 20 && store_->stats().outbox.readings > 0; ++i) {
+    u.SyncNow();
+    EXPECT_EQ(u.Step(), 0);
+  }
+  EXPECT_EQ(store_->stats().outbox.readings, 0);
+  EXPECT_GT(sender_->sent.size(), 2u);
+  int total = 0;
+  for (const auto& s : sender_->sent) {
+    EXPECT_LE(s.body.size(), 1024u);
+    total += static_cast<int>(Seqs(s).size());
+  }
+  EXPECT_EQ(total, 40);
 }
 
 TEST_F(UplinkTest, PermanentRefusalIsADeadLetterAndDoesNotBlockTheQueue) {
@@ -216,6 +372,7 @@ TEST_F(UplinkTest, PermanentRefusalIsADeadLetterAndDoesNotBlockTheQueue) {
   EXPECT_NE(sender_->sent[0].key, sender_->sent[1].key);
   auto st = store_->stats().outbox;
   EXPECT_EQ(st.dead_letter, 3);
+  EXPECT_EQ(st.dead_letter_reasons["http_400"], 3);
   EXPECT_EQ(st.sent_items, 3);
   EXPECT_NE(u.status().last_error.find("HTTP 400"), std::string::npos);
 }

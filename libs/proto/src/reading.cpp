@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "json.h"
+#include "outpost/proto/batch.h"
 #include "outpost/proto/topics.h"
 
 namespace outpost::proto {
@@ -20,8 +21,11 @@ using internal::SetWrongType;
 constexpr std::int64_t kMaxExactInteger = std::int64_t{1} << 53;  // doubles are exact up to here
 constexpr std::uint32_t kMaxFirmwareBytes = 64;
 
-// A metric name byte: printable ASCII except '"' and '\\', so names never need JSON escaping.
-bool IsNameByte(char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; }
+// A metric name byte: the batch contract's rule (printable ASCII except space, '"' and '\\'),
+// so a name the gateway accepts is one the cloud accepts, and names never need JSON escaping.
+bool IsNameByte(char c) { return batch::IsMetricNameByte(c); }
+// Firmware text: printable ASCII, spaces included.
+bool IsFirmwareByte(char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; }
 
 bool IsNameSegment(std::string_view key) {
   if (key.empty()) return false;
@@ -279,7 +283,7 @@ bool ReadingParser::Impl::Reserved(std::string_view key, dom::element value, boo
         return false;
       }
       bool ok = fw.size() <= kMaxFirmwareBytes;
-      for (char c : fw) ok = ok && IsNameByte(c);
+      for (char c : fw) ok = ok && IsFirmwareByte(c);
       if (!ok) {
         reject->reason = RejectReason::kWrongType;
         reject->detail.assign("field \"fw\": ");
@@ -317,7 +321,7 @@ bool ReadingParser::Impl::AddMetric(std::string_view key, dom::element value, bo
     reject->detail.assign("metric name ");
     AppendQuoted(&reject->detail, full);
     reject->detail.append(
-        ": every part must be 1+ printable ASCII characters other than '\"' and '\\'");
+        ": every part must be 1+ printable ASCII characters other than space, '\"' and '\\'");
     return false;
   }
   if (full.size() > limits.max_name_bytes) {
@@ -454,8 +458,17 @@ void ReadingParser::Impl::ResolveTime(std::int64_t now_ms) {
   }
 }
 
+namespace {
+// The gateway never accepts more than the cloud does (the batch contract's limits).
+Limits WithinContract(Limits l) {
+  l.max_metrics = std::min(l.max_metrics, batch::kMaxMetricsPerReading);
+  l.max_name_bytes = std::min(l.max_name_bytes, batch::kMaxMetricNameBytes);
+  return l;
+}
+}  // namespace
+
 ReadingParser::ReadingParser(Limits limits)
-    : limits_(limits), impl_(std::make_unique<Impl>(limits)) {}
+    : limits_(WithinContract(limits)), impl_(std::make_unique<Impl>(limits_)) {}
 ReadingParser::~ReadingParser() = default;
 ReadingParser::ReadingParser(ReadingParser&&) noexcept = default;
 ReadingParser& ReadingParser::operator=(ReadingParser&&) noexcept = default;

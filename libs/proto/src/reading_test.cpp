@@ -115,11 +115,11 @@ TEST_F(ReadingTest, BadDeviceId) {
 
 TEST_F(ReadingTest, MetricsAreOpenEnded) {
   ASSERT_TRUE(
-      Parse(R"({"deviceId":"d","co2_ppm":412,"soil moisture":0.31,"relay":true,"x-y:z":-1e-3})"))
+      Parse(R"({"deviceId":"d","co2_ppm":412,"soil_moisture":0.31,"relay":true,"x-y:z":-1e-3})"))
       << reject_.detail;
   ASSERT_EQ(reading_.metrics.size(), 4u);
   EXPECT_EQ(Find("co2_ppm")->value, 412);
-  EXPECT_EQ(Find("soil moisture")->value, 0.31);
+  EXPECT_EQ(Find("soil_moisture")->value, 0.31);
   EXPECT_TRUE(Find("relay")->is_bool);
   EXPECT_EQ(Find("relay")->value, 1);
   EXPECT_EQ(Find("x-y:z")->value, -0.001);

@@ -32,6 +32,10 @@ const char* FaultModeName(FaultMode m) {
       return "drop_after";
     case FaultMode::kDown:
       return "down";
+    case FaultMode::kStatus:
+      return "status";
+    case FaultMode::kBodyLimit413:
+      return "body_limit_413";
   }
   return "?";
 }
@@ -249,6 +253,7 @@ void FaultProxy::Serve(int fd) {
                        std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::steady_clock::now().time_since_epoch())
                            .count()};
+    rec.body_bytes = req.body.size();
     auto key = req.headers.find("Idempotency-Key");
     if (key != req.headers.end()) rec.idempotency_key = key->second;
     // Recorded on arrival (a test may act while the request is held), status filled in below.
@@ -327,6 +332,21 @@ void FaultProxy::Serve(int fd) {
         forward();
         rec.status = 0;
         keep = false;
+        break;
+      case FaultMode::kStatus:
+        rec.status = static_cast<int>(param);
+        out = Response(rec.status, "text/html",
+                       "<html><body><h1>" + std::to_string(param) + "</h1>injected</body></html>",
+                       {});
+        break;
+      case FaultMode::kBodyLimit413:
+        if (static_cast<std::int64_t>(req.body.size()) > param) {
+          rec.status = 413;
+          out = Response(413, "text/html",
+                         "<html><body><h1>413 Request Entity Too Large</h1></body></html>", {});
+        } else {
+          forward();
+        }
         break;
     }
     {

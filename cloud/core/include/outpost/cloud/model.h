@@ -9,45 +9,16 @@
 #include <utility>
 #include <vector>
 
+#include "outpost/proto/batch.h"
+
 namespace outpost::cloud {
 
-// One reading. Identity: (gateway, device_id, boot, seq) when has_boot_seq, else
-// (gateway, device_id, ts_ms).
-struct Reading {
-  std::string device_id;
-  bool has_boot_seq = false;
-  std::uint32_t boot = 0;
-  std::uint64_t seq = 0;
-  std::int64_t ts_ms = 0;
-  std::string ts_source;  // "device", "gateway" or empty
-  // Metric name -> value; booleans are stored as 0/1. Names are unique within a reading.
-  std::vector<std::pair<std::string, double>> metrics;
-};
-
-// Identity: (gateway, id).
-struct Alert {
-  std::string id;
-  std::string device_id;
-  std::string rule;
-  std::string state;  // "raised", "cleared", ...
-  std::string message;
-  std::optional<double> value;
-  std::int64_t ts_ms = 0;
-};
-
-// Identity: (gateway, device_id, ts_ms, status).
-struct StatusEvent {
-  std::string device_id;
-  std::string status;  // "online", "offline", "sleeping", ...
-  std::int64_t ts_ms = 0;
-};
-
-struct Batch {
-  std::optional<std::string> gateway_id;  // native only; must equal the token's gateway
-  std::vector<Reading> readings;
-  std::vector<Alert> alerts;
-  std::vector<StatusEvent> statuses;
-};
+// What a gateway sends: the batch contract's types (libs/proto, ADR 0004).
+using proto::batch::Alert;
+using proto::batch::Batch;
+using proto::batch::ItemReject;
+using proto::batch::Reading;
+using proto::batch::StatusEvent;
 
 // What storing a batch did: accepted = newly stored, duplicates = already there (any kind).
 struct WriteCounts {

@@ -19,6 +19,8 @@ struct Limits {
   // How many objects may enclose a value: 1 allows only top-level fields, 4 allows the metric
   // {"a":{"b":{"c":{"d":1}}}} ("a.b.c.d"). Arrays count as levels too. Deeper -> kTooDeep.
   std::size_t max_depth = 4;
+  // Both at most the batch contract's (batch::kMaxMetricsPerReading, kMaxMetricNameBytes; the
+  // parser clamps them), so the cloud takes every reading the gateway accepts.
   std::size_t max_metrics = 64;     // more metrics -> kTooManyFields
   std::size_t max_name_bytes = 64;  // longest flattened metric name -> else kBadFieldName
   // A device timestamp is believed when it falls in [min_plausible_ms, now_ms + skew].

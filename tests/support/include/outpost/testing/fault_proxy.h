@@ -35,6 +35,8 @@ enum class FaultMode : std::uint8_t {
   kDropBeforeForward,  // close the connection without forwarding or answering
   kDropAfterForward,   // forward (the cloud stores it), then close without answering
   kDown,               // the listening port is closed
+  kStatus,             // answer HTTP <param> (text/html, like a proxy's error page), no forward
+  kBodyLimit413,       // a proxy with a body limit: 413 when the body exceeds <param> bytes
 };
 const char* FaultModeName(FaultMode m);
 
@@ -43,6 +45,7 @@ struct ProxiedRequest {
   FaultMode mode;
   int status;          // what the client got; 0 = nothing (dropped) or not yet answered
   std::int64_t at_ms;  // steady clock, when the request had been read
+  std::size_t body_bytes = 0;
 };
 
 class FaultProxy {

@@ -26,6 +26,7 @@ class Metrics {
   std::atomic<std::int64_t> batches_stored{0};
   std::atomic<std::int64_t> batches_replayed{0};
   std::atomic<std::int64_t> batches_rejected{0};
+  std::atomic<std::int64_t> items_rejected{0};  // invalid items left out of stored batches
   std::atomic<std::int64_t> idempotency_conflicts{0};
   std::atomic<std::int64_t> idempotency_purged{0};
   std::atomic<std::int64_t> storage_errors{0};

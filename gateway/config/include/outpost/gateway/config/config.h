@@ -51,6 +51,7 @@ struct CloudConfig {
   std::int64_t batch_delay_ms = 1000;  // linger: the oldest queued item waits at most this
   std::size_t batch_max_readings = 5000;
   std::int64_t batch_max_bytes = 1 << 20;
+  double batch_reading_share = 0.5;        // of each batch kept for readings when they wait
   std::int64_t quota_bytes = 256ll << 20;  // outbox disk quota (exact bytes)
   std::string when_full = "drop_oldest";   // drop_oldest | reject_new
   std::int64_t expire_after_s = 0;         // 0 = never

@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -71,6 +72,8 @@ struct OutboxBatch {
   std::string body;
 };
 
+inline constexpr size_t kMaxDeadLetterReasons = 32;
+
 struct OutboxStats {
   int64_t readings = 0, alerts = 0, statuses = 0;  // queued, in-flight batch included
   int64_t bytes = 0;                               // exact bytes counted against the quota
@@ -78,7 +81,10 @@ struct OutboxStats {
   int64_t dropped_quota_oldest = 0;                // items, persisted counters from here on
   int64_t dropped_quota_rejected = 0;
   int64_t expired = 0;
-  int64_t dead_letter = 0;  // items of batches the cloud refused for good
+  int64_t dead_letter = 0;  // items the cloud refused for good (whole batches or single items)
+  // dead_letter by reason (the cloud's per-item reason, "too_large", "http_400"...), persisted;
+  // at most kMaxDeadLetterReasons distinct reasons, the rest under "other".
+  std::map<std::string, int64_t> dead_letter_reasons;
   int64_t sent_batches = 0;
   int64_t sent_items = 0;
   int64_t next_batch_seq = 1;
@@ -249,16 +255,22 @@ class Store {
   // The in-flight batch, if one was persisted and not finished yet (e.g. before a crash).
   Result<std::optional<OutboxBatch>> InFlightOutboxBatch();
   // Up to `max_items` items whose bodies sum to at most `max_bytes` (at least one item when
-  // any is queued), alerts and statuses first, then readings, each in outbox order.
-  Result<std::vector<OutboxEntry>> PeekOutbox(size_t max_items, int64_t max_bytes);
+  // any is queued), alerts and statuses first, then readings, each in outbox order. When
+  // readings are queued, alerts and statuses take at most (1 - reading_share) of the items and
+  // of the bytes (at least one item), so a flood of them cannot starve readings.
+  Result<std::vector<OutboxEntry>> PeekOutbox(size_t max_items, int64_t max_bytes,
+                                              double reading_share = 0);
   // One transaction: stores `batch` (key, body, counts) as the in-flight batch and deletes
   // `items` (exactly what PeekOutbox just returned: the first items of each priority) from the
   // queue. kFailedPrecondition when a batch is already in flight or the items are not the head
   // of the queue (nothing changes then).
   Status CommitOutboxBatch(const OutboxBatch& batch, const std::vector<OutboxEntry>& items);
-  // Deletes the in-flight batch `key`: delivered (counted as sent) or refused for good
-  // (counted as dead letters). kNotFound when it is not the in-flight batch.
-  Status FinishOutboxBatch(const std::string& key, bool delivered);
+  // Deletes the in-flight batch `key`: delivered (counted as sent, except the items in
+  // `dead_letters`, which the cloud refused one by one: reason -> items) or refused for good
+  // (every item a dead letter, under the reasons given, else "refused"). kNotFound when it is
+  // not the in-flight batch.
+  Status FinishOutboxBatch(const std::string& key, bool delivered,
+                           const std::map<std::string, int64_t>& dead_letters = {});
 
   // Cheap: kept in memory, no scans.
   Stats stats() const;

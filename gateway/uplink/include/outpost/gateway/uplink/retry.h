@@ -1,9 +1,12 @@
 // Retry policy of the uplink, as pure functions of (status, attempt, Retry-After, jitter): no
 // clock, no random source of its own, tested without sleeping.
-// Classification (the gateway <-> cloud contract): 2xx delivered; 408, 429, 5xx and network
-// errors (no response) retryable; every other status permanent for that batch — except 401
-// and 403, which are about the credentials, not the batch, and are retried (backoff) so a bad
-// or revoked token stalls the uplink instead of dropping the backlog (ADR 0002).
+// Classification (the gateway <-> cloud contract, docs/formats/cloud.md): 2xx delivered (the
+// answer may still list single items the cloud rejected); 400, 409 and 422 permanent for that batch
+// (the cloud read it and refused it); 413 too large (the uplink splits the batch); everything
+// else retried with backoff: 408, 429, 5xx and no response, and also 401/403 (credentials, not
+// the batch) and any other 4xx (404, 405, 415...), which a misrouted or limited reverse proxy
+// produces about every batch alike: dropping the backlog batch by batch would lose it all, so
+// the uplink waits and raises an alert instead (ADR 0002, ADR 0004).
 #pragma once
 
 #include <cstdint>
@@ -14,7 +17,7 @@
 
 namespace outpost::gateway::uplink {
 
-enum class Outcome : std::uint8_t { kDelivered, kRetry, kPermanent };
+enum class Outcome : std::uint8_t { kDelivered, kRetry, kPermanent, kTooLarge };
 
 // http_status 0 = no response (connect failure, timeout, dropped connection).
 Outcome Classify(int http_status);

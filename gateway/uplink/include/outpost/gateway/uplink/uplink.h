@@ -4,8 +4,12 @@
 // bookkeeping): take the persisted in-flight batch, or form a new one when the backlog fills a
 // batch (batch_max_items / batch_max_bytes), its oldest item has waited `linger_ms`, or a
 // sync was requested; persist it (key + exact body) BEFORE the first send; POST; on 2xx delete
-// it; on a permanent 4xx count its items as dead letters and delete it; otherwise retry the
-// identical body with the identical key after full-jitter backoff (honouring Retry-After).
+// it, counting the items the cloud's answer lists as rejected as dead letters by reason; on 413
+// send it in halves (keys SubBatchKey, recomputed identically on every retry) until a single
+// item still too large is a dead letter `too_large`; on 400/409/422 count its items as dead
+// letters and delete it; otherwise retry the identical body with the identical key after
+// full-jitter backoff (honouring Retry-After, which sync_cloud does not cut short), raising
+// status().alert for a 4xx until a batch goes through.
 // Design: docs/adr/0002-outbox-in-the-store.md; formats: docs/formats/outbox.md.
 //
 // Ownership: borrows the OutboxPort, the Sender and the Clock, which must outlive it.
@@ -19,6 +23,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -49,7 +54,10 @@ struct Options {
   std::string gateway_id;
   std::string boot_id;  // random per process start; part of every key made in this run
   std::size_t batch_max_items = 5'000;
-  std::int64_t batch_max_bytes = 1 << 20;
+  std::int64_t batch_max_bytes = 1 << 20;  // of the request body, either protocol
+  // When readings wait, at least this share of a batch's items and bytes is kept for them
+  // (alerts and statuses go first, but cannot starve readings).
+  double reading_share = 0.5;
   std::int64_t linger_ms = 1'000;  // the oldest item waits at most this long for company
   RetryPolicy retry;
   std::uint64_t jitter_seed = 0x9E3779B97F4A7C15ull;
@@ -69,6 +77,13 @@ struct UplinkStatus {
   std::string in_flight_key;
   std::uint32_t attempt = 0;         // consecutive failures of the in-flight batch
   std::int64_t next_attempt_ms = 0;  // wall ms of the next retry, 0 = not waiting
+  std::uint64_t splits = 0;          // 413 answers that split a batch (this run)
+  std::uint64_t rejected_items = 0;  // items the cloud refused in accepted batches (this run)
+  // Raised when the cloud (or a proxy in front of it) answers a 4xx that is retried (404, 415,
+  // 401...): the backlog is kept, someone must fix the route or the token. Cleared by the next
+  // batch that goes through. Empty = not raised.
+  std::string alert;
+  std::int64_t alert_since_ms = 0;
 };
 
 // Forms (or returns the persisted) batch, on the store's thread. Exposed for tests.
@@ -103,6 +118,15 @@ class Uplink {
   UplinkStatus status() const;
 
  private:
+  struct Sent {
+    bool retry = false;      // stopped at an answer to retry later (resp)
+    bool delivered = false;  // at least one part was accepted
+    bool replayed = false;
+    HttpResponse resp;                         // the answer that stopped it, or the last one
+    std::map<std::string, std::int64_t> dead;  // reason -> items
+  };
+  // POSTs `body` under `key`; a 413 splits it (recursively) as described above.
+  Sent Send(const std::string& key, const std::string& body, std::int64_t items);
   void Run();
   void Fail(const std::string& message, std::optional<std::int64_t> retry_after_ms);
   double NextRandom();
@@ -114,6 +138,8 @@ class Uplink {
 
   std::uint64_t rng_;
   std::int64_t retry_at_steady_ = 0;
+  // Not before this, whatever sync_cloud asks: the cloud's Retry-After (steady ms).
+  std::int64_t retry_after_until_steady_ = 0;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

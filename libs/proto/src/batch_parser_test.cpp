@@ -1,10 +1,10 @@
-#include "outpost/cloud/batch_parser.h"
-
 #include <gtest/gtest.h>
 
 #include <string>
 
-namespace outpost::cloud {
+#include "outpost/proto/batch.h"
+
+namespace outpost::proto::batch {
 namespace {
 
 struct Parsed {
@@ -23,6 +23,15 @@ Parsed Native(const std::string& body, ParseLimits limits = {}) {
   Parsed p;
   p.ok = ParseNativeBatch(body, limits, &p.batch, &p.error);
   return p;
+}
+
+// The one item the parse left out: "<reason>: <message>".
+std::string Rejected(const Parsed& p) {
+  if (p.batch.rejected.size() != 1) {
+    ADD_FAILURE() << p.batch.rejected.size() << " items rejected, expected 1";
+    return "";
+  }
+  return p.batch.rejected[0].reason + ": " + p.batch.rejected[0].message;
 }
 
 double Metric(const Reading& r, const std::string& name) {
@@ -68,21 +77,24 @@ TEST(SeedBatch, SeedClientRowWithIgnoredKeysAndSecondsTimestamp) {
 TEST(SeedBatch, ErrorsNameTheField) {
   Parsed p =
       Seed(R"({"readings":[{"device_id":"a","timestamp":1},{"device_id":5,"timestamp":1}]})");
-  ASSERT_FALSE(p.ok);
-  EXPECT_EQ(p.error.kind, ParseErrorKind::kInvalidField);
-  EXPECT_EQ(p.error.message, "readings[1].device_id: expected a string, got number");
+  ASSERT_TRUE(p.ok) << p.error.message;
+  EXPECT_EQ(Rejected(p), "wrong_type: readings[1].device_id: expected a string, got number");
+  EXPECT_EQ(p.batch.rejected[0].index, 1u);
+  ASSERT_EQ(p.batch.readings.size(), 1u);  // the valid one is kept
+  EXPECT_EQ(p.batch.readings[0].device_id, "a");
 
   p = Seed(R"({"readings":[{"device_id":"a"}]})");
-  ASSERT_FALSE(p.ok);
-  EXPECT_EQ(p.error.message, "readings[0].timestamp: missing");
+  ASSERT_TRUE(p.ok) << p.error.message;
+  EXPECT_EQ(Rejected(p), "missing_field: readings[0].timestamp: missing");
 
   p = Seed(R"({"readings":[{"device_id":"a","timestamp":1,"seq":-1}]})");
-  ASSERT_FALSE(p.ok);
-  EXPECT_EQ(p.error.message, "readings[0].seq: must not be negative");
+  ASSERT_TRUE(p.ok) << p.error.message;
+  EXPECT_EQ(Rejected(p), "invalid_field: readings[0].seq: must not be negative");
 
   p = Seed(R"({"readings":[{"device_id":"a b","timestamp":1}]})");
-  ASSERT_FALSE(p.ok);
-  EXPECT_EQ(p.error.message, "readings[0].device_id: must be 1..64 characters of [A-Za-z0-9_.:-]");
+  ASSERT_TRUE(p.ok) << p.error.message;
+  EXPECT_EQ(Rejected(p),
+            "bad_id: readings[0].device_id: must be 1..64 characters of [A-Za-z0-9_.:-]");
 
   p = Seed(R"({"data":[]})");
   ASSERT_FALSE(p.ok);
@@ -156,29 +168,78 @@ TEST(NativeBatch, ArraysMayBeAbsent) {
 
 TEST(NativeBatch, ErrorsNameTheField) {
   Parsed p = Native(R"({"readings":[{"device_id":"n1","ts_ms":1,"metrics":{"t":"hot"}}]})");
-  ASSERT_FALSE(p.ok);
-  EXPECT_EQ(p.error.message, "readings[0].metrics.t: expected a number or boolean, got string");
+  ASSERT_TRUE(p.ok) << p.error.message;
+  EXPECT_EQ(Rejected(p),
+            "wrong_type: readings[0].metrics.t: expected a number or boolean, got string");
 
   p = Native(R"({"readings":[{"device_id":"n1","ts_ms":1,"metrics":{"t":1,"t":2}}]})");
-  ASSERT_FALSE(p.ok);
-  EXPECT_EQ(p.error.message, "readings[0].metrics.t: duplicate metric");
+  ASSERT_TRUE(p.ok) << p.error.message;
+  EXPECT_EQ(Rejected(p), "duplicate_metric: readings[0].metrics.t: duplicate metric");
 
   p = Native(R"({"alerts":[{"id":"a1"}]})");
-  ASSERT_FALSE(p.ok);
-  EXPECT_EQ(p.error.message, "alerts[0].ts_ms: missing");
+  ASSERT_TRUE(p.ok) << p.error.message;
+  EXPECT_EQ(Rejected(p), "missing_field: alerts[0].ts_ms: missing");
 
   p = Native(R"({"statuses":[{"device_id":"n1","status":"online","ts_ms":1.5}]})");
-  ASSERT_FALSE(p.ok);
-  EXPECT_EQ(p.error.message, "statuses[0].ts_ms: expected an integer, got number");
+  ASSERT_TRUE(p.ok) << p.error.message;
+  EXPECT_EQ(Rejected(p), "wrong_type: statuses[0].ts_ms: expected an integer, got number");
 
   p = Native(R"({"gateway_id":7})");
   ASSERT_FALSE(p.ok);
   EXPECT_EQ(p.error.message, "gateway_id: expected a string, got number");
 
   p = Native(R"({"readings":[{"device_id":"n1","ts_ms":1,"boot":4294967296,"seq":1}]})");
-  ASSERT_FALSE(p.ok);
-  EXPECT_EQ(p.error.message, "readings[0].boot: must fit in 32 bits");
+  ASSERT_TRUE(p.ok) << p.error.message;
+  EXPECT_EQ(Rejected(p), "invalid_field: readings[0].boot: must fit in 32 bits");
+}
+
+// issue 8: the gateway accepted names the cloud refused, and one of them cost the batch.
+TEST(NativeBatch, one_bad_metric_name_is_rejected_alone) {
+  Parsed p = Native(
+      R"({"readings":[{"device_id":"n1","ts_ms":1,"metrics":{"t":1}},)"
+      R"({"device_id":"n1","ts_ms":2,"metrics":{"bad name":1}},)"
+      R"({"device_id":"n1","ts_ms":3,"metrics":{"t":3}}],)"
+      R"("alerts":[{"id":"x","ts_ms":1,"message":"m"}],"statuses":[{"device_id":"n1","ts_ms":1}]})");
+  ASSERT_TRUE(p.ok) << p.error.message;
+  ASSERT_EQ(p.batch.readings.size(), 2u);
+  EXPECT_EQ(p.batch.readings[1].ts_ms, 3);
+  EXPECT_EQ(p.batch.alerts.size(), 1u);
+  ASSERT_EQ(p.batch.rejected.size(), 2u);
+  EXPECT_EQ(p.batch.rejected[0].array, "readings");
+  EXPECT_EQ(p.batch.rejected[0].index, 1u);
+  EXPECT_EQ(p.batch.rejected[0].reason, "bad_metric_name");
+  EXPECT_EQ(p.batch.rejected[1].array, "statuses");
+  EXPECT_EQ(p.batch.rejected[1].reason, "missing_field");
+}
+
+// issue 8 section 6: the seed's gateway sends millis() as timestamp and a julian-day created_at.
+TEST(SeedBatch, seed_created_at_replaces_an_uptime_timestamp) {
+  // 2461006.5 = 2025-11-27T00:00:00Z; + 0.25 day = 06:00.
+  Parsed p =
+      Seed(R"({"readings":[{"id":1,"device_id":"esp32_001","timestamp":50000,"temperature":22.5,)"
+           R"("synced":0,"created_at":2461006.75},)"
+           R"({"device_id":"esp32_001","timestamp":1764201600.5,"created_at":2461006.75},)"
+           R"({"device_id":"esp32_001","timestamp":50000}]})");
+  ASSERT_TRUE(p.ok) << p.error.message;
+  ASSERT_EQ(p.batch.readings.size(), 3u);
+  EXPECT_EQ(p.batch.readings[0].ts_ms, 1764223200000);
+  EXPECT_EQ(p.batch.readings[0].ts_source, "gateway");
+  EXPECT_EQ(p.batch.readings[1].ts_ms, 1764201600500);  // a wall time is kept
+  EXPECT_EQ(p.batch.readings[1].ts_source, "");
+  EXPECT_EQ(p.batch.readings[2].ts_ms, 50000000);  // nothing better to use
+}
+
+TEST(Answer, RejectedRoundTrip) {
+  std::vector<ItemReject> rejected = {{"readings", 3, "bad_metric_name", "readings[3]: \"x\""},
+                                      {"alerts", 0, "bad_alert_id", "alerts[0].id"}};
+  std::string answer = R"({"accepted":2,)";
+  AppendRejected(&answer, rejected);
+  answer += R"(,"replayed":false})";
+  EXPECT_EQ(ParseRejectedReasons(answer),
+            (std::vector<std::string>{"bad_metric_name", "bad_alert_id"}));
+  EXPECT_TRUE(ParseRejectedReasons(R"({"accepted":5})").empty());  // the seed's cloud
+  EXPECT_TRUE(ParseRejectedReasons("OK").empty());
 }
 
 }  // namespace
-}  // namespace outpost::cloud
+}  // namespace outpost::proto::batch

@@ -1,15 +1,15 @@
-#include "outpost/cloud/batch_parser.h"
-
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <vector>
 
-#include "outpost/proto/topics.h"
+#include "outpost/proto/batch.h"
 
-namespace outpost::cloud {
+namespace outpost::proto::batch {
 namespace {
 
 namespace dom = simdjson::dom;
@@ -17,8 +17,10 @@ namespace dom = simdjson::dom;
 // Bodies up to this size are parsed with a per-thread parser that keeps its buffers.
 constexpr std::size_t kReusedParserMaxBytes = 2 * 1024 * 1024;
 
-// Year 9999; anything later is a unit mistake, not a time.
-constexpr std::int64_t kMaxTsMs = 253'402'300'799'999;
+// A seed `timestamp` before this is not a wall time (the seed sends millis() since boot).
+constexpr std::int64_t kMinPlausibleMs = 1'577'836'800'000;  // 2020-01-01T00:00:00Z
+// The Unix epoch as a julian day (SQLite's julianday('1970-01-01')).
+constexpr double kUnixEpochJulianDay = 2440587.5;
 
 const char* TypeName(dom::element_type t) {
   switch (t) {
@@ -87,23 +89,29 @@ class Ctx {
  public:
   Ctx(const ParseLimits& limits, ParseError* error) : limits_(limits), error_(error) {}
 
-  bool Fail(ParseErrorKind kind, const Where& where, std::string_view what) {
+  bool Fail(ParseErrorKind kind, const Where& where, std::string_view what,
+            std::string_view reason = "invalid_field") {
     error_->kind = kind;
+    reason_ = reason;
     error_->message = where.str();
     error_->message.append(": ");
     error_->message.append(what);
     return false;
   }
-  bool Invalid(const Where& where, std::string_view what) {
-    return Fail(ParseErrorKind::kInvalidField, where, what);
+  bool Invalid(const Where& where, std::string_view what,
+               std::string_view reason = "invalid_field") {
+    return Fail(ParseErrorKind::kInvalidField, where, what, reason);
   }
   bool WrongType(const Where& where, std::string_view expected, dom::element e) {
     std::string what = "expected ";
     what.append(expected);
     what.append(", got ");
     what.append(TypeName(e.type()));
-    return Invalid(where, what);
+    return Invalid(where, what, "wrong_type");
   }
+  // The reason code of the last failure (docs/formats/cloud.md).
+  std::string_view reason() const { return reason_; }
+  ParseError* error() const { return error_; }
   const ParseLimits& limits() const { return limits_; }
   dom::parser& thread_parser() {
     thread_local dom::parser parser;
@@ -118,6 +126,7 @@ class Ctx {
   std::unique_ptr<dom::parser> own_parser_;
   const ParseLimits& limits_;
   ParseError* error_;
+  std::string_view reason_ = "invalid_field";
 };
 
 bool GetString(Ctx& ctx, dom::element e, const Where& where, std::string* out) {
@@ -129,8 +138,8 @@ bool GetString(Ctx& ctx, dom::element e, const Where& where, std::string* out) {
 
 bool GetId(Ctx& ctx, dom::element e, const Where& where, std::string* out) {
   if (!GetString(ctx, e, where, out)) return false;
-  if (!IsValidCloudId(*out)) {
-    return ctx.Invalid(where, "must be 1..64 characters of [A-Za-z0-9_.:-]");
+  if (!IsValidId(*out)) {
+    return ctx.Invalid(where, "must be 1..64 characters of [A-Za-z0-9_.:-]", "bad_id");
   }
   return true;
 }
@@ -138,8 +147,8 @@ bool GetId(Ctx& ctx, dom::element e, const Where& where, std::string* out) {
 bool GetText(Ctx& ctx, dom::element e, const Where& where, std::string* out) {
   if (!GetString(ctx, e, where, out)) return false;
   if (out->size() > ctx.limits().max_text_bytes) {
-    return ctx.Invalid(where,
-                       "longer than " + std::to_string(ctx.limits().max_text_bytes) + " bytes");
+    return ctx.Invalid(
+        where, "longer than " + std::to_string(ctx.limits().max_text_bytes) + " bytes", "too_long");
   }
   return true;
 }
@@ -172,7 +181,7 @@ bool GetUint64(Ctx& ctx, dom::element e, const Where& where, std::uint64_t* out)
 bool GetTsMs(Ctx& ctx, dom::element e, const Where& where, std::int64_t* out) {
   if (!GetInt64(ctx, e, where, out)) return false;
   if (*out < 0 || *out > kMaxTsMs) {
-    return ctx.Invalid(where, "milliseconds since the Unix epoch out of range");
+    return ctx.Invalid(where, "milliseconds since the Unix epoch out of range", "bad_timestamp");
   }
   return true;
 }
@@ -198,10 +207,12 @@ bool GetTsSource(Ctx& ctx, dom::element e, const Where& where, std::string* out)
 // Adds a metric (number or boolean), checking its name and uniqueness.
 bool AddMetric(Ctx& ctx, Reading* r, std::string_view name, dom::element value,
                const Where& where_prefix) {
-  if (!IsValidMetricName(name, ctx.limits().max_metric_name_bytes)) {
-    return ctx.Invalid(where_prefix, "metric name must be 1.." +
-                                         std::to_string(ctx.limits().max_metric_name_bytes) +
-                                         " printable ASCII characters other than '\"' and '\\'");
+  const std::size_t max_name = std::min(ctx.limits().max_metric_name_bytes, kMaxMetricNameBytes);
+  if (!IsValidMetricName(name, max_name)) {
+    return ctx.Invalid(where_prefix,
+                       "metric name must be 1.." + std::to_string(max_name) +
+                           " printable ASCII characters other than space, '\"' and '\\'",
+                       "bad_metric_name");
   }
   double v = 0;
   if (value.type() == dom::element_type::BOOL) {
@@ -209,17 +220,18 @@ bool AddMetric(Ctx& ctx, Reading* r, std::string_view name, dom::element value,
   } else {
     v = value.get_double().value_unsafe();
     if (!std::isfinite(v)) {
-      return ctx.Invalid(Sub(where_prefix, name), "not a finite number");
+      return ctx.Invalid(Sub(where_prefix, name), "not a finite number", "bad_value");
     }
   }
   for (const auto& m : r->metrics) {
     if (m.first == name) {
-      return ctx.Invalid(Sub(where_prefix, name), "duplicate metric");
+      return ctx.Invalid(Sub(where_prefix, name), "duplicate metric", "duplicate_metric");
     }
   }
-  if (r->metrics.size() >= ctx.limits().max_metrics) {
-    return ctx.Invalid(where_prefix,
-                       "more than " + std::to_string(ctx.limits().max_metrics) + " metrics");
+  const std::size_t max_metrics = std::min(ctx.limits().max_metrics, kMaxMetricsPerReading);
+  if (r->metrics.size() >= max_metrics) {
+    return ctx.Invalid(where_prefix, "more than " + std::to_string(max_metrics) + " metrics",
+                       "too_many_metrics");
   }
   r->metrics.emplace_back(std::string(name), v);
   return true;
@@ -231,8 +243,8 @@ bool ParseSeedReading(Ctx& ctx, dom::element e, std::size_t i, Reading* r) {
     return ctx.WrongType(At("readings", i), "an object", e);
   }
   bool have_device = false, have_ts_ms = false, have_timestamp = false;
-  bool have_boot = false, have_seq = false;
-  double timestamp_s = 0;
+  bool have_boot = false, have_seq = false, have_created_at = false;
+  double timestamp_s = 0, created_at_jd = 0;
   const Where prefix = At("readings", i);
   for (auto field : obj) {
     const std::string_view key = field.key;
@@ -245,7 +257,8 @@ bool ParseSeedReading(Ctx& ctx, dom::element e, std::size_t i, Reading* r) {
       if (!IsNumber(v.type())) return ctx.WrongType(At("readings", i, key), "a number", v);
       timestamp_s = v.get_double().value_unsafe();
       if (!(timestamp_s >= 0 && timestamp_s * 1000.0 <= static_cast<double>(kMaxTsMs))) {
-        return ctx.Invalid(At("readings", i, key), "seconds since the Unix epoch out of range");
+        return ctx.Invalid(At("readings", i, key), "seconds since the Unix epoch out of range",
+                           "bad_timestamp");
       }
       have_timestamp = true;
     } else if (key == "ts_ms") {
@@ -259,6 +272,12 @@ bool ParseSeedReading(Ctx& ctx, dom::element e, std::size_t i, Reading* r) {
       have_seq = true;
     } else if (key == "ts_source") {
       if (!GetTsSource(ctx, v, At("readings", i, key), &r->ts_source)) return false;
+    } else if (key == "created_at") {
+      // The seed gateway's row time, a SQLite julian day (REAL); anything else is ignored.
+      if (IsNumber(v.type())) {
+        created_at_jd = v.get_double().value_unsafe();
+        have_created_at = std::isfinite(created_at_jd);
+      }
     } else if (IsSeedReservedKey(key)) {
       continue;
     } else if (IsNumber(v.type()) || v.type() == dom::element_type::BOOL) {
@@ -266,10 +285,21 @@ bool ParseSeedReading(Ctx& ctx, dom::element e, std::size_t i, Reading* r) {
     }
     // Strings, nulls, arrays and objects are ignored (the seed sends a few such fields).
   }
-  if (!have_device) return ctx.Invalid(At("readings", i, "device_id"), "missing");
+  if (!have_device) return ctx.Invalid(At("readings", i, "device_id"), "missing", "missing_field");
   if (!have_ts_ms) {
-    if (!have_timestamp) return ctx.Invalid(At("readings", i, "timestamp"), "missing");
+    if (!have_timestamp)
+      return ctx.Invalid(At("readings", i, "timestamp"), "missing", "missing_field");
     r->ts_ms = static_cast<std::int64_t>(std::llround(timestamp_s * 1000.0));
+    // The seed's own gateway sends the node's millis() as `timestamp`: no wall time. Its row's
+    // created_at is (the gateway's receive time), so use that, as our gateway uses its receive
+    // time, and say so in ts_source.
+    if (r->ts_ms < kMinPlausibleMs && have_created_at) {
+      const double ms = (created_at_jd - kUnixEpochJulianDay) * 86'400'000.0;
+      if (ms >= static_cast<double>(kMinPlausibleMs) && ms <= static_cast<double>(kMaxTsMs)) {
+        r->ts_ms = static_cast<std::int64_t>(std::llround(ms));
+        r->ts_source = "gateway";
+      }
+    }
   }
   r->has_boot_seq = have_boot && have_seq;
   return true;
@@ -313,8 +343,8 @@ bool ParseNativeReading(Ctx& ctx, dom::element e, std::size_t i, Reading* r) {
       }
     }
   }
-  if (!have_device) return ctx.Invalid(At("readings", i, "device_id"), "missing");
-  if (!have_ts) return ctx.Invalid(At("readings", i, "ts_ms"), "missing");
+  if (!have_device) return ctx.Invalid(At("readings", i, "device_id"), "missing", "missing_field");
+  if (!have_ts) return ctx.Invalid(At("readings", i, "ts_ms"), "missing", "missing_field");
   r->has_boot_seq = have_boot && have_seq;
   return true;
 }
@@ -331,7 +361,10 @@ bool ParseAlert(Ctx& ctx, dom::element e, std::size_t i, Alert* a) {
     const Where where = At("alerts", i, key);
     if (key == "id") {
       if (!GetString(ctx, v, where, &a->id)) return false;
-      if (a->id.empty() || a->id.size() > 128) return ctx.Invalid(where, "must be 1..128 bytes");
+      if (a->id.empty() || a->id.size() > kMaxAlertIdBytes) {
+        return ctx.Invalid(where, "must be 1.." + std::to_string(kMaxAlertIdBytes) + " bytes",
+                           "bad_alert_id");
+      }
       have_id = true;
     } else if (key == "device_id") {
       if (v.is_null()) continue;
@@ -346,15 +379,15 @@ bool ParseAlert(Ctx& ctx, dom::element e, std::size_t i, Alert* a) {
       if (v.is_null()) continue;
       if (!IsNumber(v.type())) return ctx.WrongType(where, "a number", v);
       const double d = v.get_double().value_unsafe();
-      if (!std::isfinite(d)) return ctx.Invalid(where, "not a finite number");
+      if (!std::isfinite(d)) return ctx.Invalid(where, "not a finite number", "bad_value");
       a->value = d;
     } else if (key == "ts_ms") {
       if (!GetTsMs(ctx, v, where, &a->ts_ms)) return false;
       have_ts = true;
     }
   }
-  if (!have_id) return ctx.Invalid(At("alerts", i, "id"), "missing");
-  if (!have_ts) return ctx.Invalid(At("alerts", i, "ts_ms"), "missing");
+  if (!have_id) return ctx.Invalid(At("alerts", i, "id"), "missing", "missing_field");
+  if (!have_ts) return ctx.Invalid(At("alerts", i, "ts_ms"), "missing", "missing_field");
   return true;
 }
 
@@ -373,12 +406,12 @@ bool ParseStatus(Ctx& ctx, dom::element e, std::size_t i, StatusEvent* s) {
       have_device = true;
     } else if (key == "status") {
       if (!GetString(ctx, v, where, &s->status)) return false;
-      if (s->status.empty() || s->status.size() > 32) {
-        return ctx.Invalid(where, "must be 1..32 bytes");
+      if (s->status.empty() || s->status.size() > kMaxStatusBytes) {
+        return ctx.Invalid(where, "must be 1..32 bytes", "bad_status");
       }
       for (char c : s->status) {
         if (!((c >= 'a' && c <= 'z') || c == '_')) {
-          return ctx.Invalid(where, "must be lower-case letters and '_'");
+          return ctx.Invalid(where, "must be lower-case letters and '_'", "bad_status");
         }
       }
       have_status = true;
@@ -387,9 +420,9 @@ bool ParseStatus(Ctx& ctx, dom::element e, std::size_t i, StatusEvent* s) {
       have_ts = true;
     }
   }
-  if (!have_device) return ctx.Invalid(At("statuses", i, "device_id"), "missing");
-  if (!have_status) return ctx.Invalid(At("statuses", i, "status"), "missing");
-  if (!have_ts) return ctx.Invalid(At("statuses", i, "ts_ms"), "missing");
+  if (!have_device) return ctx.Invalid(At("statuses", i, "device_id"), "missing", "missing_field");
+  if (!have_status) return ctx.Invalid(At("statuses", i, "status"), "missing", "missing_field");
+  if (!have_ts) return ctx.Invalid(At("statuses", i, "ts_ms"), "missing", "missing_field");
   return true;
 }
 
@@ -420,7 +453,7 @@ bool GetArray(Ctx& ctx, dom::object root, std::string_view key, bool required, d
   dom::element e;
   *present = false;
   if (root.at_key(key).get(e) != simdjson::SUCCESS) {
-    if (required) return ctx.Invalid(Top(key), "missing");
+    if (required) return ctx.Invalid(Top(key), "missing", "missing_field");
     return true;
   }
   if (e.is_null() && !required) return true;
@@ -440,23 +473,30 @@ bool CheckCount(Ctx& ctx, std::size_t total) {
   return true;
 }
 
-}  // namespace
-
-bool IsSeedReservedKey(std::string_view key) {
-  return key == "id" || key == "synced" || key == "created_at" || key == "received_ms" ||
-         key == "device_id" || key == "deviceId" || key == "timestamp" || key == "ts_ms" ||
-         key == "boot" || key == "seq" || key == "ts_source";
-}
-
-bool IsValidCloudId(std::string_view id) { return proto::IsValidId(id); }
-
-bool IsValidMetricName(std::string_view name, std::size_t max_bytes) {
-  if (name.empty() || name.size() > max_bytes) return false;
-  for (char c : name) {
-    if (c < 0x21 || c > 0x7e || c == '"' || c == '\\') return false;
+// Parses each element of `array` with `parse`; an element that fails is left out and recorded
+// in *rejected with its reason, so one bad item does not cost the batch.
+template <typename T, typename Fn>
+void ParseItems(Ctx& ctx, dom::array array, std::string_view name, std::vector<T>* items,
+                std::vector<ItemReject>* rejected, Fn parse) {
+  items->reserve(array.size());
+  std::size_t i = 0;
+  for (dom::element e : array) {
+    items->emplace_back();
+    if (!parse(ctx, e, i, &items->back())) {
+      items->pop_back();
+      ItemReject r;
+      r.array.assign(name);
+      r.index = i;
+      r.reason.assign(ctx.reason());
+      r.message = std::move(ctx.error()->message);
+      ctx.error()->message.clear();
+      rejected->push_back(std::move(r));
+    }
+    ++i;
   }
-  return true;
 }
+
+}  // namespace
 
 bool ParseSeedBatch(std::string_view body, const ParseLimits& limits, Batch* out,
                     ParseError* error) {
@@ -468,12 +508,7 @@ bool ParseSeedBatch(std::string_view body, const ParseLimits& limits, Batch* out
   bool present = false;
   if (!GetArray(ctx, root, "readings", /*required=*/true, &readings, &present)) return false;
   if (!CheckCount(ctx, readings.size())) return false;
-  out->readings.resize(readings.size());
-  std::size_t i = 0;
-  for (dom::element e : readings) {
-    if (!ParseSeedReading(ctx, e, i, &out->readings[i])) return false;
-    ++i;
-  }
+  ParseItems(ctx, readings, "readings", &out->readings, &out->rejected, ParseSeedReading);
   return true;
 }
 
@@ -498,30 +533,13 @@ bool ParseNativeBatch(std::string_view body, const ParseLimits& limits, Batch* o
                             (has_alerts ? alerts.size() : 0) + (has_statuses ? statuses.size() : 0);
   if (!CheckCount(ctx, total)) return false;
   if (has_readings) {
-    out->readings.resize(readings.size());
-    std::size_t i = 0;
-    for (dom::element e : readings) {
-      if (!ParseNativeReading(ctx, e, i, &out->readings[i])) return false;
-      ++i;
-    }
+    ParseItems(ctx, readings, "readings", &out->readings, &out->rejected, ParseNativeReading);
   }
-  if (has_alerts) {
-    out->alerts.resize(alerts.size());
-    std::size_t i = 0;
-    for (dom::element e : alerts) {
-      if (!ParseAlert(ctx, e, i, &out->alerts[i])) return false;
-      ++i;
-    }
-  }
+  if (has_alerts) ParseItems(ctx, alerts, "alerts", &out->alerts, &out->rejected, ParseAlert);
   if (has_statuses) {
-    out->statuses.resize(statuses.size());
-    std::size_t i = 0;
-    for (dom::element e : statuses) {
-      if (!ParseStatus(ctx, e, i, &out->statuses[i])) return false;
-      ++i;
-    }
+    ParseItems(ctx, statuses, "statuses", &out->statuses, &out->rejected, ParseStatus);
   }
   return true;
 }
 
-}  // namespace outpost::cloud
+}  // namespace outpost::proto::batch
