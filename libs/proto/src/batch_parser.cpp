@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "json.h"
 #include "outpost/proto/batch.h"
 
 namespace outpost::proto::batch {
@@ -21,26 +22,6 @@ constexpr std::size_t kReusedParserMaxBytes = 2 * 1024 * 1024;
 constexpr std::int64_t kMinPlausibleMs = 1'577'836'800'000;  // 2020-01-01T00:00:00Z
 // The Unix epoch as a julian day (SQLite's julianday('1970-01-01')).
 constexpr double kUnixEpochJulianDay = 2440587.5;
-
-const char* TypeName(dom::element_type t) {
-  switch (t) {
-    case dom::element_type::ARRAY:
-      return "array";
-    case dom::element_type::OBJECT:
-      return "object";
-    case dom::element_type::INT64:
-    case dom::element_type::UINT64:
-    case dom::element_type::DOUBLE:
-      return "number";
-    case dom::element_type::STRING:
-      return "string";
-    case dom::element_type::BOOL:
-      return "boolean";
-    case dom::element_type::NULL_VALUE:
-      return "null";
-  }
-  return "value";
-}
 
 bool IsNumber(dom::element_type t) {
   return t == dom::element_type::INT64 || t == dom::element_type::UINT64 ||
@@ -106,7 +87,7 @@ class Ctx {
     std::string what = "expected ";
     what.append(expected);
     what.append(", got ");
-    what.append(TypeName(e.type()));
+    what.append(internal::JsonTypeName(e.type()));
     return Invalid(where, what, "wrong_type");
   }
   // The reason code of the last failure (docs/formats/cloud.md).
@@ -442,8 +423,9 @@ bool ParseRoot(Ctx& ctx, std::string_view body, dom::object* root) {
                     std::string("not valid JSON: ") + simdjson::error_message(err));
   }
   if (doc.get_object().get(*root) != simdjson::SUCCESS) {
-    return ctx.Fail(ParseErrorKind::kBadJson, Top("body"),
-                    std::string("expected a JSON object, got ") + TypeName(doc.type()));
+    return ctx.Fail(
+        ParseErrorKind::kBadJson, Top("body"),
+        std::string("expected a JSON object, got ") + internal::JsonTypeName(doc.type()));
   }
   return true;
 }
