@@ -35,6 +35,7 @@ void CheckReject(const Reject& reject) {
   FUZZ_CHECK(reject.reason < RejectReason::kCount);
   FUZZ_CHECK(std::string_view(RejectReasonName(reject.reason)) != "unknown");
   FUZZ_CHECK(!reject.detail.empty());
+  if (reject.detail.size() > 256) std::fprintf(stderr, "detail: %s\n", reject.detail.c_str());
   FUZZ_CHECK(reject.detail.size() <= 256);
   for (char c : reject.detail) FUZZ_CHECK(c >= 0x20 && c < 0x7f);
 }

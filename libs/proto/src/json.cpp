@@ -222,10 +222,15 @@ const char* JsonTypeName(dom::element_type type) {
 void AppendQuoted(std::string* out, std::string_view text, std::size_t max_bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
   out->push_back('"');
-  const std::size_t n = std::min(text.size(), max_bytes);
-  for (std::size_t i = 0; i < n; ++i) {
+  std::size_t written = 0;  // bytes of the quoted form, so escapes cannot blow the bound up 4x
+  std::size_t i = 0;
+  for (; i < text.size(); ++i) {
     const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+    const bool plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+    const std::size_t width = plain ? 1 : 4;
+    if (written + width > max_bytes) break;
+    written += width;
+    if (plain) {
       out->push_back(static_cast<char>(c));
     } else {
       out->append("\\x");
@@ -233,7 +238,7 @@ void AppendQuoted(std::string* out, std::string_view text, std::size_t max_bytes
       out->push_back(kHex[c & 0xf]);
     }
   }
-  if (n < text.size()) out->append("...");
+  if (i < text.size()) out->append("...");
   out->push_back('"');
 }
 

@@ -44,8 +44,8 @@ bool CheckDuplicateKeys(std::string_view* keys, std::size_t n, Reject* reject);
 // "string", "number", "boolean", "null", "array", "object".
 const char* JsonTypeName(simdjson::dom::element_type type);
 
-// Appends `text` quoted, with anything but printable ASCII (and '"', '\\') as \xNN, cut at
-// `max_bytes` of input with "...". Keeps reject details short and safe to log.
+// Appends `text` quoted, with anything but printable ASCII (and '"', '\\') as \xNN, cut with
+// "..." where the quoted form would pass `max_bytes`. Keeps reject details short and safe to log.
 void AppendQuoted(std::string* out, std::string_view text, std::size_t max_bytes = 40);
 
 // Fills *reject (reusing its capacity): reason, and detail = concatenation of the parts.

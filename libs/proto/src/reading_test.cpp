@@ -451,5 +451,15 @@ TEST_F(ReadingTest, MovedParserStillWorks) {
   EXPECT_TRUE(moved.Parse(kSeedPayload, "", kNowMs, &reading_, &reject_));
 }
 
+// Fuzzing found it: a name of unprintable bytes is quoted as \xNN, four bytes each, and the
+// quote's bound counted input bytes, so the detail passed its 256-byte limit.
+TEST_F(ReadingTest, escaped_metric_name_keeps_the_detail_bounded) {
+  const std::string name(200, '\x7f');
+  ASSERT_FALSE(Parse(R"({"deviceId":"d","temperature":1,")" + name + R"(":2})"));
+  EXPECT_EQ(reject_.reason, RejectReason::kBadFieldName);
+  EXPECT_LE(reject_.detail.size(), 256u) << reject_.detail;
+  EXPECT_NE(reject_.detail.find("\\x7f"), std::string::npos) << reject_.detail;
+}
+
 }  // namespace
 }  // namespace outpost::proto
