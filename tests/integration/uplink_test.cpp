@@ -727,7 +727,9 @@ TEST_P(UplinkTest, cloud_413_splits_the_batch) {
   int too_large = 0;
   for (const auto& r : proxy_->requests()) {
     if (r.status == 413) ++too_large;
-    if (r.status == 200) EXPECT_LE(r.body_bytes, 1000u);
+    if (r.status == 200) {
+      EXPECT_LE(r.body_bytes, 1000u);
+    }
   }
   EXPECT_GE(too_large, 3);
   // One reading larger than the limit on its own: a dead letter "too_large", nothing else lost.
