@@ -1,3 +1,4 @@
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
 #include <csignal>
@@ -7,8 +8,10 @@
 
 #include "outpost/testing/child_process.h"
 #include "outpost/testing/mosquitto_process.h"
+#include "outpost/testing/status_matchers.h"
 #include "outpost/testing/temp_dir.h"
 #include "outpost/testing/test_mqtt.h"
+#include "outpost/testing/wait_until.h"
 
 namespace outpost::testing {
 namespace {
@@ -22,6 +25,30 @@ TEST(TempDir, CreatesAndRemoves) {
     std::ofstream(dir.File("a.txt")) << "x";
   }
   EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(StatusMatchers, PassOnOkAndPrintTheStatusOtherwise) {
+  OUTPOST_EXPECT_OK(Status::Ok());
+  OUTPOST_EXPECT_OK(Result<int>(3));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(int v, Result<int>(7));
+  EXPECT_EQ(v, 7);
+  OUTPOST_EXPECT_CODE(NotFound("x"), Code::kNotFound);
+  EXPECT_NONFATAL_FAILURE(OUTPOST_EXPECT_OK(Unavailable("broker down")),
+                          "is not OK: kUnavailable: broker down");
+  EXPECT_NONFATAL_FAILURE(OUTPOST_EXPECT_CODE(Status::Ok(), Code::kNotFound),
+                          "expected kNotFound");
+  EXPECT_FATAL_FAILURE(OUTPOST_ASSERT_OK(Result<int>(DataLoss("bad fsync"))),
+                       "is not OK: kDataLoss: bad fsync");
+}
+
+TEST(WaitUntil, ReturnsOnceTheConditionHoldsAndNamesWhatTimedOut) {
+  int calls = 0;
+  EXPECT_TRUE(WaitUntil("third call", std::chrono::seconds(10), [&] { return ++calls == 3; }));
+  EXPECT_EQ(calls, 3);
+  auto r = WaitUntil("never", std::chrono::milliseconds(20), [] { return false; });
+  ASSERT_FALSE(r);
+  EXPECT_NE(std::string(r.message()).find("waiting for: never"), std::string::npos)
+      << r.message();
 }
 
 TEST(ChildProcess, ExitStatusEnvAndLog) {
