@@ -32,6 +32,7 @@
 namespace {
 
 namespace store = outpost::gateway::store;
+namespace model = outpost::gateway::model;
 namespace sqlite = outpost::sqlite;
 using outpost::Status;
 using Clock = std::chrono::steady_clock;
@@ -140,13 +141,13 @@ class Generator {
     return kT0 + round * a_.interval_ms + d * a_.interval_ms / a_.devices;
   }
   // Fills `b` with readings [first, first + count), reusing its storage.
-  void Fill(store::Batch* b, int64_t first, int64_t count) {
+  void Fill(model::WriteSet* b, int64_t first, int64_t count) {
     b->readings.resize(static_cast<size_t>(count));
     std::uniform_real_distribution<double> noise(-0.5, 0.5);
     for (int64_t k = 0; k < count; ++k) {
       const int64_t n = first + k;
       const int d = static_cast<int>(n % a_.devices);
-      store::ReadingRow& r = b->readings[static_cast<size_t>(k)];
+      model::ReadingRow& r = b->readings[static_cast<size_t>(k)];
       r.device_id = ids_[static_cast<size_t>(d)];
       r.has_seq = true;
       r.boot = 1;
@@ -194,7 +195,7 @@ double RawInsert(const Args& a, const std::string& path, bool with_index) {
   sqlite::Statement ins;
   Check(db->Prepare(&ins, "INSERT INTO raw VALUES (?,?,?,?,?,?,?,?,?,?,?)"));
   Generator gen(a);
-  store::Batch b;
+  model::WriteSet b;
   Clock::duration spent{};
   for (int64_t first = 0; first < a.readings; first += a.batch) {
     const int64_t count = std::min<int64_t>(a.batch, a.readings - first);
@@ -202,7 +203,7 @@ double RawInsert(const Args& a, const std::string& path, bool with_index) {
     const auto t0 = Clock::now();
     auto tx = sqlite::Transaction::Begin(db->get());
     Check(tx.status());
-    for (const store::ReadingRow& r : b.readings) {
+    for (const model::ReadingRow& r : b.readings) {
       ins.Reset()
           .Bind(1, r.device_id)
           .Bind(2, r.ts_ms)
@@ -271,7 +272,7 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<store::Store> s = std::move(opened).value();
   Generator gen(a);
-  store::Batch b;
+  model::WriteSet b;
   Clock::duration write_time{}, maint_time{}, worst_write{}, worst_maint{};
   for (int64_t first = 0; first < a.readings; first += a.batch) {
     const int64_t count = std::min<int64_t>(a.batch, a.readings - first);

@@ -86,8 +86,8 @@ bool StartCloud(testing::TempDir& dir, const std::string& name, const std::strin
   return false;
 }
 
-store::ReadingRow Reading(int device, std::uint64_t seq, std::int64_t ts) {
-  store::ReadingRow r;
+model::ReadingRow Reading(int device, std::uint64_t seq, std::int64_t ts) {
+  model::ReadingRow r;
   r.device_id = "dev" + std::to_string(device);
   r.has_seq = true;
   r.boot = 1;
@@ -175,7 +175,7 @@ int main(int argc, char** argv) {
     auto p0 = Clk::now();
     std::int64_t w = 0;
     while (w < n) {
-      store::Batch b;
+      model::WriteSet b;
       for (int i = 0; i < 10'000 && w < n; ++i, ++w) {
         b.readings.push_back(Reading(static_cast<int>(w % devices),
                                      static_cast<std::uint64_t>(w / devices + 1),
@@ -204,13 +204,13 @@ int main(int argc, char** argv) {
   auto b0 = Clk::now();
   std::int64_t written = 0;
   while (written < n) {
-    store::Batch b;
+    model::WriteSet b;
     for (int i = 0; i < 10'000 && written < n; ++i, ++written) {
       int dev = static_cast<int>(written % devices);
       auto seq = static_cast<std::uint64_t>(written / devices + 1);
-      store::ReadingRow r = Reading(dev, seq, t0_ms + written);
+      model::ReadingRow r = Reading(dev, seq, t0_ms + written);
       b.outbox.push_back(
-          {store::OutboxKind::kReading, r.received_ms, uplink::EncodeReadingItem(r)});
+          {model::OutboxKind::kReading, r.received_ms, uplink::EncodeReadingItem(r)});
       b.readings.push_back(std::move(r));
     }
     Status s = st->Write(b);
@@ -281,11 +281,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> bodies;
   bodies.reserve(static_cast<std::size_t>(nb));
   for (std::int64_t k = 0, done = 0; k < nb; ++k) {
-    std::vector<store::OutboxEntry> items;
+    std::vector<model::OutboxEntry> items;
     for (std::size_t i = 0; i < batch && done < n; ++i, ++done) {
       int dev = static_cast<int>(done % devices);
       auto seq = static_cast<std::uint64_t>(done / devices + 1);
-      items.push_back({done, store::OutboxKind::kReading, 0,
+      items.push_back({done, model::OutboxKind::kReading, 0,
                        uplink::EncodeReadingItem(Reading(dev, seq, t0_ms + done))});
     }
     bodies.push_back(uplink::BuildBody(uo.protocol, "gw_bench", items)->json);

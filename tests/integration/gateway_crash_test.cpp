@@ -517,7 +517,7 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
 
   auto loaded = (*store)->LoadDevices();
   ASSERT_TRUE(loaded.ok());
-  std::map<std::string, gateway::store::DeviceRow> rows;
+  std::map<std::string, gateway::model::DeviceRow> rows;
   for (const auto& r : *loaded) rows[r.device_id] = r;
   std::uint64_t dropped_duplicates = 0;
   for (int d = 0; d < devices; ++d) {
@@ -605,10 +605,10 @@ TEST_F(GatewayCrashTest, RedeliveredBatchLongerThanTheDedupeWindowIsNotStoredTwi
   {  // The commit that the kill left unacknowledged.
     auto store = h.OpenStore();
     ASSERT_TRUE(store.ok()) << store.status().ToString();
-    gateway::store::Batch batch;
+    gateway::model::WriteSet batch;
     std::int64_t now = WallMs();
     for (std::uint64_t seq = 1; seq <= kCommitted; ++seq) {
-      gateway::store::ReadingRow r;
+      gateway::model::ReadingRow r;
       r.device_id = id;
       r.has_seq = true;
       r.boot = kBoot;
@@ -621,7 +621,7 @@ TEST_F(GatewayCrashTest, RedeliveredBatchLongerThanTheDedupeWindowIsNotStoredTwi
       r.metrics = {{"n", static_cast<double>(seq), false}, {"temperature", 20.0, false}};
       batch.readings.push_back(std::move(r));
     }
-    batch.devices.push_back(gateway::store::DeviceRow{id, now, now, "online", now, "{}", "", kBoot,
+    batch.devices.push_back(gateway::model::DeviceRow{id, now, now, "online", now, "{}", "", kBoot,
                                                       kCommitted, kCommitted, 0, 0});
     ASSERT_TRUE((*store)->Write(batch).ok());
   }
@@ -670,9 +670,9 @@ TEST_F(GatewayCrashTest, BacklogQueuedWhileTheGatewayWasDownIsNotRateLimited) {
   {  // The device was last heard when the outage began.
     auto store = h.OpenStore();
     ASSERT_TRUE(store.ok()) << store.status().ToString();
-    gateway::store::Batch batch;
+    gateway::model::WriteSet batch;
     const std::int64_t began = WallMs() - static_cast<std::int64_t>(kCount) * 100;
-    batch.devices.push_back(gateway::store::DeviceRow{DeviceId(0), began, began, "online", began,
+    batch.devices.push_back(gateway::model::DeviceRow{DeviceId(0), began, began, "online", began,
                                                       "{}", "", kBoot, 0, 0, 0, 0});
     ASSERT_TRUE((*store)->Write(batch).ok());
   }

@@ -473,7 +473,7 @@ void BackdateLastSeen(GatewayHarness& h, const std::string& device, std::int64_t
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   auto rows = (*store)->LoadDevices();
   ASSERT_TRUE(rows.ok());
-  gateway::store::Batch batch;
+  gateway::model::WriteSet batch;
   for (auto row : *rows) {
     if (!device.empty() && row.device_id != device) continue;
     row.last_seen_ms -= ms;

@@ -52,8 +52,8 @@ Result<json> FinishNode(ChildProcess& node, std::chrono::seconds timeout, int* e
   return json::parse(last, nullptr, false);
 }
 
-std::map<std::string, gateway::store::DeviceRow> LoadDevices(GatewayHarness& h) {
-  std::map<std::string, gateway::store::DeviceRow> out;
+std::map<std::string, gateway::model::DeviceRow> LoadDevices(GatewayHarness& h) {
+  std::map<std::string, gateway::model::DeviceRow> out;
   auto store = h.OpenStore();
   EXPECT_TRUE(store.ok()) << store.status().ToString();
   if (!store.ok()) return out;

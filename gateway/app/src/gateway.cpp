@@ -69,8 +69,8 @@ proto::Limits ParserLimits(const config::Config& c) {
   return l;
 }
 
-store::DeviceRow ToRow(const registry::Device& d) {
-  return store::DeviceRow{d.id,
+model::DeviceRow ToRow(const registry::Device& d) {
+  return model::DeviceRow{d.id,
                           d.first_seen_ms,
                           d.last_seen_ms,
                           registry::StateName(d.state),
@@ -84,7 +84,7 @@ store::DeviceRow ToRow(const registry::Device& d) {
                           d.seq_gaps};
 }
 
-registry::Device FromRow(const store::DeviceRow& r) {
+registry::Device FromRow(const model::DeviceRow& r) {
   registry::Device d;
   d.id = r.device_id;
   d.first_seen_ms = r.first_seen_ms;
@@ -229,7 +229,7 @@ class Gateway::Impl {
   // `periodic`: the interval's status (its latency window then restarts), else on request.
   void PublishStatus(bool periodic);
   json StatusJson(bool periodic);
-  void PublishAlert(const store::AlertRow& a);
+  void PublishAlert(const model::AlertRow& a);
   // Publishes the uplink's alert (a 4xx that refuses every batch) when it is raised or cleared.
   void CheckUplinkAlert(std::int64_t now_ms);
   std::int64_t uplink_alert_raised_ms_ = 0;  // 0 = not raised
@@ -302,7 +302,7 @@ class Gateway::Impl {
   std::int64_t max_bytes_ = 0;  // effective storage.max_bytes (auto resolved at start)
   bool max_bytes_auto_ = false;
   // Full disk (kResourceExhausted from the store): commits fail, nothing is acknowledged.
-  std::optional<store::AlertRow> storage_full_;  // the raised alert while full
+  std::optional<model::AlertRow> storage_full_;  // the raised alert while full
   std::uint64_t storage_full_events_ = 0, storage_full_attempts_ = 0;
 };
 
@@ -325,8 +325,8 @@ Status Gateway::Impl::OpenAndRestore() {
   so.quarantine_max_payload_bytes = config_.ingest.quarantine_max_payload_bytes;
   so.outbox.enabled = config_.cloud.enabled();
   so.outbox.quota_bytes = config_.cloud.quota_bytes;
-  so.outbox.when_full = config_.cloud.when_full == "reject_new" ? store::WhenFull::kRejectNew
-                                                                : store::WhenFull::kDropOldest;
+  so.outbox.when_full = config_.cloud.when_full == "reject_new" ? model::WhenFull::kRejectNew
+                                                                : model::WhenFull::kDropOldest;
   so.outbox.expire_after_ms = config_.cloud.expire_after_s * 1000;
   protocol_ =
       config_.cloud.protocol == "native" ? uplink::Protocol::kNative : uplink::Protocol::kSeed;
@@ -440,13 +440,13 @@ void Gateway::Impl::QueueForCloud() {
   out.reserve(out.size() + next_.batch.readings.size() + next_.batch.alerts.size());
   if (protocol_ == uplink::Protocol::kNative) {
     for (const auto& a : next_.batch.alerts) {
-      out.push_back(store::OutboxItem{store::OutboxKind::kAlert,
+      out.push_back(model::OutboxItem{model::OutboxKind::kAlert,
                                       a.cleared_ms ? a.cleared_ms : a.raised_ms,
                                       uplink::EncodeAlertItem(a, config_.gateway_id)});
     }
   }
   for (const auto& r : next_.batch.readings) {
-    out.push_back(store::OutboxItem{store::OutboxKind::kReading, r.received_ms,
+    out.push_back(model::OutboxItem{model::OutboxKind::kReading, r.received_ms,
                                     uplink::EncodeReadingItem(r)});
   }
 }
@@ -609,7 +609,7 @@ void Gateway::Impl::Reject(const mqtt::Message& m, std::string_view reason,
   }
   if (keep) {
     std::size_t cap = config_.ingest.quarantine_max_payload_bytes;
-    next_.batch.quarantine.push_back(store::QuarantineRow{now, m.topic.substr(0, 256),
+    next_.batch.quarantine.push_back(model::QuarantineRow{now, m.topic.substr(0, 256),
                                                           std::string(reason), std::string(detail),
                                                           m.payload.substr(0, cap)});
   }
@@ -717,7 +717,7 @@ void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic
   rules_.Evaluate(id, samples_, now, &transitions_);
 
   ctx->last_reading = static_cast<std::int64_t>(next_.batch.readings.size());
-  store::ReadingRow& row = next_.batch.readings.emplace_back();
+  model::ReadingRow& row = next_.batch.readings.emplace_back();
   row.device_id = id;
   row.has_seq = reading_.has_seq;
   row.boot = reading_.boot;
@@ -729,7 +729,7 @@ void Gateway::Impl::HandleReading(const mqtt::Message& m, std::string_view topic
   row.received_ms = now;
   row.metrics.reserve(reading_.metrics.size());
   for (const auto& metric : reading_.metrics) {
-    row.metrics.push_back(store::MetricValue{metric.name, metric.value, metric.is_bool});
+    row.metrics.push_back(model::MetricValue{metric.name, metric.value, metric.is_bool});
   }
   next_.received_ms.push_back(now);
   AddTransitions();
@@ -776,7 +776,7 @@ void Gateway::Impl::HandleStatus(const mqtt::Message& m, std::string_view topic_
       // A live status that changes nothing here (e.g. a new device saying "online") is still
       // an event for the cloud's device history.
       next_.batch.outbox.push_back(
-          store::OutboxItem{store::OutboxKind::kStatus, now,
+          model::OutboxItem{model::OutboxKind::kStatus, now,
                             uplink::EncodeStatusItem(device.id, registry::StateName(to), now)});
     }
   }
@@ -796,8 +796,8 @@ void Gateway::Impl::ApplyStateChange(const registry::Change& change) {
   auto it = devices_.find(change.device_id);
   if (it != devices_.end()) MarkDirty(it->second);
   if (config_.cloud.enabled() && protocol_ == uplink::Protocol::kNative) {
-    next_.batch.outbox.push_back(store::OutboxItem{
-        store::OutboxKind::kStatus, change.at_ms,
+    next_.batch.outbox.push_back(model::OutboxItem{
+        model::OutboxKind::kStatus, change.at_ms,
         uplink::EncodeStatusItem(change.device_id, registry::StateName(change.to), change.at_ms)});
   }
 }
@@ -806,7 +806,7 @@ void Gateway::Impl::ApplyStateChange(const registry::Change& change) {
 void Gateway::Impl::AddTransitions() {
   for (auto& t : transitions_) {
     (t.raised ? n_.alerts_raised : n_.alerts_cleared)++;
-    next_.batch.alerts.push_back(store::AlertRow{t.alert_id, t.rule, t.device_id, t.metric,
+    next_.batch.alerts.push_back(model::AlertRow{t.alert_id, t.rule, t.device_id, t.metric,
                                                  t.severity, t.message, t.value, t.threshold,
                                                  t.raised_ms, t.raised ? 0 : t.at_ms});
   }
@@ -815,7 +815,7 @@ void Gateway::Impl::AddTransitions() {
 
 namespace {
 // {"temperature":22.5,"motion":true}. Metric names never need escaping (libs/proto checks them).
-std::string MetricsJson(const std::vector<store::MetricValue>& metrics) {
+std::string MetricsJson(const std::vector<model::MetricValue>& metrics) {
   std::string out = "{";
   for (const auto& m : metrics) {
     if (out.size() > 1) out += ',';
@@ -920,7 +920,7 @@ void Gateway::Impl::StorageFull(const Status& error) {
   if (storage_full_) return;
   ++storage_full_events_;
   ++n_.alerts_raised;
-  storage_full_ = store::AlertRow{
+  storage_full_ = model::AlertRow{
       "storage_full:" + config_.gateway_id,
       "storage_full",
       config_.gateway_id,
@@ -938,7 +938,7 @@ void Gateway::Impl::StorageFull(const Status& error) {
 }
 
 void Gateway::Impl::StorageRecovered() {
-  store::AlertRow clear = *storage_full_;
+  model::AlertRow clear = *storage_full_;
   storage_full_.reset();
   ++n_.alerts_cleared;
   clear.cleared_ms = clock_.wall_ms();
@@ -948,7 +948,7 @@ void Gateway::Impl::StorageRecovered() {
   ScheduleSubmit();
 }
 
-void Gateway::Impl::PublishAlert(const store::AlertRow& a) {
+void Gateway::Impl::PublishAlert(const model::AlertRow& a) {
   bool raised = a.cleared_ms == 0;
   std::int64_t at = raised ? a.raised_ms : a.cleared_ms;
   json j = {{"timestamp", Seconds(at)},
@@ -983,7 +983,7 @@ void Gateway::Impl::CheckUplinkAlert(std::int64_t now_ms) {
   const uplink::UplinkStatus u = uplink_->status();
   const bool raised = !u.alert.empty();
   if (raised == (uplink_alert_raised_ms_ != 0)) return;
-  store::AlertRow a{"cloud_uplink",
+  model::AlertRow a{"cloud_uplink",
                     "cloud_uplink",
                     "",
                     "",
@@ -1081,7 +1081,7 @@ json Gateway::Impl::StatusJson(bool periodic) {
 }
 
 json Gateway::Impl::CloudJson() {
-  const store::OutboxStats ob = writer_ ? writer_->LatestStats().outbox : store_stats_.outbox;
+  const model::OutboxStats ob = writer_ ? writer_->LatestStats().outbox : store_stats_.outbox;
   const std::int64_t now = clock_.wall_ms();
   uplink::UplinkStatus u = uplink_ ? uplink_->status() : uplink::UplinkStatus{};
   json j = {
@@ -1162,7 +1162,7 @@ void Gateway::Impl::HandleCommand(const mqtt::Message& m) {
       Reply(cmd, true, "accepted; no cloud.api_endpoint is configured");
     } else {
       uplink_->SyncNow();
-      const store::OutboxStats ob = writer_->LatestStats().outbox;
+      const model::OutboxStats ob = writer_->LatestStats().outbox;
       Reply(cmd, true,
             "draining now: " + std::to_string(ob.readings + ob.alerts + ob.statuses) +
                 " items queued");

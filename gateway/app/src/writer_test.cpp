@@ -18,8 +18,8 @@ namespace {
 
 using testing::TmpfsMount;
 
-store::ReadingRow Reading(std::uint64_t seq) {
-  return store::ReadingRow{"d1",
+model::ReadingRow Reading(std::uint64_t seq) {
+  return model::ReadingRow{"d1",
                            true,
                            1,
                            seq,

@@ -25,7 +25,7 @@ class OutboxTest : public ::testing::Test {
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
-  Options Opts(int64_t quota = 0, WhenFull policy = WhenFull::kDropOldest) const {
+  Options Opts(int64_t quota = 0, model::WhenFull policy = model::WhenFull::kDropOldest) const {
     Options o;
     o.path = (dir_ / "gateway.db").string();
     o.synchronous = Synchronous::kOff;
@@ -43,21 +43,21 @@ class OutboxTest : public ::testing::Test {
 };
 
 // Bodies of exactly 10 bytes make the byte accounting easy to check.
-OutboxItem Item(OutboxKind kind, int n, int64_t t = kT0) {
+model::OutboxItem Item(model::OutboxKind kind, int n, int64_t t = kT0) {
   std::string body = "{\"n\":" + std::to_string(n);
   body.resize(9, ' ');
   body += '}';
-  return OutboxItem{kind, t, body};
+  return model::OutboxItem{kind, t, body};
 }
 
 TEST_F(OutboxTest, QueuesInTheWriteTransactionAndPeeksUrgentFirst) {
   auto s = Open(Opts());
-  Batch b;
-  b.outbox = {Item(OutboxKind::kReading, 1), Item(OutboxKind::kReading, 2),
-              Item(OutboxKind::kAlert, 3), Item(OutboxKind::kReading, 4),
-              Item(OutboxKind::kStatus, 5)};
+  model::WriteSet b;
+  b.outbox = {Item(model::OutboxKind::kReading, 1), Item(model::OutboxKind::kReading, 2),
+              Item(model::OutboxKind::kAlert, 3), Item(model::OutboxKind::kReading, 4),
+              Item(model::OutboxKind::kStatus, 5)};
   ASSERT_TRUE(s->Write(b).ok());
-  OutboxStats st = s->stats().outbox;
+  model::OutboxStats st = s->stats().outbox;
   EXPECT_EQ(st.readings, 3);
   EXPECT_EQ(st.alerts, 1);
   EXPECT_EQ(st.statuses, 1);
@@ -79,8 +79,8 @@ TEST_F(OutboxTest, DisabledOutboxQueuesNothing) {
   Options o = Opts();
   o.outbox.enabled = false;
   auto s = Open(o);
-  Batch b;
-  b.outbox = {Item(OutboxKind::kReading, 1)};
+  model::WriteSet b;
+  b.outbox = {Item(model::OutboxKind::kReading, 1)};
   ASSERT_TRUE(s->Write(b).ok());
   EXPECT_EQ(s->stats().outbox.readings, 0);
 }
@@ -88,16 +88,16 @@ TEST_F(OutboxTest, DisabledOutboxQueuesNothing) {
 TEST_F(OutboxTest, InFlightBatchSurvivesReopenAndFinishCounts) {
   {
     auto s = Open(Opts());
-    Batch b;
-    for (int i = 0; i < 4; ++i) b.outbox.push_back(Item(OutboxKind::kReading, i, kT0 + i));
+    model::WriteSet b;
+    for (int i = 0; i < 4; ++i) b.outbox.push_back(Item(model::OutboxKind::kReading, i, kT0 + i));
     ASSERT_TRUE(s->Write(b).ok());
     auto peek = s->PeekOutbox(3, 1 << 20);
     ASSERT_TRUE(peek.ok());
-    OutboxBatch batch{"gw:abc:1", 1, kT0, 3, 0, 0, "{\"readings\":[1,2,3]}"};
+    model::OutboxBatch batch{"gw:abc:1", 1, kT0, 3, 0, 0, "{\"readings\":[1,2,3]}"};
     ASSERT_TRUE(s->CommitOutboxBatch(batch, *peek).ok());
     // A second batch while one is in flight is refused.
     EXPECT_EQ(s->CommitOutboxBatch(batch, {}).code(), Code::kFailedPrecondition);
-    OutboxStats st = s->stats().outbox;
+    model::OutboxStats st = s->stats().outbox;
     EXPECT_EQ(st.readings, 4);  // 1 queued + 3 in flight
     EXPECT_EQ(st.bytes, 10 + static_cast<int64_t>(batch.body.size()));
     EXPECT_EQ(st.in_flight_key, "gw:abc:1");
@@ -112,7 +112,7 @@ TEST_F(OutboxTest, InFlightBatchSurvivesReopenAndFinishCounts) {
   EXPECT_EQ((*inflight)->readings, 3);
   EXPECT_EQ(s->FinishOutboxBatch("other", true).code(), Code::kNotFound);
   ASSERT_TRUE(s->FinishOutboxBatch("gw:abc:1", true).ok());
-  OutboxStats st = s->stats().outbox;
+  model::OutboxStats st = s->stats().outbox;
   EXPECT_EQ(st.readings, 1);
   EXPECT_EQ(st.bytes, 10);
   EXPECT_EQ(st.sent_batches, 1);
@@ -124,13 +124,13 @@ TEST_F(OutboxTest, InFlightBatchSurvivesReopenAndFinishCounts) {
 
 TEST_F(OutboxTest, DeadLetterCountsItems) {
   auto s = Open(Opts());
-  Batch b;
-  b.outbox = {Item(OutboxKind::kReading, 1), Item(OutboxKind::kAlert, 2)};
+  model::WriteSet b;
+  b.outbox = {Item(model::OutboxKind::kReading, 1), Item(model::OutboxKind::kAlert, 2)};
   ASSERT_TRUE(s->Write(b).ok());
   auto peek = s->PeekOutbox(10, 1 << 20);
-  ASSERT_TRUE(s->CommitOutboxBatch(OutboxBatch{"k", 1, kT0, 1, 1, 0, "x"}, *peek).ok());
+  ASSERT_TRUE(s->CommitOutboxBatch(model::OutboxBatch{"k", 1, kT0, 1, 1, 0, "x"}, *peek).ok());
   ASSERT_TRUE(s->FinishOutboxBatch("k", false).ok());
-  OutboxStats st = s->stats().outbox;
+  model::OutboxStats st = s->stats().outbox;
   EXPECT_EQ(st.dead_letter, 2);
   EXPECT_EQ(st.sent_items, 0);
   EXPECT_EQ(st.bytes, 0);
@@ -141,14 +141,14 @@ TEST_F(OutboxTest, DropOldestKeepsUnderQuotaAndCountsEveryDrop) {
   auto s = Open(Opts(/*quota=*/100));
   int64_t written = 0;
   for (int round = 0; round < 7; ++round) {
-    Batch b;
-    for (int i = 0; i < 3; ++i) b.outbox.push_back(Item(OutboxKind::kReading, round * 3 + i));
-    if (round == 1) b.outbox.push_back(Item(OutboxKind::kAlert, 99));
+    model::WriteSet b;
+    for (int i = 0; i < 3; ++i) b.outbox.push_back(Item(model::OutboxKind::kReading, round * 3 + i));
+    if (round == 1) b.outbox.push_back(Item(model::OutboxKind::kAlert, 99));
     written += static_cast<int64_t>(b.outbox.size());
     ASSERT_TRUE(s->Write(b).ok());
     EXPECT_LE(s->stats().outbox.bytes, 100);
   }
-  OutboxStats st = s->stats().outbox;
+  model::OutboxStats st = s->stats().outbox;
   EXPECT_EQ(st.bytes, 100);
   EXPECT_EQ(st.readings + st.alerts, 10);
   EXPECT_EQ(st.alerts, 1);  // readings go first
@@ -167,11 +167,11 @@ TEST_F(OutboxTest, DropOldestKeepsUnderQuotaAndCountsEveryDrop) {
 }
 
 TEST_F(OutboxTest, RejectNewRefusesWhatDoesNotFitAndCounts) {
-  auto s = Open(Opts(/*quota=*/35, WhenFull::kRejectNew));
-  Batch b;
-  for (int i = 0; i < 5; ++i) b.outbox.push_back(Item(OutboxKind::kReading, i));
+  auto s = Open(Opts(/*quota=*/35, model::WhenFull::kRejectNew));
+  model::WriteSet b;
+  for (int i = 0; i < 5; ++i) b.outbox.push_back(Item(model::OutboxKind::kReading, i));
   ASSERT_TRUE(s->Write(b).ok());
-  OutboxStats st = s->stats().outbox;
+  model::OutboxStats st = s->stats().outbox;
   EXPECT_EQ(st.readings, 3);
   EXPECT_EQ(st.bytes, 30);
   EXPECT_EQ(st.dropped_quota_rejected, 2);
@@ -182,8 +182,8 @@ TEST_F(OutboxTest, RejectNewRefusesWhatDoesNotFitAndCounts) {
 
 TEST_F(OutboxTest, AnItemLargerThanTheQuotaIsRejectedUnderDropOldest) {
   auto s = Open(Opts(/*quota=*/5));
-  Batch b;
-  b.outbox = {Item(OutboxKind::kReading, 1)};
+  model::WriteSet b;
+  b.outbox = {Item(model::OutboxKind::kReading, 1)};
   ASSERT_TRUE(s->Write(b).ok());
   EXPECT_EQ(s->stats().outbox.dropped_quota_rejected, 1);
   EXPECT_EQ(s->stats().outbox.bytes, 0);
@@ -193,14 +193,14 @@ TEST_F(OutboxTest, ExpiryDropsOldItemsAndCountsThem) {
   Options o = Opts();
   o.outbox.expire_after_ms = 60'000;
   auto s = Open(o);
-  Batch b;
-  b.outbox = {Item(OutboxKind::kReading, 1, kT0), Item(OutboxKind::kReading, 2, kT0 + 1000),
-              Item(OutboxKind::kReading, 3, kT0 + 120'000)};
+  model::WriteSet b;
+  b.outbox = {Item(model::OutboxKind::kReading, 1, kT0), Item(model::OutboxKind::kReading, 2, kT0 + 1000),
+              Item(model::OutboxKind::kReading, 3, kT0 + 120'000)};
   ASSERT_TRUE(s->Write(b).ok());
   ASSERT_TRUE(s->RunMaintenance(kT0 + 30'000, 1000).ok());
   EXPECT_EQ(s->stats().outbox.expired, 0);
   ASSERT_TRUE(s->RunMaintenance(kT0 + 61'500, 1000).ok());
-  OutboxStats st = s->stats().outbox;
+  model::OutboxStats st = s->stats().outbox;
   EXPECT_EQ(st.expired, 2);
   EXPECT_EQ(st.readings, 1);
   EXPECT_EQ(st.bytes, 10);
@@ -209,13 +209,13 @@ TEST_F(OutboxTest, ExpiryDropsOldItemsAndCountsThem) {
 
 TEST_F(OutboxTest, CommitOfItemsThatAreNotTheHeadChangesNothing) {
   auto s = Open(Opts());
-  Batch b;
-  b.outbox = {Item(OutboxKind::kReading, 1)};
+  model::WriteSet b;
+  b.outbox = {Item(model::OutboxKind::kReading, 1)};
   ASSERT_TRUE(s->Write(b).ok());
   auto peek = s->PeekOutbox(10, 1 << 20);
-  std::vector<OutboxEntry> wrong = *peek;
-  wrong.push_back(OutboxEntry{999, OutboxKind::kReading, kT0, "{}"});
-  Status st = s->CommitOutboxBatch(OutboxBatch{"k", 1, kT0, 2, 0, 0, "x"}, wrong);
+  std::vector<model::OutboxEntry> wrong = *peek;
+  wrong.push_back(model::OutboxEntry{999, model::OutboxKind::kReading, kT0, "{}"});
+  Status st = s->CommitOutboxBatch(model::OutboxBatch{"k", 1, kT0, 2, 0, 0, "x"}, wrong);
   EXPECT_EQ(st.code(), Code::kFailedPrecondition);
   EXPECT_EQ(s->stats().outbox.readings, 1);
   EXPECT_EQ(s->stats().outbox.bytes, 10);

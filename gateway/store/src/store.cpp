@@ -18,20 +18,6 @@
 
 namespace outpost::gateway::store {
 
-bool Batch::empty() const {
-  return readings.empty() && devices.empty() && alerts.empty() && quarantine.empty() &&
-         outbox.empty() && removed_devices.empty();
-}
-
-void Batch::clear() {
-  outbox.clear();
-  readings.clear();
-  devices.clear();
-  removed_devices.clear();
-  alerts.clear();
-  quarantine.clear();
-}
-
 namespace {
 
 using Stmt = sqlite::Statement;
@@ -253,9 +239,9 @@ struct Store::Impl {
   bool need_reload = false;
 
   // Outbox mirrors (queue only; the in-flight batch separately). Reloaded after a failure.
-  OutboxStats ob;               // counters; readings/alerts/statuses/bytes of the queue only
+  model::OutboxStats ob;               // counters; readings/alerts/statuses/bytes of the queue only
   int64_t queue_oldest_ms = 0;  // 0 = queue empty
-  std::optional<OutboxBatch> in_flight;
+  std::optional<model::OutboxBatch> in_flight;
   bool outbox_dirty = false;
 
   std::string buf;  // reused encoding buffer
@@ -379,31 +365,31 @@ struct Store::Impl {
     return Run(update_state, "update state");
   }
 
-  Status WriteInTx(const Batch& batch);
+  Status WriteInTx(const model::WriteSet& batch);
   // Outbox helpers (inside a transaction unless noted).
   Status LoadOutbox();  // outside a transaction
   Status SaveOutbox();
   Status RefreshOutboxOldest();
-  Status EnqueueOutbox(const std::vector<OutboxItem>& items);
+  Status EnqueueOutbox(const std::vector<model::OutboxItem>& items);
   Status DropOldest(int64_t excess);
   Status ExpireOutbox(int64_t now_ms, size_t budget);
   int64_t InFlightBytes() const {
     return in_flight ? static_cast<int64_t>(in_flight->body.size()) : 0;
   }
-  void CountKind(OutboxKind kind, int64_t delta) {
+  void CountKind(model::OutboxKind kind, int64_t delta) {
     switch (kind) {
-      case OutboxKind::kReading:
+      case model::OutboxKind::kReading:
         ob.readings += delta;
         break;
-      case OutboxKind::kAlert:
+      case model::OutboxKind::kAlert:
         ob.alerts += delta;
         break;
-      case OutboxKind::kStatus:
+      case model::OutboxKind::kStatus:
         ob.statuses += delta;
         break;
     }
   }
-  Status InsertReading(const ReadingRow& r);
+  Status InsertReading(const model::ReadingRow& r);
   Status RetainByAge(int64_t now_ms, size_t budget);
   Status RetainBySize(size_t budget);
   Status Compact(size_t budget);
@@ -686,11 +672,11 @@ Result<std::unique_ptr<Store>> Store::Open(const Options& options) {
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
 
-Status Store::Impl::InsertReading(const ReadingRow& r) {
+Status Store::Impl::InsertReading(const model::ReadingRow& r) {
   Result<int64_t> dkey = DeviceKey(r.device_id);
   if (!dkey.ok()) return dkey.status();
   buf.clear();
-  for (const MetricValue& m : r.metrics) {
+  for (const model::MetricValue& m : r.metrics) {
     Result<int64_t> mkey = MetricKey(m.name);
     if (!mkey.ok()) return mkey.status();
     codec::AppendMetric(&buf, *mkey, m.is_bool, m.value);
@@ -721,8 +707,8 @@ Status Store::Impl::InsertReading(const ReadingRow& r) {
   return Status::Ok();
 }
 
-Status Store::Impl::WriteInTx(const Batch& batch) {
-  for (const ReadingRow& r : batch.readings) OUTPOST_RETURN_IF_ERROR(InsertReading(r));
+Status Store::Impl::WriteInTx(const model::WriteSet& batch) {
+  for (const model::ReadingRow& r : batch.readings) OUTPOST_RETURN_IF_ERROR(InsertReading(r));
 
   // Removals first: a device evicted and heard again in the same batch keeps its new row.
   for (const std::string& id : batch.removed_devices) {
@@ -737,7 +723,7 @@ Status Store::Impl::WriteInTx(const Batch& batch) {
     }
   }
 
-  for (const DeviceRow& d : batch.devices) {
+  for (const model::DeviceRow& d : batch.devices) {
     Result<int64_t> key = DeviceKey(d.device_id);
     if (!key.ok()) return key.status();
     sqlite3_stmt* s = upsert_device.get();
@@ -761,7 +747,7 @@ Status Store::Impl::WriteInTx(const Batch& batch) {
     }
   }
 
-  for (const AlertRow& a : batch.alerts) {
+  for (const model::AlertRow& a : batch.alerts) {
     sqlite3_stmt* s = upsert_alert.get();
     OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 1, a.alert_id));
     OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 2, a.raised_ms));
@@ -783,7 +769,7 @@ Status Store::Impl::WriteInTx(const Batch& batch) {
                             ? batch.quarantine.size() - opt.quarantine_max_rows
                             : 0;
     for (size_t i = skip; i < batch.quarantine.size(); ++i) {
-      const QuarantineRow& q = batch.quarantine[i];
+      const model::QuarantineRow& q = batch.quarantine[i];
       sqlite3_stmt* s = ins_quarantine.get();
       OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 1, q.received_ms));
       OUTPOST_RETURN_IF_ERROR(sqlite::BindText(s, 2, q.topic));
@@ -809,7 +795,7 @@ Status Store::Impl::WriteInTx(const Batch& batch) {
   return Status::Ok();
 }
 
-Status Store::Write(const Batch& batch) {
+Status Store::Write(const model::WriteSet& batch) {
   Impl& m = *impl_;
   if (m.need_reload) OUTPOST_RETURN_IF_ERROR(m.Reload());
   if (batch.empty()) return Status::Ok();
@@ -893,7 +879,7 @@ Result<std::vector<Point>> Store::QuerySeries(std::string_view device_id, std::s
   return out;
 }
 
-Result<std::vector<DeviceRow>> Store::LoadDevices() {
+Result<std::vector<model::DeviceRow>> Store::LoadDevices() {
   Impl& m = *impl_;
   Stmt s;
   OUTPOST_RETURN_IF_ERROR(m.Prepare(
@@ -901,11 +887,11 @@ Result<std::vector<DeviceRow>> Store::LoadDevices() {
       "SELECT k.device_id, d.first_seen_ms, d.last_seen_ms, d.status, d.status_changed_ms, "
       "d.last_reading_json, d.firmware, d.boot, d.last_seq, d.readings, d.duplicates, d.seq_gaps "
       "FROM devices d JOIN device_keys k ON k.device_key = d.device_key ORDER BY k.device_id"));
-  std::vector<DeviceRow> out;
+  std::vector<model::DeviceRow> out;
   int rc;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
     sqlite3_stmt* r = s.get();
-    DeviceRow d;
+    model::DeviceRow d;
     d.device_id = sqlite::ColumnText(r, 0);
     d.first_seen_ms = sqlite3_column_int64(r, 1);
     d.last_seen_ms = sqlite3_column_int64(r, 2);
@@ -929,8 +915,8 @@ const char kAlertColumns[] =
     "SELECT alert_id, rule, device_id, metric, severity, message, value, threshold, raised_ms, "
     "cleared_ms FROM alerts ";
 
-AlertRow ReadAlert(sqlite3_stmt* r) {
-  AlertRow a;
+model::AlertRow ReadAlert(sqlite3_stmt* r) {
+  model::AlertRow a;
   a.alert_id = sqlite::ColumnText(r, 0);
   a.rule = sqlite::ColumnText(r, 1);
   a.device_id = sqlite::ColumnText(r, 2);
@@ -945,42 +931,42 @@ AlertRow ReadAlert(sqlite3_stmt* r) {
 }
 }  // namespace
 
-Result<std::vector<AlertRow>> Store::LoadActiveAlerts() {
+Result<std::vector<model::AlertRow>> Store::LoadActiveAlerts() {
   Impl& m = *impl_;
   Stmt s;
   OUTPOST_RETURN_IF_ERROR(m.Prepare(
       &s, (std::string(kAlertColumns) + "WHERE cleared_ms = 0 ORDER BY raised_ms").c_str()));
-  std::vector<AlertRow> out;
+  std::vector<model::AlertRow> out;
   int rc;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) out.push_back(ReadAlert(s.get()));
   if (rc != SQLITE_DONE) return m.Err(rc, "load active alerts");
   return out;
 }
 
-Result<std::vector<AlertRow>> Store::ListAlerts(size_t limit) {
+Result<std::vector<model::AlertRow>> Store::ListAlerts(size_t limit) {
   Impl& m = *impl_;
   Stmt s;
   OUTPOST_RETURN_IF_ERROR(
       m.Prepare(&s, (std::string(kAlertColumns) + "ORDER BY raised_ms DESC LIMIT ?1").c_str()));
   OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s.get(), 1, sqlite::ClampLimit(limit)));
-  std::vector<AlertRow> out;
+  std::vector<model::AlertRow> out;
   int rc;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) out.push_back(ReadAlert(s.get()));
   if (rc != SQLITE_DONE) return m.Err(rc, "list alerts");
   return out;
 }
 
-Result<std::vector<QuarantineRow>> Store::ListQuarantine(size_t limit) {
+Result<std::vector<model::QuarantineRow>> Store::ListQuarantine(size_t limit) {
   Impl& m = *impl_;
   Stmt s;
   OUTPOST_RETURN_IF_ERROR(m.Prepare(&s,
                                     "SELECT received_ms, topic, reason, detail, payload FROM "
                                     "quarantine ORDER BY id DESC LIMIT ?1"));
   OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s.get(), 1, sqlite::ClampLimit(limit)));
-  std::vector<QuarantineRow> out;
+  std::vector<model::QuarantineRow> out;
   int rc;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
-    QuarantineRow q;
+    model::QuarantineRow q;
     q.received_ms = sqlite3_column_int64(s.get(), 0);
     q.topic = sqlite::ColumnText(s.get(), 1);
     q.reason = sqlite::ColumnText(s.get(), 2);
@@ -992,7 +978,7 @@ Result<std::vector<QuarantineRow>> Store::ListQuarantine(size_t limit) {
   return out;
 }
 
-Result<std::vector<RecentIdentity>> Store::LoadRecentIdentities(size_t max_rows) {
+Result<std::vector<model::RecentIdentity>> Store::LoadRecentIdentities(size_t max_rows) {
   Impl& m = *impl_;
   if (m.need_reload) OUTPOST_RETURN_IF_ERROR(m.Reload());
   struct Item {
@@ -1001,7 +987,7 @@ Result<std::vector<RecentIdentity>> Store::LoadRecentIdentities(size_t max_rows)
     codec::BlockIdentity ident;
   };
   std::vector<Item> items;
-  if (max_rows == 0) return std::vector<RecentIdentity>();
+  if (max_rows == 0) return std::vector<model::RecentIdentity>();
   {
     Stmt s;
     OUTPOST_RETURN_IF_ERROR(m.Prepare(
@@ -1045,10 +1031,10 @@ Result<std::vector<RecentIdentity>> Store::LoadRecentIdentities(size_t max_rows)
   }
   std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.id > b.id; });
   if (items.size() > max_rows) items.resize(max_rows);
-  std::vector<RecentIdentity> out;
+  std::vector<model::RecentIdentity> out;
   out.reserve(items.size());
   for (auto it = items.rbegin(); it != items.rend(); ++it) {
-    RecentIdentity r;
+    model::RecentIdentity r;
     if (it->device_key < 1 || it->device_key > static_cast<int64_t>(m.device_ids.size())) {
       return Status(Code::kDataLoss, "store " + m.opt.path + ": reading with unknown device");
     }
@@ -1316,7 +1302,7 @@ Stats Store::stats() const {
 // ---- outbox ----
 
 namespace {
-int Prio(OutboxKind k) { return k == OutboxKind::kReading ? 1 : 0; }
+int Prio(model::OutboxKind k) { return k == model::OutboxKind::kReading ? 1 : 0; }
 }  // namespace
 
 Status Store::Impl::LoadOutbox() {
@@ -1329,7 +1315,7 @@ Status Store::Impl::LoadOutbox() {
     const int rc = sqlite3_step(s.get());
     if (rc != SQLITE_ROW) return Err(rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, "load outbox state");
     auto col = [&](int i) { return static_cast<int64_t>(sqlite3_column_int64(s.get(), i)); };
-    ob = OutboxStats{};
+    ob = model::OutboxStats{};
     ob.readings = col(0);
     ob.alerts = col(1);
     ob.statuses = col(2);
@@ -1359,7 +1345,7 @@ Status Store::Impl::LoadOutbox() {
                                     "body FROM outbox_batch WHERE id = 1"));
     const int rc = sqlite3_step(s.get());
     if (rc == SQLITE_ROW) {
-      OutboxBatch b;
+      model::OutboxBatch b;
       b.key = sqlite::ColumnText(s.get(), 0);
       b.seq = sqlite3_column_int64(s.get(), 1);
       b.created_ms = sqlite3_column_int64(s.get(), 2);
@@ -1411,11 +1397,11 @@ Status Store::Impl::RefreshOutboxOldest() {
   return Status::Ok();
 }
 
-Status Store::Impl::EnqueueOutbox(const std::vector<OutboxItem>& items) {
+Status Store::Impl::EnqueueOutbox(const std::vector<model::OutboxItem>& items) {
   const int64_t quota = opt.outbox.quota_bytes;
-  const bool reject_new = opt.outbox.when_full == WhenFull::kRejectNew;
+  const bool reject_new = opt.outbox.when_full == model::WhenFull::kRejectNew;
   bool inserted = false;
-  for (const OutboxItem& item : items) {
+  for (const model::OutboxItem& item : items) {
     const auto size = static_cast<int64_t>(item.body.size());
     // An item that can never fit (larger than what the in-flight batch leaves of the quota) is
     // refused under either policy: dropping everything else would not make room.
@@ -1489,7 +1475,7 @@ Status Store::Impl::ExpireOutbox(int64_t now_ms, size_t budget) {
   OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 2, sqlite::ClampLimit(budget)));
   int rc;
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    CountKind(static_cast<OutboxKind>(sqlite3_column_int(s, 0)), -1);
+    CountKind(static_cast<model::OutboxKind>(sqlite3_column_int(s, 0)), -1);
     ob.bytes -= sqlite3_column_int64(s, 1);
     ++ob.expired;
   }
@@ -1499,17 +1485,17 @@ Status Store::Impl::ExpireOutbox(int64_t now_ms, size_t budget) {
   return RefreshOutboxOldest();
 }
 
-Result<std::optional<OutboxBatch>> Store::InFlightOutboxBatch() {
+Result<std::optional<model::OutboxBatch>> Store::InFlightOutboxBatch() {
   Impl& m = *impl_;
   if (m.need_reload) OUTPOST_RETURN_IF_ERROR(m.Reload());
   return m.in_flight;
 }
 
-Result<std::vector<OutboxEntry>> Store::PeekOutbox(size_t max_items, int64_t max_bytes,
+Result<std::vector<model::OutboxEntry>> Store::PeekOutbox(size_t max_items, int64_t max_bytes,
                                                    double reading_share) {
   Impl& m = *impl_;
   if (m.need_reload) OUTPOST_RETURN_IF_ERROR(m.Reload());
-  std::vector<OutboxEntry> out;
+  std::vector<model::OutboxEntry> out;
   int64_t bytes = 0;
   bool full = false;
   // What urgent items may take when readings wait (the rest is kept for readings).
@@ -1536,8 +1522,8 @@ Result<std::vector<OutboxEntry>> Store::PeekOutbox(size_t max_items, int64_t max
         break;
       }
       bytes += size;
-      out.push_back(OutboxEntry{sqlite3_column_int64(s, 0),
-                                static_cast<OutboxKind>(sqlite3_column_int(s, 1)),
+      out.push_back(model::OutboxEntry{sqlite3_column_int64(s, 0),
+                                static_cast<model::OutboxKind>(sqlite3_column_int(s, 1)),
                                 sqlite3_column_int64(s, 2), sqlite::ColumnText(s, 3)});
     }
     sqlite3_reset(s);
@@ -1546,7 +1532,7 @@ Result<std::vector<OutboxEntry>> Store::PeekOutbox(size_t max_items, int64_t max
   return out;
 }
 
-Status Store::CommitOutboxBatch(const OutboxBatch& batch, const std::vector<OutboxEntry>& items) {
+Status Store::CommitOutboxBatch(const model::OutboxBatch& batch, const std::vector<model::OutboxEntry>& items) {
   Impl& m = *impl_;
   if (m.need_reload) OUTPOST_RETURN_IF_ERROR(m.Reload());
   if (m.in_flight) {
@@ -1557,7 +1543,7 @@ Status Store::CommitOutboxBatch(const OutboxBatch& batch, const std::vector<Outb
   // is "every item of that priority up to its last id": one range delete each, checked by
   // the number of rows it removed.
   int64_t last_id[2] = {-1, -1}, count[2] = {0, 0}, bytes = 0, by_kind[3] = {0, 0, 0};
-  for (const OutboxEntry& e : items) {
+  for (const model::OutboxEntry& e : items) {
     const int p = Prio(e.kind);
     last_id[p] = std::max(last_id[p], e.id);
     ++count[p];
@@ -1620,7 +1606,7 @@ Status Store::FinishOutboxBatch(const std::string& key, bool delivered,
     const int64_t take = std::min(std::max<int64_t>(n, 0), items - n_dead);
     if (take <= 0) continue;
     const bool known = m.ob.dead_letter_reasons.count(reason) > 0 || dead.count(reason) > 0;
-    const bool room = m.ob.dead_letter_reasons.size() + dead.size() < kMaxDeadLetterReasons;
+    const bool room = m.ob.dead_letter_reasons.size() + dead.size() < model::kMaxDeadLetterReasons;
     dead[known || room ? reason : "other"] += take;
     n_dead += take;
   }

@@ -152,8 +152,8 @@ class StoreTest : public ::testing::Test {
   fs::path dir_;
 };
 
-ReadingRow Reading(const std::string& device, int64_t ts, uint64_t seq, double temp) {
-  ReadingRow r;
+model::ReadingRow Reading(const std::string& device, int64_t ts, uint64_t seq, double temp) {
+  model::ReadingRow r;
   r.device_id = device;
   r.has_seq = true;
   r.boot = 7;
@@ -175,7 +175,7 @@ std::string Dev(int i) { return "dev-" + std::to_string(i); }
 // start + i * step_ms, in batches of `batch`; temperature = device * 1000 + i, seq = i.
 void Fill(Store& s, int devices, int n, int64_t start, int64_t step_ms, size_t batch = 500,
           int first = 0) {
-  Batch b;
+  model::WriteSet b;
   for (int i = first; i < first + n; ++i) {
     for (int d = 0; d < devices; ++d) {
       b.readings.push_back(
@@ -264,7 +264,7 @@ TEST_F(StoreTest, OutOfOrderAndWideSpansQueryCorrectly) {
   for (int i = 0; i < 500; ++i) ts.push_back(kT0 + i * (kDay / 50));
   std::mt19937 rng(1);
   std::shuffle(ts.begin(), ts.end(), rng);
-  Batch b;
+  model::WriteSet b;
   for (size_t i = 0; i < ts.size(); ++i) {
     b.readings.push_back(Reading("d", ts[i], i, static_cast<double>((ts[i] - kT0) / 1000)));
     if (b.readings.size() == 100) {
@@ -299,9 +299,9 @@ TEST_F(StoreTest, MetricsAreOpenEndedAndSparse) {
   o.hot_max_rows = 1;
   auto s = OpenOk(o);
   ASSERT_TRUE(s);
-  Batch b;
+  model::WriteSet b;
   for (int i = 0; i < 10; ++i) {
-    ReadingRow r = Reading("x", kT0 + i, static_cast<uint64_t>(i), i);
+    model::ReadingRow r = Reading("x", kT0 + i, static_cast<uint64_t>(i), i);
     r.metrics.clear();
     if (i % 2) r.metrics.push_back({"co2_ppm", 400.0 + i, false});
     if (i == 3) r.metrics.push_back({"door_open", 1, true});
@@ -325,11 +325,11 @@ TEST_F(StoreTest, MetricsAreOpenEndedAndSparse) {
 TEST_F(StoreTest, DevicesUpsertReplacesTheWholeRowAndLoad) {
   auto s = OpenOk(Opts());
   ASSERT_TRUE(s);
-  DeviceRow d{"esp32-a", kT0, kT0 + 5, "online", kT0, R"({"temperature":21})",
+  model::DeviceRow d{"esp32-a", kT0, kT0 + 5, "online", kT0, R"({"temperature":21})",
               "1.2.0",   3,   41,      42,       1,   2};
-  Batch b;
+  model::WriteSet b;
   b.devices.push_back(d);
-  b.devices.push_back(DeviceRow{"esp32-b", kT0, kT0, "sleeping", kT0, "{}", "", 0, 0, 0, 0, 0});
+  b.devices.push_back(model::DeviceRow{"esp32-b", kT0, kT0, "sleeping", kT0, "{}", "", 0, 0, 0, 0, 0});
   ASSERT_TRUE(s->Write(b).ok());
   d.status = "offline";
   d.last_seq = 99;
@@ -345,7 +345,7 @@ TEST_F(StoreTest, DevicesUpsertReplacesTheWholeRowAndLoad) {
   auto devices = s->LoadDevices();
   ASSERT_TRUE(devices.ok());
   ASSERT_EQ(devices->size(), 2u);
-  const DeviceRow& a = (*devices)[0];
+  const model::DeviceRow& a = (*devices)[0];
   EXPECT_EQ(a.device_id, "esp32-a");
   EXPECT_EQ(a.status, "offline");
   EXPECT_EQ(a.last_seq, 99u);
@@ -362,9 +362,9 @@ TEST_F(StoreTest, DevicesUpsertReplacesTheWholeRowAndLoad) {
 TEST_F(StoreTest, RemovedDevicesLoseTheirRowButKeepTheirReadings) {
   auto s = OpenOk(Opts());
   ASSERT_TRUE(s);
-  Batch b;
+  model::WriteSet b;
   for (const char* id : {"gone", "back", "stays"}) {
-    b.devices.push_back(DeviceRow{id, kT0, kT0, "online", kT0, "{}", "", 0, 0, 1, 0, 0});
+    b.devices.push_back(model::DeviceRow{id, kT0, kT0, "online", kT0, "{}", "", 0, 0, 1, 0, 0});
     b.readings.push_back(Reading(id, kT0, 1, 1));
   }
   ASSERT_TRUE(s->Write(b).ok());
@@ -372,7 +372,7 @@ TEST_F(StoreTest, RemovedDevicesLoseTheirRowButKeepTheirReadings) {
   b.clear();
   b.removed_devices = {"gone", "back", "never_seen"};
   b.devices.push_back(
-      DeviceRow{"back", kT0 + 9, kT0 + 9, "online", kT0 + 9, "{}", "", 0, 0, 0, 0, 0});
+      model::DeviceRow{"back", kT0 + 9, kT0 + 9, "online", kT0 + 9, "{}", "", 0, 0, 0, 0, 0});
   EXPECT_FALSE(b.empty());
   ASSERT_TRUE(s->Write(b).ok());
   EXPECT_EQ(s->stats().devices, 2);
@@ -394,11 +394,11 @@ TEST_F(StoreTest, RemovedDevicesLoseTheirRowButKeepTheirReadings) {
 TEST_F(StoreTest, AlertsRaiseClearAndLoadActive) {
   auto s = OpenOk(Opts());
   ASSERT_TRUE(s);
-  AlertRow hot{"high_temp:a", "high_temp", "a", "temperature", "critical",
+  model::AlertRow hot{"high_temp:a", "high_temp", "a", "temperature", "critical",
                "too hot",     41.5,        40,  kT0,           0};
-  AlertRow low{"low_batt:b", "low_batt",   "b", "battery", "warning",
+  model::AlertRow low{"low_batt:b", "low_batt",   "b", "battery", "warning",
                "low",        std::nan(""), 3.3, kT0 + 1,   0};
-  Batch b;
+  model::WriteSet b;
   b.alerts = {hot, low};
   ASSERT_TRUE(s->Write(b).ok());
   auto active = s->LoadActiveAlerts();
@@ -407,7 +407,7 @@ TEST_F(StoreTest, AlertsRaiseClearAndLoadActive) {
   EXPECT_TRUE(std::isnan((*active)[1].value));  // NaN survives (SQLite would store NULL)
 
   hot.cleared_ms = kT0 + 100;
-  AlertRow again = hot;  // the same rule fires again later: a new row
+  model::AlertRow again = hot;  // the same rule fires again later: a new row
   again.raised_ms = kT0 + 200;
   again.cleared_ms = 0;
   b.alerts = {hot, again};
@@ -434,7 +434,7 @@ TEST_F(StoreTest, AlertHistoryIsBoundedButActiveAlertsStay) {
   o.alert_history_max_rows = 5;
   auto s = OpenOk(o);
   ASSERT_TRUE(s);
-  Batch b;
+  model::WriteSet b;
   for (int i = 0; i < 20; ++i) {
     b.alerts.push_back({"r:" + std::to_string(i), "r", "d", "m", "warning", "", 1, 2, kT0 + i,
                         i == 0 ? 0 : kT0 + i + 1});
@@ -453,7 +453,7 @@ TEST_F(StoreTest, QuarantineIsBoundedAndTruncated) {
   o.quarantine_max_payload_bytes = 8;
   auto s = OpenOk(o);
   ASSERT_TRUE(s);
-  Batch b;
+  model::WriteSet b;
   for (int i = 0; i < 5; ++i) {
     b.quarantine.push_back({kT0 + i, "sensors/x/data", "bad_json", "at byte 3",
                             std::string("\x00\xff{\"a\":123456789", 17)});
@@ -499,7 +499,7 @@ TEST_F(StoreTest, RecentIdentitiesSurviveReopenWhetherCompactedOrNot) {
     ASSERT_EQ(ids->size(), n) << want;
     for (size_t k = 0; k < n; ++k) {
       const size_t arrival = 400 - n + k;  // oldest first
-      const RecentIdentity& id = (*ids)[k];
+      const model::RecentIdentity& id = (*ids)[k];
       EXPECT_EQ(id.device_id, Dev(static_cast<int>(arrival % 4))) << want << " " << k;
       EXPECT_TRUE(id.has_seq);
       EXPECT_EQ(id.boot, 7u);
@@ -616,8 +616,8 @@ TEST_F(StoreTest, MigratesVersion1ToCurrentKeepingData) {
     auto s = OpenOk(o);
     ASSERT_TRUE(s);
     Fill(*s, 2, 3, kT0, 1000);
-    Batch b;
-    b.devices.push_back(DeviceRow{"dev1", kT0, kT0, "online", kT0, "{}", "", 0, 0, 3, 0, 0});
+    model::WriteSet b;
+    b.devices.push_back(model::DeviceRow{"dev1", kT0, kT0, "online", kT0, "{}", "", 0, 0, 3, 0, 0});
     ASSERT_TRUE(s->Write(b).ok());
   }
   sqlite3* db = nullptr;
@@ -777,7 +777,7 @@ TEST_F(FaultTest, FailedWriteRollsBackEverythingAndTheStoreRecovers) {
     auto s = OpenOk(o);
     ASSERT_TRUE(s);
     Fill(*s, 2, 10, kT0, 1000);
-    Batch b;
+    model::WriteSet b;
     b.readings.push_back(Reading("new-device", kT0, 1, 1));
     b.readings.push_back(Reading(Dev(0), kT0 + 10'000, 10, 10));
     b.devices.push_back({"new-device", kT0, kT0, "online", kT0, "{}", "", 0, 0, 0, 0, 0});
@@ -818,7 +818,7 @@ TEST_F(FaultTest, FullDiskIsResourceExhaustedAndTheStoreRecovers) {
   auto s = OpenOk(o);
   ASSERT_TRUE(s);
   Fill(*s, 2, 10, kT0, 1000);
-  Batch b;
+  model::WriteSet b;
   b.readings.push_back(Reading(Dev(0), kT0 + 10'000, 10, 10));
   g_disk_full = true;
   Status st = s->Write(b);
@@ -839,7 +839,7 @@ TEST_F(FaultTest, FailedFsyncIsDataLossAndNeverPartial) {
     auto s = OpenOk(o);
     ASSERT_TRUE(s);
     Fill(*s, 2, 10, kT0, 1000);
-    Batch b;
+    model::WriteSet b;
     for (int i = 0; i < 50; ++i) b.readings.push_back(Reading("x", kT0 + i, i, i));
     g_fail_syncs = true;
     Status st = s->Write(b);

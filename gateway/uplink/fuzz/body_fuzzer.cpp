@@ -17,9 +17,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view in(reinterpret_cast<const char*>(data), size);
   auto ra = uplink::ParseRetryAfterMs(in, 1'764'201'600'000);
   if (ra && *ra < 0) std::abort();
-  std::vector<store::OutboxEntry> items;
-  items.push_back(store::OutboxEntry{1, store::OutboxKind::kReading, 0, std::string(in)});
-  items.push_back(store::OutboxEntry{2, store::OutboxKind::kAlert, 0, std::string(in)});
+  std::vector<model::OutboxEntry> items;
+  items.push_back(model::OutboxEntry{1, model::OutboxKind::kReading, 0, std::string(in)});
+  items.push_back(model::OutboxEntry{2, model::OutboxKind::kAlert, 0, std::string(in)});
   for (auto p : {uplink::Protocol::kSeed, uplink::Protocol::kNative}) {
     auto body = uplink::BuildBody(p, "gw\"1", items);
     if (body.ok() && p == uplink::Protocol::kSeed) {

@@ -4,7 +4,7 @@ namespace outpost::gateway::uplink {
 
 namespace batch = proto::batch;
 
-std::string EncodeReadingItem(const store::ReadingRow& r) {
+std::string EncodeReadingItem(const model::ReadingRow& r) {
   std::vector<batch::Metric> metrics;
   metrics.reserve(r.metrics.size());
   for (const auto& m : r.metrics) metrics.push_back(batch::Metric{m.name, m.value, m.is_bool});
@@ -12,7 +12,7 @@ std::string EncodeReadingItem(const store::ReadingRow& r) {
                               metrics);
 }
 
-std::string EncodeAlertItem(const store::AlertRow& a, std::string_view gateway_id) {
+std::string EncodeAlertItem(const model::AlertRow& a, std::string_view gateway_id) {
   return batch::EncodeAlert(gateway_id, a.alert_id, a.device_id, a.rule, a.message, a.value,
                             a.raised_ms, a.cleared_ms);
 }
@@ -23,7 +23,7 @@ std::string EncodeStatusItem(std::string_view device_id, std::string_view status
 }
 
 Result<Body> BuildBody(Protocol protocol, std::string_view gateway_id,
-                       const std::vector<store::OutboxEntry>& items, std::size_t max_body_bytes) {
+                       const std::vector<model::OutboxEntry>& items, std::size_t max_body_bytes) {
   std::vector<batch::Item> in;
   in.reserve(items.size());
   for (const auto& e : items) {

@@ -10,8 +10,8 @@ namespace {
 
 using nlohmann::json;
 
-store::ReadingRow Reading() {
-  store::ReadingRow r;
+model::ReadingRow Reading() {
+  model::ReadingRow r;
   r.device_id = "esp32_001";
   r.has_seq = true;
   r.boot = 3;
@@ -37,7 +37,7 @@ TEST(UplinkCodec, ReadingItemIsTheNativeShape) {
 }
 
 TEST(UplinkCodec, ReadingWithoutSeqAndOddValues) {
-  store::ReadingRow r = Reading();
+  model::ReadingRow r = Reading();
   r.has_seq = false;
   r.ts_from_device = false;
   r.device_id = "a\"b\\c\n";
@@ -52,9 +52,9 @@ TEST(UplinkCodec, ReadingWithoutSeqAndOddValues) {
 }
 
 TEST(UplinkCodec, SeedBodyFlattensReadingsExactlyAsTheContractSays) {
-  std::vector<store::OutboxEntry> items = {
-      {1, store::OutboxKind::kReading, 0, EncodeReadingItem(Reading())},
-      {2, store::OutboxKind::kAlert, 0, "{\"id\":\"x\"}"},
+  std::vector<model::OutboxEntry> items = {
+      {1, model::OutboxKind::kReading, 0, EncodeReadingItem(Reading())},
+      {2, model::OutboxKind::kAlert, 0, "{\"id\":\"x\"}"},
   };
   auto b = BuildBody(Protocol::kSeed, "gw1", items);
   ASSERT_TRUE(b.ok()) << b.status().ToString();
@@ -67,10 +67,10 @@ TEST(UplinkCodec, SeedBodyFlattensReadingsExactlyAsTheContractSays) {
 }
 
 TEST(UplinkCodec, SeedSkipsMetricsNamedLikeReservedKeysAndCountsThem) {
-  store::ReadingRow r = Reading();
+  model::ReadingRow r = Reading();
   r.metrics = {{"timestamp", 5, false}, {"id", 1, false}, {"t", 2, false}};
   auto b = BuildBody(Protocol::kSeed, "gw1",
-                     {{1, store::OutboxKind::kReading, 0, EncodeReadingItem(r)}});
+                     {{1, model::OutboxKind::kReading, 0, EncodeReadingItem(r)}});
   ASSERT_TRUE(b.ok());
   json j = json::parse(b->json);
   EXPECT_DOUBLE_EQ(j["readings"][0]["timestamp"].get<double>(), 1764201600.123);
@@ -80,7 +80,7 @@ TEST(UplinkCodec, SeedSkipsMetricsNamedLikeReservedKeysAndCountsThem) {
 }
 
 TEST(UplinkCodec, NativeBodyGroupsItemsByKindKeepingOrder) {
-  store::AlertRow a{"temperature_max:n1",
+  model::AlertRow a{"temperature_max:n1",
                     "temperature_max",
                     "n1",
                     "temperature",
@@ -90,14 +90,14 @@ TEST(UplinkCodec, NativeBodyGroupsItemsByKindKeepingOrder) {
                     35,
                     1764201600123,
                     0};
-  std::vector<store::OutboxEntry> items = {
-      {1, store::OutboxKind::kAlert, 0, EncodeAlertItem(a, "gw1")},
-      {2, store::OutboxKind::kStatus, 0, EncodeStatusItem("n1", "online", 1764201600000)},
-      {3, store::OutboxKind::kReading, 0, EncodeReadingItem(Reading())},
+  std::vector<model::OutboxEntry> items = {
+      {1, model::OutboxKind::kAlert, 0, EncodeAlertItem(a, "gw1")},
+      {2, model::OutboxKind::kStatus, 0, EncodeStatusItem("n1", "online", 1764201600000)},
+      {3, model::OutboxKind::kReading, 0, EncodeReadingItem(Reading())},
   };
-  store::ReadingRow r2 = Reading();
+  model::ReadingRow r2 = Reading();
   r2.seq = 18;
-  items.push_back({4, store::OutboxKind::kReading, 0, EncodeReadingItem(r2)});
+  items.push_back({4, model::OutboxKind::kReading, 0, EncodeReadingItem(r2)});
   auto b = BuildBody(Protocol::kNative, "gw1", items);
   ASSERT_TRUE(b.ok());
   json j = json::parse(b->json);
@@ -119,11 +119,11 @@ TEST(UplinkCodec, NativeBodyGroupsItemsByKindKeepingOrder) {
 }
 
 TEST(UplinkCodec, CorruptItemIsDataLossNamingIt) {
-  auto b = BuildBody(Protocol::kSeed, "gw1", {{42, store::OutboxKind::kReading, 0, "{nope"}});
+  auto b = BuildBody(Protocol::kSeed, "gw1", {{42, model::OutboxKind::kReading, 0, "{nope"}});
   ASSERT_FALSE(b.ok());
   EXPECT_EQ(b.status().code(), Code::kDataLoss);
   EXPECT_NE(b.status().message().find("outbox item 42"), std::string::npos);
-  auto n = BuildBody(Protocol::kNative, "gw1", {{7, store::OutboxKind::kReading, 0, ""}});
+  auto n = BuildBody(Protocol::kNative, "gw1", {{7, model::OutboxKind::kReading, 0, ""}});
   EXPECT_EQ(n.status().code(), Code::kDataLoss);
 }
 

@@ -16,7 +16,7 @@ Result<TakeResult> TakeBatch(store::Store& store, const Options& options, bool f
     out.batch = std::move(**inflight);
     return out;
   }
-  const store::OutboxStats st = store.stats().outbox;
+  const model::OutboxStats st = store.stats().outbox;
   const std::int64_t queued = st.readings + st.alerts + st.statuses;
   if (queued == 0) return out;
   const bool full = queued >= static_cast<std::int64_t>(options.batch_max_items) ||
@@ -37,7 +37,7 @@ Result<TakeResult> TakeBatch(store::Store& store, const Options& options, bool f
   // The body limit may leave the tail out (a seed body is larger than its items): those stay
   // queued. The used items are a prefix, so still the head of each priority.
   items->resize(body->items_used);
-  store::OutboxBatch b;
+  model::OutboxBatch b;
   b.seq = st.next_batch_seq;
   b.key = MakeIdempotencyKey(options.gateway_id, options.boot_id, b.seq);
   b.created_ms = items->front().created_ms;
@@ -108,7 +108,7 @@ std::int64_t Uplink::Step() {
 
   // Cheap check first: nothing queued, or a linger still running, needs no store round trip.
   const store::Stats latest = outbox_.LatestStats();
-  const store::OutboxStats& ob = latest.outbox;
+  const model::OutboxStats& ob = latest.outbox;
   const std::int64_t queued = ob.readings + ob.alerts + ob.statuses;
   if (queued == 0) return options_.idle_poll_ms;
   if (!flush && ob.in_flight_key.empty() &&
@@ -134,7 +134,7 @@ std::int64_t Uplink::Step() {
     if (taken.due_ms == 0) return options_.idle_poll_ms;
     return std::clamp<std::int64_t>(taken.due_ms - now, 1, options_.idle_poll_ms);
   }
-  const store::OutboxBatch& batch = *taken.batch;
+  const model::OutboxBatch& batch = *taken.batch;
   {
     std::lock_guard<std::mutex> lock(mu_);
     status_.in_flight_key = batch.key;

@@ -92,9 +92,9 @@ class UplinkTest : public ::testing::Test {
     sender_ = std::make_unique<ScriptedSender>(*store_);
   }
   void Queue(const std::string& device, int from, int n) {
-    store::Batch b;
+    model::WriteSet b;
     for (int i = from; i < from + n; ++i) {
-      store::ReadingRow r{device,
+      model::ReadingRow r{device,
                           true,
                           1,
                           static_cast<std::uint64_t>(i),
@@ -104,7 +104,7 @@ class UplinkTest : public ::testing::Test {
                           true,
                           clock_.wall_ms(),
                           {{"t", double(i), false}}};
-      b.outbox.push_back({store::OutboxKind::kReading, clock_.wall_ms(), EncodeReadingItem(r)});
+      b.outbox.push_back({model::OutboxKind::kReading, clock_.wall_ms(), EncodeReadingItem(r)});
     }
     ASSERT_TRUE(store_->Write(b).ok());
   }
@@ -324,9 +324,9 @@ TEST_F(UplinkTest, alerts_cannot_starve_readings) {
   opt_.protocol = Protocol::kNative;
   opt_.batch_max_items = 4;
   Queue("n1", 1, 2);
-  store::Batch b;
+  model::WriteSet b;
   for (int i = 0; i < 10; ++i) {
-    b.outbox.push_back({store::OutboxKind::kStatus, clock_.wall_ms(),
+    b.outbox.push_back({model::OutboxKind::kStatus, clock_.wall_ms(),
                         EncodeStatusItem("n1", i % 2 ? "online" : "offline", clock_.wall_ms())});
   }
   ASSERT_TRUE(store_->Write(b).ok());
@@ -400,8 +400,8 @@ TEST_F(UplinkTest, ARestartResendsThePersistedBatchWithItsKey) {
 TEST_F(UplinkTest, NativeProtocolSendsAlertsFirst) {
   opt_.protocol = Protocol::kNative;
   Queue("n1", 1, 2);
-  store::Batch b;
-  b.outbox.push_back({store::OutboxKind::kStatus, clock_.wall_ms(),
+  model::WriteSet b;
+  b.outbox.push_back({model::OutboxKind::kStatus, clock_.wall_ms(),
                       EncodeStatusItem("n1", "offline", clock_.wall_ms())});
   ASSERT_TRUE(store_->Write(b).ok());
   Uplink u = Make();

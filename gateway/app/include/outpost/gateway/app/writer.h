@@ -40,7 +40,7 @@ struct AckToken {
 };
 
 struct Pending {
-  store::Batch batch;
+  model::WriteSet batch;
   std::vector<AckToken> acks;             // in arrival order
   std::vector<std::int64_t> received_ms;  // per reading, for receive->commit latency
 

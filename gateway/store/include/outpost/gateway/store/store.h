@@ -1,6 +1,6 @@
 // Store is the gateway's durable SQLite store: readings, the device registry, alerts, the
 // quarantine of rejected messages and the cloud outbox (docs/formats/outbox.md). It is an
-// adapter: it takes plain structs (outbox items arrive pre-encoded) and knows nothing of MQTT
+// adapter: it takes the plain structs of gateway/model (outbox items arrive pre-encoded) and knows nothing of MQTT
 // or JSON.
 //
 // Layout (docs/formats/store.md): readings are appended in arrival order to a "hot" table with
@@ -32,63 +32,18 @@
 #include <vector>
 
 #include "outpost/base/status.h"
+#include "outpost/gateway/model/outbox.h"
+#include "outpost/gateway/model/rows.h"
+#include "outpost/gateway/model/write_set.h"
 
 namespace outpost::gateway::store {
 
-// The outbox: the durable queue of items (readings, alerts, device statuses) waiting for the
-// cloud uplink, written in the same transaction as the data it carries. Format and accounting:
-// docs/formats/outbox.md; design: docs/adr/0002-outbox-in-the-store.md.
-enum class OutboxKind : uint8_t { kReading = 0, kAlert = 1, kStatus = 2 };
-enum class WhenFull : uint8_t { kDropOldest, kRejectNew };
-
+// The outbox (docs/formats/outbox.md), written in the same transaction as the data it carries.
 struct OutboxOptions {
-  bool enabled = false;               // false: Batch::outbox is ignored (nothing is queued)
+  bool enabled = false;               // false: WriteSet::outbox is ignored (nothing is queued)
   int64_t quota_bytes = 256ll << 20;  // items + the in-flight batch body, exact bytes
-  WhenFull when_full = WhenFull::kDropOldest;
+  model::WhenFull when_full = model::WhenFull::kDropOldest;
   int64_t expire_after_ms = 0;  // 0 = never; else RunMaintenance drops older items
-};
-
-// One queued item: a pre-encoded compact JSON object (docs/formats/outbox.md).
-struct OutboxItem {
-  OutboxKind kind;
-  int64_t created_ms;  // wall time it was queued (for age and expiry)
-  std::string body;
-};
-
-struct OutboxEntry {
-  int64_t id;  // outbox order
-  OutboxKind kind;
-  int64_t created_ms;
-  std::string body;
-};
-
-// A batch taken out of the outbox: persisted (with its idempotency key and exact body) before
-// its first send, deleted after the cloud accepted it or refused it for good.
-struct OutboxBatch {
-  std::string key;
-  int64_t seq = 0;  // the outbox's batch sequence number (part of the key)
-  int64_t created_ms = 0;
-  int64_t readings = 0, alerts = 0, statuses = 0;
-  std::string body;
-};
-
-inline constexpr size_t kMaxDeadLetterReasons = 32;
-
-struct OutboxStats {
-  int64_t readings = 0, alerts = 0, statuses = 0;  // queued, in-flight batch included
-  int64_t bytes = 0;                               // exact bytes counted against the quota
-  int64_t oldest_created_ms = 0;                   // 0 = empty
-  int64_t dropped_quota_oldest = 0;                // items, persisted counters from here on
-  int64_t dropped_quota_rejected = 0;
-  int64_t expired = 0;
-  int64_t dead_letter = 0;  // items the cloud refused for good (whole batches or single items)
-  // dead_letter by reason (the cloud's per-item reason, "too_large", "http_400"...), persisted;
-  // at most kMaxDeadLetterReasons distinct reasons, the rest under "other".
-  std::map<std::string, int64_t> dead_letter_reasons;
-  int64_t sent_batches = 0;
-  int64_t sent_items = 0;
-  int64_t next_batch_seq = 1;
-  std::string in_flight_key;  // empty = no batch in flight
 };
 
 // SQLite's `PRAGMA synchronous`, in WAL mode. kFull: a commit is on disk when Write() returns
@@ -120,90 +75,9 @@ struct Options {
   OutboxOptions outbox;
 };
 
-struct MetricValue {
-  std::string name;
-  double value;  // for booleans 0 or 1
-  bool is_bool;
-};
-
-struct ReadingRow {
-  std::string device_id;
-  bool has_seq;
-  uint32_t boot;
-  uint64_t seq;
-  bool has_device_ts;
-  int64_t device_ts_raw;  // the device's timestamp as sent (may be uptime)
-  int64_t ts_ms;          // the reading's time, ms since the Unix epoch
-  bool ts_from_device;    // false: ts_ms is the gateway's receive time
-  int64_t received_ms;
-  std::vector<MetricValue> metrics;
-};
-
-struct DeviceRow {
-  std::string device_id;
-  int64_t first_seen_ms;
-  int64_t last_seen_ms;
-  std::string status;
-  int64_t status_changed_ms;
-  std::string last_reading_json;
-  std::string firmware;
-  uint32_t boot;
-  uint64_t last_seq;
-  uint64_t readings;
-  uint64_t duplicates;
-  uint64_t seq_gaps;
-};
-
-struct AlertRow {
-  std::string alert_id;  // stable key: rule + ":" + device
-  std::string rule;
-  std::string device_id;
-  std::string metric;
-  std::string severity;
-  std::string message;
-  double value;
-  double threshold;
-  int64_t raised_ms;
-  int64_t cleared_ms;  // 0 = active
-};
-
-struct QuarantineRow {
-  int64_t received_ms;
-  std::string topic;
-  std::string reason;
-  std::string detail;
-  std::string payload;  // raw bytes, truncated to Options::quarantine_max_payload_bytes
-};
-
-// Everything one Write() applies, in ONE transaction.
-struct Batch {
-  std::vector<ReadingRow> readings;
-  std::vector<DeviceRow> devices;  // upserts (full row replaces)
-  // Device rows deleted (evicted from the registry), before the upserts; readings stay.
-  std::vector<std::string> removed_devices;
-  std::vector<AlertRow> alerts;  // upsert by alert_id+raised_ms: a raise inserts, a clear
-                                 // sets cleared_ms (and the other mutable fields)
-  std::vector<QuarantineRow> quarantine;
-  // Queued for the cloud in the same transaction (when Options::outbox.enabled). The quota is
-  // enforced here: drop_oldest deletes the oldest items (readings before alerts and statuses),
-  // reject_new skips items that do not fit; both counted exactly.
-  std::vector<OutboxItem> outbox;
-  bool empty() const;
-  void clear();
-};
-
 struct Point {
   int64_t ts_ms;
   double value;
-};
-
-struct RecentIdentity {
-  std::string device_id;
-  bool has_seq;
-  uint32_t boot;
-  uint64_t seq;
-  bool has_device_ts;
-  int64_t device_ts_raw;
 };
 
 struct Stats {
@@ -213,7 +87,7 @@ struct Stats {
   int64_t db_bytes;         // bytes of used pages (the file keeps its high-water size)
   int64_t deleted_by_age;   // readings deleted by retention_ms, since the file was created
   int64_t deleted_by_size;  // readings deleted by max_bytes, since the file was created
-  OutboxStats outbox;
+  model::OutboxStats outbox;
 };
 
 class Store {
@@ -231,19 +105,19 @@ class Store {
   // is stored (ROLLBACK) and the error is kResourceExhausted (disk full: retry after space is
   // freed), kUnavailable (retry may help) or kDataLoss (fsync or corruption). After OK the
   // batch is durable per Options::synchronous.
-  Status Write(const Batch& batch);
+  Status Write(const model::WriteSet& batch);
 
   // Points of one metric of one device with from_ms <= ts < to_ms, ts ascending, at most
   // `limit` (the earliest). Unknown device or metric: empty. Booleans read as 0/1.
   Result<std::vector<Point>> QuerySeries(std::string_view device_id, std::string_view metric,
                                          int64_t from_ms, int64_t to_ms, size_t limit);
-  Result<std::vector<DeviceRow>> LoadDevices();
-  Result<std::vector<AlertRow>> LoadActiveAlerts();
-  Result<std::vector<AlertRow>> ListAlerts(size_t limit);           // newest raised first
-  Result<std::vector<QuarantineRow>> ListQuarantine(size_t limit);  // newest first
+  Result<std::vector<model::DeviceRow>> LoadDevices();
+  Result<std::vector<model::AlertRow>> LoadActiveAlerts();
+  Result<std::vector<model::AlertRow>> ListAlerts(size_t limit);           // newest raised first
+  Result<std::vector<model::QuarantineRow>> ListQuarantine(size_t limit);  // newest first
   // Identities of the `max_rows` most recently stored readings, compacted or not, oldest first
   // (arrival order), to rebuild de-duplication state on restart.
-  Result<std::vector<RecentIdentity>> LoadRecentIdentities(size_t max_rows);
+  Result<std::vector<model::RecentIdentity>> LoadRecentIdentities(size_t max_rows);
 
   // Bounded background work, each step in its own transaction: retention by age, then by size,
   // then compaction of the oldest hot rows into blocks. Touches at most ~max_rows_per_call
@@ -253,18 +127,18 @@ class Store {
 
   // Outbox (docs/formats/outbox.md). The uplink calls these through the store's owner thread.
   // The in-flight batch, if one was persisted and not finished yet (e.g. before a crash).
-  Result<std::optional<OutboxBatch>> InFlightOutboxBatch();
+  Result<std::optional<model::OutboxBatch>> InFlightOutboxBatch();
   // Up to `max_items` items whose bodies sum to at most `max_bytes` (at least one item when
   // any is queued), alerts and statuses first, then readings, each in outbox order. When
   // readings are queued, alerts and statuses take at most (1 - reading_share) of the items and
   // of the bytes (at least one item), so a flood of them cannot starve readings.
-  Result<std::vector<OutboxEntry>> PeekOutbox(size_t max_items, int64_t max_bytes,
+  Result<std::vector<model::OutboxEntry>> PeekOutbox(size_t max_items, int64_t max_bytes,
                                               double reading_share = 0);
   // One transaction: stores `batch` (key, body, counts) as the in-flight batch and deletes
   // `items` (exactly what PeekOutbox just returned: the first items of each priority) from the
   // queue. kFailedPrecondition when a batch is already in flight or the items are not the head
   // of the queue (nothing changes then).
-  Status CommitOutboxBatch(const OutboxBatch& batch, const std::vector<OutboxEntry>& items);
+  Status CommitOutboxBatch(const model::OutboxBatch& batch, const std::vector<model::OutboxEntry>& items);
   // Deletes the in-flight batch `key`: delivered (counted as sent, except the items in
   // `dead_letters`, which the cloud refused one by one: reason -> items) or refused for good
   // (every item a dead letter, under the reasons given, else "refused"). kNotFound when it is

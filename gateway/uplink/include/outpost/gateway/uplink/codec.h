@@ -24,9 +24,9 @@ using proto::batch::ProtocolName;
 using proto::batch::ProtocolPath;
 
 // The native reading item (proto::batch::EncodeReading).
-std::string EncodeReadingItem(const store::ReadingRow& r);
+std::string EncodeReadingItem(const model::ReadingRow& r);
 // The alert item; its id names the raise (a clear gets ":cleared") (proto::batch::EncodeAlert).
-std::string EncodeAlertItem(const store::AlertRow& a, std::string_view gateway_id);
+std::string EncodeAlertItem(const model::AlertRow& a, std::string_view gateway_id);
 // {"device_id":"n1","status":"online","ts_ms":1764201600123}
 std::string EncodeStatusItem(std::string_view device_id, std::string_view status,
                              std::int64_t ts_ms);
@@ -34,7 +34,7 @@ std::string EncodeStatusItem(std::string_view device_id, std::string_view status
 // proto::batch::BuildBody over outbox entries: uses a prefix of `items` (body->items_used) that
 // keeps the body within max_body_bytes. kDataLoss naming the item for a corrupt row.
 Result<Body> BuildBody(Protocol protocol, std::string_view gateway_id,
-                       const std::vector<store::OutboxEntry>& items,
+                       const std::vector<model::OutboxEntry>& items,
                        std::size_t max_body_bytes = SIZE_MAX);
 
 }  // namespace outpost::gateway::uplink

@@ -88,7 +88,7 @@ struct UplinkStatus {
 
 // Forms (or returns the persisted) batch, on the store's thread. Exposed for tests.
 struct TakeResult {
-  std::optional<store::OutboxBatch> batch;
+  std::optional<model::OutboxBatch> batch;
   std::int64_t due_ms = 0;  // when nothing is ready: wall ms at which the linger expires (0 =
                             // nothing queued)
   std::int64_t left_out = 0, reserved_metrics = 0;

@@ -1,0 +1,77 @@
+// Plain row types of the gateway: what the ingest pipeline produces and the store persists
+// (docs/formats/store.md). No behaviour and no dependencies, so the pipeline, the uplink's
+// codec and the store share them without any of them seeing the others.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace outpost::gateway::model {
+
+struct MetricValue {
+  std::string name;
+  double value;  // for booleans 0 or 1
+  bool is_bool;
+};
+
+struct ReadingRow {
+  std::string device_id;
+  bool has_seq;
+  uint32_t boot;
+  uint64_t seq;
+  bool has_device_ts;
+  int64_t device_ts_raw;  // the device's timestamp as sent (may be uptime)
+  int64_t ts_ms;          // the reading's time, ms since the Unix epoch
+  bool ts_from_device;    // false: ts_ms is the gateway's receive time
+  int64_t received_ms;
+  std::vector<MetricValue> metrics;
+};
+
+struct DeviceRow {
+  std::string device_id;
+  int64_t first_seen_ms;
+  int64_t last_seen_ms;
+  std::string status;
+  int64_t status_changed_ms;
+  std::string last_reading_json;
+  std::string firmware;
+  uint32_t boot;
+  uint64_t last_seq;
+  uint64_t readings;
+  uint64_t duplicates;
+  uint64_t seq_gaps;
+};
+
+struct AlertRow {
+  std::string alert_id;  // stable key: rule + ":" + device
+  std::string rule;
+  std::string device_id;
+  std::string metric;
+  std::string severity;
+  std::string message;
+  double value;
+  double threshold;
+  int64_t raised_ms;
+  int64_t cleared_ms;  // 0 = active
+};
+
+struct QuarantineRow {
+  int64_t received_ms;
+  std::string topic;
+  std::string reason;
+  std::string detail;
+  std::string payload;  // raw bytes, truncated to the store's quarantine_max_payload_bytes
+};
+
+// The de-duplication identity of a stored reading, loaded at start to rebuild the dedupe state.
+struct RecentIdentity {
+  std::string device_id;
+  bool has_seq;
+  uint32_t boot;
+  uint64_t seq;
+  bool has_device_ts;
+  int64_t device_ts_raw;
+};
+
+}  // namespace outpost::gateway::model
