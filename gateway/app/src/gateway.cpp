@@ -15,6 +15,7 @@
 #include <optional>
 #include <random>
 
+#include "options.h"
 #include "outpost/base/clock.h"
 #include "outpost/gateway/app/system_stats.h"
 #include "outpost/gateway/app/writer.h"
@@ -31,6 +32,8 @@
 #include "outpost/proto/reading.h"
 #include "outpost/proto/status.h"
 #include "outpost/proto/topics.h"
+#include "reload.h"
+#include "status_report.h"
 
 #ifndef OUTPOST_VERSION
 #define OUTPOST_VERSION "0.0.0"
@@ -49,25 +52,6 @@ constexpr int kQuarantinePerSecond = 100;  // rejected payloads kept; the rest c
 constexpr std::int64_t kDrainTimeoutMs = 15'000;
 
 double Seconds(std::int64_t ms) { return static_cast<double>(ms) / 1000.0; }
-
-store::Synchronous SyncMode(const std::string& s) {
-  if (s == "normal") return store::Synchronous::kNormal;
-  if (s == "off") return store::Synchronous::kOff;
-  return store::Synchronous::kFull;
-}
-
-registry::Options RegistryOptions(const config::Config& c) {
-  return registry::Options{c.registry.offline_after_s * 1000, c.registry.sleeping_grace_s * 1000,
-                           c.registry.max_devices, c.registry.evict_after_s * 1000};
-}
-
-proto::Limits ParserLimits(const config::Config& c) {
-  proto::Limits l;
-  l.max_payload_bytes = c.ingest.max_payload_bytes;
-  l.max_depth = c.ingest.max_depth;
-  l.max_metrics = c.ingest.max_metrics;
-  return l;
-}
 
 model::DeviceRow ToRow(const registry::Device& d) {
   return model::DeviceRow{d.id,
@@ -100,37 +84,6 @@ registry::Device FromRow(const model::DeviceRow& r) {
   d.seq_gaps = r.seq_gaps;
   return d;
 }
-
-// Latency histogram in 1 ms buckets up to kMaxMs (beyond counts in the last bucket), over one
-// status interval: exact percentiles at millisecond resolution in fixed memory.
-class LatencyHistogram {
- public:
-  void Add(std::int64_t ms) {
-    ++buckets_[static_cast<std::size_t>(std::clamp<std::int64_t>(ms, 0, kMaxMs))];
-    ++count_;
-  }
-  std::uint64_t count() const { return count_; }
-  // The smallest bucket at or below which a fraction p of the samples lie; -1 when empty.
-  std::int64_t Percentile(double p) const {
-    if (count_ == 0) return -1;
-    auto rank = static_cast<std::uint64_t>(std::ceil(p * static_cast<double>(count_)));
-    std::uint64_t seen = 0;
-    for (std::size_t i = 0; i < buckets_.size(); ++i) {
-      seen += buckets_[i];
-      if (seen >= std::max<std::uint64_t>(rank, 1)) return static_cast<std::int64_t>(i);
-    }
-    return kMaxMs;
-  }
-  void Reset() {
-    buckets_.fill(0);
-    count_ = 0;
-  }
-
- private:
-  static constexpr std::int64_t kMaxMs = 10'000;
-  std::array<std::uint32_t, kMaxMs + 1> buckets_{};
-  std::uint64_t count_ = 0;
-};
 
 // The uplink reaches the store through the writer thread that owns it.
 class WriterOutbox final : public uplink::OutboxPort {
@@ -186,7 +139,6 @@ class Gateway::Impl {
   Status StartUplink();
   void StopUplink();
   void QueueForCloud();
-  json CloudJson();
   void StartMqtt();
   void OnMessage(const mqtt::Message& m);
   // A PUBLISH over the MQTT packet limit, skipped by the client: rejected as too large, its head
@@ -284,17 +236,7 @@ class Gateway::Impl {
   std::int64_t quarantine_second_ = 0;
   int quarantine_in_second_ = 0;
 
-  struct Counters {
-    std::uint64_t messages = 0, readings_received = 0, stored = 0, duplicates = 0, seq_gaps = 0,
-                  beyond_window = 0, status_messages = 0, commands = 0, rejected = 0,
-                  quarantined = 0, pauses = 0, commits = 0, store_errors = 0, alerts_raised = 0,
-                  alerts_cleared = 0, alerts_published = 0, publish_errors = 0,
-                  restarts_refused = 0, seq_jumps = 0, boot_conflicts = 0, devices_evicted = 0,
-                  devices_refused = 0;
-    std::map<std::string, std::uint64_t, std::less<>> rejected_by_reason;
-    std::int64_t last_commit_ms = 0;
-    std::string last_store_error;
-  } n_;
+  GatewayCounters n_;
   // Since the last periodic status: gateway receive -> commit, and device timestamp -> commit
   // for readings that carry the device's own clock (publish -> commit when clocks agree).
   LatencyHistogram receive_to_commit_, device_to_commit_;
@@ -312,24 +254,11 @@ Gateway::~Gateway() = default;
 ExitReason Gateway::Run() { return impl_->Run(); }
 
 Status Gateway::Impl::OpenAndRestore() {
-  store::Options so;
-  so.path = config_.storage.path;
-  so.synchronous = SyncMode(config_.storage.synchronous);
-  so.retention_ms = config_.storage.retention_days * 86'400'000LL;
   auto max_bytes = config::EffectiveMaxBytes(config_.storage, &max_bytes_auto_);
   if (!max_bytes.ok()) return max_bytes.status();
   max_bytes_ = *max_bytes;
-  so.max_bytes = max_bytes_;
-  so.cache_bytes = config_.storage.cache_bytes;
-  so.quarantine_max_rows = config_.ingest.quarantine_max_rows;
-  so.quarantine_max_payload_bytes = config_.ingest.quarantine_max_payload_bytes;
-  so.outbox.enabled = config_.cloud.enabled();
-  so.outbox.quota_bytes = config_.cloud.quota_bytes;
-  so.outbox.when_full = config_.cloud.when_full == "reject_new" ? model::WhenFull::kRejectNew
-                                                                : model::WhenFull::kDropOldest;
-  so.outbox.expire_after_ms = config_.cloud.expire_after_s * 1000;
-  protocol_ =
-      config_.cloud.protocol == "native" ? uplink::Protocol::kNative : uplink::Protocol::kSeed;
+  const store::Options so = StoreOptions(config_, max_bytes_);
+  protocol_ = config_.cloud.protocol;
   auto opened = store::Store::Open(so);
   if (!opened.ok()) return opened.status();
   std::unique_ptr<store::Store> store = std::move(opened).value();
@@ -397,26 +326,10 @@ Status Gateway::Impl::StartUplink() {
         "cloud: no token (cloud.api_key, cloud.api_key_file or OUTPOST_CLOUD_API_KEY); "
         "requests go without Authorization");
   }
-  uplink::HttpSenderOptions ho;
-  ho.endpoint = config_.cloud.api_endpoint;
-  ho.token = *token;
-  ho.ca_file = config_.cloud.ca_file;
-  ho.connect_timeout_ms = config_.cloud.connect_timeout_ms;
-  ho.request_timeout_ms = config_.cloud.request_timeout_ms;
-  auto sender = uplink::MakeHttpSender(ho);
+  auto sender = uplink::MakeHttpSender(SenderOptions(config_.cloud, *token));
   if (!sender.ok()) return sender.status();
   sender_ = std::move(sender).value();
-  uplink::Options uo;
-  uo.protocol = protocol_;
-  uo.gateway_id = config_.gateway_id;
-  uo.boot_id = RandomHex(12);
-  uo.batch_max_items = config_.cloud.batch_max_readings;
-  // The batch in flight counts against the quota and is never dropped: keep it to a quarter.
-  uo.batch_max_bytes = std::min(config_.cloud.batch_max_bytes, config_.cloud.quota_bytes / 4);
-  uo.linger_ms = config_.cloud.linger_ms();
-  uo.reading_share = config_.cloud.batch_reading_share;
-  uo.retry.backoff = BackoffPolicy{config_.cloud.retry_base_ms, config_.cloud.retry_cap_ms};
-  uo.jitter_seed = std::random_device{}();
+  const uplink::Options uo = UplinkOptions(config_, RandomHex(12), std::random_device{}());
   outbox_port_ = std::make_unique<WriterOutbox>(*writer_);
   uplink_ = std::make_unique<uplink::Uplink>(uo, *outbox_port_, *sender_, clock_);
   uplink_->Start();
@@ -425,7 +338,7 @@ Status Gateway::Impl::StartUplink() {
       "linger {} ms, quota {} bytes, when full: {})",
       uplink::ProtocolName(protocol_), config_.cloud.api_endpoint, config_.cloud.batch_max_readings,
       config_.cloud.batch_max_bytes, config_.cloud.linger_ms(), config_.cloud.quota_bytes,
-      config_.cloud.when_full);
+      config::WhenFullName(config_.cloud.when_full));
   return Status::Ok();
 }
 
@@ -451,31 +364,7 @@ void Gateway::Impl::QueueForCloud() {
   }
 }
 void Gateway::Impl::StartMqtt() {
-  mqtt::ClientOptions o;
-  o.host = config_.mqtt.host;
-  o.port = config_.mqtt.port;
-  o.tls.enabled = config_.mqtt.tls.enabled;
-  o.tls.ca_file = config_.mqtt.tls.ca_file;
-  o.tls.cert_file = config_.mqtt.tls.cert_file;
-  o.tls.key_file = config_.mqtt.tls.key_file;
-  o.tls.verify_peer = config_.mqtt.tls.verify_peer;
-  o.session.client_id = config_.mqtt.client_id;
-  o.session.clean_session = false;  // the broker queues QoS 1 readings while we are away
-  o.session.keepalive_s = config_.mqtt.keepalive_s;
-  if (!config_.mqtt.username.empty()) o.session.username = config_.mqtt.username;
-  if (!config_.mqtt.password.empty()) o.session.password = config_.mqtt.password;
-  o.session.will = mqtt::Will{GatewayTopic("state"), "offline", 1, true};
-  o.session.max_packet_size = config_.mqtt.max_packet_bytes;
-  // Of a message too large to take, keep what the quarantine keeps of a payload.
-  o.session.oversize_head_bytes =
-      std::min(config_.ingest.quarantine_max_payload_bytes, mqtt::kMaxOversizeHeadBytes);
-  o.backoff = BackoffPolicy{config_.mqtt.reconnect_base_ms, config_.mqtt.reconnect_cap_ms};
-  std::uint8_t q = config_.mqtt.qos;
-  for (const char* filter : {"sensors/data", "sensors/+/data", "devices/status", "devices/+/status",
-                             "gateway/commands"}) {
-    o.subscriptions.push_back(mqtt::Subscription{filter, q});
-  }
-  o.subscriptions.push_back(mqtt::Subscription{GatewayTopic("commands"), q});
+  mqtt::ClientOptions o = MqttOptions(config_);
 
   mqtt::ClientCallbacks cb;
   cb.on_connected = [this](bool session_present) {
@@ -998,134 +887,49 @@ void Gateway::Impl::CheckUplinkAlert(std::int64_t now_ms) {
 }
 
 json Gateway::Impl::StatusJson(bool periodic) {
-  std::int64_t now = clock_.wall_ms();
-  json rejected = json::object();
-  for (const auto& [reason, count] : n_.rejected_by_reason) rejected[reason] = count;
-  json j = {
-      {"gateway_id", config_.gateway_id},
-      {"timestamp", Seconds(now)},
-      {"uptime", Seconds(clock_.steady_ms() - started_mono_ms_)},
-      {"devices_count", registry_.size()},
-      {"local_db_records", store_stats_.readings},
-      {"last_cloud_sync", uplink_ && uplink_->status().last_success_ms
-                              ? json(Seconds(uplink_->status().last_success_ms))
-                              : json(nullptr)},
-      {"memory_usage", MemoryUsagePercent()},
-      {"cpu_usage", cpu_.Sample()},
-      {"version", OUTPOST_VERSION},
-      {"trigger", periodic ? "interval" : "command"},
-      {"rss_bytes", ProcessRssBytes()},
-      {"devices",
-       {{"online", registry_.count(State::kOnline)},
-        {"sleeping", registry_.count(State::kSleeping)},
-        {"offline", registry_.count(State::kOffline)},
-        {"max", config_.registry.max_devices},
-        {"evicted", n_.devices_evicted},
-        {"refused", n_.devices_refused}}},
-      {"ingest",
-       {{"messages", n_.messages},
-        {"received", n_.readings_received},
-        {"stored", n_.stored},
-        {"duplicates", n_.duplicates},
-        {"seq_gaps", n_.seq_gaps},
-        {"beyond_dedupe_window", n_.beyond_window},
-        {"seq_jumps", n_.seq_jumps},
-        {"boot_conflicts", n_.boot_conflicts},
-        {"status_messages", n_.status_messages},
-        {"commands", n_.commands},
-        {"restarts_refused", n_.restarts_refused},
-        {"rejected", n_.rejected},
-        {"rejected_by_reason", rejected},
-        {"quarantined", n_.quarantined},
-        {"queue_depth", next_.batch.readings.size() + inflight_readings_},
-        {"queue_max", config_.storage.queue_max_readings},
-        {"paused", paused_},
-        {"pauses", n_.pauses}}},
-      {"store",
-       {{"commits", n_.commits},
-        {"last_commit", n_.last_commit_ms ? json(Seconds(n_.last_commit_ms)) : json(nullptr)},
-        {"latency_window_s", Seconds(now - latency_since_ms_)},
-        {"commit_latency_ms_p50", receive_to_commit_.Percentile(0.5)},
-        {"commit_latency_ms_p99", receive_to_commit_.Percentile(0.99)},
-        {"commit_latency_samples", receive_to_commit_.count()},
-        {"device_to_commit_ms_p50", device_to_commit_.Percentile(0.5)},
-        {"device_to_commit_ms_p99", device_to_commit_.Percentile(0.99)},
-        {"device_to_commit_samples", device_to_commit_.count()},
-        {"state", storage_full_ ? "full" : "ok"},
-        {"full_since", storage_full_ ? json(Seconds(storage_full_->raised_ms)) : json(nullptr)},
-        {"full_events", storage_full_events_},
-        {"full_attempts", storage_full_attempts_},
-        {"max_bytes", max_bytes_},
-        {"max_bytes_auto", max_bytes_auto_},
-        {"db_bytes", store_stats_.db_bytes},
-        {"deleted_by_age", store_stats_.deleted_by_age},
-        {"deleted_by_size", store_stats_.deleted_by_size},
-        {"quarantine_rows", store_stats_.quarantine},
-        {"errors", n_.store_errors},
-        {"last_error", n_.last_store_error}}},
-      {"alerts",
-       {{"active", rules_.active_count()},
-        {"raised", n_.alerts_raised},
-        {"cleared", n_.alerts_cleared},
-        {"publish_errors", n_.publish_errors}}},
-      {"mqtt",
-       {{"connected", client_->connected()},
-        {"connects", client_->counters().connects},
-        {"connect_failures", client_->counters().connect_failures},
-        {"stale_acks", client_->counters().stale_acks},
-        {"oversize", client_->counters().oversize_in},
-        {"inflight", client_->inflight()}}},
-      {"cloud", CloudJson()},
-  };
-  return j;
-}
-
-json Gateway::Impl::CloudJson() {
-  const model::OutboxStats ob = writer_ ? writer_->LatestStats().outbox : store_stats_.outbox;
-  const std::int64_t now = clock_.wall_ms();
-  uplink::UplinkStatus u = uplink_ ? uplink_->status() : uplink::UplinkStatus{};
-  json j = {
-      {"enabled", config_.cloud.enabled()},
-      {"protocol", uplink::ProtocolName(protocol_)},
-      {"endpoint", config_.cloud.api_endpoint},
-      {"backlog",
-       {{"readings", ob.readings},
-        {"alerts", ob.alerts},
-        {"statuses", ob.statuses},
-        {"bytes", ob.bytes},
-        {"oldest_age_s", ob.oldest_created_ms
-                             ? Seconds(std::max<std::int64_t>(0, now - ob.oldest_created_ms))
-                             : 0.0}}},
-      {"quota_bytes", config_.cloud.quota_bytes},
-      {"when_full", config_.cloud.when_full},
-      {"dropped",
-       {{"quota_oldest", ob.dropped_quota_oldest},
-        {"quota_rejected", ob.dropped_quota_rejected},
-        {"expired", ob.expired},
-        {"dead_letter", ob.dead_letter},
-        {"dead_letter_reasons", ob.dead_letter_reasons},
-        {"left_out_seed", u.left_out}}},
-      {"rejected_items_this_run", u.rejected_items},
-      {"splits_this_run", u.splits},
-      {"alert", u.alert.empty() ? json(nullptr)
-                                : json{{"since_ms", u.alert_since_ms}, {"message", u.alert}}},
-      {"reserved_metrics_skipped", u.reserved_metrics},
-      {"sent",
-       {{"batches", ob.sent_batches},
-        {"readings", ob.sent_items},
-        {"batches_this_run", u.sent_batches},
-        {"items_this_run", u.sent_items},
-        {"replayed", u.replayed}}},
-      {"retries", u.retries},
-      {"attempt", u.attempt},
-      {"next_attempt_ms", u.next_attempt_ms ? json(u.next_attempt_ms) : json(nullptr)},
-      {"last_success_ms", u.last_success_ms ? json(u.last_success_ms) : json(nullptr)},
-      {"last_error", u.last_error.empty()
-                         ? json(nullptr)
-                         : json{{"ts_ms", u.last_error_ms}, {"message", u.last_error}}},
-      {"in_flight_key", ob.in_flight_key.empty() ? json(nullptr) : json(ob.in_flight_key)},
-  };
-  return j;
+  StatusInputs in;
+  in.periodic = periodic;
+  in.gateway_id = config_.gateway_id;
+  in.version = OUTPOST_VERSION;
+  in.now_ms = clock_.wall_ms();
+  in.uptime_ms = clock_.steady_ms() - started_mono_ms_;
+  in.latency_since_ms = latency_since_ms_;
+  in.memory_usage_percent = MemoryUsagePercent();
+  in.cpu_usage_percent = cpu_.Sample();
+  in.rss_bytes = ProcessRssBytes();
+  in.devices = registry_.size();
+  in.online = registry_.count(State::kOnline);
+  in.sleeping = registry_.count(State::kSleeping);
+  in.offline = registry_.count(State::kOffline);
+  in.max_devices = config_.registry.max_devices;
+  in.counters = &n_;
+  in.queue_depth = next_.batch.readings.size() + inflight_readings_;
+  in.queue_max = config_.storage.queue_max_readings;
+  in.paused = paused_;
+  in.receive_to_commit = Summarize(receive_to_commit_);
+  in.device_to_commit = Summarize(device_to_commit_);
+  in.store = store_stats_;
+  if (storage_full_) in.full_since_ms = storage_full_->raised_ms;
+  in.full_events = storage_full_events_;
+  in.full_attempts = storage_full_attempts_;
+  in.max_bytes = max_bytes_;
+  in.max_bytes_auto = max_bytes_auto_;
+  in.active_alerts = rules_.active_count();
+  in.mqtt_connected = client_->connected();
+  const mqtt::ClientCounters& mc = client_->counters();
+  in.mqtt_connects = mc.connects;
+  in.mqtt_connect_failures = mc.connect_failures;
+  in.mqtt_stale_acks = mc.stale_acks;
+  in.mqtt_oversize = mc.oversize_in;
+  in.mqtt_inflight = client_->inflight();
+  in.cloud_enabled = config_.cloud.enabled();
+  in.protocol = protocol_;
+  in.endpoint = config_.cloud.api_endpoint;
+  in.quota_bytes = config_.cloud.quota_bytes;
+  in.when_full = config_.cloud.when_full;
+  in.outbox = writer_ ? writer_->LatestStats().outbox : store_stats_.outbox;
+  if (uplink_) in.uplink = uplink_->status();
+  return StatusReport(in);
 }
 
 void Gateway::Impl::PublishStatus(bool periodic) {
@@ -1193,55 +997,6 @@ void Gateway::Impl::HandleCommand(const mqtt::Message& m) {
   }
 }
 
-namespace {
-// Settings read once at start-up; a reload that changes one reports it (the running value stays).
-std::vector<std::string> RestartOnlyChanges(const config::Config& a, const config::Config& b) {
-  std::vector<std::string> changed;
-  auto check = [&](bool differs, const char* key) {
-    if (differs) changed.emplace_back(key);
-  };
-  const auto &ma = a.mqtt, &mb = b.mqtt;
-  check(ma.host != mb.host || ma.port != mb.port, "mqtt.host/port");
-  check(ma.username != mb.username || ma.password != mb.password, "mqtt.username/password");
-  check(ma.client_id != mb.client_id, "mqtt.client_id");
-  check(ma.keepalive_s != mb.keepalive_s, "mqtt.keepalive_s");
-  check(ma.qos != mb.qos, "mqtt.qos");
-  check(ma.max_packet_bytes != mb.max_packet_bytes, "mqtt.max_packet_bytes");
-  check(ma.reconnect_base_ms != mb.reconnect_base_ms || ma.reconnect_cap_ms != mb.reconnect_cap_ms,
-        "mqtt.reconnect_*");
-  check(ma.tls.enabled != mb.tls.enabled || ma.tls.ca_file != mb.tls.ca_file ||
-            ma.tls.cert_file != mb.tls.cert_file || ma.tls.key_file != mb.tls.key_file ||
-            ma.tls.verify_peer != mb.tls.verify_peer,
-        "mqtt.tls");
-  const auto &sa = a.storage, &sb = b.storage;
-  check(sa.path != sb.path, "storage.path");
-  check(sa.synchronous != sb.synchronous, "storage.synchronous");
-  check(sa.retention_days != sb.retention_days, "storage.retention_days");
-  check(sa.max_bytes != sb.max_bytes, "storage.max_bytes");
-  check(sa.cache_bytes != sb.cache_bytes, "storage.cache_bytes");
-  check(a.ingest.quarantine_max_rows != b.ingest.quarantine_max_rows ||
-            a.ingest.quarantine_max_payload_bytes != b.ingest.quarantine_max_payload_bytes,
-        "ingest.quarantine_*");
-  check(a.ingest.dedupe_window != b.ingest.dedupe_window, "ingest.dedupe_window");
-  check(a.ingest.max_seq_jump != b.ingest.max_seq_jump, "ingest.max_seq_jump");
-  check(a.gateway_id != b.gateway_id, "gateway.id");
-  const auto &ca = a.cloud, &cb = b.cloud;
-  check(ca.api_endpoint != cb.api_endpoint || ca.api_key != cb.api_key ||
-            ca.api_key_file != cb.api_key_file || ca.protocol != cb.protocol ||
-            ca.ca_file != cb.ca_file || ca.sync_interval_s != cb.sync_interval_s ||
-            ca.batch_delay_ms != cb.batch_delay_ms ||
-            ca.batch_max_readings != cb.batch_max_readings ||
-            ca.batch_max_bytes != cb.batch_max_bytes ||
-            ca.batch_reading_share != cb.batch_reading_share || ca.quota_bytes != cb.quota_bytes ||
-            ca.when_full != cb.when_full || ca.expire_after_s != cb.expire_after_s ||
-            ca.connect_timeout_ms != cb.connect_timeout_ms ||
-            ca.request_timeout_ms != cb.request_timeout_ms ||
-            ca.retry_base_ms != cb.retry_base_ms || ca.retry_cap_ms != cb.retry_cap_ms,
-        "cloud.*");
-  return changed;
-}
-}  // namespace
-
 Result<std::string> Gateway::Impl::Reload() {
   if (config_path_.empty()) {
     return FailedPrecondition("nothing to reload: the gateway was started without --config");
@@ -1253,20 +1008,10 @@ Result<std::string> Gateway::Impl::Reload() {
   }
   config::Config next = std::move(loaded).value();
   for (const auto& w : next.warnings) spdlog::warn("{}", w);
-  std::vector<std::string> need_restart = RestartOnlyChanges(config_, next);
-  // Restart-only settings keep their running values.
-  next.mqtt = config_.mqtt;
-  next.storage.path = config_.storage.path;
-  next.storage.synchronous = config_.storage.synchronous;
-  next.storage.retention_days = config_.storage.retention_days;
-  next.storage.max_bytes = config_.storage.max_bytes;
-  next.storage.cache_bytes = config_.storage.cache_bytes;
-  next.ingest.quarantine_max_rows = config_.ingest.quarantine_max_rows;
-  next.ingest.quarantine_max_payload_bytes = config_.ingest.quarantine_max_payload_bytes;
-  next.ingest.dedupe_window = config_.ingest.dedupe_window;
-  next.ingest.max_seq_jump = config_.ingest.max_seq_jump;
-  next.gateway_id = config_.gateway_id;
-  next.cloud = config_.cloud;
+  // Restart-only settings keep their running values (reload.h).
+  ReloadPlan plan = PlanReload(config_, std::move(next));
+  next = std::move(plan.config);
+  const std::vector<std::string>& need_restart = plan.need_restart;
 
   rules_.Reload(config::EffectiveRules(next), next.offline_alerts, clock_.wall_ms(), &transitions_);
   registry_.set_options(RegistryOptions(next));

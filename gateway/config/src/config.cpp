@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -12,11 +13,31 @@
 #include <limits>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "outpost/proto/batch.h"
 
 namespace outpost::gateway::config {
 namespace {
+
+// The one spelling of each enum setting: parsed here, printed by the *Name() functions.
+using proto::batch::Protocol;
+constexpr std::array<std::pair<const char*, Protocol>, 2> kProtocols{
+    {{"seed", Protocol::kSeed}, {"native", Protocol::kNative}}};
+constexpr std::array<std::pair<const char*, model::WhenFull>, 2> kWhenFull{
+    {{"drop_oldest", model::WhenFull::kDropOldest}, {"reject_new", model::WhenFull::kRejectNew}}};
+constexpr std::array<std::pair<const char*, model::Synchronous>, 3> kSynchronous{
+    {{"full", model::Synchronous::kFull},
+     {"normal", model::Synchronous::kNormal},
+     {"off", model::Synchronous::kOff}}};
+
+template <typename E, std::size_t N>
+const char* NameOf(const std::array<std::pair<const char*, E>, N>& names, E value) {
+  for (const auto& [name, v] : names) {
+    if (v == value) return name;
+  }
+  return "?";
+}
 
 // Walks one YAML mapping, remembering which keys were read so the rest can be reported as
 // unknown. Every getter returns a Status naming the full key path.
@@ -41,6 +62,26 @@ class Section {
     if (!n.IsScalar()) return Error(key, "expected a string");
     *out = n.Scalar();
     return Status::Ok();
+  }
+
+  // A string that must be one of `names` (in the order the error lists them).
+  template <typename E, std::size_t N>
+  Status Enum(const char* key, const std::array<std::pair<const char*, E>, N>& names, E* out) {
+    std::string text;
+    OUTPOST_RETURN_IF_ERROR(String(key, &text));
+    if (!has(key)) return Status::Ok();
+    for (const auto& [name, value] : names) {
+      if (text == name) {
+        *out = value;
+        return Status::Ok();
+      }
+    }
+    std::string expected;  // "a or b", "a, b or c"
+    for (std::size_t i = 0; i < N; ++i) {
+      if (i > 0) expected += i + 1 == N ? " or " : ", ";
+      expected += names[i].first;
+    }
+    return Error(key, "expected " + expected + ", got \"" + text + "\"");
   }
 
   Status Bool(const char* key, bool* out) {
@@ -262,10 +303,7 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   OUTPOST_RETURN_IF_ERROR(cl.String("api_endpoint", &c->cloud.api_endpoint));
   OUTPOST_RETURN_IF_ERROR(cl.String("api_key", &c->cloud.api_key));
   OUTPOST_RETURN_IF_ERROR(cl.String("api_key_file", &c->cloud.api_key_file));
-  OUTPOST_RETURN_IF_ERROR(cl.String("protocol", &c->cloud.protocol));
-  if (c->cloud.protocol != "seed" && c->cloud.protocol != "native") {
-    return cl.Error("protocol", "expected seed or native, got \"" + c->cloud.protocol + "\"");
-  }
+  OUTPOST_RETURN_IF_ERROR(cl.Enum("protocol", kProtocols, &c->cloud.protocol));
   if (!c->cloud.api_endpoint.empty() && c->cloud.api_endpoint.rfind("http://", 0) != 0 &&
       c->cloud.api_endpoint.rfind("https://", 0) != 0) {
     return cl.Error("api_endpoint",
@@ -283,11 +321,7 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   OUTPOST_RETURN_IF_ERROR(cl.Double("batch_reading_share", &c->cloud.batch_reading_share, 0, 1));
   OUTPOST_RETURN_IF_ERROR(cl.Bytes("quota_bytes", &c->cloud.quota_bytes));
   if (c->cloud.quota_bytes < 1024) return cl.Error("quota_bytes", "must be at least 1KiB");
-  OUTPOST_RETURN_IF_ERROR(cl.String("when_full", &c->cloud.when_full));
-  if (c->cloud.when_full != "drop_oldest" && c->cloud.when_full != "reject_new") {
-    return cl.Error("when_full",
-                    "expected drop_oldest or reject_new, got \"" + c->cloud.when_full + "\"");
-  }
+  OUTPOST_RETURN_IF_ERROR(cl.Enum("when_full", kWhenFull, &c->cloud.when_full));
   OUTPOST_RETURN_IF_ERROR(cl.Integer("expire_after_s", &c->cloud.expire_after_s, 0, 3650 * kDay));
   OUTPOST_RETURN_IF_ERROR(
       cl.Integer("connect_timeout_ms", &c->cloud.connect_timeout_ms, 1, 600'000));
@@ -326,12 +360,7 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   OUTPOST_RETURN_IF_ERROR(s.RequireMapOrAbsent());
   OUTPOST_RETURN_IF_ERROR(s.String("path", &c->storage.path));
   if (c->storage.path.empty()) return s.Error("path", "must not be empty");
-  OUTPOST_RETURN_IF_ERROR(s.String("synchronous", &c->storage.synchronous));
-  if (c->storage.synchronous != "full" && c->storage.synchronous != "normal" &&
-      c->storage.synchronous != "off") {
-    return s.Error("synchronous",
-                   "expected full, normal or off, got \"" + c->storage.synchronous + "\"");
-  }
+  OUTPOST_RETURN_IF_ERROR(s.Enum("synchronous", kSynchronous, &c->storage.synchronous));
   OUTPOST_RETURN_IF_ERROR(s.Integer("retention_days", &c->storage.retention_days, 0, 36500));
   if (s.has("max_bytes") && s.node()["max_bytes"].IsScalar() &&
       s.node()["max_bytes"].Scalar() == "auto") {
@@ -466,6 +495,11 @@ std::vector<RuleConfig> EffectiveRules(const Config& config) {
   }
   for (const auto& r : config.rules) rules.push_back(r);
   return rules;
+}
+
+const char* WhenFullName(model::WhenFull when_full) { return NameOf(kWhenFull, when_full); }
+const char* SynchronousName(model::Synchronous synchronous) {
+  return NameOf(kSynchronous, synchronous);
 }
 
 std::int64_t CloudConfig::linger_ms() const {

@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 
+#include "outpost/testing/status_matchers.h"
+
 namespace outpost::gateway::config {
 namespace {
 
@@ -29,7 +31,7 @@ gateway:
 
 TEST(Config, SeedConfigWorksUnchanged) {
   auto c = Parse(kSeedConfig, "config.yaml");
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  OUTPOST_ASSERT_OK(c);
   EXPECT_EQ(c->mqtt.host, "localhost");
   EXPECT_EQ(c->mqtt.port, 1883);
   EXPECT_EQ(c->mqtt.username, "gateway");
@@ -46,8 +48,8 @@ TEST(Config, SeedConfigWorksUnchanged) {
 
 TEST(Config, EmptyFileGivesDefaults) {
   auto c = Parse("", "empty.yaml");
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_EQ(c->storage.synchronous, "full");
+  OUTPOST_ASSERT_OK(c);
+  EXPECT_EQ(c->storage.synchronous, model::Synchronous::kFull);
   EXPECT_EQ(c->registry.offline_after_s, 300);
   EXPECT_EQ(c->status_interval_s, 30);
   EXPECT_EQ(EffectiveRules(*c).size(), 3u);
@@ -55,7 +57,7 @@ TEST(Config, EmptyFileGivesDefaults) {
 
 TEST(Config, BadValueNamesKeyAndProblem) {
   auto c = Parse("mqtt:\n  port: abc\n", "gw.yaml");
-  ASSERT_FALSE(c.ok());
+  OUTPOST_ASSERT_CODE(c, Code::kInvalidArgument);
   EXPECT_EQ(c.status().message(),
             "gw.yaml: mqtt.port: expected an integer in 1..65535, got \"abc\"");
   c = Parse("mqtt:\n  port: 70000\n", "gw.yaml");
@@ -72,26 +74,26 @@ TEST(Config, BadValueNamesKeyAndProblem) {
 
 TEST(Config, MqttMaxPacketBytesIsBounded) {
   auto c = Parse("", "gw.yaml");
-  ASSERT_TRUE(c.ok());
+  OUTPOST_ASSERT_OK(c);
   EXPECT_EQ(c->mqtt.max_packet_bytes, 262'144u);
   c = Parse("mqtt:\n  max_packet_bytes: 65536\n", "gw.yaml");
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  OUTPOST_ASSERT_OK(c);
   EXPECT_EQ(c->mqtt.max_packet_bytes, 65'536u);
   c = Parse("mqtt:\n  max_packet_bytes: 1000\n", "gw.yaml");
-  ASSERT_FALSE(c.ok());
+  OUTPOST_ASSERT_CODE(c, Code::kInvalidArgument);
   EXPECT_EQ(c.status().message(),
             "gw.yaml: mqtt.max_packet_bytes: expected an integer in 4096..268435455, got 1000");
 }
 
 TEST(Config, SyntaxErrorNamesLine) {
   auto c = Parse("mqtt:\n  host: [unclosed\n", "gw.yaml");
-  ASSERT_FALSE(c.ok());
+  OUTPOST_ASSERT_CODE(c, Code::kInvalidArgument);
   EXPECT_NE(c.status().message().find("gw.yaml: line "), std::string::npos) << c.status().message();
 }
 
 TEST(Config, UnknownKeysAreWarnedNotFatal) {
   auto c = Parse("storage:\n  pth: x.db\n", "gw.yaml");
-  ASSERT_TRUE(c.ok());
+  OUTPOST_ASSERT_OK(c);
   ASSERT_EQ(c->warnings.size(), 1u);
   EXPECT_EQ(c->warnings[0], "gw.yaml: unknown key storage.pth (ignored)");
 }
@@ -108,7 +110,7 @@ rules:
     devices: [a, b]
 )",
                  "gw.yaml");
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  OUTPOST_ASSERT_OK(c);
   ASSERT_EQ(c->rules.size(), 1u);
   const auto& r = c->rules[0];
   EXPECT_EQ(r.comparison, Comparison::kBelow);
@@ -130,7 +132,7 @@ rules:
 
 TEST(Config, SizesWithUnits) {
   auto c = Parse("storage:\n  max_bytes: 2GiB\n", "gw.yaml");
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  OUTPOST_ASSERT_OK(c);
   EXPECT_EQ(c->storage.max_bytes, 2LL * 1024 * 1024 * 1024);
   auto huge = Parse("storage:\n  max_bytes: 999999999999GiB\n", "gw.yaml");
   EXPECT_EQ(huge.status().message(), "gw.yaml: storage.max_bytes: size too large: 999999999999GiB");
@@ -144,7 +146,7 @@ TEST(Config, SizesWithUnits) {
 
 TEST(Config, ThresholdOffDisablesSeedRule) {
   auto c = Parse("thresholds:\n  battery_min: off\n", "gw.yaml");
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  OUTPOST_ASSERT_OK(c);
   EXPECT_FALSE(c->battery_min.has_value());
   EXPECT_EQ(EffectiveRules(*c).size(), 2u);
 }
@@ -160,10 +162,10 @@ TEST(Config, ExampleConfigIsValidAndMatchesDefaults) {
   const char* src = std::getenv("OUTPOST_SOURCE_DIR");
   ASSERT_NE(src, nullptr) << "run through ctest";
   auto c = LoadFile(std::string(src) + "/config/gateway.example.yaml");
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  OUTPOST_ASSERT_OK(c);
   EXPECT_TRUE(c->warnings.empty()) << c->warnings.front();
   auto d = Parse("", "defaults");
-  ASSERT_TRUE(d.ok());
+  OUTPOST_ASSERT_OK(d);
   EXPECT_EQ(c->storage.queue_max_readings, d->storage.queue_max_readings);
   EXPECT_EQ(c->storage.max_bytes, d->storage.max_bytes);
   EXPECT_EQ(c->ingest.dedupe_window, d->ingest.dedupe_window);
@@ -185,7 +187,7 @@ TEST(Config, HostileInputLimitsParseAndNameTheKey) {
       "  max_seq_jump: 500\nregistry:\n  evict_after_s: 0\ncommands:\n"
       "  restart_min_interval_s: 0\n",
       "gw.yaml");
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  OUTPOST_ASSERT_OK(c);
   EXPECT_TRUE(c->warnings.empty());
   EXPECT_EQ(c->ingest.device_backlog_max_s, 3600);
   EXPECT_EQ(c->ingest.status_rate_per_min, 2);
@@ -194,23 +196,23 @@ TEST(Config, HostileInputLimitsParseAndNameTheKey) {
   EXPECT_EQ(c->registry.evict_after_s, 0);
   EXPECT_EQ(c->restart_min_interval_s, 0);
   c = Parse("commands:\n  restart_min_interval_s: -1\n", "gw.yaml");
-  ASSERT_FALSE(c.ok());
+  OUTPOST_ASSERT_CODE(c, Code::kInvalidArgument);
   EXPECT_NE(c.status().message().find("commands.restart_min_interval_s"), std::string::npos)
       << c.status().message();
   c = Parse("ingest:\n  max_seq_jump: 0\n", "gw.yaml");
-  ASSERT_FALSE(c.ok());
+  OUTPOST_ASSERT_CODE(c, Code::kInvalidArgument);
   EXPECT_NE(c.status().message().find("ingest.max_seq_jump"), std::string::npos);
 }
 
 TEST(Config, CloudDefaultsAndUplinkKeys) {
   auto d = Parse(kSeedConfig, "config.yaml");
-  ASSERT_TRUE(d.ok());
+  OUTPOST_ASSERT_OK(d);
   EXPECT_TRUE(d->cloud.enabled());
-  EXPECT_EQ(d->cloud.protocol, "seed");
+  EXPECT_EQ(d->cloud.protocol, proto::batch::Protocol::kSeed);
   EXPECT_EQ(d->cloud.batch_max_readings, 5000u);
   EXPECT_EQ(d->cloud.batch_max_bytes, 1 << 20);
   EXPECT_EQ(d->cloud.quota_bytes, 256ll << 20);
-  EXPECT_EQ(d->cloud.when_full, "drop_oldest");
+  EXPECT_EQ(d->cloud.when_full, model::WhenFull::kDropOldest);
   EXPECT_EQ(d->cloud.linger_ms(), 1000);
   auto c = Parse(R"(
 cloud:
@@ -230,16 +232,46 @@ cloud:
   retry_cap_ms: 1000
 )",
                  "gw.yaml");
-  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  OUTPOST_ASSERT_OK(c);
   EXPECT_TRUE(c->warnings.empty()) << c->warnings.front();
-  EXPECT_EQ(c->cloud.protocol, "native");
+  EXPECT_EQ(c->cloud.protocol, proto::batch::Protocol::kNative);
   EXPECT_EQ(c->cloud.linger_ms(), 1000);  // sync_interval_s caps the linger
   EXPECT_EQ(c->cloud.batch_max_bytes, 64 * 1024);
   EXPECT_EQ(c->cloud.quota_bytes, 10'000'000);
-  EXPECT_EQ(c->cloud.when_full, "reject_new");
+  EXPECT_EQ(c->cloud.when_full, model::WhenFull::kRejectNew);
   EXPECT_EQ(c->cloud.expire_after_s, 86400);
   EXPECT_EQ(c->cloud.retry_cap_ms, 1000);
   EXPECT_FALSE(Parse("", "x")->cloud.enabled());
+}
+
+// issue 9: cloud.protocol, cloud.when_full and storage.synchronous are parsed once, here, into
+// their enums; the *Name() functions give back the config spelling (used by gateway/status).
+TEST(Config, EnumSettingsParseOnceIntoTheirTypes) {
+  for (auto [name, value] : {std::pair{"full", model::Synchronous::kFull},
+                             std::pair{"normal", model::Synchronous::kNormal},
+                             std::pair{"off", model::Synchronous::kOff}}) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(Config c,
+                                 Parse(std::string("storage:\n  synchronous: ") + name, "gw.yaml"));
+    EXPECT_EQ(c.storage.synchronous, value) << name;
+    EXPECT_STREQ(SynchronousName(value), name);
+  }
+  for (auto [name, value] : {std::pair{"drop_oldest", model::WhenFull::kDropOldest},
+                             std::pair{"reject_new", model::WhenFull::kRejectNew}}) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(Config c,
+                                 Parse(std::string("cloud:\n  when_full: ") + name, "gw.yaml"));
+    EXPECT_EQ(c.cloud.when_full, value) << name;
+    EXPECT_STREQ(WhenFullName(value), name);
+  }
+  for (auto [name, value] : {std::pair{"seed", proto::batch::Protocol::kSeed},
+                             std::pair{"native", proto::batch::Protocol::kNative}}) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(Config c,
+                                 Parse(std::string("cloud:\n  protocol: ") + name, "gw.yaml"));
+    EXPECT_EQ(c.cloud.protocol, value) << name;
+    EXPECT_STREQ(proto::batch::ProtocolName(value), name);
+  }
+  // Not a scalar: the same error as any other string setting.
+  EXPECT_EQ(Parse("storage:\n  synchronous: [full]\n", "gw.yaml").status().message(),
+            "gw.yaml: storage.synchronous: expected a string");
 }
 
 // issue 8: each of these passed the gateway and made the cloud refuse whole batches.
@@ -255,7 +287,7 @@ TEST(Config, config_refuses_what_the_cloud_would_reject) {
   EXPECT_NE(bad("rules:\n  - name: " + std::string(65, 'r') + "\n    metric: t\n    above: 1\n")
                 .find("rules[0].name: longer than 64 bytes"),
             std::string::npos);
-  EXPECT_TRUE(Parse("gateway:\n  id: site-7.gw_2\ningest:\n  max_metrics: 256\n", "gw.yaml").ok());
+  OUTPOST_EXPECT_OK(Parse("gateway:\n  id: site-7.gw_2\ningest:\n  max_metrics: 256\n", "gw.yaml"));
   EXPECT_NE(bad("cloud:\n  batch_reading_share: 2\n").find("cloud.batch_reading_share"),
             std::string::npos);
 }
@@ -292,7 +324,7 @@ TEST(Config, CloudTokenPrecedenceEnvThenFileThenKey) {
   EXPECT_EQ(*ResolveCloudToken(c, "from-env"), "from-env");
   c.api_key_file = path + ".missing";
   auto r = ResolveCloudToken(c, nullptr);
-  ASSERT_FALSE(r.ok());
+  OUTPOST_ASSERT_CODE(r, Code::kInvalidArgument);
   EXPECT_NE(r.status().message().find("cloud.api_key_file"), std::string::npos);
   std::remove(path.c_str());
 }
@@ -300,13 +332,13 @@ TEST(Config, CloudTokenPrecedenceEnvThenFileThenKey) {
 // Regression: storage.max_bytes defaulted to 0 (unbounded), so a flood filled the disk.
 TEST(Config, StorageMaxBytesDefaultsToAShareOfTheFileSystem) {
   auto d = Parse("", "gw.yaml");
-  ASSERT_TRUE(d.ok());
+  OUTPOST_ASSERT_OK(d);
   EXPECT_EQ(d->storage.max_bytes, kMaxBytesAuto);
   auto a = Parse("storage:\n  max_bytes: auto\n", "gw.yaml");
-  ASSERT_TRUE(a.ok());
+  OUTPOST_ASSERT_OK(a);
   EXPECT_EQ(a->storage.max_bytes, kMaxBytesAuto);
   auto off = Parse("storage:\n  max_bytes: 0\n", "gw.yaml");
-  ASSERT_TRUE(off.ok());
+  OUTPOST_ASSERT_OK(off);
   EXPECT_EQ(off->storage.max_bytes, 0);  // unbounded stays possible, explicitly
 
   constexpr std::int64_t kGiB = 1LL << 30;
@@ -326,7 +358,7 @@ TEST(Config, StorageMaxBytesDefaultsToAShareOfTheFileSystem) {
   sc.path = "/tmp/outpost-config-test.db";
   bool chosen = false;
   auto eff = EffectiveMaxBytes(sc, &chosen);
-  ASSERT_TRUE(eff.ok()) << eff.status().ToString();
+  OUTPOST_ASSERT_OK(eff);
   EXPECT_TRUE(chosen);
   EXPECT_GE(*eff, 1'000'000);
   sc.max_bytes = 5'000'000;
@@ -335,7 +367,7 @@ TEST(Config, StorageMaxBytesDefaultsToAShareOfTheFileSystem) {
   sc.max_bytes = kMaxBytesAuto;
   sc.path = "/nonexistent-outpost-dir/x.db";
   auto missing = EffectiveMaxBytes(sc);
-  ASSERT_FALSE(missing.ok());
+  OUTPOST_ASSERT_CODE(missing, Code::kUnavailable);
   EXPECT_NE(missing.status().message().find("/nonexistent-outpost-dir"), std::string::npos);
 }
 

@@ -13,6 +13,9 @@
 #include <vector>
 
 #include "outpost/base/status.h"
+#include "outpost/gateway/model/outbox.h"
+#include "outpost/gateway/model/synchronous.h"
+#include "outpost/proto/batch.h"
 
 namespace outpost::gateway::config {
 
@@ -42,10 +45,10 @@ struct MqttConfig {
 // The store-and-forward uplink to the cloud (docs/configuration.md, docs/formats/outbox.md).
 // An empty api_endpoint turns the uplink off (nothing is queued).
 struct CloudConfig {
-  std::string api_endpoint;            // "https://cloud.example.com[/base]"; seed key
-  std::string api_key;                 // Bearer token; seed key
-  std::string api_key_file;            // file holding the token (first line)
-  std::string protocol = "seed";       // seed | native
+  std::string api_endpoint;  // "https://cloud.example.com[/base]"; seed key
+  std::string api_key;       // Bearer token; seed key
+  std::string api_key_file;  // file holding the token (first line)
+  proto::batch::Protocol protocol = proto::batch::Protocol::kSeed;  // seed | native
   std::string ca_file;                 // PEM bundle for https; empty = system CAs
   std::int64_t sync_interval_s = 60;   // the seed's sync period: here the longest linger
   std::int64_t batch_delay_ms = 1000;  // linger: the oldest queued item waits at most this
@@ -53,8 +56,8 @@ struct CloudConfig {
   std::int64_t batch_max_bytes = 1 << 20;
   double batch_reading_share = 0.5;        // of each batch kept for readings when they wait
   std::int64_t quota_bytes = 256ll << 20;  // outbox disk quota (exact bytes)
-  std::string when_full = "drop_oldest";   // drop_oldest | reject_new
-  std::int64_t expire_after_s = 0;         // 0 = never
+  model::WhenFull when_full = model::WhenFull::kDropOldest;  // drop_oldest | reject_new
+  std::int64_t expire_after_s = 0;                           // 0 = never
   std::int64_t connect_timeout_ms = 5000;
   std::int64_t request_timeout_ms = 30'000;
   std::int64_t retry_base_ms = 500;
@@ -73,8 +76,8 @@ inline constexpr std::int64_t kMaxBytesAuto = -1;
 
 struct StorageConfig {
   std::string path = "gateway.db";
-  std::string synchronous = "full";  // full | normal | off
-  std::int64_t retention_days = 30;  // 0 = keep forever
+  model::Synchronous synchronous = model::Synchronous::kFull;  // full | normal | off
+  std::int64_t retention_days = 30;                            // 0 = keep forever
   // kMaxBytesAuto ("auto", the default): a share of the file system, see EffectiveMaxBytes().
   // 0 = unbounded (a flood can fill the disk). Else bytes of used pages, oldest readings go
   // first (retention by size, docs/formats/store.md).
@@ -161,6 +164,11 @@ std::int64_t AutoMaxBytes(const FileSystemSpace& space);
 // holding storage.path (statvfs on its directory). kUnavailable naming the directory when it
 // cannot be read. `auto_chosen` (optional): set to whether the value is the auto one.
 Result<std::int64_t> EffectiveMaxBytes(const StorageConfig& storage, bool* auto_chosen = nullptr);
+
+// The config spelling of each enum, as parsed from YAML and shown in gateway/status:
+// "seed"/"native" (proto::batch::ProtocolName), "drop_oldest"/"reject_new", "full"/"normal"/"off".
+const char* WhenFullName(model::WhenFull when_full);
+const char* SynchronousName(model::Synchronous synchronous);
 
 // Parses YAML text. `source` names it in error messages.
 Result<Config> Parse(std::string_view yaml_text, std::string_view source);

@@ -34,6 +34,7 @@
 #include "outpost/base/status.h"
 #include "outpost/gateway/model/outbox.h"
 #include "outpost/gateway/model/rows.h"
+#include "outpost/gateway/model/synchronous.h"
 #include "outpost/gateway/model/write_set.h"
 
 namespace outpost::gateway::store {
@@ -46,10 +47,8 @@ struct OutboxOptions {
   int64_t expire_after_ms = 0;  // 0 = never; else RunMaintenance drops older items
 };
 
-// SQLite's `PRAGMA synchronous`, in WAL mode. kFull: a commit is on disk when Write() returns
-// (survives power loss). kNormal: survives a process crash, a power cut may lose the last
-// commits. kOff: no fsync at all (tests, benchmarks).
-enum class Synchronous : uint8_t { kFull, kNormal, kOff };
+// SQLite's `PRAGMA synchronous`, in WAL mode (gateway/model/synchronous.h).
+using Synchronous = model::Synchronous;
 
 struct Options {
   std::string path;  // SQLite file; parent dir must exist

@@ -1,0 +1,147 @@
+#include "status_report.h"
+
+#include "outpost/base/check.h"
+#include "outpost/gateway/config/config.h"
+
+namespace outpost::gateway::app {
+namespace {
+
+using nlohmann::json;
+
+double Seconds(std::int64_t ms) { return static_cast<double>(ms) / 1000.0; }
+
+json CloudJson(const StatusInputs& in) {
+  const model::OutboxStats& ob = in.outbox;
+  const uplink::UplinkStatus& u = in.uplink;
+  return {
+      {"enabled", in.cloud_enabled},
+      {"protocol", proto::batch::ProtocolName(in.protocol)},
+      {"endpoint", in.endpoint},
+      {"backlog",
+       {{"readings", ob.readings},
+        {"alerts", ob.alerts},
+        {"statuses", ob.statuses},
+        {"bytes", ob.bytes},
+        {"oldest_age_s", ob.oldest_created_ms
+                             ? Seconds(std::max<std::int64_t>(0, in.now_ms - ob.oldest_created_ms))
+                             : 0.0}}},
+      {"quota_bytes", in.quota_bytes},
+      {"when_full", config::WhenFullName(in.when_full)},
+      {"dropped",
+       {{"quota_oldest", ob.dropped_quota_oldest},
+        {"quota_rejected", ob.dropped_quota_rejected},
+        {"expired", ob.expired},
+        {"dead_letter", ob.dead_letter},
+        {"dead_letter_reasons", ob.dead_letter_reasons},
+        {"left_out_seed", u.left_out}}},
+      {"rejected_items_this_run", u.rejected_items},
+      {"splits_this_run", u.splits},
+      {"alert", u.alert.empty() ? json(nullptr)
+                                : json{{"since_ms", u.alert_since_ms}, {"message", u.alert}}},
+      {"reserved_metrics_skipped", u.reserved_metrics},
+      {"sent",
+       {{"batches", ob.sent_batches},
+        {"readings", ob.sent_items},
+        {"batches_this_run", u.sent_batches},
+        {"items_this_run", u.sent_items},
+        {"replayed", u.replayed}}},
+      {"retries", u.retries},
+      {"attempt", u.attempt},
+      {"next_attempt_ms", u.next_attempt_ms ? json(u.next_attempt_ms) : json(nullptr)},
+      {"last_success_ms", u.last_success_ms ? json(u.last_success_ms) : json(nullptr)},
+      {"last_error", u.last_error.empty()
+                         ? json(nullptr)
+                         : json{{"ts_ms", u.last_error_ms}, {"message", u.last_error}}},
+      {"in_flight_key", ob.in_flight_key.empty() ? json(nullptr) : json(ob.in_flight_key)},
+  };
+}
+
+}  // namespace
+
+LatencySummary Summarize(const LatencyHistogram& histogram) {
+  return LatencySummary{histogram.Percentile(0.5), histogram.Percentile(0.99), histogram.count()};
+}
+
+json StatusReport(const StatusInputs& in) {
+  OUTPOST_CHECK(in.counters != nullptr);
+  const GatewayCounters& n = *in.counters;
+  json rejected = json::object();
+  for (const auto& [reason, count] : n.rejected_by_reason) rejected[reason] = count;
+  return {
+      {"gateway_id", in.gateway_id},
+      {"timestamp", Seconds(in.now_ms)},
+      {"uptime", Seconds(in.uptime_ms)},
+      {"devices_count", in.devices},
+      {"local_db_records", in.store.readings},
+      {"last_cloud_sync",
+       in.uplink.last_success_ms ? json(Seconds(in.uplink.last_success_ms)) : json(nullptr)},
+      {"memory_usage", in.memory_usage_percent},
+      {"cpu_usage", in.cpu_usage_percent},
+      {"version", in.version},
+      {"trigger", in.periodic ? "interval" : "command"},
+      {"rss_bytes", in.rss_bytes},
+      {"devices",
+       {{"online", in.online},
+        {"sleeping", in.sleeping},
+        {"offline", in.offline},
+        {"max", in.max_devices},
+        {"evicted", n.devices_evicted},
+        {"refused", n.devices_refused}}},
+      {"ingest",
+       {{"messages", n.messages},
+        {"received", n.readings_received},
+        {"stored", n.stored},
+        {"duplicates", n.duplicates},
+        {"seq_gaps", n.seq_gaps},
+        {"beyond_dedupe_window", n.beyond_window},
+        {"seq_jumps", n.seq_jumps},
+        {"boot_conflicts", n.boot_conflicts},
+        {"status_messages", n.status_messages},
+        {"commands", n.commands},
+        {"restarts_refused", n.restarts_refused},
+        {"rejected", n.rejected},
+        {"rejected_by_reason", rejected},
+        {"quarantined", n.quarantined},
+        {"queue_depth", in.queue_depth},
+        {"queue_max", in.queue_max},
+        {"paused", in.paused},
+        {"pauses", n.pauses}}},
+      {"store",
+       {{"commits", n.commits},
+        {"last_commit", n.last_commit_ms ? json(Seconds(n.last_commit_ms)) : json(nullptr)},
+        {"latency_window_s", Seconds(in.now_ms - in.latency_since_ms)},
+        {"commit_latency_ms_p50", in.receive_to_commit.p50_ms},
+        {"commit_latency_ms_p99", in.receive_to_commit.p99_ms},
+        {"commit_latency_samples", in.receive_to_commit.samples},
+        {"device_to_commit_ms_p50", in.device_to_commit.p50_ms},
+        {"device_to_commit_ms_p99", in.device_to_commit.p99_ms},
+        {"device_to_commit_samples", in.device_to_commit.samples},
+        {"state", in.full_since_ms ? "full" : "ok"},
+        {"full_since", in.full_since_ms ? json(Seconds(*in.full_since_ms)) : json(nullptr)},
+        {"full_events", in.full_events},
+        {"full_attempts", in.full_attempts},
+        {"max_bytes", in.max_bytes},
+        {"max_bytes_auto", in.max_bytes_auto},
+        {"db_bytes", in.store.db_bytes},
+        {"deleted_by_age", in.store.deleted_by_age},
+        {"deleted_by_size", in.store.deleted_by_size},
+        {"quarantine_rows", in.store.quarantine},
+        {"errors", n.store_errors},
+        {"last_error", n.last_store_error}}},
+      {"alerts",
+       {{"active", in.active_alerts},
+        {"raised", n.alerts_raised},
+        {"cleared", n.alerts_cleared},
+        {"publish_errors", n.publish_errors}}},
+      {"mqtt",
+       {{"connected", in.mqtt_connected},
+        {"connects", in.mqtt_connects},
+        {"connect_failures", in.mqtt_connect_failures},
+        {"stale_acks", in.mqtt_stale_acks},
+        {"oversize", in.mqtt_oversize},
+        {"inflight", in.mqtt_inflight}}},
+      {"cloud", CloudJson(in)},
+  };
+}
+
+}  // namespace outpost::gateway::app
