@@ -758,6 +758,31 @@ TEST_F(StoreTest, WriteIsDurableAcrossReopenWithSynchronousFull) {
   EXPECT_EQ((*ids)[1].device_id, Dev(0));
 }
 
+// Regression: ~Impl finalized a hand-kept list of statements that had missed one (the device
+// delete), so sqlite3_close() failed with SQLITE_BUSY and the connection, its file descriptors
+// and its WAL stayed open for the rest of the process after the Store was gone.
+TEST_F(StoreTest, DestroyedStoreClosesItsSqliteConnection) {
+  const Options o = Opts();
+  auto open_fds_on_the_file = [&o] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator("/proc/self/fd")) {
+      std::error_code ec;
+      const std::string target = fs::read_symlink(e.path(), ec).string();
+      if (!ec && target.rfind(o.path, 0) == 0 && target != o.path + ".lock") ++n;
+    }
+    return n;
+  };
+  {
+    auto s = OpenOk(o);
+    ASSERT_TRUE(s);
+    Fill(*s, 2, 10, kT0, 1000);
+    EXPECT_GT(open_fds_on_the_file(), 0);
+  }
+  EXPECT_EQ(open_fds_on_the_file(), 0) << "the database, -wal or -shm file is still open";
+  // The last connection to close checkpoints and removes the WAL.
+  EXPECT_FALSE(fs::exists(o.path + "-wal"));
+}
+
 // ---- Fault injection. ----
 class FaultTest : public StoreTest {
  protected:
