@@ -108,13 +108,13 @@ model::ReadingRow Reading(int device, std::uint64_t seq, std::int64_t ts) {
 class DirectOutbox final : public uplink::OutboxPort {
  public:
   explicit DirectOutbox(store::Store& s) : s_(s) {}
-  Status Run(const std::function<Status(store::Store&)>& fn) override {
+  Status Run(const std::function<Status(model::Outbox&)>& fn) override {
     auto t = Clk::now();
-    Status st = fn(s_);
+    Status st = fn(s_.outbox());
     store_time += Clk::now() - t;
     return st;
   }
-  store::Stats LatestStats() override { return s_.stats(); }
+  model::OutboxStats LatestStats() override { return s_.outbox().stats(); }
   Clk::duration store_time{};  // time in outbox operations (form, persist, finish)
 
  private:
@@ -220,11 +220,11 @@ int main(int argc, char** argv) {
     }
   }
   const double backlog_s = Secs(Clk::now() - b0);
-  const auto ob = st->stats().outbox;
+  const auto backlog = st->stats().outbox;
   std::printf("(1) backlog: %" PRId64
               " readings + outbox items written in %.2f s (%.0f/s), "
               "outbox %.1f MB (%.0f bytes/item)\n",
-              n, backlog_s, n / backlog_s, ob.bytes / 1e6, double(ob.bytes) / n);
+              n, backlog_s, n / backlog_s, backlog.bytes / 1e6, double(backlog.bytes) / n);
   std::printf("    outbox cost on the write path (encode + insert): %.2fx the time of (0)\n",
               backlog_s / plain_s);
 

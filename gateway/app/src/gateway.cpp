@@ -83,12 +83,14 @@ registry::Device FromRow(const model::DeviceRow& r) {
   return d;
 }
 
-// The uplink reaches the store through the writer thread that owns it.
+// The uplink reaches the store's outbox through the writer thread that owns the store.
 class WriterOutbox final : public uplink::OutboxPort {
  public:
   explicit WriterOutbox(Writer& writer) : writer_(writer) {}
-  Status Run(const std::function<Status(store::Store&)>& fn) override { return writer_.Call(fn); }
-  store::Stats LatestStats() override { return writer_.LatestStats(); }
+  Status Run(const std::function<Status(model::Outbox&)>& fn) override {
+    return writer_.Call([&fn](store::Store& store) { return fn(store.outbox()); });
+  }
+  model::OutboxStats LatestStats() override { return writer_.LatestStats().outbox; }
 
  private:
   Writer& writer_;

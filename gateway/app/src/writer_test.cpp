@@ -88,7 +88,7 @@ TEST(Writer, FullDiskIsRetriedPastMaxFailuresAndNeverFatal) {
     }
   }
   // Outbox calls are served while the batch waits for space.
-  Status call = w.Call([](store::Store& s) { return s.PeekOutbox(10, 1 << 20).status(); });
+  Status call = w.Call([](store::Store& s) { return s.outbox().Peek(10, 1 << 20).status(); });
   EXPECT_TRUE(call.ok()) << call.ToString();
 
   ASSERT_TRUE((*fs)->RemoveBallast("ballast").ok());

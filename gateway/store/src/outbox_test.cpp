@@ -63,16 +63,16 @@ TEST_F(OutboxTest, QueuesInTheWriteTransactionAndPeeksUrgentFirst) {
   EXPECT_EQ(st.statuses, 1);
   EXPECT_EQ(st.bytes, 50);
   EXPECT_EQ(st.oldest_created_ms, kT0);
-  auto peek = s->PeekOutbox(10, 1 << 20);
+  auto peek = s->outbox().Peek(10, 1 << 20);
   ASSERT_TRUE(peek.ok());
   ASSERT_EQ(peek->size(), 5u);
   std::string order;
   for (const auto& e : *peek) order += e.body.substr(5, 1);
   EXPECT_EQ(order, "35124");  // alerts and statuses first, then readings, each in order
   // Limits: by count and by bytes (always at least one item).
-  EXPECT_EQ(s->PeekOutbox(2, 1 << 20)->size(), 2u);
-  EXPECT_EQ(s->PeekOutbox(10, 25)->size(), 2u);
-  EXPECT_EQ(s->PeekOutbox(10, 1)->size(), 1u);
+  EXPECT_EQ(s->outbox().Peek(2, 1 << 20)->size(), 2u);
+  EXPECT_EQ(s->outbox().Peek(10, 25)->size(), 2u);
+  EXPECT_EQ(s->outbox().Peek(10, 1)->size(), 1u);
 }
 
 TEST_F(OutboxTest, DisabledOutboxQueuesNothing) {
@@ -91,12 +91,12 @@ TEST_F(OutboxTest, InFlightBatchSurvivesReopenAndFinishCounts) {
     model::WriteSet b;
     for (int i = 0; i < 4; ++i) b.outbox.push_back(Item(model::OutboxKind::kReading, i, kT0 + i));
     ASSERT_TRUE(s->Write(b).ok());
-    auto peek = s->PeekOutbox(3, 1 << 20);
+    auto peek = s->outbox().Peek(3, 1 << 20);
     ASSERT_TRUE(peek.ok());
     model::OutboxBatch batch{"gw:abc:1", 1, kT0, 3, 0, 0, "{\"readings\":[1,2,3]}"};
-    ASSERT_TRUE(s->CommitOutboxBatch(batch, *peek).ok());
+    ASSERT_TRUE(s->outbox().CommitBatch(batch, *peek).ok());
     // A second batch while one is in flight is refused.
-    EXPECT_EQ(s->CommitOutboxBatch(batch, {}).code(), Code::kFailedPrecondition);
+    EXPECT_EQ(s->outbox().CommitBatch(batch, {}).code(), Code::kFailedPrecondition);
     model::OutboxStats st = s->stats().outbox;
     EXPECT_EQ(st.readings, 4);  // 1 queued + 3 in flight
     EXPECT_EQ(st.bytes, 10 + static_cast<int64_t>(batch.body.size()));
@@ -104,14 +104,15 @@ TEST_F(OutboxTest, InFlightBatchSurvivesReopenAndFinishCounts) {
     EXPECT_EQ(st.next_batch_seq, 2);
   }
   auto s = Open(Opts());  // as after a crash: the same key and the identical body come back
-  auto inflight = s->InFlightOutboxBatch();
+  auto inflight = s->outbox().InFlightBatch();
   ASSERT_TRUE(inflight.ok());
   ASSERT_TRUE(inflight->has_value());
   EXPECT_EQ((*inflight)->key, "gw:abc:1");
   EXPECT_EQ((*inflight)->body, "{\"readings\":[1,2,3]}");
   EXPECT_EQ((*inflight)->readings, 3);
-  EXPECT_EQ(s->FinishOutboxBatch("other", true).code(), Code::kNotFound);
-  ASSERT_TRUE(s->FinishOutboxBatch("gw:abc:1", true).ok());
+  EXPECT_EQ(s->outbox().FinishBatch("other", model::BatchOutcome::kDelivered).code(),
+            Code::kNotFound);
+  ASSERT_TRUE(s->outbox().FinishBatch("gw:abc:1", model::BatchOutcome::kDelivered).ok());
   model::OutboxStats st = s->stats().outbox;
   EXPECT_EQ(st.readings, 1);
   EXPECT_EQ(st.bytes, 10);
@@ -119,7 +120,7 @@ TEST_F(OutboxTest, InFlightBatchSurvivesReopenAndFinishCounts) {
   EXPECT_EQ(st.sent_items, 3);
   EXPECT_EQ(st.in_flight_key, "");
   EXPECT_EQ(st.oldest_created_ms, kT0 + 3);
-  EXPECT_FALSE(s->InFlightOutboxBatch()->has_value());
+  EXPECT_FALSE(s->outbox().InFlightBatch()->has_value());
 }
 
 TEST_F(OutboxTest, DeadLetterCountsItems) {
@@ -127,9 +128,9 @@ TEST_F(OutboxTest, DeadLetterCountsItems) {
   model::WriteSet b;
   b.outbox = {Item(model::OutboxKind::kReading, 1), Item(model::OutboxKind::kAlert, 2)};
   ASSERT_TRUE(s->Write(b).ok());
-  auto peek = s->PeekOutbox(10, 1 << 20);
-  ASSERT_TRUE(s->CommitOutboxBatch(model::OutboxBatch{"k", 1, kT0, 1, 1, 0, "x"}, *peek).ok());
-  ASSERT_TRUE(s->FinishOutboxBatch("k", false).ok());
+  auto peek = s->outbox().Peek(10, 1 << 20);
+  ASSERT_TRUE(s->outbox().CommitBatch(model::OutboxBatch{"k", 1, kT0, 1, 1, 0, "x"}, *peek).ok());
+  ASSERT_TRUE(s->outbox().FinishBatch("k", model::BatchOutcome::kRefused).ok());
   model::OutboxStats st = s->stats().outbox;
   EXPECT_EQ(st.dead_letter, 2);
   EXPECT_EQ(st.sent_items, 0);
@@ -142,7 +143,8 @@ TEST_F(OutboxTest, DropOldestKeepsUnderQuotaAndCountsEveryDrop) {
   int64_t written = 0;
   for (int round = 0; round < 7; ++round) {
     model::WriteSet b;
-    for (int i = 0; i < 3; ++i) b.outbox.push_back(Item(model::OutboxKind::kReading, round * 3 + i));
+    for (int i = 0; i < 3; ++i)
+      b.outbox.push_back(Item(model::OutboxKind::kReading, round * 3 + i));
     if (round == 1) b.outbox.push_back(Item(model::OutboxKind::kAlert, 99));
     written += static_cast<int64_t>(b.outbox.size());
     ASSERT_TRUE(s->Write(b).ok());
@@ -155,7 +157,7 @@ TEST_F(OutboxTest, DropOldestKeepsUnderQuotaAndCountsEveryDrop) {
   EXPECT_EQ(st.dropped_quota_oldest, written - 10);
   EXPECT_EQ(st.dropped_quota_rejected, 0);
   // The survivors are the newest readings.
-  auto peek = s->PeekOutbox(100, 1 << 20);
+  auto peek = s->outbox().Peek(100, 1 << 20);
   ASSERT_EQ(peek->size(), 10u);
   EXPECT_EQ(peek->back().body.substr(0, 7), "{\"n\":20");
   EXPECT_EQ((*peek)[1].body.substr(0, 7), "{\"n\":12");
@@ -176,7 +178,7 @@ TEST_F(OutboxTest, RejectNewRefusesWhatDoesNotFitAndCounts) {
   EXPECT_EQ(st.bytes, 30);
   EXPECT_EQ(st.dropped_quota_rejected, 2);
   EXPECT_EQ(st.dropped_quota_oldest, 0);
-  auto peek = s->PeekOutbox(10, 1 << 20);
+  auto peek = s->outbox().Peek(10, 1 << 20);
   EXPECT_EQ(peek->front().body.substr(0, 6), "{\"n\":0");  // the oldest are kept
 }
 
@@ -194,7 +196,8 @@ TEST_F(OutboxTest, ExpiryDropsOldItemsAndCountsThem) {
   o.outbox.expire_after_ms = 60'000;
   auto s = Open(o);
   model::WriteSet b;
-  b.outbox = {Item(model::OutboxKind::kReading, 1, kT0), Item(model::OutboxKind::kReading, 2, kT0 + 1000),
+  b.outbox = {Item(model::OutboxKind::kReading, 1, kT0),
+              Item(model::OutboxKind::kReading, 2, kT0 + 1000),
               Item(model::OutboxKind::kReading, 3, kT0 + 120'000)};
   ASSERT_TRUE(s->Write(b).ok());
   ASSERT_TRUE(s->RunMaintenance(kT0 + 30'000, 1000).ok());
@@ -212,15 +215,15 @@ TEST_F(OutboxTest, CommitOfItemsThatAreNotTheHeadChangesNothing) {
   model::WriteSet b;
   b.outbox = {Item(model::OutboxKind::kReading, 1)};
   ASSERT_TRUE(s->Write(b).ok());
-  auto peek = s->PeekOutbox(10, 1 << 20);
+  auto peek = s->outbox().Peek(10, 1 << 20);
   std::vector<model::OutboxEntry> wrong = *peek;
   wrong.push_back(model::OutboxEntry{999, model::OutboxKind::kReading, kT0, "{}"});
-  Status st = s->CommitOutboxBatch(model::OutboxBatch{"k", 1, kT0, 2, 0, 0, "x"}, wrong);
+  Status st = s->outbox().CommitBatch(model::OutboxBatch{"k", 1, kT0, 2, 0, 0, "x"}, wrong);
   EXPECT_EQ(st.code(), Code::kFailedPrecondition);
   EXPECT_EQ(s->stats().outbox.readings, 1);
   EXPECT_EQ(s->stats().outbox.bytes, 10);
   EXPECT_EQ(s->stats().outbox.in_flight_key, "");
-  EXPECT_EQ(s->PeekOutbox(10, 1 << 20)->size(), 1u);
+  EXPECT_EQ(s->outbox().Peek(10, 1 << 20)->size(), 1u);
 }
 
 }  // namespace

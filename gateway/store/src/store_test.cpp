@@ -326,10 +326,11 @@ TEST_F(StoreTest, DevicesUpsertReplacesTheWholeRowAndLoad) {
   auto s = OpenOk(Opts());
   ASSERT_TRUE(s);
   model::DeviceRow d{"esp32-a", kT0, kT0 + 5, "online", kT0, R"({"temperature":21})",
-              "1.2.0",   3,   41,      42,       1,   2};
+                     "1.2.0",   3,   41,      42,       1,   2};
   model::WriteSet b;
   b.devices.push_back(d);
-  b.devices.push_back(model::DeviceRow{"esp32-b", kT0, kT0, "sleeping", kT0, "{}", "", 0, 0, 0, 0, 0});
+  b.devices.push_back(
+      model::DeviceRow{"esp32-b", kT0, kT0, "sleeping", kT0, "{}", "", 0, 0, 0, 0, 0});
   ASSERT_TRUE(s->Write(b).ok());
   d.status = "offline";
   d.last_seq = 99;
@@ -395,9 +396,9 @@ TEST_F(StoreTest, AlertsRaiseClearAndLoadActive) {
   auto s = OpenOk(Opts());
   ASSERT_TRUE(s);
   model::AlertRow hot{"high_temp:a", "high_temp", "a", "temperature", "critical",
-               "too hot",     41.5,        40,  kT0,           0};
+                      "too hot",     41.5,        40,  kT0,           0};
   model::AlertRow low{"low_batt:b", "low_batt",   "b", "battery", "warning",
-               "low",        std::nan(""), 3.3, kT0 + 1,   0};
+                      "low",        std::nan(""), 3.3, kT0 + 1,   0};
   model::WriteSet b;
   b.alerts = {hot, low};
   ASSERT_TRUE(s->Write(b).ok());

@@ -7,16 +7,16 @@
 
 namespace outpost::gateway::uplink {
 
-Result<TakeResult> TakeBatch(store::Store& store, const Options& options, bool flush,
+Result<TakeResult> TakeBatch(model::Outbox& outbox, const Options& options, bool flush,
                              std::int64_t now_wall_ms) {
   TakeResult out;
-  auto inflight = store.InFlightOutboxBatch();
+  auto inflight = outbox.InFlightBatch();
   if (!inflight.ok()) return inflight.status();
   if (inflight->has_value()) {
     out.batch = std::move(**inflight);
     return out;
   }
-  const model::OutboxStats st = store.stats().outbox;
+  const model::OutboxStats st = outbox.stats();
   const std::int64_t queued = st.readings + st.alerts + st.statuses;
   if (queued == 0) return out;
   const bool full = queued >= static_cast<std::int64_t>(options.batch_max_items) ||
@@ -26,8 +26,7 @@ Result<TakeResult> TakeBatch(store::Store& store, const Options& options, bool f
     out.due_ms = due;
     return out;
   }
-  auto items =
-      store.PeekOutbox(options.batch_max_items, options.batch_max_bytes, options.reading_share);
+  auto items = outbox.Peek(options.batch_max_items, options.batch_max_bytes, options.reading_share);
   if (!items.ok()) return items.status();
   if (items->empty()) return out;
   auto body =
@@ -49,7 +48,7 @@ Result<TakeResult> TakeBatch(store::Store& store, const Options& options, bool f
   b.body = std::move(body->json);
   out.left_out = body->left_out;
   out.reserved_metrics = body->reserved_metrics;
-  OUTPOST_RETURN_IF_ERROR(store.CommitOutboxBatch(b, *items));
+  OUTPOST_RETURN_IF_ERROR(outbox.CommitBatch(b, *items));
   out.batch = std::move(b);
   return out;
 }
@@ -107,19 +106,19 @@ std::int64_t Uplink::Step() {
   const std::int64_t now = clock_.wall_ms();
 
   // Cheap check first: nothing queued, or a linger still running, needs no store round trip.
-  const store::Stats latest = outbox_.LatestStats();
-  const model::OutboxStats& ob = latest.outbox;
-  const std::int64_t queued = ob.readings + ob.alerts + ob.statuses;
+  const model::OutboxStats backlog = outbox_.LatestStats();
+  const std::int64_t queued = backlog.readings + backlog.alerts + backlog.statuses;
   if (queued == 0) return options_.idle_poll_ms;
-  if (!flush && ob.in_flight_key.empty() &&
+  if (!flush && backlog.in_flight_key.empty() &&
       queued < static_cast<std::int64_t>(options_.batch_max_items) &&
-      ob.bytes < options_.batch_max_bytes && ob.oldest_created_ms + options_.linger_ms > now) {
-    return std::min(ob.oldest_created_ms + options_.linger_ms - now, options_.idle_poll_ms);
+      backlog.bytes < options_.batch_max_bytes &&
+      backlog.oldest_created_ms + options_.linger_ms > now) {
+    return std::min(backlog.oldest_created_ms + options_.linger_ms - now, options_.idle_poll_ms);
   }
 
   TakeResult taken;
-  Status st = outbox_.Run([&](store::Store& store) {
-    auto r = TakeBatch(store, options_, flush, now);
+  Status st = outbox_.Run([&](model::Outbox& outbox) {
+    auto r = TakeBatch(outbox, options_, flush, now);
     if (!r.ok()) return r.status();
     taken = std::move(r).value();
     return Status::Ok();
@@ -188,9 +187,10 @@ std::int64_t Uplink::Step() {
     spdlog::warn("uplink: batch {}: the cloud refused {} of {} items (dead letters: {})", batch.key,
                  n_dead, items, reasons);
   }
-  st = outbox_.Run([&](store::Store& store) {
-    return store.FinishOutboxBatch(batch.key, sent.delivered, sent.dead);
-  });
+  const model::BatchOutcome outcome =
+      sent.delivered ? model::BatchOutcome::kDelivered : model::BatchOutcome::kRefused;
+  st = outbox_.Run(
+      [&](model::Outbox& outbox) { return outbox.FinishBatch(batch.key, outcome, sent.dead); });
   std::lock_guard<std::mutex> lock(mu_);
   if (!st.ok()) {
     // The batch stays in flight; resending it with the same key is harmless (replayed).

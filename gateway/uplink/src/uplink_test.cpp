@@ -1,5 +1,6 @@
 // The uplink engine with a FakeClock, a scripted Sender and a real Store on a temp file: every
-// decision (batching, linger, retry, Retry-After, dead letters, restart) without sleeping.
+// decision (batching, linger, retry, Retry-After, dead letters, restart) without sleeping; the
+// outbox failures the store cannot be made to show on demand against an in-memory FakeOutbox.
 // HttpSender is tested against a local httplib server.
 #include "outpost/gateway/uplink/uplink.h"
 
@@ -10,25 +11,31 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
-#include <filesystem>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "outpost/gateway/store/store.h"
+#include "outpost/testing/status_matchers.h"
 #include "outpost/testing/temp_dir.h"
 #include "outpost/testing/test_pki.h"
+#include "outpost/testing/wait_until.h"
 
 namespace outpost::gateway::uplink {
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
+using outpost::testing::WaitUntil;
+using namespace std::chrono_literals;
 
 class DirectOutbox final : public OutboxPort {
  public:
   explicit DirectOutbox(store::Store& s) : store_(s) {}
-  Status Run(const std::function<Status(store::Store&)>& fn) override { return fn(store_); }
-  store::Stats LatestStats() override { return store_.stats(); }
+  Status Run(const std::function<Status(model::Outbox&)>& fn) override {
+    return fn(store_.outbox());
+  }
+  model::OutboxStats LatestStats() override { return store_.outbox().stats(); }
 
  private:
   store::Store& store_;
@@ -41,10 +48,10 @@ struct Sent {
 
 class ScriptedSender final : public Sender {
  public:
-  explicit ScriptedSender(store::Store& s) : store_(s) {}
+  explicit ScriptedSender(model::Outbox& outbox) : outbox_(outbox) {}
   HttpResponse Post(const std::string& path, const std::string& key,
                     const std::string& body) override {
-    sent.push_back({path, key, body, store_.stats().outbox.in_flight_key});
+    sent.push_back({path, key, body, outbox_.stats().in_flight_key});
     if (script.empty()) return HttpResponse{200, "", "", "{\"replayed\":false}"};
     HttpResponse r = script.front();
     script.pop_front();
@@ -55,15 +62,12 @@ class ScriptedSender final : public Sender {
   std::vector<Sent> sent;
 
  private:
-  store::Store& store_;
+  model::Outbox& outbox_;
 };
 
 class UplinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "outpost_uplink_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
     Reopen();
     opt_.gateway_id = "gw1";
     opt_.boot_id = "b00t";
@@ -73,23 +77,20 @@ class UplinkTest : public ::testing::Test {
   }
   void TearDown() override {
     sender_.reset();
+    outbox_.reset();
     store_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
   }
   void Reopen() {
     sender_.reset();
     outbox_.reset();
     store_.reset();
     store::Options o;
-    o.path = (dir_ / "gateway.db").string();
+    o.path = dir_.File("gateway.db");
     o.synchronous = store::Synchronous::kOff;
     o.outbox.enabled = true;
-    auto r = store::Store::Open(o);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    store_ = std::move(r).value();
+    OUTPOST_ASSERT_OK_AND_ASSIGN(store_, store::Store::Open(o));
     outbox_ = std::make_unique<DirectOutbox>(*store_);
-    sender_ = std::make_unique<ScriptedSender>(*store_);
+    sender_ = std::make_unique<ScriptedSender>(store_->outbox());
   }
   void Queue(const std::string& device, int from, int n) {
     model::WriteSet b;
@@ -106,7 +107,7 @@ class UplinkTest : public ::testing::Test {
                           {{"t", double(i), false}}};
       b.outbox.push_back({model::OutboxKind::kReading, clock_.wall_ms(), EncodeReadingItem(r)});
     }
-    ASSERT_TRUE(store_->Write(b).ok());
+    OUTPOST_ASSERT_OK(store_->Write(b));
   }
   std::vector<int> Seqs(const Sent& s) {
     std::vector<int> out;
@@ -116,7 +117,7 @@ class UplinkTest : public ::testing::Test {
   }
   Uplink Make() { return Uplink(opt_, *outbox_, *sender_, clock_); }
 
-  fs::path dir_;
+  outpost::testing::TempDir dir_{"outpost-uplink"};
   FakeClock clock_;
   Options opt_;
   std::unique_ptr<store::Store> store_;
@@ -329,7 +330,7 @@ TEST_F(UplinkTest, alerts_cannot_starve_readings) {
     b.outbox.push_back({model::OutboxKind::kStatus, clock_.wall_ms(),
                         EncodeStatusItem("n1", i % 2 ? "online" : "offline", clock_.wall_ms())});
   }
-  ASSERT_TRUE(store_->Write(b).ok());
+  OUTPOST_ASSERT_OK(store_->Write(b));
   Uplink u = Make();
   EXPECT_EQ(u.Step(), 0);
   ASSERT_EQ(sender_->sent.size(), 1u);
@@ -403,7 +404,7 @@ TEST_F(UplinkTest, NativeProtocolSendsAlertsFirst) {
   model::WriteSet b;
   b.outbox.push_back({model::OutboxKind::kStatus, clock_.wall_ms(),
                       EncodeStatusItem("n1", "offline", clock_.wall_ms())});
-  ASSERT_TRUE(store_->Write(b).ok());
+  OUTPOST_ASSERT_OK(store_->Write(b));
   Uplink u = Make();
   EXPECT_EQ(u.Step(), 0);
   ASSERT_EQ(sender_->sent.size(), 1u);
@@ -413,16 +414,205 @@ TEST_F(UplinkTest, NativeProtocolSendsAlertsFirst) {
   EXPECT_EQ(j["readings"].size(), 2u);
 }
 
+// ---- The engine against an in-memory outbox whose calls can be made to fail. ----
+
+// model::Outbox in memory: readings only, one priority, what the uplink relies on (the store's
+// own behaviour is tested in gateway/store).
+class FakeOutbox final : public model::Outbox {
+ public:
+  void Add(int seq, std::int64_t created_ms) {
+    queue.push_back({next_id++, model::OutboxKind::kReading, created_ms,
+                     R"({"device_id":"n1","seq":)" + std::to_string(seq) + R"(,"ts_ms":)" +
+                         std::to_string(created_ms) + R"(,"metrics":{"t":1}})"});
+  }
+  Result<std::optional<model::OutboxBatch>> InFlightBatch() override { return in_flight; }
+  Result<std::vector<model::OutboxEntry>> Peek(size_t max_items, std::int64_t max_bytes,
+                                               double /*reading_share*/) override {
+    std::vector<model::OutboxEntry> out;
+    std::int64_t bytes = 0;
+    for (const auto& e : queue) {
+      if (out.size() >= max_items) break;
+      if (!out.empty() && bytes + static_cast<std::int64_t>(e.body.size()) > max_bytes) break;
+      bytes += static_cast<std::int64_t>(e.body.size());
+      out.push_back(e);
+    }
+    return out;
+  }
+  Status CommitBatch(const model::OutboxBatch& batch,
+                     const std::vector<model::OutboxEntry>& items) override {
+    if (!fail_commit.ok()) return std::exchange(fail_commit, Status::Ok());
+    if (in_flight) return FailedPrecondition("a batch is in flight");
+    if (items.size() > queue.size()) return FailedPrecondition("not the head of the queue");
+    queue.erase(queue.begin(), queue.begin() + static_cast<std::ptrdiff_t>(items.size()));
+    in_flight = batch;
+    next_batch_seq = batch.seq + 1;
+    return Status::Ok();
+  }
+  Status FinishBatch(const std::string& key, model::BatchOutcome outcome,
+                     const std::map<std::string, std::int64_t>& dead_letters) override {
+    if (!fail_finish.ok()) return std::exchange(fail_finish, Status::Ok());
+    if (!in_flight || in_flight->key != key) return NotFound("not in flight: " + key);
+    finished.push_back({key, outcome, dead_letters});
+    in_flight.reset();
+    return Status::Ok();
+  }
+  model::OutboxStats stats() const override {
+    model::OutboxStats st;
+    st.readings = static_cast<std::int64_t>(queue.size());
+    for (const auto& e : queue) {
+      st.bytes += static_cast<std::int64_t>(e.body.size());
+      if (st.oldest_created_ms == 0 || e.created_ms < st.oldest_created_ms) {
+        st.oldest_created_ms = e.created_ms;
+      }
+    }
+    if (in_flight) {
+      st.readings += in_flight->readings;
+      st.bytes += static_cast<std::int64_t>(in_flight->body.size());
+      st.in_flight_key = in_flight->key;
+      if (st.oldest_created_ms == 0 || in_flight->created_ms < st.oldest_created_ms) {
+        st.oldest_created_ms = in_flight->created_ms;
+      }
+    }
+    st.next_batch_seq = next_batch_seq;
+    return st;
+  }
+
+  struct Finished {
+    std::string key;
+    model::BatchOutcome outcome;
+    std::map<std::string, std::int64_t> dead_letters;
+  };
+  std::deque<model::OutboxEntry> queue;
+  std::optional<model::OutboxBatch> in_flight;
+  std::int64_t next_id = 1, next_batch_seq = 1;
+  Status fail_commit, fail_finish;  // the next such call fails with this, changing nothing
+  std::vector<Finished> finished;
+};
+
+// The owner thread's side: runs the function at once, or answers `refuse` without running it.
+class FakePort final : public OutboxPort {
+ public:
+  explicit FakePort(FakeOutbox& outbox) : outbox_(outbox) {}
+  Status Run(const std::function<Status(model::Outbox&)>& fn) override {
+    if (!refuse.ok()) return refuse;
+    return fn(outbox_);
+  }
+  model::OutboxStats LatestStats() override { return outbox_.stats(); }
+  Status refuse;
+
+ private:
+  FakeOutbox& outbox_;
+};
+
+class UplinkFakeOutboxTest : public ::testing::Test {
+ protected:
+  UplinkFakeOutboxTest() {
+    opt_.gateway_id = "gw1";
+    opt_.boot_id = "b00t";
+    opt_.batch_max_items = 3;
+    opt_.retry.backoff = {100, 10'000};
+  }
+  void Queue(int n) {
+    for (int i = 0; i < n; ++i) outbox_.Add(++seq_, clock_.wall_ms());
+  }
+  Uplink Make() { return Uplink(opt_, port_, sender_, clock_); }
+
+  FakeClock clock_;
+  Options opt_;
+  FakeOutbox outbox_;
+  FakePort port_{outbox_};
+  ScriptedSender sender_{outbox_};
+  int seq_ = 0;
+};
+
+TEST_F(UplinkFakeOutboxTest, outbox_failure_is_recorded_and_retried_after_backoff) {
+  Queue(3);
+  outbox_.fail_commit = Status(Code::kUnavailable, "disk I/O error");
+  Uplink u = Make();
+  EXPECT_EQ(u.Step(), 0);
+  EXPECT_TRUE(sender_.sent.empty());
+  EXPECT_EQ(u.status().attempt, 1u);
+  EXPECT_NE(u.status().last_error.find("outbox: disk I/O error"), std::string::npos)
+      << u.status().last_error;
+  EXPECT_GT(u.Step(), 0);  // backing off: no new attempt yet
+  EXPECT_TRUE(sender_.sent.empty());
+  clock_.Advance(100);
+  EXPECT_EQ(u.Step(), 0);
+  ASSERT_EQ(sender_.sent.size(), 1u);
+  EXPECT_EQ(sender_.sent[0].key, "gw1:b00t:1");
+  EXPECT_EQ(sender_.sent[0].inflight_key_at_send, "gw1:b00t:1");
+  ASSERT_EQ(outbox_.finished.size(), 1u);
+  EXPECT_EQ(outbox_.finished[0].outcome, model::BatchOutcome::kDelivered);
+  EXPECT_TRUE(outbox_.queue.empty());
+  EXPECT_EQ(u.status().attempt, 0u);
+}
+
+TEST_F(UplinkFakeOutboxTest, failed_finish_keeps_the_batch_in_flight_and_resends_it_with_its_key) {
+  Queue(3);
+  outbox_.fail_finish = Status(Code::kUnavailable, "disk I/O error");
+  Uplink u = Make();
+  EXPECT_EQ(u.Step(), opt_.idle_poll_ms);
+  ASSERT_EQ(sender_.sent.size(), 1u);
+  ASSERT_TRUE(outbox_.in_flight.has_value());
+  EXPECT_NE(u.status().last_error.find("outbox: disk I/O error"), std::string::npos);
+  EXPECT_EQ(u.status().sent_batches, 0u);
+  EXPECT_EQ(u.Step(), 0);  // the same batch again: the cloud replays it
+  ASSERT_EQ(sender_.sent.size(), 2u);
+  EXPECT_EQ(sender_.sent[1].key, sender_.sent[0].key);
+  EXPECT_EQ(sender_.sent[1].body, sender_.sent[0].body);
+  ASSERT_EQ(outbox_.finished.size(), 1u);
+  EXPECT_FALSE(outbox_.in_flight.has_value());
+  EXPECT_EQ(u.status().sent_batches, 1u);
+}
+
+TEST_F(UplinkFakeOutboxTest, permanent_refusal_finishes_the_batch_as_refused) {
+  Queue(3);
+  sender_.script = {HttpResponse{422, "", "", "{}"}};
+  Uplink u = Make();
+  EXPECT_EQ(u.Step(), 0);
+  ASSERT_EQ(outbox_.finished.size(), 1u);
+  EXPECT_EQ(outbox_.finished[0].outcome, model::BatchOutcome::kRefused);
+  EXPECT_EQ(outbox_.finished[0].dead_letters,
+            (std::map<std::string, std::int64_t>{{"http_422", 3}}));
+  EXPECT_EQ(u.status().sent_batches, 0u);
+}
+
+TEST_F(UplinkFakeOutboxTest, outbox_owner_shutting_down_is_not_an_error) {
+  Queue(3);
+  port_.refuse = Status(Code::kCancelled, "store writer stopping");
+  Uplink u = Make();
+  EXPECT_EQ(u.Step(), opt_.idle_poll_ms);
+  EXPECT_TRUE(sender_.sent.empty());
+  EXPECT_TRUE(u.status().last_error.empty());
+  EXPECT_EQ(u.status().attempt, 0u);
+}
+
+TEST_F(UplinkFakeOutboxTest, lingering_items_need_no_outbox_round_trip) {
+  opt_.linger_ms = 1000;
+  Queue(1);
+  port_.refuse = Status(Code::kUnavailable, "must not be called");
+  Uplink u = Make();
+  EXPECT_EQ(u.Step(), 1000);
+  EXPECT_TRUE(u.status().last_error.empty());
+  port_.refuse = Status::Ok();
+  clock_.Advance(1000);
+  EXPECT_EQ(u.Step(), 0);
+  EXPECT_EQ(sender_.sent.size(), 1u);
+}
+
 // ---- HttpSender against a real local HTTP server. ----
 class HttpSenderTest : public ::testing::Test {
  protected:
   void SetUp() override {
     server_.Post("/api/sensor-data/batch",
                  [this](const httplib::Request& req, httplib::Response& res) {
-                   auth_ = req.get_header_value("Authorization");
-                   key_ = req.get_header_value("Idempotency-Key");
-                   type_ = req.get_header_value("Content-Type");
-                   body_ = req.body;
+                   {
+                     std::lock_guard<std::mutex> lock(mu_);
+                     auth_ = req.get_header_value("Authorization");
+                     key_ = req.get_header_value("Idempotency-Key");
+                     type_ = req.get_header_value("Content-Type");
+                     body_ = req.body;
+                   }
                    if (req.body == "slow") {
                      // The server's behaviour under test (a stalled cloud), not test
                      // synchronisation.
@@ -434,7 +624,7 @@ class HttpSenderTest : public ::testing::Test {
                  });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::yield();  // bounded: listen starts at once
+    ASSERT_TRUE(WaitUntil("the HTTP server listens", 10s, [this] { return server_.is_running(); }));
   }
   void TearDown() override {
     server_.stop();
@@ -446,12 +636,18 @@ class HttpSenderTest : public ::testing::Test {
     o.token = "s3cret";
     o.request_timeout_ms = request_timeout_ms;
     auto s = MakeHttpSender(o);
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    OUTPOST_EXPECT_OK(s);
     return std::move(s).value();
+  }
+  // The last request's key and body, as the server thread saw them.
+  bool Received(const std::string& key, const std::string& body) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return key_ == key && body_ == body;
   }
   httplib::Server server_;
   int port_ = 0;
   std::thread thread_;
+  std::mutex mu_;  // the server thread writes what it received, the test reads it
   std::string auth_, key_, type_, body_;
 };
 
@@ -459,10 +655,13 @@ TEST_F(HttpSenderTest, PostsWithBearerKeyAndJson) {
   auto s = Make();
   HttpResponse r = s->Post("/sensor-data/batch", "gw1:b:1", "{\"readings\":[]}");
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(auth_, "Bearer s3cret");
-  EXPECT_EQ(key_, "gw1:b:1");
-  EXPECT_EQ(type_, "application/json");
-  EXPECT_EQ(body_, "{\"readings\":[]}");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    EXPECT_EQ(auth_, "Bearer s3cret");
+    EXPECT_EQ(key_, "gw1:b:1");
+    EXPECT_EQ(type_, "application/json");
+    EXPECT_EQ(body_, "{\"readings\":[]}");
+  }
   r = s->Post("/sensor-data/batch", "", "busy");
   EXPECT_EQ(r.status, 429);
   EXPECT_EQ(r.retry_after, "4");
@@ -483,7 +682,8 @@ TEST_F(HttpSenderTest, WholeRequestTimeoutAndStopAreBounded) {
     EXPECT_EQ(r2.status, 0);
     done = true;
   });
-  while (body_ != "slow" || key_ != "k") std::this_thread::yield();
+  ASSERT_TRUE(WaitUntil("the slow request reaches the server", 10s,
+                        [this] { return Received("k", "slow"); }));
   t0 = std::chrono::steady_clock::now();
   s2->Stop();
   poster.join();
@@ -494,26 +694,25 @@ TEST_F(HttpSenderTest, WholeRequestTimeoutAndStopAreBounded) {
 // TLS: the cloud's certificate is verified against cloud.ca_file, host name included.
 TEST(HttpSenderTlsTest, VerifiesTheServerAgainstTheConfiguredCa) {
   outpost::testing::TempDir dir("outpost-uplink-tls");
-  auto pki = outpost::testing::GenerateTestPki(dir.path());
-  ASSERT_TRUE(pki.ok()) << pki.status().ToString();
-  httplib::SSLServer server(pki->server_cert.c_str(), pki->server_key.c_str());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto pki, outpost::testing::GenerateTestPki(dir.path()));
+  httplib::SSLServer server(pki.server_cert.c_str(), pki.server_key.c_str());
   server.Post("/sensor-data/batch", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"accepted\":0}", "application/json");
   });
   int port = server.bind_to_any_port("127.0.0.1");
   std::thread t([&] { server.listen_after_bind(); });
-  while (!server.is_running()) std::this_thread::yield();
+  ASSERT_TRUE(WaitUntil("the HTTPS server listens", 10s, [&] { return server.is_running(); }));
   auto post = [&](const std::string& host, const std::string& ca) {
     HttpSenderOptions o;
     o.endpoint = "https://" + host + ":" + std::to_string(port);
     o.ca_file = ca;
     o.request_timeout_ms = 5000;
     auto s = MakeHttpSender(o);
-    EXPECT_TRUE(s.ok());
+    OUTPOST_EXPECT_OK(s);
     return (*s)->Post("/sensor-data/batch", "k", "{}");
   };
-  EXPECT_EQ(post("localhost", pki->ca_cert).status, 200);
-  HttpResponse wrong_ca = post("localhost", pki->other_ca_cert);
+  EXPECT_EQ(post("localhost", pki.ca_cert).status, 200);
+  HttpResponse wrong_ca = post("localhost", pki.other_ca_cert);
   EXPECT_EQ(wrong_ca.status, 0);
   EXPECT_NE(wrong_ca.error.find("cloud.ca_file"), std::string::npos) << wrong_ca.error;
   server.stop();
@@ -527,7 +726,7 @@ TEST(HttpSenderOptionsTest, RejectsANonHttpEndpointNamingTheKey) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("cloud.api_endpoint"), std::string::npos);
   o.endpoint = "https://cloud.example.com:8443/api";
-  EXPECT_TRUE(MakeHttpSender(o).ok());
+  OUTPOST_EXPECT_OK(MakeHttpSender(o));
 }
 
 }  // namespace

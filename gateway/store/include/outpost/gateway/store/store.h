@@ -1,7 +1,7 @@
 // Store is the gateway's durable SQLite store: readings, the device registry, alerts, the
 // quarantine of rejected messages and the cloud outbox (docs/formats/outbox.md). It is an
-// adapter: it takes the plain structs of gateway/model (outbox items arrive pre-encoded) and knows nothing of MQTT
-// or JSON.
+// adapter: it takes the plain structs of gateway/model (outbox items arrive pre-encoded) and
+// knows nothing of MQTT or JSON. The code is split by concern behind src/store_impl.h.
 //
 // Layout (docs/formats/store.md): readings are appended in arrival order to a "hot" table with
 // no secondary index (the write path never touches a per-device index), and RunMaintenance()
@@ -124,26 +124,9 @@ class Store {
   // once a second); Write() itself never deletes or compacts.
   Status RunMaintenance(int64_t now_ms, size_t max_rows_per_call);
 
-  // Outbox (docs/formats/outbox.md). The uplink calls these through the store's owner thread.
-  // The in-flight batch, if one was persisted and not finished yet (e.g. before a crash).
-  Result<std::optional<model::OutboxBatch>> InFlightOutboxBatch();
-  // Up to `max_items` items whose bodies sum to at most `max_bytes` (at least one item when
-  // any is queued), alerts and statuses first, then readings, each in outbox order. When
-  // readings are queued, alerts and statuses take at most (1 - reading_share) of the items and
-  // of the bytes (at least one item), so a flood of them cannot starve readings.
-  Result<std::vector<model::OutboxEntry>> PeekOutbox(size_t max_items, int64_t max_bytes,
-                                              double reading_share = 0);
-  // One transaction: stores `batch` (key, body, counts) as the in-flight batch and deletes
-  // `items` (exactly what PeekOutbox just returned: the first items of each priority) from the
-  // queue. kFailedPrecondition when a batch is already in flight or the items are not the head
-  // of the queue (nothing changes then).
-  Status CommitOutboxBatch(const model::OutboxBatch& batch, const std::vector<model::OutboxEntry>& items);
-  // Deletes the in-flight batch `key`: delivered (counted as sent, except the items in
-  // `dead_letters`, which the cloud refused one by one: reason -> items) or refused for good
-  // (every item a dead letter, under the reasons given, else "refused"). kNotFound when it is
-  // not the in-flight batch.
-  Status FinishOutboxBatch(const std::string& key, bool delivered,
-                           const std::map<std::string, int64_t>& dead_letters = {});
+  // The outbox (docs/formats/outbox.md): the model::Outbox the uplink drives, through the
+  // store's owner thread like every other call. Valid as long as the Store.
+  model::Outbox& outbox();
 
   // Cheap: kept in memory, no scans.
   Stats stats() const;

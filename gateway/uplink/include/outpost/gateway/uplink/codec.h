@@ -1,8 +1,8 @@
 // The gateway's side of the batch contract (libs/proto/batch.h, ADR 0004): store rows in,
 // outbox items and request bodies out. The encoding itself lives in libs/proto, next to the
-// cloud's parser, so the two halves cannot drift apart; this adapter only maps store types.
-// Formats: docs/formats/outbox.md, docs/formats/cloud.md.
-// Thread: pure functions, any thread.
+// cloud's parser, so the two halves cannot drift apart; this adapter only maps the gateway's model
+// types. Formats: docs/formats/outbox.md, docs/formats/cloud.md. Thread: pure functions, any
+// thread.
 #pragma once
 
 #include <cstdint>
@@ -11,7 +11,8 @@
 #include <vector>
 
 #include "outpost/base/status.h"
-#include "outpost/gateway/store/store.h"
+#include "outpost/gateway/model/outbox.h"
+#include "outpost/gateway/model/rows.h"
 #include "outpost/proto/batch.h"
 
 namespace outpost::gateway::uplink {

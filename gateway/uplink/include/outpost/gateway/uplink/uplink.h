@@ -15,7 +15,7 @@
 // Ownership: borrows the OutboxPort, the Sender and the Clock, which must outlive it.
 // Thread: Step() is the whole engine, called by the uplink thread Start() creates (or by a
 // test, with a FakeClock). Notify(), SyncNow(), Stop() and status() are thread-safe.
-// Errors: store and network failures are recorded (status().last_error), counted and retried;
+// Errors: outbox and network failures are recorded (status().last_error), counted and retried;
 // nothing here is fatal.
 #pragma once
 
@@ -31,22 +31,23 @@
 
 #include "outpost/base/clock.h"
 #include "outpost/base/status.h"
-#include "outpost/gateway/store/store.h"
+#include "outpost/gateway/model/outbox.h"
 #include "outpost/gateway/uplink/codec.h"
 #include "outpost/gateway/uplink/retry.h"
 #include "outpost/gateway/uplink/sender.h"
 
 namespace outpost::gateway::uplink {
 
-// The uplink's port to the store, which belongs to another thread (the gateway's writer).
+// The uplink's port to the outbox (model::Outbox, implemented by the store), which belongs to
+// another thread (the gateway's store writer). The uplink never sees the store itself.
 class OutboxPort {
  public:
   virtual ~OutboxPort() = default;
-  // Runs `fn` with the store on the store's owner thread and returns its Status once it ran.
+  // Runs `fn` with the outbox on its owner thread and returns its Status once it ran.
   // kCancelled when the owner is shutting down (fn did not run).
-  virtual Status Run(const std::function<Status(store::Store&)>& fn) = 0;
-  // The latest store statistics (cheap, no round trip).
-  virtual store::Stats LatestStats() = 0;
+  virtual Status Run(const std::function<Status(model::Outbox&)>& fn) = 0;
+  // The latest outbox statistics (cheap, no round trip).
+  virtual model::OutboxStats LatestStats() = 0;
 };
 
 struct Options {
@@ -86,14 +87,14 @@ struct UplinkStatus {
   std::int64_t alert_since_ms = 0;
 };
 
-// Forms (or returns the persisted) batch, on the store's thread. Exposed for tests.
+// Forms (or returns the persisted) batch, on the outbox's owner thread. Exposed for tests.
 struct TakeResult {
   std::optional<model::OutboxBatch> batch;
   std::int64_t due_ms = 0;  // when nothing is ready: wall ms at which the linger expires (0 =
                             // nothing queued)
   std::int64_t left_out = 0, reserved_metrics = 0;
 };
-Result<TakeResult> TakeBatch(store::Store& store, const Options& options, bool flush,
+Result<TakeResult> TakeBatch(model::Outbox& outbox, const Options& options, bool flush,
                              std::int64_t now_wall_ms);
 
 class Uplink {
