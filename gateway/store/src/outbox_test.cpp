@@ -1,33 +1,23 @@
 // The store's outbox: queueing in the write transaction, priorities, the quota policies with
 // exact counters, expiry, the in-flight batch across reopen. Format: docs/formats/outbox.md.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <filesystem>
 #include <string>
 
 #include "outpost/gateway/store/store.h"
+#include "outpost/testing/status_matchers.h"
+#include "outpost/testing/temp_dir.h"
 
 namespace outpost::gateway::store {
 namespace {
 
-namespace fs = std::filesystem;
 constexpr int64_t kT0 = 1'700'000'000'000;
 
 class OutboxTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "outpost_outbox_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
   Options Opts(int64_t quota = 0, model::WhenFull policy = model::WhenFull::kDropOldest) const {
     Options o;
-    o.path = (dir_ / "gateway.db").string();
+    o.path = dir_.File("gateway.db");
     o.synchronous = Synchronous::kOff;
     o.outbox.enabled = true;
     o.outbox.quota_bytes = quota;
@@ -36,10 +26,10 @@ class OutboxTest : public ::testing::Test {
   }
   std::unique_ptr<Store> Open(const Options& o) {
     auto r = Store::Open(o);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    OUTPOST_EXPECT_OK(r);
     return r.ok() ? std::move(r).value() : nullptr;
   }
-  fs::path dir_;
+  outpost::testing::TempDir dir_{"outpost-outbox"};
 };
 
 // Bodies of exactly 10 bytes make the byte accounting easy to check.
@@ -56,7 +46,7 @@ TEST_F(OutboxTest, QueuesInTheWriteTransactionAndPeeksUrgentFirst) {
   b.outbox = {Item(model::OutboxKind::kReading, 1), Item(model::OutboxKind::kReading, 2),
               Item(model::OutboxKind::kAlert, 3), Item(model::OutboxKind::kReading, 4),
               Item(model::OutboxKind::kStatus, 5)};
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   model::OutboxStats st = s->stats().outbox;
   EXPECT_EQ(st.readings, 3);
   EXPECT_EQ(st.alerts, 1);
@@ -64,7 +54,7 @@ TEST_F(OutboxTest, QueuesInTheWriteTransactionAndPeeksUrgentFirst) {
   EXPECT_EQ(st.bytes, 50);
   EXPECT_EQ(st.oldest_created_ms, kT0);
   auto peek = s->outbox().Peek(10, 1 << 20);
-  ASSERT_TRUE(peek.ok());
+  OUTPOST_ASSERT_OK(peek);
   ASSERT_EQ(peek->size(), 5u);
   std::string order;
   for (const auto& e : *peek) order += e.body.substr(5, 1);
@@ -81,7 +71,7 @@ TEST_F(OutboxTest, DisabledOutboxQueuesNothing) {
   auto s = Open(o);
   model::WriteSet b;
   b.outbox = {Item(model::OutboxKind::kReading, 1)};
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   EXPECT_EQ(s->stats().outbox.readings, 0);
 }
 
@@ -90,13 +80,13 @@ TEST_F(OutboxTest, InFlightBatchSurvivesReopenAndFinishCounts) {
     auto s = Open(Opts());
     model::WriteSet b;
     for (int i = 0; i < 4; ++i) b.outbox.push_back(Item(model::OutboxKind::kReading, i, kT0 + i));
-    ASSERT_TRUE(s->Write(b).ok());
+    OUTPOST_ASSERT_OK(s->Write(b));
     auto peek = s->outbox().Peek(3, 1 << 20);
-    ASSERT_TRUE(peek.ok());
+    OUTPOST_ASSERT_OK(peek);
     model::OutboxBatch batch{"gw:abc:1", 1, kT0, 3, 0, 0, "{\"readings\":[1,2,3]}"};
-    ASSERT_TRUE(s->outbox().CommitBatch(batch, *peek).ok());
+    OUTPOST_ASSERT_OK(s->outbox().CommitBatch(batch, *peek));
     // A second batch while one is in flight is refused.
-    EXPECT_EQ(s->outbox().CommitBatch(batch, {}).code(), Code::kFailedPrecondition);
+    OUTPOST_EXPECT_CODE(s->outbox().CommitBatch(batch, {}), Code::kFailedPrecondition);
     model::OutboxStats st = s->stats().outbox;
     EXPECT_EQ(st.readings, 4);  // 1 queued + 3 in flight
     EXPECT_EQ(st.bytes, 10 + static_cast<int64_t>(batch.body.size()));
@@ -105,14 +95,14 @@ TEST_F(OutboxTest, InFlightBatchSurvivesReopenAndFinishCounts) {
   }
   auto s = Open(Opts());  // as after a crash: the same key and the identical body come back
   auto inflight = s->outbox().InFlightBatch();
-  ASSERT_TRUE(inflight.ok());
+  OUTPOST_ASSERT_OK(inflight);
   ASSERT_TRUE(inflight->has_value());
   EXPECT_EQ((*inflight)->key, "gw:abc:1");
   EXPECT_EQ((*inflight)->body, "{\"readings\":[1,2,3]}");
   EXPECT_EQ((*inflight)->readings, 3);
   EXPECT_EQ(s->outbox().FinishBatch("other", model::BatchOutcome::kDelivered).code(),
             Code::kNotFound);
-  ASSERT_TRUE(s->outbox().FinishBatch("gw:abc:1", model::BatchOutcome::kDelivered).ok());
+  OUTPOST_ASSERT_OK(s->outbox().FinishBatch("gw:abc:1", model::BatchOutcome::kDelivered));
   model::OutboxStats st = s->stats().outbox;
   EXPECT_EQ(st.readings, 1);
   EXPECT_EQ(st.bytes, 10);
@@ -127,10 +117,10 @@ TEST_F(OutboxTest, DeadLetterCountsItems) {
   auto s = Open(Opts());
   model::WriteSet b;
   b.outbox = {Item(model::OutboxKind::kReading, 1), Item(model::OutboxKind::kAlert, 2)};
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   auto peek = s->outbox().Peek(10, 1 << 20);
-  ASSERT_TRUE(s->outbox().CommitBatch(model::OutboxBatch{"k", 1, kT0, 1, 1, 0, "x"}, *peek).ok());
-  ASSERT_TRUE(s->outbox().FinishBatch("k", model::BatchOutcome::kRefused).ok());
+  OUTPOST_ASSERT_OK(s->outbox().CommitBatch(model::OutboxBatch{"k", 1, kT0, 1, 1, 0, "x"}, *peek));
+  OUTPOST_ASSERT_OK(s->outbox().FinishBatch("k", model::BatchOutcome::kRefused));
   model::OutboxStats st = s->stats().outbox;
   EXPECT_EQ(st.dead_letter, 2);
   EXPECT_EQ(st.sent_items, 0);
@@ -147,7 +137,7 @@ TEST_F(OutboxTest, DropOldestKeepsUnderQuotaAndCountsEveryDrop) {
       b.outbox.push_back(Item(model::OutboxKind::kReading, round * 3 + i));
     if (round == 1) b.outbox.push_back(Item(model::OutboxKind::kAlert, 99));
     written += static_cast<int64_t>(b.outbox.size());
-    ASSERT_TRUE(s->Write(b).ok());
+    OUTPOST_ASSERT_OK(s->Write(b));
     EXPECT_LE(s->stats().outbox.bytes, 100);
   }
   model::OutboxStats st = s->stats().outbox;
@@ -172,7 +162,7 @@ TEST_F(OutboxTest, RejectNewRefusesWhatDoesNotFitAndCounts) {
   auto s = Open(Opts(/*quota=*/35, model::WhenFull::kRejectNew));
   model::WriteSet b;
   for (int i = 0; i < 5; ++i) b.outbox.push_back(Item(model::OutboxKind::kReading, i));
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   model::OutboxStats st = s->stats().outbox;
   EXPECT_EQ(st.readings, 3);
   EXPECT_EQ(st.bytes, 30);
@@ -186,7 +176,7 @@ TEST_F(OutboxTest, AnItemLargerThanTheQuotaIsRejectedUnderDropOldest) {
   auto s = Open(Opts(/*quota=*/5));
   model::WriteSet b;
   b.outbox = {Item(model::OutboxKind::kReading, 1)};
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   EXPECT_EQ(s->stats().outbox.dropped_quota_rejected, 1);
   EXPECT_EQ(s->stats().outbox.bytes, 0);
 }
@@ -199,10 +189,10 @@ TEST_F(OutboxTest, ExpiryDropsOldItemsAndCountsThem) {
   b.outbox = {Item(model::OutboxKind::kReading, 1, kT0),
               Item(model::OutboxKind::kReading, 2, kT0 + 1000),
               Item(model::OutboxKind::kReading, 3, kT0 + 120'000)};
-  ASSERT_TRUE(s->Write(b).ok());
-  ASSERT_TRUE(s->RunMaintenance(kT0 + 30'000, 1000).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
+  OUTPOST_ASSERT_OK(s->RunMaintenance(kT0 + 30'000, 1000));
   EXPECT_EQ(s->stats().outbox.expired, 0);
-  ASSERT_TRUE(s->RunMaintenance(kT0 + 61'500, 1000).ok());
+  OUTPOST_ASSERT_OK(s->RunMaintenance(kT0 + 61'500, 1000));
   model::OutboxStats st = s->stats().outbox;
   EXPECT_EQ(st.expired, 2);
   EXPECT_EQ(st.readings, 1);
@@ -214,12 +204,12 @@ TEST_F(OutboxTest, CommitOfItemsThatAreNotTheHeadChangesNothing) {
   auto s = Open(Opts());
   model::WriteSet b;
   b.outbox = {Item(model::OutboxKind::kReading, 1)};
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   auto peek = s->outbox().Peek(10, 1 << 20);
   std::vector<model::OutboxEntry> wrong = *peek;
   wrong.push_back(model::OutboxEntry{999, model::OutboxKind::kReading, kT0, "{}"});
   Status st = s->outbox().CommitBatch(model::OutboxBatch{"k", 1, kT0, 2, 0, 0, "x"}, wrong);
-  EXPECT_EQ(st.code(), Code::kFailedPrecondition);
+  OUTPOST_EXPECT_CODE(st, Code::kFailedPrecondition);
   EXPECT_EQ(s->stats().outbox.readings, 1);
   EXPECT_EQ(s->stats().outbox.bytes, 10);
   EXPECT_EQ(s->stats().outbox.in_flight_key, "");

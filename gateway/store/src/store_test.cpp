@@ -14,6 +14,9 @@
 #include <map>
 #include <random>
 
+#include "outpost/testing/status_matchers.h"
+#include "outpost/testing/temp_dir.h"
+
 namespace outpost::gateway::store {
 namespace {
 
@@ -129,27 +132,18 @@ const char* RegisterFaultVfs() {
 // ---- Fixtures and helpers. ----
 class StoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "outpost_store_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
   Options Opts() const {
     Options o;
-    o.path = (dir_ / "gateway.db").string();
+    o.path = dir_.File("gateway.db");
     o.synchronous = Synchronous::kNormal;
     return o;
   }
   std::unique_ptr<Store> OpenOk(const Options& o) {
     auto r = Store::Open(o);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    OUTPOST_EXPECT_OK(r);
     return r.ok() ? std::move(r).value() : nullptr;
   }
-  fs::path dir_;
+  outpost::testing::TempDir dir_{"outpost-store"};
 };
 
 model::ReadingRow Reading(const std::string& device, int64_t ts, uint64_t seq, double temp) {
@@ -181,13 +175,13 @@ void Fill(Store& s, int devices, int n, int64_t start, int64_t step_ms, size_t b
       b.readings.push_back(
           Reading(Dev(d), start + i * step_ms, static_cast<uint64_t>(i), d * 1000.0 + i));
       if (b.readings.size() >= batch) {
-        ASSERT_TRUE(s.Write(b).ok());
+        OUTPOST_ASSERT_OK(s.Write(b));
         b.clear();
       }
     }
   }
   if (!b.empty()) {
-    ASSERT_TRUE(s.Write(b).ok());
+    OUTPOST_ASSERT_OK(s.Write(b));
   }
 }
 
@@ -195,7 +189,7 @@ void ExpectSeries(Store& s, int device, int64_t start, int64_t step_ms, int firs
                   size_t limit = 1'000'000) {
   auto pts = s.QuerySeries(Dev(device), "temperature", start + first * step_ms,
                            start + (first + count) * step_ms, limit);
-  ASSERT_TRUE(pts.ok()) << pts.status().ToString();
+  OUTPOST_ASSERT_OK(pts);
   const size_t want = std::min<size_t>(static_cast<size_t>(count), limit);
   ASSERT_EQ(pts->size(), want);
   for (size_t k = 0; k < want; ++k) {
@@ -215,18 +209,18 @@ TEST_F(StoreTest, ReadingsRoundTripFromTheHotTail) {
   ExpectSeries(*s, 2, kT0, 1000, 50, 20);
   ExpectSeries(*s, 0, kT0, 1000, 10, 100, /*limit=*/7);  // the earliest 7
   auto motion = s->QuerySeries(Dev(0), "motion", kT0, kT0 + 4000, 100);
-  ASSERT_TRUE(motion.ok());
+  OUTPOST_ASSERT_OK(motion);
   ASSERT_EQ(motion->size(), 4u);
   EXPECT_EQ((*motion)[1].value, 1.0);
   EXPECT_EQ((*motion)[2].value, 0.0);
   auto none = s->QuerySeries("no-such-device", "temperature", kT0, kT0 + kDay, 10);
-  ASSERT_TRUE(none.ok());
+  OUTPOST_ASSERT_OK(none);
   EXPECT_TRUE(none->empty());
   auto no_metric = s->QuerySeries(Dev(0), "no-such-metric", kT0, kT0 + kDay, 10);
-  ASSERT_TRUE(no_metric.ok());
+  OUTPOST_ASSERT_OK(no_metric);
   EXPECT_TRUE(no_metric->empty());
   auto to_is_exclusive = s->QuerySeries(Dev(0), "temperature", kT0, kT0 + 1000, 10);
-  ASSERT_TRUE(to_is_exclusive.ok());
+  OUTPOST_ASSERT_OK(to_is_exclusive);
   EXPECT_EQ(to_is_exclusive->size(), 1u);
 }
 
@@ -236,7 +230,7 @@ TEST_F(StoreTest, ReadingsRoundTripAcrossCompactionAndTheHotBoundary) {
   auto s = OpenOk(o);
   ASSERT_TRUE(s);
   Fill(*s, 5, 300, kT0, 10'000);  // 1,500 readings
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(s->RunMaintenance(kT0, 250).ok());
+  for (int i = 0; i < 10; ++i) OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 250));
   // Compaction stopped at a quarter of hot_max_rows: the tail is hot, the rest in blocks.
   Fill(*s, 5, 100, kT0, 10'000, 500, /*first=*/300);  // more hot rows after the compacted ones
   for (int d = 0; d < 5; ++d) ExpectSeries(*s, d, kT0, 10'000, 0, 400);
@@ -245,7 +239,7 @@ TEST_F(StoreTest, ReadingsRoundTripAcrossCompactionAndTheHotBoundary) {
   EXPECT_EQ(s->stats().readings, 2000);
 
   // Compact everything (up to the low-water mark) and ask again; then across a reopen.
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(s->RunMaintenance(kT0, 10'000).ok());
+  for (int i = 0; i < 10; ++i) OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 10'000));
   ExpectSeries(*s, 4, kT0, 10'000, 0, 400);
   s.reset();
   s = OpenOk(o);
@@ -268,15 +262,15 @@ TEST_F(StoreTest, OutOfOrderAndWideSpansQueryCorrectly) {
   for (size_t i = 0; i < ts.size(); ++i) {
     b.readings.push_back(Reading("d", ts[i], i, static_cast<double>((ts[i] - kT0) / 1000)));
     if (b.readings.size() == 100) {
-      ASSERT_TRUE(s->Write(b).ok());
+      OUTPOST_ASSERT_OK(s->Write(b));
       b.clear();
-      ASSERT_TRUE(s->RunMaintenance(kT0, 60).ok());
+      OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 60));
     }
   }
-  for (int i = 0; i < 20; ++i) ASSERT_TRUE(s->RunMaintenance(kT0, 1000).ok());
+  for (int i = 0; i < 20; ++i) OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 1000));
   for (int64_t from : {kT0, kT0 + kDay / 3, kT0 + 4 * kDay + 17}) {
     auto pts = s->QuerySeries("d", "temperature", from, from + 2 * kDay, 10'000);
-    ASSERT_TRUE(pts.ok());
+    OUTPOST_ASSERT_OK(pts);
     std::vector<int64_t> want;
     for (int64_t t : ts) {
       if (t >= from && t < from + 2 * kDay) want.push_back(t);
@@ -289,7 +283,7 @@ TEST_F(StoreTest, OutOfOrderAndWideSpansQueryCorrectly) {
     }
   }
   auto first3 = s->QuerySeries("d", "temperature", kT0, kT0 + 100 * kDay, 3);
-  ASSERT_TRUE(first3.ok());
+  OUTPOST_ASSERT_OK(first3);
   ASSERT_EQ(first3->size(), 3u);
   EXPECT_EQ((*first3)[2].ts_ms, kT0 + 2 * (kDay / 50));
 }
@@ -309,14 +303,14 @@ TEST_F(StoreTest, MetricsAreOpenEndedAndSparse) {
     r.has_device_ts = false;
     b.readings.push_back(r);
   }
-  ASSERT_TRUE(s->Write(b).ok());
-  ASSERT_TRUE(s->RunMaintenance(kT0, 100).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
+  OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 100));
   auto co2 = s->QuerySeries("x", "co2_ppm", kT0, kT0 + 100, 100);
-  ASSERT_TRUE(co2.ok());
+  OUTPOST_ASSERT_OK(co2);
   ASSERT_EQ(co2->size(), 5u);
   EXPECT_EQ((*co2)[4].value, 409.0);
   auto door = s->QuerySeries("x", "door_open", kT0, kT0 + 100, 100);
-  ASSERT_TRUE(door.ok());
+  OUTPOST_ASSERT_OK(door);
   ASSERT_EQ(door->size(), 1u);
   EXPECT_EQ((*door)[0].ts_ms, kT0 + 3);
 }
@@ -331,20 +325,20 @@ TEST_F(StoreTest, DevicesUpsertReplacesTheWholeRowAndLoad) {
   b.devices.push_back(d);
   b.devices.push_back(
       model::DeviceRow{"esp32-b", kT0, kT0, "sleeping", kT0, "{}", "", 0, 0, 0, 0, 0});
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   d.status = "offline";
   d.last_seq = 99;
   d.firmware = "1.3.0";
   b.clear();
   b.devices.push_back(d);
   b.readings.push_back(Reading("esp32-c", kT0, 1, 1));  // a reading alone does not register
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   EXPECT_EQ(s->stats().devices, 2);
   s.reset();
   s = OpenOk(Opts());
   ASSERT_TRUE(s);
   auto devices = s->LoadDevices();
-  ASSERT_TRUE(devices.ok());
+  OUTPOST_ASSERT_OK(devices);
   ASSERT_EQ(devices->size(), 2u);
   const model::DeviceRow& a = (*devices)[0];
   EXPECT_EQ(a.device_id, "esp32-a");
@@ -368,27 +362,27 @@ TEST_F(StoreTest, RemovedDevicesLoseTheirRowButKeepTheirReadings) {
     b.devices.push_back(model::DeviceRow{id, kT0, kT0, "online", kT0, "{}", "", 0, 0, 1, 0, 0});
     b.readings.push_back(Reading(id, kT0, 1, 1));
   }
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   EXPECT_EQ(s->stats().devices, 3);
   b.clear();
   b.removed_devices = {"gone", "back", "never_seen"};
   b.devices.push_back(
       model::DeviceRow{"back", kT0 + 9, kT0 + 9, "online", kT0 + 9, "{}", "", 0, 0, 0, 0, 0});
   EXPECT_FALSE(b.empty());
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   EXPECT_EQ(s->stats().devices, 2);
   s.reset();
   s = OpenOk(Opts());
   ASSERT_TRUE(s);
   EXPECT_EQ(s->stats().devices, 2);
   auto devices = s->LoadDevices();
-  ASSERT_TRUE(devices.ok());
+  OUTPOST_ASSERT_OK(devices);
   ASSERT_EQ(devices->size(), 2u);
   EXPECT_EQ((*devices)[0].device_id, "back");
   EXPECT_EQ((*devices)[0].first_seen_ms, kT0 + 9);
   EXPECT_EQ((*devices)[1].device_id, "stays");
   auto points = s->QuerySeries("gone", "temperature", 0, kT0 + 1000, 10);
-  ASSERT_TRUE(points.ok());
+  OUTPOST_ASSERT_OK(points);
   EXPECT_EQ(points->size(), 1u) << "readings of an evicted device stay";
 }
 
@@ -401,9 +395,9 @@ TEST_F(StoreTest, AlertsRaiseClearAndLoadActive) {
                       "low",        std::nan(""), 3.3, kT0 + 1,   0};
   model::WriteSet b;
   b.alerts = {hot, low};
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   auto active = s->LoadActiveAlerts();
-  ASSERT_TRUE(active.ok());
+  OUTPOST_ASSERT_OK(active);
   ASSERT_EQ(active->size(), 2u);
   EXPECT_TRUE(std::isnan((*active)[1].value));  // NaN survives (SQLite would store NULL)
 
@@ -412,17 +406,17 @@ TEST_F(StoreTest, AlertsRaiseClearAndLoadActive) {
   again.raised_ms = kT0 + 200;
   again.cleared_ms = 0;
   b.alerts = {hot, again};
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   s.reset();
   s = OpenOk(Opts());
   ASSERT_TRUE(s);
   active = s->LoadActiveAlerts();
-  ASSERT_TRUE(active.ok());
+  OUTPOST_ASSERT_OK(active);
   ASSERT_EQ(active->size(), 2u);
   EXPECT_EQ((*active)[0].alert_id, "low_batt:b");
   EXPECT_EQ((*active)[1].raised_ms, kT0 + 200);
   auto all = s->ListAlerts(10);
-  ASSERT_TRUE(all.ok());
+  OUTPOST_ASSERT_OK(all);
   ASSERT_EQ(all->size(), 3u);
   EXPECT_EQ((*all)[0].raised_ms, kT0 + 200);  // newest first
   EXPECT_EQ((*all)[2].cleared_ms, kT0 + 100);
@@ -440,10 +434,10 @@ TEST_F(StoreTest, AlertHistoryIsBoundedButActiveAlertsStay) {
     b.alerts.push_back({"r:" + std::to_string(i), "r", "d", "m", "warning", "", 1, 2, kT0 + i,
                         i == 0 ? 0 : kT0 + i + 1});
   }
-  ASSERT_TRUE(s->Write(b).ok());
-  ASSERT_TRUE(s->RunMaintenance(kT0, 100).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
+  OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 100));
   auto all = s->ListAlerts(100);
-  ASSERT_TRUE(all.ok());
+  OUTPOST_ASSERT_OK(all);
   EXPECT_EQ(all->size(), 6u);  // 5 cleared + the oldest one, still active
   EXPECT_EQ(s->LoadActiveAlerts()->size(), 1u);
 }
@@ -460,14 +454,14 @@ TEST_F(StoreTest, QuarantineIsBoundedAndTruncated) {
                             std::string("\x00\xff{\"a\":123456789", 17)});
     b.quarantine.back().payload[0] = static_cast<char>('0' + i);
   }
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   EXPECT_EQ(s->stats().quarantine, 3);
   b.quarantine.resize(1);
   b.quarantine[0].received_ms = kT0 + 100;
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   EXPECT_EQ(s->stats().quarantine, 3);
   auto q = s->ListQuarantine(10);
-  ASSERT_TRUE(q.ok());
+  OUTPOST_ASSERT_OK(q);
   ASSERT_EQ(q->size(), 3u);
   EXPECT_EQ((*q)[0].received_ms, kT0 + 100);  // newest first
   EXPECT_EQ((*q)[1].received_ms, kT0 + 4);
@@ -488,14 +482,14 @@ TEST_F(StoreTest, RecentIdentitiesSurviveReopenWhetherCompactedOrNot) {
   auto s = OpenOk(o);
   ASSERT_TRUE(s);
   Fill(*s, 4, 100, kT0, 1000, 37);  // 400 readings, arrival order: i major, device minor
-  ASSERT_TRUE(s->RunMaintenance(kT0, 120).ok());
-  ASSERT_TRUE(s->RunMaintenance(kT0, 120).ok());  // some hot rows left, some passes made
+  OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 120));
+  OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 120));  // some hot rows left, some passes made
   s.reset();
   s = OpenOk(o);
   ASSERT_TRUE(s);
   for (size_t want : {size_t{1}, size_t{10}, size_t{150}, size_t{399}, size_t{400}, size_t{999}}) {
     auto ids = s->LoadRecentIdentities(want);
-    ASSERT_TRUE(ids.ok());
+    OUTPOST_ASSERT_OK(ids);
     const size_t n = std::min<size_t>(want, 400);
     ASSERT_EQ(ids->size(), n) << want;
     for (size_t k = 0; k < n; ++k) {
@@ -519,17 +513,17 @@ TEST_F(StoreTest, RetentionByAgeCountsDeletedReadings) {
   auto s = OpenOk(o);
   ASSERT_TRUE(s);
   Fill(*s, 2, 100, kT0, kDay / 20);  // 5 days of 2 devices, 200 readings
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(s->RunMaintenance(kT0 - 10 * kDay, 1000).ok());
+  for (int i = 0; i < 10; ++i) OUTPOST_ASSERT_OK(s->RunMaintenance(kT0 - 10 * kDay, 1000));
   EXPECT_EQ(s->stats().readings, 200);  // nothing old yet at that "now"
   const int64_t now = kT0 + 5 * kDay;   // keep ts >= kT0 + 4 days
-  for (int i = 0; i < 20; ++i) ASSERT_TRUE(s->RunMaintenance(now, 1000).ok());
+  for (int i = 0; i < 20; ++i) OUTPOST_ASSERT_OK(s->RunMaintenance(now, 1000));
   const Stats st = s->stats();
   // Whole blocks go, so a few readings just past the cutoff may remain in a straddling block.
   EXPECT_GE(st.deleted_by_age, 150);
   EXPECT_LE(st.deleted_by_age, 160);
   EXPECT_EQ(st.readings + st.deleted_by_age, 200);
   auto pts = s->QuerySeries(Dev(1), "temperature", kT0, kT0 + 10 * kDay, 1000);
-  ASSERT_TRUE(pts.ok());
+  OUTPOST_ASSERT_OK(pts);
   EXPECT_EQ(static_cast<int64_t>(pts->size()) * 2, st.readings);
   for (const Point& p : *pts) EXPECT_GE(p.ts_ms, now - kDay - kDay / 4);
   ExpectSeries(*s, 0, kT0, kDay / 20, 80, 20);  // the last day is intact
@@ -547,13 +541,13 @@ TEST_F(StoreTest, RetentionByAgeAlsoReachesUncompactedRows) {
   auto s = OpenOk(o);  // default hot_max_rows: nothing gets compacted here
   ASSERT_TRUE(s);
   Fill(*s, 3, 40, kT0, kDay / 10);  // 4 days
-  ASSERT_TRUE(s->RunMaintenance(kT0 + 4 * kDay, 1000).ok());
+  OUTPOST_ASSERT_OK(s->RunMaintenance(kT0 + 4 * kDay, 1000));
   const Stats st = s->stats();
   EXPECT_EQ(st.deleted_by_age, 3 * 30);  // ts < kT0 + 3 days
   EXPECT_EQ(st.readings, 3 * 10);
   ExpectSeries(*s, 2, kT0, kDay / 10, 30, 10);
   auto old = s->QuerySeries(Dev(2), "temperature", kT0, kT0 + 3 * kDay, 100);
-  ASSERT_TRUE(old.ok());
+  OUTPOST_ASSERT_OK(old);
   EXPECT_TRUE(old->empty());
 }
 
@@ -563,13 +557,13 @@ TEST_F(StoreTest, RetentionBySizeDeletesOldestUntilUnderQuota) {
   auto s = OpenOk(o);
   ASSERT_TRUE(s);
   Fill(*s, 10, 2000, kT0, 1000);  // 20,000 readings
-  for (int i = 0; i < 20; ++i) ASSERT_TRUE(s->RunMaintenance(kT0, 5000).ok());
+  for (int i = 0; i < 20; ++i) OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 5000));
   const int64_t before = s->stats().db_bytes;
   s.reset();
   o.max_bytes = before / 2;
   s = OpenOk(o);
   ASSERT_TRUE(s);
-  for (int i = 0; i < 20; ++i) ASSERT_TRUE(s->RunMaintenance(kT0, 5000).ok());
+  for (int i = 0; i < 20; ++i) OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 5000));
   const Stats st = s->stats();
   EXPECT_LE(st.db_bytes, o.max_bytes);
   EXPECT_GT(st.deleted_by_size, 0);
@@ -578,7 +572,7 @@ TEST_F(StoreTest, RetentionBySizeDeletesOldestUntilUnderQuota) {
   // The newest readings are still there; the oldest are gone.
   ExpectSeries(*s, 3, kT0, 1000, 1900, 100);
   auto oldest = s->QuerySeries(Dev(3), "temperature", kT0, kT0 + 1000, 10);
-  ASSERT_TRUE(oldest.ok());
+  OUTPOST_ASSERT_OK(oldest);
   EXPECT_TRUE(oldest->empty());
 }
 
@@ -590,9 +584,9 @@ TEST_F(StoreTest, MaintenanceWorkIsBounded) {
   Fill(*s, 2, 500, kT0, 1000);
   // One call with a budget of 50 compacts exactly 50 rows (visible as identities in blocks
   // only through queries; here: the count of hot rows is internal, so check via a reopen).
-  ASSERT_TRUE(s->RunMaintenance(kT0, 50).ok());
+  OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 50));
   ExpectSeries(*s, 1, kT0, 1000, 0, 500);
-  ASSERT_TRUE(s->RunMaintenance(kT0, 0).ok());  // no budget: no work, no error
+  OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 0));  // no budget: no work, no error
 }
 
 // ---- Open, migrations, errors. ----
@@ -619,7 +613,7 @@ TEST_F(StoreTest, MigratesVersion1ToCurrentKeepingData) {
     Fill(*s, 2, 3, kT0, 1000);
     model::WriteSet b;
     b.devices.push_back(model::DeviceRow{"dev1", kT0, kT0, "online", kT0, "{}", "", 0, 0, 3, 0, 0});
-    ASSERT_TRUE(s->Write(b).ok());
+    OUTPOST_ASSERT_OK(s->Write(b));
   }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
@@ -655,8 +649,7 @@ TEST_F(StoreTest, RefusesANewerSchemaVersion) {
   ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
   auto r = Store::Open(o);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+  OUTPOST_ASSERT_CODE(r, Code::kFailedPrecondition);
   EXPECT_NE(r.status().message().find(o.path), std::string::npos);
   EXPECT_NE(r.status().message().find("newer"), std::string::npos) << r.status().message();
 }
@@ -668,8 +661,7 @@ TEST_F(StoreTest, RefusesSomebodyElsesDatabase) {
   ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE t(x)", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
   auto r = Store::Open(o);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Code::kFailedPrecondition);
+  OUTPOST_ASSERT_CODE(r, Code::kFailedPrecondition);
   EXPECT_NE(r.status().message().find("not an Outpost gateway store"), std::string::npos);
 }
 
@@ -680,8 +672,7 @@ TEST_F(StoreTest, NotADatabaseIsAClearError) {
     for (int i = 0; i < 300; ++i) f << "this is a config file, not a database\n";
   }
   auto r = Store::Open(o);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Code::kDataLoss);
+  OUTPOST_ASSERT_CODE(r, Code::kDataLoss);
   EXPECT_NE(r.status().message().find(o.path), std::string::npos);
   EXPECT_NE(r.status().message().find("not a SQLite database"), std::string::npos)
       << r.status().message();
@@ -689,10 +680,9 @@ TEST_F(StoreTest, NotADatabaseIsAClearError) {
 
 TEST_F(StoreTest, MissingParentDirectoryIsAClearError) {
   Options o = Opts();
-  o.path = (dir_ / "no" / "such" / "dir" / "gateway.db").string();
+  o.path = dir_.File("no/such/dir/gateway.db");
   auto r = Store::Open(o);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+  OUTPOST_ASSERT_CODE(r, Code::kUnavailable);
   EXPECT_NE(r.status().message().find(o.path), std::string::npos);
 }
 
@@ -701,8 +691,7 @@ TEST_F(StoreTest, ASecondStoreOnTheSameFileIsRefused) {
   auto first = OpenOk(o);
   ASSERT_TRUE(first);
   auto second = Store::Open(o);
-  ASSERT_FALSE(second.ok());
-  EXPECT_EQ(second.status().code(), Code::kUnavailable);
+  OUTPOST_ASSERT_CODE(second, Code::kUnavailable);
   EXPECT_NE(second.status().message().find(o.path), std::string::npos);
   EXPECT_NE(second.status().message().find("locked"), std::string::npos)
       << second.status().message();
@@ -753,7 +742,7 @@ TEST_F(StoreTest, WriteIsDurableAcrossReopenWithSynchronousFull) {
   // New ids continue after the old ones (identities stay in arrival order).
   Fill(*s, 1, 1, kT0 + 50'000, 1000);
   auto ids = s->LoadRecentIdentities(2);
-  ASSERT_TRUE(ids.ok());
+  OUTPOST_ASSERT_OK(ids);
   ASSERT_EQ(ids->size(), 2u);
   EXPECT_EQ((*ids)[0].device_id, Dev(1));
   EXPECT_EQ((*ids)[1].device_id, Dev(0));
@@ -811,17 +800,16 @@ TEST_F(FaultTest, FailedWriteRollsBackEverythingAndTheStoreRecovers) {
     g_fail_writes = true;
     Status st = s->Write(b);
     g_fail_writes = false;
-    ASSERT_FALSE(st.ok());
-    EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+    OUTPOST_ASSERT_CODE(st, Code::kUnavailable);
     EXPECT_NE(st.message().find(o.path), std::string::npos);
     EXPECT_EQ(s->stats().readings, 20);
     EXPECT_EQ(s->stats().devices, 0);
     EXPECT_EQ(s->stats().quarantine, 0);
     auto nothing = s->QuerySeries("new-device", "temperature", kT0, kT0 + 1, 10);
-    ASSERT_TRUE(nothing.ok());
+    OUTPOST_ASSERT_OK(nothing);
     EXPECT_TRUE(nothing->empty());
     // The same batch goes through once the disk is back, with consistent ids and keys.
-    ASSERT_TRUE(s->Write(b).ok());
+    OUTPOST_ASSERT_OK(s->Write(b));
     EXPECT_EQ(s->stats().readings, 22);
   }
   o.vfs.clear();
@@ -831,7 +819,7 @@ TEST_F(FaultTest, FailedWriteRollsBackEverythingAndTheStoreRecovers) {
   EXPECT_EQ(s->stats().devices, 1);
   ExpectSeries(*s, 0, kT0, 1000, 0, 11);
   auto ids = s->LoadRecentIdentities(100);
-  ASSERT_TRUE(ids.ok());
+  OUTPOST_ASSERT_OK(ids);
   EXPECT_EQ(ids->size(), 22u);
 }
 
@@ -848,12 +836,11 @@ TEST_F(FaultTest, FullDiskIsResourceExhaustedAndTheStoreRecovers) {
   b.readings.push_back(Reading(Dev(0), kT0 + 10'000, 10, 10));
   g_disk_full = true;
   Status st = s->Write(b);
-  ASSERT_FALSE(st.ok());
-  EXPECT_EQ(st.code(), Code::kResourceExhausted) << st.ToString();
+  OUTPOST_ASSERT_CODE(st, Code::kResourceExhausted);
   EXPECT_NE(st.message().find(o.path), std::string::npos) << st.message();
   EXPECT_EQ(s->stats().readings, 20);
   g_disk_full = false;
-  ASSERT_TRUE(s->Write(b).ok());
+  OUTPOST_ASSERT_OK(s->Write(b));
   EXPECT_EQ(s->stats().readings, 21);
 }
 
@@ -870,17 +857,16 @@ TEST_F(FaultTest, FailedFsyncIsDataLossAndNeverPartial) {
     g_fail_syncs = true;
     Status st = s->Write(b);
     g_fail_syncs = false;
-    ASSERT_FALSE(st.ok());
-    EXPECT_EQ(st.code(), Code::kDataLoss) << st.ToString();
+    OUTPOST_ASSERT_CODE(st, Code::kDataLoss);
     b.readings = {Reading("y", kT0, 1, 1)};
-    ASSERT_TRUE(s->Write(b).ok());
+    OUTPOST_ASSERT_OK(s->Write(b));
   }
   o.vfs.clear();
   auto s = OpenOk(o);
   ASSERT_TRUE(s);
   // The failed commit's outcome is unknown to the caller, but it is all or nothing.
   auto x = s->QuerySeries("x", "temperature", kT0, kT0 + 100, 100);
-  ASSERT_TRUE(x.ok());
+  OUTPOST_ASSERT_OK(x);
   EXPECT_TRUE(x->empty() || x->size() == 50u) << x->size();
   EXPECT_EQ(s->stats().readings, 21 + static_cast<int64_t>(x->size()));
   ExpectSeries(*s, 1, kT0, 1000, 0, 10);
@@ -901,7 +887,7 @@ TEST_F(FaultTest, FailedMaintenanceLeavesDataIntact) {
     EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
   }
   for (int d = 0; d < 3; ++d) ExpectSeries(*s, d, kT0, 1000, 0, 50);
-  ASSERT_TRUE(s->RunMaintenance(kT0, 1000).ok());
+  OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 1000));
   for (int d = 0; d < 3; ++d) ExpectSeries(*s, d, kT0, 1000, 0, 50);
   EXPECT_EQ(s->stats().readings, 150);
 }
