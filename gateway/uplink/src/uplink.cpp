@@ -7,7 +7,7 @@
 
 namespace outpost::gateway::uplink {
 
-Result<TakeResult> TakeBatch(model::Outbox& outbox, const Options& options, bool flush,
+Result<TakeResult> TakeBatch(model::Outbox& outbox, const Options& options, Take take,
                              std::int64_t now_wall_ms) {
   TakeResult out;
   auto inflight = outbox.InFlightBatch();
@@ -22,7 +22,7 @@ Result<TakeResult> TakeBatch(model::Outbox& outbox, const Options& options, bool
   const bool full = queued >= static_cast<std::int64_t>(options.batch_max_items) ||
                     st.bytes >= options.batch_max_bytes;
   const std::int64_t due = st.oldest_created_ms + options.linger_ms;
-  if (!flush && !full && now_wall_ms < due) {
+  if (take == Take::kWhenDue && !full && now_wall_ms < due) {
     out.due_ms = due;
     return out;
   }
@@ -118,7 +118,7 @@ std::int64_t Uplink::Step() {
 
   TakeResult taken;
   Status st = outbox_.Run([&](model::Outbox& outbox) {
-    auto r = TakeBatch(outbox, options_, flush, now);
+    auto r = TakeBatch(outbox, options_, flush ? Take::kNow : Take::kWhenDue, now);
     if (!r.ok()) return r.status();
     taken = std::move(r).value();
     return Status::Ok();

@@ -87,6 +87,10 @@ struct UplinkStatus {
   std::int64_t alert_since_ms = 0;
 };
 
+// Whether TakeBatch waits for a batch to fill or its linger to end (kWhenDue), or takes what is
+// queued now (kNow: a sync was requested).
+enum class Take : std::uint8_t { kWhenDue, kNow };
+
 // Forms (or returns the persisted) batch, on the outbox's owner thread. Exposed for tests.
 struct TakeResult {
   std::optional<model::OutboxBatch> batch;
@@ -94,7 +98,7 @@ struct TakeResult {
                             // nothing queued)
   std::int64_t left_out = 0, reserved_metrics = 0;
 };
-Result<TakeResult> TakeBatch(model::Outbox& outbox, const Options& options, bool flush,
+Result<TakeResult> TakeBatch(model::Outbox& outbox, const Options& options, Take take,
                              std::int64_t now_wall_ms);
 
 class Uplink {
