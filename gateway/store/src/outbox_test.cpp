@@ -53,11 +53,10 @@ TEST_F(OutboxTest, QueuesInTheWriteTransactionAndPeeksUrgentFirst) {
   EXPECT_EQ(st.statuses, 1);
   EXPECT_EQ(st.bytes, 50);
   EXPECT_EQ(st.oldest_created_ms, kT0);
-  auto peek = s->outbox().Peek(10, 1 << 20);
-  OUTPOST_ASSERT_OK(peek);
-  ASSERT_EQ(peek->size(), 5u);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto peek, s->outbox().Peek(10, 1 << 20));
+  ASSERT_EQ(peek.size(), 5u);
   std::string order;
-  for (const auto& e : *peek) order += e.body.substr(5, 1);
+  for (const auto& e : peek) order += e.body.substr(5, 1);
   EXPECT_EQ(order, "35124");  // alerts and statuses first, then readings, each in order
   // Limits: by count and by bytes (always at least one item).
   EXPECT_EQ(s->outbox().Peek(2, 1 << 20)->size(), 2u);
@@ -81,10 +80,9 @@ TEST_F(OutboxTest, InFlightBatchSurvivesReopenAndFinishCounts) {
     model::WriteSet b;
     for (int i = 0; i < 4; ++i) b.outbox.push_back(Item(model::OutboxKind::kReading, i, kT0 + i));
     OUTPOST_ASSERT_OK(s->Write(b));
-    auto peek = s->outbox().Peek(3, 1 << 20);
-    OUTPOST_ASSERT_OK(peek);
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto peek, s->outbox().Peek(3, 1 << 20));
     model::OutboxBatch batch{"gw:abc:1", 1, kT0, 3, 0, 0, "{\"readings\":[1,2,3]}"};
-    OUTPOST_ASSERT_OK(s->outbox().CommitBatch(batch, *peek));
+    OUTPOST_ASSERT_OK(s->outbox().CommitBatch(batch, peek));
     // A second batch while one is in flight is refused.
     OUTPOST_EXPECT_CODE(s->outbox().CommitBatch(batch, {}), Code::kFailedPrecondition);
     model::OutboxStats st = s->stats().outbox;
@@ -94,12 +92,11 @@ TEST_F(OutboxTest, InFlightBatchSurvivesReopenAndFinishCounts) {
     EXPECT_EQ(st.next_batch_seq, 2);
   }
   auto s = Open(Opts());  // as after a crash: the same key and the identical body come back
-  auto inflight = s->outbox().InFlightBatch();
-  OUTPOST_ASSERT_OK(inflight);
-  ASSERT_TRUE(inflight->has_value());
-  EXPECT_EQ((*inflight)->key, "gw:abc:1");
-  EXPECT_EQ((*inflight)->body, "{\"readings\":[1,2,3]}");
-  EXPECT_EQ((*inflight)->readings, 3);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto inflight, s->outbox().InFlightBatch());
+  ASSERT_TRUE(inflight.has_value());
+  EXPECT_EQ(inflight->key, "gw:abc:1");
+  EXPECT_EQ(inflight->body, "{\"readings\":[1,2,3]}");
+  EXPECT_EQ(inflight->readings, 3);
   EXPECT_EQ(s->outbox().FinishBatch("other", model::BatchOutcome::kDelivered).code(),
             Code::kNotFound);
   OUTPOST_ASSERT_OK(s->outbox().FinishBatch("gw:abc:1", model::BatchOutcome::kDelivered));

@@ -187,15 +187,15 @@ void Fill(Store& s, int devices, int n, int64_t start, int64_t step_ms, size_t b
 
 void ExpectSeries(Store& s, int device, int64_t start, int64_t step_ms, int first, int count,
                   size_t limit = 1'000'000) {
-  auto pts = s.QuerySeries(Dev(device), "temperature", start + first * step_ms,
-                           start + (first + count) * step_ms, limit);
-  OUTPOST_ASSERT_OK(pts);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto pts,
+                               s.QuerySeries(Dev(device), "temperature", start + first * step_ms,
+                                             start + (first + count) * step_ms, limit));
   const size_t want = std::min<size_t>(static_cast<size_t>(count), limit);
-  ASSERT_EQ(pts->size(), want);
+  ASSERT_EQ(pts.size(), want);
   for (size_t k = 0; k < want; ++k) {
     const int i = first + static_cast<int>(k);
-    EXPECT_EQ((*pts)[k].ts_ms, start + i * step_ms) << k;
-    EXPECT_EQ((*pts)[k].value, device * 1000.0 + i) << k;
+    EXPECT_EQ(pts[k].ts_ms, start + i * step_ms) << k;
+    EXPECT_EQ(pts[k].value, device * 1000.0 + i) << k;
   }
 }
 
@@ -208,20 +208,19 @@ TEST_F(StoreTest, ReadingsRoundTripFromTheHotTail) {
   ExpectSeries(*s, 1, kT0, 1000, 0, 200);
   ExpectSeries(*s, 2, kT0, 1000, 50, 20);
   ExpectSeries(*s, 0, kT0, 1000, 10, 100, /*limit=*/7);  // the earliest 7
-  auto motion = s->QuerySeries(Dev(0), "motion", kT0, kT0 + 4000, 100);
-  OUTPOST_ASSERT_OK(motion);
-  ASSERT_EQ(motion->size(), 4u);
-  EXPECT_EQ((*motion)[1].value, 1.0);
-  EXPECT_EQ((*motion)[2].value, 0.0);
-  auto none = s->QuerySeries("no-such-device", "temperature", kT0, kT0 + kDay, 10);
-  OUTPOST_ASSERT_OK(none);
-  EXPECT_TRUE(none->empty());
-  auto no_metric = s->QuerySeries(Dev(0), "no-such-metric", kT0, kT0 + kDay, 10);
-  OUTPOST_ASSERT_OK(no_metric);
-  EXPECT_TRUE(no_metric->empty());
-  auto to_is_exclusive = s->QuerySeries(Dev(0), "temperature", kT0, kT0 + 1000, 10);
-  OUTPOST_ASSERT_OK(to_is_exclusive);
-  EXPECT_EQ(to_is_exclusive->size(), 1u);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto motion, s->QuerySeries(Dev(0), "motion", kT0, kT0 + 4000, 100));
+  ASSERT_EQ(motion.size(), 4u);
+  EXPECT_EQ(motion[1].value, 1.0);
+  EXPECT_EQ(motion[2].value, 0.0);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      auto none, s->QuerySeries("no-such-device", "temperature", kT0, kT0 + kDay, 10));
+  EXPECT_TRUE(none.empty());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto no_metric,
+                               s->QuerySeries(Dev(0), "no-such-metric", kT0, kT0 + kDay, 10));
+  EXPECT_TRUE(no_metric.empty());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto to_is_exclusive,
+                               s->QuerySeries(Dev(0), "temperature", kT0, kT0 + 1000, 10));
+  EXPECT_EQ(to_is_exclusive.size(), 1u);
 }
 
 TEST_F(StoreTest, ReadingsRoundTripAcrossCompactionAndTheHotBoundary) {
@@ -269,23 +268,23 @@ TEST_F(StoreTest, OutOfOrderAndWideSpansQueryCorrectly) {
   }
   for (int i = 0; i < 20; ++i) OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 1000));
   for (int64_t from : {kT0, kT0 + kDay / 3, kT0 + 4 * kDay + 17}) {
-    auto pts = s->QuerySeries("d", "temperature", from, from + 2 * kDay, 10'000);
-    OUTPOST_ASSERT_OK(pts);
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto pts,
+                                 s->QuerySeries("d", "temperature", from, from + 2 * kDay, 10'000));
     std::vector<int64_t> want;
     for (int64_t t : ts) {
       if (t >= from && t < from + 2 * kDay) want.push_back(t);
     }
     std::sort(want.begin(), want.end());
-    ASSERT_EQ(pts->size(), want.size());
+    ASSERT_EQ(pts.size(), want.size());
     for (size_t k = 0; k < want.size(); ++k) {
-      EXPECT_EQ((*pts)[k].ts_ms, want[k]);
-      EXPECT_EQ((*pts)[k].value, static_cast<double>((want[k] - kT0) / 1000));
+      EXPECT_EQ(pts[k].ts_ms, want[k]);
+      EXPECT_EQ(pts[k].value, static_cast<double>((want[k] - kT0) / 1000));
     }
   }
-  auto first3 = s->QuerySeries("d", "temperature", kT0, kT0 + 100 * kDay, 3);
-  OUTPOST_ASSERT_OK(first3);
-  ASSERT_EQ(first3->size(), 3u);
-  EXPECT_EQ((*first3)[2].ts_ms, kT0 + 2 * (kDay / 50));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto first3,
+                               s->QuerySeries("d", "temperature", kT0, kT0 + 100 * kDay, 3));
+  ASSERT_EQ(first3.size(), 3u);
+  EXPECT_EQ(first3[2].ts_ms, kT0 + 2 * (kDay / 50));
 }
 
 TEST_F(StoreTest, MetricsAreOpenEndedAndSparse) {
@@ -305,14 +304,12 @@ TEST_F(StoreTest, MetricsAreOpenEndedAndSparse) {
   }
   OUTPOST_ASSERT_OK(s->Write(b));
   OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 100));
-  auto co2 = s->QuerySeries("x", "co2_ppm", kT0, kT0 + 100, 100);
-  OUTPOST_ASSERT_OK(co2);
-  ASSERT_EQ(co2->size(), 5u);
-  EXPECT_EQ((*co2)[4].value, 409.0);
-  auto door = s->QuerySeries("x", "door_open", kT0, kT0 + 100, 100);
-  OUTPOST_ASSERT_OK(door);
-  ASSERT_EQ(door->size(), 1u);
-  EXPECT_EQ((*door)[0].ts_ms, kT0 + 3);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto co2, s->QuerySeries("x", "co2_ppm", kT0, kT0 + 100, 100));
+  ASSERT_EQ(co2.size(), 5u);
+  EXPECT_EQ(co2[4].value, 409.0);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto door, s->QuerySeries("x", "door_open", kT0, kT0 + 100, 100));
+  ASSERT_EQ(door.size(), 1u);
+  EXPECT_EQ(door[0].ts_ms, kT0 + 3);
 }
 
 // ---- Registry, alerts, quarantine. ----
@@ -337,10 +334,9 @@ TEST_F(StoreTest, DevicesUpsertReplacesTheWholeRowAndLoad) {
   s.reset();
   s = OpenOk(Opts());
   ASSERT_TRUE(s);
-  auto devices = s->LoadDevices();
-  OUTPOST_ASSERT_OK(devices);
-  ASSERT_EQ(devices->size(), 2u);
-  const model::DeviceRow& a = (*devices)[0];
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto devices, s->LoadDevices());
+  ASSERT_EQ(devices.size(), 2u);
+  const model::DeviceRow& a = devices[0];
   EXPECT_EQ(a.device_id, "esp32-a");
   EXPECT_EQ(a.status, "offline");
   EXPECT_EQ(a.last_seq, 99u);
@@ -348,7 +344,7 @@ TEST_F(StoreTest, DevicesUpsertReplacesTheWholeRowAndLoad) {
   EXPECT_EQ(a.last_reading_json, R"({"temperature":21})");
   EXPECT_EQ(a.readings, 42u);
   EXPECT_EQ(a.seq_gaps, 2u);
-  EXPECT_EQ((*devices)[1].status, "sleeping");
+  EXPECT_EQ(devices[1].status, "sleeping");
   EXPECT_EQ(s->stats().devices, 2);
 }
 
@@ -375,15 +371,14 @@ TEST_F(StoreTest, RemovedDevicesLoseTheirRowButKeepTheirReadings) {
   s = OpenOk(Opts());
   ASSERT_TRUE(s);
   EXPECT_EQ(s->stats().devices, 2);
-  auto devices = s->LoadDevices();
-  OUTPOST_ASSERT_OK(devices);
-  ASSERT_EQ(devices->size(), 2u);
-  EXPECT_EQ((*devices)[0].device_id, "back");
-  EXPECT_EQ((*devices)[0].first_seen_ms, kT0 + 9);
-  EXPECT_EQ((*devices)[1].device_id, "stays");
-  auto points = s->QuerySeries("gone", "temperature", 0, kT0 + 1000, 10);
-  OUTPOST_ASSERT_OK(points);
-  EXPECT_EQ(points->size(), 1u) << "readings of an evicted device stay";
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto devices, s->LoadDevices());
+  ASSERT_EQ(devices.size(), 2u);
+  EXPECT_EQ(devices[0].device_id, "back");
+  EXPECT_EQ(devices[0].first_seen_ms, kT0 + 9);
+  EXPECT_EQ(devices[1].device_id, "stays");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto points,
+                               s->QuerySeries("gone", "temperature", 0, kT0 + 1000, 10));
+  EXPECT_EQ(points.size(), 1u) << "readings of an evicted device stay";
 }
 
 TEST_F(StoreTest, AlertsRaiseClearAndLoadActive) {
@@ -396,10 +391,9 @@ TEST_F(StoreTest, AlertsRaiseClearAndLoadActive) {
   model::WriteSet b;
   b.alerts = {hot, low};
   OUTPOST_ASSERT_OK(s->Write(b));
-  auto active = s->LoadActiveAlerts();
-  OUTPOST_ASSERT_OK(active);
-  ASSERT_EQ(active->size(), 2u);
-  EXPECT_TRUE(std::isnan((*active)[1].value));  // NaN survives (SQLite would store NULL)
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto active, s->LoadActiveAlerts());
+  ASSERT_EQ(active.size(), 2u);
+  EXPECT_TRUE(std::isnan(active[1].value));  // NaN survives (SQLite would store NULL)
 
   hot.cleared_ms = kT0 + 100;
   model::AlertRow again = hot;  // the same rule fires again later: a new row
@@ -410,17 +404,15 @@ TEST_F(StoreTest, AlertsRaiseClearAndLoadActive) {
   s.reset();
   s = OpenOk(Opts());
   ASSERT_TRUE(s);
-  active = s->LoadActiveAlerts();
-  OUTPOST_ASSERT_OK(active);
-  ASSERT_EQ(active->size(), 2u);
-  EXPECT_EQ((*active)[0].alert_id, "low_batt:b");
-  EXPECT_EQ((*active)[1].raised_ms, kT0 + 200);
-  auto all = s->ListAlerts(10);
-  OUTPOST_ASSERT_OK(all);
-  ASSERT_EQ(all->size(), 3u);
-  EXPECT_EQ((*all)[0].raised_ms, kT0 + 200);  // newest first
-  EXPECT_EQ((*all)[2].cleared_ms, kT0 + 100);
-  EXPECT_EQ((*all)[2].message, "too hot");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(active, s->LoadActiveAlerts());
+  ASSERT_EQ(active.size(), 2u);
+  EXPECT_EQ(active[0].alert_id, "low_batt:b");
+  EXPECT_EQ(active[1].raised_ms, kT0 + 200);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto all, s->ListAlerts(10));
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].raised_ms, kT0 + 200);  // newest first
+  EXPECT_EQ(all[2].cleared_ms, kT0 + 100);
+  EXPECT_EQ(all[2].message, "too hot");
   EXPECT_EQ(s->ListAlerts(1)->size(), 1u);
 }
 
@@ -436,9 +428,8 @@ TEST_F(StoreTest, AlertHistoryIsBoundedButActiveAlertsStay) {
   }
   OUTPOST_ASSERT_OK(s->Write(b));
   OUTPOST_ASSERT_OK(s->RunMaintenance(kT0, 100));
-  auto all = s->ListAlerts(100);
-  OUTPOST_ASSERT_OK(all);
-  EXPECT_EQ(all->size(), 6u);  // 5 cleared + the oldest one, still active
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto all, s->ListAlerts(100));
+  EXPECT_EQ(all.size(), 6u);  // 5 cleared + the oldest one, still active
   EXPECT_EQ(s->LoadActiveAlerts()->size(), 1u);
 }
 
@@ -460,15 +451,14 @@ TEST_F(StoreTest, QuarantineIsBoundedAndTruncated) {
   b.quarantine[0].received_ms = kT0 + 100;
   OUTPOST_ASSERT_OK(s->Write(b));
   EXPECT_EQ(s->stats().quarantine, 3);
-  auto q = s->ListQuarantine(10);
-  OUTPOST_ASSERT_OK(q);
-  ASSERT_EQ(q->size(), 3u);
-  EXPECT_EQ((*q)[0].received_ms, kT0 + 100);  // newest first
-  EXPECT_EQ((*q)[1].received_ms, kT0 + 4);
-  EXPECT_EQ((*q)[2].received_ms, kT0 + 3);
-  EXPECT_EQ((*q)[1].payload.size(), 8u);
-  EXPECT_EQ((*q)[1].payload[1], '\xff');  // bytes, not text
-  EXPECT_EQ((*q)[1].reason, "bad_json");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto q, s->ListQuarantine(10));
+  ASSERT_EQ(q.size(), 3u);
+  EXPECT_EQ(q[0].received_ms, kT0 + 100);  // newest first
+  EXPECT_EQ(q[1].received_ms, kT0 + 4);
+  EXPECT_EQ(q[2].received_ms, kT0 + 3);
+  EXPECT_EQ(q[1].payload.size(), 8u);
+  EXPECT_EQ(q[1].payload[1], '\xff');  // bytes, not text
+  EXPECT_EQ(q[1].reason, "bad_json");
   s.reset();
   s = OpenOk(o);
   ASSERT_TRUE(s);
@@ -488,13 +478,12 @@ TEST_F(StoreTest, RecentIdentitiesSurviveReopenWhetherCompactedOrNot) {
   s = OpenOk(o);
   ASSERT_TRUE(s);
   for (size_t want : {size_t{1}, size_t{10}, size_t{150}, size_t{399}, size_t{400}, size_t{999}}) {
-    auto ids = s->LoadRecentIdentities(want);
-    OUTPOST_ASSERT_OK(ids);
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto ids, s->LoadRecentIdentities(want));
     const size_t n = std::min<size_t>(want, 400);
-    ASSERT_EQ(ids->size(), n) << want;
+    ASSERT_EQ(ids.size(), n) << want;
     for (size_t k = 0; k < n; ++k) {
       const size_t arrival = 400 - n + k;  // oldest first
-      const model::RecentIdentity& id = (*ids)[k];
+      const model::RecentIdentity& id = ids[k];
       EXPECT_EQ(id.device_id, Dev(static_cast<int>(arrival % 4))) << want << " " << k;
       EXPECT_TRUE(id.has_seq);
       EXPECT_EQ(id.boot, 7u);
@@ -522,10 +511,10 @@ TEST_F(StoreTest, RetentionByAgeCountsDeletedReadings) {
   EXPECT_GE(st.deleted_by_age, 150);
   EXPECT_LE(st.deleted_by_age, 160);
   EXPECT_EQ(st.readings + st.deleted_by_age, 200);
-  auto pts = s->QuerySeries(Dev(1), "temperature", kT0, kT0 + 10 * kDay, 1000);
-  OUTPOST_ASSERT_OK(pts);
-  EXPECT_EQ(static_cast<int64_t>(pts->size()) * 2, st.readings);
-  for (const Point& p : *pts) EXPECT_GE(p.ts_ms, now - kDay - kDay / 4);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto pts,
+                               s->QuerySeries(Dev(1), "temperature", kT0, kT0 + 10 * kDay, 1000));
+  EXPECT_EQ(static_cast<int64_t>(pts.size()) * 2, st.readings);
+  for (const Point& p : pts) EXPECT_GE(p.ts_ms, now - kDay - kDay / 4);
   ExpectSeries(*s, 0, kT0, kDay / 20, 80, 20);  // the last day is intact
 
   s.reset();
@@ -546,9 +535,9 @@ TEST_F(StoreTest, RetentionByAgeAlsoReachesUncompactedRows) {
   EXPECT_EQ(st.deleted_by_age, 3 * 30);  // ts < kT0 + 3 days
   EXPECT_EQ(st.readings, 3 * 10);
   ExpectSeries(*s, 2, kT0, kDay / 10, 30, 10);
-  auto old = s->QuerySeries(Dev(2), "temperature", kT0, kT0 + 3 * kDay, 100);
-  OUTPOST_ASSERT_OK(old);
-  EXPECT_TRUE(old->empty());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto old,
+                               s->QuerySeries(Dev(2), "temperature", kT0, kT0 + 3 * kDay, 100));
+  EXPECT_TRUE(old.empty());
 }
 
 TEST_F(StoreTest, RetentionBySizeDeletesOldestUntilUnderQuota) {
@@ -571,9 +560,9 @@ TEST_F(StoreTest, RetentionBySizeDeletesOldestUntilUnderQuota) {
   EXPECT_EQ(st.deleted_by_age, 0);
   // The newest readings are still there; the oldest are gone.
   ExpectSeries(*s, 3, kT0, 1000, 1900, 100);
-  auto oldest = s->QuerySeries(Dev(3), "temperature", kT0, kT0 + 1000, 10);
-  OUTPOST_ASSERT_OK(oldest);
-  EXPECT_TRUE(oldest->empty());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto oldest,
+                               s->QuerySeries(Dev(3), "temperature", kT0, kT0 + 1000, 10));
+  EXPECT_TRUE(oldest.empty());
 }
 
 TEST_F(StoreTest, MaintenanceWorkIsBounded) {
@@ -741,11 +730,10 @@ TEST_F(StoreTest, WriteIsDurableAcrossReopenWithSynchronousFull) {
   ExpectSeries(*s, 1, kT0, 1000, 0, 10);
   // New ids continue after the old ones (identities stay in arrival order).
   Fill(*s, 1, 1, kT0 + 50'000, 1000);
-  auto ids = s->LoadRecentIdentities(2);
-  OUTPOST_ASSERT_OK(ids);
-  ASSERT_EQ(ids->size(), 2u);
-  EXPECT_EQ((*ids)[0].device_id, Dev(1));
-  EXPECT_EQ((*ids)[1].device_id, Dev(0));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto ids, s->LoadRecentIdentities(2));
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_EQ(ids[0].device_id, Dev(1));
+  EXPECT_EQ(ids[1].device_id, Dev(0));
 }
 
 // Regression: ~Impl finalized a hand-kept list of statements that had missed one (the device
@@ -805,9 +793,9 @@ TEST_F(FaultTest, FailedWriteRollsBackEverythingAndTheStoreRecovers) {
     EXPECT_EQ(s->stats().readings, 20);
     EXPECT_EQ(s->stats().devices, 0);
     EXPECT_EQ(s->stats().quarantine, 0);
-    auto nothing = s->QuerySeries("new-device", "temperature", kT0, kT0 + 1, 10);
-    OUTPOST_ASSERT_OK(nothing);
-    EXPECT_TRUE(nothing->empty());
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto nothing,
+                                 s->QuerySeries("new-device", "temperature", kT0, kT0 + 1, 10));
+    EXPECT_TRUE(nothing.empty());
     // The same batch goes through once the disk is back, with consistent ids and keys.
     OUTPOST_ASSERT_OK(s->Write(b));
     EXPECT_EQ(s->stats().readings, 22);
@@ -818,9 +806,8 @@ TEST_F(FaultTest, FailedWriteRollsBackEverythingAndTheStoreRecovers) {
   EXPECT_EQ(s->stats().readings, 22);
   EXPECT_EQ(s->stats().devices, 1);
   ExpectSeries(*s, 0, kT0, 1000, 0, 11);
-  auto ids = s->LoadRecentIdentities(100);
-  OUTPOST_ASSERT_OK(ids);
-  EXPECT_EQ(ids->size(), 22u);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto ids, s->LoadRecentIdentities(100));
+  EXPECT_EQ(ids.size(), 22u);
 }
 
 // Regression: a full disk was kUnavailable here (and kDataLoss in the cloud), which the writer
@@ -865,10 +852,9 @@ TEST_F(FaultTest, FailedFsyncIsDataLossAndNeverPartial) {
   auto s = OpenOk(o);
   ASSERT_TRUE(s);
   // The failed commit's outcome is unknown to the caller, but it is all or nothing.
-  auto x = s->QuerySeries("x", "temperature", kT0, kT0 + 100, 100);
-  OUTPOST_ASSERT_OK(x);
-  EXPECT_TRUE(x->empty() || x->size() == 50u) << x->size();
-  EXPECT_EQ(s->stats().readings, 21 + static_cast<int64_t>(x->size()));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto x, s->QuerySeries("x", "temperature", kT0, kT0 + 100, 100));
+  EXPECT_TRUE(x.empty() || x.size() == 50u) << x.size();
+  EXPECT_EQ(s->stats().readings, 21 + static_cast<int64_t>(x.size()));
   ExpectSeries(*s, 1, kT0, 1000, 0, 10);
 }
 
