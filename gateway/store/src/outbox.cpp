@@ -304,7 +304,7 @@ Status Store::Impl::OutboxQueue::CommitBatch(const model::OutboxBatch& batch,
     return FailedPrecondition("store " + m.opt.path + ": outbox batch " + in_flight_->key +
                               " is still in flight");
   }
-  // PeekOutbox returns the first items of each priority in id order, so each priority's part
+  // Peek returns the first items of each priority in id order, so each priority's part
   // is "every item of that priority up to its last id": one range delete each, checked by
   // the number of rows it removed.
   int64_t last_id[2] = {-1, -1}, count[2] = {0, 0}, bytes = 0, by_kind[3] = {0, 0, 0};
