@@ -2,10 +2,16 @@
 
 set(OUTPOST_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wno-missing-field-initializers)
 
-# outpost_library(NAME <target> SOURCES ... [DEPS ...] [PRIVATE_DEPS ...])
-# Public headers live in the folder's include/.
+# outpost_library(NAME <target> SOURCES ... [DEPS ...] [PRIVATE_DEPS ...] [FORBID_INCLUDES ...])
+# Public headers live in the folder's include/. FORBID_INCLUDES: include paths (prefixes, e.g.
+# asio openssl/) that the target's sources, and the headers of its own include/ they pull in,
+# must not include; checked at configure time (a sans-I/O target cannot reach a socket header
+# by accident: system headers are on every target's include path).
 function(outpost_library)
-  cmake_parse_arguments(A "" "NAME" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
+  cmake_parse_arguments(A "" "NAME" "SOURCES;DEPS;PRIVATE_DEPS;FORBID_INCLUDES" ${ARGN})
+  if(A_FORBID_INCLUDES)
+    _outpost_check_includes(${A_NAME} "${A_SOURCES}" "${A_FORBID_INCLUDES}")
+  endif()
   if(A_SOURCES)
     add_library(${A_NAME} STATIC ${A_SOURCES})
     target_include_directories(${A_NAME} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
@@ -23,6 +29,7 @@ endfunction()
 # loads the machine (thousands of connections, floods) and runs alone, never beside another.
 function(outpost_test)
   cmake_parse_arguments(A "SERIAL" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  _outpost_register_sources(${A_NAME} ${A_SOURCES})
   if(NOT OUTPOST_TESTS)
     return()
   endif()
@@ -47,6 +54,7 @@ endfunction()
 # Registers a shell test (bash, exits non-zero on failure) with CTest; label "unit" by default.
 function(outpost_script_test)
   cmake_parse_arguments(A "" "NAME;SCRIPT" "LABELS" ${ARGN})
+  _outpost_register_sources("" ${A_SCRIPT})
   if(NOT OUTPOST_TESTS)
     return()
   endif()
@@ -67,6 +75,7 @@ add_custom_target(fuzzers)
 # so the corpus stays a regression suite in every build.
 function(outpost_fuzzer)
   cmake_parse_arguments(A "" "NAME;CORPUS" "SOURCES;DEPS" ${ARGN})
+  _outpost_register_sources(${A_NAME} ${A_SOURCES} ${CMAKE_SOURCE_DIR}/tests/fuzz/replay_main.cpp)
   if(NOT OUTPOST_TESTS)
     return()
   endif()
@@ -88,3 +97,186 @@ function(outpost_fuzzer)
     set_tests_properties(${A_NAME}_replay PROPERTIES LABELS unit TIMEOUT 120)
   endif()
 endfunction()
+
+# ---------------------------------------------------------------------------------------------
+# Structure checks, run once at the end of the configure step (cmake_language DEFER below).
+# 1. Every test and fuzz source in the tree (*_test.cpp, *_fuzz*.cpp, any .cpp under a fuzz/
+#    folder, *_test.sh) is registered through outpost_test, outpost_fuzzer or
+#    outpost_script_test, so none silently drops out of the build.
+# 2. Every link edge between the project's own targets (libraries, programs, benchmarks; not the
+#    test and fuzz binaries, which link what they test) is listed in the ```edges block of
+#    docs/architecture.md.
+# Both fail the configure step with the offending file or edge and what to do about it.
+
+# Records the sources (relative to the calling folder) of a test, fuzzer or script test; `target`
+# (may be empty) is left out of the target-graph check.
+function(_outpost_register_sources target)
+  foreach(src ${ARGN})
+    get_filename_component(abs "${src}" ABSOLUTE BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
+    set_property(GLOBAL APPEND PROPERTY OUTPOST_REGISTERED_SOURCES "${abs}")
+  endforeach()
+  if(target)
+    set_property(GLOBAL APPEND PROPERTY OUTPOST_TEST_TARGETS ${target})
+  endif()
+endfunction()
+
+# Fails when a source of `target`, or a header of the calling folder's include/ that one of them
+# includes with quotes (followed transitively), includes a path starting with one of `forbidden`.
+function(_outpost_check_includes target sources forbidden)
+  set(include_dir "${CMAKE_CURRENT_SOURCE_DIR}/include")
+  set(queue)
+  foreach(src ${sources})
+    get_filename_component(abs "${src}" ABSOLUTE BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
+    list(APPEND queue "${abs}")
+  endforeach()
+  set(seen)
+  set(errors)
+  while(queue)
+    list(POP_FRONT queue file)
+    if(file IN_LIST seen OR NOT EXISTS "${file}")
+      continue()
+    endif()
+    list(APPEND seen "${file}")
+    file(STRINGS "${file}" includes REGEX "^[ \t]*#[ \t]*include[ \t]*[<\"]")
+    foreach(line ${includes})
+      string(REGEX REPLACE "^[ \t]*#[ \t]*include[ \t]*[<\"]([^>\"]*)[>\"].*$" "\\1" path "${line}")
+      foreach(prefix ${forbidden})
+        string(FIND "${path}" "${prefix}" at)
+        if(at EQUAL 0)
+          file(RELATIVE_PATH rel "${CMAKE_SOURCE_DIR}" "${file}")
+          list(APPEND errors "  ${rel} includes <${path}>")
+        endif()
+      endforeach()
+      if(line MATCHES "\"" AND EXISTS "${include_dir}/${path}")
+        list(APPEND queue "${include_dir}/${path}")
+      endif()
+    endforeach()
+  endwhile()
+  if(errors)
+    string(REPLACE ";" "\n" errors "${errors}")
+    file(RELATIVE_PATH where "${CMAKE_SOURCE_DIR}" "${CMAKE_CURRENT_LIST_FILE}")
+    message(FATAL_ERROR "${target} must not include ${forbidden} (FORBID_INCLUDES in ${where}):\n"
+      "${errors}\nMove that code to a target that may use it (e.g. an adapter), or include "
+      "only the pure headers.")
+  endif()
+endfunction()
+
+function(_outpost_collect_targets dir out)
+  get_property(targets DIRECTORY "${dir}" PROPERTY BUILDSYSTEM_TARGETS)
+  get_property(subdirs DIRECTORY "${dir}" PROPERTY SUBDIRECTORIES)
+  foreach(sub ${subdirs})
+    _outpost_collect_targets("${sub}" sub_targets)
+    list(APPEND targets ${sub_targets})
+  endforeach()
+  set(${out} ${targets} PARENT_SCOPE)
+endfunction()
+
+function(_outpost_check_test_sources)
+  get_property(registered GLOBAL PROPERTY OUTPOST_REGISTERED_SOURCES)
+  get_property(roots DIRECTORY "${CMAKE_SOURCE_DIR}" PROPERTY SUBDIRECTORIES)
+  set(missing)
+  foreach(root ${roots})
+    file(GLOB_RECURSE candidates CONFIGURE_DEPENDS "${root}/*.cpp" "${root}/*.sh")
+    foreach(file ${candidates})
+      if(NOT file MATCHES "(_test\\.cpp|_fuzz[^/]*\\.cpp|/fuzz/[^/]*\\.cpp|_test\\.sh)$")
+        continue()
+      endif()
+      if(NOT file IN_LIST registered)
+        file(RELATIVE_PATH rel "${CMAKE_SOURCE_DIR}" "${file}")
+        list(APPEND missing "  ${rel}")
+      endif()
+    endforeach()
+  endforeach()
+  if(missing)
+    list(LENGTH missing count)
+    string(REPLACE ";" "\n" missing "${missing}")
+    message(FATAL_ERROR "${count} test or fuzz source(s) in no target:\n${missing}\n"
+      "Register each in its folder's CMakeLists.txt with the helper from cmake/outpost.cmake: "
+      "outpost_test(NAME <name> SOURCES ... DEPS ...) for a *_test.cpp, "
+      "outpost_fuzzer(NAME <name> SOURCES ... DEPS ... CORPUS <dir>) for a fuzz source, "
+      "outpost_script_test(NAME <name> SCRIPT <file>) for a *_test.sh.")
+  endif()
+endfunction()
+
+# The ```edges block of docs/architecture.md: one "from -> to" per line, # comments.
+function(_outpost_check_target_graph)
+  set(doc "${CMAKE_SOURCE_DIR}/docs/architecture.md")
+  file(READ "${doc}" text)
+  string(FIND "${text}" "```edges\n" begin)
+  if(begin EQUAL -1)
+    message(FATAL_ERROR "docs/architecture.md has no ```edges block (the allowed target edges)")
+  endif()
+  math(EXPR begin "${begin} + 9")
+  string(SUBSTRING "${text}" ${begin} -1 text)
+  string(FIND "${text}" "```" end)
+  string(SUBSTRING "${text}" 0 ${end} text)
+  string(REPLACE ";" "" text "${text}")
+  string(REPLACE "\n" ";" lines "${text}")
+  set(allowed)
+  foreach(line ${lines})
+    string(REGEX REPLACE "#.*$" "" line "${line}")
+    string(STRIP "${line}" line)
+    if(line STREQUAL "")
+      continue()
+    endif()
+    if(NOT line MATCHES "^([A-Za-z0-9_.:-]+)[ \t]*->[ \t]*([A-Za-z0-9_.:-]+)$")
+      message(FATAL_ERROR "docs/architecture.md, ```edges block: cannot read \"${line}\" "
+        "(expected \"<target> -> <target>\")")
+    endif()
+    list(APPEND allowed "${CMAKE_MATCH_1}->${CMAKE_MATCH_2}")
+  endforeach()
+
+  _outpost_collect_targets("${CMAKE_SOURCE_DIR}" targets)
+  get_property(test_targets GLOBAL PROPERTY OUTPOST_TEST_TARGETS)
+  set(actual)
+  set(errors)
+  foreach(target ${targets})
+    get_target_property(type ${target} TYPE)
+    if(type STREQUAL "UTILITY" OR target IN_LIST test_targets)
+      continue()
+    endif()
+    if(type STREQUAL "INTERFACE_LIBRARY")
+      get_target_property(deps ${target} INTERFACE_LINK_LIBRARIES)
+    else()
+      get_target_property(deps ${target} LINK_LIBRARIES)
+    endif()
+    if(NOT deps)
+      continue()
+    endif()
+    foreach(dep ${deps})
+      string(REGEX REPLACE "^\\$<LINK_ONLY:(.*)>$" "\\1" dep "${dep}")
+      if(NOT dep IN_LIST targets)
+        continue()  # third-party or a generator expression
+      endif()
+      list(APPEND actual "${target}->${dep}")
+      if(NOT "${target}->${dep}" IN_LIST allowed)
+        get_target_property(dir ${target} SOURCE_DIR)
+        file(RELATIVE_PATH dir "${CMAKE_SOURCE_DIR}" "${dir}")
+        list(APPEND errors "  ${target} -> ${dep}    (linked in ${dir}/CMakeLists.txt)")
+      endif()
+    endforeach()
+  endforeach()
+  if(errors)
+    string(REPLACE ";" "\n" errors "${errors}")
+    message(FATAL_ERROR "target edges not in the allowed list:\n${errors}\n"
+      "If the dependency is intended, add the line \"<from> -> <to>\" under its layer in the "
+      "```edges block of docs/architecture.md (and say why in the commit); otherwise remove it "
+      "from target_link_libraries / DEPS.")
+  endif()
+  foreach(edge ${allowed})
+    string(REPLACE "->" ";" ends "${edge}")
+    list(GET ends 0 from)
+    list(GET ends 1 to)
+    if(TARGET ${from} AND TARGET ${to} AND NOT from IN_LIST test_targets
+       AND NOT edge IN_LIST actual)
+      message(WARNING "docs/architecture.md allows ${from} -> ${to}, which nothing links any "
+        "more: remove the line from the ```edges block.")
+    endif()
+  endforeach()
+endfunction()
+
+function(_outpost_check_structure)
+  _outpost_check_test_sources()
+  _outpost_check_target_graph()
+endfunction()
+cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL _outpost_check_structure)
