@@ -5,8 +5,8 @@
 #include <string>
 
 #include "outpost/device/payload.h"
+#include "outpost/proto/device_status.h"
 #include "outpost/proto/reading.h"
-#include "outpost/proto/status.h"
 
 namespace outpost::device {
 namespace {

@@ -11,8 +11,8 @@
 #include <string_view>
 
 #include "outpost/proto/command.h"
+#include "outpost/proto/device_status.h"
 #include "outpost/proto/reading.h"
-#include "outpost/proto/status.h"
 #include "outpost/proto/topics.h"
 
 namespace {

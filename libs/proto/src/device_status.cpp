@@ -1,4 +1,4 @@
-#include "outpost/proto/status.h"
+#include "outpost/proto/device_status.h"
 
 #include "json.h"
 
