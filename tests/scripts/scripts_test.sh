@@ -37,7 +37,7 @@ else
 fi
 
 # help_prints_usage_not_code: test.sh --help printed a stray "set -euo pipefail".
-for s in test.sh run-local.sh install-deps.sh; do
+for s in test.sh run-local.sh install-deps.sh lint.sh; do
   out=$(bash "$src/scripts/$s" --help 2>&1)
   rc=$?
   if [ "$rc" -ne 0 ]; then

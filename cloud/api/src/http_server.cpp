@@ -53,13 +53,13 @@ struct HttpServer::Impl {
   Impl(Service& s, HttpServerOptions o) : service(s), options(std::move(o)) {}
 
   void Dispatch(const httplib::Request& req, httplib::Response& res) {
-    HttpRequest r;
+    ServiceRequest r;
     r.method = req.method;
     r.path = req.path;
     for (const auto& [k, v] : req.params) r.params.emplace(k, v);  // first value wins
     for (const auto& [k, v] : req.headers) r.headers.emplace(Lower(k), v);
     r.body = req.body;
-    HttpResponse out = service.Handle(r);
+    ServiceResponse out = service.Handle(r);
     res.status = out.status;
     for (const auto& [k, v] : out.headers) res.set_header(k, v);
     res.set_content(std::move(out.body), out.content_type);

@@ -14,15 +14,15 @@ namespace {
 
 using nlohmann::json;
 
-HttpResponse Error(int status, std::string_view code, std::string_view message) {
-  HttpResponse r;
+ServiceResponse Error(int status, std::string_view code, std::string_view message) {
+  ServiceResponse r;
   r.status = status;
   r.body = ErrorBody(code, message);
   return r;
 }
 
-HttpResponse Json(int status, const json& body) {
-  HttpResponse r;
+ServiceResponse Json(int status, const json& body) {
+  ServiceResponse r;
   r.status = status;
   r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
   return r;
@@ -31,16 +31,16 @@ HttpResponse Json(int status, const json& body) {
 // Maps a storage failure to the edge: unavailable and data-loss are retryable (503), and so is
 // a full disk (kResourceExhausted from libs/sqlite's map): the gateway keeps its outbox and
 // retries after Retry-After; whoever frees space makes it go through.
-HttpResponse StorageError(const Status& s, std::int64_t retry_after_s) {
+ServiceResponse StorageError(const Status& s, std::int64_t retry_after_s) {
   spdlog::warn("database: {}", s.ToString());
   if (s.code() == Code::kResourceExhausted) {
-    HttpResponse r = Error(503, "storage_full", "database storage is full: " + s.message());
+    ServiceResponse r = Error(503, "storage_full", "database storage is full: " + s.message());
     r.headers.emplace_back("Retry-After", std::to_string(retry_after_s));
     return r;
   }
   if (s.code() == Code::kUnavailable || s.code() == Code::kDataLoss ||
       s.code() == Code::kDeadlineExceeded) {
-    HttpResponse r = Error(503, "unavailable", "database unavailable: " + s.message());
+    ServiceResponse r = Error(503, "unavailable", "database unavailable: " + s.message());
     r.headers.emplace_back("Retry-After", std::to_string(retry_after_s));
     return r;
   }
@@ -62,19 +62,19 @@ std::string MediaType(const std::string& value) {
   return Lower(t.substr(first, t.find_last_not_of(" \t") - first + 1));
 }
 
-const std::string* Header(const HttpRequest& r, const char* name) {
+const std::string* Header(const ServiceRequest& r, const char* name) {
   auto it = r.headers.find(name);
   return it == r.headers.end() ? nullptr : &it->second;
 }
 
-const std::string* Param(const HttpRequest& r, const char* name) {
+const std::string* Param(const ServiceRequest& r, const char* name) {
   auto it = r.params.find(name);
   return it == r.params.end() ? nullptr : &it->second;
 }
 
 // Parses an optional integer query parameter; false with *error set when malformed.
-bool IntParam(const HttpRequest& r, const char* name, std::int64_t min, std::int64_t max,
-              std::int64_t* out, HttpResponse* error) {
+bool IntParam(const ServiceRequest& r, const char* name, std::int64_t min, std::int64_t max,
+              std::int64_t* out, ServiceResponse* error) {
   const std::string* v = Param(r, name);
   if (v == nullptr) return true;
   std::int64_t n = 0;
@@ -95,8 +95,8 @@ bool IntParam(const HttpRequest& r, const char* name, std::int64_t min, std::int
 
 // The gateway a query is about: the caller's own, or (admin) any/all.
 // `required`: an admin must name one. Returns false with *error set.
-bool ScopeGateway(const HttpRequest& r, const Principal& who, bool required, std::string* gw,
-                  HttpResponse* error) {
+bool ScopeGateway(const ServiceRequest& r, const Principal& who, bool required, std::string* gw,
+                  ServiceResponse* error) {
   const std::string* p = Param(r, "gateway");
   if (p != nullptr && !IsValidCloudId(*p)) {
     *error = Error(400, "invalid_field", "gateway: must be 1..64 characters of [A-Za-z0-9_.:-]");
@@ -138,8 +138,8 @@ std::string NativeResponse(const WriteCounts& c, const std::vector<ItemReject>& 
   return out;
 }
 
-HttpResponse Replay(const IdempotencyRecord& record) {
-  HttpResponse r;
+ServiceResponse Replay(const IdempotencyRecord& record) {
+  ServiceResponse r;
   r.status = record.http_status;
   r.body = record.response;
   const std::string from = R"("replayed":false)";
@@ -148,7 +148,7 @@ HttpResponse Replay(const IdempotencyRecord& record) {
   return r;
 }
 
-HttpResponse KeyReused(const std::string& key) {
+ServiceResponse KeyReused(const std::string& key) {
   return Error(409, "idempotency_key_reused",
                "Idempotency-Key \"" + key +
                    "\" was already used for a different body (SHA-256 differs); use a new key "
@@ -177,7 +177,7 @@ const char* EndpointLabel(std::string_view path) {
 Service::Service(Storage& storage, const Clock& clock, ServiceOptions options)
     : storage_(storage), clock_(clock), options_(std::move(options)) {}
 
-HttpResponse Service::Handle(const HttpRequest& request) {
+ServiceResponse Service::Handle(const ServiceRequest& request) {
   const std::string_view path = request.path;
   const bool is_post_route = path == "/sensor-data/batch" || path == "/v1/batches";
   const bool is_get_route = path == "/v1/gateways" || path == "/v1/devices" ||
@@ -188,7 +188,7 @@ HttpResponse Service::Handle(const HttpRequest& request) {
   }
   const char* allowed = is_post_route ? "POST" : "GET";
   if (request.method != allowed && !(is_get_route && request.method == "HEAD")) {
-    HttpResponse r =
+    ServiceResponse r =
         Error(405, "method_not_allowed",
               request.method + " " + request.path + ": only " + allowed + " is allowed");
     r.headers.emplace_back("Allow", allowed);
@@ -198,7 +198,7 @@ HttpResponse Service::Handle(const HttpRequest& request) {
   if (is_post_route) return Batch(request, path == "/v1/batches");
 
   Principal who;
-  HttpResponse error;
+  ServiceResponse error;
   if (!Authenticate(request, &who, &error)) return error;
   if (path == "/metrics") return MetricsPage();
   if (path == "/v1/gateways") return Gateways(request, who);
@@ -207,7 +207,7 @@ HttpResponse Service::Handle(const HttpRequest& request) {
   return Alerts(request, who);
 }
 
-bool Service::Authenticate(const HttpRequest& request, Principal* who, HttpResponse* error) {
+bool Service::Authenticate(const ServiceRequest& request, Principal* who, ServiceResponse* error) {
   const std::string* auth = Header(request, "authorization");
   if (auth == nullptr) {
     *error = Error(401, "unauthorized", "Authorization: missing (expected \"Bearer <token>\")");
@@ -254,9 +254,9 @@ void Service::MaybePurge(std::int64_t now_ms) {
   }
 }
 
-HttpResponse Service::Batch(const HttpRequest& request, bool native) {
+ServiceResponse Service::Batch(const ServiceRequest& request, bool native) {
   Principal who;
-  HttpResponse error;
+  ServiceResponse error;
   if (!Authenticate(request, &who, &error)) return error;
 
   const std::string* type = Header(request, "content-type");
@@ -359,14 +359,14 @@ HttpResponse Service::Batch(const HttpRequest& request, bool native) {
   metrics_.readings_duplicate += c.duplicates;
   metrics_.items_rejected += static_cast<std::int64_t>(batch.rejected.size());
   ++metrics_.batches_stored;
-  HttpResponse r;
+  ServiceResponse r;
   r.body = written->record.response;
   return r;
 }
 
-HttpResponse Service::Gateways(const HttpRequest& request, const Principal& who) {
+ServiceResponse Service::Gateways(const ServiceRequest& request, const Principal& who) {
   std::string gw;
-  HttpResponse error;
+  ServiceResponse error;
   if (!ScopeGateway(request, who, false, &gw, &error)) return error;
   Result<std::vector<GatewayInfo>> rows = storage_.ListGateways(gw);
   if (!rows.ok()) return StorageError(rows.status(), options_.retry_after_s);
@@ -381,9 +381,9 @@ HttpResponse Service::Gateways(const HttpRequest& request, const Principal& who)
   return Json(200, {{"gateways", out}});
 }
 
-HttpResponse Service::Devices(const HttpRequest& request, const Principal& who) {
+ServiceResponse Service::Devices(const ServiceRequest& request, const Principal& who) {
   std::string gw;
-  HttpResponse error;
+  ServiceResponse error;
   if (!ScopeGateway(request, who, false, &gw, &error)) return error;
   Result<std::vector<DeviceInfo>> rows = storage_.ListDevices(gw);
   if (!rows.ok()) return StorageError(rows.status(), options_.retry_after_s);
@@ -400,9 +400,9 @@ HttpResponse Service::Devices(const HttpRequest& request, const Principal& who) 
   return Json(200, {{"devices", out}});
 }
 
-HttpResponse Service::Readings(const HttpRequest& request, const Principal& who) {
+ServiceResponse Service::Readings(const ServiceRequest& request, const Principal& who) {
   ReadingsQuery q;
-  HttpResponse error;
+  ServiceResponse error;
   if (!ScopeGateway(request, who, true, &q.gateway_id, &error)) return error;
   const std::string* device = Param(request, "device");
   if (device == nullptr || !IsValidCloudId(*device)) {
@@ -452,9 +452,9 @@ HttpResponse Service::Readings(const HttpRequest& request, const Principal& who)
                     {"points", out}});
 }
 
-HttpResponse Service::Alerts(const HttpRequest& request, const Principal& who) {
+ServiceResponse Service::Alerts(const ServiceRequest& request, const Principal& who) {
   AlertsQuery q;
-  HttpResponse error;
+  ServiceResponse error;
   if (!ScopeGateway(request, who, false, &q.gateway_id, &error)) return error;
   if (const std::string* device = Param(request, "device")) {
     if (!IsValidCloudId(*device)) {
@@ -485,18 +485,18 @@ HttpResponse Service::Alerts(const HttpRequest& request, const Principal& who) {
   return Json(200, {{"alerts", out}});
 }
 
-HttpResponse Service::Healthz() {
+ServiceResponse Service::Healthz() {
   Status s = storage_.Ping();
   if (!s.ok()) {
-    HttpResponse r = Error(503, "unavailable", "database: " + s.message());
+    ServiceResponse r = Error(503, "unavailable", "database: " + s.message());
     r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_s));
     return r;
   }
   return Json(200, {{"status", "ok"}, {"database", storage_.backend()}});
 }
 
-HttpResponse Service::MetricsPage() {
-  HttpResponse r;
+ServiceResponse Service::MetricsPage() {
+  ServiceResponse r;
   r.content_type = "text/plain; version=0.0.4";
   r.body = metrics_.Render();
   return r;

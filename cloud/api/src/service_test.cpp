@@ -28,11 +28,12 @@ class ServiceTest : public ::testing::Test {
     service_ = std::make_unique<Service>(*storage_, clock_, o);
   }
 
-  HttpResponse Call(const std::string& method, const std::string& path, std::string body = "",
-                    std::map<std::string, std::string> headers = {
-                        {"authorization", "Bearer secret"}, {"content-type", "application/json"}}) {
+  ServiceResponse Call(const std::string& method, const std::string& path, std::string body = "",
+                       std::map<std::string, std::string> headers = {
+                           {"authorization", "Bearer secret"},
+                           {"content-type", "application/json"}}) {
     body_ = std::move(body);
-    HttpRequest r;
+    ServiceRequest r;
     r.method = method;
     r.path = path;
     r.headers = std::move(headers);
@@ -40,7 +41,7 @@ class ServiceTest : public ::testing::Test {
     return service_->Handle(r);
   }
 
-  static std::string Code(const HttpResponse& r) {
+  static std::string Code(const ServiceResponse& r) {
     json j = json::parse(r.body, nullptr, false);
     return j.is_object() && j.contains("error") ? j["error"]["code"].get<std::string>() : "";
   }
@@ -53,7 +54,7 @@ class ServiceTest : public ::testing::Test {
 };
 
 TEST_F(ServiceTest, MethodNotAllowedSaysWhatIs) {
-  HttpResponse r = Call("GET", "/v1/batches");
+  ServiceResponse r = Call("GET", "/v1/batches");
   EXPECT_EQ(r.status, 405);
   EXPECT_EQ(Code(r), "method_not_allowed");
   ASSERT_EQ(r.headers.size(), 1u);
@@ -61,7 +62,7 @@ TEST_F(ServiceTest, MethodNotAllowedSaysWhatIs) {
 }
 
 TEST_F(ServiceTest, BearerSchemeIsCaseInsensitive) {
-  HttpResponse r = Call("GET", "/v1/gateways", "", {{"authorization", "bearer secret"}});
+  ServiceResponse r = Call("GET", "/v1/gateways", "", {{"authorization", "bearer secret"}});
   EXPECT_EQ(r.status, 200) << r.body;
   r = Call("GET", "/v1/gateways", "", {{"authorization", "Basic secret"}});
   EXPECT_EQ(r.status, 401);
@@ -69,7 +70,7 @@ TEST_F(ServiceTest, BearerSchemeIsCaseInsensitive) {
 }
 
 TEST_F(ServiceTest, ContentTypeWithCharsetIsJson) {
-  HttpResponse r = Call(
+  ServiceResponse r = Call(
       "POST", "/sensor-data/batch", R"({"readings":[]})",
       {{"authorization", "Bearer secret"}, {"content-type", "application/json; charset=utf-8"}});
   EXPECT_EQ(r.status, 200) << r.body;
@@ -81,7 +82,7 @@ TEST_F(ServiceTest, ContentTypeWithCharsetIsJson) {
 // Regression: a blank before the parameters ("application/json ;charset=utf-8", allowed by
 // RFC 9110) was answered 415.
 TEST_F(ServiceTest, ContentTypeWithBlanksBeforeParametersIsJson) {
-  HttpResponse r = Call(
+  ServiceResponse r = Call(
       "POST", "/sensor-data/batch", R"({"readings":[]})",
       {{"authorization", "Bearer secret"}, {"content-type", " Application/JSON ;charset=utf-8"}});
   EXPECT_EQ(r.status, 200) << r.body;
@@ -90,18 +91,18 @@ TEST_F(ServiceTest, ContentTypeWithBlanksBeforeParametersIsJson) {
 // Regression: /v1/alerts accepted to_ms before from_ms (an empty answer) where /v1/readings
 // answers 400.
 TEST_F(ServiceTest, AlertsRangeBackwardsIs400) {
-  HttpRequest request;
+  ServiceRequest request;
   request.method = "GET";
   request.path = "/v1/alerts";
   request.headers = {{"authorization", "Bearer secret"}};
   request.params = {{"from_ms", "2000"}, {"to_ms", "1000"}};
-  HttpResponse r = service_->Handle(request);
+  ServiceResponse r = service_->Handle(request);
   EXPECT_EQ(r.status, 400) << r.body;
   EXPECT_NE(r.body.find("to_ms"), std::string::npos) << r.body;
 }
 
 TEST_F(ServiceTest, LimitsAre413) {
-  HttpResponse r = Call("POST", "/sensor-data/batch", std::string(3000, ' '));
+  ServiceResponse r = Call("POST", "/sensor-data/batch", std::string(3000, ' '));
   EXPECT_EQ(r.status, 413);
   EXPECT_EQ(Code(r), "payload_too_large");
   r = Call("POST", "/sensor-data/batch", R"({"readings":[{},{},{},{},{},{}]})");
@@ -114,9 +115,9 @@ TEST_F(ServiceTest, ReplayFlipsOnlyTheReplayedFlag) {
                                           {"content-type", "application/json"},
                                           {"idempotency-key", "gw1:1:1"}};
   const std::string body = R"({"readings":[{"device_id":"n1","ts_ms":5,"metrics":{"t":1}}]})";
-  HttpResponse first = Call("POST", "/v1/batches", body, h);
+  ServiceResponse first = Call("POST", "/v1/batches", body, h);
   ASSERT_EQ(first.status, 200) << first.body;
-  HttpResponse second = Call("POST", "/v1/batches", body, h);
+  ServiceResponse second = Call("POST", "/v1/batches", body, h);
   ASSERT_EQ(second.status, 200);
   json a = json::parse(first.body), b = json::parse(second.body);
   EXPECT_EQ(a["replayed"], false);
@@ -128,7 +129,7 @@ TEST_F(ServiceTest, ReplayFlipsOnlyTheReplayedFlag) {
 }
 
 TEST_F(ServiceTest, InvalidBatchStoresNothing) {
-  HttpResponse r = Call("POST", "/sensor-data/batch", R"({"readings":{"device_id":"n1"}})");
+  ServiceResponse r = Call("POST", "/sensor-data/batch", R"({"readings":{"device_id":"n1"}})");
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(Code(r), "invalid_field");
   EXPECT_NE(r.body.find("readings: expected an array, got object"), std::string::npos) << r.body;
@@ -139,7 +140,7 @@ TEST_F(ServiceTest, InvalidBatchStoresNothing) {
 
 // issue 8: one bad item made the whole batch a 400, and the gateway dropped all of it.
 TEST_F(ServiceTest, one_bad_item_is_rejected_alone) {
-  HttpResponse r = Call(
+  ServiceResponse r = Call(
       "POST", "/sensor-data/batch",
       R"({"readings":[{"device_id":"n1","timestamp":1,"t":1},{"device_id":"n2","timestamp":"x"}]})");
   ASSERT_EQ(r.status, 200) << r.body;
@@ -158,7 +159,7 @@ TEST_F(ServiceTest, one_bad_item_is_rejected_alone) {
 }
 
 TEST_F(ServiceTest, HealthzNeedsNoToken) {
-  HttpResponse r = Call("GET", "/healthz", "", {});
+  ServiceResponse r = Call("GET", "/healthz", "", {});
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(json::parse(r.body)["database"], "sqlite");
 }
@@ -166,7 +167,7 @@ TEST_F(ServiceTest, HealthzNeedsNoToken) {
 TEST_F(ServiceTest, MetricsRenderRequestsAndLatency) {
   service_->metrics().ObserveRequest("seed_batch", 200, 0.003);
   service_->metrics().ObserveRequest("seed_batch", 200, 0.2);
-  HttpResponse r = Call("GET", "/metrics");
+  ServiceResponse r = Call("GET", "/metrics");
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(r.content_type, "text/plain; version=0.0.4");
   EXPECT_NE(
@@ -245,7 +246,7 @@ TEST_F(ServiceTest, DatabaseDownIsRetryable503AndTheRetryStores) {
   FlakyStorage flaky(*storage_);
   Service service(flaky, clock_, ServiceOptions{});
   const std::string body = R"({"readings":[{"device_id":"n1","ts_ms":5,"metrics":{"t":1}}]})";
-  HttpRequest r;
+  ServiceRequest r;
   r.method = "POST";
   r.path = "/v1/batches";
   r.headers = {{"authorization", "Bearer secret"},
@@ -253,19 +254,19 @@ TEST_F(ServiceTest, DatabaseDownIsRetryable503AndTheRetryStores) {
                {"idempotency-key", "gw1:1:9"}};
   r.body = body;
   flaky.down = true;
-  HttpResponse down = service.Handle(r);
+  ServiceResponse down = service.Handle(r);
   EXPECT_EQ(down.status, 503);
   EXPECT_EQ(Code(down), "unavailable");
   ASSERT_EQ(down.headers.size(), 1u);
   EXPECT_EQ(down.headers[0].first, "Retry-After");
   EXPECT_EQ(service.metrics().storage_errors.load(), 1);
-  HttpRequest health;
+  ServiceRequest health;
   health.method = "GET";
   health.path = "/healthz";
   EXPECT_EQ(service.Handle(health).status, 503);
 
   flaky.down = false;
-  HttpResponse up = service.Handle(r);
+  ServiceResponse up = service.Handle(r);
   ASSERT_EQ(up.status, 200) << up.body;
   EXPECT_EQ(json::parse(up.body)["replayed"], false) << "the failed attempt left no record";
   EXPECT_EQ(json::parse(up.body)["accepted"]["readings"], 1);

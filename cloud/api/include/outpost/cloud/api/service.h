@@ -24,7 +24,8 @@
 
 namespace outpost::cloud::api {
 
-struct HttpRequest {
+// An HTTP request as the Service sees it, without the transport (HttpServer fills it).
+struct ServiceRequest {
   std::string method;                          // "GET", "POST", ...
   std::string path;                            // without the query string
   std::map<std::string, std::string> params;   // query parameters (first value of each)
@@ -32,7 +33,9 @@ struct HttpRequest {
   std::string_view body;                       // borrowed for the duration of Handle()
 };
 
-struct HttpResponse {
+// What Service::Handle answers; HttpServer writes it out. (Not the gateway uplink's client-side
+// result of a POST, which is gateway/uplink's.)
+struct ServiceResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
@@ -57,21 +60,21 @@ class Service {
  public:
   Service(Storage& storage, const Clock& clock, ServiceOptions options);
 
-  HttpResponse Handle(const HttpRequest& request);
+  ServiceResponse Handle(const ServiceRequest& request);
 
   Metrics& metrics() { return metrics_; }
   const ServiceOptions& options() const { return options_; }
 
  private:
-  HttpResponse Batch(const HttpRequest& request, bool native);
-  HttpResponse Gateways(const HttpRequest& request, const Principal& who);
-  HttpResponse Devices(const HttpRequest& request, const Principal& who);
-  HttpResponse Readings(const HttpRequest& request, const Principal& who);
-  HttpResponse Alerts(const HttpRequest& request, const Principal& who);
-  HttpResponse Healthz();
-  HttpResponse MetricsPage();
+  ServiceResponse Batch(const ServiceRequest& request, bool native);
+  ServiceResponse Gateways(const ServiceRequest& request, const Principal& who);
+  ServiceResponse Devices(const ServiceRequest& request, const Principal& who);
+  ServiceResponse Readings(const ServiceRequest& request, const Principal& who);
+  ServiceResponse Alerts(const ServiceRequest& request, const Principal& who);
+  ServiceResponse Healthz();
+  ServiceResponse MetricsPage();
   // Resolves the bearer token; on failure fills *error (401 or 503).
-  bool Authenticate(const HttpRequest& request, Principal* who, HttpResponse* error);
+  bool Authenticate(const ServiceRequest& request, Principal* who, ServiceResponse* error);
   void MaybePurge(std::int64_t now_ms);
 
   Storage& storage_;
