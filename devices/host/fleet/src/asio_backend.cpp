@@ -17,7 +17,7 @@ namespace {
 
 constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
 using SteadyClock = std::chrono::steady_clock;
-using tcp = asio::ip::tcp;
+using asio::ip::tcp;
 
 }  // namespace
 
@@ -280,6 +280,10 @@ class AsioBackend::Impl {
     return Status::Ok();
   }
 
+  void Close(std::uint32_t device) { CloseConn(slots_[device]); }
+  void Stop() { stopped_ = true; }
+
+ private:
   AsioBackend& self_;
   AsioOptions options_;
   asio::io_context io_{1};
@@ -309,12 +313,12 @@ void AsioBackend::Connect(std::uint32_t device) { impl_->Connect(device); }
 std::size_t AsioBackend::Write(std::uint32_t device, const std::uint8_t* data, std::size_t size) {
   return impl_->Write(device, data, size);
 }
-void AsioBackend::Close(std::uint32_t device) { impl_->CloseConn(impl_->slots_[device]); }
+void AsioBackend::Close(std::uint32_t device) { impl_->Close(device); }
 void AsioBackend::ScheduleWake(std::uint32_t device, std::int64_t at_ms) {
   impl_->ScheduleWake(device, at_ms);
 }
 void AsioBackend::ScheduleTick(std::int64_t at_ms) { impl_->ScheduleTick(at_ms); }
-void AsioBackend::Stop() { impl_->stopped_ = true; }
+void AsioBackend::Stop() { impl_->Stop(); }
 
 std::uint64_t RaiseFileLimit() {
   rlimit rl{};
