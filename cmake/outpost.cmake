@@ -5,8 +5,8 @@ set(OUTPOST_WARNINGS -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wno-m
 # outpost_library(NAME <target> SOURCES ... [DEPS ...] [PRIVATE_DEPS ...] [FORBID_INCLUDES ...])
 # Public headers live in the folder's include/. FORBID_INCLUDES: include paths (prefixes, e.g.
 # asio openssl/) that the target's sources, and the headers of its own include/ they pull in,
-# must not include; checked at configure time (a sans-I/O target cannot reach a socket header
-# by accident: system headers are on every target's include path).
+# must not include; checked at configure time, which editing one of them re-runs (a sans-I/O
+# target cannot reach a socket header by accident: system headers are on every include path).
 function(outpost_library)
   cmake_parse_arguments(A "" "NAME" "SOURCES;DEPS;PRIVATE_DEPS;FORBID_INCLUDES" ${ARGN})
   if(A_FORBID_INCLUDES)
@@ -152,9 +152,12 @@ function(_outpost_check_includes target sources forbidden)
       endif()
     endforeach()
   endwhile()
+  # Editing one of these files re-runs the configure step, so the check holds between configures.
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${seen})
   if(errors)
     string(REPLACE ";" "\n" errors "${errors}")
     file(RELATIVE_PATH where "${CMAKE_SOURCE_DIR}" "${CMAKE_CURRENT_LIST_FILE}")
+    string(REPLACE ";" ", " forbidden "${forbidden}")
     message(FATAL_ERROR "${target} must not include ${forbidden} (FORBID_INCLUDES in ${where}):\n"
       "${errors}\nMove that code to a target that may use it (e.g. an adapter), or include "
       "only the pure headers.")
