@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs clang-tidy with the project's .clang-tidy (the naming rules of docs/STYLE: Google style)
-# over the project's sources in the compile database, in parallel. Prints every finding and a
-# summary; exits 1 if there is any, 2 on a usage error or a missing tool.
+# Runs clang-tidy with the project's .clang-tidy (Google-style names, and a few other Google rules
+# the code follows) over the project's sources in the compile database, in parallel. Prints every
+# finding and a summary; exits 1 if there is any, 2 on a usage error or a missing tool.
 #
 # Usage: scripts/lint.sh [-j N] [--build-dir DIR] [PATH...]
 #   PATH         folders or files to check, relative to the repository (default: all sources)
@@ -73,9 +73,10 @@ start=$(date +%s)
 # (WarningsAsErrors in .clang-tidy), a compile error or the timeout.
 printf '%s\n' "${files[@]}" | xargs -P "$jobs" -I{} sh -c '
   log="$1/$(printf %s "$2" | tr / _).log"
-  if ! timeout "$3" "$4" -p "$5" --quiet "$2" >"$log" 2>&1; then
-    echo "$2" >>"$1/failed.list"
-  fi' sh "$out" {} "$timeout_s" "$tidy" "$build_dir" || true
+  timeout "$3" "$4" -p "$5" --quiet "$2" >"$log" 2>&1
+  rc=$?
+  if [ "$rc" -eq 124 ]; then echo "$2: clang-tidy timed out after $3 s" >>"$log"; fi
+  if [ "$rc" -ne 0 ]; then echo "$2" >>"$1/failed.list"; fi' sh "$out" {} "$timeout_s" "$tidy" "$build_dir" || true
 elapsed=$(( $(date +%s) - start ))
 
 if [ ! -s "$out/failed.list" ]; then
