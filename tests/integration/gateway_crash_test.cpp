@@ -32,6 +32,7 @@
 
 #include "gateway_harness.h"
 #include "outpost/mqtt/client.h"
+#include "outpost/testing/status_matchers.h"
 
 namespace outpost::testing {
 namespace {
@@ -365,16 +366,16 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
     yaml = "ingest:\n  device_rate_per_s: 0\n";
     std::printf("crash test: per-device rate limit off for this load\n");
   }
-  ASSERT_TRUE(h.Start(yaml).ok()) << h.gateway_log();
+  OUTPOST_ASSERT_OK(h.Start(yaml)) << h.gateway_log();
   // A reply proves the gateway's subscriptions are in place before anything is published.
-  ASSERT_TRUE(h.GetStatus().ok());
+  OUTPOST_ASSERT_OK(h.GetStatus());
 
   SequencedPublisher::Options po;
   po.port = h.broker().port();
   po.rate_per_s = rate;
   po.devices = devices;
   SequencedPublisher pub(po);
-  ASSERT_TRUE(pub.Start().ok());
+  OUTPOST_ASSERT_OK(pub.Start());
 
   struct Kill {
     int round;
@@ -415,7 +416,7 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
         // Killed during start-up: opening the store, rebuilding dedupe state, connecting, or
         // taking the first redelivered messages (the last start-up took `up_ms` to answer).
         k.delay_ms = uniform_ms(0, static_cast<int>(std::max<std::int64_t>(50, up_ms))).count();
-        ASSERT_TRUE(h.LaunchGateway().ok());
+        OUTPOST_ASSERT_OK(h.LaunchGateway());
         std::this_thread::sleep_for(milliseconds(k.delay_ms));  // the random kill moment
         ASSERT_TRUE(h.gateway_running()) << "gateway exited by itself\n" << h.gateway_log();
         k.acked = pub.acked();
@@ -428,7 +429,7 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
       }
       auto launched = std::chrono::steady_clock::now();
       auto up = LaunchAndWaitUp(std::chrono::seconds(60));
-      ASSERT_TRUE(up.ok()) << up.status().ToString() << "\n" << h.gateway_log();
+      OUTPOST_ASSERT_OK(up) << "\n" << h.gateway_log();
       up_ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - launched)
                   .count();
       note_open(&*up);
@@ -451,18 +452,16 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
 
   // Everything the publisher sent is acknowledged: in the broker's custody, queued for the
   // gateway's session. A marker published after it is queued after it.
-  ASSERT_TRUE(pub.Finish(std::chrono::seconds(60)).ok());
+  OUTPOST_ASSERT_OK(pub.Finish(std::chrono::seconds(60)));
   std::vector<std::uint64_t> last = pub.last_seq();
   std::uint64_t total = 0;
   for (std::uint64_t s : last) total += s;
   ASSERT_EQ(total, pub.published());
-  ASSERT_TRUE(
-      h.devices()
-          .Publish("sensors/" + std::string(kMarkerDevice) + "/data", Reading(kMarkerDevice, 1), 1)
-          .ok());
+  OUTPOST_ASSERT_OK(h.devices().Publish("sensors/" + std::string(kMarkerDevice) + "/data",
+                                        Reading(kMarkerDevice, 1), 1));
 
   auto up = LaunchAndWaitUp(std::chrono::seconds(60));
-  ASSERT_TRUE(up.ok()) << up.status().ToString() << "\n" << h.gateway_log();
+  OUTPOST_ASSERT_OK(up) << "\n" << h.gateway_log();
   note_open(&*up);
   // The marker handled means every reading before it was handled; local_db_records counts what
   // is committed.
@@ -472,22 +471,22 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
                j["local_db_records"].get<std::uint64_t>() >= total + 1;
       },
       std::chrono::seconds(120));
-  EXPECT_TRUE(done.ok()) << done.status().ToString();
+  OUTPOST_EXPECT_OK(done);
   if (done.ok()) {
     EXPECT_EQ((*done)["ingest"]["rejected"], 0) << done->dump();
     EXPECT_EQ((*done)["store"]["errors"], 0) << done->dump();
   }
-  ASSERT_TRUE(h.StopGateway().ok());  // SIGTERM, drained, exit 0
+  OUTPOST_ASSERT_OK(h.StopGateway());  // SIGTERM, drained, exit 0
   auto wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   // ---- verification: every published seq of every device stored exactly once ----
   auto store = h.OpenStore();
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  OUTPOST_ASSERT_OK(store);
   std::uint64_t missing_total = 0, duplicated_total = 0;
   for (int d = 0; d < devices; ++d) {
     std::string id = DeviceId(d);
     auto points = (*store)->QuerySeries(id, "n", 0, kForever, 2 * last[d] + 100);
-    ASSERT_TRUE(points.ok()) << points.status().ToString();
+    OUTPOST_ASSERT_OK(points);
     std::vector<std::uint32_t> count(last[d] + 1, 0);
     std::vector<std::uint64_t> out_of_range, missing, duplicated;
     for (const auto& p : *points) {
@@ -512,11 +511,11 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
     EXPECT_EQ(points->size(), last[d]) << id;
   }
   auto marker = (*store)->QuerySeries(kMarkerDevice, "n", 0, kForever, 10);
-  ASSERT_TRUE(marker.ok());
+  OUTPOST_ASSERT_OK(marker);
   EXPECT_EQ(marker->size(), 1u) << "the marker reading";
 
   auto loaded = (*store)->LoadDevices();
-  ASSERT_TRUE(loaded.ok());
+  OUTPOST_ASSERT_OK(loaded);
   std::map<std::string, gateway::model::DeviceRow> rows;
   for (const auto& r : *loaded) rows[r.device_id] = r;
   std::uint64_t dropped_duplicates = 0;
@@ -531,7 +530,7 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
     dropped_duplicates += r.duplicates;
   }
   auto quarantine = (*store)->ListQuarantine(10);
-  ASSERT_TRUE(quarantine.ok());
+  OUTPOST_ASSERT_OK(quarantine);
   for (const auto& q : *quarantine) {
     ADD_FAILURE() << "quarantined (" << q.reason << "): " << q.detail << " " << q.payload;
   }
@@ -585,26 +584,26 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
 TEST_F(GatewayCrashTest, RedeliveredBatchLongerThanTheDedupeWindowIsNotStoredTwice) {
   constexpr std::uint64_t kCount = 3000;
   // No rate limit: the burst below is the replay of a commit, not a flood.
-  ASSERT_TRUE(h.Start("ingest:\n  device_rate_per_s: 0\n").ok()) << h.gateway_log();
-  ASSERT_TRUE(h.GetStatus().ok());  // subscribed: the session queues what comes next
-  ASSERT_TRUE(h.StopGateway().ok());
+  OUTPOST_ASSERT_OK(h.Start("ingest:\n  device_rate_per_s: 0\n")) << h.gateway_log();
+  OUTPOST_ASSERT_OK(h.GetStatus());  // subscribed: the session queues what comes next
+  OUTPOST_ASSERT_OK(h.StopGateway());
 
   SequencedPublisher::Options po;
   po.port = h.broker().port();
   po.devices = 1;
   po.rate_per_s = 0;
   SequencedPublisher pub(po);
-  ASSERT_TRUE(pub.Start().ok());
+  OUTPOST_ASSERT_OK(pub.Start());
   pub.Burst(kCount);
-  ASSERT_TRUE(pub.WaitPublished(kCount, std::chrono::seconds(60)).ok());
-  ASSERT_TRUE(pub.Finish(std::chrono::seconds(60)).ok());
+  OUTPOST_ASSERT_OK(pub.WaitPublished(kCount, std::chrono::seconds(60)));
+  OUTPOST_ASSERT_OK(pub.Finish(std::chrono::seconds(60)));
   ASSERT_EQ(pub.acked(), kCount);
   const std::string id = DeviceId(0);
 
   constexpr std::uint64_t kCommitted = kCount;
   {  // The commit that the kill left unacknowledged.
     auto store = h.OpenStore();
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    OUTPOST_ASSERT_OK(store);
     gateway::model::WriteSet batch;
     std::int64_t now = WallMs();
     for (std::uint64_t seq = 1; seq <= kCommitted; ++seq) {
@@ -623,25 +622,23 @@ TEST_F(GatewayCrashTest, RedeliveredBatchLongerThanTheDedupeWindowIsNotStoredTwi
     }
     batch.devices.push_back(gateway::model::DeviceRow{id, now, now, "online", now, "{}", "", kBoot,
                                                       kCommitted, kCommitted, 0, 0});
-    ASSERT_TRUE((*store)->Write(batch).ok());
+    OUTPOST_ASSERT_OK((*store)->Write(batch));
   }
 
-  ASSERT_TRUE(
-      h.devices()
-          .Publish("sensors/" + std::string(kMarkerDevice) + "/data", Reading(kMarkerDevice, 1), 1)
-          .ok());
+  OUTPOST_ASSERT_OK(h.devices().Publish("sensors/" + std::string(kMarkerDevice) + "/data",
+                                        Reading(kMarkerDevice, 1), 1));
   auto up = LaunchAndWaitUp(std::chrono::seconds(60));
-  ASSERT_TRUE(up.ok()) << up.status().ToString();
+  OUTPOST_ASSERT_OK(up);
   auto s =
       h.WaitStatus([](const json& j) { return j["devices_count"] == 2; }, std::chrono::seconds(60));
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
-  ASSERT_TRUE(h.StopGateway().ok());
+  OUTPOST_ASSERT_OK(s);
+  OUTPOST_ASSERT_OK(h.StopGateway());
   std::printf("after the redelivery: %s\n", (*s)["ingest"].dump().c_str());
 
   auto store = h.OpenStore();
-  ASSERT_TRUE(store.ok());
+  OUTPOST_ASSERT_OK(store);
   auto points = (*store)->QuerySeries(id, "n", 0, kForever, 2 * kCount + 10);
-  ASSERT_TRUE(points.ok());
+  OUTPOST_ASSERT_OK(points);
   std::vector<int> count(kCount + 1, 0);
   for (const auto& p : *points) ++count[static_cast<std::size_t>(p.value)];
   std::vector<std::uint64_t> twice;
@@ -663,18 +660,18 @@ TEST_F(GatewayCrashTest, RedeliveredBatchLongerThanTheDedupeWindowIsNotStoredTwi
 // persisted last_seen (back-dated here by the outage: the test does not wait 100 s).
 TEST_F(GatewayCrashTest, BacklogQueuedWhileTheGatewayWasDownIsNotRateLimited) {
   constexpr std::uint64_t kCount = 1000;
-  ASSERT_TRUE(h.Start("ingest:\n  device_rate_per_s: 10\n  device_burst: 100\n").ok())
+  OUTPOST_ASSERT_OK(h.Start("ingest:\n  device_rate_per_s: 10\n  device_burst: 100\n"))
       << h.gateway_log();
-  ASSERT_TRUE(h.GetStatus().ok());
-  ASSERT_TRUE(h.StopGateway().ok());
+  OUTPOST_ASSERT_OK(h.GetStatus());
+  OUTPOST_ASSERT_OK(h.StopGateway());
   {  // The device was last heard when the outage began.
     auto store = h.OpenStore();
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    OUTPOST_ASSERT_OK(store);
     gateway::model::WriteSet batch;
     const std::int64_t began = WallMs() - static_cast<std::int64_t>(kCount) * 100;
     batch.devices.push_back(gateway::model::DeviceRow{DeviceId(0), began, began, "online", began,
                                                       "{}", "", kBoot, 0, 0, 0, 0});
-    ASSERT_TRUE((*store)->Write(batch).ok());
+    OUTPOST_ASSERT_OK((*store)->Write(batch));
   }
 
   SequencedPublisher::Options po;
@@ -684,13 +681,13 @@ TEST_F(GatewayCrashTest, BacklogQueuedWhileTheGatewayWasDownIsNotRateLimited) {
   po.ts_step_ms = 100;  // 10 readings/s, the last one now
   po.ts_origin_ms = WallMs() - static_cast<std::int64_t>(kCount) * po.ts_step_ms;
   SequencedPublisher pub(po);
-  ASSERT_TRUE(pub.Start().ok());
+  OUTPOST_ASSERT_OK(pub.Start());
   pub.Burst(kCount);
-  ASSERT_TRUE(pub.WaitPublished(kCount, std::chrono::seconds(60)).ok());
-  ASSERT_TRUE(pub.Finish(std::chrono::seconds(60)).ok());
+  OUTPOST_ASSERT_OK(pub.WaitPublished(kCount, std::chrono::seconds(60)));
+  OUTPOST_ASSERT_OK(pub.Finish(std::chrono::seconds(60)));
 
   auto up = LaunchAndWaitUp(std::chrono::seconds(60));
-  ASSERT_TRUE(up.ok()) << up.status().ToString();
+  OUTPOST_ASSERT_OK(up);
   auto s = h.WaitStatus(
       [](const json& j) {
         return j["ingest"]["stored"].get<std::uint64_t>() +
@@ -698,7 +695,7 @@ TEST_F(GatewayCrashTest, BacklogQueuedWhileTheGatewayWasDownIsNotRateLimited) {
                kCount;
       },
       std::chrono::seconds(60));
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  OUTPOST_ASSERT_OK(s);
   std::printf("after the backlog: %s\n", (*s)["ingest"].dump().c_str());
   EXPECT_EQ((*s)["ingest"]["stored"], kCount);
   EXPECT_EQ((*s)["ingest"]["rejected"], 0);

@@ -7,6 +7,7 @@
 
 #include "outpost/mqtt/client.h"
 #include "outpost/testing/mosquitto_process.h"
+#include "outpost/testing/status_matchers.h"
 #include "outpost/testing/temp_dir.h"
 #include "outpost/testing/test_mqtt.h"
 #include "outpost/testing/test_pki.h"
@@ -21,15 +22,15 @@ using outpost::testing::TestMqtt;
 using outpost::testing::TestMqttOptions;
 using std::chrono::milliseconds;
 
-#define ASSERT_OK(expr)                                                  \
-  do {                                                                   \
-    const ::outpost::Status assert_ok_status_ = (expr);                  \
-    ASSERT_TRUE(assert_ok_status_.ok()) << assert_ok_status_.ToString(); \
+#define ASSERT_OK(expr)                                 \
+  do {                                                  \
+    const ::outpost::Status assert_ok_status_ = (expr); \
+    OUTPOST_ASSERT_OK(assert_ok_status_);               \
   } while (0)
 
 std::unique_ptr<MosquittoProcess> StartBroker(MosquittoOptions options = {}) {
   auto broker = MosquittoProcess::Start(std::move(options));
-  EXPECT_TRUE(broker.ok()) << broker.status().ToString();
+  OUTPOST_EXPECT_OK(broker);
   return broker.ok() ? std::move(broker).value() : nullptr;
 }
 
@@ -43,14 +44,14 @@ TEST(MqttClientIntegration, Qos0AndQos1PublishSubscribe) {
 
   ASSERT_OK(pub.Publish("sensors/n1/data", "qos0", 0));
   auto m0 = sub.WaitMessage("sensors/#");
-  ASSERT_TRUE(m0.ok()) << m0.status().ToString();
+  OUTPOST_ASSERT_OK(m0);
   EXPECT_EQ(m0->topic, "sensors/n1/data");
   EXPECT_EQ(m0->payload, "qos0");
   EXPECT_EQ(m0->qos, 0);
 
   ASSERT_OK(pub.Publish("sensors/n2/data", std::string(100'000, 'b'), 1));  // waits for PUBACK
   auto m1 = sub.WaitMessage("sensors/n2/data");
-  ASSERT_TRUE(m1.ok()) << m1.status().ToString();
+  OUTPOST_ASSERT_OK(m1);
   EXPECT_EQ(m1->qos, 1);
   EXPECT_NE(m1->packet_id, 0);
   EXPECT_EQ(m1->payload.size(), 100'000u);
@@ -61,7 +62,7 @@ TEST(MqttClientIntegration, Qos0AndQos1PublishSubscribe) {
   ASSERT_OK(late.Connect(broker->port()));
   ASSERT_OK(late.Subscribe("devices/+/status", 1));
   auto r = late.WaitMessage("devices/n1/status");
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  OUTPOST_ASSERT_OK(r);
   EXPECT_TRUE(r->retain);
   EXPECT_EQ(r->payload, "online");
 }
@@ -77,12 +78,12 @@ TEST(MqttClientIntegration, ManyQos1MessagesArriveInOrder) {
   // Pipelined: publish all without waiting, the client coalesces writes.
   pub.RunOnIo([&](Client& c) {
     for (int i = 0; i < kCount; ++i) {
-      ASSERT_TRUE(c.Publish("load/x", std::to_string(i), 1, false).ok());
+      OUTPOST_ASSERT_OK(c.Publish("load/x", std::to_string(i), 1, false));
     }
   });
   for (int i = 0; i < kCount; ++i) {
     auto m = sub.WaitMessage("load/x");
-    ASSERT_TRUE(m.ok()) << i << ": " << m.status().ToString();
+    OUTPOST_ASSERT_OK(m) << i << ": ";
     ASSERT_EQ(m->payload, std::to_string(i));
   }
 }
@@ -100,7 +101,7 @@ TEST(MqttClientIntegration, PersistentSessionRedeliversUnackedQos1) {
   ASSERT_OK(pub.Connect(broker->port()));
   ASSERT_OK(pub.Publish("sensors/n1/data", "reading-1", 1));
   auto first = sub.WaitMessage("sensors/n1/data");
-  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  OUTPOST_ASSERT_OK(first);
   EXPECT_FALSE(first->dup);
 
   // Not durable yet: drop the connection without acknowledging.
@@ -108,7 +109,7 @@ TEST(MqttClientIntegration, PersistentSessionRedeliversUnackedQos1) {
   ASSERT_OK(sub.Connect(broker->port(), gw));
   EXPECT_TRUE(sub.session_present());
   auto again = sub.WaitMessage("sensors/n1/data");
-  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  OUTPOST_ASSERT_OK(again);
   EXPECT_EQ(again->payload, "reading-1");
   EXPECT_TRUE(again->dup);
   EXPECT_NE(again->connection_id, first->connection_id);
@@ -118,7 +119,7 @@ TEST(MqttClientIntegration, PersistentSessionRedeliversUnackedQos1) {
   sub.Abort();
   ASSERT_OK(sub.Connect(broker->port(), gw));
   auto third = sub.WaitMessage("sensors/n1/data");
-  ASSERT_TRUE(third.ok()) << third.status().ToString();
+  OUTPOST_ASSERT_OK(third);
 
   // Acked on the right connection: not redelivered; a marker published after proves it.
   sub.Ack(*third);
@@ -126,7 +127,7 @@ TEST(MqttClientIntegration, PersistentSessionRedeliversUnackedQos1) {
   ASSERT_OK(pub.Publish("sensors/marker/data", "marker", 1));
   ASSERT_OK(sub.Connect(broker->port(), gw));
   auto next = sub.WaitMessage([](const Message&) { return true; });
-  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  OUTPOST_ASSERT_OK(next);
   EXPECT_EQ(next->payload, "marker");
   sub.Ack(*next);
 }
@@ -149,7 +150,7 @@ TEST(MqttClientIntegration, OversizeMessageIsSkippedAckedAndNotRedelivered) {
   ASSERT_OK(pub.Publish("sensors/giant/data", std::string(300'000, 'g'), 1));
   ASSERT_OK(pub.Publish("sensors/n1/data", "after", 1));
   auto m = sub.WaitMessage([](const Message&) { return true; });
-  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  OUTPOST_ASSERT_OK(m);
   EXPECT_EQ(m->payload, "after");
   ClientCounters counters;
   sub.RunOnIo([&](Client& c) { counters = c.counters(); });
@@ -162,7 +163,7 @@ TEST(MqttClientIntegration, OversizeMessageIsSkippedAckedAndNotRedelivered) {
   ASSERT_OK(pub.Publish("sensors/marker/data", "marker", 1));
   ASSERT_OK(sub.Connect(broker->port(), gw));
   auto next = sub.WaitMessage([](const Message&) { return true; });
-  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  OUTPOST_ASSERT_OK(next);
   EXPECT_EQ(next->payload, "marker");
   sub.RunOnIo([&](Client& c) { counters = c.counters(); });
   EXPECT_EQ(counters.oversize_in, 0u);
@@ -181,7 +182,7 @@ TEST(MqttClientIntegration, WillDeliveredOnAbruptClose) {
   ASSERT_OK(node.Connect(broker->port(), o));
   node.Abort();
   auto will = watcher.WaitMessage("devices/node-7/status");
-  ASSERT_TRUE(will.ok()) << will.status().ToString();
+  OUTPOST_ASSERT_OK(will);
   EXPECT_EQ(will->payload, "offline");
 
   // A clean DISCONNECT discards the will.
@@ -194,7 +195,7 @@ TEST(MqttClientIntegration, WillDeliveredOnAbruptClose) {
   ASSERT_OK(pub.Connect(broker->port()));
   ASSERT_OK(pub.Publish("sync/done", "x", 1));
   auto next = watcher.WaitMessage([](const Message&) { return true; });
-  ASSERT_TRUE(next.ok());
+  OUTPOST_ASSERT_OK(next);
   EXPECT_EQ(next->topic, "sync/done");
 }
 
@@ -218,10 +219,10 @@ TEST(MqttClientIntegration, ReconnectsAfterBrokerRestartAndResubscribes) {
     ASSERT_OK(pub.Publish("cmd/reboot", "now", 1));
     m = sub.WaitMessage("cmd/reboot", milliseconds(200));
   }
-  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  OUTPOST_ASSERT_OK(m);
   auto reasons = sub.disconnect_reasons();
   ASSERT_FALSE(reasons.empty());
-  EXPECT_EQ(reasons.front().code(), Code::kUnavailable) << reasons.front().ToString();
+  OUTPOST_EXPECT_CODE(reasons.front(), Code::kUnavailable) << reasons.front().ToString();
 }
 
 TEST(MqttClientIntegration, InflightQos1SurvivesBrokerRestartWithPersistence) {
@@ -246,7 +247,7 @@ TEST(MqttClientIntegration, InflightQos1SurvivesBrokerRestartWithPersistence) {
   std::uint16_t id = 0;
   pub.RunOnIo([&](Client& c) {
     auto r = c.Publish("q/1", "while-down", 1, false);
-    ASSERT_TRUE(r.ok());
+    OUTPOST_ASSERT_OK(r);
     id = *r;
   });
   EXPECT_NE(id, 0);
@@ -255,7 +256,7 @@ TEST(MqttClientIntegration, InflightQos1SurvivesBrokerRestartWithPersistence) {
   ASSERT_OK(sub.Connect(broker->port(), so));
   EXPECT_TRUE(sub.session_present());
   auto m = sub.WaitMessage("q/1", milliseconds(10'000));
-  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  OUTPOST_ASSERT_OK(m);
   EXPECT_EQ(m->payload, "while-down");
 }
 
@@ -277,7 +278,7 @@ class MqttTlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto pki = outpost::testing::GenerateTestPki(dir_.path());
-    ASSERT_TRUE(pki.ok()) << pki.status().ToString();
+    OUTPOST_ASSERT_OK(pki);
     pki_ = *pki;
     MosquittoOptions o;
     o.extra_config = {"cafile " + pki_.ca_cert, "certfile " + pki_.server_cert,
@@ -310,7 +311,7 @@ TEST_F(MqttTlsTest, CaVerificationAndClientCertificate) {
   ASSERT_OK(pub.Connect(broker_->port(), by_name));
   ASSERT_OK(pub.Publish("secure/x", "over tls", 1));
   auto m = sub.WaitMessage("secure/x");
-  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  OUTPOST_ASSERT_OK(m);
   EXPECT_EQ(m->payload, "over tls");
 }
 
@@ -319,7 +320,7 @@ TEST_F(MqttTlsTest, WrongCaFailsWithClearError) {
   o.tls.ca_file = pki_.other_ca_cert;
   TestMqtt c;
   Status s = c.Connect(broker_->port(), o);
-  EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
+  OUTPOST_EXPECT_CODE(s, Code::kUnavailable) << s.ToString();
   EXPECT_NE(s.message().find("TLS handshake"), std::string::npos) << s.ToString();
   EXPECT_NE(s.message().find("certificate verify failed"), std::string::npos) << s.ToString();
   EXPECT_FALSE(c.connected());
@@ -330,7 +331,7 @@ TEST_F(MqttTlsTest, HostnameMismatchFails) {
   o.tls.server_name = "gateway.example.com";
   TestMqtt c;
   Status s = c.Connect(broker_->port(), o);
-  EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
+  OUTPOST_EXPECT_CODE(s, Code::kUnavailable) << s.ToString();
   EXPECT_NE(s.message().find("certificate verify failed"), std::string::npos) << s.ToString();
 }
 
@@ -349,13 +350,13 @@ TEST_F(MqttTlsTest, UnreadableCaFileIsAStartError) {
   o.tls.ca_file = dir_.File("missing.pem");
   TestMqtt c;
   Status s = c.Connect(broker_->port(), o);
-  EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.ToString();
+  OUTPOST_EXPECT_CODE(s, Code::kInvalidArgument) << s.ToString();
   EXPECT_NE(s.message().find("missing.pem"), std::string::npos);
 }
 
 TEST(MqttClientIntegration, ConnectFailureIsReportedAndRetried) {
   auto port = outpost::testing::PickFreePort();  // nobody listens here
-  ASSERT_TRUE(port.ok());
+  OUTPOST_ASSERT_OK(port);
   asio::io_context io;
   ClientOptions o;
   o.port = *port;
@@ -373,7 +374,7 @@ TEST(MqttClientIntegration, ConnectFailureIsReportedAndRetried) {
   ASSERT_OK(client->Start());
   io.run_for(std::chrono::seconds(10));
   ASSERT_GE(reasons.size(), 3u);
-  EXPECT_EQ(reasons[0].code(), Code::kUnavailable);
+  OUTPOST_EXPECT_CODE(reasons[0], Code::kUnavailable);
   EXPECT_NE(reasons[0].message().find("connect 127.0.0.1:"), std::string::npos);
   EXPECT_EQ(client->counters().connect_failures, 3u);
   EXPECT_EQ(client->counters().connects, 0u);
@@ -392,7 +393,7 @@ TEST(MqttClientIntegration, PauseReadingHoldsBackMessages) {
   EXPECT_FALSE(sub.WaitMessage("bp/1", milliseconds(300)).ok());
   sub.RunOnIo([](Client& c) { c.ResumeReading(); });
   auto m = sub.WaitMessage("bp/1");
-  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  OUTPOST_ASSERT_OK(m);
   sub.RunOnIo([](Client& c) {
     EXPECT_GT(c.counters().bytes_in, 0u);
     EXPECT_GT(c.counters().bytes_out, 0u);

@@ -205,4 +205,28 @@ Status PostgresProcess::Restart() {
 
 PostgresProcess::~PostgresProcess() { (void)Stop(); }
 
+Result<PostgresProcess*> SharedPostgres() {
+  static std::unique_ptr<PostgresProcess> server;
+  static Status failed;
+  if (!server && failed.ok()) {
+    auto started = PostgresProcess::Start();
+    if (started.ok()) {
+      server = std::move(started).value();
+    } else {
+      failed = Unavailable("the shared PostgreSQL did not start: " + started.status().message());
+    }
+  }
+  if (!server) return failed;
+  return server.get();
+}
+
+Result<std::string> FreshPostgresDatabase(std::string_view prefix) {
+  static int databases = 0;
+  auto server = SharedPostgres();
+  if (!server.ok()) return server.status();
+  const std::string name = std::string(prefix) + "_" + std::to_string(databases++);
+  OUTPOST_RETURN_IF_ERROR((*server)->CreateDatabase(name));
+  return (*server)->uri(name);
+}
+
 }  // namespace outpost::testing

@@ -35,8 +35,7 @@ TEST(StatusMatchers, PassOnOkAndPrintTheStatusOtherwise) {
   OUTPOST_EXPECT_CODE(NotFound("x"), Code::kNotFound);
   EXPECT_NONFATAL_FAILURE(OUTPOST_EXPECT_OK(Unavailable("broker down")),
                           "is not OK: kUnavailable: broker down");
-  EXPECT_NONFATAL_FAILURE(OUTPOST_EXPECT_CODE(Status::Ok(), Code::kNotFound),
-                          "expected kNotFound");
+  EXPECT_NONFATAL_FAILURE(OUTPOST_EXPECT_CODE(Status::Ok(), Code::kNotFound), "expected kNotFound");
   EXPECT_FATAL_FAILURE(OUTPOST_ASSERT_OK(Result<int>(DataLoss("bad fsync"))),
                        "is not OK: kDataLoss: bad fsync");
 }
@@ -47,8 +46,7 @@ TEST(WaitUntil, ReturnsOnceTheConditionHoldsAndNamesWhatTimedOut) {
   EXPECT_EQ(calls, 3);
   auto r = WaitUntil("never", std::chrono::milliseconds(20), [] { return false; });
   ASSERT_FALSE(r);
-  EXPECT_NE(std::string(r.message()).find("waiting for: never"), std::string::npos)
-      << r.message();
+  EXPECT_NE(std::string(r.message()).find("waiting for: never"), std::string::npos) << r.message();
 }
 
 TEST(ChildProcess, ExitStatusEnvAndLog) {
@@ -58,9 +56,9 @@ TEST(ChildProcess, ExitStatusEnvAndLog) {
   o.env = {{"OUTPOST_X", "42"}};
   o.log_path = dir.File("child.log");
   auto child = ChildProcess::Start(o);
-  ASSERT_TRUE(child.ok()) << child.status().ToString();
+  OUTPOST_ASSERT_OK(child);
   auto rc = (*child)->Wait(std::chrono::seconds(10));
-  ASSERT_TRUE(rc.ok()) << rc.status().ToString();
+  OUTPOST_ASSERT_OK(rc);
   EXPECT_EQ(*rc, 3);
   EXPECT_NE((*child)->log().find("out=42"), std::string::npos);
   EXPECT_NE((*child)->log().find("err"), std::string::npos);
@@ -72,22 +70,22 @@ TEST(ChildProcess, TerminateKillAndTimeout) {
   o.argv = {"sleep", "30"};
   o.log_path = dir.File("sleep.log");
   auto child = ChildProcess::Start(o);
-  ASSERT_TRUE(child.ok());
+  OUTPOST_ASSERT_OK(child);
   EXPECT_TRUE((*child)->Running());
   auto early = (*child)->Wait(std::chrono::milliseconds(20));
-  EXPECT_EQ(early.status().code(), Code::kDeadlineExceeded);
+  OUTPOST_EXPECT_CODE(early, Code::kDeadlineExceeded);
   (*child)->Terminate();
   auto rc = (*child)->Wait(std::chrono::seconds(10));
-  ASSERT_TRUE(rc.ok());
+  OUTPOST_ASSERT_OK(rc);
   EXPECT_EQ(*rc, 128 + SIGTERM);
   EXPECT_FALSE((*child)->Running());
 
   o.log_path = dir.File("sleep2.log");
   auto second = ChildProcess::Start(o);
-  ASSERT_TRUE(second.ok());
+  OUTPOST_ASSERT_OK(second);
   (*second)->Kill();
   auto rc2 = (*second)->Wait(std::chrono::seconds(10));
-  ASSERT_TRUE(rc2.ok());
+  OUTPOST_ASSERT_OK(rc2);
   EXPECT_EQ(*rc2, 128 + SIGKILL);
 }
 
@@ -97,9 +95,9 @@ TEST(ChildProcess, ExecFailureIs127) {
   o.argv = {"/nonexistent/program"};
   o.log_path = dir.File("x.log");
   auto child = ChildProcess::Start(o);
-  ASSERT_TRUE(child.ok());
+  OUTPOST_ASSERT_OK(child);
   auto rc = (*child)->Wait(std::chrono::seconds(10));
-  ASSERT_TRUE(rc.ok());
+  OUTPOST_ASSERT_OK(rc);
   EXPECT_EQ(*rc, 127);
   EXPECT_NE((*child)->log().find("exec failed"), std::string::npos);
 }
@@ -108,21 +106,21 @@ TEST(MosquittoProcess, StartsStopsAndRestartsOnSamePort) {
   MosquittoOptions o;
   o.extra_config = {"max_queued_messages 100"};
   auto broker = MosquittoProcess::Start(o);
-  ASSERT_TRUE(broker.ok()) << broker.status().ToString();
+  OUTPOST_ASSERT_OK(broker);
   const std::uint16_t port = (*broker)->port();
-  EXPECT_TRUE(WaitForPort(port, std::chrono::milliseconds(0)).ok());
+  OUTPOST_EXPECT_OK(WaitForPort(port, std::chrono::milliseconds(0)));
   {
     std::ifstream conf((*broker)->config_path());
     std::string text((std::istreambuf_iterator<char>(conf)), std::istreambuf_iterator<char>());
     EXPECT_NE(text.find("max_queued_messages 100"), std::string::npos);
   }
-  ASSERT_TRUE((*broker)->Stop().ok());
+  OUTPOST_ASSERT_OK((*broker)->Stop());
   EXPECT_FALSE((*broker)->running());
   EXPECT_FALSE(WaitForPort(port, std::chrono::milliseconds(0)).ok());
-  ASSERT_TRUE((*broker)->Restart().ok());
+  OUTPOST_ASSERT_OK((*broker)->Restart());
   EXPECT_EQ((*broker)->port(), port);
   TestMqtt c;
-  EXPECT_TRUE(c.Connect(port).ok());
+  OUTPOST_EXPECT_OK(c.Connect(port));
   (*broker)->Kill();
   EXPECT_FALSE((*broker)->running());
   EXPECT_NE((*broker)->log().find("mosquitto version"), std::string::npos);
@@ -140,12 +138,12 @@ TEST(MosquittoProcess, BadConfigIsAClearError) {
 
 TEST(TestMqtt, ConnectToNothingFails) {
   auto port = PickFreePort();
-  ASSERT_TRUE(port.ok());
+  OUTPOST_ASSERT_OK(port);
   TestMqtt c;
   TestMqttOptions o;
   o.reconnect = false;
   Status s = c.Connect(*port, o);
-  EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
+  OUTPOST_EXPECT_CODE(s, Code::kUnavailable) << s.ToString();
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <string>
 
+#include "outpost/testing/status_matchers.h"
+
 namespace outpost::node::fleet {
 namespace {
 
@@ -47,7 +49,7 @@ class VerifyStoreTest : public ::testing::Test {
 TEST_F(VerifyStoreTest, AllStored) {
   Exec("INSERT INTO d VALUES ('a', 10, 0, 1, 9), ('b', 12, 0, 2, 5)");
   auto rep = VerifyStore(path_, {Rec("a", 1, 10, 9), Rec("b", 2, 12, 5), Rec("idle", 1, 0, -1)});
-  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  OUTPOST_ASSERT_OK(rep);
   EXPECT_TRUE(rep->ok());
   EXPECT_EQ(rep->devices_checked, 2u);
   EXPECT_EQ(rep->acked, 22u);
@@ -58,7 +60,7 @@ TEST_F(VerifyStoreTest, MissingShortAndGapsAreReported) {
   Exec("INSERT INTO d VALUES ('short', 9, 0, 1, 8), ('gaps', 10, 2, 1, 9), ('tail', 10, 0, 1, 7)");
   auto rep = VerifyStore(path_, {Rec("missing", 1, 3, 2), Rec("short", 1, 10, 9),
                                  Rec("gaps", 1, 10, 9), Rec("tail", 1, 8, 9)});
-  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  OUTPOST_ASSERT_OK(rep);
   EXPECT_FALSE(rep->ok());
   EXPECT_EQ(rep->devices_missing, 1u);
   EXPECT_EQ(rep->devices_short, 2u);  // fewer readings; last acknowledged seq not stored
@@ -70,10 +72,10 @@ TEST_F(VerifyStoreTest, MissingShortAndGapsAreReported) {
 
 TEST_F(VerifyStoreTest, NotAGatewayDatabase) {
   auto rep = VerifyStore("/nonexistent/dir/x.db", {});
-  EXPECT_EQ(rep.status().code(), Code::kUnavailable);
+  OUTPOST_EXPECT_CODE(rep, Code::kUnavailable);
   Exec("DROP VIEW device_status");
   auto rep2 = VerifyStore(path_, {});
-  EXPECT_EQ(rep2.status().code(), Code::kFailedPrecondition);
+  OUTPOST_EXPECT_CODE(rep2, Code::kFailedPrecondition);
   EXPECT_NE(rep2.status().message().find("outpost-gateway"), std::string::npos);
 }
 

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "outpost/base/status.h"
@@ -71,5 +72,14 @@ class PostgresProcess {
   std::uint16_t port_ = 0;
   std::unique_ptr<ChildProcess> process_;
 };
+
+// The test process's one throwaway PostgreSQL server (default options), started on first use and
+// stopped at exit; tests share it and each takes a database of its own:
+//   OUTPOST_ASSERT_OK_AND_ASSIGN(std::string uri, FreshPostgresDatabase("uplink"));
+// A failed start is remembered: every later call returns the same error at once (no second wait).
+// Thread: call from the test thread.
+Result<PostgresProcess*> SharedPostgres();
+// Creates "<prefix>_<n>" (n counts up within the process) on SharedPostgres(); returns its URI.
+Result<std::string> FreshPostgresDatabase(std::string_view prefix);
 
 }  // namespace outpost::testing
