@@ -33,6 +33,7 @@
 #include "gateway_harness.h"
 #include "outpost/mqtt/client.h"
 #include "outpost/testing/status_matchers.h"
+#include "outpost/testing/wait_until.h"
 
 namespace outpost::testing {
 namespace {
@@ -149,13 +150,9 @@ class SequencedPublisher {
 
   // Waits (bounded polling) until `n` readings have been sent.
   Status WaitPublished(std::uint64_t n, milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (published_.load() < n) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        return Status(Code::kDeadlineExceeded, "publisher: " + std::to_string(published_.load()) +
-                                                   " of " + std::to_string(n) + " sent");
-      }
-      std::this_thread::sleep_for(milliseconds(10));  // poll interval of a bounded wait
+    if (!WaitUntil("readings sent", timeout, [&] { return published_.load() >= n; })) {
+      return Status(Code::kDeadlineExceeded, "publisher: " + std::to_string(published_.load()) +
+                                                 " of " + std::to_string(n) + " sent");
     }
     return Status::Ok();
   }
@@ -166,14 +163,11 @@ class SequencedPublisher {
       stopping_ = true;
       timer_.cancel();
     });
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (acked_.load() < published_.load()) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        return Status(Code::kDeadlineExceeded, "publisher: " + std::to_string(acked_.load()) +
-                                                   " of " + std::to_string(published_.load()) +
-                                                   " acknowledged");
-      }
-      std::this_thread::sleep_for(milliseconds(10));  // poll interval of a bounded wait
+    if (!WaitUntil("readings acknowledged", timeout,
+                   [&] { return acked_.load() >= published_.load(); })) {
+      return Status(Code::kDeadlineExceeded, "publisher: " + std::to_string(acked_.load()) +
+                                                 " of " + std::to_string(published_.load()) +
+                                                 " acknowledged");
     }
     auto stopped = std::make_shared<std::promise<void>>();
     Call([&] { client_->Stop([stopped] { stopped->set_value(); }); });

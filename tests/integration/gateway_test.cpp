@@ -8,6 +8,7 @@
 
 #include "gateway_harness.h"
 #include "outpost/testing/status_matchers.h"
+#include "outpost/testing/wait_until.h"
 
 namespace outpost::testing {
 namespace {
@@ -625,18 +626,19 @@ TEST_F(GatewayTest, fake_device_ids_cannot_lock_out_real_devices) {
   EXPECT_EQ((*s)["devices"].value("refused", 0), 1);
   // The real device keeps reporting; the newcomer retries. Once the fakes have been idle for
   // evict_after_s, the newcomer gets the place of one of them.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   json last;
-  while (std::chrono::steady_clock::now() < deadline) {
+  auto publish_both = [&] {
     OUTPOST_ASSERT_OK(
         h.devices().Publish("sensors/real/data", Native("real", 1, ++real_seq, 20), 1));
     OUTPOST_ASSERT_OK(
         h.devices().Publish("sensors/newcomer/data", Native("newcomer", 1, ++newcomer_seq, 20), 1));
-    auto st = h.GetStatus();
-    OUTPOST_ASSERT_OK(st);
-    last = *st;
-    if (last["devices"].value("evicted", 0) >= 1) break;
-  }
+    OUTPOST_ASSERT_OK_AND_ASSIGN(last, h.GetStatus());
+  };
+  (void)WaitUntil("a fake device evicted", std::chrono::seconds(30), [&] {
+    publish_both();
+    return HasFatalFailure() || last["devices"].value("evicted", 0) >= 1;
+  });
+  ASSERT_FALSE(HasFatalFailure());
   EXPECT_GE(last["devices"].value("evicted", 0), 1) << last["devices"].dump();
   EXPECT_EQ(last["devices_count"], 20);
   OUTPOST_ASSERT_OK(h.StopGateway());

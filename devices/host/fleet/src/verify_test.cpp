@@ -4,12 +4,12 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <string>
 
 #include "outpost/testing/status_matchers.h"
+#include "outpost/testing/temp_dir.h"
 
 namespace outpost::node::fleet {
 namespace {
@@ -17,18 +17,14 @@ namespace {
 class VerifyStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = "/tmp/outpost-verify-" + std::to_string(::getpid()) + ".db";
-    std::remove(path_.c_str());
+    path_ = dir_.File("verify.db");
     ASSERT_EQ(sqlite3_open(path_.c_str(), &db_), SQLITE_OK);
     Exec(
         "CREATE TABLE d(device_id TEXT, readings INT, seq_gaps INT, boot INT, last_seq INT);"
         "CREATE VIEW device_status AS SELECT device_id, 'online' AS status, readings, seq_gaps, "
         "boot, last_seq FROM d;");
   }
-  void TearDown() override {
-    sqlite3_close(db_);
-    std::remove(path_.c_str());
-  }
+  void TearDown() override { sqlite3_close(db_); }
   void Exec(const std::string& sql) {
     char* err = nullptr;
     ASSERT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << err;
@@ -42,6 +38,7 @@ class VerifyStoreTest : public ::testing::Test {
     r.last_acked_seq = last;
     return r;
   }
+  outpost::testing::TempDir dir_{"outpost-verify"};
   std::string path_;
   sqlite3* db_ = nullptr;
 };
