@@ -673,9 +673,7 @@ class CloudFullDiskTest : public CloudTest {
  protected:
   void SetUp() override {
     if (!TmpfsMount::Supported()) GTEST_SKIP() << TmpfsMount::kSkipReason;
-    auto fs = TmpfsMount::Mount(dir_.File("fs"), 4 << 20);
-    OUTPOST_ASSERT_OK(fs);
-    fs_ = std::move(fs).value();
+    OUTPOST_ASSERT_OK_AND_ASSIGN(fs_, TmpfsMount::Mount(dir_.File("fs"), 4 << 20));
     database_ = "sqlite:" + fs_->path() + "/cloud.db";
     token_ = CreateToken("gw1");
     ASSERT_FALSE(token_.empty());

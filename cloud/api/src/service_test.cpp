@@ -18,9 +18,7 @@ using nlohmann::json;
 class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto s = storage::OpenStorage("sqlite:" + dir_.File("cloud.db"));
-    OUTPOST_ASSERT_OK(s);
-    storage_ = std::move(s).value();
+    OUTPOST_ASSERT_OK_AND_ASSIGN(storage_, storage::OpenStorage("sqlite:" + dir_.File("cloud.db")));
     OUTPOST_ASSERT_OK(storage_->Migrate());
     OUTPOST_ASSERT_OK(storage_->CreateToken("gw1", false, Sha256Hex("secret"), 0));
     ServiceOptions o;

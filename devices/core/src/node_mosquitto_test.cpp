@@ -105,9 +105,7 @@ class NodeMosquittoTest : public ::testing::Test {
   void SetUp() override {
     outpost::testing::MosquittoOptions options;
     options.persistence = true;  // the subscriber's session survives the broker restart
-    auto b = outpost::testing::MosquittoProcess::Start(options);
-    OUTPOST_ASSERT_OK(b);
-    broker_ = std::move(*b);
+    OUTPOST_ASSERT_OK_AND_ASSIGN(broker_, outpost::testing::MosquittoProcess::Start(options));
     outpost::testing::TestMqttOptions sub_options;
     sub_options.client_id = "it-sub";
     sub_options.clean_session = false;

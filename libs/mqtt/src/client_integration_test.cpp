@@ -22,12 +22,6 @@ using outpost::testing::TestMqtt;
 using outpost::testing::TestMqttOptions;
 using std::chrono::milliseconds;
 
-#define ASSERT_OK(expr)                                 \
-  do {                                                  \
-    const ::outpost::Status assert_ok_status_ = (expr); \
-    OUTPOST_ASSERT_OK(assert_ok_status_);               \
-  } while (0)
-
 std::unique_ptr<MosquittoProcess> StartBroker(MosquittoOptions options = {}) {
   auto broker = MosquittoProcess::Start(std::move(options));
   OUTPOST_EXPECT_OK(broker);
@@ -38,18 +32,19 @@ TEST(MqttClientIntegration, Qos0AndQos1PublishSubscribe) {
   auto broker = StartBroker();
   ASSERT_TRUE(broker);
   TestMqtt sub, pub;
-  ASSERT_OK(sub.Connect(broker->port()));
-  ASSERT_OK(sub.Subscribe("sensors/+/data", 1));
-  ASSERT_OK(pub.Connect(broker->port()));
+  OUTPOST_ASSERT_OK(sub.Connect(broker->port()));
+  OUTPOST_ASSERT_OK(sub.Subscribe("sensors/+/data", 1));
+  OUTPOST_ASSERT_OK(pub.Connect(broker->port()));
 
-  ASSERT_OK(pub.Publish("sensors/n1/data", "qos0", 0));
+  OUTPOST_ASSERT_OK(pub.Publish("sensors/n1/data", "qos0", 0));
   auto m0 = sub.WaitMessage("sensors/#");
   OUTPOST_ASSERT_OK(m0);
   EXPECT_EQ(m0->topic, "sensors/n1/data");
   EXPECT_EQ(m0->payload, "qos0");
   EXPECT_EQ(m0->qos, 0);
 
-  ASSERT_OK(pub.Publish("sensors/n2/data", std::string(100'000, 'b'), 1));  // waits for PUBACK
+  OUTPOST_ASSERT_OK(
+      pub.Publish("sensors/n2/data", std::string(100'000, 'b'), 1));  // waits for PUBACK
   auto m1 = sub.WaitMessage("sensors/n2/data");
   OUTPOST_ASSERT_OK(m1);
   EXPECT_EQ(m1->qos, 1);
@@ -57,10 +52,10 @@ TEST(MqttClientIntegration, Qos0AndQos1PublishSubscribe) {
   EXPECT_EQ(m1->payload.size(), 100'000u);
 
   // Retained message reaches a later subscriber.
-  ASSERT_OK(pub.Publish("devices/n1/status", "online", 1, /*retain=*/true));
+  OUTPOST_ASSERT_OK(pub.Publish("devices/n1/status", "online", 1, /*retain=*/true));
   TestMqtt late;
-  ASSERT_OK(late.Connect(broker->port()));
-  ASSERT_OK(late.Subscribe("devices/+/status", 1));
+  OUTPOST_ASSERT_OK(late.Connect(broker->port()));
+  OUTPOST_ASSERT_OK(late.Subscribe("devices/+/status", 1));
   auto r = late.WaitMessage("devices/n1/status");
   OUTPOST_ASSERT_OK(r);
   EXPECT_TRUE(r->retain);
@@ -71,9 +66,9 @@ TEST(MqttClientIntegration, ManyQos1MessagesArriveInOrder) {
   auto broker = StartBroker();
   ASSERT_TRUE(broker);
   TestMqtt sub, pub;
-  ASSERT_OK(sub.Connect(broker->port()));
-  ASSERT_OK(sub.Subscribe("load/#", 1));
-  ASSERT_OK(pub.Connect(broker->port()));
+  OUTPOST_ASSERT_OK(sub.Connect(broker->port()));
+  OUTPOST_ASSERT_OK(sub.Subscribe("load/#", 1));
+  OUTPOST_ASSERT_OK(pub.Connect(broker->port()));
   constexpr int kCount = 1'000;  // = default max_inflight
   // Pipelined: publish all without waiting, the client coalesces writes.
   pub.RunOnIo([&](Client& c) {
@@ -96,17 +91,17 @@ TEST(MqttClientIntegration, PersistentSessionRedeliversUnackedQos1) {
   gw.clean_session = false;
   gw.auto_ack = false;
   TestMqtt sub, pub;
-  ASSERT_OK(sub.Connect(broker->port(), gw));
-  ASSERT_OK(sub.Subscribe("sensors/+/data", 1));
-  ASSERT_OK(pub.Connect(broker->port()));
-  ASSERT_OK(pub.Publish("sensors/n1/data", "reading-1", 1));
+  OUTPOST_ASSERT_OK(sub.Connect(broker->port(), gw));
+  OUTPOST_ASSERT_OK(sub.Subscribe("sensors/+/data", 1));
+  OUTPOST_ASSERT_OK(pub.Connect(broker->port()));
+  OUTPOST_ASSERT_OK(pub.Publish("sensors/n1/data", "reading-1", 1));
   auto first = sub.WaitMessage("sensors/n1/data");
   OUTPOST_ASSERT_OK(first);
   EXPECT_FALSE(first->dup);
 
   // Not durable yet: drop the connection without acknowledging.
   sub.Abort();
-  ASSERT_OK(sub.Connect(broker->port(), gw));
+  OUTPOST_ASSERT_OK(sub.Connect(broker->port(), gw));
   EXPECT_TRUE(sub.session_present());
   auto again = sub.WaitMessage("sensors/n1/data");
   OUTPOST_ASSERT_OK(again);
@@ -117,15 +112,15 @@ TEST(MqttClientIntegration, PersistentSessionRedeliversUnackedQos1) {
   // An ack carrying the previous connection's id is ignored: still redelivered next time.
   sub.Ack(*first);
   sub.Abort();
-  ASSERT_OK(sub.Connect(broker->port(), gw));
+  OUTPOST_ASSERT_OK(sub.Connect(broker->port(), gw));
   auto third = sub.WaitMessage("sensors/n1/data");
   OUTPOST_ASSERT_OK(third);
 
   // Acked on the right connection: not redelivered; a marker published after proves it.
   sub.Ack(*third);
-  ASSERT_OK(sub.Disconnect());
-  ASSERT_OK(pub.Publish("sensors/marker/data", "marker", 1));
-  ASSERT_OK(sub.Connect(broker->port(), gw));
+  OUTPOST_ASSERT_OK(sub.Disconnect());
+  OUTPOST_ASSERT_OK(pub.Publish("sensors/marker/data", "marker", 1));
+  OUTPOST_ASSERT_OK(sub.Connect(broker->port(), gw));
   auto next = sub.WaitMessage([](const Message&) { return true; });
   OUTPOST_ASSERT_OK(next);
   EXPECT_EQ(next->payload, "marker");
@@ -142,13 +137,13 @@ TEST(MqttClientIntegration, OversizeMessageIsSkippedAckedAndNotRedelivered) {
   gw.client_id = "gateway-big";
   gw.clean_session = false;
   TestMqtt sub, pub;
-  ASSERT_OK(sub.Connect(broker->port(), gw));
-  ASSERT_OK(sub.Subscribe("sensors/+/data", 1));
+  OUTPOST_ASSERT_OK(sub.Connect(broker->port(), gw));
+  OUTPOST_ASSERT_OK(sub.Subscribe("sensors/+/data", 1));
   TestMqttOptions big;
   big.max_packet_size = 1024 * 1024;
-  ASSERT_OK(pub.Connect(broker->port(), big));
-  ASSERT_OK(pub.Publish("sensors/giant/data", std::string(300'000, 'g'), 1));
-  ASSERT_OK(pub.Publish("sensors/n1/data", "after", 1));
+  OUTPOST_ASSERT_OK(pub.Connect(broker->port(), big));
+  OUTPOST_ASSERT_OK(pub.Publish("sensors/giant/data", std::string(300'000, 'g'), 1));
+  OUTPOST_ASSERT_OK(pub.Publish("sensors/n1/data", "after", 1));
   auto m = sub.WaitMessage([](const Message&) { return true; });
   OUTPOST_ASSERT_OK(m);
   EXPECT_EQ(m->payload, "after");
@@ -159,9 +154,9 @@ TEST(MqttClientIntegration, OversizeMessageIsSkippedAckedAndNotRedelivered) {
   EXPECT_EQ(counters.disconnects, 0u);
   EXPECT_TRUE(sub.disconnect_reasons().empty());
   // Acknowledged: after a reconnect of the persistent session the next message is the marker.
-  ASSERT_OK(sub.Disconnect());
-  ASSERT_OK(pub.Publish("sensors/marker/data", "marker", 1));
-  ASSERT_OK(sub.Connect(broker->port(), gw));
+  OUTPOST_ASSERT_OK(sub.Disconnect());
+  OUTPOST_ASSERT_OK(pub.Publish("sensors/marker/data", "marker", 1));
+  OUTPOST_ASSERT_OK(sub.Connect(broker->port(), gw));
   auto next = sub.WaitMessage([](const Message&) { return true; });
   OUTPOST_ASSERT_OK(next);
   EXPECT_EQ(next->payload, "marker");
@@ -173,13 +168,13 @@ TEST(MqttClientIntegration, WillDeliveredOnAbruptClose) {
   auto broker = StartBroker();
   ASSERT_TRUE(broker);
   TestMqtt watcher, node, clean_node;
-  ASSERT_OK(watcher.Connect(broker->port()));
-  ASSERT_OK(watcher.Subscribe("devices/+/status", 1));
+  OUTPOST_ASSERT_OK(watcher.Connect(broker->port()));
+  OUTPOST_ASSERT_OK(watcher.Subscribe("devices/+/status", 1));
 
   TestMqttOptions o;
   o.client_id = "node-7";
   o.will = Will{"devices/node-7/status", "offline", 1, false};
-  ASSERT_OK(node.Connect(broker->port(), o));
+  OUTPOST_ASSERT_OK(node.Connect(broker->port(), o));
   node.Abort();
   auto will = watcher.WaitMessage("devices/node-7/status");
   OUTPOST_ASSERT_OK(will);
@@ -188,12 +183,12 @@ TEST(MqttClientIntegration, WillDeliveredOnAbruptClose) {
   // A clean DISCONNECT discards the will.
   o.client_id = "node-8";
   o.will = Will{"devices/node-8/status", "offline", 1, false};
-  ASSERT_OK(clean_node.Connect(broker->port(), o));
-  ASSERT_OK(clean_node.Disconnect());
-  ASSERT_OK(watcher.Subscribe("sync/#", 1));
+  OUTPOST_ASSERT_OK(clean_node.Connect(broker->port(), o));
+  OUTPOST_ASSERT_OK(clean_node.Disconnect());
+  OUTPOST_ASSERT_OK(watcher.Subscribe("sync/#", 1));
   TestMqtt pub;
-  ASSERT_OK(pub.Connect(broker->port()));
-  ASSERT_OK(pub.Publish("sync/done", "x", 1));
+  OUTPOST_ASSERT_OK(pub.Connect(broker->port()));
+  OUTPOST_ASSERT_OK(pub.Publish("sync/done", "x", 1));
   auto next = watcher.WaitMessage([](const Message&) { return true; });
   OUTPOST_ASSERT_OK(next);
   EXPECT_EQ(next->topic, "sync/done");
@@ -203,20 +198,20 @@ TEST(MqttClientIntegration, ReconnectsAfterBrokerRestartAndResubscribes) {
   auto broker = StartBroker();
   ASSERT_TRUE(broker);
   TestMqtt sub;
-  ASSERT_OK(sub.Connect(broker->port()));
-  ASSERT_OK(sub.Subscribe("cmd/#", 1));
+  OUTPOST_ASSERT_OK(sub.Connect(broker->port()));
+  OUTPOST_ASSERT_OK(sub.Subscribe("cmd/#", 1));
 
-  ASSERT_OK(broker->Stop());
-  ASSERT_OK(broker->Restart());
+  OUTPOST_ASSERT_OK(broker->Stop());
+  OUTPOST_ASSERT_OK(broker->Restart());
   // A clean broker has no sessions: only the client's re-subscription makes this work.
-  ASSERT_OK(sub.WaitConnects(2, milliseconds(15'000)));
+  OUTPOST_ASSERT_OK(sub.WaitConnects(2, milliseconds(15'000)));
   EXPECT_FALSE(sub.session_present());
   TestMqtt pub;
-  ASSERT_OK(pub.Connect(broker->port()));
+  OUTPOST_ASSERT_OK(pub.Connect(broker->port()));
   // The SUBSCRIBE follows the CONNACK asynchronously: retry until it is in place.
   Result<Message> m = Status(Code::kDeadlineExceeded, "not yet");
   for (int i = 0; i < 50 && !m.ok(); ++i) {
-    ASSERT_OK(pub.Publish("cmd/reboot", "now", 1));
+    OUTPOST_ASSERT_OK(pub.Publish("cmd/reboot", "now", 1));
     m = sub.WaitMessage("cmd/reboot", milliseconds(200));
   }
   OUTPOST_ASSERT_OK(m);
@@ -234,16 +229,16 @@ TEST(MqttClientIntegration, InflightQos1SurvivesBrokerRestartWithPersistence) {
   so.client_id = "sink";
   so.clean_session = false;
   TestMqtt sub;
-  ASSERT_OK(sub.Connect(broker->port(), so));
-  ASSERT_OK(sub.Subscribe("q/#", 1));
-  ASSERT_OK(sub.Disconnect());
+  OUTPOST_ASSERT_OK(sub.Connect(broker->port(), so));
+  OUTPOST_ASSERT_OK(sub.Subscribe("q/#", 1));
+  OUTPOST_ASSERT_OK(sub.Disconnect());
 
   // Publisher queues QoS 1 while the broker is down; delivered after it is back.
   TestMqttOptions po;
   po.client_id = "source";
   TestMqtt pub;
-  ASSERT_OK(pub.Connect(broker->port(), po));
-  ASSERT_OK(broker->Stop());
+  OUTPOST_ASSERT_OK(pub.Connect(broker->port(), po));
+  OUTPOST_ASSERT_OK(broker->Stop());
   std::uint16_t id = 0;
   pub.RunOnIo([&](Client& c) {
     auto r = c.Publish("q/1", "while-down", 1, false);
@@ -251,9 +246,9 @@ TEST(MqttClientIntegration, InflightQos1SurvivesBrokerRestartWithPersistence) {
     id = *r;
   });
   EXPECT_NE(id, 0);
-  ASSERT_OK(broker->Restart());
-  ASSERT_OK(pub.WaitConnects(2, milliseconds(15'000)));
-  ASSERT_OK(sub.Connect(broker->port(), so));
+  OUTPOST_ASSERT_OK(broker->Restart());
+  OUTPOST_ASSERT_OK(pub.WaitConnects(2, milliseconds(15'000)));
+  OUTPOST_ASSERT_OK(sub.Connect(broker->port(), so));
   EXPECT_TRUE(sub.session_present());
   auto m = sub.WaitMessage("q/1", milliseconds(10'000));
   OUTPOST_ASSERT_OK(m);
@@ -266,7 +261,7 @@ TEST(MqttClientIntegration, KeepalivePingsKeepAnIdleConnectionOpen) {
   TestMqttOptions o;
   o.keepalive_s = 1;  // the broker drops us after 1.5 s without a packet
   TestMqtt idle;
-  ASSERT_OK(idle.Connect(broker->port(), o));
+  OUTPOST_ASSERT_OK(idle.Connect(broker->port(), o));
   // Nothing is published: this wait is 3 keepalive periods of pure idleness.
   EXPECT_FALSE(idle.WaitMessage("#", milliseconds(3'000)).ok());
   EXPECT_TRUE(idle.connected());
@@ -304,12 +299,12 @@ class MqttTlsTest : public ::testing::Test {
 
 TEST_F(MqttTlsTest, CaVerificationAndClientCertificate) {
   TestMqtt sub, pub;
-  ASSERT_OK(sub.Connect(broker_->port(), Tls()));
-  ASSERT_OK(sub.Subscribe("secure/#", 1));
+  OUTPOST_ASSERT_OK(sub.Connect(broker_->port(), Tls()));
+  OUTPOST_ASSERT_OK(sub.Subscribe("secure/#", 1));
   TestMqttOptions by_name = Tls();
   by_name.host = "localhost";  // verified against the DNS SAN instead of the IP SAN
-  ASSERT_OK(pub.Connect(broker_->port(), by_name));
-  ASSERT_OK(pub.Publish("secure/x", "over tls", 1));
+  OUTPOST_ASSERT_OK(pub.Connect(broker_->port(), by_name));
+  OUTPOST_ASSERT_OK(pub.Publish("secure/x", "over tls", 1));
   auto m = sub.WaitMessage("secure/x");
   OUTPOST_ASSERT_OK(m);
   EXPECT_EQ(m->payload, "over tls");
@@ -371,7 +366,7 @@ TEST(MqttClientIntegration, ConnectFailureIsReportedAndRetried) {
     if (reasons.size() == 3) client->Stop([&io] { io.stop(); });
   };
   client = std::make_unique<Client>(io, o, cb);
-  ASSERT_OK(client->Start());
+  OUTPOST_ASSERT_OK(client->Start());
   io.run_for(std::chrono::seconds(10));
   ASSERT_GE(reasons.size(), 3u);
   OUTPOST_EXPECT_CODE(reasons[0], Code::kUnavailable);
@@ -384,11 +379,11 @@ TEST(MqttClientIntegration, PauseReadingHoldsBackMessages) {
   auto broker = StartBroker();
   ASSERT_TRUE(broker);
   TestMqtt sub, pub;
-  ASSERT_OK(sub.Connect(broker->port()));
-  ASSERT_OK(sub.Subscribe("bp/#", 1));
-  ASSERT_OK(pub.Connect(broker->port()));
+  OUTPOST_ASSERT_OK(sub.Connect(broker->port()));
+  OUTPOST_ASSERT_OK(sub.Subscribe("bp/#", 1));
+  OUTPOST_ASSERT_OK(pub.Connect(broker->port()));
   sub.RunOnIo([](Client& c) { c.PauseReading(); });
-  ASSERT_OK(pub.Publish("bp/1", "held", 1));
+  OUTPOST_ASSERT_OK(pub.Publish("bp/1", "held", 1));
   // The message is in the socket buffer, not delivered: a short wait must time out.
   EXPECT_FALSE(sub.WaitMessage("bp/1", milliseconds(300)).ok());
   sub.RunOnIo([](Client& c) { c.ResumeReading(); });

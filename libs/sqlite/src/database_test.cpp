@@ -15,9 +15,7 @@ class SqliteDatabase : public ::testing::Test {
   void SetUp() override {
     OpenOptions o;
     o.pragmas = {"journal_mode=WAL"};
-    auto d = Database::Open(dir_.File("t.db"), o);
-    OUTPOST_ASSERT_OK(d);
-    db_ = std::move(d).value();
+    OUTPOST_ASSERT_OK_AND_ASSIGN(db_, Database::Open(dir_.File("t.db"), o));
     OUTPOST_ASSERT_OK(db_.Exec("CREATE TABLE t(a INTEGER, b TEXT, c REAL, d BLOB)"));
   }
   testing::TempDir dir_{"outpost-sqlite"};

@@ -7,7 +7,9 @@
 #include <iterator>
 
 #include "outpost/testing/child_process.h"
+#include "outpost/testing/cloud_process.h"
 #include "outpost/testing/mosquitto_process.h"
+#include "outpost/testing/postgres_process.h"
 #include "outpost/testing/status_matchers.h"
 #include "outpost/testing/temp_dir.h"
 #include "outpost/testing/test_mqtt.h"
@@ -144,6 +146,67 @@ TEST(TestMqtt, ConnectToNothingFails) {
   o.reconnect = false;
   Status s = c.Connect(*port, o);
   OUTPOST_EXPECT_CODE(s, Code::kUnavailable) << s.ToString();
+}
+
+TEST(CloudProcess, ServesRestartsOnTheSamePortAndStopsCleanly) {
+  TempDir dir;
+  const std::string database = "sqlite:" + dir.File("cloud.db");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(std::string token, CreateCloudToken(database, "gw1", dir.path()));
+  EXPECT_EQ(token.rfind("opt_", 0), 0u) << token;
+  EXPECT_EQ(token.size(), 68u) << token;
+  CloudOptions o;
+  o.database = database;
+  o.log_dir = dir.path();
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto cloud, CloudProcess::Start(o));
+  const std::uint16_t port = cloud->port();
+  ASSERT_NE(port, 0);
+  OUTPOST_EXPECT_OK(WaitForPort(port, std::chrono::milliseconds(0)));
+  OUTPOST_ASSERT_OK(cloud->Stop());
+  EXPECT_FALSE(cloud->Running());
+  EXPECT_FALSE(WaitForPort(port, std::chrono::milliseconds(0)).ok());
+  OUTPOST_ASSERT_OK(cloud->Restart());
+  EXPECT_EQ(cloud->port(), port);
+  EXPECT_NE(cloud->log().find("listening on " + cloud->url()), std::string::npos) << cloud->log();
+  OUTPOST_EXPECT_OK(cloud->Stop());
+}
+
+TEST(CloudProcess, ExitBeforeListeningIsAClearError) {
+  TempDir dir;
+  CloudOptions o;
+  o.database = "mysql://nope";
+  o.log_dir = dir.path();
+  auto cloud = CloudProcess::Start(o);
+  OUTPOST_ASSERT_CODE(cloud, Code::kUnavailable);
+  EXPECT_NE(cloud.status().message().find("exited before listening"), std::string::npos)
+      << cloud.status().ToString();
+  OUTPOST_EXPECT_CODE(CloudProcess::Start(CloudOptions{}), Code::kInvalidArgument);
+}
+
+TEST(CloudProcess, CliGivesExitCodeAndOutput) {
+  TempDir dir;
+  OUTPOST_ASSERT_OK_AND_ASSIGN(CloudCliRun help, RunCloudCli({"--help"}, dir.path()));
+  EXPECT_EQ(help.exit_code, 0) << help.output;
+  EXPECT_NE(help.output.find("serve"), std::string::npos) << help.output;
+  OUTPOST_ASSERT_OK_AND_ASSIGN(CloudCliRun bad,
+                               RunCloudCli({"migrate", "--database", "mysql://nope"}, dir.path()));
+  EXPECT_NE(bad.exit_code, 0) << bad.output;
+  OUTPOST_EXPECT_CODE(CreateCloudToken("mysql://nope", "gw1", dir.path()), Code::kInternal);
+  // A binary that cannot run is not an error of the call: exec failure is exit status 127.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(CloudCliRun missing,
+                               RunCloudCli({"--help"}, dir.path(), dir.File("no-such-binary")));
+  EXPECT_EQ(missing.exit_code, 127);
+}
+
+TEST(SharedPostgres, OneServerAndAFreshDatabasePerCall) {
+  OUTPOST_ASSERT_OK_AND_ASSIGN(PostgresProcess * a, SharedPostgres());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(PostgresProcess * b, SharedPostgres());
+  EXPECT_EQ(a, b);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(std::string one, FreshPostgresDatabase("support"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(std::string two, FreshPostgresDatabase("support"));
+  EXPECT_NE(one, two);
+  EXPECT_EQ(one.rfind(a->uri("support_"), 0), 0u) << one;
+  // The database exists: creating it again fails.
+  OUTPOST_EXPECT_CODE(a->CreateDatabase(one.substr(one.rfind('/') + 1)), Code::kUnavailable);
 }
 
 }  // namespace
