@@ -2,9 +2,10 @@
 // temp dir, `postgres` on a free 127.0.0.1 port (Unix socket in the temp dir too), one database
 // created, everything stopped and deleted on destruction.
 //
-//   auto pg = PostgresProcess::Start();
-//   ASSERT_TRUE(pg.ok()) << pg.status().ToString();
-//   std::string url = (*pg)->uri();  // postgresql://postgres@127.0.0.1:PORT/outpost
+//   OUTPOST_ASSERT_OK_AND_ASSIGN(auto pg, PostgresProcess::Start());
+//   std::string url = pg->uri();  // postgresql://postgres@127.0.0.1:PORT/outpost
+// Most tests need no server of their own: FreshPostgresDatabase (below) gives a database on the
+// shared one.
 //
 // PostgreSQL refuses to run as root: when the effective uid is 0, initdb and postgres run as the
 // `postgres` system user (setpriv), and the temp dir is chowned to it. Binaries: the newest
