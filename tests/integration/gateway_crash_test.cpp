@@ -255,9 +255,9 @@ class SequencedPublisher {
 // The readings in the store when a gateway run opened it, from that run's start-up log line
 // ("store <path>: N readings, ..."); -1 if the run did not get that far.
 std::int64_t StoredAtOpen(const std::string& log) {
-  static const std::regex re(R"(store .*: (\d+) readings, )");
+  static const std::regex kStoreOpened(R"(store .*: (\d+) readings, )");
   std::smatch m;
-  if (!std::regex_search(log, m, re)) return -1;
+  if (!std::regex_search(log, m, kStoreOpened)) return -1;
   return std::stoll(m[1].str());
 }
 
@@ -309,11 +309,11 @@ class GatewayCrashTest : public ::testing::Test {
  protected:
   void TearDown() override {
     if (HasFailure()) {
-      h.dir().Keep();
+      h_.dir().Keep();
       std::printf("seed %" PRIu64
                   "; kept %s (gateway-N.log of every run, gateway.db)\n"
                   "last gateway log:\n%s\n",
-                  seed, h.dir().path().c_str(), h.gateway_log().c_str());
+                  seed_, h_.dir().path().c_str(), h_.gateway_log().c_str());
     }
   }
 
@@ -321,18 +321,18 @@ class GatewayCrashTest : public ::testing::Test {
   // "online" or status of a killed run cannot pass for it).
   Result<json> LaunchAndWaitUp(milliseconds timeout) {
     std::int64_t launched_ms = WallMs();
-    Status s = h.LaunchGateway();
+    Status s = h_.LaunchGateway();
     if (!s.ok()) return s;
-    return h.WaitStatus([&](const json& j) { return StartedMs(j) >= launched_ms; }, timeout);
+    return h_.WaitStatus([&](const json& j) { return StartedMs(j) >= launched_ms; }, timeout);
   }
 
-  GatewayHarness h;
-  std::uint64_t seed = 0;
+  GatewayHarness h_;
+  std::uint64_t seed_ = 0;
 };
 
 TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
-  seed = static_cast<std::uint64_t>(EnvInt("OUTPOST_CRASH_SEED", 0));
-  if (seed == 0) seed = std::random_device{}() | 1u;
+  seed_ = static_cast<std::uint64_t>(EnvInt("OUTPOST_CRASH_SEED", 0));
+  if (seed_ == 0) seed_ = std::random_device{}() | 1u;
   const int rounds =
       static_cast<int>(std::max<std::int64_t>(4, EnvInt("OUTPOST_CRASH_ROUNDS", 20)));
   const double rate =
@@ -344,8 +344,8 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
               ", %d rounds, %.0f readings/s over %d devices "
               "(OUTPOST_CRASH_SEED / _ROUNDS / _RATE / _DEVICES), down up to %" PRId64
               " ms after each kill (_OUTAGE_MS)\n",
-              seed, rounds, rate, devices, outage_ms);
-  std::mt19937_64 rng(seed);
+              seed_, rounds, rate, devices, outage_ms);
+  std::mt19937_64 rng(seed_);
   auto uniform_ms = [&](int lo, int hi) {
     return milliseconds(std::uniform_int_distribution<int>(lo, hi)(rng));
   };
@@ -360,12 +360,12 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
     yaml = "ingest:\n  device_rate_per_s: 0\n";
     std::printf("crash test: per-device rate limit off for this load\n");
   }
-  OUTPOST_ASSERT_OK(h.Start(yaml)) << h.gateway_log();
+  OUTPOST_ASSERT_OK(h_.Start(yaml)) << h_.gateway_log();
   // A reply proves the gateway's subscriptions are in place before anything is published.
-  OUTPOST_ASSERT_OK(h.GetStatus());
+  OUTPOST_ASSERT_OK(h_.GetStatus());
 
   SequencedPublisher::Options po;
-  po.port = h.broker().port();
+  po.port = h_.broker().port();
   po.rate_per_s = rate;
   po.devices = devices;
   SequencedPublisher pub(po);
@@ -387,7 +387,7 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
   // redelivered copies it dropped as duplicates (the kill came after a commit and before its
   // acknowledgement reached the broker).
   auto note_open = [&](const json* up_status) {
-    std::int64_t stored = StoredAtOpen(h.gateway_log());
+    std::int64_t stored = StoredAtOpen(h_.gateway_log());
     if (stored < 0 || kills.empty() || kills.back().next_stored >= 0) return;
     // Runs killed before they opened the store changed nothing: this is their count too.
     for (auto it = kills.rbegin(); it != kills.rend() && it->next_stored < 0; ++it) {
@@ -410,20 +410,20 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
         // Killed during start-up: opening the store, rebuilding dedupe state, connecting, or
         // taking the first redelivered messages (the last start-up took `up_ms` to answer).
         k.delay_ms = uniform_ms(0, static_cast<int>(std::max<std::int64_t>(50, up_ms))).count();
-        OUTPOST_ASSERT_OK(h.LaunchGateway());
+        OUTPOST_ASSERT_OK(h_.LaunchGateway());
         std::this_thread::sleep_for(milliseconds(k.delay_ms));  // the random kill moment
-        ASSERT_TRUE(h.gateway_running()) << "gateway exited by itself\n" << h.gateway_log();
+        ASSERT_TRUE(h_.gateway_running()) << "gateway exited by itself\n" << h_.gateway_log();
         k.acked = pub.acked();
         k.published = pub.published();
-        h.KillGateway();
-        k.phase = PhaseReached(h.gateway_log());
+        h_.KillGateway();
+        k.phase = PhaseReached(h_.gateway_log());
         note_open(nullptr);
         kills.push_back(k);
         continue;
       }
       auto launched = std::chrono::steady_clock::now();
       auto up = LaunchAndWaitUp(std::chrono::seconds(60));
-      OUTPOST_ASSERT_OK(up) << "\n" << h.gateway_log();
+      OUTPOST_ASSERT_OK(up) << "\n" << h_.gateway_log();
       up_ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - launched)
                   .count();
       note_open(&*up);
@@ -436,10 +436,10 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
       k.delay_ms += extra.count();
       std::this_thread::sleep_for(extra);  // the random kill moment within the burst
     }
-    ASSERT_TRUE(h.gateway_running()) << "gateway exited by itself\n" << h.gateway_log();
+    ASSERT_TRUE(h_.gateway_running()) << "gateway exited by itself\n" << h_.gateway_log();
     k.acked = pub.acked();
     k.published = pub.published();
-    h.KillGateway();
+    h_.KillGateway();
     k.phase = "streaming";
     kills.push_back(k);
   }
@@ -451,15 +451,15 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
   std::uint64_t total = 0;
   for (std::uint64_t s : last) total += s;
   ASSERT_EQ(total, pub.published());
-  OUTPOST_ASSERT_OK(h.devices().Publish("sensors/" + std::string(kMarkerDevice) + "/data",
-                                        Reading(kMarkerDevice, 1), 1));
+  OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/" + std::string(kMarkerDevice) + "/data",
+                                         Reading(kMarkerDevice, 1), 1));
 
   auto up = LaunchAndWaitUp(std::chrono::seconds(60));
-  OUTPOST_ASSERT_OK(up) << "\n" << h.gateway_log();
+  OUTPOST_ASSERT_OK(up) << "\n" << h_.gateway_log();
   note_open(&*up);
   // The marker handled means every reading before it was handled; local_db_records counts what
   // is committed.
-  auto done = h.WaitStatus(
+  auto done = h_.WaitStatus(
       [&](const json& j) {
         return j["devices_count"].get<int>() == devices + 1 &&
                j["local_db_records"].get<std::uint64_t>() >= total + 1;
@@ -470,11 +470,11 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
     EXPECT_EQ((*done)["ingest"]["rejected"], 0) << done->dump();
     EXPECT_EQ((*done)["store"]["errors"], 0) << done->dump();
   }
-  OUTPOST_ASSERT_OK(h.StopGateway());  // SIGTERM, drained, exit 0
+  OUTPOST_ASSERT_OK(h_.StopGateway());  // SIGTERM, drained, exit 0
   auto wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   // ---- verification: every published seq of every device stored exactly once ----
-  auto store = h.OpenStore();
+  auto store = h_.OpenStore();
   OUTPOST_ASSERT_OK(store);
   std::uint64_t missing_total = 0, duplicated_total = 0;
   for (int d = 0; d < devices; ++d) {
@@ -578,12 +578,12 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
 TEST_F(GatewayCrashTest, RedeliveredBatchLongerThanTheDedupeWindowIsNotStoredTwice) {
   constexpr std::uint64_t kCount = 3000;
   // No rate limit: the burst below is the replay of a commit, not a flood.
-  OUTPOST_ASSERT_OK(h.Start("ingest:\n  device_rate_per_s: 0\n")) << h.gateway_log();
-  OUTPOST_ASSERT_OK(h.GetStatus());  // subscribed: the session queues what comes next
-  OUTPOST_ASSERT_OK(h.StopGateway());
+  OUTPOST_ASSERT_OK(h_.Start("ingest:\n  device_rate_per_s: 0\n")) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(h_.GetStatus());  // subscribed: the session queues what comes next
+  OUTPOST_ASSERT_OK(h_.StopGateway());
 
   SequencedPublisher::Options po;
-  po.port = h.broker().port();
+  po.port = h_.broker().port();
   po.devices = 1;
   po.rate_per_s = 0;
   SequencedPublisher pub(po);
@@ -596,7 +596,7 @@ TEST_F(GatewayCrashTest, RedeliveredBatchLongerThanTheDedupeWindowIsNotStoredTwi
 
   constexpr std::uint64_t kCommitted = kCount;
   {  // The commit that the kill left unacknowledged.
-    auto store = h.OpenStore();
+    auto store = h_.OpenStore();
     OUTPOST_ASSERT_OK(store);
     gateway::model::WriteSet batch;
     std::int64_t now = WallMs();
@@ -619,17 +619,17 @@ TEST_F(GatewayCrashTest, RedeliveredBatchLongerThanTheDedupeWindowIsNotStoredTwi
     OUTPOST_ASSERT_OK((*store)->Write(batch));
   }
 
-  OUTPOST_ASSERT_OK(h.devices().Publish("sensors/" + std::string(kMarkerDevice) + "/data",
-                                        Reading(kMarkerDevice, 1), 1));
+  OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/" + std::string(kMarkerDevice) + "/data",
+                                         Reading(kMarkerDevice, 1), 1));
   auto up = LaunchAndWaitUp(std::chrono::seconds(60));
   OUTPOST_ASSERT_OK(up);
-  auto s =
-      h.WaitStatus([](const json& j) { return j["devices_count"] == 2; }, std::chrono::seconds(60));
+  auto s = h_.WaitStatus([](const json& j) { return j["devices_count"] == 2; },
+                         std::chrono::seconds(60));
   OUTPOST_ASSERT_OK(s);
-  OUTPOST_ASSERT_OK(h.StopGateway());
+  OUTPOST_ASSERT_OK(h_.StopGateway());
   std::printf("after the redelivery: %s\n", (*s)["ingest"].dump().c_str());
 
-  auto store = h.OpenStore();
+  auto store = h_.OpenStore();
   OUTPOST_ASSERT_OK(store);
   auto points = (*store)->QuerySeries(id, "n", 0, kForever, 2 * kCount + 10);
   OUTPOST_ASSERT_OK(points);
@@ -654,12 +654,12 @@ TEST_F(GatewayCrashTest, RedeliveredBatchLongerThanTheDedupeWindowIsNotStoredTwi
 // persisted last_seen (back-dated here by the outage: the test does not wait 100 s).
 TEST_F(GatewayCrashTest, BacklogQueuedWhileTheGatewayWasDownIsNotRateLimited) {
   constexpr std::uint64_t kCount = 1000;
-  OUTPOST_ASSERT_OK(h.Start("ingest:\n  device_rate_per_s: 10\n  device_burst: 100\n"))
-      << h.gateway_log();
-  OUTPOST_ASSERT_OK(h.GetStatus());
-  OUTPOST_ASSERT_OK(h.StopGateway());
+  OUTPOST_ASSERT_OK(h_.Start("ingest:\n  device_rate_per_s: 10\n  device_burst: 100\n"))
+      << h_.gateway_log();
+  OUTPOST_ASSERT_OK(h_.GetStatus());
+  OUTPOST_ASSERT_OK(h_.StopGateway());
   {  // The device was last heard when the outage began.
-    auto store = h.OpenStore();
+    auto store = h_.OpenStore();
     OUTPOST_ASSERT_OK(store);
     gateway::model::WriteSet batch;
     const std::int64_t began = WallMs() - static_cast<std::int64_t>(kCount) * 100;
@@ -669,7 +669,7 @@ TEST_F(GatewayCrashTest, BacklogQueuedWhileTheGatewayWasDownIsNotRateLimited) {
   }
 
   SequencedPublisher::Options po;
-  po.port = h.broker().port();
+  po.port = h_.broker().port();
   po.devices = 1;
   po.rate_per_s = 0;
   po.ts_step_ms = 100;  // 10 readings/s, the last one now
@@ -682,7 +682,7 @@ TEST_F(GatewayCrashTest, BacklogQueuedWhileTheGatewayWasDownIsNotRateLimited) {
 
   auto up = LaunchAndWaitUp(std::chrono::seconds(60));
   OUTPOST_ASSERT_OK(up);
-  auto s = h.WaitStatus(
+  auto s = h_.WaitStatus(
       [](const json& j) {
         return j["ingest"]["stored"].get<std::uint64_t>() +
                    j["ingest"]["rejected"].get<std::uint64_t>() >=

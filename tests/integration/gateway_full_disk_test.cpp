@@ -35,10 +35,10 @@ class GatewayFullDiskTest : public ::testing::Test {
  protected:
   void TearDown() override {
     if (HasFailure()) {
-      h.dir().Keep();
-      std::printf("kept %s\ngateway log:\n%s\n", h.dir().path().c_str(), h.gateway_log().c_str());
+      h_.dir().Keep();
+      std::printf("kept %s\ngateway log:\n%s\n", h_.dir().path().c_str(), h_.gateway_log().c_str());
     }
-    h.KillGateway();  // before the tmpfs goes
+    h_.KillGateway();  // before the tmpfs goes
   }
 
   // Publishes QoS 1 readings (seq from *next) until the gateway raises storage_full; false if
@@ -46,17 +46,17 @@ class GatewayFullDiskTest : public ::testing::Test {
   bool PublishUntilFull(int* next) {
     for (int round = 0; round < kMaxRounds; ++round) {
       for (int i = 0; i < kRound; ++i) {
-        if (!h.devices().Publish("sensors/full1/data", Reading((*next)++), 1).ok()) return false;
+        if (!h_.devices().Publish("sensors/full1/data", Reading((*next)++), 1).ok()) return false;
       }
       auto alert =
-          h.observer().WaitMessage([](const mqtt::Message& m) { return IsAlert(m, "raised"); },
-                                   std::chrono::milliseconds(500));
+          h_.observer().WaitMessage([](const mqtt::Message& m) { return IsAlert(m, "raised"); },
+                                    std::chrono::milliseconds(500));
       if (alert.ok()) return true;
     }
     return false;
   }
 
-  GatewayHarness h;
+  GatewayHarness h_;
 };
 
 // Regression: a full disk made every commit fail; after ~2 minutes of retries the writer gave
@@ -65,18 +65,18 @@ class GatewayFullDiskTest : public ::testing::Test {
 // acknowledging, alerts, reports "full", and resumes by itself when space returns.
 TEST_F(GatewayFullDiskTest, full_disk_stops_acks_alerts_and_resumes) {
   if (!TmpfsMount::Supported()) GTEST_SKIP() << TmpfsMount::kSkipReason;
-  auto fs = TmpfsMount::Mount(h.dir().File("fs"), kFsBytes);
+  auto fs = TmpfsMount::Mount(h_.dir().File("fs"), kFsBytes);
   OUTPOST_ASSERT_OK(fs);
   HarnessOptions o;
   o.storage_dir = (*fs)->path();
   o.persistent_broker = false;
-  OUTPOST_ASSERT_OK(h.Start(o));
+  OUTPOST_ASSERT_OK(h_.Start(o));
 
   int next = 1;
   for (int i = 0; i < 50; ++i) {
-    OUTPOST_ASSERT_OK(h.devices().Publish("sensors/full1/data", Reading(next++), 1));
+    OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/full1/data", Reading(next++), 1));
   }
-  auto s = h.WaitStatus([](const json& j) { return j["ingest"]["stored"] == 50; });
+  auto s = h_.WaitStatus([](const json& j) { return j["ingest"]["stored"] == 50; });
   OUTPOST_ASSERT_OK(s);
   EXPECT_EQ((*s)["store"]["state"], "ok");
   EXPECT_EQ((*s)["store"]["max_bytes_auto"], true);
@@ -93,8 +93,8 @@ TEST_F(GatewayFullDiskTest, full_disk_stops_acks_alerts_and_resumes) {
               static_cast<long long>(*ballast));
 
   // Alive, saying so, and acknowledging nothing it could not store.
-  ASSERT_TRUE(h.gateway_running());
-  s = h.WaitStatus([](const json& j) { return j["store"]["state"] == "full"; });
+  ASSERT_TRUE(h_.gateway_running());
+  s = h_.WaitStatus([](const json& j) { return j["store"]["state"] == "full"; });
   OUTPOST_ASSERT_OK(s);
   EXPECT_EQ((*s)["store"]["full_events"], 1);
   EXPECT_GE((*s)["store"]["full_attempts"].get<int>(), 1);
@@ -104,10 +104,10 @@ TEST_F(GatewayFullDiskTest, full_disk_stops_acks_alerts_and_resumes) {
 
   // Space returns: the gateway resumes by itself and clears the alert.
   OUTPOST_ASSERT_OK((*fs)->RemoveBallast("ballast"));
-  auto cleared = h.observer().WaitMessage(
+  auto cleared = h_.observer().WaitMessage(
       [](const mqtt::Message& m) { return IsAlert(m, "cleared"); }, std::chrono::seconds(30));
   OUTPOST_ASSERT_OK(cleared) << "no storage_full clear: ";
-  s = h.WaitStatus([&](const json& j) {
+  s = h_.WaitStatus([&](const json& j) {
     return j["ingest"]["stored"] == published && j["store"]["state"] == "ok";
   });
   OUTPOST_ASSERT_OK(s);
@@ -119,16 +119,16 @@ TEST_F(GatewayFullDiskTest, full_disk_stops_acks_alerts_and_resumes) {
   ASSERT_TRUE(PublishUntilFull(&next)) << "no second storage_full alert";
   const int total = next - 1;
   std::printf("full again after %d readings in all\n", total);
-  h.KillGateway();
+  h_.KillGateway();
   OUTPOST_ASSERT_OK((*fs)->RemoveBallast("ballast"));
-  OUTPOST_ASSERT_OK(h.StartGateway());
-  s = h.WaitStatus([&](const json& j) { return j["local_db_records"] == total; },
-                   std::chrono::seconds(30));
+  OUTPOST_ASSERT_OK(h_.StartGateway());
+  s = h_.WaitStatus([&](const json& j) { return j["local_db_records"] == total; },
+                    std::chrono::seconds(30));
   OUTPOST_ASSERT_OK(s);
-  OUTPOST_ASSERT_OK(h.StopGateway());
+  OUTPOST_ASSERT_OK(h_.StopGateway());
 
   // Every published reading exactly once.
-  auto store = h.OpenStore();
+  auto store = h_.OpenStore();
   OUTPOST_ASSERT_OK(store);
   auto points = (*store)->QuerySeries("full1", "level", 0, std::numeric_limits<std::int64_t>::max(),
                                       1'000'000);
@@ -140,8 +140,8 @@ TEST_F(GatewayFullDiskTest, full_disk_stops_acks_alerts_and_resumes) {
   EXPECT_EQ(*seqs.begin(), 1);
   EXPECT_EQ(*seqs.rbegin(), total);
   if (getenv("OUTPOST_KEEP_LOGS")) {
-    h.dir().Keep();
-    std::printf("kept %s\n", h.dir().path().c_str());
+    h_.dir().Keep();
+    std::printf("kept %s\n", h_.dir().path().c_str());
   }
 }
 
