@@ -19,7 +19,6 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
-#include <regex>
 #include <string>
 #include <thread>
 
@@ -28,7 +27,7 @@
 #include "outpost/gateway/uplink/codec.h"
 #include "outpost/gateway/uplink/sender.h"
 #include "outpost/gateway/uplink/uplink.h"
-#include "outpost/testing/child_process.h"
+#include "outpost/testing/cloud_process.h"
 #include "outpost/testing/postgres_process.h"
 #include "outpost/testing/temp_dir.h"
 
@@ -45,7 +44,7 @@ using Clk = std::chrono::steady_clock;
 double Secs(Clk::duration d) { return std::chrono::duration<double>(d).count(); }
 
 struct CloudProc {
-  std::unique_ptr<testing::ChildProcess> proc;
+  std::unique_ptr<testing::CloudProcess> proc;
   std::string token;
   int port = 0;
 };
@@ -54,36 +53,26 @@ struct CloudProc {
 bool StartCloud(testing::TempDir& dir, const std::string& name, const std::string& sync,
                 const std::string& pg_uri, CloudProc* out) {
   const std::string db = pg_uri.empty() ? "sqlite:" + dir.File(name + ".db") : pg_uri;
-  testing::ChildProcessOptions t;
-  t.argv = {OUTPOST_CLOUD_BIN, "token", "create", "--gateway", "gw_bench", "--database", db};
-  t.log_path = dir.File(name + "-token.log");
-  auto tp = testing::ChildProcess::Start(t);
-  if (!tp.ok() || !(*tp)->Wait(std::chrono::seconds(30)).ok()) return false;
-  std::istringstream lines((*tp)->log());
-  for (std::string line; std::getline(lines, line);) {
-    if (!line.empty() && line.find(' ') == std::string::npos) out->token = line;
+  auto token =
+      testing::CreateCloudToken(db, "gw_bench", dir.path(), /*admin=*/false, OUTPOST_CLOUD_BIN);
+  if (!token.ok()) {
+    std::fprintf(stderr, "cloud token: %s\n", token.status().ToString().c_str());
+    return false;
   }
-  testing::ChildProcessOptions o;
-  o.argv = {OUTPOST_CLOUD_BIN,      "serve", "--listen",    "127.0.0.1:0",
-            "--database",           db,      "--log-level", "warn",
-            "--sqlite-synchronous", sync};
-  o.log_path = dir.File(name + ".log");
-  auto p = testing::ChildProcess::Start(o);
-  if (!p.ok()) return false;
+  out->token = *token;
+  testing::CloudOptions o;
+  o.binary = OUTPOST_CLOUD_BIN;
+  o.database = db;
+  o.extra_args = {"--log-level", "warn", "--sqlite-synchronous", sync};
+  o.log_dir = dir.path();
+  auto p = testing::CloudProcess::Start(std::move(o));
+  if (!p.ok()) {
+    std::fprintf(stderr, "cloud did not start: %s\n", p.status().ToString().c_str());
+    return false;
+  }
   out->proc = std::move(p).value();
-  const std::regex ready("listening on http://127\\.0\\.0\\.1:([0-9]+)");
-  auto deadline = Clk::now() + std::chrono::seconds(30);
-  while (Clk::now() < deadline) {
-    std::smatch m;
-    std::string log = out->proc->log();
-    if (std::regex_search(log, m, ready)) {
-      out->port = std::stoi(m[1]);
-      return true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  std::fprintf(stderr, "cloud did not start: %s\n", out->proc->log().c_str());
-  return false;
+  out->port = out->proc->port();
+  return true;
 }
 
 model::ReadingRow Reading(int device, std::uint64_t seq, std::int64_t ts) {
@@ -307,9 +296,7 @@ int main(int argc, char** argv) {
               n, nb, ceil_s, n / ceil_s);
   std::printf("drain / ceiling = %.2f   (aim: >= 50,000 readings/s and >= 0.70)\n",
               (u.sent_items / drain_s) / (n / ceil_s));
-  cloud.proc->Terminate();
-  raw.proc->Terminate();
-  (void)cloud.proc->Wait(std::chrono::seconds(20));
-  (void)raw.proc->Wait(std::chrono::seconds(20));
+  (void)cloud.proc->Stop(std::chrono::seconds(20));
+  (void)raw.proc->Stop(std::chrono::seconds(20));
   return 0;
 }

@@ -15,48 +15,24 @@
 #include <thread>
 #include <vector>
 
-#include "outpost/testing/child_process.h"
+#include "outpost/testing/cloud_process.h"
 #include "outpost/testing/postgres_process.h"
+#include "outpost/testing/status_matchers.h"
 #include "outpost/testing/temp_dir.h"
 #include "outpost/testing/tmpfs_mount.h"
+#include "outpost/testing/wait_until.h"
 
 namespace outpost::testing {
 namespace {
 
 using nlohmann::json;
 
-std::string CloudBinary() {
-  const char* dir = std::getenv("OUTPOST_BINARY_DIR");
-  return std::string(dir ? dir : ".") + "/cloud/outpost-cloud";
-}
-
-// One throwaway PostgreSQL server for the whole suite; each test gets its own database.
-PostgresProcess* SharedPostgres() {
-  static std::unique_ptr<PostgresProcess> pg;
-  static Status failed;
-  if (!pg && failed.ok()) {
-    auto started = PostgresProcess::Start();
-    if (started.ok()) {
-      pg = std::move(started).value();
-    } else {
-      failed = started.status();
-      ADD_FAILURE() << "cannot start PostgreSQL: " << failed.ToString();
-    }
-  }
-  return pg.get();
-}
-
-// Runs `outpost-cloud ARGS...` to completion; returns {exit code, output}.
+// Runs `outpost-cloud ARGS...` to completion; returns {exit code, output} ({-1, why} when it
+// could not run or did not finish).
 std::pair<int, std::string> RunCli(const std::vector<std::string>& args, const TempDir& dir) {
-  static std::atomic<int> n{0};
-  ChildProcessOptions o;
-  o.argv = {CloudBinary()};
-  o.argv.insert(o.argv.end(), args.begin(), args.end());
-  o.log_path = dir.File("cli-" + std::to_string(n++) + ".log");
-  auto child = ChildProcess::Start(std::move(o));
-  if (!child.ok()) return {-1, child.status().ToString()};
-  Result<int> rc = (*child)->Wait(std::chrono::seconds(30));
-  return {rc.ok() ? *rc : -1, (*child)->log()};
+  auto run = RunCloudCli(args, dir.path());
+  if (!run.ok()) return {-1, run.status().ToString()};
+  return {run->exit_code, run->output};
 }
 
 struct Reply {
@@ -69,13 +45,8 @@ struct Reply {
 class CloudTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    static std::atomic<int> db_counter{0};
     if (GetParam() == "postgresql") {
-      PostgresProcess* pg = SharedPostgres();
-      ASSERT_NE(pg, nullptr);
-      const std::string name = "cloud_" + std::to_string(db_counter++);
-      ASSERT_TRUE(pg->CreateDatabase(name).ok());
-      database_ = pg->uri(name);
+      OUTPOST_ASSERT_OK_AND_ASSIGN(database_, FreshPostgresDatabase("cloud"));
     } else {
       database_ = "sqlite:" + dir_.File("cloud.db");
     }
@@ -104,27 +75,13 @@ class CloudTest : public ::testing::TestWithParam<std::string> {
 
   // Starts `outpost-cloud serve` on a free port and waits for its "listening" line.
   void StartServer(const std::vector<std::string>& extra = {}) {
-    ChildProcessOptions o;
-    o.argv = {CloudBinary(), "serve",   "--listen",  "127.0.0.1:0",
-              "--database",  database_, "--threads", "4"};
-    o.argv.insert(o.argv.end(), extra.begin(), extra.end());
-    o.log_path = dir_.File("serve.log");
-    auto child = ChildProcess::Start(std::move(o));
-    ASSERT_TRUE(child.ok()) << child.status().ToString();
-    server_ = std::move(child).value();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    const std::regex listening("outpost-cloud listening on http://127\\.0\\.0\\.1:([0-9]+)");
-    while (true) {
-      std::smatch m;
-      const std::string log = server_->log();
-      if (std::regex_search(log, m, listening)) {
-        port_ = std::stoi(m[1].str());
-        break;
-      }
-      ASSERT_TRUE(server_->Running()) << "outpost-cloud exited: " << log;
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "never listened: " << log;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // bounded polling
-    }
+    CloudOptions o;
+    o.database = database_;
+    o.extra_args = {"--threads", "4"};
+    o.extra_args.insert(o.extra_args.end(), extra.begin(), extra.end());
+    o.log_dir = dir_.path();
+    OUTPOST_ASSERT_OK_AND_ASSIGN(server_, CloudProcess::Start(std::move(o)));
+    port_ = server_->port();
     client_ = std::make_unique<httplib::Client>("127.0.0.1", port_);
     client_->set_tcp_nodelay(true);
     client_->set_read_timeout(30, 0);
@@ -132,9 +89,7 @@ class CloudTest : public ::testing::TestWithParam<std::string> {
 
   void StopServer() {
     if (!server_) return;
-    server_->Terminate();
-    Result<int> rc = server_->Wait(std::chrono::seconds(20));
-    EXPECT_TRUE(rc.ok() && *rc == 0) << "unclean exit: " << server_->log();
+    OUTPOST_EXPECT_OK(server_->Stop(std::chrono::seconds(20))) << "unclean exit";
     server_.reset();
   }
 
@@ -196,7 +151,7 @@ class CloudTest : public ::testing::TestWithParam<std::string> {
   TempDir dir_{"outpost-cloud-test"};
   std::string database_;
   std::string token_;
-  std::unique_ptr<ChildProcess> server_;
+  std::unique_ptr<CloudProcess> server_;
   int port_ = 0;
   std::unique_ptr<httplib::Client> client_;
 };
@@ -679,12 +634,12 @@ class CloudServerDownTest : public CloudTest {};
 
 TEST_P(CloudServerDownTest, DatabaseDownIs503ThenRecovers) {
   auto own = PostgresProcess::Start();
-  ASSERT_TRUE(own.ok()) << own.status().ToString();
+  OUTPOST_ASSERT_OK(own);
   database_ = (*own)->uri();
   token_ = CreateToken("gw1");
   StartServer();
   ASSERT_EQ(Post("/v1/batches", kNativeBody, "d1").status, 200);
-  ASSERT_TRUE((*own)->Stop().ok());
+  OUTPOST_ASSERT_OK((*own)->Stop());
 
   const std::string body = R"({"readings":[)" + NativeReading("n9", 1, 1, 1000, 1.0) + "]}";
   Reply down = Post("/v1/batches", body, "d2");
@@ -694,16 +649,15 @@ TEST_P(CloudServerDownTest, DatabaseDownIs503ThenRecovers) {
   EXPECT_EQ(raw->get_header_value("Retry-After"), "1");
   ExpectError(Get("/healthz", ""), 503, "unavailable");
 
-  ASSERT_TRUE((*own)->Restart().ok());
+  OUTPOST_ASSERT_OK((*own)->Restart());
   // The pool drops broken connections as it meets them: poll until the retry goes through.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   Reply up;
-  do {
+  EXPECT_TRUE(WaitUntil("the retried batch accepted", std::chrono::seconds(30), [&] {
     up = Post("/v1/batches", body, "d2");
-    if (up.status == 200) break;
+    if (up.status == 200) return true;
     EXPECT_EQ(up.status, 503) << up.raw;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // bounded polling
-  } while (std::chrono::steady_clock::now() < deadline);
+    return false;
+  }));
   ASSERT_EQ(up.status, 200) << up.raw;
   EXPECT_EQ(up.body["accepted"]["readings"], 1);
   EXPECT_EQ(up.body["replayed"], false);
@@ -719,9 +673,7 @@ class CloudFullDiskTest : public CloudTest {
  protected:
   void SetUp() override {
     if (!TmpfsMount::Supported()) GTEST_SKIP() << TmpfsMount::kSkipReason;
-    auto fs = TmpfsMount::Mount(dir_.File("fs"), 4 << 20);
-    ASSERT_TRUE(fs.ok()) << fs.status().ToString();
-    fs_ = std::move(fs).value();
+    OUTPOST_ASSERT_OK_AND_ASSIGN(fs_, TmpfsMount::Mount(dir_.File("fs"), 4 << 20));
     database_ = "sqlite:" + fs_->path() + "/cloud.db";
     token_ = CreateToken("gw1");
     ASSERT_FALSE(token_.empty());
@@ -737,7 +689,7 @@ TEST_P(CloudFullDiskTest, cloud_full_disk_answers_503_and_recovers) {
   StartServer();
   ASSERT_EQ(Post("/v1/batches", kNativeBody, "f0").status, 200);
   auto ballast = fs_->FillWithBallast("ballast", 4 << 20);
-  ASSERT_TRUE(ballast.ok());
+  OUTPOST_ASSERT_OK(ballast);
 
   // Batches of 200 readings until one is refused; bounded (the disk fills after a few).
   std::string body, key;
@@ -764,7 +716,7 @@ TEST_P(CloudFullDiskTest, cloud_full_disk_answers_503_and_recovers) {
   const std::int64_t before = d.is_object() ? d["readings"].get<std::int64_t>() : 0;
   std::printf("refused after %d readings: %s\n", seq - 200, r.raw.c_str());
 
-  ASSERT_TRUE(fs_->RemoveBallast("ballast").ok());
+  OUTPOST_ASSERT_OK(fs_->RemoveBallast("ballast"));
   Reply up = Post("/v1/batches", body, key);
   ASSERT_EQ(up.status, 200) << up.raw;
   EXPECT_EQ(up.body["accepted"]["readings"], 200);

@@ -32,6 +32,8 @@
 
 #include "gateway_harness.h"
 #include "outpost/mqtt/client.h"
+#include "outpost/testing/status_matchers.h"
+#include "outpost/testing/wait_until.h"
 
 namespace outpost::testing {
 namespace {
@@ -148,13 +150,9 @@ class SequencedPublisher {
 
   // Waits (bounded polling) until `n` readings have been sent.
   Status WaitPublished(std::uint64_t n, milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (published_.load() < n) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        return Status(Code::kDeadlineExceeded, "publisher: " + std::to_string(published_.load()) +
-                                                   " of " + std::to_string(n) + " sent");
-      }
-      std::this_thread::sleep_for(milliseconds(10));  // poll interval of a bounded wait
+    if (!WaitUntil("readings sent", timeout, [&] { return published_.load() >= n; })) {
+      return Status(Code::kDeadlineExceeded, "publisher: " + std::to_string(published_.load()) +
+                                                 " of " + std::to_string(n) + " sent");
     }
     return Status::Ok();
   }
@@ -165,14 +163,11 @@ class SequencedPublisher {
       stopping_ = true;
       timer_.cancel();
     });
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (acked_.load() < published_.load()) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        return Status(Code::kDeadlineExceeded, "publisher: " + std::to_string(acked_.load()) +
-                                                   " of " + std::to_string(published_.load()) +
-                                                   " acknowledged");
-      }
-      std::this_thread::sleep_for(milliseconds(10));  // poll interval of a bounded wait
+    if (!WaitUntil("readings acknowledged", timeout,
+                   [&] { return acked_.load() >= published_.load(); })) {
+      return Status(Code::kDeadlineExceeded, "publisher: " + std::to_string(acked_.load()) +
+                                                 " of " + std::to_string(published_.load()) +
+                                                 " acknowledged");
     }
     auto stopped = std::make_shared<std::promise<void>>();
     Call([&] { client_->Stop([stopped] { stopped->set_value(); }); });
@@ -260,9 +255,9 @@ class SequencedPublisher {
 // The readings in the store when a gateway run opened it, from that run's start-up log line
 // ("store <path>: N readings, ..."); -1 if the run did not get that far.
 std::int64_t StoredAtOpen(const std::string& log) {
-  static const std::regex re(R"(store .*: (\d+) readings, )");
+  static const std::regex kStoreOpened(R"(store .*: (\d+) readings, )");
   std::smatch m;
-  if (!std::regex_search(log, m, re)) return -1;
+  if (!std::regex_search(log, m, kStoreOpened)) return -1;
   return std::stoll(m[1].str());
 }
 
@@ -314,11 +309,11 @@ class GatewayCrashTest : public ::testing::Test {
  protected:
   void TearDown() override {
     if (HasFailure()) {
-      h.dir().Keep();
+      h_.dir().Keep();
       std::printf("seed %" PRIu64
                   "; kept %s (gateway-N.log of every run, gateway.db)\n"
                   "last gateway log:\n%s\n",
-                  seed, h.dir().path().c_str(), h.gateway_log().c_str());
+                  seed_, h_.dir().path().c_str(), h_.gateway_log().c_str());
     }
   }
 
@@ -326,18 +321,18 @@ class GatewayCrashTest : public ::testing::Test {
   // "online" or status of a killed run cannot pass for it).
   Result<json> LaunchAndWaitUp(milliseconds timeout) {
     std::int64_t launched_ms = WallMs();
-    Status s = h.LaunchGateway();
+    Status s = h_.LaunchGateway();
     if (!s.ok()) return s;
-    return h.WaitStatus([&](const json& j) { return StartedMs(j) >= launched_ms; }, timeout);
+    return h_.WaitStatus([&](const json& j) { return StartedMs(j) >= launched_ms; }, timeout);
   }
 
-  GatewayHarness h;
-  std::uint64_t seed = 0;
+  GatewayHarness h_;
+  std::uint64_t seed_ = 0;
 };
 
 TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
-  seed = static_cast<std::uint64_t>(EnvInt("OUTPOST_CRASH_SEED", 0));
-  if (seed == 0) seed = std::random_device{}() | 1u;
+  seed_ = static_cast<std::uint64_t>(EnvInt("OUTPOST_CRASH_SEED", 0));
+  if (seed_ == 0) seed_ = std::random_device{}() | 1u;
   const int rounds =
       static_cast<int>(std::max<std::int64_t>(4, EnvInt("OUTPOST_CRASH_ROUNDS", 20)));
   const double rate =
@@ -349,8 +344,8 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
               ", %d rounds, %.0f readings/s over %d devices "
               "(OUTPOST_CRASH_SEED / _ROUNDS / _RATE / _DEVICES), down up to %" PRId64
               " ms after each kill (_OUTAGE_MS)\n",
-              seed, rounds, rate, devices, outage_ms);
-  std::mt19937_64 rng(seed);
+              seed_, rounds, rate, devices, outage_ms);
+  std::mt19937_64 rng(seed_);
   auto uniform_ms = [&](int lo, int hi) {
     return milliseconds(std::uniform_int_distribution<int>(lo, hi)(rng));
   };
@@ -365,16 +360,16 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
     yaml = "ingest:\n  device_rate_per_s: 0\n";
     std::printf("crash test: per-device rate limit off for this load\n");
   }
-  ASSERT_TRUE(h.Start(yaml).ok()) << h.gateway_log();
+  OUTPOST_ASSERT_OK(h_.Start(yaml)) << h_.gateway_log();
   // A reply proves the gateway's subscriptions are in place before anything is published.
-  ASSERT_TRUE(h.GetStatus().ok());
+  OUTPOST_ASSERT_OK(h_.GetStatus());
 
   SequencedPublisher::Options po;
-  po.port = h.broker().port();
+  po.port = h_.broker().port();
   po.rate_per_s = rate;
   po.devices = devices;
   SequencedPublisher pub(po);
-  ASSERT_TRUE(pub.Start().ok());
+  OUTPOST_ASSERT_OK(pub.Start());
 
   struct Kill {
     int round;
@@ -392,7 +387,7 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
   // redelivered copies it dropped as duplicates (the kill came after a commit and before its
   // acknowledgement reached the broker).
   auto note_open = [&](const json* up_status) {
-    std::int64_t stored = StoredAtOpen(h.gateway_log());
+    std::int64_t stored = StoredAtOpen(h_.gateway_log());
     if (stored < 0 || kills.empty() || kills.back().next_stored >= 0) return;
     // Runs killed before they opened the store changed nothing: this is their count too.
     for (auto it = kills.rbegin(); it != kills.rend() && it->next_stored < 0; ++it) {
@@ -415,20 +410,20 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
         // Killed during start-up: opening the store, rebuilding dedupe state, connecting, or
         // taking the first redelivered messages (the last start-up took `up_ms` to answer).
         k.delay_ms = uniform_ms(0, static_cast<int>(std::max<std::int64_t>(50, up_ms))).count();
-        ASSERT_TRUE(h.LaunchGateway().ok());
+        OUTPOST_ASSERT_OK(h_.LaunchGateway());
         std::this_thread::sleep_for(milliseconds(k.delay_ms));  // the random kill moment
-        ASSERT_TRUE(h.gateway_running()) << "gateway exited by itself\n" << h.gateway_log();
+        ASSERT_TRUE(h_.gateway_running()) << "gateway exited by itself\n" << h_.gateway_log();
         k.acked = pub.acked();
         k.published = pub.published();
-        h.KillGateway();
-        k.phase = PhaseReached(h.gateway_log());
+        h_.KillGateway();
+        k.phase = PhaseReached(h_.gateway_log());
         note_open(nullptr);
         kills.push_back(k);
         continue;
       }
       auto launched = std::chrono::steady_clock::now();
       auto up = LaunchAndWaitUp(std::chrono::seconds(60));
-      ASSERT_TRUE(up.ok()) << up.status().ToString() << "\n" << h.gateway_log();
+      OUTPOST_ASSERT_OK(up) << "\n" << h_.gateway_log();
       up_ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - launched)
                   .count();
       note_open(&*up);
@@ -441,53 +436,51 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
       k.delay_ms += extra.count();
       std::this_thread::sleep_for(extra);  // the random kill moment within the burst
     }
-    ASSERT_TRUE(h.gateway_running()) << "gateway exited by itself\n" << h.gateway_log();
+    ASSERT_TRUE(h_.gateway_running()) << "gateway exited by itself\n" << h_.gateway_log();
     k.acked = pub.acked();
     k.published = pub.published();
-    h.KillGateway();
+    h_.KillGateway();
     k.phase = "streaming";
     kills.push_back(k);
   }
 
   // Everything the publisher sent is acknowledged: in the broker's custody, queued for the
   // gateway's session. A marker published after it is queued after it.
-  ASSERT_TRUE(pub.Finish(std::chrono::seconds(60)).ok());
+  OUTPOST_ASSERT_OK(pub.Finish(std::chrono::seconds(60)));
   std::vector<std::uint64_t> last = pub.last_seq();
   std::uint64_t total = 0;
   for (std::uint64_t s : last) total += s;
   ASSERT_EQ(total, pub.published());
-  ASSERT_TRUE(
-      h.devices()
-          .Publish("sensors/" + std::string(kMarkerDevice) + "/data", Reading(kMarkerDevice, 1), 1)
-          .ok());
+  OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/" + std::string(kMarkerDevice) + "/data",
+                                         Reading(kMarkerDevice, 1), 1));
 
   auto up = LaunchAndWaitUp(std::chrono::seconds(60));
-  ASSERT_TRUE(up.ok()) << up.status().ToString() << "\n" << h.gateway_log();
+  OUTPOST_ASSERT_OK(up) << "\n" << h_.gateway_log();
   note_open(&*up);
   // The marker handled means every reading before it was handled; local_db_records counts what
   // is committed.
-  auto done = h.WaitStatus(
+  auto done = h_.WaitStatus(
       [&](const json& j) {
         return j["devices_count"].get<int>() == devices + 1 &&
                j["local_db_records"].get<std::uint64_t>() >= total + 1;
       },
       std::chrono::seconds(120));
-  EXPECT_TRUE(done.ok()) << done.status().ToString();
+  OUTPOST_EXPECT_OK(done);
   if (done.ok()) {
     EXPECT_EQ((*done)["ingest"]["rejected"], 0) << done->dump();
     EXPECT_EQ((*done)["store"]["errors"], 0) << done->dump();
   }
-  ASSERT_TRUE(h.StopGateway().ok());  // SIGTERM, drained, exit 0
+  OUTPOST_ASSERT_OK(h_.StopGateway());  // SIGTERM, drained, exit 0
   auto wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   // ---- verification: every published seq of every device stored exactly once ----
-  auto store = h.OpenStore();
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto store = h_.OpenStore();
+  OUTPOST_ASSERT_OK(store);
   std::uint64_t missing_total = 0, duplicated_total = 0;
   for (int d = 0; d < devices; ++d) {
     std::string id = DeviceId(d);
     auto points = (*store)->QuerySeries(id, "n", 0, kForever, 2 * last[d] + 100);
-    ASSERT_TRUE(points.ok()) << points.status().ToString();
+    OUTPOST_ASSERT_OK(points);
     std::vector<std::uint32_t> count(last[d] + 1, 0);
     std::vector<std::uint64_t> out_of_range, missing, duplicated;
     for (const auto& p : *points) {
@@ -512,11 +505,11 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
     EXPECT_EQ(points->size(), last[d]) << id;
   }
   auto marker = (*store)->QuerySeries(kMarkerDevice, "n", 0, kForever, 10);
-  ASSERT_TRUE(marker.ok());
+  OUTPOST_ASSERT_OK(marker);
   EXPECT_EQ(marker->size(), 1u) << "the marker reading";
 
   auto loaded = (*store)->LoadDevices();
-  ASSERT_TRUE(loaded.ok());
+  OUTPOST_ASSERT_OK(loaded);
   std::map<std::string, gateway::model::DeviceRow> rows;
   for (const auto& r : *loaded) rows[r.device_id] = r;
   std::uint64_t dropped_duplicates = 0;
@@ -531,7 +524,7 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
     dropped_duplicates += r.duplicates;
   }
   auto quarantine = (*store)->ListQuarantine(10);
-  ASSERT_TRUE(quarantine.ok());
+  OUTPOST_ASSERT_OK(quarantine);
   for (const auto& q : *quarantine) {
     ADD_FAILURE() << "quarantined (" << q.reason << "): " << q.detail << " " << q.payload;
   }
@@ -585,26 +578,26 @@ TEST_F(GatewayCrashTest, SigkillAtRandomMomentsLosesAndDuplicatesNoReading) {
 TEST_F(GatewayCrashTest, RedeliveredBatchLongerThanTheDedupeWindowIsNotStoredTwice) {
   constexpr std::uint64_t kCount = 3000;
   // No rate limit: the burst below is the replay of a commit, not a flood.
-  ASSERT_TRUE(h.Start("ingest:\n  device_rate_per_s: 0\n").ok()) << h.gateway_log();
-  ASSERT_TRUE(h.GetStatus().ok());  // subscribed: the session queues what comes next
-  ASSERT_TRUE(h.StopGateway().ok());
+  OUTPOST_ASSERT_OK(h_.Start("ingest:\n  device_rate_per_s: 0\n")) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(h_.GetStatus());  // subscribed: the session queues what comes next
+  OUTPOST_ASSERT_OK(h_.StopGateway());
 
   SequencedPublisher::Options po;
-  po.port = h.broker().port();
+  po.port = h_.broker().port();
   po.devices = 1;
   po.rate_per_s = 0;
   SequencedPublisher pub(po);
-  ASSERT_TRUE(pub.Start().ok());
+  OUTPOST_ASSERT_OK(pub.Start());
   pub.Burst(kCount);
-  ASSERT_TRUE(pub.WaitPublished(kCount, std::chrono::seconds(60)).ok());
-  ASSERT_TRUE(pub.Finish(std::chrono::seconds(60)).ok());
+  OUTPOST_ASSERT_OK(pub.WaitPublished(kCount, std::chrono::seconds(60)));
+  OUTPOST_ASSERT_OK(pub.Finish(std::chrono::seconds(60)));
   ASSERT_EQ(pub.acked(), kCount);
   const std::string id = DeviceId(0);
 
   constexpr std::uint64_t kCommitted = kCount;
   {  // The commit that the kill left unacknowledged.
-    auto store = h.OpenStore();
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    auto store = h_.OpenStore();
+    OUTPOST_ASSERT_OK(store);
     gateway::model::WriteSet batch;
     std::int64_t now = WallMs();
     for (std::uint64_t seq = 1; seq <= kCommitted; ++seq) {
@@ -623,25 +616,23 @@ TEST_F(GatewayCrashTest, RedeliveredBatchLongerThanTheDedupeWindowIsNotStoredTwi
     }
     batch.devices.push_back(gateway::model::DeviceRow{id, now, now, "online", now, "{}", "", kBoot,
                                                       kCommitted, kCommitted, 0, 0});
-    ASSERT_TRUE((*store)->Write(batch).ok());
+    OUTPOST_ASSERT_OK((*store)->Write(batch));
   }
 
-  ASSERT_TRUE(
-      h.devices()
-          .Publish("sensors/" + std::string(kMarkerDevice) + "/data", Reading(kMarkerDevice, 1), 1)
-          .ok());
+  OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/" + std::string(kMarkerDevice) + "/data",
+                                         Reading(kMarkerDevice, 1), 1));
   auto up = LaunchAndWaitUp(std::chrono::seconds(60));
-  ASSERT_TRUE(up.ok()) << up.status().ToString();
-  auto s =
-      h.WaitStatus([](const json& j) { return j["devices_count"] == 2; }, std::chrono::seconds(60));
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
-  ASSERT_TRUE(h.StopGateway().ok());
+  OUTPOST_ASSERT_OK(up);
+  auto s = h_.WaitStatus([](const json& j) { return j["devices_count"] == 2; },
+                         std::chrono::seconds(60));
+  OUTPOST_ASSERT_OK(s);
+  OUTPOST_ASSERT_OK(h_.StopGateway());
   std::printf("after the redelivery: %s\n", (*s)["ingest"].dump().c_str());
 
-  auto store = h.OpenStore();
-  ASSERT_TRUE(store.ok());
+  auto store = h_.OpenStore();
+  OUTPOST_ASSERT_OK(store);
   auto points = (*store)->QuerySeries(id, "n", 0, kForever, 2 * kCount + 10);
-  ASSERT_TRUE(points.ok());
+  OUTPOST_ASSERT_OK(points);
   std::vector<int> count(kCount + 1, 0);
   for (const auto& p : *points) ++count[static_cast<std::size_t>(p.value)];
   std::vector<std::uint64_t> twice;
@@ -663,42 +654,42 @@ TEST_F(GatewayCrashTest, RedeliveredBatchLongerThanTheDedupeWindowIsNotStoredTwi
 // persisted last_seen (back-dated here by the outage: the test does not wait 100 s).
 TEST_F(GatewayCrashTest, BacklogQueuedWhileTheGatewayWasDownIsNotRateLimited) {
   constexpr std::uint64_t kCount = 1000;
-  ASSERT_TRUE(h.Start("ingest:\n  device_rate_per_s: 10\n  device_burst: 100\n").ok())
-      << h.gateway_log();
-  ASSERT_TRUE(h.GetStatus().ok());
-  ASSERT_TRUE(h.StopGateway().ok());
+  OUTPOST_ASSERT_OK(h_.Start("ingest:\n  device_rate_per_s: 10\n  device_burst: 100\n"))
+      << h_.gateway_log();
+  OUTPOST_ASSERT_OK(h_.GetStatus());
+  OUTPOST_ASSERT_OK(h_.StopGateway());
   {  // The device was last heard when the outage began.
-    auto store = h.OpenStore();
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    auto store = h_.OpenStore();
+    OUTPOST_ASSERT_OK(store);
     gateway::model::WriteSet batch;
     const std::int64_t began = WallMs() - static_cast<std::int64_t>(kCount) * 100;
     batch.devices.push_back(gateway::model::DeviceRow{DeviceId(0), began, began, "online", began,
                                                       "{}", "", kBoot, 0, 0, 0, 0});
-    ASSERT_TRUE((*store)->Write(batch).ok());
+    OUTPOST_ASSERT_OK((*store)->Write(batch));
   }
 
   SequencedPublisher::Options po;
-  po.port = h.broker().port();
+  po.port = h_.broker().port();
   po.devices = 1;
   po.rate_per_s = 0;
   po.ts_step_ms = 100;  // 10 readings/s, the last one now
   po.ts_origin_ms = WallMs() - static_cast<std::int64_t>(kCount) * po.ts_step_ms;
   SequencedPublisher pub(po);
-  ASSERT_TRUE(pub.Start().ok());
+  OUTPOST_ASSERT_OK(pub.Start());
   pub.Burst(kCount);
-  ASSERT_TRUE(pub.WaitPublished(kCount, std::chrono::seconds(60)).ok());
-  ASSERT_TRUE(pub.Finish(std::chrono::seconds(60)).ok());
+  OUTPOST_ASSERT_OK(pub.WaitPublished(kCount, std::chrono::seconds(60)));
+  OUTPOST_ASSERT_OK(pub.Finish(std::chrono::seconds(60)));
 
   auto up = LaunchAndWaitUp(std::chrono::seconds(60));
-  ASSERT_TRUE(up.ok()) << up.status().ToString();
-  auto s = h.WaitStatus(
+  OUTPOST_ASSERT_OK(up);
+  auto s = h_.WaitStatus(
       [](const json& j) {
         return j["ingest"]["stored"].get<std::uint64_t>() +
                    j["ingest"]["rejected"].get<std::uint64_t>() >=
                kCount;
       },
       std::chrono::seconds(60));
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  OUTPOST_ASSERT_OK(s);
   std::printf("after the backlog: %s\n", (*s)["ingest"].dump().c_str());
   EXPECT_EQ((*s)["ingest"]["stored"], kCount);
   EXPECT_EQ((*s)["ingest"]["rejected"], 0);

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "gateway_harness.h"
+#include "outpost/testing/status_matchers.h"
 #include "outpost/testing/tmpfs_mount.h"
 
 namespace outpost::testing {
@@ -34,10 +35,10 @@ class GatewayFullDiskTest : public ::testing::Test {
  protected:
   void TearDown() override {
     if (HasFailure()) {
-      h.dir().Keep();
-      std::printf("kept %s\ngateway log:\n%s\n", h.dir().path().c_str(), h.gateway_log().c_str());
+      h_.dir().Keep();
+      std::printf("kept %s\ngateway log:\n%s\n", h_.dir().path().c_str(), h_.gateway_log().c_str());
     }
-    h.KillGateway();  // before the tmpfs goes
+    h_.KillGateway();  // before the tmpfs goes
   }
 
   // Publishes QoS 1 readings (seq from *next) until the gateway raises storage_full; false if
@@ -45,17 +46,17 @@ class GatewayFullDiskTest : public ::testing::Test {
   bool PublishUntilFull(int* next) {
     for (int round = 0; round < kMaxRounds; ++round) {
       for (int i = 0; i < kRound; ++i) {
-        if (!h.devices().Publish("sensors/full1/data", Reading((*next)++), 1).ok()) return false;
+        if (!h_.devices().Publish("sensors/full1/data", Reading((*next)++), 1).ok()) return false;
       }
       auto alert =
-          h.observer().WaitMessage([](const mqtt::Message& m) { return IsAlert(m, "raised"); },
-                                   std::chrono::milliseconds(500));
+          h_.observer().WaitMessage([](const mqtt::Message& m) { return IsAlert(m, "raised"); },
+                                    std::chrono::milliseconds(500));
       if (alert.ok()) return true;
     }
     return false;
   }
 
-  GatewayHarness h;
+  GatewayHarness h_;
 };
 
 // Regression: a full disk made every commit fail; after ~2 minutes of retries the writer gave
@@ -64,19 +65,19 @@ class GatewayFullDiskTest : public ::testing::Test {
 // acknowledging, alerts, reports "full", and resumes by itself when space returns.
 TEST_F(GatewayFullDiskTest, full_disk_stops_acks_alerts_and_resumes) {
   if (!TmpfsMount::Supported()) GTEST_SKIP() << TmpfsMount::kSkipReason;
-  auto fs = TmpfsMount::Mount(h.dir().File("fs"), kFsBytes);
-  ASSERT_TRUE(fs.ok()) << fs.status().ToString();
+  auto fs = TmpfsMount::Mount(h_.dir().File("fs"), kFsBytes);
+  OUTPOST_ASSERT_OK(fs);
   HarnessOptions o;
   o.storage_dir = (*fs)->path();
   o.persistent_broker = false;
-  ASSERT_TRUE(h.Start(o).ok());
+  OUTPOST_ASSERT_OK(h_.Start(o));
 
   int next = 1;
   for (int i = 0; i < 50; ++i) {
-    ASSERT_TRUE(h.devices().Publish("sensors/full1/data", Reading(next++), 1).ok());
+    OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/full1/data", Reading(next++), 1));
   }
-  auto s = h.WaitStatus([](const json& j) { return j["ingest"]["stored"] == 50; });
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto s = h_.WaitStatus([](const json& j) { return j["ingest"]["stored"] == 50; });
+  OUTPOST_ASSERT_OK(s);
   EXPECT_EQ((*s)["store"]["state"], "ok");
   EXPECT_EQ((*s)["store"]["max_bytes_auto"], true);
   // auto: 80% of 8 MiB (the tmpfs is empty but for the database).
@@ -84,7 +85,7 @@ TEST_F(GatewayFullDiskTest, full_disk_stops_acks_alerts_and_resumes) {
 
   // Another program fills the disk.
   auto ballast = (*fs)->FillWithBallast("ballast", kFsBytes);
-  ASSERT_TRUE(ballast.ok());
+  OUTPOST_ASSERT_OK(ballast);
   ASSERT_GT(*ballast, 4 << 20);
   ASSERT_TRUE(PublishUntilFull(&next)) << "no storage_full alert after " << next - 1 << " readings";
   const int published = next - 1;
@@ -92,9 +93,9 @@ TEST_F(GatewayFullDiskTest, full_disk_stops_acks_alerts_and_resumes) {
               static_cast<long long>(*ballast));
 
   // Alive, saying so, and acknowledging nothing it could not store.
-  ASSERT_TRUE(h.gateway_running());
-  s = h.WaitStatus([](const json& j) { return j["store"]["state"] == "full"; });
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_TRUE(h_.gateway_running());
+  s = h_.WaitStatus([](const json& j) { return j["store"]["state"] == "full"; });
+  OUTPOST_ASSERT_OK(s);
   EXPECT_EQ((*s)["store"]["full_events"], 1);
   EXPECT_GE((*s)["store"]["full_attempts"].get<int>(), 1);
   EXPECT_LT((*s)["ingest"]["stored"].get<int>(), published);
@@ -102,36 +103,36 @@ TEST_F(GatewayFullDiskTest, full_disk_stops_acks_alerts_and_resumes) {
   EXPECT_TRUE((*s)["store"]["full_since"].is_number());
 
   // Space returns: the gateway resumes by itself and clears the alert.
-  ASSERT_TRUE((*fs)->RemoveBallast("ballast").ok());
-  auto cleared = h.observer().WaitMessage(
+  OUTPOST_ASSERT_OK((*fs)->RemoveBallast("ballast"));
+  auto cleared = h_.observer().WaitMessage(
       [](const mqtt::Message& m) { return IsAlert(m, "cleared"); }, std::chrono::seconds(30));
-  ASSERT_TRUE(cleared.ok()) << "no storage_full clear: " << cleared.status().ToString();
-  s = h.WaitStatus([&](const json& j) {
+  OUTPOST_ASSERT_OK(cleared) << "no storage_full clear: ";
+  s = h_.WaitStatus([&](const json& j) {
     return j["ingest"]["stored"] == published && j["store"]["state"] == "ok";
   });
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  OUTPOST_ASSERT_OK(s);
 
   // Full again, and this time the gateway dies while full (power cut, OOM kill): what it did
   // not acknowledge is still with the broker and arrives after the restart.
   ballast = (*fs)->FillWithBallast("ballast", kFsBytes);
-  ASSERT_TRUE(ballast.ok());
+  OUTPOST_ASSERT_OK(ballast);
   ASSERT_TRUE(PublishUntilFull(&next)) << "no second storage_full alert";
   const int total = next - 1;
   std::printf("full again after %d readings in all\n", total);
-  h.KillGateway();
-  ASSERT_TRUE((*fs)->RemoveBallast("ballast").ok());
-  ASSERT_TRUE(h.StartGateway().ok());
-  s = h.WaitStatus([&](const json& j) { return j["local_db_records"] == total; },
-                   std::chrono::seconds(30));
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
-  ASSERT_TRUE(h.StopGateway().ok());
+  h_.KillGateway();
+  OUTPOST_ASSERT_OK((*fs)->RemoveBallast("ballast"));
+  OUTPOST_ASSERT_OK(h_.StartGateway());
+  s = h_.WaitStatus([&](const json& j) { return j["local_db_records"] == total; },
+                    std::chrono::seconds(30));
+  OUTPOST_ASSERT_OK(s);
+  OUTPOST_ASSERT_OK(h_.StopGateway());
 
   // Every published reading exactly once.
-  auto store = h.OpenStore();
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto store = h_.OpenStore();
+  OUTPOST_ASSERT_OK(store);
   auto points = (*store)->QuerySeries("full1", "level", 0, std::numeric_limits<std::int64_t>::max(),
                                       1'000'000);
-  ASSERT_TRUE(points.ok()) << points.status().ToString();
+  OUTPOST_ASSERT_OK(points);
   std::set<int> seqs;
   for (const auto& p : *points) seqs.insert(static_cast<int>(p.value));
   EXPECT_EQ(points->size(), static_cast<std::size_t>(total));
@@ -139,8 +140,8 @@ TEST_F(GatewayFullDiskTest, full_disk_stops_acks_alerts_and_resumes) {
   EXPECT_EQ(*seqs.begin(), 1);
   EXPECT_EQ(*seqs.rbegin(), total);
   if (getenv("OUTPOST_KEEP_LOGS")) {
-    h.dir().Keep();
-    std::printf("kept %s\n", h.dir().path().c_str());
+    h_.dir().Keep();
+    std::printf("kept %s\n", h_.dir().path().c_str());
   }
 }
 

@@ -5,6 +5,8 @@
 #include <optional>
 #include <thread>
 
+#include "outpost/testing/wait_until.h"
+
 namespace outpost::testing {
 
 using nlohmann::json;
@@ -138,17 +140,17 @@ Result<json> GatewayHarness::GetStatus(std::chrono::milliseconds timeout) {
 
 Result<json> GatewayHarness::WaitStatus(const std::function<bool(const json&)>& predicate,
                                         std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
   json last;
-  while (std::chrono::steady_clock::now() < deadline) {
+  bool matched = false;
+  (void)WaitUntil("a matching status", timeout, [&] {
     auto s = GetStatus(std::chrono::seconds(5));
     if (s.ok()) {
       last = *s;
-      if (predicate(last)) return last;
+      matched = predicate(last);
     }
-    // Poll interval of a bounded wait for a condition (not a stand-in for synchronisation).
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+    return matched;
+  });
+  if (matched) return last;
   return Status(Code::kDeadlineExceeded, "status never matched; last: " + last.dump());
 }
 

@@ -3,7 +3,7 @@
 // devices, one observing everything the gateway publishes on gateway/#.
 //
 //   GatewayHarness h;
-//   ASSERT_TRUE(h.Start("registry:\n  offline_after_s: 1\n").ok());
+//   OUTPOST_ASSERT_OK(h.Start("registry:\n  offline_after_s: 1\n"));
 //   h.devices().Publish("sensors/data", kSeedPayload, 1);
 //   auto s = h.WaitStatus([](const nlohmann::json& j) { return j["ingest"]["stored"] == 1; });
 //
@@ -23,6 +23,7 @@
 #include "outpost/gateway/store/store.h"
 #include "outpost/testing/child_process.h"
 #include "outpost/testing/mosquitto_process.h"
+#include "outpost/testing/status_matchers.h"
 #include "outpost/testing/temp_dir.h"
 #include "outpost/testing/test_mqtt.h"
 

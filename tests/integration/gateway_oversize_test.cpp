@@ -9,6 +9,7 @@
 
 #include "gateway_harness.h"
 #include "outpost/mqtt/codec.h"
+#include "outpost/testing/status_matchers.h"
 
 namespace outpost::testing {
 namespace {
@@ -39,34 +40,34 @@ class GatewayOversizeTest : public ::testing::Test {
     // The broker lets the giant through, as one configured without message_size_limit would:
     // the gateway must survive anything the broker delivers.
     o.broker_config.push_back("message_size_limit 4194304");
-    Status started = h.Start(o);
-    ASSERT_TRUE(started.ok()) << started.ToString();
+    Status started = h_.Start(o);
+    OUTPOST_ASSERT_OK(started);
     TestMqttOptions big;
     big.max_packet_size = 4 * 1024 * 1024;
-    ASSERT_TRUE(giant_sender.Connect(h.broker().port(), big).ok());
+    OUTPOST_ASSERT_OK(giant_sender_.Connect(h_.broker().port(), big));
   }
   void TearDown() override {
     if (HasFailure()) {
-      h.dir().Keep();
-      std::string log = h.gateway_log();
+      h_.dir().Keep();
+      std::string log = h_.gateway_log();
       if (log.size() > 20'000) log = "..." + log.substr(log.size() - 20'000);
-      std::printf("kept %s\ngateway log (tail):\n%s\n", h.dir().path().c_str(), log.c_str());
+      std::printf("kept %s\ngateway log (tail):\n%s\n", h_.dir().path().c_str(), log.c_str());
     }
   }
 
   // Publishes `n` normal readings each from devices "a" and "b", starting at `seq`.
   void PublishNormal(int seq, int n) {
     for (int i = seq; i < seq + n; ++i) {
-      ASSERT_TRUE(h.devices().Publish("sensors/a/data", Native("a", i), 1).ok());
-      ASSERT_TRUE(h.devices().Publish("sensors/b/data", Native("b", i), 1).ok());
+      OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/a/data", Native("a", i), 1));
+      OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/b/data", Native("b", i), 1));
     }
   }
 
   // The gateway stored `stored` readings and counted `too_large` giants on one connection.
   void ExpectIngestWentOn(std::uint64_t stored, std::uint64_t too_large) {
-    auto s = h.WaitStatus(
+    auto s = h_.WaitStatus(
         [&](const json& j) { return j["ingest"]["stored"] == stored && TooLarge(j) == too_large; });
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    OUTPOST_ASSERT_OK(s);
     EXPECT_EQ((*s)["mqtt"]["connects"], 1) << "the gateway reconnected: " << (*s)["mqtt"].dump();
     EXPECT_EQ((*s)["mqtt"]["connect_failures"], 0);
     EXPECT_TRUE((*s)["mqtt"]["connected"].get<bool>());
@@ -76,10 +77,10 @@ class GatewayOversizeTest : public ::testing::Test {
 
   // The quarantine holds the giant's head (topic, reason, first bytes, size in the detail).
   void ExpectQuarantinedHead(const std::string& topic, const std::string& giant, int qos) {
-    auto store = h.OpenStore();
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    auto store = h_.OpenStore();
+    OUTPOST_ASSERT_OK(store);
     auto q = (*store)->ListQuarantine(10);
-    ASSERT_TRUE(q.ok());
+    OUTPOST_ASSERT_OK(q);
     ASSERT_EQ(q->size(), 1u);
     const auto& row = (*q)[0];
     EXPECT_EQ(row.topic, topic);
@@ -89,45 +90,45 @@ class GatewayOversizeTest : public ::testing::Test {
     EXPECT_NE(row.detail.find(size), std::string::npos) << row.detail;
   }
 
-  GatewayHarness h;
-  TestMqtt giant_sender;
+  GatewayHarness h_;
+  TestMqtt giant_sender_;
 };
 
 TEST_F(GatewayOversizeTest, OversizeQos1PublishIsAckedQuarantinedAndIngestGoesOn) {
   const std::string giant = Giant("giant");
-  ASSERT_TRUE(giant_sender.Publish("sensors/giant/data", giant, 1).ok());
+  OUTPOST_ASSERT_OK(giant_sender_.Publish("sensors/giant/data", giant, 1));
   PublishNormal(1, 3);
   ExpectIngestWentOn(6, 1);
-  ASSERT_TRUE(h.StopGateway().ok());
+  OUTPOST_ASSERT_OK(h_.StopGateway());
   ExpectQuarantinedHead("sensors/giant/data", giant, 1);
 
   // Acknowledged: the broker forgot it, so the restarted gateway does not get it again (it would
   // arrive before the reading published now, which is queued behind it).
-  ASSERT_TRUE(h.StartGateway().ok());
+  OUTPOST_ASSERT_OK(h_.StartGateway());
   PublishNormal(4, 1);
   ExpectIngestWentOn(2, 0);
 }
 
 TEST_F(GatewayOversizeTest, OversizeQos0PublishIsSkippedAndIngestGoesOn) {
   const std::string giant = Giant("giant0");
-  ASSERT_TRUE(giant_sender.Publish("sensors/giant0/data", giant, 0).ok());
+  OUTPOST_ASSERT_OK(giant_sender_.Publish("sensors/giant0/data", giant, 0));
   PublishNormal(1, 3);
   ExpectIngestWentOn(6, 1);
-  ASSERT_TRUE(h.StopGateway().ok());
+  OUTPOST_ASSERT_OK(h_.StopGateway());
   ExpectQuarantinedHead("sensors/giant0/data", giant, 0);
 }
 
 TEST_F(GatewayOversizeTest, OversizeRetainedPublishIsSkippedAtEverySubscription) {
   const std::string giant = Giant("giantr");
-  ASSERT_TRUE(giant_sender.Publish("sensors/giantr/data", giant, 1, /*retain=*/true).ok());
+  OUTPOST_ASSERT_OK(giant_sender_.Publish("sensors/giantr/data", giant, 1, /*retain=*/true));
   PublishNormal(1, 2);
   ExpectIngestWentOn(4, 1);
   // The broker sends a retained message again at every subscription; each time it is skipped.
-  ASSERT_TRUE(h.StopGateway().ok());
-  ASSERT_TRUE(h.StartGateway().ok());
+  OUTPOST_ASSERT_OK(h_.StopGateway());
+  OUTPOST_ASSERT_OK(h_.StartGateway());
   PublishNormal(3, 1);
   ExpectIngestWentOn(2, 1);
-  ASSERT_TRUE(giant_sender.Publish("sensors/giantr/data", "", 1, true).ok());  // clear it
+  OUTPOST_ASSERT_OK(giant_sender_.Publish("sensors/giantr/data", "", 1, true));  // clear it
 }
 
 // The broker setting scripts/run-local.sh writes (docs/broker.md): Mosquitto drops a giant
@@ -137,15 +138,15 @@ TEST(GatewayBrokerLimit, RunLocalMessageSizeLimitRefusesGiantsBeforeTheGateway) 
   HarnessOptions o;
   o.broker_config.push_back("message_size_limit 65536");
   Status started = h.Start(o);
-  ASSERT_TRUE(started.ok()) << started.ToString();
+  OUTPOST_ASSERT_OK(started);
   TestMqttOptions big;
   big.max_packet_size = 4 * 1024 * 1024;
   TestMqtt sender;
-  ASSERT_TRUE(sender.Connect(h.broker().port(), big).ok());
-  ASSERT_TRUE(sender.Publish("sensors/giant/data", Giant("giant"), 1).ok());  // PUBACKed
-  ASSERT_TRUE(sender.Publish("sensors/fits/data", Native("fits", 1), 1).ok());
+  OUTPOST_ASSERT_OK(sender.Connect(h.broker().port(), big));
+  OUTPOST_ASSERT_OK(sender.Publish("sensors/giant/data", Giant("giant"), 1));  // PUBACKed
+  OUTPOST_ASSERT_OK(sender.Publish("sensors/fits/data", Native("fits", 1), 1));
   auto s = h.WaitStatus([](const json& j) { return j["ingest"]["stored"] == 1; });
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  OUTPOST_ASSERT_OK(s);
   EXPECT_EQ((*s)["ingest"]["rejected"], 0);  // the giant, published first, never arrived
   EXPECT_EQ((*s)["mqtt"]["oversize"], 0);
   EXPECT_EQ(TooLarge(*s), 0u);

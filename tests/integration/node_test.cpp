@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gateway_harness.h"
+#include "outpost/testing/status_matchers.h"
 #include "outpost/testing/test_pki.h"
 
 namespace outpost::testing {
@@ -55,10 +56,10 @@ Result<json> FinishNode(ChildProcess& node, std::chrono::seconds timeout, int* e
 std::map<std::string, gateway::model::DeviceRow> LoadDevices(GatewayHarness& h) {
   std::map<std::string, gateway::model::DeviceRow> out;
   auto store = h.OpenStore();
-  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  OUTPOST_EXPECT_OK(store);
   if (!store.ok()) return out;
   auto rows = (*store)->LoadDevices();
-  EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+  OUTPOST_EXPECT_OK(rows);
   if (!rows.ok()) return out;
   for (auto& r : *rows) out[r.device_id] = r;
   return out;
@@ -66,16 +67,16 @@ std::map<std::string, gateway::model::DeviceRow> LoadDevices(GatewayHarness& h) 
 
 TEST(NodeIntegration, ThousandDevicesEveryReadingStoredZeroSeqGaps) {
   GatewayHarness h;
-  ASSERT_TRUE(h.Start().ok());
+  OUTPOST_ASSERT_OK(h.Start());
   auto node =
       StartNode(h,
                 {"--devices", "1000", "--interval", "1", "--duration", "60", "--ramp", "1000",
                  "--seed", "11", "--verify-store", h.db_path(), "--verify-wait", "60"},
                 "node.log");
-  ASSERT_TRUE(node.ok()) << node.status().ToString();
+  OUTPOST_ASSERT_OK(node);
   int rc = -1;
   auto summary = FinishNode(**node, std::chrono::seconds(240), &rc);
-  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  OUTPOST_ASSERT_OK(summary);
   const json& j = *summary;
   EXPECT_EQ(rc, 0) << j.dump() << "\n" << (*node)->log();
   EXPECT_EQ(j["ever_connected"], 1000);
@@ -87,7 +88,7 @@ TEST(NodeIntegration, ThousandDevicesEveryReadingStoredZeroSeqGaps) {
   EXPECT_EQ(j["verify"]["devices_checked"], 1000);
 
   // And read the store ourselves, with the gateway stopped.
-  ASSERT_TRUE(h.StopGateway().ok());
+  OUTPOST_ASSERT_OK(h.StopGateway());
   auto devices = LoadDevices(h);
   std::uint64_t stored = 0, gaps = 0, nodes = 0;
   for (const auto& [id, row] : devices) {
@@ -105,22 +106,22 @@ TEST(NodeIntegration, BrokerRestartMidRunLosesNothing) {
   GatewayHarness h;
   HarnessOptions ho;
   ho.persistent_broker = true;
-  ASSERT_TRUE(h.Start(ho).ok());
+  OUTPOST_ASSERT_OK(h.Start(ho));
   auto node = StartNode(h,
                         {"--devices", "300", "--interval", "1", "--duration", "40", "--ring", "64",
                          "--seed", "12", "--verify-store", h.db_path(), "--verify-wait", "60"},
                         "node.log");
-  ASSERT_TRUE(node.ok()) << node.status().ToString();
+  OUTPOST_ASSERT_OK(node);
   auto before = h.WaitStatus(
       [](const json& s) { return s["ingest"]["stored"].get<std::uint64_t>() >= 300 * 5; },
       std::chrono::seconds(60));
-  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  OUTPOST_ASSERT_OK(before);
   // Stop (SIGTERM: the broker saves its state) and start again on the same port.
-  ASSERT_TRUE(h.broker().Restart().ok()) << h.broker().log();
+  OUTPOST_ASSERT_OK(h.broker().Restart()) << h.broker().log();
 
   int rc = -1;
   auto summary = FinishNode(**node, std::chrono::seconds(180), &rc);
-  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  OUTPOST_ASSERT_OK(summary);
   const json& j = *summary;
   EXPECT_EQ(rc, 0) << j.dump() << "\n" << (*node)->log();
   EXPECT_GE(j["reconnects"].get<std::uint64_t>(), 300u);  // every device came back
@@ -133,43 +134,41 @@ TEST(NodeIntegration, BrokerRestartMidRunLosesNothing) {
 
 TEST(NodeIntegration, SetSensorIntervalChangesTheObservedRate) {
   GatewayHarness h;
-  ASSERT_TRUE(h.Start().ok());
-  ASSERT_TRUE(h.devices().Subscribe("devices/node-00002/replies", 1).ok());
+  OUTPOST_ASSERT_OK(h.Start());
+  OUTPOST_ASSERT_OK(h.devices().Subscribe("devices/node-00002/replies", 1));
   auto node = StartNode(
       h, {"--devices", "5", "--interval", "1", "--duration", "30", "--seed", "13"}, "node.log");
-  ASSERT_TRUE(node.ok()) << node.status().ToString();
+  OUTPOST_ASSERT_OK(node);
   auto warm = h.WaitStatus(
       [](const json& s) { return s["ingest"]["stored"].get<std::uint64_t>() >= 5 * 5; },
       std::chrono::seconds(30));
-  ASSERT_TRUE(warm.ok()) << warm.status().ToString();
+  OUTPOST_ASSERT_OK(warm);
   const std::int64_t command_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                       std::chrono::system_clock::now().time_since_epoch())
                                       .count();
-  ASSERT_TRUE(h.devices()
-                  .Publish("devices/node-00002/commands",
-                           R"({"command":"setSensorInterval","interval":3000,"id":"int-1"})", 1)
-                  .ok());
+  OUTPOST_ASSERT_OK(
+      h.devices().Publish("devices/node-00002/commands",
+                          R"({"command":"setSensorInterval","interval":3000,"id":"int-1"})", 1));
   auto reply = h.devices().WaitMessage("devices/node-00002/replies", std::chrono::seconds(10));
-  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  OUTPOST_ASSERT_OK(reply);
   EXPECT_NE(reply->payload.find("\"id\":\"int-1\""), std::string::npos) << reply->payload;
   EXPECT_NE(reply->payload.find("\"ok\":true"), std::string::npos) << reply->payload;
 
   int rc = -1;
   auto summary = FinishNode(**node, std::chrono::seconds(90), &rc);
-  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  OUTPOST_ASSERT_OK(summary);
   EXPECT_EQ(rc, 0) << summary->dump();
   EXPECT_EQ((*summary)["commands"], 1);
   // Wait until the gateway stored everything the broker acknowledged, then read the store.
   const auto acked = (*summary)["acked"].get<std::uint64_t>();
-  ASSERT_TRUE(h.WaitStatus([&](const json& s) {
-                 return s["ingest"]["stored"].get<std::uint64_t>() >= acked;
-               }).ok());
-  ASSERT_TRUE(h.StopGateway().ok());
+  OUTPOST_ASSERT_OK(h.WaitStatus(
+      [&](const json& s) { return s["ingest"]["stored"].get<std::uint64_t>() >= acked; }));
+  OUTPOST_ASSERT_OK(h.StopGateway());
   auto store = h.OpenStore();
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  OUTPOST_ASSERT_OK(store);
   auto median_gap = [&](const std::string& id) -> std::int64_t {
     auto pts = (*store)->QuerySeries(id, "temperature", command_ms + 1'500, INT64_MAX, 10'000);
-    EXPECT_TRUE(pts.ok());
+    OUTPOST_EXPECT_OK(pts);
     if (!pts.ok() || pts->size() < 3) return -1;
     std::vector<std::int64_t> gaps;
     for (std::size_t i = 1; i < pts->size(); ++i)
@@ -183,45 +182,45 @@ TEST(NodeIntegration, SetSensorIntervalChangesTheObservedRate) {
 
 TEST(NodeIntegration, LowBatteryDeviceAnnouncesSleeping) {
   GatewayHarness h;
-  ASSERT_TRUE(h.Start().ok());
+  OUTPOST_ASSERT_OK(h.Start());
   const std::string scenario = h.dir().File("scenario.yaml");
   {
     std::ofstream out(scenario);
     out << "faults:\n  - {type: low_battery, devices: [node-00001], at_s: 3, battery_pct: 4}\n";
   }
-  ASSERT_TRUE(h.devices().Subscribe("devices/node-00001/status", 1).ok());
+  OUTPOST_ASSERT_OK(h.devices().Subscribe("devices/node-00001/status", 1));
   auto node = StartNode(h,
                         {"--devices", "3", "--interval", "1", "--duration", "15", "--seed", "14",
                          "--scenario", scenario},
                         "node.log");
-  ASSERT_TRUE(node.ok()) << node.status().ToString();
+  OUTPOST_ASSERT_OK(node);
   auto sleeping = h.devices().WaitMessage(
       [](const mqtt::Message& m) {
         return m.topic == "devices/node-00001/status" && m.payload == "sleeping";
       },
       std::chrono::seconds(30));
-  ASSERT_TRUE(sleeping.ok()) << sleeping.status().ToString() << "\n" << (*node)->log();
+  OUTPOST_ASSERT_OK(sleeping) << "\n" << (*node)->log();
   auto registry =
       h.WaitStatus([](const json& s) { return s["devices"]["sleeping"].get<int>() >= 1; },
                    std::chrono::seconds(20));
   // The registry takes any reading for a sign of life, so this also checks that "sleeping" is
   // the node's last word (regression: the core announced it before its last reading).
-  ASSERT_TRUE(registry.ok()) << registry.status().ToString();
+  OUTPOST_ASSERT_OK(registry);
 
   int rc = -1;
   auto summary = FinishNode(**node, std::chrono::seconds(60), &rc);
-  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  OUTPOST_ASSERT_OK(summary);
   EXPECT_EQ(rc, 0) << summary->dump();
   EXPECT_EQ((*summary)["sleeps"], 1);
   // The retained status stays "sleeping" (a clean DISCONNECT: no will).
   TestMqtt late;
-  ASSERT_TRUE(late.Connect(h.broker().port()).ok());
-  ASSERT_TRUE(late.Subscribe("devices/node-00001/status", 1).ok());
+  OUTPOST_ASSERT_OK(late.Connect(h.broker().port()));
+  OUTPOST_ASSERT_OK(late.Subscribe("devices/node-00001/status", 1));
   auto retained = late.WaitMessage("devices/node-00001/status", std::chrono::seconds(5));
-  ASSERT_TRUE(retained.ok());
+  OUTPOST_ASSERT_OK(retained);
   EXPECT_TRUE(retained->retain);
   EXPECT_EQ(retained->payload, "sleeping");
-  ASSERT_TRUE(h.StopGateway().ok());
+  OUTPOST_ASSERT_OK(h.StopGateway());
   auto devices = LoadDevices(h);
   ASSERT_EQ(devices.count("node-00001"), 1u);
   EXPECT_EQ(devices["node-00001"].status, "sleeping");
@@ -231,7 +230,7 @@ TEST(NodeIntegration, LowBatteryDeviceAnnouncesSleeping) {
 // gateway, a reboot storm and a blackhole lose nothing acknowledged.
 TEST(NodeIntegration, ScenarioFaultsAgainstTheGateway) {
   GatewayHarness h;
-  ASSERT_TRUE(h.Start().ok());
+  OUTPOST_ASSERT_OK(h.Start());
   const std::string scenario = h.dir().File("scenario.yaml");
   {
     std::ofstream out(scenario);
@@ -245,10 +244,10 @@ TEST(NodeIntegration, ScenarioFaultsAgainstTheGateway) {
       {"--devices", "50", "--interval", "1", "--duration", "20", "--seed", "15", "--keepalive", "3",
        "--scenario", scenario, "--verify-store", h.db_path(), "--verify-wait", "30"},
       "node.log");
-  ASSERT_TRUE(node.ok()) << node.status().ToString();
+  OUTPOST_ASSERT_OK(node);
   int rc = -1;
   auto summary = FinishNode(**node, std::chrono::seconds(120), &rc);
-  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  OUTPOST_ASSERT_OK(summary);
   const json& j = *summary;
   EXPECT_EQ(rc, 0) << j.dump() << "\n" << (*node)->log();
   EXPECT_NEAR(j["malformed_sent"].get<double>(), 50, 3);
@@ -260,7 +259,7 @@ TEST(NodeIntegration, ScenarioFaultsAgainstTheGateway) {
   auto st = h.WaitStatus([&](const json& s) {
     return s["ingest"]["rejected"].get<std::uint64_t>() * 10 >= malformed * 9;
   });
-  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  OUTPOST_ASSERT_OK(st);
   EXPECT_LE((*st)["ingest"]["rejected"].get<std::uint64_t>(), malformed);
   EXPECT_EQ((*st)["ingest"]["seq_gaps"], 0);
 }
@@ -269,12 +268,12 @@ TEST(NodeIntegration, ScenarioFaultsAgainstTheGateway) {
 TEST(NodeIntegration, TlsWithClientCertificateAndSeedMode) {
   TempDir dir("outpost-node-tls");
   auto pki = GenerateTestPki(dir.path());
-  ASSERT_TRUE(pki.ok()) << pki.status().ToString();
+  OUTPOST_ASSERT_OK(pki);
   MosquittoOptions mo;
   mo.extra_config = {"cafile " + pki->ca_cert, "certfile " + pki->server_cert,
                      "keyfile " + pki->server_key, "require_certificate true"};
   auto broker = MosquittoProcess::Start(mo);
-  ASSERT_TRUE(broker.ok()) << broker.status().ToString();
+  OUTPOST_ASSERT_OK(broker);
   const std::string address = "127.0.0.1:" + std::to_string((*broker)->port());
   auto run = [&](std::vector<std::string> extra, const std::string& log) {
     ChildProcessOptions o;
@@ -284,10 +283,10 @@ TEST(NodeIntegration, TlsWithClientCertificateAndSeedMode) {
     o.argv.insert(o.argv.end(), extra.begin(), extra.end());
     o.log_path = dir.File(log);
     auto p = ChildProcess::Start(o);
-    EXPECT_TRUE(p.ok());
+    OUTPOST_EXPECT_OK(p);
     int rc = -1;
     auto j = FinishNode(**p, std::chrono::seconds(60), &rc);
-    EXPECT_TRUE(j.ok()) << j.status().ToString();
+    OUTPOST_EXPECT_OK(j);
     return std::make_pair(rc, j.ok() ? *j : json());
   };
   // With the client certificate: every reading acknowledged, seed payloads on sensors/data.
@@ -297,14 +296,14 @@ TEST(NodeIntegration, TlsWithClientCertificateAndSeedMode) {
   to.tls.cert_file = pki->client_cert;
   to.tls.key_file = pki->client_key;
   TestMqtt sub;
-  ASSERT_TRUE(sub.Connect((*broker)->port(), to).ok());
-  ASSERT_TRUE(sub.Subscribe("sensors/data", 0).ok());
+  OUTPOST_ASSERT_OK(sub.Connect((*broker)->port(), to));
+  OUTPOST_ASSERT_OK(sub.Subscribe("sensors/data", 0));
   auto [rc, j] =
       run({"--cert", pki->client_cert, "--key", pki->client_key, "--mode", "seed"}, "ok.log");
   EXPECT_EQ(rc, 0) << j.dump();
   EXPECT_EQ(j["acked"], 20);
   auto m = sub.WaitMessage("sensors/data");
-  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  OUTPOST_ASSERT_OK(m);
   EXPECT_NE(m->payload.find("\"deviceId\":\"node-0000"), std::string::npos) << m->payload;
   // Without it the broker refuses every handshake: nothing sampled is acknowledged, and the run
   // ends after its drain with the readings still buffered.

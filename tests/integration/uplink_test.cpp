@@ -24,21 +24,18 @@
 
 #include "gateway_harness.h"
 #include "outpost/sqlite/database.h"
-#include "outpost/testing/child_process.h"
+#include "outpost/testing/cloud_process.h"
 #include "outpost/testing/fault_proxy.h"
 #include "outpost/testing/postgres_process.h"
+#include "outpost/testing/status_matchers.h"
 #include "outpost/testing/temp_dir.h"
+#include "outpost/testing/wait_until.h"
 
 namespace outpost::testing {
 namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-std::string CloudBinary() {
-  const char* dir = std::getenv("OUTPOST_BINARY_DIR");
-  return std::string(dir ? dir : ".") + "/cloud/outpost-cloud";
-}
 
 std::string Native(const std::string& device, int boot, int seq, double temperature) {
   return json{{"deviceId", device},         {"boot", boot},     {"seq", seq},
@@ -181,111 +178,55 @@ class PostgresCloudDb : public CloudDb {
 };
 
 // A real outpost-cloud on a free port with its own database: a SQLite file, or `postgres_uri`
-// (a fresh database on a throwaway server).
+// (a fresh database on the shared throwaway server).
 class Cloud {
  public:
   Status Start(const std::string& postgres_uri = "") {
+    std::string database;
     if (postgres_uri.empty()) {
       const std::string path = dir_.File("cloud.db");
-      database_ = "sqlite:" + path;
+      database = "sqlite:" + path;
       db_ = std::make_unique<SqliteCloudDb>(path);
     } else {
-      database_ = postgres_uri;
+      database = postgres_uri;
       db_ = std::make_unique<PostgresCloudDb>(postgres_uri);
     }
-    // The token, printed on stdout (the log collects stdout and stderr: take the last word-like
-    // line).
-    ChildProcessOptions t;
-    t.argv = {CloudBinary(), "token", "create", "--gateway", kGatewayId, "--database", database_};
-    t.log_path = dir_.File("token.log");
-    auto tp = ChildProcess::Start(t);
-    if (!tp.ok()) return tp.status();
-    auto code = (*tp)->Wait(30s);
-    if (!code.ok() || *code != 0) return Internal("token create failed: " + (*tp)->log());
-    std::istringstream lines((*tp)->log());
-    for (std::string line; std::getline(lines, line);) {
-      if (!line.empty() && line.find(' ') == std::string::npos) token_ = line;
-    }
-    if (token_.empty()) return Internal("no token in: " + (*tp)->log());
-    return Serve();
-  }
-  Status Serve() {
-    ChildProcessOptions o;
-    o.argv = {CloudBinary(), "serve",  "--listen", "127.0.0.1:" + std::to_string(port_),
-              "--database",  database_};
-    o.log_path = dir_.File("cloud-" + std::to_string(++runs_) + ".log");
-    auto p = ChildProcess::Start(o);
-    if (!p.ok()) return p.status();
-    proc_ = std::move(p).value();
-    const std::regex ready("listening on http://127\\.0\\.0\\.1:([0-9]+)");
-    auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      std::smatch m;
-      std::string log = proc_->log();
-      if (std::regex_search(log, m, ready)) {
-        port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
-        return Status::Ok();
-      }
-      if (!proc_->Running()) return Internal("outpost-cloud exited: " + log);
-      std::this_thread::sleep_for(20ms);  // poll interval of a bounded wait
-    }
-    return Status(Code::kDeadlineExceeded, "outpost-cloud did not start: " + proc_->log());
+    auto token = CreateCloudToken(database, kGatewayId, dir_.path());
+    if (!token.ok()) return token.status();
+    token_ = std::move(token).value();
+    CloudOptions o;
+    o.database = database;
+    o.log_dir = dir_.path();
+    auto cloud = CloudProcess::Start(std::move(o));
+    if (!cloud.ok()) return cloud.status();
+    process_ = std::move(cloud).value();
+    return Status::Ok();
   }
   CloudDb& db() { return *db_; }
   const std::string& token() const { return token_; }
-  std::uint16_t port() const { return port_; }
-  std::string log() const { return proc_ ? proc_->log() : ""; }
+  std::uint16_t port() const { return process_ ? process_->port() : 0; }
+  std::string log() const { return process_ ? process_->log() : ""; }
 
  private:
   TempDir dir_{"outpost-uplink-cloud"};
-  std::string database_, token_;
+  std::string token_;
   std::unique_ptr<CloudDb> db_;
-  std::uint16_t port_ = 0;
-  int runs_ = 0;
-  std::unique_ptr<ChildProcess> proc_;
+  std::unique_ptr<CloudProcess> process_;
 };
 
 // The suite runs once per cloud backend (the parameter: "sqlite" or "postgresql").
 class UplinkTest : public ::testing::TestWithParam<std::string> {
  protected:
-  // One throwaway PostgreSQL server for the suite, started by the first postgresql test; each
-  // test gets a fresh database on it.
-  static void TearDownTestSuite() {
-    postgres_.reset();
-    postgres_failed_ = Status::Ok();
-  }
-
-  static PostgresProcess* SharedPostgres() {
-    if (!postgres_ && postgres_failed_.ok()) {
-      auto started = PostgresProcess::Start();
-      if (started.ok()) {
-        postgres_ = std::move(started).value();
-      } else {
-        postgres_failed_ = started.status();
-      }
-    }
-    return postgres_.get();
-  }
-
   void SetUp() override {
-    if (!std::filesystem::exists(CloudBinary())) {
-      GTEST_SKIP() << "outpost-cloud not built at " << CloudBinary();
+    if (!std::filesystem::exists(DefaultCloudBinary())) {
+      GTEST_SKIP() << "outpost-cloud not built at " << DefaultCloudBinary();
     }
     std::string postgres_uri;
     if (GetParam() == "postgresql") {
-      static int databases = 0;
-      PostgresProcess* pg = SharedPostgres();
-      ASSERT_NE(pg, nullptr) << "cannot start PostgreSQL: " << postgres_failed_.ToString();
-      const std::string name = "uplink_" + std::to_string(databases++);
-      Status created = pg->CreateDatabase(name);
-      ASSERT_TRUE(created.ok()) << created.ToString();
-      postgres_uri = pg->uri(name);
+      OUTPOST_ASSERT_OK_AND_ASSIGN(postgres_uri, FreshPostgresDatabase("uplink"));
     }
-    Status started = cloud_.Start(postgres_uri);
-    ASSERT_TRUE(started.ok()) << started.ToString() << "\n" << cloud_.log();
-    auto p = FaultProxy::Start("127.0.0.1", cloud_.port());
-    ASSERT_TRUE(p.ok()) << p.status().ToString();
-    proxy_ = std::move(p).value();
+    OUTPOST_ASSERT_OK(cloud_.Start(postgres_uri)) << cloud_.log();
+    OUTPOST_ASSERT_OK_AND_ASSIGN(proxy_, FaultProxy::Start("127.0.0.1", cloud_.port()));
   }
 
   // Starts broker + gateway with the uplink pointed at the proxy; `overrides` replace or add
@@ -304,9 +245,8 @@ class UplinkTest : public ::testing::TestWithParam<std::string> {
 
   void Publish(const std::string& device, int boot, int from, int to) {
     for (int seq = from; seq <= to; ++seq) {
-      ASSERT_TRUE(h_.devices()
-                      .Publish("sensors/" + device + "/data", Native(device, boot, seq, 20.0), 1)
-                      .ok());
+      OUTPOST_ASSERT_OK(
+          h_.devices().Publish("sensors/" + device + "/data", Native(device, boot, seq, 20.0), 1));
     }
   }
 
@@ -332,18 +272,17 @@ class UplinkTest : public ::testing::TestWithParam<std::string> {
 
   // Waits until the cloud holds `n` readings of ours (or the deadline passes, or a read fails).
   std::vector<CloudRow> WaitCloud(std::size_t n, std::chrono::milliseconds timeout = 60s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
     std::vector<CloudRow> rows;
-    while (std::chrono::steady_clock::now() < deadline) {
+    // A timeout is not a failure here: the caller checks the rows it got.
+    (void)WaitUntil("the cloud holds the readings", timeout, [&] {
       auto read = cloud_.db().Readings(kGatewayId);
       if (!read.ok()) {
         ADD_FAILURE() << "reading the cloud's database: " << read.status().ToString();
-        return rows;
+        return true;
       }
       rows = std::move(read).value();
-      if (rows.size() >= n) return rows;
-      std::this_thread::sleep_for(50ms);  // poll interval of a bounded wait
-    }
+      return rows.size() >= n;
+    });
     return rows;
   }
 
@@ -381,17 +320,14 @@ class UplinkTest : public ::testing::TestWithParam<std::string> {
     return cloud["backlog"]["readings"].get<std::int64_t>();
   }
 
-  static inline std::unique_ptr<PostgresProcess> postgres_;
-  static inline Status postgres_failed_;
-
   Cloud cloud_;
   std::unique_ptr<FaultProxy> proxy_;
   GatewayHarness h_;
 };
 
 TEST_P(UplinkTest, uplink_delivers_backlog_after_cloud_outage_exactly_once_in_order) {
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kDown).ok());
-  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kDown));
+  OUTPOST_ASSERT_OK(StartGateway()) << h_.gateway_log();
   Publish("n1", 1, 1, 150);
   Publish("n2", 1, 1, 150);
   Publish("n3", 1, 1, 100);
@@ -399,7 +335,7 @@ TEST_P(UplinkTest, uplink_delivers_backlog_after_cloud_outage_exactly_once_in_or
   auto st = WaitCloudStatus([&](const json& c) {
     return Backlog(c) == 400 && !c["last_error"].is_null() && c["retries"].get<int>() > 0;
   });
-  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  OUTPOST_ASSERT_OK(st);
   const json& cl = (*st)["cloud"];
   EXPECT_TRUE(cl["enabled"].get<bool>());
   EXPECT_EQ(cl["protocol"], "seed");
@@ -409,21 +345,21 @@ TEST_P(UplinkTest, uplink_delivers_backlog_after_cloud_outage_exactly_once_in_or
   EXPECT_TRUE((*st)["last_cloud_sync"].is_null());
   EXPECT_TRUE(Readings().empty());
 
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kPass).ok());
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kPass));
   auto rows = WaitCloud(400);
   ExpectExactlyOnceInOrder(rows, {{"n1", {1, 150}}, {"n2", {1, 150}}, {"n3", {1, 100}}});
   st = WaitCloudStatus(
       [&](const json& c) { return Backlog(c) == 0 && c["in_flight_key"].is_null(); });
-  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  OUTPOST_ASSERT_OK(st);
   EXPECT_EQ((*st)["cloud"]["sent"]["readings"], 400);
   EXPECT_FALSE((*st)["cloud"]["last_success_ms"].is_null());
   EXPECT_TRUE((*st)["last_cloud_sync"].is_number());
   EXPECT_EQ((*st)["cloud"]["dropped"]["quota_oldest"], 0);
-  ASSERT_TRUE(h_.StopGateway().ok());
+  OUTPOST_ASSERT_OK(h_.StopGateway());
 }
 
 TEST_P(UplinkTest, uplink_retries_after_500) {
-  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(StartGateway()) << h_.gateway_log();
   proxy_->FailNext(FaultMode::kError500, 4);
   Publish("n1", 1, 1, 60);
   Publish("n2", 1, 1, 60);
@@ -435,14 +371,14 @@ TEST_P(UplinkTest, uplink_retries_after_500) {
   ASSERT_GE(reqs.size(), 5u);
   for (int i = 1; i < 5; ++i) EXPECT_EQ(reqs[i].idempotency_key, reqs[0].idempotency_key);
   auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 0; });
-  ASSERT_TRUE(st.ok());
+  OUTPOST_ASSERT_OK(st);
   EXPECT_GE((*st)["cloud"]["retries"].get<int>(), 4);
   EXPECT_NE((*st)["cloud"]["last_error"]["message"].get<std::string>().find("HTTP 500"),
             std::string::npos);
 }
 
 TEST_P(UplinkTest, uplink_honours_retry_after_on_429) {
-  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(StartGateway()) << h_.gateway_log();
   proxy_->FailNext(FaultMode::kTooMany429, 2, /*retry_after_s=*/1);
   Publish("n1", 1, 1, 40);
   auto rows = WaitCloud(40);
@@ -459,8 +395,8 @@ TEST_P(UplinkTest, uplink_honours_retry_after_on_429) {
 TEST_P(UplinkTest, uplink_survives_slow_cloud) {
   // Slow answers within the timeout, then answers slower than cloud.request_timeout_ms: the
   // gateway gives up on those (the cloud stored them anyway) and retries with the same key.
-  ASSERT_TRUE(StartGateway({{"request_timeout_ms", "500"}}).ok()) << h_.gateway_log();
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kDelay, 200).ok());
+  OUTPOST_ASSERT_OK(StartGateway({{"request_timeout_ms", "500"}})) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kDelay, 200));
   Publish("n1", 1, 1, 30);
   auto rows = WaitCloud(30);
   ExpectExactlyOnceInOrder(rows, {{"n1", {1, 30}}});
@@ -468,7 +404,7 @@ TEST_P(UplinkTest, uplink_survives_slow_cloud) {
   Publish("n1", 1, 31, 60);
   rows = WaitCloud(60);
   auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 0; });
-  ASSERT_TRUE(st.ok());
+  OUTPOST_ASSERT_OK(st);
   rows = Readings();
   ExpectExactlyOnceInOrder(rows, {{"n1", {1, 60}}});
   EXPECT_NE((*st)["cloud"]["last_error"]["message"].get<std::string>().find("timed out"),
@@ -477,7 +413,7 @@ TEST_P(UplinkTest, uplink_survives_slow_cloud) {
 }
 
 TEST_P(UplinkTest, uplink_dropped_connection_before_store_is_retried) {
-  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(StartGateway()) << h_.gateway_log();
   proxy_->FailNext(FaultMode::kDropBeforeForward, 3);
   Publish("n1", 1, 1, 50);
   auto rows = WaitCloud(50);
@@ -486,13 +422,13 @@ TEST_P(UplinkTest, uplink_dropped_connection_before_store_is_retried) {
 }
 
 TEST_P(UplinkTest, uplink_dropped_connection_after_store_no_duplicate) {
-  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(StartGateway()) << h_.gateway_log();
   proxy_->FailNext(FaultMode::kDropAfterForward, 3);
   Publish("n1", 1, 1, 50);
   Publish("n2", 1, 1, 50);
   auto rows = WaitCloud(100);
   auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 0; });
-  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  OUTPOST_ASSERT_OK(st);
   rows = Readings();
   ExpectExactlyOnceInOrder(rows, {{"n1", {1, 50}}, {"n2", {1, 50}}});
   EXPECT_EQ(proxy_->counts()[FaultMode::kDropAfterForward], 3);
@@ -501,23 +437,20 @@ TEST_P(UplinkTest, uplink_dropped_connection_after_store_no_duplicate) {
 }
 
 TEST_P(UplinkTest, uplink_sigkill_mid_upload_no_duplicate) {
-  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(StartGateway()) << h_.gateway_log();
   // Slow cloud: the batch is persisted and on the wire when the gateway dies.
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kDelay, 1500).ok());
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kDelay, 1500));
   Publish("n1", 1, 1, 80);
   Publish("n2", 1, 1, 80);
-  auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (proxy_->requests().empty() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);  // poll interval of a bounded wait
-  }
-  ASSERT_FALSE(proxy_->requests().empty());
+  ASSERT_TRUE(
+      WaitUntil("a request at the proxy", 20s, [&] { return !proxy_->requests().empty(); }));
   const std::string key = proxy_->requests().front().idempotency_key;
   h_.KillGateway();
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kPass).ok());
-  ASSERT_TRUE(h_.StartGateway().ok()) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kPass));
+  OUTPOST_ASSERT_OK(h_.StartGateway()) << h_.gateway_log();
   auto rows = WaitCloud(160);
   auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 0; });
-  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  OUTPOST_ASSERT_OK(st);
   rows = Readings();
   ExpectExactlyOnceInOrder(rows, {{"n1", {1, 80}}, {"n2", {1, 80}}});
   // After the restart the persisted batch went again under its key.
@@ -528,14 +461,14 @@ TEST_P(UplinkTest, uplink_sigkill_mid_upload_no_duplicate) {
 }
 
 TEST_P(UplinkTest, uplink_quota_drop_oldest_counts_every_drop) {
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kDown).ok());
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kDown));
   // ~200 bytes per queued reading: 8 KiB holds about 40.
-  ASSERT_TRUE(StartGateway({{"quota_bytes", "8KiB"}}).ok()) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(StartGateway({{"quota_bytes", "8KiB"}})) << h_.gateway_log();
   Publish("n1", 1, 1, 200);
   auto st = WaitCloudStatus([&](const json& c) {
     return Backlog(c) + c["dropped"]["quota_oldest"].get<std::int64_t>() == 200;
   });
-  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  OUTPOST_ASSERT_OK(st);
   const json c = (*st)["cloud"];
   const std::int64_t kept = Backlog(c);
   const std::int64_t dropped = c["dropped"]["quota_oldest"].get<std::int64_t>();
@@ -543,7 +476,7 @@ TEST_P(UplinkTest, uplink_quota_drop_oldest_counts_every_drop) {
   EXPECT_GT(kept, 10);
   EXPECT_LE(c["backlog"]["bytes"].get<std::int64_t>(), 8 * 1024);
   EXPECT_EQ(c["dropped"]["quota_rejected"], 0);
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kPass).ok());
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kPass));
   auto rows = WaitCloud(static_cast<std::size_t>(kept));
   // Exactly the survivors, each once, in order: the batch that was in flight when the quota
   // hit (never dropped: a prefix) and the newest readings; every other one counted as dropped.
@@ -558,43 +491,39 @@ TEST_P(UplinkTest, uplink_quota_drop_oldest_counts_every_drop) {
   for (std::size_t i = 1; i < rows.size(); ++i) gaps += rows[i].seq != rows[i - 1].seq + 1;
   EXPECT_LE(gaps, 1);
   auto end = WaitCloudStatus([&](const json& cj) { return Backlog(cj) == 0; });
-  ASSERT_TRUE(end.ok());
+  OUTPOST_ASSERT_OK(end);
   EXPECT_EQ((*end)["cloud"]["sent"]["readings"].get<std::int64_t>() +
                 (*end)["cloud"]["dropped"]["quota_oldest"].get<std::int64_t>(),
             200);
 }
 
 TEST_P(UplinkTest, uplink_quota_reject_new_counts) {
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kDown).ok());
-  ASSERT_TRUE(StartGateway({{"quota_bytes", "8KiB"}, {"when_full", "reject_new"}}).ok())
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kDown));
+  OUTPOST_ASSERT_OK(StartGateway({{"quota_bytes", "8KiB"}, {"when_full", "reject_new"}}))
       << h_.gateway_log();
   Publish("n1", 1, 1, 200);
   auto st = WaitCloudStatus([&](const json& c) {
     return Backlog(c) + c["dropped"]["quota_rejected"].get<std::int64_t>() == 200;
   });
-  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  OUTPOST_ASSERT_OK(st);
   const std::int64_t kept = Backlog((*st)["cloud"]);
   EXPECT_EQ((*st)["cloud"]["dropped"]["quota_oldest"], 0);
   EXPECT_EQ((*st)["ingest"]["stored"], 200);  // stored locally all the same
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kPass).ok());
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kPass));
   auto rows = WaitCloud(static_cast<std::size_t>(kept));
   ExpectExactlyOnceInOrder(rows, {{"n1", {1, static_cast<int>(kept)}}});  // the oldest kept
 }
 
 TEST_P(UplinkTest, uplink_seed_protocol_body) {
-  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(StartGateway()) << h_.gateway_log();
   // The seed ESP32's payload (uptime timestamp: the gateway's time is used and said so).
-  ASSERT_TRUE(
-      h_.devices()
-          .Publish("sensors/data",
-                   R"({"deviceId":"esp32_sensor_001","timestamp":123456,"temperature":22.5,)"
-                   R"("humidity":45.2,"motion":false,"battery":87.5,"rssi":-65})",
-                   1)
-          .ok());
-  auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (Count("readings") < 1 && !HasFailure() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(50ms);  // poll interval of a bounded wait
-  }
+  OUTPOST_ASSERT_OK(h_.devices().Publish(
+      "sensors/data",
+      R"({"deviceId":"esp32_sensor_001","timestamp":123456,"temperature":22.5,)"
+      R"("humidity":45.2,"motion":false,"battery":87.5,"rssi":-65})",
+      1));
+  (void)WaitUntil("a reading in the cloud", 30s,
+                  [&] { return Count("readings") >= 1 || HasFailure(); });
   ASSERT_EQ(Count("readings"), 1);
   auto reqs = proxy_->requests();
   ASSERT_FALSE(reqs.empty());
@@ -602,7 +531,7 @@ TEST_P(UplinkTest, uplink_seed_protocol_body) {
   EXPECT_EQ(reqs[0].status, 200);
   // Every metric of the flat seed object arrived (booleans as 0/1), with the gateway's time.
   auto first = cloud_.db().FirstReading();
-  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  OUTPOST_ASSERT_OK(first);
   const json& row = *first;
   EXPECT_EQ(row["device"], "esp32_sensor_001");
   EXPECT_EQ(row["src"], "gateway");  // the seed's millis() uptime was replaced
@@ -614,16 +543,15 @@ TEST_P(UplinkTest, uplink_seed_protocol_body) {
 }
 
 TEST_P(UplinkTest, uplink_native_protocol_carries_alerts_and_statuses) {
-  ASSERT_TRUE(StartGateway({{"protocol", "native"}}).ok()) << h_.gateway_log();
-  ASSERT_TRUE(h_.devices().Publish("devices/n9/status", "online", 1).ok());
+  OUTPOST_ASSERT_OK(StartGateway({{"protocol", "native"}})) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(h_.devices().Publish("devices/n9/status", "online", 1));
   Publish("n9", 1, 1, 5);
-  ASSERT_TRUE(
-      h_.devices().Publish("sensors/n9/data", Native("n9", 1, 6, 41.0), 1).ok());  // > 35 °C
-  auto deadline = std::chrono::steady_clock::now() + 30s;
-  while ((Count("readings") < 6 || Count("alerts") < 1 || Count("statuses") < 1) && !HasFailure() &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(50ms);  // poll interval of a bounded wait
-  }
+  OUTPOST_ASSERT_OK(
+      h_.devices().Publish("sensors/n9/data", Native("n9", 1, 6, 41.0), 1));  // > 35 °C
+  (void)WaitUntil("readings, an alert and a status in the cloud", 30s, [&] {
+    return (Count("readings") >= 6 && Count("alerts") >= 1 && Count("statuses") >= 1) ||
+           HasFailure();
+  });
   EXPECT_EQ(Count("readings"), 6);
   EXPECT_GE(Count("alerts"), 1);
   EXPECT_GE(Count("statuses"), 1);
@@ -635,14 +563,14 @@ TEST_P(UplinkTest, uplink_native_protocol_carries_alerts_and_statuses) {
 
 TEST_P(UplinkTest, uplink_sync_cloud_drains_now) {
   // A long linger: without sync_cloud nothing would go for a minute.
-  ASSERT_TRUE(StartGateway({{"batch_delay_ms", "60000"}, {"sync_interval_s", "60"}}).ok())
+  OUTPOST_ASSERT_OK(StartGateway({{"batch_delay_ms", "60000"}, {"sync_interval_s", "60"}}))
       << h_.gateway_log();
   Publish("n1", 1, 1, 10);
   auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 10; });
-  ASSERT_TRUE(st.ok());
+  OUTPOST_ASSERT_OK(st);
   EXPECT_TRUE(Readings().empty());
-  ASSERT_TRUE(
-      h_.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":"s1"})", 1).ok());
+  OUTPOST_ASSERT_OK(
+      h_.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":"s1"})", 1));
   auto rows = WaitCloud(10, 10s);
   ExpectExactlyOnceInOrder(rows, {{"n1", {1, 10}}});
 }
@@ -650,18 +578,16 @@ TEST_P(UplinkTest, uplink_sync_cloud_drains_now) {
 // issue 8: a metric name with a space passed the gateway; the cloud answered 400 for the whole
 // batch and the gateway dead-lettered every reading in it.
 TEST_P(UplinkTest, one_bad_metric_name_does_not_poison_the_batch) {
-  ASSERT_TRUE(StartGateway({{"protocol", "native"}, {"batch_delay_ms", "2000"}}).ok())
+  OUTPOST_ASSERT_OK(StartGateway({{"protocol", "native"}, {"batch_delay_ms", "2000"}}))
       << h_.gateway_log();
   Publish("n1", 1, 1, 10);
-  ASSERT_TRUE(h_.devices()
-                  .Publish("sensors/n2/data",
-                           R"({"deviceId":"n2","boot":1,"seq":1,"soil moisture":0.3})", 1)
-                  .ok());
+  OUTPOST_ASSERT_OK(h_.devices().Publish(
+      "sensors/n2/data", R"({"deviceId":"n2","boot":1,"seq":1,"soil moisture":0.3})", 1));
   Publish("n1", 1, 11, 20);
   auto rows = WaitCloud(20);
   ExpectExactlyOnceInOrder(rows, {{"n1", {1, 20}}});
   auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 0; });
-  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  OUTPOST_ASSERT_OK(st);
   EXPECT_EQ((*st)["cloud"]["dropped"]["dead_letter"], 0);
   // Refused at the edge, with its reason, like any bad reading.
   EXPECT_EQ((*st)["ingest"]["rejected_by_reason"]["bad_field_name"], 1) << st->dump();
@@ -670,12 +596,12 @@ TEST_P(UplinkTest, one_bad_metric_name_does_not_poison_the_batch) {
 // issue 8: a 404 from a misrouted reverse proxy was a permanent refusal: the backlog was
 // dead-lettered batch after batch.
 TEST_P(UplinkTest, proxy_404_is_retried_and_alerted_not_dropped) {
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kStatus, 404).ok());
-  ASSERT_TRUE(StartGateway().ok()) << h_.gateway_log();
-  ASSERT_TRUE(h_.devices().Subscribe("gateway/alerts").ok());
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kStatus, 404));
+  OUTPOST_ASSERT_OK(StartGateway()) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(h_.devices().Subscribe("gateway/alerts"));
   Publish("n1", 1, 1, 10);
   auto st = WaitCloudStatus([&](const json& c) { return c["retries"].get<int>() >= 3; });
-  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  OUTPOST_ASSERT_OK(st);
   const json& c = (*st)["cloud"];
   EXPECT_EQ(Backlog(c), 10);
   EXPECT_EQ(c["dropped"]["dead_letter"], 0);
@@ -688,12 +614,12 @@ TEST_P(UplinkTest, proxy_404_is_retried_and_alerted_not_dropped) {
                m.payload.find("cloud_uplink") != std::string::npos;
       },
       10s);
-  ASSERT_TRUE(raised.ok()) << raised.status().ToString();
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kStatus, 415).ok());  // another proxy refusal
+  OUTPOST_ASSERT_OK(raised);
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kStatus, 415));  // another proxy refusal
   st = WaitCloudStatus([&](const json& j) { return j["retries"].get<int>() >= 6; });
-  ASSERT_TRUE(st.ok());
+  OUTPOST_ASSERT_OK(st);
   EXPECT_EQ((*st)["cloud"]["dropped"]["dead_letter"], 0);
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kPass).ok());  // the route is fixed
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kPass));  // the route is fixed
   ExpectExactlyOnceInOrder(WaitCloud(10), {{"n1", {1, 10}}});
   auto cleared = h_.devices().WaitMessage(
       [](const mqtt::Message& m) {
@@ -702,26 +628,25 @@ TEST_P(UplinkTest, proxy_404_is_retried_and_alerted_not_dropped) {
                m.payload.find("cloud_uplink") != std::string::npos;
       },
       10s);
-  EXPECT_TRUE(cleared.ok()) << cleared.status().ToString();
+  OUTPOST_EXPECT_OK(cleared);
   st = WaitCloudStatus([&](const json& j) { return j["alert"].is_null(); });
-  EXPECT_TRUE(st.ok());
+  OUTPOST_EXPECT_OK(st);
 }
 
 // issue 8: a 413 (a proxy's body limit) dropped the whole batch as a dead letter.
 TEST_P(UplinkTest, cloud_413_splits_the_batch) {
   // About 120 bytes per native reading: a 30-reading batch is ~3.6 KB, the proxy takes 1 KB.
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kBodyLimit413, 1000).ok());
-  ASSERT_TRUE(StartGateway({{"protocol", "native"},
-                            {"batch_delay_ms", "60000"},
-                            {"sync_interval_s", "60"},
-                            {"batch_max_readings", "30"}})
-                  .ok())
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kBodyLimit413, 1000));
+  OUTPOST_ASSERT_OK(StartGateway({{"protocol", "native"},
+                                  {"batch_delay_ms", "60000"},
+                                  {"sync_interval_s", "60"},
+                                  {"batch_max_readings", "30"}}))
       << h_.gateway_log();
   Publish("n1", 1, 1, 30);  // a full batch goes at once
   auto rows = WaitCloud(30);
   ExpectExactlyOnceInOrder(rows, {{"n1", {1, 30}}});
   auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 0; });
-  ASSERT_TRUE(st.ok());
+  OUTPOST_ASSERT_OK(st);
   EXPECT_EQ((*st)["cloud"]["dropped"]["dead_letter"], 0);
   EXPECT_GE((*st)["cloud"]["splits_this_run"].get<int>(), 2);
   int too_large = 0;
@@ -733,21 +658,21 @@ TEST_P(UplinkTest, cloud_413_splits_the_batch) {
   }
   EXPECT_GE(too_large, 3);
   // One reading larger than the limit on its own: a dead letter "too_large", nothing else lost.
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kBodyLimit413, 100).ok());
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kBodyLimit413, 100));
   Publish("n1", 1, 31, 31);
   st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 1; });  // queued, then sync
-  ASSERT_TRUE(st.ok());
-  ASSERT_TRUE(
-      h_.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":"s1"})", 1).ok());
+  OUTPOST_ASSERT_OK(st);
+  OUTPOST_ASSERT_OK(
+      h_.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":"s1"})", 1));
   st = WaitCloudStatus([&](const json& c) { return c["dropped"]["dead_letter"].get<int>() == 1; });
-  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  OUTPOST_ASSERT_OK(st);
   EXPECT_EQ((*st)["cloud"]["dropped"]["dead_letter_reasons"]["too_large"], 1);
   EXPECT_EQ(Backlog((*st)["cloud"]), 0);
 }
 
 // issue 8: the seed body is larger than the items it is built from and outgrew the limit.
 TEST_P(UplinkTest, seed_body_stays_within_batch_max_bytes) {
-  ASSERT_TRUE(StartGateway({{"batch_max_bytes", "1KiB"}, {"batch_delay_ms", "2000"}}).ok())
+  OUTPOST_ASSERT_OK(StartGateway({{"batch_max_bytes", "1KiB"}, {"batch_delay_ms", "2000"}}))
       << h_.gateway_log();
   Publish("n1", 1, 1, 30);
   ExpectExactlyOnceInOrder(WaitCloud(30), {{"n1", {1, 30}}});
@@ -758,19 +683,19 @@ TEST_P(UplinkTest, seed_body_stays_within_batch_max_bytes) {
 
 // issue 8 section 5: sync_cloud drained at once, skipping a Retry-After the cloud asked for.
 TEST_P(UplinkTest, sync_cloud_does_not_skip_retry_after) {
-  ASSERT_TRUE(StartGateway({{"batch_delay_ms", "60000"}, {"sync_interval_s", "60"}}).ok())
+  OUTPOST_ASSERT_OK(StartGateway({{"batch_delay_ms", "60000"}, {"sync_interval_s", "60"}}))
       << h_.gateway_log();
   Publish("n1", 1, 1, 5);
   auto st = WaitCloudStatus([&](const json& c) { return Backlog(c) == 5; });
-  ASSERT_TRUE(st.ok());
+  OUTPOST_ASSERT_OK(st);
   proxy_->FailNext(FaultMode::kTooMany429, 1, /*retry_after_s=*/3);
-  ASSERT_TRUE(
-      h_.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":"s1"})", 1).ok());
+  OUTPOST_ASSERT_OK(
+      h_.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":"s1"})", 1));
   st = WaitCloudStatus([&](const json& c) { return c["retries"].get<int>() == 1; });
-  ASSERT_TRUE(st.ok());
+  OUTPOST_ASSERT_OK(st);
   // Asked again at once: the cloud's pause still holds.
-  ASSERT_TRUE(
-      h_.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":"s2"})", 1).ok());
+  OUTPOST_ASSERT_OK(
+      h_.devices().Publish("gateway/commands", R"({"command":"sync_cloud","id":"s2"})", 1));
   ExpectExactlyOnceInOrder(WaitCloud(5), {{"n1", {1, 5}}});
   auto reqs = proxy_->requests();
   ASSERT_GE(reqs.size(), 2u);
@@ -791,27 +716,24 @@ TEST_P(UplinkTest, seed_gateway_rows_take_created_at_and_say_so) {
   ASSERT_TRUE(res) << httplib::to_string(res.error());
   ASSERT_EQ(res->status, 200) << res->body;
   auto first = cloud_.db().FirstReading();
-  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  OUTPOST_ASSERT_OK(first);
   EXPECT_EQ((*first)["device"], "esp32_sensor_001");
   EXPECT_EQ((*first)["src"], "gateway");
   EXPECT_EQ((*first)["ts"], 1764223200000);  // 2025-11-27T06:00:00Z, not 1970
 }
 
 TEST_P(UplinkTest, uplink_sigterm_does_not_wait_for_a_slow_cloud) {
-  ASSERT_TRUE(StartGateway({{"request_timeout_ms", "60000"}}).ok()) << h_.gateway_log();
-  ASSERT_TRUE(proxy_->SetMode(FaultMode::kDelay, 30'000).ok());  // a cloud that hangs
+  OUTPOST_ASSERT_OK(StartGateway({{"request_timeout_ms", "60000"}})) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kDelay, 30'000));  // a cloud that hangs
   Publish("n1", 1, 1, 5);
-  auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (proxy_->requests().empty() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);  // poll interval of a bounded wait
-  }
-  ASSERT_FALSE(proxy_->requests().empty());
+  ASSERT_TRUE(
+      WaitUntil("a request at the proxy", 20s, [&] { return !proxy_->requests().empty(); }));
   auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(h_.StopGateway(10s).ok()) << h_.gateway_log();  // exit 0, long before 30 s
+  OUTPOST_ASSERT_OK(h_.StopGateway(10s)) << h_.gateway_log();  // exit 0, long before 30 s
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
   // The batch stays persisted for the next run: nothing was lost by stopping.
   auto store = h_.OpenStore();
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  OUTPOST_ASSERT_OK(store);
   EXPECT_EQ((*store)->stats().outbox.readings, 5);
   EXPECT_FALSE((*store)->stats().outbox.in_flight_key.empty());
 }

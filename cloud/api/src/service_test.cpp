@@ -7,6 +7,7 @@
 
 #include "outpost/cloud/crypto.h"
 #include "outpost/cloud/storage/open.h"
+#include "outpost/testing/status_matchers.h"
 #include "outpost/testing/temp_dir.h"
 
 namespace outpost::cloud::api {
@@ -17,11 +18,9 @@ using nlohmann::json;
 class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto s = storage::OpenStorage("sqlite:" + dir_.File("cloud.db"));
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    storage_ = std::move(s).value();
-    ASSERT_TRUE(storage_->Migrate().ok());
-    ASSERT_TRUE(storage_->CreateToken("gw1", false, Sha256Hex("secret"), 0).ok());
+    OUTPOST_ASSERT_OK_AND_ASSIGN(storage_, storage::OpenStorage("sqlite:" + dir_.File("cloud.db")));
+    OUTPOST_ASSERT_OK(storage_->Migrate());
+    OUTPOST_ASSERT_OK(storage_->CreateToken("gw1", false, Sha256Hex("secret"), 0));
     ServiceOptions o;
     o.max_body_bytes = 2048;
     o.limits.max_items = 5;
@@ -134,7 +133,7 @@ TEST_F(ServiceTest, InvalidBatchStoresNothing) {
   EXPECT_EQ(Code(r), "invalid_field");
   EXPECT_NE(r.body.find("readings: expected an array, got object"), std::string::npos) << r.body;
   auto devices = storage_->ListDevices("");
-  ASSERT_TRUE(devices.ok());
+  OUTPOST_ASSERT_OK(devices);
   EXPECT_TRUE(devices->empty());
 }
 
@@ -153,7 +152,7 @@ TEST_F(ServiceTest, one_bad_item_is_rejected_alone) {
   EXPECT_EQ(j["rejected"][0]["error"], "readings[1].timestamp: expected a number, got string");
   EXPECT_EQ(service_->metrics().items_rejected.load(), 1);
   auto devices = storage_->ListDevices("");
-  ASSERT_TRUE(devices.ok());
+  OUTPOST_ASSERT_OK(devices);
   ASSERT_EQ(devices->size(), 1u);
   EXPECT_EQ((*devices)[0].device_id, "n1");
 }

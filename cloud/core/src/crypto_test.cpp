@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "outpost/testing/status_matchers.h"
+
 namespace outpost::cloud {
 namespace {
 
@@ -12,7 +14,8 @@ TEST(Crypto, Sha256KnownVector) {
 TEST(Crypto, TokensAreDistinctAndWellFormed) {
   Result<std::string> a = GenerateToken();
   Result<std::string> b = GenerateToken();
-  ASSERT_TRUE(a.ok() && b.ok());
+  OUTPOST_ASSERT_OK(a);
+  OUTPOST_ASSERT_OK(b);
   EXPECT_EQ(a->size(), 68u);
   EXPECT_EQ(a->rfind("opt_", 0), 0u);
   EXPECT_NE(*a, *b);

@@ -1,11 +1,13 @@
-// SqliteStorage against a real SQLite file in a temp dir. (The same contract runs against
-// PostgreSQL in tests/integration/cloud_test.cpp through the real binary.)
+// The Storage contract, one suite run against both adapters: SqliteStorage on a real SQLite file
+// in a temp dir, PostgresStorage on a fresh database of the shared throwaway PostgreSQL
+// (tests/support). (tests/integration/cloud_test.cpp runs the HTTP contract through the binary.)
 #include <gtest/gtest.h>
 
 #include <string>
 
 #include "outpost/cloud/storage/open.h"
-#include "outpost/cloud/storage/sqlite_storage.h"
+#include "outpost/testing/postgres_process.h"
+#include "outpost/testing/status_matchers.h"
 #include "outpost/testing/temp_dir.h"
 
 namespace outpost::cloud::storage {
@@ -30,19 +32,22 @@ std::string Echo(const WriteCounts& c) {
          ",\"duplicates\":" + std::to_string(c.duplicates) + ",\"replayed\":false}";
 }
 
-class SqliteStorageTest : public ::testing::Test {
+// The parameter is the backend: "sqlite" or "postgresql".
+class StorageContractTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    auto s = OpenStorage("sqlite:" + dir_.File("cloud.db"));
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    storage_ = std::move(s).value();
-    ASSERT_TRUE(storage_->Migrate().ok());
+    std::string url = "sqlite:" + dir_.File("cloud.db");
+    if (GetParam() == "postgresql") {
+      OUTPOST_ASSERT_OK_AND_ASSIGN(url, outpost::testing::FreshPostgresDatabase("storage"));
+    }
+    OUTPOST_ASSERT_OK_AND_ASSIGN(storage_, OpenStorage(url));
+    OUTPOST_ASSERT_OK(storage_->Migrate());
   }
 
   WriteResult Write(const Batch& b, std::optional<std::string> key = std::nullopt,
                     const std::string& sha = "sha-a", const std::string& gw = "gw1") {
     auto r = storage_->WriteBatch(gw, key, sha, b, 1'000, Echo);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    OUTPOST_EXPECT_OK(r);
     return r.ok() ? *r : WriteResult{};
   }
 
@@ -50,10 +55,10 @@ class SqliteStorageTest : public ::testing::Test {
   std::unique_ptr<Storage> storage_;
 };
 
-TEST_F(SqliteStorageTest, MigrateIsIdempotentAndPingWorks) {
-  EXPECT_TRUE(storage_->Migrate().ok());
-  EXPECT_TRUE(storage_->Ping().ok());
-  EXPECT_STREQ(storage_->backend(), "sqlite");
+TEST_P(StorageContractTest, MigrateIsIdempotentAndPingWorks) {
+  OUTPOST_EXPECT_OK(storage_->Migrate());
+  OUTPOST_EXPECT_OK(storage_->Ping());
+  EXPECT_EQ(storage_->backend(), GetParam());
 }
 
 TEST(DatabaseUrl, Forms) {
@@ -68,10 +73,10 @@ TEST(DatabaseUrl, Forms) {
   EXPECT_EQ(ParseDatabaseUrl("sqlite:", &target), "");
   auto bad = OpenStorage("mysql://x");
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+  OUTPOST_EXPECT_CODE(bad, Code::kInvalidArgument);
 }
 
-TEST_F(SqliteStorageTest, ReadingIdentityDeduplicates) {
+TEST_P(StorageContractTest, ReadingIdentityDeduplicates) {
   Batch b;
   b.readings = {R("n1", 100, 1.0, 3, 1), R("n1", 200, 2.0, 3, 2), R("n2", 100, 5.0)};
   WriteResult first = Write(b);
@@ -89,17 +94,17 @@ TEST_F(SqliteStorageTest, ReadingIdentityDeduplicates) {
   EXPECT_EQ(other.counts.readings, 3);
 
   auto devices = storage_->ListDevices("gw1");
-  ASSERT_TRUE(devices.ok());
+  OUTPOST_ASSERT_OK(devices);
   ASSERT_EQ(devices->size(), 2u);
   EXPECT_EQ((*devices)[0].device_id, "n1");
   EXPECT_EQ((*devices)[0].readings, 3);
   EXPECT_EQ((*devices)[0].last_seen_ms, 300);
   auto all = storage_->ListDevices("");
-  ASSERT_TRUE(all.ok());
+  OUTPOST_ASSERT_OK(all);
   EXPECT_EQ(all->size(), 4u);
 }
 
-TEST_F(SqliteStorageTest, IdempotencyKeyReplaysOrConflicts) {
+TEST_P(StorageContractTest, IdempotencyKeyReplaysOrConflicts) {
   Batch b;
   b.readings = {R("n1", 100, 1.0)};
   WriteResult first = Write(b, "k1", "sha-a");
@@ -114,26 +119,26 @@ TEST_F(SqliteStorageTest, IdempotencyKeyReplaysOrConflicts) {
   WriteResult reused = Write(more, "k1", "sha-b");
   EXPECT_EQ(reused.kind, WriteResult::Kind::kKeyReused);
   auto devices = storage_->ListDevices("gw1");
-  ASSERT_TRUE(devices.ok());
+  OUTPOST_ASSERT_OK(devices);
   EXPECT_EQ((*devices)[0].readings, 1) << "neither the replay nor the conflict stored anything";
 
   auto found = storage_->FindIdempotency("gw1", "k1");
-  ASSERT_TRUE(found.ok());
+  OUTPOST_ASSERT_OK(found);
   ASSERT_TRUE(found->has_value());
   EXPECT_EQ((*found)->body_sha256, "sha-a");
   auto missing = storage_->FindIdempotency("gw2", "k1");
-  ASSERT_TRUE(missing.ok());
+  OUTPOST_ASSERT_OK(missing);
   EXPECT_FALSE(missing->has_value());
 
   auto purged = storage_->PurgeIdempotency(1'001);
-  ASSERT_TRUE(purged.ok());
+  OUTPOST_ASSERT_OK(purged);
   EXPECT_EQ(*purged, 1);
   auto gone = storage_->FindIdempotency("gw1", "k1");
-  ASSERT_TRUE(gone.ok());
+  OUTPOST_ASSERT_OK(gone);
   EXPECT_FALSE(gone->has_value());
 }
 
-TEST_F(SqliteStorageTest, AlertsAndStatuses) {
+TEST_P(StorageContractTest, AlertsAndStatuses) {
   Batch b;
   Alert a;
   a.id = "gw1:a:1";
@@ -152,7 +157,7 @@ TEST_F(SqliteStorageTest, AlertsAndStatuses) {
   EXPECT_EQ(again.counts.duplicates, 3);
 
   auto devices = storage_->ListDevices("gw1");
-  ASSERT_TRUE(devices.ok());
+  OUTPOST_ASSERT_OK(devices);
   ASSERT_EQ(devices->size(), 1u);
   EXPECT_EQ((*devices)[0].status, "online") << "an older status does not override a newer one";
   EXPECT_EQ((*devices)[0].status_ts_ms, 600);
@@ -160,18 +165,18 @@ TEST_F(SqliteStorageTest, AlertsAndStatuses) {
   AlertsQuery q;
   q.gateway_id = "gw1";
   auto alerts = storage_->QueryAlerts(q);
-  ASSERT_TRUE(alerts.ok());
+  OUTPOST_ASSERT_OK(alerts);
   ASSERT_EQ(alerts->size(), 1u);
   EXPECT_EQ((*alerts)[0].alert.message, "hot");
   ASSERT_TRUE((*alerts)[0].alert.value.has_value());
   EXPECT_EQ(*(*alerts)[0].alert.value, 36.2);
   q.from_ms = 501;
   alerts = storage_->QueryAlerts(q);
-  ASSERT_TRUE(alerts.ok());
+  OUTPOST_ASSERT_OK(alerts);
   EXPECT_TRUE(alerts->empty());
 }
 
-TEST_F(SqliteStorageTest, PointsAndBuckets) {
+TEST_P(StorageContractTest, PointsAndBuckets) {
   Batch b;
   b.readings = {R("n1", 1000, 1.0), R("n1", 1500, 3.0), R("n1", 2000, 10.0), R("n1", 3999, 20.0),
                 R("n2", 1000, 100.0)};
@@ -187,14 +192,14 @@ TEST_F(SqliteStorageTest, PointsAndBuckets) {
   q.from_ms = 1000;
   q.to_ms = 4000;
   auto points = storage_->QueryPoints(q);
-  ASSERT_TRUE(points.ok());
+  OUTPOST_ASSERT_OK(points);
   ASSERT_EQ(points->size(), 4u) << "the reading without the metric is not a point";
   EXPECT_EQ((*points)[3].ts_ms, 3999);
   EXPECT_EQ((*points)[3].value, 20.0);
 
   q.step_ms = 1000;
   auto buckets = storage_->QueryBuckets(q);
-  ASSERT_TRUE(buckets.ok());
+  OUTPOST_ASSERT_OK(buckets);
   ASSERT_EQ(buckets->size(), 3u);
   EXPECT_EQ((*buckets)[0].ts_ms, 1000);
   EXPECT_EQ((*buckets)[0].min, 1.0);
@@ -209,7 +214,7 @@ TEST_F(SqliteStorageTest, PointsAndBuckets) {
   q.from_ms = 0;
   q.step_ms = 2000;
   buckets = storage_->QueryBuckets(q);
-  ASSERT_TRUE(buckets.ok());
+  OUTPOST_ASSERT_OK(buckets);
   ASSERT_EQ(buckets->size(), 2u);
   EXPECT_EQ((*buckets)[1].ts_ms, 2000);
   EXPECT_EQ((*buckets)[1].avg, 15.0);
@@ -217,45 +222,47 @@ TEST_F(SqliteStorageTest, PointsAndBuckets) {
   q.metric = "motion";
   q.step_ms = 0;
   points = storage_->QueryPoints(q);
-  ASSERT_TRUE(points.ok());
+  OUTPOST_ASSERT_OK(points);
   EXPECT_EQ(points->size(), 4u);
 }
 
-TEST_F(SqliteStorageTest, TokensStoredHashedAndRevocable) {
+TEST_P(StorageContractTest, TokensStoredHashedAndRevocable) {
   auto t1 = storage_->CreateToken("gw1", false, "hash1", 10);
   auto t2 = storage_->CreateToken("gw1", false, "hash2", 11);
   auto t3 = storage_->CreateToken("ops", true, "hash3", 12);
-  ASSERT_TRUE(t1.ok() && t2.ok() && t3.ok());
+  OUTPOST_ASSERT_OK(t1);
+  OUTPOST_ASSERT_OK(t2);
+  OUTPOST_ASSERT_OK(t3);
   auto who = storage_->Authenticate("hash3");
-  ASSERT_TRUE(who.ok());
+  OUTPOST_ASSERT_OK(who);
   EXPECT_EQ(who->gateway_id, "ops");
   EXPECT_TRUE(who->admin);
-  EXPECT_EQ(storage_->Authenticate("nope").status().code(), Code::kNotFound);
+  OUTPOST_EXPECT_CODE(storage_->Authenticate("nope"), Code::kNotFound);
 
   auto n = storage_->RevokeToken(t2->id, 20);
-  ASSERT_TRUE(n.ok());
+  OUTPOST_ASSERT_OK(n);
   EXPECT_EQ(*n, 1);
   EXPECT_FALSE(storage_->Authenticate("hash2").ok());
-  EXPECT_TRUE(storage_->Authenticate("hash1").ok());
+  OUTPOST_EXPECT_OK(storage_->Authenticate("hash1"));
   n = storage_->RevokeGatewayTokens("gw1", 21);
-  ASSERT_TRUE(n.ok());
+  OUTPOST_ASSERT_OK(n);
   EXPECT_EQ(*n, 1);
   EXPECT_FALSE(storage_->Authenticate("hash1").ok());
 
   auto list = storage_->ListTokens();
-  ASSERT_TRUE(list.ok());
+  OUTPOST_ASSERT_OK(list);
   ASSERT_EQ(list->size(), 3u);
   EXPECT_EQ((*list)[1].revoked_ms.value_or(0), 20);
   EXPECT_FALSE((*list)[2].revoked_ms.has_value());
 }
 
-TEST_F(SqliteStorageTest, GatewaysCountBatches) {
+TEST_P(StorageContractTest, GatewaysCountBatches) {
   Batch b;
   b.readings = {R("n1", 1, 1.0)};
   Write(b, "k1");
   Write(b, "k2");
   auto gws = storage_->ListGateways("");
-  ASSERT_TRUE(gws.ok());
+  OUTPOST_ASSERT_OK(gws);
   ASSERT_EQ(gws->size(), 1u);
   EXPECT_EQ((*gws)[0].batches, 2);
   EXPECT_EQ((*gws)[0].readings, 1);
@@ -264,9 +271,12 @@ TEST_F(SqliteStorageTest, GatewaysCountBatches) {
 TEST(SqliteStorageOpen, UnwritablePathIsUnavailable) {
   auto s = OpenStorage("sqlite:/nonexistent-dir/x/cloud.db");
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.status().code(), Code::kUnavailable);
+  OUTPOST_EXPECT_CODE(s, Code::kUnavailable);
   EXPECT_NE(s.status().message().find("/nonexistent-dir/x/cloud.db"), std::string::npos);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, StorageContractTest, ::testing::Values("sqlite", "postgresql"),
+                         [](const auto& param_info) { return param_info.param; });
 
 }  // namespace
 }  // namespace outpost::cloud::storage

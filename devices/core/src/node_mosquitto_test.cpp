@@ -18,6 +18,7 @@
 #include "fakes_test.h"
 #include "outpost/device/node.h"
 #include "outpost/testing/mosquitto_process.h"
+#include "outpost/testing/status_matchers.h"
 #include "outpost/testing/test_mqtt.h"
 
 namespace outpost::device::testing {
@@ -104,15 +105,13 @@ class NodeMosquittoTest : public ::testing::Test {
   void SetUp() override {
     outpost::testing::MosquittoOptions options;
     options.persistence = true;  // the subscriber's session survives the broker restart
-    auto b = outpost::testing::MosquittoProcess::Start(options);
-    ASSERT_TRUE(b.ok()) << b.status().ToString();
-    broker_ = std::move(*b);
+    OUTPOST_ASSERT_OK_AND_ASSIGN(broker_, outpost::testing::MosquittoProcess::Start(options));
     outpost::testing::TestMqttOptions sub_options;
     sub_options.client_id = "it-sub";
     sub_options.clean_session = false;
-    ASSERT_TRUE(sub_.Connect(broker_->port(), sub_options).ok());
-    ASSERT_TRUE(sub_.Subscribe("sensors/it-node-1/data", 1).ok());
-    ASSERT_TRUE(sub_.Subscribe("devices/it-node-1/#", 1).ok());
+    OUTPOST_ASSERT_OK(sub_.Connect(broker_->port(), sub_options));
+    OUTPOST_ASSERT_OK(sub_.Subscribe("sensors/it-node-1/data", 1));
+    OUTPOST_ASSERT_OK(sub_.Subscribe("devices/it-node-1/#", 1));
 
     config_.device_id = "it-node-1";
     config_.interval_ms = 200;
@@ -196,11 +195,11 @@ TEST_F(NodeMosquittoTest, PublishesAtQos1AndLosesNothingAcrossABrokerRestart) {
   ASSERT_FALSE(statuses_.empty());
   EXPECT_EQ(statuses_[0], "online");
 
-  ASSERT_TRUE(broker_->Stop().ok());
+  OUTPOST_ASSERT_OK(broker_->Stop());
   Drive([] { return false; }, 1'500ms);  // an outage of about 7 samples
   EXPECT_GE(node_->stats().ring_depth, 5u);
   const std::uint64_t taken = node_->stats().sampled;
-  ASSERT_TRUE(broker_->Restart().ok());
+  OUTPOST_ASSERT_OK(broker_->Restart());
 
   ASSERT_TRUE(Drive([&] { return NoGapsUpTo(taken + 2); }, 30s))
       << "received " << seqs_.size() << " distinct readings of " << node_->stats().sampled
@@ -216,10 +215,10 @@ TEST_F(NodeMosquittoTest, PublishesAtQos1AndLosesNothingAcrossABrokerRestart) {
 TEST_F(NodeMosquittoTest, AnswersCommandsAndChangesItsRate) {
   ASSERT_TRUE(Drive([&] { return NoGapsUpTo(2); }, 10s));
   outpost::testing::TestMqtt ops;
-  ASSERT_TRUE(ops.Connect(broker_->port()).ok());
-  ASSERT_TRUE(ops.Publish("devices/it-node-1/commands",
-                          R"({"command":"setSensorInterval","interval":1000,"id":"c-1"})", 1)
-                  .ok());
+  OUTPOST_ASSERT_OK(ops.Connect(broker_->port()));
+  OUTPOST_ASSERT_OK(ops.Publish("devices/it-node-1/commands",
+                                R"({"command":"setSensorInterval","interval":1000,"id":"c-1"})",
+                                1));
   ASSERT_TRUE(Drive([&] { return !replies_.empty(); }, 10s));
   EXPECT_EQ(replies_[0], R"({"id":"c-1","ok":true})");
   EXPECT_EQ(ports_.settings.values["interval_ms"], 1000u);
@@ -229,8 +228,8 @@ TEST_F(NodeMosquittoTest, AnswersCommandsAndChangesItsRate) {
   const std::uint64_t taken = node_->stats().sampled - before;
   EXPECT_GE(taken, 2u);
   EXPECT_LE(taken, 4u);
-  ASSERT_TRUE(
-      ops.Publish("devices/it-node-1/commands", R"({"command":"dance","id":"c-2"})", 1).ok());
+  OUTPOST_ASSERT_OK(
+      ops.Publish("devices/it-node-1/commands", R"({"command":"dance","id":"c-2"})", 1));
   ASSERT_TRUE(Drive([&] { return replies_.size() >= 2; }, 10s));
   EXPECT_EQ(replies_[1], R"({"id":"c-2","ok":false,"error":"unknown command \"dance\""})");
 }
@@ -242,10 +241,10 @@ TEST_F(NodeMosquittoTest, LowBatteryAnnouncesSleepingRetained) {
   EXPECT_EQ(node_->state(), NodeState::kAsleep);
   // A newcomer sees the retained "sleeping" (the clean DISCONNECT kept the will from firing).
   outpost::testing::TestMqtt late;
-  ASSERT_TRUE(late.Connect(broker_->port()).ok());
-  ASSERT_TRUE(late.Subscribe("devices/it-node-1/status", 1).ok());
+  OUTPOST_ASSERT_OK(late.Connect(broker_->port()));
+  OUTPOST_ASSERT_OK(late.Subscribe("devices/it-node-1/status", 1));
   auto m = late.WaitMessage("devices/it-node-1/status", 5s);
-  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  OUTPOST_ASSERT_OK(m);
   EXPECT_EQ(m->payload, "sleeping");
   EXPECT_TRUE(m->retain);
 }
@@ -256,21 +255,20 @@ TEST_F(NodeMosquittoTest, RetainedRebootAndGiantCommandDoNotStopTheNode) {
   outpost::testing::TestMqtt ops;
   outpost::testing::TestMqttOptions big;
   big.max_packet_size = 64 * 1024;
-  ASSERT_TRUE(ops.Connect(broker_->port(), big).ok());
+  OUTPOST_ASSERT_OK(ops.Connect(broker_->port(), big));
   // Retained before the node subscribes: the broker hands it over with the retain flag.
-  ASSERT_TRUE(
-      ops.Publish("devices/it-node-1/commands", R"({"command":"reboot","id":"r-1"})", 1, true)
-          .ok());
+  OUTPOST_ASSERT_OK(
+      ops.Publish("devices/it-node-1/commands", R"({"command":"reboot","id":"r-1"})", 1, true));
   ASSERT_TRUE(Drive([&] { return NoGapsUpTo(2) && node_->stats().commands_retained == 1; }, 10s));
   EXPECT_EQ(ports_.power.restarts, 0);
   EXPECT_TRUE(replies_.empty());
-  ASSERT_TRUE(ops.Publish("devices/it-node-1/commands", "", 1, true).ok());  // clear it
+  OUTPOST_ASSERT_OK(ops.Publish("devices/it-node-1/commands", "", 1, true));  // clear it
 
   const std::string giant =
       R"({"command":"led","state":true,"pad":")" + std::string(5'000, 'x') + R"("})";
-  ASSERT_TRUE(ops.Publish("devices/it-node-1/commands", giant, 1).ok());
-  ASSERT_TRUE(
-      ops.Publish("devices/it-node-1/commands", R"({"command":"dance","id":"c-3"})", 1).ok());
+  OUTPOST_ASSERT_OK(ops.Publish("devices/it-node-1/commands", giant, 1));
+  OUTPOST_ASSERT_OK(
+      ops.Publish("devices/it-node-1/commands", R"({"command":"dance","id":"c-3"})", 1));
   ASSERT_TRUE(Drive([&] { return !replies_.empty(); }, 10s));
   EXPECT_EQ(replies_[0], R"({"id":"c-3","ok":false,"error":"unknown command \"dance\""})");
   EXPECT_EQ(node_->stats().rx_oversize, 1u);

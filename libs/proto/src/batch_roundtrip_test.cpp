@@ -11,6 +11,7 @@
 
 #include "outpost/proto/batch.h"
 #include "outpost/proto/reading.h"
+#include "outpost/testing/status_matchers.h"
 
 namespace outpost::proto::batch {
 namespace {
@@ -121,7 +122,7 @@ TEST(BatchContract, everything_the_gateway_accepts_the_cloud_accepts) {
   limits.max_items = in.size();
   for (Protocol protocol : {Protocol::kNative, Protocol::kSeed}) {
     auto body = BuildBody(protocol, "gw-1", in);
-    ASSERT_TRUE(body.ok()) << body.status().ToString();
+    OUTPOST_ASSERT_OK(body);
     ASSERT_EQ(body->items_used, in.size());
     Batch batch;
     ParseError error;
@@ -153,7 +154,7 @@ TEST(BatchContract, everything_the_gateway_accepts_the_cloud_accepts) {
     }
     // And the same body in halves (what a 413 does) parses to the same items.
     auto halves = SplitBody(protocol, body->json);
-    ASSERT_TRUE(halves.ok()) << halves.status().ToString();
+    OUTPOST_ASSERT_OK(halves);
     Batch a, b;
     ASSERT_TRUE(protocol == Protocol::kNative ? ParseNativeBatch(halves->first, limits, &a, &error)
                                               : ParseSeedBatch(halves->first, limits, &a, &error));
@@ -198,7 +199,7 @@ TEST(BatchContract, longest_alert_the_gateway_makes_is_accepted) {
   std::vector<proto::batch::Item> in = {{ItemKind::kAlert, 1, cleared},
                                         {ItemKind::kStatus, 2, status}};
   auto body = BuildBody(Protocol::kNative, gw, in);
-  ASSERT_TRUE(body.ok());
+  OUTPOST_ASSERT_OK(body);
   Batch batch;
   ParseError error;
   ASSERT_TRUE(ParseNativeBatch(body->json, ParseLimits{}, &batch, &error)) << error.message;
@@ -221,7 +222,7 @@ TEST(BatchContract, body_stays_within_max_bytes_and_keys_stay_valid) {
   }
   for (Protocol protocol : {Protocol::kNative, Protocol::kSeed}) {
     auto body = BuildBody(protocol, "gw1", in, 2000);
-    ASSERT_TRUE(body.ok());
+    OUTPOST_ASSERT_OK(body);
     EXPECT_LE(body->json.size(), 2000u) << ProtocolName(protocol);
     EXPECT_GT(body->items_used, 5u);
     EXPECT_LT(body->items_used, in.size());

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "outpost/sqlite/database.h"
+#include "outpost/testing/status_matchers.h"
 #include "outpost/testing/temp_dir.h"
 #include "outpost/testing/tmpfs_mount.h"
 
@@ -51,7 +52,7 @@ TEST(SqliteErrorMap, MisuseIsInternalAndTheRestIsSpecific) {
 
 TEST(SqliteErrorMap, MessageNamesContextCodeAndErrno) {
   Status s = Error(nullptr, SQLITE_FULL, "store /x.db: commit");
-  EXPECT_EQ(s.code(), Code::kResourceExhausted);
+  OUTPOST_EXPECT_CODE(s, Code::kResourceExhausted);
   EXPECT_NE(s.message().find("store /x.db: commit: "), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("rc 13"), std::string::npos) << s.message();
 }
@@ -63,14 +64,14 @@ TEST(SqliteErrorMap, RealFullFileSystemIsDiskFullAndRecovers) {
   if (!testing::TmpfsMount::Supported()) GTEST_SKIP() << testing::TmpfsMount::kSkipReason;
   testing::TempDir dir("outpost-sqlite-full");
   auto fs = testing::TmpfsMount::Mount(dir.File("fs"), 512 << 10);
-  ASSERT_TRUE(fs.ok()) << fs.status().ToString();
+  OUTPOST_ASSERT_OK(fs);
   OpenOptions o;
   o.pragmas = {"journal_mode=WAL", "synchronous=FULL"};
   auto db = Database::Open((*fs)->path() + "/t.db", o);
-  ASSERT_TRUE(db.ok()) << db.status().ToString();
-  ASSERT_TRUE(db->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB NOT NULL)").ok());
+  OUTPOST_ASSERT_OK(db);
+  OUTPOST_ASSERT_OK(db->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB NOT NULL)"));
   Statement ins;
-  ASSERT_TRUE(db->Prepare(&ins, "INSERT INTO t(b) VALUES (?1)").ok());
+  OUTPOST_ASSERT_OK(db->Prepare(&ins, "INSERT INTO t(b) VALUES (?1)"));
   const std::string blob(4000, 'x');
   Status failed;
   int committed = 0;
@@ -85,18 +86,18 @@ TEST(SqliteErrorMap, RealFullFileSystemIsDiskFullAndRecovers) {
     if (failed.ok()) ++committed;
   }
   ASSERT_FALSE(failed.ok()) << "the 512 KiB file system never filled up";
-  EXPECT_EQ(failed.code(), Code::kResourceExhausted) << failed.ToString();
+  OUTPOST_EXPECT_CODE(failed, Code::kResourceExhausted) << failed.ToString();
   EXPECT_TRUE(IsDiskFull(failed));
   EXPECT_GT(committed, 10);
   EXPECT_FALSE(db->in_transaction());  // the scope rolled the failed transaction back
 
-  ASSERT_TRUE((*fs)->Resize(8 << 20).ok());
+  OUTPOST_ASSERT_OK((*fs)->Resize(8 << 20));
   auto tx = Transaction::Begin(db->get());
-  ASSERT_TRUE(tx.ok()) << tx.status().ToString();
-  ASSERT_TRUE(ins.Reset().BindBlob(1, blob).Run().ok());
-  ASSERT_TRUE(tx->Commit().ok());
+  OUTPOST_ASSERT_OK(tx);
+  OUTPOST_ASSERT_OK(ins.Reset().BindBlob(1, blob).Run());
+  OUTPOST_ASSERT_OK(tx->Commit());
   auto n = db->QueryInt("SELECT count(*) FROM t");
-  ASSERT_TRUE(n.ok());
+  OUTPOST_ASSERT_OK(n);
   EXPECT_EQ(*n, committed + 1);
 }
 

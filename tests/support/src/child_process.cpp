@@ -12,6 +12,8 @@
 #include <sstream>
 #include <thread>
 
+#include "outpost/testing/wait_until.h"
+
 extern char** environ;
 
 namespace outpost::testing {
@@ -112,15 +114,11 @@ Status ChildProcess::Stop(int signal, std::chrono::milliseconds grace) {
 }
 
 Result<int> ChildProcess::Wait(std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!Reap(/*block=*/false)) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      return Status(Code::kDeadlineExceeded, "ChildProcess " + options_.argv[0] + " (pid " +
-                                                 std::to_string(pid_) + ") still running after " +
-                                                 std::to_string(timeout.count()) + " ms");
-    }
-    // Bounded polling for process exit (waitpid has no timeout).
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // Bounded polling for process exit (waitpid has no timeout).
+  if (!WaitUntil("process exit", timeout, [&] { return Reap(/*block=*/false); })) {
+    return Status(Code::kDeadlineExceeded, "ChildProcess " + options_.argv[0] + " (pid " +
+                                               std::to_string(pid_) + ") still running after " +
+                                               std::to_string(timeout.count()) + " ms");
   }
   return exit_status_;
 }

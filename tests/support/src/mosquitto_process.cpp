@@ -13,6 +13,8 @@
 #include <iterator>
 #include <thread>
 
+#include "outpost/testing/wait_until.h"
+
 namespace outpost::testing {
 namespace {
 
@@ -68,20 +70,23 @@ Result<std::uint16_t> PickFreePort() {
 }
 
 Status WaitForPort(std::uint16_t port, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
+  Status failed;
+  bool accepted = false;
+  (void)WaitUntil("127.0.0.1:" + std::to_string(port) + " accepting", timeout, [&] {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return Unavailable(std::string("socket: ") + std::strerror(errno));
-    sockaddr_in addr = Loopback(port);
-    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    ::close(fd);
-    if (ok) return Status::Ok();
-    if (std::chrono::steady_clock::now() >= deadline) {
-      return Status(Code::kDeadlineExceeded,
-                    "127.0.0.1:" + std::to_string(port) + " not accepting connections");
+    if (fd < 0) {
+      failed = Unavailable(std::string("socket: ") + std::strerror(errno));
+      return true;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // bounded polling
-  }
+    sockaddr_in addr = Loopback(port);
+    accepted = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return accepted;
+  });
+  if (!failed.ok()) return failed;
+  if (accepted) return Status::Ok();
+  return Status(Code::kDeadlineExceeded,
+                "127.0.0.1:" + std::to_string(port) + " not accepting connections");
 }
 
 Result<std::unique_ptr<MosquittoProcess>> MosquittoProcess::Start(MosquittoOptions options) {
@@ -131,19 +136,18 @@ Status MosquittoProcess::Launch() {
   if (!started.ok()) return started.status();
   process_ = std::move(started).value();
 
-  const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
-  while (true) {
-    if (!process_->Running()) {
-      return Unavailable("mosquitto exited during start on port " + std::to_string(port_) +
-                         "; log: " + Tail(process_->log(), 2000));
-    }
-    if (WaitForPort(port_, std::chrono::milliseconds(0)).ok()) return Status::Ok();
-    if (std::chrono::steady_clock::now() >= deadline) {
-      return Unavailable("mosquitto not accepting on port " + std::to_string(port_) +
-                         "; log: " + Tail(process_->log(), 2000));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // bounded polling
+  bool accepting = false;
+  (void)WaitUntil("mosquitto accepting", options_.start_timeout, [&] {
+    accepting = WaitForPort(port_, std::chrono::milliseconds(0)).ok();
+    return accepting || !process_->Running();
+  });
+  if (accepting) return Status::Ok();
+  if (!process_->Running()) {
+    return Unavailable("mosquitto exited during start on port " + std::to_string(port_) +
+                       "; log: " + Tail(process_->log(), 2000));
   }
+  return Unavailable("mosquitto not accepting on port " + std::to_string(port_) +
+                     "; log: " + Tail(process_->log(), 2000));
 }
 
 std::string MosquittoProcess::log() const {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "outpost/testing/mosquitto_process.h"  // PickFreePort, WaitForPort
+#include "outpost/testing/wait_until.h"
 
 namespace outpost::testing {
 namespace {
@@ -149,26 +150,24 @@ Status PostgresProcess::Launch() {
 
   // Accepting TCP is not enough (the server answers "starting up" for a while): wait until
   // pg_isready says it accepts connections.
-  const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
-  while (true) {
-    if (!process_->Running()) {
-      process_.reset();
-      return Unavailable("postgres exited during start on port " + std::to_string(port_) +
-                         "; log: " + Tail(log(), 2000));
-    }
-    if (WaitForPort(port_, std::chrono::milliseconds(0)).ok()) {
-      Status ready =
-          RunToCompletion({options_.bin_dir + "/pg_isready", "-q", "-h", "127.0.0.1", "-p",
-                           std::to_string(port_), "-U", "postgres"},
-                          dir_.File("pg_isready.log"), "", std::chrono::milliseconds(10'000));
-      if (ready.ok()) return Status::Ok();
-    }
-    if (std::chrono::steady_clock::now() >= deadline) {
-      return Unavailable("postgres not ready on port " + std::to_string(port_) +
-                         "; log: " + Tail(log(), 2000));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // bounded polling
+  bool ready = false;
+  (void)WaitUntil("postgres ready", options_.start_timeout, [&] {
+    if (!process_->Running()) return true;
+    ready = WaitForPort(port_, std::chrono::milliseconds(0)).ok() &&
+            RunToCompletion({options_.bin_dir + "/pg_isready", "-q", "-h", "127.0.0.1", "-p",
+                             std::to_string(port_), "-U", "postgres"},
+                            dir_.File("pg_isready.log"), "", std::chrono::milliseconds(10'000))
+                .ok();
+    return ready;
+  });
+  if (ready) return Status::Ok();
+  if (!process_->Running()) {
+    process_.reset();
+    return Unavailable("postgres exited during start on port " + std::to_string(port_) +
+                       "; log: " + Tail(log(), 2000));
   }
+  return Unavailable("postgres not ready on port " + std::to_string(port_) +
+                     "; log: " + Tail(log(), 2000));
 }
 
 Status PostgresProcess::CreateDatabase(const std::string& name) {
@@ -204,5 +203,29 @@ Status PostgresProcess::Restart() {
 }
 
 PostgresProcess::~PostgresProcess() { (void)Stop(); }
+
+Result<PostgresProcess*> SharedPostgres() {
+  static std::unique_ptr<PostgresProcess> server;
+  static Status failed;
+  if (!server && failed.ok()) {
+    auto started = PostgresProcess::Start();
+    if (started.ok()) {
+      server = std::move(started).value();
+    } else {
+      failed = Unavailable("the shared PostgreSQL did not start: " + started.status().message());
+    }
+  }
+  if (!server) return failed;
+  return server.get();
+}
+
+Result<std::string> FreshPostgresDatabase(std::string_view prefix) {
+  static int databases = 0;
+  auto server = SharedPostgres();
+  if (!server.ok()) return server.status();
+  const std::string name = std::string(prefix) + "_" + std::to_string(databases++);
+  OUTPOST_RETURN_IF_ERROR((*server)->CreateDatabase(name));
+  return (*server)->uri(name);
+}
 
 }  // namespace outpost::testing

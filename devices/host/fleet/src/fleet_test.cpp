@@ -15,6 +15,7 @@
 #include "outpost/node/fleet/virtual_backend.h"
 #include "outpost/proto/reading.h"
 #include "outpost/proto/topics.h"
+#include "outpost/testing/status_matchers.h"
 
 namespace outpost::node::fleet {
 namespace {
@@ -106,7 +107,7 @@ TEST(Fleet, SameSeedSameTrafficDifferentSeedDifferent) {
     FleetOptions o = Small(20, 1'000, 120'000);
     o.seed = i == 2 ? 8 : 7;
     SimRun run(o);
-    ASSERT_TRUE(run.Start().ok());
+    OUTPOST_ASSERT_OK(run.Start());
     run.RunAll();
     digests[i] = run.seen().digest;
     EXPECT_GT(run.seen().all.size(), 20u * 100);
@@ -117,7 +118,7 @@ TEST(Fleet, SameSeedSameTrafficDifferentSeedDifferent) {
 
 TEST(Fleet, SimulatedDayEveryReadingAcknowledgedAndStoredInOrder) {
   SimRun run(Small(20, 60'000, 24 * kHour));
-  ASSERT_TRUE(run.Start().ok());
+  OUTPOST_ASSERT_OK(run.Start());
   run.RunAll();
   const Summary s = run.fleet().Summarize();
   EXPECT_TRUE(s.drained);
@@ -140,10 +141,10 @@ TEST(Fleet, OutageIsBufferedAndDeliveredAfterwards) {
   FleetOptions o = Small(50, 1'000, 120'000);
   o.ring_capacity = 64;
   auto sc = sim::ParseScenario("faults:\n  - {type: broker_outage, at_s: 30, duration_s: 20}\n");
-  ASSERT_TRUE(sc.ok());
+  OUTPOST_ASSERT_OK(sc);
   o.scenario = *sc;
   SimRun run(o);
-  ASSERT_TRUE(run.Start().ok());
+  OUTPOST_ASSERT_OK(run.Start());
   run.RunAll();
   const Summary s = run.fleet().Summarize();
   EXPECT_EQ(s.ring_dropped, 0u);
@@ -161,10 +162,10 @@ TEST(Fleet, OutageLongerThanTheRingDropsOldestAndFailsTheRun) {
   FleetOptions o = Small(5, 1'000, 90'000);
   o.ring_capacity = 8;
   auto sc = sim::ParseScenario("faults:\n  - {type: broker_outage, at_s: 10, duration_s: 30}\n");
-  ASSERT_TRUE(sc.ok());
+  OUTPOST_ASSERT_OK(sc);
   o.scenario = *sc;
   SimRun run(o);
-  ASSERT_TRUE(run.Start().ok());
+  OUTPOST_ASSERT_OK(run.Start());
   run.RunAll();
   const Summary s = run.fleet().Summarize();
   EXPECT_GT(s.ring_dropped, 5u * 15);  // ~30 readings per device, 8 kept
@@ -173,7 +174,7 @@ TEST(Fleet, OutageLongerThanTheRingDropsOldestAndFailsTheRun) {
 
 TEST(Fleet, SetSensorIntervalChangesTheRateAndIsAcknowledged) {
   SimRun run(Small(3, 5'000, 200'000));
-  ASSERT_TRUE(run.Start().ok());
+  OUTPOST_ASSERT_OK(run.Start());
   run.broker().Publish("devices/node-00001/commands",
                        R"({"command":"setSensorInterval","interval":2000,"id":"c-1"})", 1, false,
                        100'000);
@@ -204,10 +205,10 @@ TEST(Fleet, LowBatteryAnnouncesSleepingRetainedAndSleeps) {
   FleetOptions o = Small(3, 1'000, 60'000);
   auto sc = sim::ParseScenario(
       "faults:\n  - {type: low_battery, devices: [node-00002], at_s: 20, battery_pct: 5}\n");
-  ASSERT_TRUE(sc.ok());
+  OUTPOST_ASSERT_OK(sc);
   o.scenario = *sc;
   SimRun run(o);
-  ASSERT_TRUE(run.Start().ok());
+  OUTPOST_ASSERT_OK(run.Start());
   run.RunAll();
   ASSERT_EQ(run.broker().retained().count("devices/node-00002/status"), 1u);
   EXPECT_EQ(run.broker().retained().at("devices/node-00002/status"), "sleeping");
@@ -222,7 +223,7 @@ TEST(Fleet, BatteryModelDrainReachesTheLowBatteryPath) {
   FleetOptions o = Small(2, 10'000, 3 * kHour);
   o.scenario.models.battery_drain_pct_per_hour = 60;  // 80..100 % -> below 10 % within 1.5 h
   SimRun run(o);
-  ASSERT_TRUE(run.Start().ok());
+  OUTPOST_ASSERT_OK(run.Start());
   run.RunAll();
   EXPECT_GE(run.fleet().Summarize().sleeps, 2u);
   EXPECT_EQ(run.broker().retained().count("devices/node-00000/status"), 1u);
@@ -233,10 +234,10 @@ TEST(Fleet, RebootStormKeepsBootCounterAndLosesNothingAcknowledged) {
   auto sc = sim::ParseScenario(
       "faults:\n  - {type: reboot_storm, at_s: 20, fraction: 0.5, "
       "spread_s: 5}\n");
-  ASSERT_TRUE(sc.ok());
+  OUTPOST_ASSERT_OK(sc);
   o.scenario = *sc;
   SimRun run(o);
-  ASSERT_TRUE(run.Start().ok());
+  OUTPOST_ASSERT_OK(run.Start());
   run.RunAll();
   const Summary s = run.fleet().Summarize();
   EXPECT_GT(s.restarts, 10u);
@@ -262,10 +263,10 @@ TEST(Fleet, BlackholeIsDetectedByKeepaliveAndRecovered) {
   o.ring_capacity = 64;
   auto sc = sim::ParseScenario(
       "faults:\n  - {type: blackhole, at_s: 20, duration_s: 30, fraction: 0.5}\n");
-  ASSERT_TRUE(sc.ok());
+  OUTPOST_ASSERT_OK(sc);
   o.scenario = *sc;
   SimRun run(o);
-  ASSERT_TRUE(run.Start().ok());
+  OUTPOST_ASSERT_OK(run.Start());
   run.RunAll();
   const Summary s = run.fleet().Summarize();
   EXPECT_GE(s.reconnects, 5u);
@@ -279,7 +280,7 @@ TEST(Fleet, SeedModeSpeaksTheSeedSketch) {
   o.mode = Mode::kSeed;
   o.qos = 0;
   SimRun run(o);
-  ASSERT_TRUE(run.Start().ok());
+  OUTPOST_ASSERT_OK(run.Start());
   run.RunAll();
   int readings = 0;
   for (const auto& m : run.seen().all) {
@@ -301,10 +302,10 @@ TEST(Fleet, SeedModeSpeaksTheSeedSketch) {
 TEST(Fleet, MalformedPayloadsAtTheConfiguredRate) {
   FleetOptions o = Small(10, 1'000, 60'000);
   auto sc = sim::ParseScenario("faults:\n  - {type: malformed, rate_per_s: 2, at_s: 10}\n");
-  ASSERT_TRUE(sc.ok());
+  OUTPOST_ASSERT_OK(sc);
   o.scenario = *sc;
   SimRun run(o);
-  ASSERT_TRUE(run.Start().ok());
+  OUTPOST_ASSERT_OK(run.Start());
   run.RunAll();
   const Summary s = run.fleet().Summarize();
   EXPECT_NEAR(static_cast<double>(s.malformed_sent), 100, 3);
@@ -315,10 +316,10 @@ TEST(Fleet, MalformedPayloadsAtTheConfiguredRate) {
 TEST(Fleet, ClockSkewShiftsDeviceTimestamps) {
   FleetOptions o = Small(10, 1'000, 20'000);
   auto sc = sim::ParseScenario("faults:\n  - {type: clock_skew, fraction: 1, max_skew_s: 600}\n");
-  ASSERT_TRUE(sc.ok());
+  OUTPOST_ASSERT_OK(sc);
   o.scenario = *sc;
   SimRun run(o);
-  ASSERT_TRUE(run.Start().ok());
+  OUTPOST_ASSERT_OK(run.Start());
   std::int64_t max_abs_skew = 0;
   proto::ReadingParser parser;
   run.broker().on_publish = [&](const BrokerMessage& m) {
@@ -340,10 +341,10 @@ TEST(Fleet, CountOnlyRunEndsAfterTheDrainEvenWithoutABroker) {
   o.count = 3;
   o.drain_timeout_ms = 2'000;
   auto sc = sim::ParseScenario("faults:\n  - {type: broker_outage, duration_s: 100000}\n");
-  ASSERT_TRUE(sc.ok());
+  OUTPOST_ASSERT_OK(sc);
   o.scenario = *sc;
   SimRun run(o);
-  ASSERT_TRUE(run.Start().ok());
+  OUTPOST_ASSERT_OK(run.Start());
   run.RunAll();
   EXPECT_TRUE(run.fleet().finished());
   const Summary s = run.fleet().Summarize();
@@ -357,7 +358,7 @@ TEST(Fleet, CountStopsEachDeviceAfterItsReadings) {
   FleetOptions o = Small(6, 1'000, 0);
   o.count = 5;
   SimRun run(o);
-  ASSERT_TRUE(run.Start().ok());
+  OUTPOST_ASSERT_OK(run.Start());
   run.RunAll();
   const Summary s = run.fleet().Summarize();
   EXPECT_TRUE(s.drained);
@@ -372,7 +373,7 @@ TEST(Fleet, RejectsUnboundedRuns) {
   VirtualBackend vb;
   Fleet f(o, vb);
   const Status st = f.Init();
-  EXPECT_EQ(st.code(), Code::kInvalidArgument);
+  OUTPOST_EXPECT_CODE(st, Code::kInvalidArgument);
   EXPECT_NE(st.message().find("duration"), std::string::npos);
 }
 

@@ -4,10 +4,12 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <string>
+
+#include "outpost/testing/status_matchers.h"
+#include "outpost/testing/temp_dir.h"
 
 namespace outpost::node::fleet {
 namespace {
@@ -15,18 +17,14 @@ namespace {
 class VerifyStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = "/tmp/outpost-verify-" + std::to_string(::getpid()) + ".db";
-    std::remove(path_.c_str());
+    path_ = dir_.File("verify.db");
     ASSERT_EQ(sqlite3_open(path_.c_str(), &db_), SQLITE_OK);
     Exec(
         "CREATE TABLE d(device_id TEXT, readings INT, seq_gaps INT, boot INT, last_seq INT);"
         "CREATE VIEW device_status AS SELECT device_id, 'online' AS status, readings, seq_gaps, "
         "boot, last_seq FROM d;");
   }
-  void TearDown() override {
-    sqlite3_close(db_);
-    std::remove(path_.c_str());
-  }
+  void TearDown() override { sqlite3_close(db_); }
   void Exec(const std::string& sql) {
     char* err = nullptr;
     ASSERT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << err;
@@ -40,6 +38,7 @@ class VerifyStoreTest : public ::testing::Test {
     r.last_acked_seq = last;
     return r;
   }
+  outpost::testing::TempDir dir_{"outpost-verify"};
   std::string path_;
   sqlite3* db_ = nullptr;
 };
@@ -47,7 +46,7 @@ class VerifyStoreTest : public ::testing::Test {
 TEST_F(VerifyStoreTest, AllStored) {
   Exec("INSERT INTO d VALUES ('a', 10, 0, 1, 9), ('b', 12, 0, 2, 5)");
   auto rep = VerifyStore(path_, {Rec("a", 1, 10, 9), Rec("b", 2, 12, 5), Rec("idle", 1, 0, -1)});
-  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  OUTPOST_ASSERT_OK(rep);
   EXPECT_TRUE(rep->ok());
   EXPECT_EQ(rep->devices_checked, 2u);
   EXPECT_EQ(rep->acked, 22u);
@@ -58,7 +57,7 @@ TEST_F(VerifyStoreTest, MissingShortAndGapsAreReported) {
   Exec("INSERT INTO d VALUES ('short', 9, 0, 1, 8), ('gaps', 10, 2, 1, 9), ('tail', 10, 0, 1, 7)");
   auto rep = VerifyStore(path_, {Rec("missing", 1, 3, 2), Rec("short", 1, 10, 9),
                                  Rec("gaps", 1, 10, 9), Rec("tail", 1, 8, 9)});
-  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  OUTPOST_ASSERT_OK(rep);
   EXPECT_FALSE(rep->ok());
   EXPECT_EQ(rep->devices_missing, 1u);
   EXPECT_EQ(rep->devices_short, 2u);  // fewer readings; last acknowledged seq not stored
@@ -70,10 +69,10 @@ TEST_F(VerifyStoreTest, MissingShortAndGapsAreReported) {
 
 TEST_F(VerifyStoreTest, NotAGatewayDatabase) {
   auto rep = VerifyStore("/nonexistent/dir/x.db", {});
-  EXPECT_EQ(rep.status().code(), Code::kUnavailable);
+  OUTPOST_EXPECT_CODE(rep, Code::kUnavailable);
   Exec("DROP VIEW device_status");
   auto rep2 = VerifyStore(path_, {});
-  EXPECT_EQ(rep2.status().code(), Code::kFailedPrecondition);
+  OUTPOST_EXPECT_CODE(rep2, Code::kFailedPrecondition);
   EXPECT_NE(rep2.status().message().find("outpost-gateway"), std::string::npos);
 }
 

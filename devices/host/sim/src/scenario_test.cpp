@@ -4,12 +4,14 @@
 
 #include <fstream>
 
+#include "outpost/testing/status_matchers.h"
+
 namespace outpost::node::sim {
 namespace {
 
 TEST(Scenario, EmptyIsDefaults) {
   auto s = ParseScenario("");
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  OUTPOST_ASSERT_OK(s);
   EXPECT_TRUE(s->faults.empty());
   EXPECT_EQ(s->models.temperature_mean_c, ModelParams{}.temperature_mean_c);
 }
@@ -28,7 +30,7 @@ faults:
   - {type: malformed, rate_per_s: 2}
   - {type: low_battery, devices: [node-00003], at_s: 10, battery_pct: 4}
 )");
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  OUTPOST_ASSERT_OK(s);
   EXPECT_EQ(s->models.temperature_mean_c, 18);
   EXPECT_EQ(s->models.battery_drain_pct_per_hour, 30);
   EXPECT_EQ(s->models.read_error_rate, 0.01);
@@ -64,7 +66,7 @@ TEST(Scenario, FractionPicksAboutThatShareDeterministically) {
 void ExpectError(const char* yaml, const std::string& fragment) {
   auto s = ParseScenario(yaml);
   ASSERT_FALSE(s.ok()) << yaml;
-  EXPECT_EQ(s.status().code(), Code::kInvalidArgument);
+  OUTPOST_EXPECT_CODE(s, Code::kInvalidArgument);
   EXPECT_NE(s.status().message().find(fragment), std::string::npos)
       << "message: " << s.status().message() << "\nexpected: " << fragment;
 }
@@ -92,7 +94,7 @@ TEST(Scenario, ErrorsNameTheKey) {
 TEST(Scenario, LoadNamesTheFile) {
   auto missing = LoadScenario("/nonexistent/scenario.yaml");
   ASSERT_FALSE(missing.ok());
-  EXPECT_EQ(missing.status().code(), Code::kNotFound);
+  OUTPOST_EXPECT_CODE(missing, Code::kNotFound);
   EXPECT_NE(missing.status().message().find("/nonexistent/scenario.yaml"), std::string::npos);
 }
 
@@ -100,7 +102,7 @@ TEST(Scenario, ExampleFileParses) {
   const char* src = std::getenv("OUTPOST_SOURCE_DIR");
   if (src == nullptr) GTEST_SKIP() << "OUTPOST_SOURCE_DIR not set";
   auto s = LoadScenario(std::string(src) + "/config/scenario.example.yaml");
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  OUTPOST_ASSERT_OK(s);
   EXPECT_FALSE(s->faults.empty());
 }
 

@@ -3,9 +3,8 @@
 //
 //   MosquittoOptions options;
 //   options.extra_config = {"max_inflight_messages 10"};
-//   auto broker = MosquittoProcess::Start(options);
-//   ASSERT_TRUE(broker.ok()) << broker.status().ToString();
-//   client.Connect((*broker)->port());
+//   OUTPOST_ASSERT_OK_AND_ASSIGN(auto broker, MosquittoProcess::Start(options));
+//   client.Connect(broker->port());
 //
 // The generated config has one listener on 127.0.0.1:<port>, allow_anonymous true and, when
 // running as root, `user root` (else Mosquitto would drop to a user who cannot read the temp

@@ -2,9 +2,10 @@
 // temp dir, `postgres` on a free 127.0.0.1 port (Unix socket in the temp dir too), one database
 // created, everything stopped and deleted on destruction.
 //
-//   auto pg = PostgresProcess::Start();
-//   ASSERT_TRUE(pg.ok()) << pg.status().ToString();
-//   std::string url = (*pg)->uri();  // postgresql://postgres@127.0.0.1:PORT/outpost
+//   OUTPOST_ASSERT_OK_AND_ASSIGN(auto pg, PostgresProcess::Start());
+//   std::string url = pg->uri();  // postgresql://postgres@127.0.0.1:PORT/outpost
+// Most tests need no server of their own: FreshPostgresDatabase (below) gives a database on the
+// shared one.
 //
 // PostgreSQL refuses to run as root: when the effective uid is 0, initdb and postgres run as the
 // `postgres` system user (setpriv), and the temp dir is chowned to it. Binaries: the newest
@@ -19,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "outpost/base/status.h"
@@ -71,5 +73,14 @@ class PostgresProcess {
   std::uint16_t port_ = 0;
   std::unique_ptr<ChildProcess> process_;
 };
+
+// The test process's one throwaway PostgreSQL server (default options), started on first use and
+// stopped at exit; tests share it and each takes a database of its own:
+//   OUTPOST_ASSERT_OK_AND_ASSIGN(std::string uri, FreshPostgresDatabase("uplink"));
+// A failed start is remembered: every later call returns the same error at once (no second wait).
+// Thread: call from the test thread.
+Result<PostgresProcess*> SharedPostgres();
+// Creates "<prefix>_<n>" (n counts up within the process) on SharedPostgres(); returns its URI.
+Result<std::string> FreshPostgresDatabase(std::string_view prefix);
 
 }  // namespace outpost::testing

@@ -31,8 +31,8 @@ template <typename T>
                                    Code code) {
   const Status& status = StatusOf(value);
   if (status.code() == code) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << text << " is " << status.ToString() << ", expected "
-                                       << CodeName(code);
+  return ::testing::AssertionFailure()
+         << text << " is " << status.ToString() << ", expected " << CodeName(code);
 }
 
 }  // namespace outpost::testing::internal
@@ -45,12 +45,13 @@ template <typename T>
 #define OUTPOST_EXPECT_CODE(expr, code) \
   EXPECT_PRED_FORMAT2(::outpost::testing::internal::HasCode, expr, code)
 
-#define OUTPOST_TESTING_CONCAT_INNER_(a, b) a##b
-#define OUTPOST_TESTING_CONCAT_(a, b) OUTPOST_TESTING_CONCAT_INNER_(a, b)
-#define OUTPOST_ASSERT_OK_AND_ASSIGN_IMPL_(tmp, lhs, expr)                              \
-  auto tmp = (expr);                                                                   \
-  ASSERT_TRUE(tmp.ok()) << #expr << " is not OK: " << tmp.status().ToString();          \
+#define OUTPOST_INTERNAL_CONCAT_INNER(a, b) a##b
+#define OUTPOST_INTERNAL_CONCAT(a, b) OUTPOST_INTERNAL_CONCAT_INNER(a, b)
+#define OUTPOST_INTERNAL_ASSERT_OK_AND_ASSIGN(tmp, lhs, expr)                  \
+  auto tmp = (expr);                                                           \
+  ASSERT_TRUE(tmp.ok()) << #expr << " is not OK: " << tmp.status().ToString(); \
   lhs = std::move(tmp).value()
 // Evaluates `expr` (a Result<T>), asserts it is OK and moves its value into `lhs`.
-#define OUTPOST_ASSERT_OK_AND_ASSIGN(lhs, expr) \
-  OUTPOST_ASSERT_OK_AND_ASSIGN_IMPL_(OUTPOST_TESTING_CONCAT_(outpost_result_, __LINE__), lhs, expr)
+#define OUTPOST_ASSERT_OK_AND_ASSIGN(lhs, expr)                                                  \
+  OUTPOST_INTERNAL_ASSERT_OK_AND_ASSIGN(OUTPOST_INTERNAL_CONCAT(outpost_result_, __LINE__), lhs, \
+                                        expr)

@@ -3,10 +3,10 @@
 // passed; received messages queue up until a WaitMessage() takes them.
 //
 //   TestMqtt sub, pub;
-//   ASSERT_TRUE(sub.Connect(broker->port()).ok());
-//   ASSERT_TRUE(sub.Subscribe("sensors/+/data").ok());           // waits for SUBACK
-//   ASSERT_TRUE(pub.Connect(broker->port()).ok());
-//   ASSERT_TRUE(pub.Publish("sensors/n1/data", "{}", 1).ok());   // QoS 1 waits for PUBACK
+//   OUTPOST_ASSERT_OK(sub.Connect(broker->port()));
+//   OUTPOST_ASSERT_OK(sub.Subscribe("sensors/+/data"));           // waits for SUBACK
+//   OUTPOST_ASSERT_OK(pub.Connect(broker->port()));
+//   OUTPOST_ASSERT_OK(pub.Publish("sensors/n1/data", "{}", 1));   // QoS 1 waits for PUBACK
 //   auto m = sub.WaitMessage("sensors/#");
 //
 // QoS 1 messages are acknowledged on arrival unless `auto_ack` is false; then call Ack(m).
