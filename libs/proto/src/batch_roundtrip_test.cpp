@@ -80,13 +80,6 @@ std::string RandomPayload(std::mt19937_64& rng, int* metrics) {
   return p;
 }
 
-std::string Item(const Reading& r) {
-  // What gateway/uplink's codec does with a stored reading.
-  std::vector<Metric> metrics;
-  for (const auto& m : r.metrics) metrics.push_back(Metric{m.first, m.second, false});
-  return EncodeReading(r.device_id, r.has_boot_seq, r.boot, r.seq, r.ts_ms, true, metrics);
-}
-
 TEST(BatchContract, everything_the_gateway_accepts_the_cloud_accepts) {
   std::mt19937_64 rng(20261202);
   ReadingParser parser;
