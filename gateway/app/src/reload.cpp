@@ -77,8 +77,8 @@ std::vector<RestartOnlySetting> MakeTable() {
 }  // namespace
 
 const std::vector<RestartOnlySetting>& RestartOnlySettings() {
-  static const std::vector<RestartOnlySetting> table = MakeTable();
-  return table;
+  static const std::vector<RestartOnlySetting> kTable = MakeTable();
+  return kTable;
 }
 
 ReloadPlan PlanReload(const config::Config& running, config::Config next) {

@@ -11,28 +11,28 @@ using nlohmann::json;
 double Seconds(std::int64_t ms) { return static_cast<double>(ms) / 1000.0; }
 
 json CloudJson(const StatusInputs& in) {
-  const model::OutboxStats& ob = in.outbox;
+  const model::OutboxStats& outbox = in.outbox;
   const uplink::UplinkStatus& u = in.uplink;
   return {
       {"enabled", in.cloud_enabled},
       {"protocol", proto::batch::ProtocolName(in.protocol)},
       {"endpoint", in.endpoint},
       {"backlog",
-       {{"readings", ob.readings},
-        {"alerts", ob.alerts},
-        {"statuses", ob.statuses},
-        {"bytes", ob.bytes},
-        {"oldest_age_s", ob.oldest_created_ms
-                             ? Seconds(std::max<std::int64_t>(0, in.now_ms - ob.oldest_created_ms))
-                             : 0.0}}},
+       {{"readings", outbox.readings},
+        {"alerts", outbox.alerts},
+        {"statuses", outbox.statuses},
+        {"bytes", outbox.bytes},
+        {"oldest_age_s", outbox.oldest_created_ms ? Seconds(std::max<std::int64_t>(
+                                                        0, in.now_ms - outbox.oldest_created_ms))
+                                                  : 0.0}}},
       {"quota_bytes", in.quota_bytes},
       {"when_full", config::WhenFullName(in.when_full)},
       {"dropped",
-       {{"quota_oldest", ob.dropped_quota_oldest},
-        {"quota_rejected", ob.dropped_quota_rejected},
-        {"expired", ob.expired},
-        {"dead_letter", ob.dead_letter},
-        {"dead_letter_reasons", ob.dead_letter_reasons},
+       {{"quota_oldest", outbox.dropped_quota_oldest},
+        {"quota_rejected", outbox.dropped_quota_rejected},
+        {"expired", outbox.expired},
+        {"dead_letter", outbox.dead_letter},
+        {"dead_letter_reasons", outbox.dead_letter_reasons},
         {"left_out_seed", u.left_out}}},
       {"rejected_items_this_run", u.rejected_items},
       {"splits_this_run", u.splits},
@@ -40,8 +40,8 @@ json CloudJson(const StatusInputs& in) {
                                 : json{{"since_ms", u.alert_since_ms}, {"message", u.alert}}},
       {"reserved_metrics_skipped", u.reserved_metrics},
       {"sent",
-       {{"batches", ob.sent_batches},
-        {"readings", ob.sent_items},
+       {{"batches", outbox.sent_batches},
+        {"readings", outbox.sent_items},
         {"batches_this_run", u.sent_batches},
         {"items_this_run", u.sent_items},
         {"replayed", u.replayed}}},
@@ -52,7 +52,7 @@ json CloudJson(const StatusInputs& in) {
       {"last_error", u.last_error.empty()
                          ? json(nullptr)
                          : json{{"ts_ms", u.last_error_ms}, {"message", u.last_error}}},
-      {"in_flight_key", ob.in_flight_key.empty() ? json(nullptr) : json(ob.in_flight_key)},
+      {"in_flight_key", outbox.in_flight_key.empty() ? json(nullptr) : json(outbox.in_flight_key)},
   };
 }
 

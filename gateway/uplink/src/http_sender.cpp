@@ -66,9 +66,9 @@ class HttpSender final : public Sender {
     watchdog_.join();
   }
 
-  HttpResponse Post(const std::string& path, const std::string& key,
-                    const std::string& body) override {
-    HttpResponse out;
+  PostResult Post(const std::string& path, const std::string& key,
+                  const std::string& body) override {
+    PostResult out;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopped_) {

@@ -149,7 +149,7 @@ std::int64_t Uplink::Step() {
 
   const std::int64_t items = batch.readings + batch.alerts + batch.statuses;
   Sent sent = Send(batch.key, batch.body, items);
-  const HttpResponse& resp = sent.resp;
+  const PostResult& resp = sent.resp;
   if (sent.retry) {
     std::string what = resp.status == 0
                            ? "POST " + batch.key + ": " + resp.error

@@ -49,16 +49,16 @@ struct Sent {
 class ScriptedSender final : public Sender {
  public:
   explicit ScriptedSender(model::Outbox& outbox) : outbox_(outbox) {}
-  HttpResponse Post(const std::string& path, const std::string& key,
-                    const std::string& body) override {
+  PostResult Post(const std::string& path, const std::string& key,
+                  const std::string& body) override {
     sent.push_back({path, key, body, outbox_.stats().in_flight_key});
-    if (script.empty()) return HttpResponse{200, "", "", "{\"replayed\":false}"};
-    HttpResponse r = script.front();
+    if (script.empty()) return PostResult{200, "", "", "{\"replayed\":false}"};
+    PostResult r = script.front();
     script.pop_front();
     return r;
   }
   void Stop() override {}
-  std::deque<HttpResponse> script;
+  std::deque<PostResult> script;
   std::vector<Sent> sent;
 
  private:
@@ -153,7 +153,7 @@ TEST_F(UplinkTest, FullBatchGoesAtOnceInOrderWithKeyPersistedFirst) {
 
 TEST_F(UplinkTest, RetriesTheIdenticalBodyWithTheIdenticalKeyAfterBackoff) {
   Queue("n1", 1, 3);
-  sender_->script = {HttpResponse{500, "", "", "{\"error\":{}}"}, HttpResponse{0, "refused"}};
+  sender_->script = {PostResult{500, "", "", "{\"error\":{}}"}, PostResult{0, "refused"}};
   Uplink u = Make();
   EXPECT_EQ(u.Step(), 0);  // 500
   std::int64_t wait = u.Step();
@@ -178,7 +178,7 @@ TEST_F(UplinkTest, RetriesTheIdenticalBodyWithTheIdenticalKeyAfterBackoff) {
 
 TEST_F(UplinkTest, HonoursRetryAfterOn429) {
   Queue("n1", 1, 3);
-  sender_->script = {HttpResponse{429, "", "7", ""}};
+  sender_->script = {PostResult{429, "", "7", ""}};
   Uplink u = Make();
   EXPECT_EQ(u.Step(), 0);
   EXPECT_EQ(u.Step(), 7000);  // not before the server said
@@ -201,7 +201,7 @@ TEST_F(UplinkTest, SyncNowFlushesTheLingerAndForgetsTheBackoff) {
   Queue("n1", 2, 3);
   opt_.retry.backoff = {3'600'000, 3'600'000};
   Uplink slow = Make();
-  sender_->script = {HttpResponse{503, "", "", ""}};
+  sender_->script = {PostResult{503, "", "", ""}};
   EXPECT_EQ(slow.Step(), 0);
   EXPECT_GT(slow.Step(), 0);  // our own backoff
   slow.SyncNow();
@@ -213,7 +213,7 @@ TEST_F(UplinkTest, SyncNowFlushesTheLingerAndForgetsTheBackoff) {
 // issue 8 section 5: sync_cloud drained at once even when the cloud had asked for a pause.
 TEST_F(UplinkTest, sync_cloud_does_not_skip_retry_after) {
   Queue("n1", 1, 3);
-  sender_->script = {HttpResponse{503, "", "3600", ""}};
+  sender_->script = {PostResult{503, "", "3600", ""}};
   Uplink u = Make();
   EXPECT_EQ(u.Step(), 0);
   EXPECT_EQ(u.Step(), 3'600'000);
@@ -232,10 +232,10 @@ TEST_F(UplinkTest, sync_cloud_does_not_skip_retry_after) {
 TEST_F(UplinkTest, cloud_rejected_items_are_dead_letters_by_reason) {
   Queue("n1", 1, 3);
   sender_->script = {
-      HttpResponse{200, "", "",
-                   R"({"accepted":1,"duplicates":0,"rejected":[{"array":"readings","index":0,)"
-                   R"("reason":"bad_metric_name","error":"x"},{"array":"readings","index":2,)"
-                   R"("reason":"bad_value"}],"replayed":false})"}};
+      PostResult{200, "", "",
+                 R"({"accepted":1,"duplicates":0,"rejected":[{"array":"readings","index":0,)"
+                 R"("reason":"bad_metric_name","error":"x"},{"array":"readings","index":2,)"
+                 R"("reason":"bad_value"}],"replayed":false})"}};
   {
     Uplink u = Make();
     EXPECT_EQ(u.Step(), 0);
@@ -257,7 +257,7 @@ TEST_F(UplinkTest, cloud_rejected_items_are_dead_letters_by_reason) {
 TEST_F(UplinkTest, cloud_413_splits_the_batch) {
   opt_.batch_max_items = 4;
   Queue("n1", 1, 4);
-  const HttpResponse too_large{413, "", "", "<h1>413</h1>"};
+  const PostResult too_large{413, "", "", "<h1>413</h1>"};
   // The whole batch, then its first half, then the first half's first item: too large.
   sender_->script = {too_large, too_large, too_large};
   Uplink u = Make();
@@ -283,14 +283,14 @@ TEST_F(UplinkTest, cloud_413_splits_the_batch) {
 TEST_F(UplinkTest, split_retry_resends_the_same_sub_batches) {
   opt_.batch_max_items = 4;
   Queue("n1", 1, 4);
-  sender_->script = {HttpResponse{413, "", "", ""}, HttpResponse{200, "", "", "{}"},
-                     HttpResponse{503, "", "", ""}};
+  sender_->script = {PostResult{413, "", "", ""}, PostResult{200, "", "", "{}"},
+                     PostResult{503, "", "", ""}};
   Uplink u = Make();
   EXPECT_EQ(u.Step(), 0);
   ASSERT_EQ(sender_->sent.size(), 3u);
   EXPECT_EQ(store_->stats().outbox.readings, 4);  // still in flight
   clock_.Advance(20'000);
-  sender_->script = {HttpResponse{413, "", "", ""}};
+  sender_->script = {PostResult{413, "", "", ""}};
   EXPECT_EQ(u.Step(), 0);
   ASSERT_EQ(sender_->sent.size(), 6u);
   EXPECT_EQ(sender_->sent[4].key, sender_->sent[1].key);
@@ -302,8 +302,8 @@ TEST_F(UplinkTest, split_retry_resends_the_same_sub_batches) {
 // issue 8: a proxy's 404 (or 415...) was a permanent refusal: batch after batch was dropped.
 TEST_F(UplinkTest, proxy_404_is_retried_and_alerted_not_dropped) {
   Queue("n1", 1, 3);
-  const HttpResponse not_found{404, "", "", "<html>404 Not Found</html>"};
-  sender_->script = {not_found, not_found, HttpResponse{415, "", "", ""}};
+  const PostResult not_found{404, "", "", "<html>404 Not Found</html>"};
+  sender_->script = {not_found, not_found, PostResult{415, "", "", ""}};
   Uplink u = Make();
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(u.Step(), 0);
@@ -365,7 +365,7 @@ TEST_F(UplinkTest, seed_body_stays_within_batch_max_bytes) {
 
 TEST_F(UplinkTest, PermanentRefusalIsADeadLetterAndDoesNotBlockTheQueue) {
   Queue("n1", 1, 6);
-  sender_->script = {HttpResponse{400, "", "", "{\"error\":{\"code\":\"invalid_field\"}}"}};
+  sender_->script = {PostResult{400, "", "", "{\"error\":{\"code\":\"invalid_field\"}}"}};
   Uplink u = Make();
   EXPECT_EQ(u.Step(), 0);
   EXPECT_EQ(u.Step(), 0);
@@ -381,7 +381,7 @@ TEST_F(UplinkTest, PermanentRefusalIsADeadLetterAndDoesNotBlockTheQueue) {
 TEST_F(UplinkTest, ARestartResendsThePersistedBatchWithItsKey) {
   Queue("n1", 1, 3);
   {
-    sender_->script = {HttpResponse{0, "connection reset"}};
+    sender_->script = {PostResult{0, "connection reset"}};
     Uplink u = Make();
     EXPECT_EQ(u.Step(), 0);
   }
@@ -567,7 +567,7 @@ TEST_F(UplinkFakeOutboxTest, failed_finish_keeps_the_batch_in_flight_and_resends
 
 TEST_F(UplinkFakeOutboxTest, permanent_refusal_finishes_the_batch_as_refused) {
   Queue(3);
-  sender_.script = {HttpResponse{422, "", "", "{}"}};
+  sender_.script = {PostResult{422, "", "", "{}"}};
   Uplink u = Make();
   EXPECT_EQ(u.Step(), 0);
   ASSERT_EQ(outbox_.finished.size(), 1u);
@@ -653,7 +653,7 @@ class HttpSenderTest : public ::testing::Test {
 
 TEST_F(HttpSenderTest, PostsWithBearerKeyAndJson) {
   auto s = Make();
-  HttpResponse r = s->Post("/sensor-data/batch", "gw1:b:1", "{\"readings\":[]}");
+  PostResult r = s->Post("/sensor-data/batch", "gw1:b:1", "{\"readings\":[]}");
   EXPECT_EQ(r.status, 200);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -670,7 +670,7 @@ TEST_F(HttpSenderTest, PostsWithBearerKeyAndJson) {
 TEST_F(HttpSenderTest, WholeRequestTimeoutAndStopAreBounded) {
   auto s = Make(/*request_timeout_ms=*/300);
   auto t0 = std::chrono::steady_clock::now();
-  HttpResponse r = s->Post("/sensor-data/batch", "k", "slow");
+  PostResult r = s->Post("/sensor-data/batch", "k", "slow");
   auto took = std::chrono::steady_clock::now() - t0;
   EXPECT_EQ(r.status, 0);
   EXPECT_LT(took, std::chrono::milliseconds(2500));
@@ -678,7 +678,7 @@ TEST_F(HttpSenderTest, WholeRequestTimeoutAndStopAreBounded) {
   auto s2 = Make(/*request_timeout_ms=*/60'000);
   std::atomic<bool> done{false};
   std::thread poster([&] {
-    HttpResponse r2 = s2->Post("/sensor-data/batch", "k", "slow");
+    PostResult r2 = s2->Post("/sensor-data/batch", "k", "slow");
     EXPECT_EQ(r2.status, 0);
     done = true;
   });
@@ -712,7 +712,7 @@ TEST(HttpSenderTlsTest, VerifiesTheServerAgainstTheConfiguredCa) {
     return (*s)->Post("/sensor-data/batch", "k", "{}");
   };
   EXPECT_EQ(post("localhost", pki.ca_cert).status, 200);
-  HttpResponse wrong_ca = post("localhost", pki.other_ca_cert);
+  PostResult wrong_ca = post("localhost", pki.other_ca_cert);
   EXPECT_EQ(wrong_ca.status, 0);
   EXPECT_NE(wrong_ca.error.find("cloud.ca_file"), std::string::npos) << wrong_ca.error;
   server.stop();

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "outpost/testing/status_matchers.h"
+
 namespace outpost::mqtt {
 namespace {
 
@@ -68,7 +70,7 @@ TEST(MqttCodec, RoundTripsEveryPacketKind) {
   for (const Packet& p : AllKinds()) {
     std::string bytes = EncodeOne(p);
     auto r = DecodeAll(bytes);
-    ASSERT_TRUE(r.ok()) << PacketName(p) << ": " << r.status().ToString();
+    OUTPOST_ASSERT_OK(r) << PacketName(p);
     ASSERT_TRUE(r->has_value()) << PacketName(p);
     EXPECT_TRUE(**r == p) << PacketName(p);
   }
@@ -106,7 +108,7 @@ TEST(MqttCodec, DecodesByteByByteAndBackToBack) {
     d.Feed(std::string_view(&c, 1));
     while (true) {
       auto r = d.Next();
-      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      OUTPOST_ASSERT_OK(r);
       if (!r->has_value()) break;
       got.push_back(std::move(**r));
     }
@@ -132,7 +134,7 @@ TEST(MqttCodec, ManySmallPacketsInLargeFeedsStayLinear) {
     d.Feed(std::string_view(stream).substr(pos, 65'521));
     while (true) {
       auto r = d.Next();
-      ASSERT_TRUE(r.ok());
+      OUTPOST_ASSERT_OK(r);
       if (!r->has_value()) break;
       ++count;
     }
@@ -144,7 +146,7 @@ TEST(MqttCodec, IncompleteInputNeedsMoreBytes) {
   std::string bytes = EncodeOne(Publish{"a/b", "payload", 1, false, false, 3});
   for (std::size_t n = 0; n < bytes.size(); ++n) {
     auto r = DecodeAll(bytes.substr(0, n));
-    ASSERT_TRUE(r.ok()) << n;
+    OUTPOST_ASSERT_OK(r) << n;
     EXPECT_FALSE(r->has_value()) << n;
   }
 }
@@ -285,7 +287,7 @@ TEST(MqttCodec, OversizePublishIsSkippedAtEveryBoundary) {
           most_buffered = std::max(most_buffered, d.buffered());
           while (true) {
             auto r = d.Next();
-            ASSERT_TRUE(r.ok()) << r.status().ToString();
+            OUTPOST_ASSERT_OK(r);
             if (!r->has_value()) break;
             got.push_back(std::move(**r));
           }
@@ -314,7 +316,7 @@ TEST(MqttCodec, OversizePublishBodyIsNeverBuffered) {
     d.Feed(std::string_view(bytes).substr(at, 65'536));
     most_buffered = std::max(most_buffered, d.buffered());
     auto r = d.Next();
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    OUTPOST_ASSERT_OK(r);
     if (r->has_value()) got = std::move(**r);
   }
   ASSERT_TRUE(got.has_value());
@@ -361,15 +363,15 @@ TEST(MqttCodec, RejectsUnknownTypes) {
 }
 
 TEST(MqttTopic, ValidatesNamesAndFilters) {
-  EXPECT_TRUE(ValidateTopicName("sensors/n1/data").ok());
-  EXPECT_TRUE(ValidateTopicName("/").ok());
-  EXPECT_TRUE(ValidateTopicName("caf\xc3\xa9").ok());
+  OUTPOST_EXPECT_OK(ValidateTopicName("sensors/n1/data"));
+  OUTPOST_EXPECT_OK(ValidateTopicName("/"));
+  OUTPOST_EXPECT_OK(ValidateTopicName("caf\xc3\xa9"));
   EXPECT_FALSE(ValidateTopicName("").ok());
   EXPECT_FALSE(ValidateTopicName("a/+").ok());
   EXPECT_FALSE(ValidateTopicName(std::string(65536, 'a')).ok());
-  EXPECT_TRUE(ValidateTopicFilter("#").ok());
-  EXPECT_TRUE(ValidateTopicFilter("+/+/#").ok());
-  EXPECT_TRUE(ValidateTopicFilter("a//+").ok());
+  OUTPOST_EXPECT_OK(ValidateTopicFilter("#"));
+  OUTPOST_EXPECT_OK(ValidateTopicFilter("+/+/#"));
+  OUTPOST_EXPECT_OK(ValidateTopicFilter("a//+"));
   EXPECT_FALSE(ValidateTopicFilter("a/#/b").ok());
   EXPECT_FALSE(ValidateTopicFilter("a+").ok());
   EXPECT_FALSE(ValidateTopicFilter("a/b#").ok());

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "outpost/testing/status_matchers.h"
+
 namespace outpost::mqtt {
 namespace {
 
@@ -26,7 +28,7 @@ class SessionTest : public ::testing::Test {
     std::vector<Packet> out;
     while (true) {
       auto r = broker_in_.Next();
-      EXPECT_TRUE(r.ok()) << r.status().ToString();
+      OUTPOST_EXPECT_OK(r);
       if (!r.ok() || !r->has_value()) break;
       out.push_back(std::move(**r));
     }
@@ -45,7 +47,7 @@ class SessionTest : public ::testing::Test {
     auto sent = Sent(s);
     ASSERT_EQ(sent.size(), 1u);
     ASSERT_TRUE(std::holds_alternative<mqtt::Connect>(sent[0]));
-    ASSERT_TRUE(Receive(s, ConnAck{session_present, 0}).ok());
+    OUTPOST_ASSERT_OK(Receive(s, ConnAck{session_present, 0}));
     auto e = s.PollEvent();
     ASSERT_TRUE(e && std::holds_alternative<Connected>(*e));
     EXPECT_EQ(std::get<Connected>(*e).session_present, session_present);
@@ -98,7 +100,7 @@ TEST_F(SessionTest, ConnackTimeout) {
   Session s(Options());
   s.Start(now_);
   EXPECT_EQ(s.NextDeadlineMs(), now_ + 3'000);
-  EXPECT_TRUE(s.OnTick(now_ + 2'999).ok());
+  OUTPOST_EXPECT_OK(s.OnTick(now_ + 2'999));
   Status st = s.OnTick(now_ + 3'000);
   EXPECT_EQ(st.code(), Code::kDeadlineExceeded);
   EXPECT_NE(st.message().find("no CONNACK"), std::string::npos);
@@ -108,22 +110,22 @@ TEST_F(SessionTest, KeepalivePingAndPingTimeout) {
   Session s(Options());
   Connect(s);
   EXPECT_EQ(s.NextDeadlineMs(), now_ + 10'000);
-  EXPECT_TRUE(s.OnTick(now_ + 9'999).ok());
+  OUTPOST_EXPECT_OK(s.OnTick(now_ + 9'999));
   EXPECT_TRUE(Sent(s).empty());
   now_ += 10'000;
-  EXPECT_TRUE(s.OnTick(now_).ok());
+  OUTPOST_EXPECT_OK(s.OnTick(now_));
   auto sent = Sent(s);
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_TRUE(std::holds_alternative<PingReq>(sent[0]));
   EXPECT_EQ(s.NextDeadlineMs(), now_ + 2'000);
   // PINGRESP in time: the next ping is one keepalive after the last send.
-  ASSERT_TRUE(Receive(s, PingResp{}).ok());
+  OUTPOST_ASSERT_OK(Receive(s, PingResp{}));
   EXPECT_EQ(s.NextDeadlineMs(), now_ + 10'000);
   now_ += 10'000;
-  EXPECT_TRUE(s.OnTick(now_).ok());
+  OUTPOST_EXPECT_OK(s.OnTick(now_));
   ASSERT_EQ(Sent(s).size(), 1u);
   // No PINGRESP this time.
-  EXPECT_TRUE(s.OnTick(now_ + 1'999).ok());
+  OUTPOST_EXPECT_OK(s.OnTick(now_ + 1'999));
   Status st = s.OnTick(now_ + 2'000);
   EXPECT_EQ(st.code(), Code::kDeadlineExceeded);
   EXPECT_NE(st.message().find("PINGRESP"), std::string::npos);
@@ -133,11 +135,11 @@ TEST_F(SessionTest, TrafficPostponesPing) {
   Session s(Options());
   Connect(s);
   now_ += 6'000;
-  ASSERT_TRUE(s.OnTick(now_).ok());  // tells the session the time
-  ASSERT_TRUE(s.Publish("t", "x", 0, false).ok());
+  OUTPOST_ASSERT_OK(s.OnTick(now_));  // tells the session the time
+  OUTPOST_ASSERT_OK(s.Publish("t", "x", 0, false));
   Sent(s);
   EXPECT_EQ(s.NextDeadlineMs(), now_ + 10'000);
-  EXPECT_TRUE(s.OnTick(now_ + 9'000).ok());
+  OUTPOST_EXPECT_OK(s.OnTick(now_ + 9'000));
   EXPECT_TRUE(Sent(s).empty());
 }
 
@@ -145,7 +147,7 @@ TEST_F(SessionTest, Qos1PublishInflightUntilPuback) {
   Session s(Options());
   Connect(s);
   auto id = s.Publish("sensors/gw/data", "1", 1, false);
-  ASSERT_TRUE(id.ok());
+  OUTPOST_ASSERT_OK(id);
   EXPECT_NE(*id, 0);
   auto sent = Sent(s);
   ASSERT_EQ(sent.size(), 1u);
@@ -154,14 +156,14 @@ TEST_F(SessionTest, Qos1PublishInflightUntilPuback) {
   EXPECT_EQ(p.qos, 1);
   EXPECT_FALSE(p.dup);
   EXPECT_EQ(s.inflight(), 1u);
-  ASSERT_TRUE(Receive(s, PubAck{*id}).ok());
+  OUTPOST_ASSERT_OK(Receive(s, PubAck{*id}));
   auto events = Events(s);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(std::get<PublishAcked>(events[0]).packet_id, *id);
   EXPECT_EQ(s.inflight(), 0u);
   // QoS 0 returns 0 and has nothing in flight.
   auto zero = s.Publish("t", "x", 0, false);
-  ASSERT_TRUE(zero.ok());
+  OUTPOST_ASSERT_OK(zero);
   EXPECT_EQ(*zero, 0);
 }
 
@@ -176,8 +178,8 @@ TEST_F(SessionTest, PublishErrors) {
   EXPECT_NE(s.Publish("t", "x", 2, false).status().message().find("QoS 2"), std::string::npos);
   EXPECT_EQ(s.Publish("t", std::string(200, 'x'), 1, false).status().code(),
             Code::kInvalidArgument);
-  ASSERT_TRUE(s.Publish("t", "1", 1, false).ok());
-  ASSERT_TRUE(s.Publish("t", "2", 1, false).ok());
+  OUTPOST_ASSERT_OK(s.Publish("t", "1", 1, false));
+  OUTPOST_ASSERT_OK(s.Publish("t", "2", 1, false));
   EXPECT_EQ(s.Publish("t", "3", 1, false).status().code(), Code::kResourceExhausted);
 }
 
@@ -190,12 +192,12 @@ TEST_F(SessionTest, InflightResentWithDupWhenSessionPresent) {
   auto b = s.Publish("t/b", "b", 1, true);
   ASSERT_TRUE(a.ok() && b.ok());
   Sent(s);
-  ASSERT_TRUE(Receive(s, PubAck{*a}).ok());
+  OUTPOST_ASSERT_OK(Receive(s, PubAck{*a}));
   Events(s);
   s.OnConnectionLost();
   // Published while down: kept, sent first time on the next connection (no DUP).
   auto c = s.Publish("t/c", "c", 1, false);
-  ASSERT_TRUE(c.ok());
+  OUTPOST_ASSERT_OK(c);
   EXPECT_EQ(s.inflight(), 2u);
   Connect(s, /*session_present=*/true);
   auto sent = Sent(s);
@@ -213,7 +215,7 @@ TEST_F(SessionTest, InflightResentFreshWithoutSession) {
   Session s(Options());
   Connect(s);
   auto a = s.Publish("t/a", "a", 1, false);
-  ASSERT_TRUE(a.ok());
+  OUTPOST_ASSERT_OK(a);
   Sent(s);
   s.OnConnectionLost();
   Connect(s, /*session_present=*/false);
@@ -226,7 +228,7 @@ TEST_F(SessionTest, InflightResentFreshWithoutSession) {
 TEST_F(SessionTest, IncomingQos1IsNeverAckedAutomatically) {
   Session s(Options());
   Connect(s);
-  ASSERT_TRUE(Receive(s, mqtt::Publish{"sensors/n1/data", "{}", 1, false, false, 11}).ok());
+  OUTPOST_ASSERT_OK(Receive(s, mqtt::Publish{"sensors/n1/data", "{}", 1, false, false, 11}));
   auto events = Events(s);
   ASSERT_EQ(events.size(), 1u);
   const auto& m = std::get<Message>(events[0]);
@@ -234,7 +236,7 @@ TEST_F(SessionTest, IncomingQos1IsNeverAckedAutomatically) {
   EXPECT_EQ(m.packet_id, 11);
   EXPECT_EQ(m.connection_id, s.connection_id());
   now_ += 5'000;
-  EXPECT_TRUE(s.OnTick(now_).ok());
+  OUTPOST_EXPECT_OK(s.OnTick(now_));
   EXPECT_TRUE(Sent(s).empty());
   EXPECT_EQ(s.unacked_incoming(), 1u);
   s.Ack(11);
@@ -250,7 +252,7 @@ TEST_F(SessionTest, AcksGoOutInReceiveOrder) {
   Session s(Options());
   Connect(s);
   for (std::uint16_t id : {5, 6, 7}) {
-    ASSERT_TRUE(Receive(s, mqtt::Publish{"t", "x", 1, false, false, id}).ok());
+    OUTPOST_ASSERT_OK(Receive(s, mqtt::Publish{"t", "x", 1, false, false, id}));
   }
   Events(s);
   s.Ack(7);
@@ -268,7 +270,7 @@ TEST_F(SessionTest, AcksGoOutInReceiveOrder) {
 TEST_F(SessionTest, AckAfterReconnectIsIgnored) {
   Session s(Options());
   Connect(s);
-  ASSERT_TRUE(Receive(s, mqtt::Publish{"t", "x", 1, false, false, 3}).ok());
+  OUTPOST_ASSERT_OK(Receive(s, mqtt::Publish{"t", "x", 1, false, false, 3}));
   Events(s);
   s.OnConnectionLost();
   Connect(s, true);
@@ -290,13 +292,13 @@ TEST_F(SessionTest, SubscribeAndSuback) {
   Connect(s);
   id = s.Subscribe({{"sensors/+/data", 1}, {"devices/#", 0}});
   Sent(s);
-  ASSERT_TRUE(Receive(s, SubAck{id, {1, kSubAckFailure}}).ok());
+  OUTPOST_ASSERT_OK(Receive(s, SubAck{id, {1, kSubAckFailure}}));
   auto events = Events(s);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(std::get<Subscribed>(events[0]).codes, (std::vector<std::uint8_t>{1, 0x80}));
   std::uint16_t uid = s.Unsubscribe({"devices/#"});
   Sent(s);
-  ASSERT_TRUE(Receive(s, UnsubAck{uid}).ok());
+  OUTPOST_ASSERT_OK(Receive(s, UnsubAck{uid}));
   EXPECT_TRUE(std::holds_alternative<Unsubscribed>(*s.PollEvent()));
 }
 
@@ -350,10 +352,10 @@ TEST_F(SessionTest, OversizeMessageIsReportedAndAckedInOrder) {
   o.oversize_head_bytes = 8;
   Session s(o);
   Connect(s);
-  ASSERT_TRUE(Receive(s, mqtt::Publish{"sensors/a/data", "1", 1, false, false, 1}).ok());
+  OUTPOST_ASSERT_OK(Receive(s, mqtt::Publish{"sensors/a/data", "1", 1, false, false, 1}));
   const std::string big(5'000, 'g');
-  ASSERT_TRUE(Receive(s, mqtt::Publish{"sensors/x/data", big, 1, true, true, 2}).ok());
-  ASSERT_TRUE(Receive(s, mqtt::Publish{"sensors/b/data", "3", 1, false, false, 3}).ok());
+  OUTPOST_ASSERT_OK(Receive(s, mqtt::Publish{"sensors/x/data", big, 1, true, true, 2}));
+  OUTPOST_ASSERT_OK(Receive(s, mqtt::Publish{"sensors/b/data", "3", 1, false, false, 3}));
   ASSERT_TRUE(s.connected());
   auto events = Events(s);
   ASSERT_EQ(events.size(), 3u);
@@ -376,7 +378,7 @@ TEST_F(SessionTest, OversizeMessageIsReportedAndAckedInOrder) {
   s.Ack(1);
   EXPECT_EQ(Sent(s), (std::vector<Packet>{PubAck{1}, PubAck{2}, PubAck{3}}));
   // QoS 0: reported, nothing to acknowledge.
-  ASSERT_TRUE(Receive(s, mqtt::Publish{"sensors/x/data", big, 0, false, false, 0}).ok());
+  OUTPOST_ASSERT_OK(Receive(s, mqtt::Publish{"sensors/x/data", big, 0, false, false, 0}));
   events = Events(s);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(std::get<OversizeMessage>(events[0]).qos, 0);
@@ -386,7 +388,7 @@ TEST_F(SessionTest, OversizeMessageIsReportedAndAckedInOrder) {
 TEST_F(SessionTest, DisconnectQueuesDisconnectAndKeepsInflight) {
   Session s(Options());
   Connect(s);
-  ASSERT_TRUE(s.Publish("t", "x", 1, false).ok());
+  OUTPOST_ASSERT_OK(s.Publish("t", "x", 1, false));
   Sent(s);
   s.Disconnect();
   auto sent = Sent(s);
@@ -401,15 +403,15 @@ TEST_F(SessionTest, PacketIdsSkipThoseInUseAndWrap) {
   Session s(Options());
   Connect(s);
   auto first = s.Publish("t", "x", 1, false);
-  ASSERT_TRUE(first.ok());
+  OUTPOST_ASSERT_OK(first);
   // Cycle through the id space with one message outstanding: its id is never reused.
   for (int i = 0; i < 70'000; ++i) {
     auto id = s.Publish("t", "y", 1, false);
-    ASSERT_TRUE(id.ok());
+    OUTPOST_ASSERT_OK(id);
     ASSERT_NE(*id, 0);
     ASSERT_NE(*id, *first);
     Sent(s);
-    ASSERT_TRUE(Receive(s, PubAck{*id}).ok());
+    OUTPOST_ASSERT_OK(Receive(s, PubAck{*id}));
     Events(s);
   }
 }
@@ -417,7 +419,7 @@ TEST_F(SessionTest, PacketIdsSkipThoseInUseAndWrap) {
 TEST(SessionOptionsTest, Validation) {
   SessionOptions o;
   o.client_id = "x";
-  EXPECT_TRUE(ValidateSessionOptions(o).ok());
+  OUTPOST_EXPECT_OK(ValidateSessionOptions(o));
   o.password = "p";
   EXPECT_FALSE(ValidateSessionOptions(o).ok());
   o.password.reset();

@@ -15,7 +15,7 @@
 
 namespace outpost::gateway::uplink {
 
-struct HttpResponse {
+struct PostResult {
   int status = 0;           // 0 = no response
   std::string error;        // when status == 0: what failed
   std::string retry_after;  // the Retry-After header, if any
@@ -27,8 +27,8 @@ class Sender {
   virtual ~Sender() = default;
   // POSTs `body` (application/json) to `path` (relative to the endpoint's base path) with
   // Authorization: Bearer and Idempotency-Key: `key` (omitted when empty).
-  virtual HttpResponse Post(const std::string& path, const std::string& key,
-                            const std::string& body) = 0;
+  virtual PostResult Post(const std::string& path, const std::string& key,
+                          const std::string& body) = 0;
   virtual void Stop() = 0;
 };
 

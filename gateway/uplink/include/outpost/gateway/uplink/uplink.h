@@ -127,7 +127,7 @@ class Uplink {
     bool retry = false;      // stopped at an answer to retry later (resp)
     bool delivered = false;  // at least one part was accepted
     bool replayed = false;
-    HttpResponse resp;                         // the answer that stopped it, or the last one
+    PostResult resp;                           // the answer that stopped it, or the last one
     std::map<std::string, std::int64_t> dead;  // reason -> items
   };
   // POSTs `body` under `key`; a 413 splits it (recursively) as described above.
