@@ -98,6 +98,7 @@ proto::Limits ParserLimits(const config::Config& config) {
 ingest::Options PipelineOptions(const config::Config& config) {
   ingest::Options o;
   o.gateway_id = config.gateway_id;
+  o.parser = ParserLimits(config);
   o.ingest = config.ingest;
   o.registry = RegistryOptions(config);
   o.rules = config::EffectiveRules(config);

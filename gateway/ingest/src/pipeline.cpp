@@ -19,14 +19,6 @@ namespace {
 using registry::State;
 namespace batch = proto::batch;
 
-proto::Limits ParserLimits(const config::IngestConfig& c) {
-  proto::Limits l;
-  l.max_payload_bytes = c.max_payload_bytes;
-  l.max_depth = c.max_depth;
-  l.max_metrics = c.max_metrics;
-  return l;
-}
-
 TokenBucket ReadingBucket(const config::IngestConfig& c) {
   return TokenBucket(c.device_rate_per_s, c.device_burst, c.device_backlog_max_s * 1000);
 }
@@ -112,7 +104,7 @@ Pipeline::Pipeline(Options options)
     : options_(std::move(options)),
       registry_(options_.registry),
       rules_(options_.rules, options_.offline_alerts),
-      parser_(ParserLimits(options_.ingest)) {}
+      parser_(options_.parser) {}
 
 void Pipeline::Restore(const std::vector<model::DeviceRow>& devices,
                        const std::vector<model::AlertRow>& active_alerts,
@@ -456,7 +448,7 @@ void Pipeline::Tick(Instant now) {
 void Pipeline::Reload(Options options, Instant now) {
   rules_.Reload(options.rules, options.offline_alerts, now.wall_ms, &transitions_);
   registry_.set_options(options.registry);
-  parser_ = proto::ReadingParser(ParserLimits(options.ingest));
+  parser_ = proto::ReadingParser(options.parser);
   for (auto& [id, c] : devices_) {
     c.bucket.SetRate(options.ingest.device_rate_per_s, options.ingest.device_burst,
                      options.ingest.device_backlog_max_s * 1000);

@@ -44,6 +44,9 @@ Options DefaultOptions() {
   config::Config c;
   Options o;
   o.gateway_id = "gw1";
+  o.parser.max_payload_bytes = c.ingest.max_payload_bytes;
+  o.parser.max_depth = c.ingest.max_depth;
+  o.parser.max_metrics = c.ingest.max_metrics;
   o.ingest = c.ingest;
   o.registry =
       registry::Options{c.registry.offline_after_s * 1000, c.registry.sleeping_grace_s * 1000,
@@ -190,7 +193,7 @@ TEST_F(PipelineTest, ForgedNextBootDoesNotSwallowTheRealBoot) {
 
 TEST_F(PipelineTest, MalformedInputIsRejectedByReasonQuarantinedAndAcknowledged) {
   Options o = DefaultOptions();
-  o.ingest.max_payload_bytes = 512;
+  o.parser.max_payload_bytes = 512;
   o.ingest.quarantine_max_payload_bytes = 100;
   Pipeline p(o);
   const std::vector<std::pair<std::string, std::string>> bad = {

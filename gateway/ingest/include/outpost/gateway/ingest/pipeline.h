@@ -79,8 +79,9 @@ struct OversizeMessage {
 };
 
 struct Options {
-  std::string gateway_id;  // the one whose commands it takes; names the alerts' source
-  config::IngestConfig ingest;
+  std::string gateway_id;       // the one whose commands it takes; names the alerts' source
+  proto::Limits parser;         // ingest.max_payload_bytes, max_depth, max_metrics
+  config::IngestConfig ingest;  // rates, dedupe window, quarantine limits
   registry::Options registry;
   std::vector<config::RuleConfig> rules;  // the effective rules (config::EffectiveRules)
   bool offline_alerts = true;
