@@ -5,10 +5,11 @@
 // items queued for the cloud. docs/architecture.md, "The path of a reading", walks through it;
 // pipeline.cpp is that path, top to bottom.
 //
-// Every message leaves exactly one outcome, counted: stored, duplicate, rejected (by reason,
-// quarantined at most kQuarantinePerSecond a second), a status, or a command handed back to the
-// caller. A QoS 1 message is acknowledged (its token goes into the batch) whatever the outcome,
-// in arrival order, so the broker forgets bad input too.
+// Every message is counted and has one outcome: stored, duplicate, rejected (counted by reason,
+// quarantined at most kQuarantinePerSecond a second), a status, a command handed back to the
+// caller, or (a command for another gateway) nothing. A QoS 1 message is acknowledged (its token
+// goes into the batch) whatever the outcome, in arrival order, so the broker forgets bad input
+// too.
 //
 // Ownership: owns the registry, the rule engine, the per-device contexts (dedupe window, rate
 // buckets, registry entry), the counters and the filling batch until TakeBatch hands it over.
