@@ -214,7 +214,7 @@ TEST_F(WriterFaultTest, FullDiskIsRetriedPastMaxFailuresUntilSpaceReturns) {
   bool called = false;
   OUTPOST_EXPECT_OK(w.Call([&](store::Store& s) {
     called = true;
-    return s.PeekOutbox(10, 1 << 20).status();
+    return s.outbox().Peek(10, 1 << 20).status();
   }));
   EXPECT_TRUE(called);
   FaultVfs::DiskFull(false);
