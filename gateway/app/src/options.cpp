@@ -95,4 +95,17 @@ proto::Limits ParserLimits(const config::Config& config) {
   return l;
 }
 
+ingest::Options PipelineOptions(const config::Config& config) {
+  ingest::Options o;
+  o.gateway_id = config.gateway_id;
+  o.parser = ParserLimits(config);
+  o.ingest = config.ingest;
+  o.registry = RegistryOptions(config);
+  o.rules = config::EffectiveRules(config);
+  o.offline_alerts = config.offline_alerts;
+  if (config.cloud.enabled()) o.cloud = config.cloud.protocol;
+  o.max_packet_bytes = config.mqtt.max_packet_bytes;
+  return o;
+}
+
 }  // namespace outpost::gateway::app

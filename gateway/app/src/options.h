@@ -8,6 +8,7 @@
 #include <string>
 
 #include "outpost/gateway/config/config.h"
+#include "outpost/gateway/ingest/pipeline.h"
 #include "outpost/gateway/registry/registry.h"
 #include "outpost/gateway/store/store.h"
 #include "outpost/gateway/uplink/sender.h"
@@ -37,5 +38,9 @@ registry::Options RegistryOptions(const config::Config& config);
 
 // ingest.max_payload_bytes / max_depth / max_metrics.
 proto::Limits ParserLimits(const config::Config& config);
+
+// The ingest pipeline: gateway.id, ingest.*, registry.*, the effective rules, offline alerts,
+// cloud.protocol when the uplink is on, mqtt.max_packet_bytes (named in oversize rejects).
+ingest::Options PipelineOptions(const config::Config& config);
 
 }  // namespace outpost::gateway::app

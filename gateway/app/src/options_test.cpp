@@ -168,5 +168,25 @@ TEST(Options, RegistryAndParserOptions) {
   EXPECT_EQ(l.max_metrics, 10u);
 }
 
+TEST(Options, PipelineOptionsFromIngestRegistryRulesAndCloud) {
+  const config::Config c = Load();
+  const ingest::Options o = PipelineOptions(c);
+  EXPECT_EQ(o.gateway_id, "gw7");
+  EXPECT_EQ(o.parser.max_payload_bytes, 2048u);
+  EXPECT_EQ(o.parser.max_depth, 3u);
+  EXPECT_EQ(o.ingest.quarantine_max_rows, 50u);
+  EXPECT_EQ(o.ingest.quarantine_max_payload_bytes, 100u);
+  EXPECT_EQ(o.registry.max_devices, 5u);
+  EXPECT_EQ(o.registry.evict_after_ms, 7'000);
+  EXPECT_EQ(o.rules.size(), config::EffectiveRules(c).size());
+  EXPECT_EQ(o.offline_alerts, c.offline_alerts);
+  EXPECT_EQ(o.cloud, proto::batch::Protocol::kNative);
+  EXPECT_EQ(o.max_packet_bytes, 65'536u);
+
+  config::Config no_cloud = c;
+  no_cloud.cloud.api_endpoint.clear();
+  EXPECT_FALSE(PipelineOptions(no_cloud).cloud.has_value()) << "nothing queued for the cloud";
+}
+
 }  // namespace
 }  // namespace outpost::gateway::app

@@ -5,7 +5,7 @@
 #include <map>
 #include <string>
 
-#include "outpost/gateway/ingest/rate_limiter.h"
+#include "outpost/gateway/ingest/token_bucket.h"
 
 namespace outpost::gateway::ingest {
 namespace {

@@ -1,8 +1,11 @@
 // Gateway wires the pieces of outpost-gateway together and runs them:
-//   broker --MQTT--> ingest (parse, validate, dedupe, registry, rules) --Pending--> Writer
-//   (group commit) --Committed--> PUBACKs, alerts published, counters.
-// Thread: Run() runs the event loop on the calling thread (which owns the MQTT client, the
-// registry, the rules and all counters) plus the Writer thread (which owns the store).
+//   broker --MQTT--> ingest::Pipeline (parse, validate, dedupe, registry, rules) --Pending-->
+//   Writer (group commit) --Committed--> PUBACKs, alerts published, counters.
+// What happens to a message is the Pipeline's (gateway/ingest); this is the wiring: MQTT
+// client, timers, writer hand-off, pause/resume (back-pressure), commands, status, shutdown.
+// Thread: Run() runs the event loop on the calling thread (which owns the MQTT client and the
+// Pipeline with the registry, the rules and the ingest counters) plus the Writer thread (which
+// owns the store).
 // Signals: SIGTERM/SIGINT drain (commit and acknowledge everything received, then DISCONNECT);
 // SIGHUP reloads the config file.
 // Topics, payloads and status fields: docs/formats/topics.md.

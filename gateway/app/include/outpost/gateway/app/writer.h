@@ -1,9 +1,9 @@
 // Writer is the store's owner thread: it commits the batches the event loop hands it and tells
 // the loop what became durable, so the loop can acknowledge it to the broker.
 //
-// Group commit: the loop fills a Pending batch while the writer commits the previous one, and
-// hands the next over as soon as the writer reports back. Batches grow with load; at low load a
-// batch is one event-loop turn of messages and latency is about one commit.
+// Group commit: the loop (ingest::Pipeline) fills a Pending batch while the writer commits the
+// previous one, and hands the next over as soon as the writer reports back. Batches grow with load;
+// at low load a batch is one event-loop turn of messages and latency is about one commit.
 // Ownership: owns the Store. Thread: Submit() from the loop thread, one batch at a time (the loop
 // waits for the batch's final Committed before submitting the next). `on_committed` runs on the
 // writer thread and must only post to the loop.
@@ -29,23 +29,14 @@
 #include <vector>
 
 #include "outpost/base/clock.h"
+#include "outpost/gateway/ingest/pending.h"
 #include "outpost/gateway/store/store.h"
 
 namespace outpost::gateway::app {
 
-// A QoS 1 delivery to acknowledge once the batch that carries it is durable.
-struct AckToken {
-  std::uint64_t connection_id;
-  std::uint16_t packet_id;
-};
-
-struct Pending {
-  model::WriteSet batch;
-  std::vector<AckToken> acks;             // in arrival order
-  std::vector<std::int64_t> received_ms;  // per reading, for receive->commit latency
-
-  bool empty() const { return batch.empty() && acks.empty(); }
-};
+// The batch the ingest pipeline filled (ingest/pending.h).
+using ingest::AckToken;
+using ingest::Pending;
 
 struct Committed {
   bool done = false;       // true: the batch is durable (status OK) or abandoned at shutdown

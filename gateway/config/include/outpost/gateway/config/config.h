@@ -92,7 +92,7 @@ struct IngestConfig {
   std::size_t max_metrics = 64;
   double device_rate_per_s = 200;  // token bucket per device; 0 = unlimited
   double device_burst = 20'000;    // an outage backlog replayed by the broker must fit
-  // Silence credited to a device's flood limit as backlog (rate_limiter.h); 0 = none.
+  // Silence credited to a device's flood limit as backlog (token_bucket.h); 0 = none.
   std::int64_t device_backlog_max_s = 86'400;
   // Status messages per device: a token bucket in receive time; 0 = unlimited.
   double status_rate_per_min = 6;

@@ -1,6 +1,6 @@
 // The per-device flood limit, driven by a FakeClock: a flood with any timestamps gets the rate,
 // a backlog after a silence (the device's or the gateway's own) is stored in full.
-#include "outpost/gateway/ingest/rate_limiter.h"
+#include "outpost/gateway/ingest/token_bucket.h"
 
 #include <gtest/gtest.h>
 
