@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "outpost/base/clock.h"
+#include "outpost/gateway/ingest/outbox_items.h"
 #include "outpost/gateway/store/store.h"
 #include "outpost/gateway/uplink/codec.h"
 #include "outpost/gateway/uplink/sender.h"
@@ -198,8 +199,7 @@ int main(int argc, char** argv) {
       int dev = static_cast<int>(written % devices);
       auto seq = static_cast<std::uint64_t>(written / devices + 1);
       model::ReadingRow r = Reading(dev, seq, t0_ms + written);
-      b.outbox.push_back(
-          {model::OutboxKind::kReading, r.received_ms, uplink::EncodeReadingItem(r)});
+      b.outbox.push_back(ingest::ReadingItem(r));
       b.readings.push_back(std::move(r));
     }
     Status s = st->Write(b);
@@ -275,7 +275,7 @@ int main(int argc, char** argv) {
       int dev = static_cast<int>(done % devices);
       auto seq = static_cast<std::uint64_t>(done / devices + 1);
       items.push_back({done, model::OutboxKind::kReading, 0,
-                       uplink::EncodeReadingItem(Reading(dev, seq, t0_ms + done))});
+                       ingest::ReadingItem(Reading(dev, seq, t0_ms + done)).body});
     }
     bodies.push_back(uplink::BuildBody(uo.protocol, "gw_bench", items)->json);
   }

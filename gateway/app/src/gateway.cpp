@@ -580,9 +580,9 @@ void Gateway::Impl::HandleCommand(const proto::Command& cmd) {
       Reply(cmd, true, "accepted; no cloud.api_endpoint is configured");
     } else {
       uplink_->SyncNow();
-      const model::OutboxStats ob = writer_->LatestStats().outbox;
+      const model::OutboxStats outbox = writer_->LatestStats().outbox;
       Reply(cmd, true,
-            "draining now: " + std::to_string(ob.readings + ob.alerts + ob.statuses) +
+            "draining now: " + std::to_string(outbox.readings + outbox.alerts + outbox.statuses) +
                 " items queued");
     }
   } else if (cmd.name == "reload") {

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <iterator>
 
+#include "outpost/gateway/ingest/outbox_items.h"
 #include "outpost/proto/device_status.h"
 #include "outpost/proto/topics.h"
 
@@ -17,7 +18,6 @@ namespace outpost::gateway::ingest {
 namespace {
 
 using registry::State;
-namespace batch = proto::batch;
 
 TokenBucket ReadingBucket(const config::IngestConfig& c) {
   return TokenBucket(c.device_rate_per_s, c.device_burst, c.device_backlog_max_s * 1000);
@@ -75,27 +75,6 @@ std::string MetricsJson(const std::vector<model::MetricValue>& metrics) {
   }
   out += '}';
   return out;
-}
-
-// Outbox items (docs/formats/outbox.md), encoded by the batch contract in libs/proto.
-model::OutboxItem ReadingItem(const model::ReadingRow& r) {
-  std::vector<batch::Metric> metrics;
-  metrics.reserve(r.metrics.size());
-  for (const auto& m : r.metrics) metrics.push_back(batch::Metric{m.name, m.value, m.is_bool});
-  return model::OutboxItem{model::OutboxKind::kReading, r.received_ms,
-                           batch::EncodeReading(r.device_id, r.has_seq, r.boot, r.seq, r.ts_ms,
-                                                r.ts_from_device, metrics)};
-}
-
-model::OutboxItem AlertItem(const model::AlertRow& a, std::string_view gateway_id) {
-  return model::OutboxItem{model::OutboxKind::kAlert, a.cleared_ms ? a.cleared_ms : a.raised_ms,
-                           batch::EncodeAlert(gateway_id, a.alert_id, a.device_id, a.rule,
-                                              a.message, a.value, a.raised_ms, a.cleared_ms)};
-}
-
-model::OutboxItem StatusItem(std::string_view device_id, State state, std::int64_t ts_ms) {
-  return model::OutboxItem{model::OutboxKind::kStatus, ts_ms,
-                           batch::EncodeStatus(device_id, registry::StateName(state), ts_ms)};
 }
 
 }  // namespace
@@ -294,7 +273,7 @@ void Pipeline::HandleStatus(const Message& m, std::string_view topic_device, Ins
     } else if (native_cloud()) {
       // A live status that changes nothing here (e.g. a new device saying "online") is still
       // an event for the cloud's device history.
-      next_.batch.outbox.push_back(StatusItem(device.id, to, now.wall_ms));
+      next_.batch.outbox.push_back(StatusItem(device.id, registry::StateName(to), now.wall_ms));
     }
   }
   MarkDirty(*ctx);
@@ -413,7 +392,8 @@ void Pipeline::ApplyStateChange(const registry::Change& change) {
   auto it = devices_.find(change.device_id);
   if (it != devices_.end()) MarkDirty(it->second);
   if (native_cloud()) {
-    next_.batch.outbox.push_back(StatusItem(change.device_id, change.to, change.at_ms));
+    next_.batch.outbox.push_back(
+        StatusItem(change.device_id, registry::StateName(change.to), change.at_ms));
   }
 }
 

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "outpost/gateway/ingest/outbox_items.h"
+
 namespace outpost::gateway::uplink {
 namespace {
 
@@ -30,7 +32,7 @@ model::ReadingRow Reading() {
 }
 
 TEST(UplinkCodec, ReadingItemIsTheNativeShape) {
-  std::string item = EncodeReadingItem(Reading());
+  std::string item = ingest::ReadingItem(Reading()).body;
   EXPECT_EQ(item, R"({"device_id":"esp32_001","boot":3,"seq":17,"ts_ms":1764201600123,)"
                   R"("ts_source":"device","metrics":{"temperature":22.5,"humidity":45.1,)"
                   R"("motion":false,"battery":87,"rssi":-61}})");
@@ -42,7 +44,7 @@ TEST(UplinkCodec, ReadingWithoutSeqAndOddValues) {
   r.ts_from_device = false;
   r.device_id = "a\"b\\c\n";
   r.metrics = {{"x", std::nan(""), false}, {"y\"", 1e-7, false}, {"on", 1, true}};
-  json j = json::parse(EncodeReadingItem(r));
+  json j = json::parse(ingest::ReadingItem(r).body);
   EXPECT_EQ(j["device_id"], "a\"b\\c\n");
   EXPECT_FALSE(j.contains("boot"));
   EXPECT_EQ(j["ts_source"], "gateway");
@@ -53,7 +55,7 @@ TEST(UplinkCodec, ReadingWithoutSeqAndOddValues) {
 
 TEST(UplinkCodec, SeedBodyFlattensReadingsExactlyAsTheContractSays) {
   std::vector<model::OutboxEntry> items = {
-      {1, model::OutboxKind::kReading, 0, EncodeReadingItem(Reading())},
+      {1, model::OutboxKind::kReading, 0, ingest::ReadingItem(Reading()).body},
       {2, model::OutboxKind::kAlert, 0, "{\"id\":\"x\"}"},
   };
   auto b = BuildBody(Protocol::kSeed, "gw1", items);
@@ -70,7 +72,7 @@ TEST(UplinkCodec, SeedSkipsMetricsNamedLikeReservedKeysAndCountsThem) {
   model::ReadingRow r = Reading();
   r.metrics = {{"timestamp", 5, false}, {"id", 1, false}, {"t", 2, false}};
   auto b = BuildBody(Protocol::kSeed, "gw1",
-                     {{1, model::OutboxKind::kReading, 0, EncodeReadingItem(r)}});
+                     {{1, model::OutboxKind::kReading, 0, ingest::ReadingItem(r).body}});
   ASSERT_TRUE(b.ok());
   json j = json::parse(b->json);
   EXPECT_DOUBLE_EQ(j["readings"][0]["timestamp"].get<double>(), 1764201600.123);
@@ -91,13 +93,13 @@ TEST(UplinkCodec, NativeBodyGroupsItemsByKindKeepingOrder) {
                     1764201600123,
                     0};
   std::vector<model::OutboxEntry> items = {
-      {1, model::OutboxKind::kAlert, 0, EncodeAlertItem(a, "gw1")},
-      {2, model::OutboxKind::kStatus, 0, EncodeStatusItem("n1", "online", 1764201600000)},
-      {3, model::OutboxKind::kReading, 0, EncodeReadingItem(Reading())},
+      {1, model::OutboxKind::kAlert, 0, ingest::AlertItem(a, "gw1").body},
+      {2, model::OutboxKind::kStatus, 0, ingest::StatusItem("n1", "online", 1764201600000).body},
+      {3, model::OutboxKind::kReading, 0, ingest::ReadingItem(Reading()).body},
   };
   model::ReadingRow r2 = Reading();
   r2.seq = 18;
-  items.push_back({4, model::OutboxKind::kReading, 0, EncodeReadingItem(r2)});
+  items.push_back({4, model::OutboxKind::kReading, 0, ingest::ReadingItem(r2).body});
   auto b = BuildBody(Protocol::kNative, "gw1", items);
   ASSERT_TRUE(b.ok());
   json j = json::parse(b->json);
@@ -114,7 +116,7 @@ TEST(UplinkCodec, NativeBodyGroupsItemsByKindKeepingOrder) {
   EXPECT_EQ(b->alerts, 1);
   EXPECT_EQ(b->statuses, 1);
   a.cleared_ms = 1764201700000;
-  EXPECT_EQ(json::parse(EncodeAlertItem(a, "gw1"))["id"],
+  EXPECT_EQ(json::parse(ingest::AlertItem(a, "gw1").body)["id"],
             "gw1:temperature_max:n1:1764201600123:cleared");
 }
 

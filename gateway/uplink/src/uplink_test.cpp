@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "outpost/gateway/ingest/outbox_items.h"
 #include "outpost/gateway/store/store.h"
 #include "outpost/testing/status_matchers.h"
 #include "outpost/testing/temp_dir.h"
@@ -105,7 +106,8 @@ class UplinkTest : public ::testing::Test {
                           true,
                           clock_.wall_ms(),
                           {{"t", double(i), false}}};
-      b.outbox.push_back({model::OutboxKind::kReading, clock_.wall_ms(), EncodeReadingItem(r)});
+      b.outbox.push_back(
+          {model::OutboxKind::kReading, clock_.wall_ms(), ingest::ReadingItem(r).body});
     }
     OUTPOST_ASSERT_OK(store_->Write(b));
   }
@@ -327,8 +329,9 @@ TEST_F(UplinkTest, alerts_cannot_starve_readings) {
   Queue("n1", 1, 2);
   model::WriteSet b;
   for (int i = 0; i < 10; ++i) {
-    b.outbox.push_back({model::OutboxKind::kStatus, clock_.wall_ms(),
-                        EncodeStatusItem("n1", i % 2 ? "online" : "offline", clock_.wall_ms())});
+    b.outbox.push_back(
+        {model::OutboxKind::kStatus, clock_.wall_ms(),
+         ingest::StatusItem("n1", i % 2 ? "online" : "offline", clock_.wall_ms()).body});
   }
   OUTPOST_ASSERT_OK(store_->Write(b));
   Uplink u = Make();
@@ -403,7 +406,7 @@ TEST_F(UplinkTest, NativeProtocolSendsAlertsFirst) {
   Queue("n1", 1, 2);
   model::WriteSet b;
   b.outbox.push_back({model::OutboxKind::kStatus, clock_.wall_ms(),
-                      EncodeStatusItem("n1", "offline", clock_.wall_ms())});
+                      ingest::StatusItem("n1", "offline", clock_.wall_ms()).body});
   OUTPOST_ASSERT_OK(store_->Write(b));
   Uplink u = Make();
   EXPECT_EQ(u.Step(), 0);
