@@ -6,7 +6,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -14,6 +13,7 @@
 #include <map>
 #include <random>
 
+#include "outpost/testing/fault_vfs.h"
 #include "outpost/testing/status_matchers.h"
 #include "outpost/testing/temp_dir.h"
 
@@ -24,110 +24,6 @@ namespace fs = std::filesystem;
 
 constexpr int64_t kT0 = 1'700'000'000'000;  // ms since the epoch
 constexpr int64_t kDay = 24 * 3600 * 1000;
-
-// ---- A VFS that wraps SQLite's default one and fails writes or syncs on demand. ----
-std::atomic<bool> g_fail_writes{false};
-std::atomic<bool> g_fail_syncs{false};
-std::atomic<bool> g_disk_full{false};  // writes fail as a full file system makes them fail
-sqlite3_vfs* g_real_vfs = nullptr;
-sqlite3_vfs g_fault_vfs;
-sqlite3_io_methods g_fault_methods;
-
-struct FaultFile {
-  sqlite3_file base;
-  sqlite3_file* real;
-};
-sqlite3_file* Real(sqlite3_file* f) { return reinterpret_cast<FaultFile*>(f)->real; }
-
-int FClose(sqlite3_file* f) { return Real(f)->pMethods->xClose(Real(f)); }
-int FRead(sqlite3_file* f, void* p, int n, sqlite3_int64 off) {
-  return Real(f)->pMethods->xRead(Real(f), p, n, off);
-}
-int FWrite(sqlite3_file* f, const void* p, int n, sqlite3_int64 off) {
-  if (g_fail_writes) return SQLITE_IOERR_WRITE;
-  if (g_disk_full) return SQLITE_FULL;
-  return Real(f)->pMethods->xWrite(Real(f), p, n, off);
-}
-int FTruncate(sqlite3_file* f, sqlite3_int64 size) {
-  return Real(f)->pMethods->xTruncate(Real(f), size);
-}
-int FSync(sqlite3_file* f, int flags) {
-  if (g_fail_syncs) return SQLITE_IOERR_FSYNC;
-  return Real(f)->pMethods->xSync(Real(f), flags);
-}
-int FFileSize(sqlite3_file* f, sqlite3_int64* size) {
-  return Real(f)->pMethods->xFileSize(Real(f), size);
-}
-int FLock(sqlite3_file* f, int l) { return Real(f)->pMethods->xLock(Real(f), l); }
-int FUnlock(sqlite3_file* f, int l) { return Real(f)->pMethods->xUnlock(Real(f), l); }
-int FCheckReserved(sqlite3_file* f, int* out) {
-  return Real(f)->pMethods->xCheckReservedLock(Real(f), out);
-}
-int FFileControl(sqlite3_file* f, int op, void* arg) {
-  return Real(f)->pMethods->xFileControl(Real(f), op, arg);
-}
-int FSectorSize(sqlite3_file* f) { return Real(f)->pMethods->xSectorSize(Real(f)); }
-int FDeviceCharacteristics(sqlite3_file* f) {
-  return Real(f)->pMethods->xDeviceCharacteristics(Real(f));
-}
-int FShmMap(sqlite3_file* f, int i, int sz, int extend, void volatile** pp) {
-  return Real(f)->pMethods->xShmMap(Real(f), i, sz, extend, pp);
-}
-int FShmLock(sqlite3_file* f, int off, int n, int flags) {
-  return Real(f)->pMethods->xShmLock(Real(f), off, n, flags);
-}
-void FShmBarrier(sqlite3_file* f) { Real(f)->pMethods->xShmBarrier(Real(f)); }
-int FShmUnmap(sqlite3_file* f, int del) { return Real(f)->pMethods->xShmUnmap(Real(f), del); }
-int FFetch(sqlite3_file* f, sqlite3_int64 off, int n, void** pp) {
-  return Real(f)->pMethods->xFetch(Real(f), off, n, pp);
-}
-int FUnfetch(sqlite3_file* f, sqlite3_int64 off, void* p) {
-  return Real(f)->pMethods->xUnfetch(Real(f), off, p);
-}
-
-int FOpen(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int* out_flags) {
-  auto* ff = reinterpret_cast<FaultFile*>(f);
-  ff->real = reinterpret_cast<sqlite3_file*>(ff + 1);
-  ff->base.pMethods = nullptr;
-  const int rc = g_real_vfs->xOpen(g_real_vfs, name, ff->real, flags, out_flags);
-  if (ff->real->pMethods != nullptr) {
-    g_fault_methods.iVersion = ff->real->pMethods->iVersion;
-    ff->base.pMethods = &g_fault_methods;
-  }
-  return rc;
-}
-
-const char* RegisterFaultVfs() {
-  if (g_real_vfs == nullptr) {
-    g_real_vfs = sqlite3_vfs_find(nullptr);
-    g_fault_vfs = *g_real_vfs;
-    g_fault_vfs.zName = "outpost-fault";
-    g_fault_vfs.szOsFile = static_cast<int>(sizeof(FaultFile)) + g_real_vfs->szOsFile;
-    g_fault_vfs.xOpen = FOpen;
-    g_fault_vfs.pNext = nullptr;
-    g_fault_methods = sqlite3_io_methods{3,
-                                         FClose,
-                                         FRead,
-                                         FWrite,
-                                         FTruncate,
-                                         FSync,
-                                         FFileSize,
-                                         FLock,
-                                         FUnlock,
-                                         FCheckReserved,
-                                         FFileControl,
-                                         FSectorSize,
-                                         FDeviceCharacteristics,
-                                         FShmMap,
-                                         FShmLock,
-                                         FShmBarrier,
-                                         FShmUnmap,
-                                         FFetch,
-                                         FUnfetch};
-    sqlite3_vfs_register(&g_fault_vfs, 0);
-  }
-  return "outpost-fault";
-}
 
 // ---- Fixtures and helpers. ----
 class StoreTest : public ::testing::Test {
@@ -765,9 +661,7 @@ TEST_F(StoreTest, DestroyedStoreClosesItsSqliteConnection) {
 class FaultTest : public StoreTest {
  protected:
   void TearDown() override {
-    g_fail_writes = false;
-    g_fail_syncs = false;
-    g_disk_full = false;
+    testing::FaultVfs::Reset();
     StoreTest::TearDown();
   }
 };
@@ -775,7 +669,7 @@ class FaultTest : public StoreTest {
 TEST_F(FaultTest, FailedWriteRollsBackEverythingAndTheStoreRecovers) {
   Options o = Opts();
   o.synchronous = Synchronous::kFull;
-  o.vfs = RegisterFaultVfs();
+  o.vfs = testing::FaultVfs::Register();
   {
     auto s = OpenOk(o);
     ASSERT_TRUE(s);
@@ -785,9 +679,9 @@ TEST_F(FaultTest, FailedWriteRollsBackEverythingAndTheStoreRecovers) {
     b.readings.push_back(Reading(Dev(0), kT0 + 10'000, 10, 10));
     b.devices.push_back({"new-device", kT0, kT0, "online", kT0, "{}", "", 0, 0, 0, 0, 0});
     b.quarantine.push_back({kT0, "t", "r", "d", "p"});
-    g_fail_writes = true;
+    testing::FaultVfs::FailWrites(true);
     Status st = s->Write(b);
-    g_fail_writes = false;
+    testing::FaultVfs::FailWrites(false);
     OUTPOST_ASSERT_CODE(st, Code::kUnavailable);
     EXPECT_NE(st.message().find(o.path), std::string::npos);
     EXPECT_EQ(s->stats().readings, 20);
@@ -815,18 +709,18 @@ TEST_F(FaultTest, FailedWriteRollsBackEverythingAndTheStoreRecovers) {
 // batch goes through once space returns.
 TEST_F(FaultTest, FullDiskIsResourceExhaustedAndTheStoreRecovers) {
   Options o = Opts();
-  o.vfs = RegisterFaultVfs();
+  o.vfs = testing::FaultVfs::Register();
   auto s = OpenOk(o);
   ASSERT_TRUE(s);
   Fill(*s, 2, 10, kT0, 1000);
   model::WriteSet b;
   b.readings.push_back(Reading(Dev(0), kT0 + 10'000, 10, 10));
-  g_disk_full = true;
+  testing::FaultVfs::DiskFull(true);
   Status st = s->Write(b);
   OUTPOST_ASSERT_CODE(st, Code::kResourceExhausted);
   EXPECT_NE(st.message().find(o.path), std::string::npos) << st.message();
   EXPECT_EQ(s->stats().readings, 20);
-  g_disk_full = false;
+  testing::FaultVfs::DiskFull(false);
   OUTPOST_ASSERT_OK(s->Write(b));
   EXPECT_EQ(s->stats().readings, 21);
 }
@@ -834,16 +728,16 @@ TEST_F(FaultTest, FullDiskIsResourceExhaustedAndTheStoreRecovers) {
 TEST_F(FaultTest, FailedFsyncIsDataLossAndNeverPartial) {
   Options o = Opts();
   o.synchronous = Synchronous::kFull;
-  o.vfs = RegisterFaultVfs();
+  o.vfs = testing::FaultVfs::Register();
   {
     auto s = OpenOk(o);
     ASSERT_TRUE(s);
     Fill(*s, 2, 10, kT0, 1000);
     model::WriteSet b;
     for (int i = 0; i < 50; ++i) b.readings.push_back(Reading("x", kT0 + i, i, i));
-    g_fail_syncs = true;
+    testing::FaultVfs::FailSyncs(true);
     Status st = s->Write(b);
-    g_fail_syncs = false;
+    testing::FaultVfs::FailSyncs(false);
     OUTPOST_ASSERT_CODE(st, Code::kDataLoss);
     b.readings = {Reading("y", kT0, 1, 1)};
     OUTPOST_ASSERT_OK(s->Write(b));
@@ -861,13 +755,13 @@ TEST_F(FaultTest, FailedFsyncIsDataLossAndNeverPartial) {
 TEST_F(FaultTest, FailedMaintenanceLeavesDataIntact) {
   Options o = Opts();
   o.hot_max_rows = 10;
-  o.vfs = RegisterFaultVfs();
+  o.vfs = testing::FaultVfs::Register();
   auto s = OpenOk(o);
   ASSERT_TRUE(s);
   Fill(*s, 3, 50, kT0, 1000);
-  g_fail_writes = true;
+  testing::FaultVfs::FailWrites(true);
   Status st = s->RunMaintenance(kT0, 1000);
-  g_fail_writes = false;
+  testing::FaultVfs::FailWrites(false);
   // Compaction may fit in the page cache and only fail at commit; either way nothing is lost.
   if (!st.ok()) {
     EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
