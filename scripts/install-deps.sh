@@ -17,7 +17,7 @@ esac
 packages=(
   build-essential cmake ninja-build pkg-config git
   clang libclang-rt-14-dev clang-format clang-tidy
-  libasio-dev libssl-dev openssl libsqlite3-dev sqlite3
+  libasio-dev libboost-dev libssl-dev openssl libsqlite3-dev sqlite3
   libsimdjson-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   mosquitto mosquitto-clients
