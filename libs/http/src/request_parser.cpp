@@ -172,7 +172,7 @@ struct RequestParser::Impl {
     error = ParseError::kNone;
     detail.clear();
     req = Request{};
-    if (head.capacity() > 4096) head = std::string();
+    if (head.capacity() > 1024) head = std::string();
     head.clear();
     line_start = 0;
     field_lines = 0;
@@ -449,7 +449,7 @@ struct RequestParser::Impl {
           return pos;
         }
         header_done = true;
-        if (head.capacity() > 4096) head = std::string();
+        if (head.capacity() > 1024) head = std::string();
         head.clear();
         if (beast->is_done()) return Finish(pos);
         continue;
@@ -555,6 +555,7 @@ std::size_t RequestParser::Feed(std::string_view data) {
 
 RequestParser::State RequestParser::state() const { return impl_->state; }
 bool RequestParser::header_done() const { return impl_->header_done; }
+const Request& RequestParser::request() const { return impl_->req; }
 
 Request RequestParser::Take() {
   Request out = std::move(impl_->req);

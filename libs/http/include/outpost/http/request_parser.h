@@ -64,6 +64,9 @@ class RequestParser {
   // True once the request line and headers are complete (before the body): a server may
   // answer "100 Continue" or refuse early.
   bool header_done() const;
+  // The request so far: method, target and headers once header_done() (e.g. to see
+  // "Expect: 100-continue"); the body as received.
+  const Request& request() const;
 
   // kComplete: moves the request out and resets for the next one on the same connection.
   Request Take();
