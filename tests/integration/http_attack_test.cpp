@@ -43,12 +43,12 @@ constexpr const char* kMaxConnectionsFlag = "--max-connections";
 
 // The problem+json codes the server answers its own refusals with (ParseErrorName and the
 // connection limit, libs/http).
-constexpr const char* kUnsupportedEncoding = "unsupported_encoding";
+constexpr const char* kUnsupportedEncoding = "unsupported_content_encoding";
 constexpr const char* kBodyTooLarge = "body_too_large";
 constexpr const char* kRequestLineTooLong = "request_line_too_long";
 constexpr const char* kHeaderLineTooLong = "header_line_too_long";
 constexpr const char* kTooManyHeaders = "too_many_headers";
-constexpr const char* kTooManyConnections = "too_many_connections";
+constexpr const char* kTooManyConnections = "server_full";
 
 // Peak resident memory of `pid` in KiB (VmHWM), -1 when unreadable.
 long VmHwmKib(pid_t pid) {
@@ -337,6 +337,14 @@ TEST_F(HttpAttackTest, slowloris_does_not_starve_requests_and_is_cut_at_header_d
   EXPECT_GE(after, std::chrono::seconds(kHeaderTimeoutS) - 500ms);
   stop = true;
   sender.join();
+  int answered_408 = 0;  // what each got before the close: 408 header_timeout (problem+json)
+  for (auto& c : slow) {
+    const std::string& got = c.received();
+    if (got.rfind("HTTP/1.1 408", 0) == 0 && got.find("header_timeout") != std::string::npos) {
+      ++answered_408;
+    }
+  }
+  EXPECT_EQ(answered_408, kSockets) << "first answer: " << slow.front().received().substr(0, 300);
   ExpectMemoryGrewLessThan(32);
   ExpectStillServes();
 }
