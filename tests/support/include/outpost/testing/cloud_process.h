@@ -53,6 +53,8 @@ class CloudProcess {
   // The port it listens on (the one it was given, or the one it picked).
   std::uint16_t port() const { return port_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // The server's process id (-1 when not started), e.g. to read /proc/<pid>/status.
+  pid_t pid() const { return process_ ? process_->pid() : -1; }
   // The log of the current (latest) run.
   std::string log() const;
   bool Running();
