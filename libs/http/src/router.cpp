@@ -52,9 +52,9 @@ void Router::operator()(Request request, Responder responder) const {
   }
   std::string allow;
   for (const auto& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
-  Response r = Problem(405, "method_not_allowed",
-                       request.method + " is not allowed on " + request.path + " (allowed: " +
-                           allow + ")");
+  Response r =
+      Problem(405, "method_not_allowed",
+              request.method + " is not allowed on " + request.path + " (allowed: " + allow + ")");
   r.headers.emplace_back("Allow", allow);
   responder.Send(std::move(r));
 }

@@ -1,7 +1,7 @@
-// Server, Responder, Stream and ServerStats (server.h). One ServerConnection object per socket, owned
-// by its pending operations (reads, writes, timers: each holds a shared_ptr to it) and living
+// Server, Responder, Stream and ServerStats (server.h). One ServerConnection object per socket,
+// owned by its pending operations (reads, writes, timers: each holds a shared_ptr to it) and living
 // on one loop; Responders and Streams hold only weak_ptrs and post to that loop. Connections
-// hold the shared Server::Impl (not the Server), so destroying the Server while loops run is
+// hold the shared ServerCore (not the Server), so destroying the Server while loops run is
 // safe, and Stop() waits until the last ServerConnection is gone.
 #include "outpost/http/server.h"
 
@@ -69,15 +69,16 @@ std::string Hex(std::size_t n) {
 class ServerConnection;
 class ServerStream;
 
-struct Server::Impl {
+// What the Server shares with its connections (Server::Impl is private to the class).
+struct ServerCore {
   std::vector<asio::io_context*> loops;
   ServerOptions options;
   Handler handler;
   ServerStats stats;
   std::unique_ptr<asio::ssl::context> tls;
-  std::unique_ptr<tcp::acceptor> acceptor;         // used on loops[0]
+  std::unique_ptr<tcp::acceptor> acceptor;           // used on loops[0]
   std::unique_ptr<asio::steady_timer> accept_retry;  // after an accept error (e.g. EMFILE)
-  std::size_t next_loop = 0;                       // loops[0] only
+  std::size_t next_loop = 0;                         // loops[0] only
 
   std::mutex mu;
   std::condition_variable cv;
@@ -85,8 +86,11 @@ struct Server::Impl {
   bool stopped = false;         // guarded by mu
   bool accept_pending = false;  // guarded by mu: an accept or its retry timer is out
   std::size_t live = 0;         // guarded by mu: ServerConnection objects alive
-  std::unordered_map<ServerConnection*, std::weak_ptr<ServerConnection>> connections;  // guarded by mu
+  std::unordered_map<ServerConnection*, std::weak_ptr<ServerConnection>>
+      connections;  // guarded by mu
 };
+
+struct Server::Impl : ServerCore {};
 
 struct Responder::State {
   std::weak_ptr<ServerConnection> conn;
@@ -115,7 +119,7 @@ class ServerStream final : public Stream {
 
 class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
  public:
-  ServerConnection(std::shared_ptr<Server::Impl> s, tcp::socket socket, bool reject)
+  ServerConnection(std::shared_ptr<ServerCore> s, tcp::socket socket, bool reject)
       : s_(std::move(s)),
         parser_(s_->options.limits),
         read_timer_(socket.get_executor()),
@@ -181,7 +185,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     phase_ = Phase::kStreaming;
     chunked_ = version_minor_ >= 1;
     if (!chunked_) keep_alive_ = false;  // HTTP/1.0: the body ends with the connection
-    status_ = head.status;
+    CountStatus(head.status);
     std::string h = StatusLine(head.status);
     if (!head.content_type.empty()) h += "Content-Type: " + head.content_type + "\r\n";
     if (chunked_) h += "Transfer-Encoding: chunked\r\n";
@@ -321,10 +325,8 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     reading_ = true;
     auto self = shared_from_this();
     WithStream([&](auto& stream) {
-      stream.async_read_some(asio::buffer(rbuf_),
-                             [self](const asio::error_code& ec, std::size_t n) {
-                               self->OnRead(ec, n);
-                             });
+      stream.async_read_some(asio::buffer(rbuf_), [self](const asio::error_code& ec,
+                                                         std::size_t n) { self->OnRead(ec, n); });
     });
   }
 
@@ -402,8 +404,15 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
   }
 
+  // Counted when queued, so a client that has read its answer sees it in the stats.
+  void CountStatus(int status) {
+    status_ = status;
+    int cls = status / 100;
+    if (cls >= 1 && cls <= 5) s_->stats.responses_by_class[cls]++;
+  }
+
   void QueueResponse(Response r) {
-    status_ = r.status;
+    CountStatus(r.status);
     bool no_body = r.status == 204 || r.status == 304 || (r.status >= 100 && r.status < 200);
     std::string h = StatusLine(r.status);
     if (!no_body) {
@@ -482,8 +491,6 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
 
   void LogAccess() {
     if (status_ == 0) return;
-    int cls = status_ / 100;
-    if (cls >= 1 && cls <= 5) s_->stats.responses_by_class[cls]++;
     if (s_->options.access_log) {
       AccessLogEntry e;
       e.remote = remote_;
@@ -586,7 +593,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     });
   }
 
-  std::shared_ptr<Server::Impl> s_;
+  std::shared_ptr<ServerCore> s_;
   std::unique_ptr<tcp::socket> plain_;
   std::unique_ptr<asio::ssl::stream<tcp::socket>> tls_;
   RequestParser parser_;
@@ -683,9 +690,8 @@ void Responder::Send(Response response) {
   if (!state_ || state_->answered.exchange(true)) return;
   if (auto c = state_->conn.lock()) {
     std::uint64_t seq = state_->seq;
-    asio::post(c->executor(), [c, seq, r = std::move(response)]() mutable {
-      c->OnResponse(seq, std::move(r));
-    });
+    asio::post(c->executor(),
+               [c, seq, r = std::move(response)]() mutable { c->OnResponse(seq, std::move(r)); });
   }
 }
 
@@ -708,15 +714,15 @@ std::shared_ptr<Stream> Responder::StartStream(Response head) {
 
 namespace {
 
-void Accept(const std::shared_ptr<Server::Impl>& s);
+void Accept(const std::shared_ptr<ServerCore>& s);
 
-void AcceptDone(const std::shared_ptr<Server::Impl>& s) {
+void AcceptDone(const std::shared_ptr<ServerCore>& s) {
   std::lock_guard<std::mutex> lock(s->mu);
   s->accept_pending = false;
   s->cv.notify_all();
 }
 
-void Accept(const std::shared_ptr<Server::Impl>& s) {
+void Accept(const std::shared_ptr<ServerCore>& s) {
   {
     std::lock_guard<std::mutex> lock(s->mu);
     if (s->stopped || !s->acceptor->is_open()) {
@@ -737,8 +743,8 @@ void Accept(const std::shared_ptr<Server::Impl>& s) {
       });
       return;
     }
-    bool reject = s->stats.connections_open.load() >=
-                  static_cast<std::int64_t>(s->options.max_connections);
+    bool reject =
+        s->stats.connections_open.load() >= static_cast<std::int64_t>(s->options.max_connections);
     if (!reject) s->stats.connections_accepted++;
     auto conn = std::make_shared<ServerConnection>(s, std::move(socket), reject);
     bool stopped;
@@ -822,7 +828,8 @@ Result<std::uint16_t> Server::Start() {
     return Unavailable("http server: open " + where + ": " + ec.message());
   }
   acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-  if (acceptor->bind(ep, ec)) return Unavailable("http server: bind " + where + ": " + ec.message());
+  if (acceptor->bind(ep, ec))
+    return Unavailable("http server: bind " + where + ": " + ec.message());
   if (acceptor->listen(asio::socket_base::max_listen_connections, ec)) {
     return Unavailable("http server: listen " + where + ": " + ec.message());
   }
