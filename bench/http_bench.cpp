@@ -779,14 +779,14 @@ SlowlorisResult MeasureSlowloris(const Options& o, const TempDir& dir, const std
     ++r.answered;
     times.push_back(g.seconds);
   }
-  // Still open = the server has not closed it: a zero-byte peek would read EOF.
+  stop = true;
+  trickle.join();
+  // Still open = the server has not closed it (a peek would read EOF or an error then).
   for (std::size_t i = 0; i < fds.size(); ++i) {
     char c;
     ssize_t n = recv(fds[i], &c, 1, MSG_PEEK | MSG_DONTWAIT);
     if (alive[i] && n < 0 && errno == EAGAIN) ++r.held_at_end;
   }
-  stop = true;
-  trickle.join();
   for (int fd : fds) close(fd);
   r.median_s = Median(times);
   r.max_s = times.empty() ? 0 : *std::max_element(times.begin(), times.end());
