@@ -133,7 +133,8 @@ struct ServeOptions {
   std::string handler = "inline";  // or "pool"
   int pool_threads = 4;
   int httplib_threads = 8;
-  double event_rate = 100;  // SSE events/s published to every open stream (outpost only)
+  double event_rate = 100;          // SSE events/s published to every open stream (outpost only)
+  std::size_t max_connections = 0;  // outpost: 0 = ServerOptions' default
 };
 
 // A fixed pool of threads taking tasks from one queue: the shape of the cloud's database pool.
@@ -240,8 +241,8 @@ int ServeOutpost(const ServeOptions& so) {
 
   http::ServerOptions opts;
   opts.port = 0;
-  // The default max_connections (1024) is below what the SSE part may open; raise it.
-  opts.max_connections = 20'000;
+  // Only the SSE part raises it (--streams above the default); the rest runs on the defaults.
+  if (so.max_connections > 0) opts.max_connections = so.max_connections;
   server =
       std::make_unique<http::Server>(std::vector<asio::io_context*>{&loop}, opts, std::ref(router));
   auto port = server->Start();
@@ -342,11 +343,15 @@ struct Options {
 class ServerProcess {
  public:
   ServerProcess(const TempDir& dir, const std::string& self, const std::string& kind,
-                const std::string& handler, const Options& o) {
+                const std::string& handler, const Options& o, std::size_t max_connections = 0) {
     static int n = 0;
     ChildProcessOptions co;
     co.argv = {
         self, "--serve", kind, "--handler", handler, "--event-rate", std::to_string(o.event_rate)};
+    if (max_connections > 0) {
+      co.argv.push_back("--max-connections");
+      co.argv.push_back(std::to_string(max_connections));
+    }
     co.log_path = dir.File("server-" + kind + "-" + handler + "-" + std::to_string(++n) + ".log");
     auto p = ChildProcess::Start(co);
     if (!p.ok()) Die(kind + " server: " + p.status().ToString());
@@ -678,7 +683,8 @@ class SseClients {
 };
 
 SseResult MeasureSse(const Options& o, const TempDir& dir, const std::string& self) {
-  ServerProcess server(dir, self, "outpost", "inline", o);
+  ServerProcess server(dir, self, "outpost", "inline", o,
+                       std::max<std::size_t>(1024, static_cast<std::size_t>(o.streams) + 16));
   SseResult r;
   // One request first, so that what every server allocates once is in "before".
   (void)TimedGet(server.port(), "/json", 2);
@@ -862,6 +868,7 @@ int main(int argc, char** argv) {
   auto* serve = app.add_option("--serve", so.kind, "(internal) run one server: outpost|httplib")
                     ->check(CLI::IsMember({"outpost", "httplib"}))
                     ->group("");
+  app.add_option("--max-connections", so.max_connections, "(internal)")->group("");
   app.add_option("--handler", so.handler, "(internal) inline|pool")
       ->check(CLI::IsMember({"inline", "pool"}))
       ->group("");
