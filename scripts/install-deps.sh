@@ -23,7 +23,7 @@ packages=(
   mosquitto mosquitto-clients
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib
   libpqxx-dev libpq-dev postgresql postgresql-common libcpp-httplib-dev curl
-  procps iproute2 jq
+  procps iproute2 jq wrk
 )
 
 # One dpkg-query for all: a package is missing unless reported "install ok installed".
