@@ -145,6 +145,11 @@ TEST(RequestParser, ContentLengthOverLimitRefusedBeforeBody) {
   EXPECT_EQ(o.error, ParseError::kBodyTooLarge);
   EXPECT_EQ(ParseErrorStatus(o.error), 413);
   EXPECT_NE(o.detail.find("11"), std::string::npos) << o.detail;
+  // Body bytes in the same feed as the header: Beast 1.74 with eager(true) loses an error raised
+  // at the end of the header when body bytes follow in one buffer; the header goes to Beast alone.
+  o = Parse(head + "01234567890", l);
+  EXPECT_EQ(o.error, ParseError::kBodyTooLarge);
+  EXPECT_EQ(o.consumed, head.size());
 }
 
 TEST(RequestParser, ChunkedBodyLimitCountsEveryChunk) {
