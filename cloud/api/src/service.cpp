@@ -499,6 +499,7 @@ ServiceResponse Service::MetricsPage() {
   ServiceResponse r;
   r.content_type = "text/plain; version=0.0.4";
   r.body = metrics_.Render();
+  if (metrics_appendix_) r.body += metrics_appendix_();
   return r;
 }
 

@@ -1,5 +1,5 @@
 // Service: the cloud's HTTP API as a pure request -> response function over the Storage port.
-// It knows nothing about sockets or SQL: HttpServer (http_server.h) adapts cpp-httplib to it,
+// It knows nothing about sockets or SQL: HttpServer (http_server.h) serves it with libs/http,
 // and tests call Handle() directly.
 // Ownership: borrows `storage` and `clock`, which must outlive it; owns its Metrics.
 // Thread: Handle() is safe to call from many threads at once.
@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -64,6 +65,11 @@ class Service {
 
   Metrics& metrics() { return metrics_; }
   const ServiceOptions& options() const { return options_; }
+  // Text appended to GET /metrics (the transport's own counters; HttpServer sets it). Set before
+  // Handle() is first called and cleared after its last call: it is read without a lock.
+  void SetMetricsAppendix(std::function<std::string()> appendix) {
+    metrics_appendix_ = std::move(appendix);
+  }
 
  private:
   ServiceResponse Batch(const ServiceRequest& request, bool native);
@@ -82,6 +88,7 @@ class Service {
   ServiceOptions options_;
   Metrics metrics_;
   std::atomic<std::int64_t> last_purge_ms_{0};
+  std::function<std::string()> metrics_appendix_;
 };
 
 }  // namespace outpost::cloud::api
