@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "outpost/cloud/crypto.h"
+#include "outpost/http/message.h"
 
 namespace outpost::cloud::api {
 namespace {
@@ -15,10 +16,7 @@ namespace {
 using nlohmann::json;
 
 ServiceResponse Error(int status, std::string_view code, std::string_view message) {
-  ServiceResponse r;
-  r.status = status;
-  r.body = ErrorBody(code, message);
-  return r;
+  return ErrorResponse(status, code, message);
 }
 
 ServiceResponse Json(int status, const json& body) {
@@ -157,9 +155,13 @@ ServiceResponse KeyReused(const std::string& key) {
 
 }  // namespace
 
-std::string ErrorBody(std::string_view code, std::string_view message) {
-  json j = {{"error", {{"code", code}, {"message", message}}}};
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+ServiceResponse ErrorResponse(int status, std::string_view code, std::string_view message) {
+  http::Response p = http::Problem(status, code, message);
+  ServiceResponse r;
+  r.status = p.status;
+  r.content_type = std::move(p.content_type);
+  r.body = std::move(p.body);
+  return r;
 }
 
 const char* EndpointLabel(std::string_view path) {
@@ -280,9 +282,9 @@ ServiceResponse Service::Batch(const ServiceRequest& request, bool native) {
   }
   if (request.body.size() > options_.max_body_bytes) {
     ++metrics_.batches_rejected;
-    return Error(413, "payload_too_large",
+    return Error(413, "body_too_large",
                  "body: " + std::to_string(request.body.size()) + " bytes; limit " +
-                     std::to_string(options_.max_body_bytes));
+                     std::to_string(options_.max_body_bytes) + " (--max-body-bytes)");
   }
   const std::string body_sha = Sha256Hex(request.body);
   if (key) {

@@ -3,8 +3,9 @@
 // and tests call Handle() directly.
 // Ownership: borrows `storage` and `clock`, which must outlive it; owns its Metrics.
 // Thread: Handle() is safe to call from many threads at once.
-// Errors: every failure is an HTTP response whose body is
-//   {"error":{"code":"<snake_case>","message":"<text naming the field>"}}.
+// Errors: every failure is an HTTP response in application/problem+json (RFC 9457, built by
+//   libs/http's Problem): {"type","title","status","detail",
+//   "error":{"code":"<snake_case>","message":"<text naming the field>"}}.
 // Contract: docs/formats/cloud.md
 #pragma once
 
@@ -51,8 +52,9 @@ struct ServiceOptions {
   std::int64_t retry_after_s = 1;  // Retry-After on 503
 };
 
-// The JSON error body every 4xx/5xx carries.
-std::string ErrorBody(std::string_view code, std::string_view message);
+// The answer every 4xx/5xx is: application/problem+json with `status`, a stable snake_case
+// `code` and a `message` naming what was wrong (http::Problem, as the HTTP layer's own errors).
+ServiceResponse ErrorResponse(int status, std::string_view code, std::string_view message);
 // The endpoint label used in metrics: "seed_batch", "native_batch", "gateways", "devices",
 // "readings", "alerts", "healthz", "metrics", or "other".
 const char* EndpointLabel(std::string_view path);
