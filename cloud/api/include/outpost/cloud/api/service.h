@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -21,6 +22,7 @@
 
 #include "outpost/base/clock.h"
 #include "outpost/cloud/api/metrics.h"
+#include "outpost/cloud/api/unknown_token_cache.h"
 #include "outpost/cloud/batch_parser.h"
 #include "outpost/cloud/storage.h"
 
@@ -50,6 +52,13 @@ struct ServiceOptions {
   std::int64_t idempotency_retention_ms = 7LL * 24 * 3600 * 1000;
   std::int64_t purge_interval_ms = 3600 * 1000;
   std::int64_t retry_after_s = 1;  // Retry-After on 503
+  // /healthz answers from the last database check while it is younger than this (at most one
+  // Ping per interval, however often load balancers ask); the answer says how old it is.
+  std::int64_t healthz_max_age_ms = 1000;
+  // Tokens the database did not know are refused from memory for this long (a flood with a
+  // forged token costs one lookup), at most this many hashes (UnknownTokenCache).
+  std::int64_t unknown_token_ttl_ms = 5000;
+  std::size_t unknown_token_cache_entries = 10'000;
 };
 
 // The answer every 4xx/5xx is: application/problem+json with `status`, a stable snake_case
@@ -66,6 +75,7 @@ class Service {
   ServiceResponse Handle(const ServiceRequest& request);
 
   Metrics& metrics() { return metrics_; }
+  const UnknownTokenCache& unknown_tokens() const { return unknown_tokens_; }
   const ServiceOptions& options() const { return options_; }
   // Text appended to GET /metrics (the transport's own counters; HttpServer sets it). Set before
   // Handle() is first called and cleared after its last call: it is read without a lock.
@@ -91,6 +101,13 @@ class Service {
   Metrics metrics_;
   std::atomic<std::int64_t> last_purge_ms_{0};
   std::function<std::string()> metrics_appendix_;
+  UnknownTokenCache unknown_tokens_;
+  // The last database check of /healthz (steady clock).
+  std::mutex health_mu_;
+  bool health_known_ = false;           // guarded by health_mu_
+  bool health_checking_ = false;        // guarded by health_mu_: a Ping is under way
+  std::int64_t health_checked_ms_ = 0;  // guarded by health_mu_
+  Status health_status_;                // guarded by health_mu_
 };
 
 }  // namespace outpost::cloud::api
