@@ -284,7 +284,7 @@ int main(int argc, char** argv) {
   http.retry_after_s = service_options.retry_after_s;
   cloud::api::HttpServer server(service, http);
   Result<int> bound = server.Bind();
-  if (!bound.ok()) return Fail("--listen " + listen, bound.status());
+  if (!bound.ok()) return Fail("serve", bound.status());  // names the address or the TLS file
 
   std::thread signal_thread([&] {
     int sig = 0;
