@@ -81,7 +81,10 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:8080";
   std::size_t max_body_bytes = 16 * 1024 * 1024;
   std::size_t max_items = 100'000;
-  int threads = 8;
+  cloud::api::HttpServerOptions http;
+  int header_timeout_s = 10;
+  int body_timeout_s = 30;
+  int idle_timeout_s = 30;
   int pool_size = 4;
   std::string sync = "full";
   serve->add_option("--listen", listen, "HOST:PORT to listen on (PORT 0: pick a free port)")
@@ -89,7 +92,9 @@ int main(int argc, char** argv) {
   serve->add_option("--database", database, kDatabaseHelp)
       ->envname("OUTPOST_CLOUD_DATABASE")
       ->capture_default_str();
-  serve->add_option("--max-body-bytes", max_body_bytes, "largest request body accepted (413)")
+  serve
+      ->add_option("--max-body-bytes", max_body_bytes,
+                   "largest request body accepted, counted as it arrives (413 body_too_large)")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))
       ->capture_default_str();
   serve
@@ -97,9 +102,54 @@ int main(int argc, char** argv) {
                    "most readings + alerts + statuses in one batch (413)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))
       ->capture_default_str();
-  serve->add_option("--threads", threads, "HTTP worker threads")
-      ->check(CLI::Range(1, 256))
+  serve
+      ->add_option("--http-threads", http.http_threads,
+                   "HTTP event-loop threads (they only move bytes; requests run on --db-threads)")
+      ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  auto* db_threads =
+      serve
+          ->add_option("--db-threads", http.db_threads,
+                       "threads that run requests (every database call happens on them)")
+          ->check(CLI::Range(1, 256))
+          ->capture_default_str();
+  serve->add_option("--threads", http.db_threads, "deprecated: the same as --db-threads")
+      ->check(CLI::Range(1, 256))
+      ->excludes(db_threads);
+  serve
+      ->add_option("--db-queue", http.db_queue,
+                   "requests that may wait for a --db-threads thread; beyond, 503 overloaded "
+                   "with Retry-After: 1")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
+      ->capture_default_str();
+  serve
+      ->add_option("--max-connections", http.max_connections,
+                   "open connections; one more is answered 503 server_full and closed")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
+      ->capture_default_str();
+  serve
+      ->add_option("--header-timeout", header_timeout_s,
+                   "seconds from a request's first byte to the end of its header (408)")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  serve
+      ->add_option("--body-timeout", body_timeout_s,
+                   "seconds from the end of a request's header to the end of its body (408)")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  serve
+      ->add_option("--idle-timeout", idle_timeout_s,
+                   "seconds a keep-alive connection may sit idle between requests")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  auto* tls_cert =
+      serve->add_option("--tls-cert", http.tls_cert_file,
+                        "PEM certificate chain: serve HTTPS only (with --tls-key; a reverse "
+                        "proxy in front is the recommended setup, docs/cloud.md)");
+  auto* tls_key =
+      serve->add_option("--tls-key", http.tls_key_file, "PEM private key (with --tls-cert)");
+  tls_cert->needs(tls_key);
+  tls_key->needs(tls_cert);
   serve
       ->add_option("--pool-size", pool_size,
                    "database connections (PostgreSQL pool; SQLite reader connections)")
@@ -225,13 +275,16 @@ int main(int argc, char** argv) {
   service_options.max_body_bytes = max_body_bytes;
   service_options.limits.max_items = max_items;
   cloud::api::Service service(**storage, clock, service_options);
-  cloud::api::HttpServerOptions http_options;
-  http_options.host = host;
-  http_options.port = port;
-  http_options.threads = threads;
-  cloud::api::HttpServer server(service, http_options);
+  http.host = host;
+  http.port = port;
+  http.max_body_bytes = max_body_bytes;
+  http.header_timeout_ms = header_timeout_s * 1000LL;
+  http.body_timeout_ms = body_timeout_s * 1000LL;
+  http.idle_timeout_ms = idle_timeout_s * 1000LL;
+  http.retry_after_s = service_options.retry_after_s;
+  cloud::api::HttpServer server(service, http);
   Result<int> bound = server.Bind();
-  if (!bound.ok()) return Fail("--listen " + listen, bound.status());
+  if (!bound.ok()) return Fail("serve", bound.status());  // names the address or the TLS file
 
   std::thread signal_thread([&] {
     int sig = 0;
@@ -239,9 +292,13 @@ int main(int argc, char** argv) {
     spdlog::info("signal {}: stopping", sig);
     server.Stop();
   });
-  spdlog::info("database {} ({}), {} threads, body limit {} bytes", database, (*storage)->backend(),
-               threads, max_body_bytes);
-  std::printf("outpost-cloud listening on http://%s:%d\n", host.c_str(), *bound);
+  spdlog::info(
+      "database {} ({}), {} HTTP loop threads, {} database threads (queue {}), {} connections "
+      "max, body limit {} bytes{}",
+      database, (*storage)->backend(), http.http_threads, http.db_threads, http.db_queue,
+      http.max_connections, max_body_bytes, http.tls_cert_file.empty() ? "" : ", TLS");
+  std::printf("outpost-cloud listening on %s://%s:%d\n",
+              http.tls_cert_file.empty() ? "http" : "https", host.c_str(), *bound);
   std::fflush(stdout);
   Status run = server.Run();
   // Wake the signal thread if the server stopped on its own.

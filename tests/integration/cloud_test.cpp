@@ -123,12 +123,14 @@ class CloudTest : public ::testing::TestWithParam<std::string> {
     return ToReply(client_->Get(path.c_str(), Auth(token == "-" ? token_ : token)));
   }
 
-  // The error shape every 4xx/5xx must have.
+  // The error shape every 4xx/5xx must have: RFC 9457 problem+json (issue 10) that keeps the
+  // "error":{"code","message"} object clients have always read.
   static void ExpectError(const Reply& r, int status, const std::string& code,
                           const std::string& message_part = "") {
     EXPECT_EQ(r.status, status) << r.raw;
-    EXPECT_EQ(r.content_type, "application/json") << r.raw;
+    EXPECT_EQ(r.content_type, "application/problem+json") << r.raw;
     ASSERT_TRUE(r.body.is_object()) << r.raw;
+    EXPECT_EQ(r.body.value("status", 0), status) << r.raw;
     ASSERT_TRUE(r.body.contains("error")) << r.raw;
     EXPECT_EQ(r.body["error"]["code"], code) << r.raw;
     ASSERT_TRUE(r.body["error"]["message"].is_string()) << r.raw;
@@ -382,7 +384,8 @@ TEST_P(CloudTest, OversizeIs413) {
     big += NativeReading("n1", 1, i, 1000 + i, 1.0);
   }
   big += "]}";
-  ExpectError(Post("/v1/batches", big, "k-big"), 413, "payload_too_large", "4096");
+  // Over --max-body-bytes: the HTTP layer's refusal, counted as the body arrives.
+  ExpectError(Post("/v1/batches", big, "k-big"), 413, "body_too_large", "4096");
   std::string many = R"({"readings":[)";
   for (int i = 0; i < 11; ++i) {
     if (i) many += ",";

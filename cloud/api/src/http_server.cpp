@@ -1,46 +1,56 @@
 #include "outpost/cloud/api/http_server.h"
 
-#include <httplib.h>
+#include <spdlog/spdlog.h>
 
-#include <algorithm>
-#include <cctype>
+#include <asio.hpp>
 #include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "outpost/cloud/api/work_pool.h"
+#include "outpost/http/server.h"
 
 namespace outpost::cloud::api {
 namespace {
 
-thread_local std::chrono::steady_clock::time_point request_start;
+using SteadyClock = std::chrono::steady_clock;
 
-std::string Lower(const std::string& s) {
-  std::string out = s;
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
+// One request on its way through the pool. Shared because std::function needs a copyable task
+// and the Responder is move-only.
+struct Job {
+  http::Request request;
+  http::Responder responder;
+  SteadyClock::time_point received;
+};
+
+ServiceRequest ToService(const http::Request& r) {
+  ServiceRequest s;
+  s.method = r.method;
+  s.path = r.path;
+  s.params = r.params;
+  s.headers = r.headers;
+  s.body = r.body;
+  return s;
 }
 
-const char* CodeForStatus(int status) {
-  switch (status) {
-    case 400:
-      return "bad_request";
-    case 404:
-      return "not_found";
-    case 405:
-      return "method_not_allowed";
-    case 408:
-      return "request_timeout";
-    case 413:
-      return "payload_too_large";
-    case 414:
-      return "uri_too_long";
-    case 415:
-      return "unsupported_media_type";
-    case 416:
-      return "range_not_satisfiable";
-    case 503:
-      return "unavailable";
-    default:
-      return status >= 500 ? "internal" : "bad_request";
-  }
+http::Response ToHttp(ServiceResponse s) {
+  http::Response r;
+  r.status = s.status;
+  r.content_type = std::move(s.content_type);
+  r.body = std::move(s.body);
+  r.headers = std::move(s.headers);
+  return r;
+}
+
+void LogAccess(const http::AccessLogEntry& e) {
+  spdlog::info("http {} \"{} {}\" {} in {} B out {} B {:.1f} ms", e.remote,
+               e.method.empty() ? "-" : e.method, e.target.empty() ? "-" : e.target, e.status,
+               e.bytes_received, e.bytes_sent, e.seconds * 1000);
 }
 
 }  // namespace
@@ -48,110 +58,161 @@ const char* CodeForStatus(int status) {
 struct HttpServer::Impl {
   Service& service;
   HttpServerOptions options;
-  httplib::Server server;
+  WorkPool pool;
+  std::vector<std::unique_ptr<asio::io_context>> loops;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::vector<std::thread> threads;
+  std::unique_ptr<http::Server> server;
 
-  Impl(Service& s, HttpServerOptions o) : service(s), options(std::move(o)) {}
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop_requested = false;  // guarded by mu
 
-  void Dispatch(const httplib::Request& req, httplib::Response& res) {
-    ServiceRequest r;
-    r.method = req.method;
-    r.path = req.path;
-    for (const auto& [k, v] : req.params) r.params.emplace(k, v);  // first value wins
-    for (const auto& [k, v] : req.headers) r.headers.emplace(Lower(k), v);
-    r.body = req.body;
-    ServiceResponse out = service.Handle(r);
-    res.status = out.status;
-    for (const auto& [k, v] : out.headers) res.set_header(k, v);
-    res.set_content(std::move(out.body), out.content_type);
-    // Recorded before the response is written, so a client that got its answer sees it counted.
-    Observe(req.path, res.status);
+  Impl(Service& s, HttpServerOptions o)
+      : service(s),
+        options(std::move(o)),
+        pool(WorkPoolOptions{options.db_threads, options.db_queue}) {}
+
+  // On a loop thread: hand the request to the pool, or refuse at once when it is full.
+  void OnRequest(http::Request request, http::Responder responder) {
+    auto job =
+        std::make_shared<Job>(Job{std::move(request), std::move(responder), SteadyClock::now()});
+    if (pool.Submit([this, job] { Serve(*job); })) return;
+    http::Response r =
+        http::Problem(503, "overloaded",
+                      std::to_string(options.db_queue) +
+                          " requests already wait for the database (--db-queue); retry later");
+    r.headers.emplace_back("Retry-After", std::to_string(options.retry_after_s));
+    Observe(job->request.path, r.status, job->received);
+    job->responder.Send(std::move(r));
   }
 
-  void Observe(const std::string& path, int status) {
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - request_start).count();
+  // On a pool thread.
+  void Serve(Job& job) {
+    ServiceResponse out = service.Handle(ToService(job.request));
+    // Counted before the answer goes out, so a client that has its answer sees it counted.
+    Observe(job.request.path, out.status, job.received);
+    job.responder.Send(ToHttp(std::move(out)));
+  }
+
+  void Observe(const std::string& path, int status, SteadyClock::time_point since) {
+    const double seconds = std::chrono::duration<double>(SteadyClock::now() - since).count();
     service.metrics().ObserveRequest(EndpointLabel(path), status, seconds);
+  }
+
+  void StopLoops() {
+    guards.clear();
+    for (auto& l : loops) l->stop();
+    for (auto& t : threads) {
+      if (t.joinable()) t.join();
+    }
+    threads.clear();
   }
 };
 
 HttpServer::HttpServer(Service& service, HttpServerOptions options)
     : impl_(std::make_unique<Impl>(service, std::move(options))) {
-  httplib::Server& s = impl_->server;
-  Impl* impl = impl_.get();
-  const int threads = std::max(1, impl->options.threads);
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-  s.set_tcp_nodelay(true);
-  s.set_keep_alive_max_count(static_cast<size_t>(impl->options.keep_alive_max_count));
-  s.set_read_timeout(impl->options.read_timeout_s, 0);
-  // One byte over the limit is still "too large"; the service re-checks the exact limit.
-  s.set_payload_max_length(impl->service.options().max_body_bytes);
-  s.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
-    request_start = std::chrono::steady_clock::now();
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  auto handler = [impl](const httplib::Request& req, httplib::Response& res) {
-    impl->Dispatch(req, res);
-  };
-  s.Get(".*", handler);
-  s.Post(".*", handler);
-  s.Put(".*", handler);
-  s.Delete(".*", handler);
-  s.Patch(".*", handler);
-  s.Options(".*", handler);
-  // Errors httplib produces itself (413 over the body limit, 400 unparsable request, 404)
-  // get the same JSON shape as ours.
-  s.set_error_handler(httplib::Server::HandlerWithResponse(
-      [impl](const httplib::Request& req, httplib::Response& res) {
-        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-        std::string message;
-        if (res.status == 413) {
-          message = "body larger than " + std::to_string(impl->service.options().max_body_bytes) +
-                    " bytes (--max-body-bytes)";
-        } else if (res.status == 400) {
-          message = req.method + " " + req.path +
-                    ": malformed HTTP request (a body needs Content-Length or chunked encoding)";
-        } else {
-          message = "HTTP " + std::to_string(res.status) + " for " + req.method + " " + req.path;
-        }
-        res.set_content(ErrorBody(CodeForStatus(res.status), message), "application/json");
-        impl->Observe(req.path, res.status);  // an error httplib produced without our handler
-        return httplib::Server::HandlerResponse::Handled;
-      }));
-  s.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unexpected exception";
-        try {
-          std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        res.status = 500;
-        res.set_content(ErrorBody("internal", what), "application/json");
-      });
+  // Set before any request can run and cleared after the last one (the destructor).
+  service.SetMetricsAppendix([this] { return RenderMetrics(); });
 }
 
-HttpServer::~HttpServer() { Stop(); }
+HttpServer::~HttpServer() {
+  if (impl_->server) impl_->server->Stop();
+  impl_->pool.Stop();
+  impl_->StopLoops();
+  impl_->service.SetMetricsAppendix(nullptr);
+}
 
 Result<int> HttpServer::Bind() {
-  httplib::Server& s = impl_->server;
-  const std::string& host = impl_->options.host;
-  int port = impl_->options.port;
-  if (port == 0) {
-    port = s.bind_to_any_port(host);
-    if (port < 0) return Unavailable("cannot listen on " + host + ":0");
-  } else if (!s.bind_to_port(host, port)) {
-    return Unavailable("cannot listen on " + host + ":" + std::to_string(port) +
-                       " (address in use, or not a local address)");
+  Impl& s = *impl_;
+  const HttpServerOptions& o = s.options;
+  if (s.server) return FailedPrecondition("http server: already bound");
+  if (o.port < 0 || o.port > 65535) return InvalidArgument("port out of range");
+  http::ServerOptions so;
+  so.host = o.host;
+  so.port = static_cast<std::uint16_t>(o.port);
+  so.limits.max_body_bytes = o.max_body_bytes;
+  so.max_connections = o.max_connections;
+  so.header_timeout_ms = o.header_timeout_ms;
+  so.body_timeout_ms = o.body_timeout_ms;
+  so.idle_timeout_ms = o.idle_timeout_ms;
+  so.tls_cert_file = o.tls_cert_file;
+  so.tls_key_file = o.tls_key_file;
+  so.access_log = LogAccess;
+
+  const int n = o.http_threads < 1 ? 1 : o.http_threads;
+  std::vector<asio::io_context*> raw;
+  for (int i = 0; i < n; ++i) {
+    s.loops.push_back(std::make_unique<asio::io_context>(1));
+    s.guards.push_back(asio::make_work_guard(*s.loops.back()));
+    raw.push_back(s.loops.back().get());
   }
-  return port;
+  for (auto& l : s.loops) {
+    asio::io_context* loop = l.get();
+    s.threads.emplace_back([loop] {
+      for (;;) {
+        try {
+          loop->run();
+          return;
+        } catch (const std::exception& e) {
+          spdlog::error("http loop: {}", e.what());  // nothing should throw; keep serving
+        }
+      }
+    });
+  }
+  Impl* impl = impl_.get();
+  s.server = std::make_unique<http::Server>(std::move(raw), std::move(so),
+                                            [impl](http::Request r, http::Responder resp) {
+                                              impl->OnRequest(std::move(r), std::move(resp));
+                                            });
+  Result<std::uint16_t> port = s.server->Start();
+  if (!port.ok()) {
+    s.server.reset();
+    s.StopLoops();
+    return port.status();
+  }
+  return static_cast<int>(*port);
 }
 
 Status HttpServer::Run() {
-  if (!impl_->server.listen_after_bind()) return Unavailable("HTTP server stopped with an error");
+  Impl& s = *impl_;
+  if (!s.server) return FailedPrecondition("http server: Run() before Bind()");
+  {
+    std::unique_lock<std::mutex> lock(s.mu);
+    s.cv.wait(lock, [&] { return s.stop_requested; });
+  }
+  // Requests already handed to the pool finish and answer; then every connection closes.
+  if (!s.pool.WaitIdle(std::chrono::milliseconds(s.options.drain_timeout_ms))) {
+    spdlog::warn("stopping with requests still running after {} ms", s.options.drain_timeout_ms);
+  }
+  // Their answers were posted to the loops: let each loop run what is queued (the writes start,
+  // and small answers go out at once) before Stop() closes the connections. libs/http has no
+  // graceful stop that waits for writes in progress.
+  for (auto& l : s.loops) {
+    auto done = std::make_shared<std::promise<void>>();
+    std::future<void> ran = done->get_future();
+    asio::post(*l, [done] { done->set_value(); });
+    ran.wait_for(std::chrono::seconds(1));
+  }
+  s.server->Stop();
+  s.pool.Stop();
+  s.StopLoops();
   return Status::Ok();
 }
 
-void HttpServer::Stop() { impl_->server.stop(); }
+void HttpServer::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stop_requested = true;
+  }
+  impl_->cv.notify_all();
+}
+
+std::string HttpServer::RenderMetrics() const {
+  std::string out;
+  if (impl_->server) out += impl_->server->stats().RenderPrometheus("outpost_cloud_http_server_");
+  out += impl_->pool.RenderPrometheus("outpost_cloud_db_pool_");
+  return out;
+}
 
 }  // namespace outpost::cloud::api

@@ -44,6 +44,9 @@ std::string Metrics::Render() const {
           "Idempotency records deleted after the retention period.", idempotency_purged.load());
   counter("outpost_cloud_storage_errors_total", "Database calls that failed.",
           storage_errors.load());
+  counter("outpost_cloud_healthz_checks_total",
+          "Database checks made for /healthz (at most one per healthz_max_age_ms).",
+          healthz_checks.load());
 
   std::lock_guard<std::mutex> lock(mu_);
   o << "# HELP outpost_cloud_http_requests_total HTTP requests by endpoint and status.\n"

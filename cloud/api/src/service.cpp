@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "outpost/cloud/crypto.h"
+#include "outpost/http/message.h"
 
 namespace outpost::cloud::api {
 namespace {
@@ -15,10 +16,7 @@ namespace {
 using nlohmann::json;
 
 ServiceResponse Error(int status, std::string_view code, std::string_view message) {
-  ServiceResponse r;
-  r.status = status;
-  r.body = ErrorBody(code, message);
-  return r;
+  return ErrorResponse(status, code, message);
 }
 
 ServiceResponse Json(int status, const json& body) {
@@ -157,9 +155,13 @@ ServiceResponse KeyReused(const std::string& key) {
 
 }  // namespace
 
-std::string ErrorBody(std::string_view code, std::string_view message) {
-  json j = {{"error", {{"code", code}, {"message", message}}}};
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+ServiceResponse ErrorResponse(int status, std::string_view code, std::string_view message) {
+  http::Response p = http::Problem(status, code, message);
+  ServiceResponse r;
+  r.status = p.status;
+  r.content_type = std::move(p.content_type);
+  r.body = std::move(p.body);
+  return r;
 }
 
 const char* EndpointLabel(std::string_view path) {
@@ -175,7 +177,10 @@ const char* EndpointLabel(std::string_view path) {
 }
 
 Service::Service(Storage& storage, const Clock& clock, ServiceOptions options)
-    : storage_(storage), clock_(clock), options_(std::move(options)) {}
+    : storage_(storage),
+      clock_(clock),
+      options_(std::move(options)),
+      unknown_tokens_(options_.unknown_token_ttl_ms, options_.unknown_token_cache_entries) {}
 
 ServiceResponse Service::Handle(const ServiceRequest& request) {
   const std::string_view path = request.path;
@@ -227,9 +232,16 @@ bool Service::Authenticate(const ServiceRequest& request, Principal* who, Servic
     error->headers.emplace_back("WWW-Authenticate", "Bearer");
     return false;
   }
-  Result<Principal> p = storage_.Authenticate(Sha256Hex(token));
+  const std::string hash = Sha256Hex(token);
+  if (unknown_tokens_.Contains(hash, clock_.steady_ms())) {
+    *error = Error(401, "unauthorized", "Authorization: unknown or revoked token");
+    error->headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+    return false;
+  }
+  Result<Principal> p = storage_.Authenticate(hash);
   if (!p.ok()) {
     if (p.status().code() == Code::kNotFound) {
+      unknown_tokens_.Insert(hash, clock_.steady_ms());
       *error = Error(401, "unauthorized", "Authorization: unknown or revoked token");
       error->headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
     } else {
@@ -280,9 +292,9 @@ ServiceResponse Service::Batch(const ServiceRequest& request, bool native) {
   }
   if (request.body.size() > options_.max_body_bytes) {
     ++metrics_.batches_rejected;
-    return Error(413, "payload_too_large",
+    return Error(413, "body_too_large",
                  "body: " + std::to_string(request.body.size()) + " bytes; limit " +
-                     std::to_string(options_.max_body_bytes));
+                     std::to_string(options_.max_body_bytes) + " (--max-body-bytes)");
   }
   const std::string body_sha = Sha256Hex(request.body);
   if (key) {
@@ -486,19 +498,51 @@ ServiceResponse Service::Alerts(const ServiceRequest& request, const Principal& 
 }
 
 ServiceResponse Service::Healthz() {
-  Status s = storage_.Ping();
-  if (!s.ok()) {
-    ServiceResponse r = Error(503, "unavailable", "database: " + s.message());
+  // One Ping per healthz_max_age_ms at most; while one is under way, others answer from the
+  // previous result (the first ever check is made by whoever comes).
+  Status status;
+  std::int64_t checked_ms = 0;
+  bool check = false;
+  {
+    std::lock_guard<std::mutex> lock(health_mu_);
+    const bool fresh =
+        health_known_ && clock_.steady_ms() - health_checked_ms_ < options_.healthz_max_age_ms;
+    if (fresh || (health_known_ && health_checking_)) {
+      status = health_status_;
+      checked_ms = health_checked_ms_;
+    } else {
+      health_checking_ = true;
+      check = true;
+    }
+  }
+  if (check) {
+    ++metrics_.healthz_checks;
+    status = storage_.Ping();
+    checked_ms = clock_.steady_ms();
+    std::lock_guard<std::mutex> lock(health_mu_);
+    health_known_ = true;
+    health_checking_ = false;
+    health_status_ = status;
+    health_checked_ms_ = checked_ms;
+  }
+  const std::int64_t age_ms = std::max<std::int64_t>(0, clock_.steady_ms() - checked_ms);
+  if (!status.ok()) {
+    ServiceResponse r =
+        Error(503, "unavailable",
+              "database: " + status.message() + " (checked " + std::to_string(age_ms) + " ms ago)");
     r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_s));
     return r;
   }
-  return Json(200, {{"status", "ok"}, {"database", storage_.backend()}});
+  return Json(200,
+              {{"status", "ok"}, {"database", storage_.backend()}, {"checked_ms_ago", age_ms}});
 }
 
 ServiceResponse Service::MetricsPage() {
   ServiceResponse r;
   r.content_type = "text/plain; version=0.0.4";
   r.body = metrics_.Render();
+  r.body += unknown_tokens_.RenderPrometheus("outpost_cloud_unknown_token_cache_");
+  if (metrics_appendix_) r.body += metrics_appendix_();
   return r;
 }
 

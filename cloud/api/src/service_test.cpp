@@ -103,7 +103,7 @@ TEST_F(ServiceTest, AlertsRangeBackwardsIs400) {
 TEST_F(ServiceTest, LimitsAre413) {
   ServiceResponse r = Call("POST", "/sensor-data/batch", std::string(3000, ' '));
   EXPECT_EQ(r.status, 413);
-  EXPECT_EQ(Code(r), "payload_too_large");
+  EXPECT_EQ(Code(r), "body_too_large");  // the HTTP layer's code for the same limit
   r = Call("POST", "/sensor-data/batch", R"({"readings":[{},{},{},{},{},{}]})");
   EXPECT_EQ(r.status, 413);
   EXPECT_NE(r.body.find("limit 5"), std::string::npos) << r.body;
@@ -271,10 +271,17 @@ TEST_F(ServiceTest, DatabaseDownIsRetryable503AndTheRetryStores) {
   EXPECT_EQ(json::parse(up.body)["accepted"]["readings"], 1);
 }
 
-TEST(ErrorBody, EscapesAndShapes) {
-  json j = json::parse(ErrorBody("invalid_field", "x: \"quoted\"\n"));
+// Errors are RFC 9457 problem+json and keep the "error" object every client reads.
+TEST(ErrorResponse, EscapesAndShapes) {
+  ServiceResponse r = ErrorResponse(400, "invalid_field", "x: \"quoted\"\n");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.content_type, "application/problem+json");
+  json j = json::parse(r.body);
   EXPECT_EQ(j["error"]["code"], "invalid_field");
   EXPECT_EQ(j["error"]["message"], "x: \"quoted\"\n");
+  EXPECT_EQ(j["status"], 400);
+  EXPECT_EQ(j["title"], "Bad Request");
+  EXPECT_EQ(j["detail"], "x: \"quoted\"\n");
 }
 
 }  // namespace

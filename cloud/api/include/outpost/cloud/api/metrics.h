@@ -30,6 +30,7 @@ class Metrics {
   std::atomic<std::int64_t> idempotency_conflicts{0};
   std::atomic<std::int64_t> idempotency_purged{0};
   std::atomic<std::int64_t> storage_errors{0};
+  std::atomic<std::int64_t> healthz_checks{0};  // database Pings made for /healthz
 
   std::string Render() const;
 
