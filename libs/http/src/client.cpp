@@ -57,7 +57,9 @@ struct Op {
   std::shared_ptr<Conn> conn;
   std::uint64_t phase = 0;  // incremented when the deadline is re-armed
   Clock::time_point request_started;
-  bool head = false;  // a HEAD request: the response has no body whatever it says
+  bool written = false;     // the whole request is written
+  std::string write_error;  // why writing it failed, if it did
+  bool head = false;        // a HEAD request: the response has no body whatever it says
   bool done = false;
   Status status;
   ClientResponse response;
@@ -313,18 +315,21 @@ class Client::Impl {
     });
     op->parser.emplace();
     ConfigureParser(*op, *op->parser);
+    // Full duplex: the response is read while the request is written, so a server that answers
+    // early (a 413 at the header of a body over its limit) and stops reading is heard.
     auto c = op->conn;
     WithStream(*c, [&](auto& stream) {
       asio::async_write(stream, asio::buffer(op->out),
                         [this, op, c](const asio::error_code& ec, std::size_t) {
                           if (op->done) return;
-                          if (ec) {
-                            NetworkError(op, "write to " + authority_ + ": " + ec.message());
+                          if (ec) {  // the read goes on: an answer may be on its way
+                            op->write_error = "write to " + authority_ + ": " + ec.message();
                             return;
                           }
-                          Read(op);
+                          op->written = true;
                         });
     });
+    Read(op);
   }
 
   void ConfigureParser(const Op& op, Parser& p) const {
@@ -365,6 +370,10 @@ class Client::Impl {
         Complete(op, /*keep=*/false);
         return;
       }
+    }
+    if (!op->write_error.empty()) {
+      NetworkError(op, op->write_error);
+      return;
     }
     const std::string got = std::to_string(op->in.size()) + " unparsed bytes";
     NetworkError(
@@ -413,7 +422,8 @@ class Client::Impl {
         ConfigureParser(*op, *op->parser);
         continue;
       }
-      Complete(op, p.get().keep_alive() && op->in.empty());
+      // Answered before the whole request was written: the connection's state is unknown.
+      Complete(op, p.get().keep_alive() && op->in.empty() && op->written);
       return;
     }
   }

@@ -36,6 +36,8 @@ constexpr const char* kClose = "<close>";  // script step: close the connection
 const std::string kStall = "<stall>";           // wait until the client closes
 const std::string kFlood = "<flood>";           // 'a' until the client closes (≤ 64 MiB)
 const std::string kThenClose = "<then-close>";  // close
+// (and read only the request's header first) shut down writing, then read nothing more
+const std::string kEarly = "<early>";
 
 // Connection i runs script[i]: for each step it reads one request (recorded), then writes the
 // step's bytes (or closes, stalls, floods). After its last step it waits for the client to
@@ -89,6 +91,13 @@ class ScriptedServer {
   void Serve(int c, const std::vector<std::string>& steps) {
     std::string in;
     for (const std::string& step : steps) {
+      if (step.rfind(kEarly, 0) == 0) {
+        if (!ReadRequest(c, &in, /*header_only=*/true)) return;
+        Send(c, step.substr(kEarly.size()));
+        ::shutdown(c, SHUT_WR);
+        WaitPeerShutdown(c);
+        return;
+      }
       if (!ReadRequest(c, &in)) return;
       if (step == kClose) return;
       if (step.rfind(kStall, 0) == 0) {
@@ -138,8 +147,18 @@ class ScriptedServer {
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return;
     }
   }
+  // Until the client closes or shuts down writing, or opens its next connection, reading
+  // nothing (a FIN queued behind unsent bytes never comes); bounded: 10 s.
+  void WaitPeerShutdown(int c) {
+    const auto deadline = Clock::now() + 10s;
+    while (!quit_ && Clock::now() < deadline) {
+      pollfd p[2] = {{c, POLLRDHUP, 0}, {fd_, POLLIN, 0}};
+      if (::poll(p, 2, 20) <= 0) continue;
+      if ((p[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) || (p[1].revents & POLLIN)) return;
+    }
+  }
   // One request (header, then Content-Length bytes) from `in` and the socket; recorded.
-  bool ReadRequest(int c, std::string* in) {
+  bool ReadRequest(int c, std::string* in, bool header_only = false) {
     const auto deadline = Clock::now() + 10s;
     while (true) {
       std::size_t end = in->find("\r\n\r\n");
@@ -147,6 +166,7 @@ class ScriptedServer {
         std::size_t cl = 0;
         std::size_t at = in->find("Content-Length: ");
         if (at != std::string::npos && at < end) cl = std::stoul(in->substr(at + 16));
+        if (header_only) cl = 0;
         if (in->size() >= end + 4 + cl) {
           std::lock_guard<std::mutex> lock(mu_);
           requests_.push_back(in->substr(0, end + 4 + cl));
@@ -295,6 +315,21 @@ TEST(ClientTest, limits_are_configurable_specific_and_counted) {
   ClientRequest bad = Post("{}");
   bad.headers.emplace_back("X-Injected", "a\r\nEvil: 1");
   EXPECT_EQ(c->Send(bad).status().code(), Code::kInvalidArgument);
+}
+
+TEST(ClientTest, an_answer_before_the_whole_request_is_written_is_read) {
+  // 413 at the header of a 64 MiB body, which the server never reads: heard while writing.
+  ScriptedServer server(
+      {{kEarly + "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig"}, {kOk}});
+  auto c = MakeClient(server.port(), /*request_timeout_ms=*/10'000);
+  const auto t0 = Clock::now();
+  OUTPOST_ASSERT_OK_AND_ASSIGN(ClientResponse r, c->Send(Post(std::string(64 << 20, 'x'))));
+  EXPECT_LT(Clock::now() - t0, 5s);
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(r.body, "big");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(r, c->Send(Post("{}")));  // on a new connection
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(c->counters().connects, 2u);
 }
 
 TEST(ClientTest, stop_aborts_a_request_in_flight_from_another_thread) {
