@@ -300,5 +300,41 @@ TEST(HttpSenderBoundsTest, stalled_response_times_out) {
   ExpectBoundedAndRecovered(o, "request timed out after", 2500ms);
 }
 
+// One byte every 100 ms: every read makes progress, only the whole-request deadline ends it.
+TEST(HttpSenderBoundsTest, trickled_response_is_bounded_by_the_request_timeout) {
+  Outcome o = PostTwice(
+      [](Peer& p) {
+        if (!p.Send("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    "Content-Length: 100\r\n\r\n")) {
+          return;
+        }
+        for (int i = 0; i < 100; ++i) {
+          // The server's behaviour under test (a trickling proxy), not test synchronisation.
+          std::this_thread::sleep_for(100ms);
+          if (!p.Send("x")) return;
+        }
+      },
+      1000);
+  ExpectBoundedAndRecovered(o, "request timed out after", 2500ms);
+}
+
+// The endpoint is split into host and port for the client: every malformed port names the key.
+TEST(HttpSenderEndpointTest, ports_and_ipv6_literals_are_parsed_and_checked) {
+  for (const char* bad : {"http://h:0", "http://h:65536", "http://h:8a", "http://h:", "http://:80",
+                          "http://[::1", "http://[::1]x", "https://h:-1/api"}) {
+    HttpSenderOptions o;
+    o.endpoint = bad;
+    auto s = MakeHttpSender(o);
+    ASSERT_FALSE(s.ok()) << bad;
+    EXPECT_NE(s.status().message().find("cloud.api_endpoint"), std::string::npos) << bad;
+  }
+  for (const char* good :
+       {"http://[::1]:8080/api", "https://[::1]", "http://h:65535/", "https://cloud.example.com"}) {
+    HttpSenderOptions o;
+    o.endpoint = good;
+    OUTPOST_EXPECT_OK(MakeHttpSender(o)) << good;
+  }
+}
+
 }  // namespace
 }  // namespace outpost::gateway::uplink

@@ -34,9 +34,15 @@ struct Conn {
   std::unique_ptr<TlsStream> tls;
 
   tcp::socket& lowest() { return tls ? tls->next_layer() : *plain; }
-  void Close() {
+  // `abort`: reset instead of a FIN, which would wait behind unsent request bytes (after an
+  // error, or an answer that came before the whole request was written).
+  void Close(bool abort = false) {
     asio::error_code ignored;
-    lowest().shutdown(tcp::socket::shutdown_both, ignored);
+    if (abort) {
+      lowest().set_option(asio::socket_base::linger(true, 0), ignored);
+    } else {
+      lowest().shutdown(tcp::socket::shutdown_both, ignored);
+    }
     lowest().close(ignored);
   }
   // A kept-alive connection is reusable while the server has neither closed it nor sent
@@ -441,7 +447,7 @@ class Client::Impl {
     }
     r.body = std::move(msg.body());
     if (!keep) {
-      op->conn->Close();
+      op->conn->Close(/*abort=*/!op->written);
       if (conn_ == op->conn) conn_.reset();
     }
     ++counters_.responses;
@@ -464,7 +470,7 @@ class Client::Impl {
     timer_.cancel();
     if (!op->status.ok()) {
       resolver_.cancel();
-      if (op->conn) op->conn->Close();
+      if (op->conn) op->conn->Close(/*abort=*/true);
       if (conn_ == op->conn) conn_.reset();
     }
   }
