@@ -690,8 +690,11 @@ void Responder::Send(Response response) {
   if (!state_ || state_->answered.exchange(true)) return;
   if (auto c = state_->conn.lock()) {
     std::uint64_t seq = state_->seq;
-    asio::post(c->executor(),
-               [c, seq, r = std::move(response)]() mutable { c->OnResponse(seq, std::move(r)); });
+    // On the connection's loop (a handler answering at once) the write starts now; from another
+    // thread it is posted there.
+    asio::dispatch(c->executor(), [c, seq, r = std::move(response)]() mutable {
+      c->OnResponse(seq, std::move(r));
+    });
   }
 }
 

@@ -13,7 +13,8 @@
 // Ownership: borrows the io_contexts, which must outlive the Server and keep running until Stop()
 //   has returned. The handler is copied and called on the connection's loop.
 // Thread: Start() and Stop() from any one thread; Responder and Stream methods from any thread
-//   (they post to the connection's loop); stats() from any thread.
+//   (they post to the connection's loop; Send on that loop writes at once); stats() from any
+//   thread.
 // Errors: Start() returns kUnavailable when it cannot listen and kInvalidArgument for bad
 //   options or unreadable TLS files. Nothing a client sends can throw out of the loop.
 #pragma once
