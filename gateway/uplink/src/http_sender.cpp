@@ -1,18 +1,19 @@
-#include <httplib.h>
-
-#include <chrono>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
+#include <cctype>
+#include <cstdint>
+#include <cstdlib>
+#include <utility>
 
 #include "outpost/gateway/uplink/sender.h"
+#include "outpost/http/client.h"
 
 namespace outpost::gateway::uplink {
 namespace {
 
 struct Endpoint {
-  std::string scheme_host_port;  // "https://cloud.example.com:8443"
-  std::string base_path;         // "/api" or ""
+  bool tls = false;
+  std::string host;        // "cloud.example.com", "127.0.0.1", "::1"
+  std::uint16_t port = 0;  // 443 / 80 when the URL has none
+  std::string base_path;   // "/api" or ""
 };
 
 Result<Endpoint> ParseEndpoint(const std::string& url) {
@@ -32,7 +33,31 @@ Result<Endpoint> ParseEndpoint(const std::string& url) {
     return bad("credentials in the URL are not supported (use cloud.api_key)");
   }
   Endpoint e;
-  e.scheme_host_port = scheme + "://" + authority;
+  e.tls = scheme == "https";
+  std::string port;
+  if (authority.front() == '[') {  // an IPv6 literal
+    std::size_t close = authority.find(']');
+    if (close == std::string::npos) return bad("unterminated [IPv6 address]");
+    e.host = authority.substr(1, close - 1);
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') return bad("expected ':' and a port after ']'");
+      port = authority.substr(close + 2);
+    }
+  } else {
+    std::size_t colon = authority.find(':');
+    e.host = authority.substr(0, colon);
+    if (colon != std::string::npos) port = authority.substr(colon + 1);
+  }
+  if (e.host.empty()) return bad("no host");
+  e.port = e.tls ? 443 : 80;
+  if (!port.empty() || authority.back() == ':') {
+    char* end = nullptr;
+    const long n = port.empty() ? 0 : std::strtol(port.c_str(), &end, 10);
+    if (port.empty() || *end != '\0' || n < 1 || n > 65535 || !std::isdigit(port[0])) {
+      return bad("the port must be 1..65535");
+    }
+    e.port = static_cast<std::uint16_t>(n);
+  }
   if (path_start != std::string::npos) e.base_path = url.substr(path_start);
   while (!e.base_path.empty() && e.base_path.back() == '/') e.base_path.pop_back();
   return e;
@@ -40,115 +65,38 @@ Result<Endpoint> ParseEndpoint(const std::string& url) {
 
 class HttpSender final : public Sender {
  public:
-  HttpSender(const HttpSenderOptions& o, Endpoint e)
-      : options_(o), endpoint_(std::move(e)), client_(endpoint_.scheme_host_port) {
-    client_.set_keep_alive(true);
-    client_.set_tcp_nodelay(true);  // else ~40 ms per request (Nagle + delayed ACK)
-    auto split = [](std::int64_t ms, auto set) {
-      set(static_cast<time_t>(ms / 1000), static_cast<time_t>((ms % 1000) * 1000));
-    };
-    split(o.connect_timeout_ms,
-          [&](time_t s, time_t us) { client_.set_connection_timeout(s, us); });
-    split(o.request_timeout_ms, [&](time_t s, time_t us) { client_.set_read_timeout(s, us); });
-    split(o.request_timeout_ms, [&](time_t s, time_t us) { client_.set_write_timeout(s, us); });
-    if (!o.token.empty()) client_.set_bearer_token_auth(o.token);
-    client_.enable_server_certificate_verification(true);
-    if (!o.ca_file.empty()) client_.set_ca_cert_path(o.ca_file);
-    watchdog_ = std::thread([this] { Watch(); });
-  }
-
-  ~HttpSender() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      quit_ = true;
-    }
-    cv_.notify_all();
-    watchdog_.join();
+  HttpSender(const HttpSenderOptions& o, Endpoint e, std::unique_ptr<http::Client> client)
+      : endpoint_(std::move(e)), client_(std::move(client)) {
+    if (!o.token.empty()) authorization_ = "Bearer " + o.token;
   }
 
   PostResult Post(const std::string& path, const std::string& key,
                   const std::string& body) override {
+    http::ClientRequest req;
+    req.method = "POST";
+    req.target = endpoint_.base_path + path;
+    if (!authorization_.empty()) req.headers.emplace_back("Authorization", authorization_);
+    if (!key.empty()) req.headers.emplace_back("Idempotency-Key", key);
+    req.headers.emplace_back("Content-Type", "application/json");
+    req.body = body;
     PostResult out;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopped_) {
-        out.error = "stopped";
-        return out;
-      }
-      deadline_ =
-          std::chrono::steady_clock::now() +
-          std::chrono::milliseconds(options_.connect_timeout_ms + options_.request_timeout_ms);
-      active_ = true;
-    }
-    cv_.notify_all();
-    httplib::Headers headers;
-    if (!key.empty()) headers.emplace("Idempotency-Key", key);
-    const auto started = std::chrono::steady_clock::now();
-    auto res = client_.Post(endpoint_.base_path + path, headers, body, "application/json");
-    const auto took_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::steady_clock::now() - started)
-                             .count();
-    bool timed_out = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      active_ = false;
-      timed_out = fired_;
-      fired_ = false;
-    }
-    if (!res) {
-      // httplib's per-operation timeouts report as Read/Write/Connection errors: say timeout
-      // when that is what it was.
-      const bool slow = timed_out || took_ms >= options_.request_timeout_ms;
-      out.error = slow ? "request timed out after " + std::to_string(took_ms) + " ms (" +
-                             httplib::to_string(res.error()) + ")"
-                       : httplib::to_string(res.error());
-      if (res.error() == httplib::Error::SSLServerVerification) {
-        out.error += " (check cloud.ca_file and the server's certificate and name)";
-      }
+    auto res = client_->Send(req);
+    if (!res.ok()) {
+      out.error = res.status().message();
       return out;
     }
     out.status = res->status;
-    out.retry_after = res->get_header_value("Retry-After");
-    out.body = res->body.size() > 4096 ? res->body.substr(0, 4096) : res->body;
+    out.retry_after = res->Header("retry-after");
+    out.body = res->body.size() > 4096 ? res->body.substr(0, 4096) : std::move(res->body);
     return out;
   }
 
-  void Stop() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopped_ = true;
-    }
-    client_.stop();  // thread-safe: shuts the socket of a request in flight
-    cv_.notify_all();
-  }
+  void Stop() override { client_->Stop(); }  // thread-safe: aborts a request in flight
 
  private:
-  // Bounds the whole request: read/write timeouts only bound each socket operation, so a
-  // server trickling bytes could otherwise hold a request for ever.
-  void Watch() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!quit_) {
-      if (!active_) {
-        cv_.wait(lock);
-        continue;
-      }
-      if (cv_.wait_until(lock, deadline_, [&] { return quit_ || !active_; })) continue;
-      fired_ = true;
-      active_ = false;
-      lock.unlock();
-      client_.stop();
-      lock.lock();
-    }
-  }
-
-  HttpSenderOptions options_;
   Endpoint endpoint_;
-  httplib::Client client_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool active_ = false, fired_ = false, stopped_ = false, quit_ = false;
-  std::chrono::steady_clock::time_point deadline_;
-  std::thread watchdog_;
+  std::string authorization_;
+  std::unique_ptr<http::Client> client_;
 };
 
 }  // namespace
@@ -159,7 +107,20 @@ Result<std::unique_ptr<Sender>> MakeHttpSender(const HttpSenderOptions& options)
   if (options.connect_timeout_ms <= 0 || options.request_timeout_ms <= 0) {
     return InvalidArgument("uplink: timeouts must be positive");
   }
-  return std::unique_ptr<Sender>(new HttpSender(options, std::move(e).value()));
+  http::ClientOptions co;
+  co.host = e->host;
+  co.port = e->port;
+  co.tls = e->tls;
+  co.ca_file = options.ca_file;
+  co.ca_file_key = "cloud.ca_file";
+  co.connect_timeout_ms = options.connect_timeout_ms;
+  co.request_timeout_ms = options.request_timeout_ms;
+  co.max_header_bytes = options.max_response_header_bytes;
+  co.max_body_bytes = options.max_response_body_bytes;
+  auto client = http::Client::Make(std::move(co));
+  if (!client.ok()) return client.status();
+  return std::unique_ptr<Sender>(
+      new HttpSender(options, std::move(e).value(), std::move(client).value()));
 }
 
 }  // namespace outpost::gateway::uplink

@@ -1,12 +1,17 @@
 // Sender is the uplink's port to the cloud: one blocking POST at a time.
-// HttpSender implements it with cpp-httplib (keep-alive, TCP_NODELAY, TLS with CA
-// verification and hostname check, connect / read / write timeouts, and a watchdog that bounds
-// the whole request).
+// HttpSender implements it with outpost::http::Client (libs/http/client.h: keep-alive,
+// TCP_NODELAY, TLS with CA verification and hostname check, a connect timeout and one deadline
+// for the whole request, and every response bounded: its header block by
+// max_response_header_bytes, its body by max_response_body_bytes, so a broken proxy or a hostile
+// server cannot make the gateway allocate without bound).
 // Thread: Post() from the uplink thread only; Stop() from any thread (aborts a Post in flight,
 // which then returns a network error; later Posts fail at once).
-// Errors: Post never throws; no response is status 0 with `error` saying why.
+// Errors: Post never throws; no response is status 0 with `error` saying why (e.g. "request
+// timed out after 30001 ms", "response header larger than 65536 bytes", "response body larger
+// than 1048576 bytes", "stopped").
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -38,6 +43,8 @@ struct HttpSenderOptions {
   std::string ca_file;   // PEM bundle for https; empty = the system's CAs
   std::int64_t connect_timeout_ms = 5'000;
   std::int64_t request_timeout_ms = 30'000;  // the whole request, send to last byte received
+  std::size_t max_response_header_bytes = 64 * 1024;  // status line and header fields
+  std::size_t max_response_body_bytes = 1 << 20;      // the body, de-chunked
 };
 
 // kInvalidArgument naming the endpoint when it is not an http(s) URL.
