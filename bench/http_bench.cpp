@@ -905,8 +905,8 @@ int main(int argc, char** argv) {
   };
   // [connection count][handler inline/pool][outpost/httplib]
   std::vector<std::array<std::array<KaSeries, 2>, 2>> ka(o.connections.size());
-  const char* kHandlers[2] = {"inline", "pool"};
-  const char* kKinds[2] = {"outpost", "httplib"};
+  constexpr const char* kHandlers[2] = {"inline", "pool"};
+  constexpr const char* kKinds[2] = {"outpost", "httplib"};
   std::vector<double> sse_kib, sse_p99, sse_p50, sse_max, sse_incomplete;
   std::vector<double> sl_time[2], sl_answered[2];
   for (int run = 1; run <= o.repeat; ++run) {

@@ -191,13 +191,13 @@ class HttpAttackTest : public ::testing::Test {
 // hundreds of MB before it answered 401; eight at once take the machine down. Bodies are never
 // decompressed: a Content-Encoding other than identity is 415 at the header.
 TEST_F(HttpAttackTest, decompression_bomb_is_refused_without_inflating) {
-  static const std::string bomb = GzipOfZeros(1024 * kMiB);
-  ASSERT_LT(bomb.size(), 2 * kMiB);
+  static const std::string kBomb = GzipOfZeros(1024 * kMiB);
+  ASSERT_LT(kBomb.size(), 2 * kMiB);
   Start();
   const std::string request =
       "POST /v1/batches HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
       "Content-Encoding: gzip\r\nContent-Length: " +
-      std::to_string(bomb.size()) + "\r\n\r\n" + bomb;
+      std::to_string(kBomb.size()) + "\r\n\r\n" + kBomb;
   constexpr int kBombs = 8;
   std::vector<Result<RawHttpResponse>> answers(kBombs, Unavailable("not run"));
   std::vector<std::thread> senders;

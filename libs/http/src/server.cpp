@@ -21,7 +21,7 @@
 namespace outpost::http {
 namespace {
 
-using tcp = asio::ip::tcp;
+using asio::ip::tcp;
 using SteadyClock = std::chrono::steady_clock;
 
 // The read buffer between requests and under a stream (enough to see a disconnect or a small
