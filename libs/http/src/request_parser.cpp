@@ -150,7 +150,9 @@ struct RequestParser::Impl {
       owner_->OnChunkHeader(size, ec);
     }
     std::size_t on_chunk_body_impl(std::uint64_t, BeastView body, error_code& ec) override {
-      return owner_->OnBody(body, ec);
+      std::size_t n = owner_->OnBody(body, ec);
+      owner_->chunk_left -= std::min<std::uint64_t>(n, owner_->chunk_left);
+      return n;
     }
     void on_finish_impl(error_code&) override {}
 
@@ -179,6 +181,7 @@ struct RequestParser::Impl {
     header_done = false;
     tail.clear();
     tail_line_start = 0;
+    chunk_left = 0;
     saw_content_length = false;
     saw_transfer_encoding = false;
   }
@@ -384,10 +387,11 @@ struct RequestParser::Impl {
 
   void OnChunkHeader(std::uint64_t size, error_code& ec) {
     if (size > limits.max_body_bytes - req.body.size()) {
-      Fail(ParseError::kBodyTooLarge,
-           "chunked body over the limit of " + std::to_string(limits.max_body_bytes) + " bytes",
-           ec);
+      return Fail(
+          ParseError::kBodyTooLarge,
+          "chunked body over the limit of " + std::to_string(limits.max_body_bytes) + " bytes", ec);
     }
+    chunk_left = size;
   }
 
   // Maps an error Beast found itself (the callbacks set `error` before returning theirs).
@@ -454,24 +458,28 @@ struct RequestParser::Impl {
         if (beast->is_done()) return Finish(pos);
         continue;
       }
-      // Body.
-      if (tail.empty()) {
+      // Body. Beast reads chunk data straight from `data`, but never the framing of a chunked
+      // body (chunk-size lines, trailers): that goes line by line through `tail`, bounded like
+      // header lines, so the outcome does not depend on how the bytes were split.
+      bool framing = beast->chunked() && chunk_left == 0;
+      if (tail.empty() && !framing) {
         if (pos == data.size()) return pos;
+        std::size_t n = data.size() - pos;
+        if (beast->chunked()) n = static_cast<std::size_t>(std::min<std::uint64_t>(n, chunk_left));
         error_code ec;
-        std::size_t used =
-            beast->put(boost::asio::const_buffer(data.data() + pos, data.size() - pos), ec);
+        std::size_t used = beast->put(boost::asio::const_buffer(data.data() + pos, n), ec);
         pos += used;
         if (beast->is_done()) return Finish(pos);
         if (ec && ec != bhttp::error::need_more) {
           FromBeast(ec);
           return pos;
         }
-        if (ec == bhttp::error::need_more || used == 0) {
-          // Beast needs a whole chunk-size line (or trailer block): collect it.
-          if (!CollectTail(data, pos)) return pos;
-        }
+        if (used == 0) return pos;  // Beast needs more than there is
       } else {
         if (!CollectTail(data, pos)) return pos;
+        // Beast sees only whole lines, so that it finds a bad line at the same point whether the
+        // line came in one piece or many (a partial line is bounded by the line limit).
+        if (tail.back() != '\n') return pos;
         error_code ec;
         std::size_t used = beast->put(boost::asio::const_buffer(tail.data(), tail.size()), ec);
         if (ec && ec != bhttp::error::need_more) {
@@ -501,14 +509,22 @@ struct RequestParser::Impl {
     const void* nl = std::memchr(begin, '\n', data.size() - pos);
     std::size_t take =
         nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - begin) + 1 : data.size() - pos;
-    if (tail.size() - tail_line_start + take > limits.max_header_line_bytes + 2) {
+    // Whichever limit the bytes cross first decides (the same however the bytes were split):
+    // positions in `tail`, 1-based, of the first byte over each limit.
+    constexpr std::size_t kNever = std::numeric_limits<std::size_t>::max();
+    std::size_t line_over = tail.size() - tail_line_start + take > limits.max_header_line_bytes + 2
+                                ? tail_line_start + limits.max_header_line_bytes + 3
+                                : kNever;
+    std::size_t block_over =
+        tail.size() + take > limits.max_header_bytes ? limits.max_header_bytes + 1 : kNever;
+    if (line_over != kNever && line_over <= block_over) {
       Fail(ParseError::kHeaderLineTooLong, "chunk-size or trailer line longer than " +
                                                std::to_string(limits.max_header_line_bytes) +
                                                " bytes");
       pos += take;
       return false;
     }
-    if (tail.size() + take > limits.max_header_bytes) {
+    if (block_over != kNever) {
       Fail(ParseError::kHeaderTooLarge,
            "chunked trailers longer than " + std::to_string(limits.max_header_bytes) + " bytes");
       pos += take;
@@ -538,6 +554,7 @@ struct RequestParser::Impl {
   bool header_done = false;
   std::string tail;  // chunked framing Beast could not use yet
   std::size_t tail_line_start = 0;
+  std::uint64_t chunk_left = 0;  // chunk data bytes Beast has still to read
   bool saw_content_length = false;
   bool saw_transfer_encoding = false;
   std::string path_scratch;

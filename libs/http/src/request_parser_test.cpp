@@ -165,6 +165,20 @@ TEST(RequestParser, ChunkedBodyLimitCountsEveryChunk) {
   EXPECT_EQ(Parse(head + "FFFFFFFFFFFF\r\n", l).error, ParseError::kBodyTooLarge);
 }
 
+// Found by the fuzzer: a chunk-size line with a long, malformed extension was "bad chunk
+// extension" when it arrived in one piece (Beast saw the whole line) and "line too long" when
+// split. Beast now never reads chunked framing straight from the input: the line limit decides.
+TEST(RequestParser, ALongChunkLineIsRefusedTheSameWayWholeOrSplit) {
+  Limits l;
+  l.max_header_line_bytes = 128;
+  std::string bytes = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;" +
+                      std::string(150, '"') + "\x01x=1\r\nabc\r\n0\r\n\r\n";
+  for (std::size_t step : {0, 1, 7}) {
+    auto o = Parse(bytes, l, step);
+    EXPECT_EQ(o.error, ParseError::kHeaderLineTooLong) << "step " << step << ": " << o.detail;
+  }
+}
+
 TEST(RequestParser, LineWithoutNewlineHitsTheLineLimitNotTheBlockLimit) {
   Limits l;
   l.max_request_line_bytes = 100;
