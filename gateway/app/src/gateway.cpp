@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <thread>
 
 #include "options.h"
 #include "outpost/base/clock.h"
@@ -22,6 +23,7 @@
 #include "outpost/gateway/uplink/codec.h"
 #include "outpost/gateway/uplink/sender.h"
 #include "outpost/gateway/uplink/uplink.h"
+#include "outpost/http/server.h"
 #include "outpost/mqtt/client.h"
 #include "outpost/proto/command.h"
 #include "outpost/proto/topics.h"
@@ -33,6 +35,7 @@
 #endif
 
 namespace outpost::gateway::app {
+
 namespace {
 
 using nlohmann::json;
@@ -85,6 +88,11 @@ class Gateway::Impl {
   Status OpenAndRestore();
   Status StartUplink();
   void StopUplink();
+  // The API server on io_ (http.*; nothing when http.listen is ""). StopHttp() after io_.run()
+  // returned: runs the loop until every connection is gone.
+  Status StartHttp();
+  void StopHttp();
+  http::Router ApiRoutes();
   void StartMqtt();
   // Hands a delivered message to the pipeline (a command it returns runs here), then bounds the
   // filling batch and schedules its hand-over.
@@ -140,6 +148,7 @@ class Gateway::Impl {
   std::unique_ptr<uplink::Uplink> uplink_;
   uplink::Protocol protocol_ = uplink::Protocol::kSeed;
   std::unique_ptr<mqtt::Client> client_;
+  std::unique_ptr<http::Server> http_;  // on io_; handlers run on the loop thread
   asio::signal_set signals_;
   asio::steady_timer status_timer_, tick_timer_, drain_timer_;
   CpuUsage cpu_;
@@ -251,6 +260,50 @@ void Gateway::Impl::StopUplink() {
   if (uplink_) uplink_->Stop();  // aborts a request in flight; before the writer stops
 }
 
+Status Gateway::Impl::StartHttp() {
+  if (!config_.http.enabled()) {
+    spdlog::info("http api off (http.listen is \"\")");
+    return Status::Ok();
+  }
+  http::ServerOptions o = HttpServerOptions(config_);
+  o.access_log = [](const http::AccessLogEntry& e) {
+    spdlog::debug("http {} {} {} -> {} ({} bytes, {:.1f} ms)", e.remote, e.method, e.target,
+                  e.status, e.bytes_sent, e.seconds * 1000);
+  };
+  http_ = std::make_unique<http::Server>(std::vector<asio::io_context*>{&io_}, std::move(o),
+                                         ApiRoutes());
+  auto port = http_->Start();
+  if (!port.ok()) {
+    http_.reset();
+    return Status(port.status().code(), "http.listen " + config_.http.listen + ": " +
+                                            port.status().message() +
+                                            " (set http.listen to another address, or \"\" "
+                                            "to run without the API)");
+  }
+  const std::string& host = config_.http.host;
+  spdlog::info("http api listening on http://{}:{}",
+               host.find(':') == std::string::npos ? host : "[" + host + "]", *port);
+  return Status::Ok();
+}
+
+void Gateway::Impl::StopHttp() {
+  if (!http_) return;
+  // Stop() waits for the connections to end, which happens on the loop: run it meanwhile.
+  io_.restart();
+  std::thread stopper([this] {
+    http_->Stop();
+    io_.stop();
+  });
+  io_.run();
+  stopper.join();
+  http_.reset();
+}
+
+http::Router Gateway::Impl::ApiRoutes() {
+  http::Router router;
+  return router;
+}
+
 void Gateway::Impl::StartMqtt() {
   mqtt::ClientOptions o = MqttOptions(config_);
 
@@ -278,9 +331,16 @@ ExitReason Gateway::Impl::Run() {
     if (writer_) writer_->Stop();
     return ExitReason::kFailed;
   }
+  if (Status s = StartHttp(); !s.ok()) {
+    spdlog::critical("cannot start: {}", s.ToString());
+    StopUplink();
+    writer_->Stop();
+    return ExitReason::kFailed;
+  }
   StartMqtt();
   if (Status s = client_->Start(); !s.ok()) {
     spdlog::critical("mqtt: {}", s.ToString());
+    StopHttp();
     StopUplink();
     writer_->Stop();
     return ExitReason::kFailed;
@@ -292,6 +352,7 @@ ExitReason Gateway::Impl::Run() {
   spdlog::info("outpost-gateway {} running as {} (broker {}:{})", OUTPOST_VERSION,
                config_.gateway_id, config_.mqtt.host, config_.mqtt.port);
   io_.run();
+  StopHttp();
   StopUplink();
   writer_->Stop();
   spdlog::info("stopped: {} readings stored this run, {} duplicates dropped, {} rejected",
@@ -689,6 +750,7 @@ void Gateway::Impl::Shutdown(ExitReason reason) {
   exit_reason_ = reason;
   status_timer_.cancel();
   tick_timer_.cancel();
+  if (http_) http_->Stop();  // on the loop: closes the listener and every connection, returns
   client_->PauseReading();
   // What is pending commits next; OnCommitted finishes the shutdown once the writer has reported
   // back with nothing left (so every acknowledgement went out).
