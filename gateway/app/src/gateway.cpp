@@ -13,6 +13,7 @@
 #include <random>
 #include <thread>
 
+#include "api.h"
 #include "options.h"
 #include "outpost/base/clock.h"
 #include "outpost/gateway/app/system_stats.h"
@@ -36,6 +37,8 @@
 
 namespace outpost::gateway::app {
 
+extern const std::string_view kOpenApiJson;  // gateway/app/api/openapi.json, embedded
+
 namespace {
 
 using nlohmann::json;
@@ -57,6 +60,27 @@ class WriterOutbox final : public uplink::OutboxPort {
  private:
   Writer& writer_;
 };
+
+http::Response JsonResponse(const json& j) {
+  http::Response r;
+  r.body = j.dump();
+  return r;
+}
+
+// A JSON answer with its ETag, or 304 when the request's If-None-Match names it.
+http::Response Cacheable(const http::Request& q, const json& j) {
+  http::Response r = JsonResponse(j);
+  std::string etag = api::ETag(r.body);
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  if (const std::string& inm = q.Header("if-none-match");
+      !inm.empty() && api::IfNoneMatch(inm, etag)) {
+    r.status = 304;
+    r.body.clear();
+    r.content_type.clear();
+  }
+  r.headers.emplace_back("ETag", std::move(etag));
+  return r;
+}
 
 std::string RandomHex(std::size_t n) {
   std::random_device rd;  // a per-run id for idempotency keys, not a simulation input
@@ -299,8 +323,62 @@ void Gateway::Impl::StopHttp() {
   http_.reset();
 }
 
+// Every handler runs on the loop thread (the server's one loop is io_), which owns the registry
+// and the status figures: they read them directly and answer at once. None reads the store:
+// the devices come from the registry in memory, the health from the report's figures (the
+// store's from its last commit).
 http::Router Gateway::Impl::ApiRoutes() {
   http::Router router;
+  router.Add("GET", "/healthz", [this](http::Request, http::Responder r) {
+    if (!writer_ || shutting_down_) {
+      return r.Send(
+          http::Problem(503, "unavailable",
+                        shutting_down_ ? "the gateway is shutting down" : "the store is not open"));
+    }
+    http::Response ok;
+    ok.content_type = "text/plain; charset=utf-8";
+    ok.body = "ok\n";
+    r.Send(std::move(ok));
+  });
+  router.Add("GET", "/metrics", [this](http::Request, http::Responder r) {
+    http::Response m;
+    m.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    m.body = api::StatusPrometheus(StatusJson(/*periodic=*/false), "outpost_gateway_");
+    if (http_) m.body += http_->stats().RenderPrometheus("outpost_gateway_http_");
+    r.Send(std::move(m));
+  });
+  router.Add("GET", "/api/v1/health", [this](http::Request, http::Responder r) {
+    json j = StatusJson(/*periodic=*/false);
+    j["trigger"] = "api";
+    r.Send(JsonResponse(j));
+  });
+  router.Add("GET", "/api/v1/devices", [this](http::Request q, http::Responder r) {
+    auto limit = api::ParseLimit(q.params);
+    if (!limit.ok()) return r.Send(http::Problem(400, "bad_limit", limit.status().message()));
+    std::string after;
+    if (auto c = q.params.find("cursor"); c != q.params.end()) {
+      auto decoded = api::DecodeCursor(c->second);
+      if (!decoded.ok())
+        return r.Send(http::Problem(400, "bad_cursor", decoded.status().message()));
+      after = std::move(decoded).value();
+    }
+    r.Send(Cacheable(q, api::DevicesPage(pipeline_.registry().devices(), after, *limit)));
+  });
+  router.Add("GET", "/api/v1/devices/*", [this](http::Request q, http::Responder r) {
+    const std::string id = q.path.substr(std::string_view("/api/v1/devices/").size());
+    const auto& devices = pipeline_.registry().devices();
+    auto it = devices.find(id);
+    if (id.empty() || it == devices.end()) {
+      return r.Send(http::Problem(404, "unknown_device",
+                                  "no device \"" + id.substr(0, 128) + "\" in the registry"));
+    }
+    r.Send(Cacheable(q, api::DeviceJson(it->second)));
+  });
+  router.Add("GET", "/api/v1/openapi.json", [](http::Request, http::Responder r) {
+    http::Response doc;
+    doc.body = std::string(kOpenApiJson);
+    r.Send(std::move(doc));
+  });
   return router;
 }
 
@@ -565,6 +643,7 @@ json Gateway::Impl::StatusJson(bool periodic) {
   in.full_attempts = storage_full_attempts_;
   in.max_bytes = max_bytes_;
   in.max_bytes_auto = max_bytes_auto_;
+  in.disk_free_bytes = DiskFreeBytes(config_.storage.path);
   in.active_alerts = pipeline_.rules().active_count();
   in.mqtt_connected = client_->connected();
   const mqtt::ClientCounters& mc = client_->counters();
