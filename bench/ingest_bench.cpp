@@ -478,7 +478,8 @@ std::string GatewayYaml(std::uint16_t port, const std::string& db, const std::st
     << "mqtt:\n  host: 127.0.0.1\n  port: " << port << "\n  qos: 1\n"
     << "storage:\n  path: " << db << "\n  synchronous: " << sync << "\n"
     << "ingest:\n  device_rate_per_s: 0\n"
-    << "registry:\n  max_devices: 100000\n";
+    << "registry:\n  max_devices: 100000\n"
+    << "http:\n  listen: 127.0.0.1:0\n";  // a free port: nothing may bind the default 8080
   return y.str();
 }
 

@@ -57,7 +57,8 @@ done
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
-# Free loopback ports: the first of 18830.. (broker) and 18080.. (cloud) that nothing listens on.
+# Free loopback ports: the first of 18830.. (broker), 18080.. (cloud) and 18880.. (the gateway's
+# HTTP API) that nothing listens on.
 free_port() {
   local p=$1
   while ss -Htln "sport = :$p" | grep -q .; do p=$((p + 1)); done
@@ -65,6 +66,7 @@ free_port() {
 }
 port=$(free_port 18830)
 cloud_port=$(free_port 18080)
+api_port=$(free_port 18880)
 
 cat > "$dir/mosquitto.conf" <<CONF
 # Local broker for the Outpost stack (loopback only). Settings the gateway relies on: docs/broker.md
@@ -89,6 +91,8 @@ mqtt:
   port: $port
 storage:
   path: $dir/gateway.db
+http:
+  listen: 127.0.0.1:$api_port
 CONF
 if [ "$cloud" = 1 ]; then
   # The token is not written here: the gateway gets it from OUTPOST_CLOUD_API_KEY.
@@ -142,6 +146,7 @@ echo "broker    127.0.0.1:$port   (mosquitto_sub -p $port -t 'gateway/#' -v)"
 echo "gateway   $gateway_bin --config $dir/gateway.yaml   (log: $dir/gateway.log)"
 echo "devices   $devices virtual devices, $rate readings/s, QoS $qos, $format payloads"
 echo "database  $dir/gateway.db"
+echo "api       http://127.0.0.1:$api_port/api/v1/health   (devices: /api/v1/devices, metrics: /metrics; docs/api.md)"
 if [ "$cloud" = 1 ]; then
   echo "cloud     http://127.0.0.1:$cloud_port   (database $dir/cloud.db, log $dir/cloud.log)"
   echo "          curl -H 'Authorization: Bearer $OUTPOST_CLOUD_API_KEY' http://127.0.0.1:$cloud_port/v1/devices"

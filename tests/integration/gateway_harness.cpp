@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <optional>
+#include <regex>
 #include <thread>
 
 #include "outpost/testing/wait_until.h"
@@ -29,7 +30,9 @@ Status GatewayHarness::WriteConfig(const std::string& extra_yaml) {
       << "mqtt:\n  host: 127.0.0.1\n  port: " << broker_->port()
       << "\n  reconnect_base_ms: 50\n  reconnect_cap_ms: 500\n"
       << "storage:\n  path: " << db_path() << "\n"
-      << options_.storage_yaml << extra_yaml << "\n";
+      << options_.storage_yaml << "http:\n"
+      << (options_.http_yaml.find("listen:") == std::string::npos ? "  listen: 127.0.0.1:0\n" : "")
+      << options_.http_yaml << extra_yaml << "\n";
   out.close();
   if (!out) return Unavailable("cannot write " + config_path_);
   return Status::Ok();
@@ -81,6 +84,21 @@ Status GatewayHarness::StartGateway() {
     return Unavailable("gateway did not come online: " + m.status().message() + "\n" +
                        gateway_log());
   }
+  // The listener is bound before the MQTT connection starts; its line may still be in a buffer.
+  http_port_ = 0;
+  if (gateway_log().find("http api off") != std::string::npos) return Status::Ok();
+  const std::regex listening("http api listening on http://127\\.0\\.0\\.1:([0-9]+)");
+  std::string log, port;
+  bool found = WaitUntil("the http api's port in the log", std::chrono::seconds(10), [&] {
+    log = gateway_log();
+    // The last one: a restart command re-executes the process into the same log.
+    for (std::sregex_iterator it(log.begin(), log.end(), listening), end; it != end; ++it) {
+      port = (*it)[1].str();
+    }
+    return !port.empty();
+  });
+  if (!found) return Unavailable("gateway logged no http api port:\n" + log);
+  http_port_ = static_cast<std::uint16_t>(std::stoi(port));
   return Status::Ok();
 }
 

@@ -38,6 +38,10 @@ struct HarnessOptions {
                                             "max_queued_messages 1000000"};
   std::string storage_dir;   // directory of gateway.db; empty = the harness's temp dir
   std::string storage_yaml;  // more keys of the storage section, each "  key: value\n"
+  // More keys of the http section (each "  key: value\n"). Without a listen key of its own it
+  // is 127.0.0.1:0 (tests run in parallel: nothing binds a fixed port); the port the gateway
+  // picked is http_port().
+  std::string http_yaml;
 };
 
 class GatewayHarness {
@@ -50,7 +54,7 @@ class GatewayHarness {
   Status Start(HarnessOptions options);
 
   // Starts the gateway process and waits until it announced itself online (retained
-  // gateway/{id}/state).
+  // gateway/{id}/state) and logged the port of its HTTP API (http_port()).
   Status StartGateway();
   // Starts the gateway process and returns at once, without waiting for it to come online (to
   // kill it during start-up, or to wait for it another way). StartGateway() = this + the wait.
@@ -74,6 +78,9 @@ class GatewayHarness {
   TestMqtt& observer() { return *observer_; }
   MosquittoProcess& broker() { return *broker_; }
   const std::string& config_path() const { return config_path_; }
+  // The HTTP API's port of the running gateway (from its "http api listening" log line); 0 until
+  // StartGateway() has returned OK, or when the http section disables the API.
+  std::uint16_t http_port() const { return http_port_; }
   std::string db_path() const {
     return options_.storage_dir.empty() ? dir_.File("gateway.db")
                                         : options_.storage_dir + "/gateway.db";
@@ -91,6 +98,7 @@ class GatewayHarness {
   std::unique_ptr<TestMqtt> devices_, observer_;
   std::unique_ptr<ChildProcess> gateway_;
   int gateway_runs_ = 0;
+  std::uint16_t http_port_ = 0;
 };
 
 // Path of the built outpost-gateway (from OUTPOST_BINARY_DIR, set by the test registration).

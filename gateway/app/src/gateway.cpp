@@ -11,7 +11,9 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <thread>
 
+#include "api.h"
 #include "options.h"
 #include "outpost/base/clock.h"
 #include "outpost/gateway/app/system_stats.h"
@@ -22,6 +24,7 @@
 #include "outpost/gateway/uplink/codec.h"
 #include "outpost/gateway/uplink/sender.h"
 #include "outpost/gateway/uplink/uplink.h"
+#include "outpost/http/server.h"
 #include "outpost/mqtt/client.h"
 #include "outpost/proto/command.h"
 #include "outpost/proto/topics.h"
@@ -33,6 +36,9 @@
 #endif
 
 namespace outpost::gateway::app {
+
+extern const std::string_view kOpenApiJson;  // gateway/app/api/openapi.json, embedded
+
 namespace {
 
 using nlohmann::json;
@@ -54,6 +60,27 @@ class WriterOutbox final : public uplink::OutboxPort {
  private:
   Writer& writer_;
 };
+
+http::Response JsonResponse(const json& j) {
+  http::Response r;
+  r.body = j.dump();
+  return r;
+}
+
+// A JSON answer with its ETag, or 304 when the request's If-None-Match names it.
+http::Response Cacheable(const http::Request& q, const json& j) {
+  http::Response r = JsonResponse(j);
+  std::string etag = api::ETag(r.body);
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  if (const std::string& inm = q.Header("if-none-match");
+      !inm.empty() && api::IfNoneMatch(inm, etag)) {
+    r.status = 304;
+    r.body.clear();
+    r.content_type.clear();
+  }
+  r.headers.emplace_back("ETag", std::move(etag));
+  return r;
+}
 
 std::string RandomHex(std::size_t n) {
   std::random_device rd;  // a per-run id for idempotency keys, not a simulation input
@@ -85,6 +112,11 @@ class Gateway::Impl {
   Status OpenAndRestore();
   Status StartUplink();
   void StopUplink();
+  // The API server on io_ (http.*; nothing when http.listen is ""). StopHttp() after io_.run()
+  // returned: runs the loop until every connection is gone.
+  Status StartHttp();
+  void StopHttp();
+  http::Router ApiRoutes();
   void StartMqtt();
   // Hands a delivered message to the pipeline (a command it returns runs here), then bounds the
   // filling batch and schedules its hand-over.
@@ -140,6 +172,7 @@ class Gateway::Impl {
   std::unique_ptr<uplink::Uplink> uplink_;
   uplink::Protocol protocol_ = uplink::Protocol::kSeed;
   std::unique_ptr<mqtt::Client> client_;
+  std::unique_ptr<http::Server> http_;  // on io_; handlers run on the loop thread
   asio::signal_set signals_;
   asio::steady_timer status_timer_, tick_timer_, drain_timer_;
   CpuUsage cpu_;
@@ -251,6 +284,104 @@ void Gateway::Impl::StopUplink() {
   if (uplink_) uplink_->Stop();  // aborts a request in flight; before the writer stops
 }
 
+Status Gateway::Impl::StartHttp() {
+  if (!config_.http.enabled()) {
+    spdlog::info("http api off (http.listen is \"\")");
+    return Status::Ok();
+  }
+  http::ServerOptions o = HttpServerOptions(config_);
+  o.access_log = [](const http::AccessLogEntry& e) {
+    spdlog::debug("http {} {} {} -> {} ({} bytes, {:.1f} ms)", e.remote, e.method, e.target,
+                  e.status, e.bytes_sent, e.seconds * 1000);
+  };
+  http_ = std::make_unique<http::Server>(std::vector<asio::io_context*>{&io_}, std::move(o),
+                                         ApiRoutes());
+  auto port = http_->Start();
+  if (!port.ok()) {
+    http_.reset();
+    return Status(port.status().code(), "http.listen " + config_.http.listen + ": " +
+                                            port.status().message() +
+                                            " (set http.listen to another address, or \"\" "
+                                            "to run without the API)");
+  }
+  const std::string& host = config_.http.host;
+  spdlog::info("http api listening on http://{}:{}",
+               host.find(':') == std::string::npos ? host : "[" + host + "]", *port);
+  return Status::Ok();
+}
+
+void Gateway::Impl::StopHttp() {
+  if (!http_) return;
+  // Stop() waits for the connections to end, which happens on the loop: run it meanwhile.
+  io_.restart();
+  std::thread stopper([this] {
+    http_->Stop();
+    io_.stop();
+  });
+  io_.run();
+  stopper.join();
+  http_.reset();
+}
+
+// Every handler runs on the loop thread (the server's one loop is io_), which owns the registry
+// and the status figures: they read them directly and answer at once. None reads the store:
+// the devices come from the registry in memory, the health from the report's figures (the
+// store's from its last commit).
+http::Router Gateway::Impl::ApiRoutes() {
+  http::Router router;
+  router.Add("GET", "/healthz", [this](http::Request, http::Responder r) {
+    if (!writer_ || shutting_down_) {
+      return r.Send(
+          http::Problem(503, "unavailable",
+                        shutting_down_ ? "the gateway is shutting down" : "the store is not open"));
+    }
+    http::Response ok;
+    ok.content_type = "text/plain; charset=utf-8";
+    ok.body = "ok\n";
+    r.Send(std::move(ok));
+  });
+  router.Add("GET", "/metrics", [this](http::Request, http::Responder r) {
+    http::Response m;
+    m.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    m.body = api::StatusPrometheus(StatusJson(/*periodic=*/false), "outpost_gateway_");
+    if (http_) m.body += http_->stats().RenderPrometheus("outpost_gateway_http_");
+    r.Send(std::move(m));
+  });
+  router.Add("GET", "/api/v1/health", [this](http::Request, http::Responder r) {
+    json j = StatusJson(/*periodic=*/false);
+    j["trigger"] = "api";
+    r.Send(JsonResponse(j));
+  });
+  router.Add("GET", "/api/v1/devices", [this](http::Request q, http::Responder r) {
+    auto limit = api::ParseLimit(q.params);
+    if (!limit.ok()) return r.Send(http::Problem(400, "bad_limit", limit.status().message()));
+    std::string after;
+    if (auto c = q.params.find("cursor"); c != q.params.end()) {
+      auto decoded = api::DecodeCursor(c->second);
+      if (!decoded.ok())
+        return r.Send(http::Problem(400, "bad_cursor", decoded.status().message()));
+      after = std::move(decoded).value();
+    }
+    r.Send(Cacheable(q, api::DevicesPage(pipeline_.registry().devices(), after, *limit)));
+  });
+  router.Add("GET", "/api/v1/devices/*", [this](http::Request q, http::Responder r) {
+    const std::string id = q.path.substr(std::string_view("/api/v1/devices/").size());
+    const auto& devices = pipeline_.registry().devices();
+    auto it = devices.find(id);
+    if (id.empty() || it == devices.end()) {
+      return r.Send(http::Problem(404, "unknown_device",
+                                  "no device \"" + id.substr(0, 128) + "\" in the registry"));
+    }
+    r.Send(Cacheable(q, api::DeviceJson(it->second)));
+  });
+  router.Add("GET", "/api/v1/openapi.json", [](http::Request, http::Responder r) {
+    http::Response doc;
+    doc.body = std::string(kOpenApiJson);
+    r.Send(std::move(doc));
+  });
+  return router;
+}
+
 void Gateway::Impl::StartMqtt() {
   mqtt::ClientOptions o = MqttOptions(config_);
 
@@ -278,9 +409,16 @@ ExitReason Gateway::Impl::Run() {
     if (writer_) writer_->Stop();
     return ExitReason::kFailed;
   }
+  if (Status s = StartHttp(); !s.ok()) {
+    spdlog::critical("cannot start: {}", s.ToString());
+    StopUplink();
+    writer_->Stop();
+    return ExitReason::kFailed;
+  }
   StartMqtt();
   if (Status s = client_->Start(); !s.ok()) {
     spdlog::critical("mqtt: {}", s.ToString());
+    StopHttp();
     StopUplink();
     writer_->Stop();
     return ExitReason::kFailed;
@@ -292,6 +430,7 @@ ExitReason Gateway::Impl::Run() {
   spdlog::info("outpost-gateway {} running as {} (broker {}:{})", OUTPOST_VERSION,
                config_.gateway_id, config_.mqtt.host, config_.mqtt.port);
   io_.run();
+  StopHttp();
   StopUplink();
   writer_->Stop();
   spdlog::info("stopped: {} readings stored this run, {} duplicates dropped, {} rejected",
@@ -504,6 +643,7 @@ json Gateway::Impl::StatusJson(bool periodic) {
   in.full_attempts = storage_full_attempts_;
   in.max_bytes = max_bytes_;
   in.max_bytes_auto = max_bytes_auto_;
+  in.disk_free_bytes = DiskFreeBytes(config_.storage.path);
   in.active_alerts = pipeline_.rules().active_count();
   in.mqtt_connected = client_->connected();
   const mqtt::ClientCounters& mc = client_->counters();
@@ -689,6 +829,7 @@ void Gateway::Impl::Shutdown(ExitReason reason) {
   exit_reason_ = reason;
   status_timer_.cancel();
   tick_timer_.cancel();
+  if (http_) http_->Stop();  // on the loop: closes the listener and every connection, returns
   client_->PauseReading();
   // What is pending commits next; OnCommitted finishes the shutdown once the writer has reported
   // back with nothing left (so every acknowledgement went out).

@@ -108,4 +108,14 @@ ingest::Options PipelineOptions(const config::Config& config) {
   return o;
 }
 
+http::ServerOptions HttpServerOptions(const config::Config& config) {
+  http::ServerOptions o;
+  o.host = config.http.host;
+  o.port = config.http.port;
+  o.max_connections = config.http.max_connections;
+  o.header_timeout_ms = config.http.header_timeout_ms;
+  o.idle_timeout_ms = config.http.idle_timeout_ms;
+  return o;
+}
+
 }  // namespace outpost::gateway::app

@@ -13,6 +13,7 @@
 #include "outpost/gateway/store/store.h"
 #include "outpost/gateway/uplink/sender.h"
 #include "outpost/gateway/uplink/uplink.h"
+#include "outpost/http/server.h"
 #include "outpost/mqtt/client.h"
 #include "outpost/proto/reading.h"
 
@@ -42,5 +43,9 @@ proto::Limits ParserLimits(const config::Config& config);
 // The ingest pipeline: gateway.id, ingest.*, registry.*, the effective rules, offline alerts,
 // cloud.protocol when the uplink is on, mqtt.max_packet_bytes (named in oversize rejects).
 ingest::Options PipelineOptions(const config::Config& config);
+
+// http.* for the API server (host and port parsed from http.listen; the rest of
+// http::ServerOptions at its defaults). Only meaningful when config.http.enabled().
+http::ServerOptions HttpServerOptions(const config::Config& config);
 
 }  // namespace outpost::gateway::app

@@ -188,5 +188,31 @@ TEST(Options, PipelineOptionsFromIngestRegistryRulesAndCloud) {
   EXPECT_FALSE(PipelineOptions(no_cloud).cloud.has_value()) << "nothing queued for the cloud";
 }
 
+// The config's http.* defaults are the server's own (config does not link libs/http).
+TEST(Options, HttpDefaultsAreTheServersAndKeysMap) {
+  auto d = config::Parse("", "defaults");
+  OUTPOST_ASSERT_OK(d);
+  const http::ServerOptions server_defaults;
+  const http::ServerOptions o = HttpServerOptions(*d);
+  EXPECT_EQ(o.host, "0.0.0.0");
+  EXPECT_EQ(o.port, 8080);
+  EXPECT_EQ(o.max_connections, server_defaults.max_connections);
+  EXPECT_EQ(o.header_timeout_ms, server_defaults.header_timeout_ms);
+  EXPECT_EQ(o.idle_timeout_ms, server_defaults.idle_timeout_ms);
+  EXPECT_EQ(o.body_timeout_ms, server_defaults.body_timeout_ms);
+
+  auto c = config::Parse(
+      "http:\n  listen: 127.0.0.1:0\n  max_connections: 7\n  header_timeout_ms: 900\n"
+      "  idle_timeout_ms: 1100\n",
+      "gw.yaml");
+  OUTPOST_ASSERT_OK(c);
+  const http::ServerOptions h = HttpServerOptions(*c);
+  EXPECT_EQ(h.host, "127.0.0.1");
+  EXPECT_EQ(h.port, 0);
+  EXPECT_EQ(h.max_connections, 7u);
+  EXPECT_EQ(h.header_timeout_ms, 900);
+  EXPECT_EQ(h.idle_timeout_ms, 1100);
+}
+
 }  // namespace
 }  // namespace outpost::gateway::app

@@ -63,6 +63,11 @@ std::vector<RestartOnlySetting> MakeTable() {
                       [](auto& c) { return std::tie(c.ingest.max_seq_jump); }));
   t.push_back(
       Setting("gateway.id", "`gateway.id`", [](auto& c) { return std::tie(c.gateway_id); }));
+  t.push_back(Setting("http.*", "every `http.*` key (the server is bound at start)", [](auto& c) {
+    auto& h = c.http;
+    return std::tie(h.listen, h.host, h.port, h.max_connections, h.header_timeout_ms,
+                    h.idle_timeout_ms);
+  }));
   t.push_back(Setting("cloud.*", "every `cloud.*` key", [](auto& c) {
     auto& cl = c.cloud;
     return std::tie(cl.api_endpoint, cl.api_key, cl.api_key_file, cl.protocol, cl.ca_file,

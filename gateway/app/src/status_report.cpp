@@ -123,6 +123,7 @@ json StatusReport(const StatusInputs& in) {
         {"max_bytes", in.max_bytes},
         {"max_bytes_auto", in.max_bytes_auto},
         {"db_bytes", in.store.db_bytes},
+        {"disk_free_bytes", in.disk_free_bytes},
         {"deleted_by_age", in.store.deleted_by_age},
         {"deleted_by_size", in.store.deleted_by_size},
         {"quarantine_rows", in.store.quarantine},

@@ -1,5 +1,6 @@
 #include "outpost/gateway/app/system_stats.h"
 
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -50,6 +51,15 @@ double CpuUsage::Sample() {
   last_total_ = total;
   last_idle_ = idle;
   return pct;
+}
+
+std::int64_t DiskFreeBytes(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  struct statvfs fs {};
+  if (::statvfs(dir.c_str(), &fs) != 0) return -1;
+  return static_cast<std::int64_t>(fs.f_bavail) * static_cast<std::int64_t>(fs.f_frsize);
 }
 
 }  // namespace outpost::gateway::app

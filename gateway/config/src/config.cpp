@@ -1,11 +1,13 @@
 #include "outpost/gateway/config/config.h"
 
+#include <arpa/inet.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -419,6 +421,21 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   OUTPOST_RETURN_IF_ERROR(reg.Integer("evict_after_s", &c->registry.evict_after_s, 0, 365 * kDay));
   reg.ReportUnknown(&c->warnings);
 
+  Section http = top.Child("http");
+  OUTPOST_RETURN_IF_ERROR(http.RequireMapOrAbsent());
+  OUTPOST_RETURN_IF_ERROR(http.String("listen", &c->http.listen));
+  if (!c->http.listen.empty()) {
+    auto listen = ParseListen(c->http.listen);
+    if (!listen.ok()) return http.Error("listen", listen.status().message());
+    c->http.host = listen->first;
+    c->http.port = listen->second;
+  }
+  OUTPOST_RETURN_IF_ERROR(http.Integer("max_connections", &c->http.max_connections, 1, 1'000'000));
+  OUTPOST_RETURN_IF_ERROR(
+      http.Integer("header_timeout_ms", &c->http.header_timeout_ms, 1, 3'600'000));
+  OUTPOST_RETURN_IF_ERROR(http.Integer("idle_timeout_ms", &c->http.idle_timeout_ms, 1, 3'600'000));
+  http.ReportUnknown(&c->warnings);
+
   if (top.has("rules")) {
     const YAML::Node& rules = root["rules"];
     if (!rules.IsSequence()) return top.Error("rules", "expected a list of rules");
@@ -438,6 +455,40 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
 }
 
 }  // namespace
+
+Result<std::pair<std::string, std::uint16_t>> ParseListen(std::string_view listen) {
+  const std::string text(listen);
+  const std::string expected =
+      "expected host:port with a numeric host (e.g. 0.0.0.0:8080, "
+      "127.0.0.1:0, [::]:8080; \"\" disables the API), got \"" +
+      text + "\"";
+  std::string host, port;
+  if (!text.empty() && text.front() == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return InvalidArgument(expected);
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+    in6_addr a6{};
+    if (::inet_pton(AF_INET6, host.c_str(), &a6) != 1) return InvalidArgument(expected);
+  } else {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string::npos) return InvalidArgument(expected);
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    in_addr a4{};
+    if (::inet_pton(AF_INET, host.c_str(), &a4) != 1) return InvalidArgument(expected);
+  }
+  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char ch) {
+        return std::isdigit(static_cast<unsigned char>(ch));
+      })) {
+    return InvalidArgument(expected);
+  }
+  const long p = std::stol(port);
+  if (p > 65535) return InvalidArgument(expected);
+  return std::make_pair(host, static_cast<std::uint16_t>(p));
+}
 
 Result<Config> Parse(std::string_view yaml_text, std::string_view source) {
   Config c;

@@ -179,6 +179,59 @@ TEST(Config, ExampleConfigIsValidAndMatchesDefaults) {
   EXPECT_EQ(c->ingest.max_seq_jump, d->ingest.max_seq_jump);
   EXPECT_EQ(c->registry.evict_after_s, d->registry.evict_after_s);
   EXPECT_EQ(c->restart_min_interval_s, d->restart_min_interval_s);
+  EXPECT_EQ(c->http.listen, d->http.listen);
+  EXPECT_EQ(c->http.max_connections, d->http.max_connections);
+  EXPECT_EQ(c->http.header_timeout_ms, d->http.header_timeout_ms);
+  EXPECT_EQ(c->http.idle_timeout_ms, d->http.idle_timeout_ms);
+}
+
+TEST(Config, HttpListenDefaultsParsesAndNamesTheKey) {
+  auto d = Parse("", "gw.yaml");
+  OUTPOST_ASSERT_OK(d);
+  EXPECT_TRUE(d->http.enabled());
+  EXPECT_EQ(d->http.listen, "0.0.0.0:8080");
+  EXPECT_EQ(d->http.host, "0.0.0.0");
+  EXPECT_EQ(d->http.port, 8080);
+
+  auto c = Parse(
+      "http:\n  listen: 127.0.0.1:0\n  max_connections: 16\n  header_timeout_ms: 500\n"
+      "  idle_timeout_ms: 700\n",
+      "gw.yaml");
+  OUTPOST_ASSERT_OK(c);
+  EXPECT_TRUE(c->warnings.empty());
+  EXPECT_EQ(c->http.host, "127.0.0.1");
+  EXPECT_EQ(c->http.port, 0);
+  EXPECT_EQ(c->http.max_connections, 16u);
+  EXPECT_EQ(c->http.header_timeout_ms, 500);
+  EXPECT_EQ(c->http.idle_timeout_ms, 700);
+
+  c = Parse("http:\n  listen: \"[::1]:9000\"\n", "gw.yaml");
+  OUTPOST_ASSERT_OK(c);
+  EXPECT_EQ(c->http.host, "::1");
+  EXPECT_EQ(c->http.port, 9000);
+
+  c = Parse("http:\n  listen: \"\"\n", "gw.yaml");
+  OUTPOST_ASSERT_OK(c);
+  EXPECT_FALSE(c->http.enabled());
+
+  for (const char* bad : {"8080", "localhost:8080", "0.0.0.0:", "0.0.0.0:65536", "0.0.0.0:-1",
+                          "[::1]8080", "[nope]:80", "1.2.3.4:80x"}) {
+    c = Parse(std::string("http:\n  listen: \"") + bad + "\"\n", "gw.yaml");
+    OUTPOST_ASSERT_CODE(c, Code::kInvalidArgument);
+    EXPECT_NE(c.status().message().find("gw.yaml: http.listen: expected host:port"),
+              std::string::npos)
+        << bad << ": " << c.status().message();
+  }
+  for (const char* key : {"max_connections", "header_timeout_ms", "idle_timeout_ms"}) {
+    c = Parse(std::string("http:\n  ") + key + ": 0\n", "gw.yaml");
+    OUTPOST_ASSERT_CODE(c, Code::kInvalidArgument);
+    EXPECT_NE(c.status().message().find(std::string("http.") + key), std::string::npos)
+        << c.status().message();
+  }
+  c = Parse("http:\n  lisen: 1.2.3.4:80\n", "gw.yaml");
+  OUTPOST_ASSERT_OK(c);
+  ASSERT_EQ(c->warnings.size(), 1u);
+  EXPECT_NE(c->warnings[0].find("http.lisen"), std::string::npos) << c->warnings[0];
 }
 
 TEST(Config, HostileInputLimitsParseAndNameTheKey) {

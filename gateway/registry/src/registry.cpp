@@ -40,6 +40,7 @@ Device* Registry::FindOrAdd(std::string_view id, std::int64_t wall_ms, std::int6
 void Registry::Restore(Device device, std::int64_t wall_ms, std::int64_t mono_ms) {
   device.heard_mono_ms = mono_ms;
   device.valid_mono_ms = mono_ms - std::max<std::int64_t>(0, wall_ms - device.last_seen_ms);
+  device.reason = Reason::kRestored;
   std::string id = device.id;
   devices_[id] = std::move(device);
 }
@@ -47,6 +48,7 @@ void Registry::Restore(Device device, std::int64_t wall_ms, std::int64_t mono_ms
 std::optional<Change> Registry::Seen(Device& device, std::int64_t wall_ms, std::int64_t mono_ms) {
   if (wall_ms > device.last_seen_ms) device.last_seen_ms = wall_ms;
   device.heard_mono_ms = mono_ms;
+  device.reason = Reason::kReading;
   if (device.state == State::kOnline) return std::nullopt;
   return Move(device, State::kOnline, wall_ms);
 }
@@ -57,6 +59,7 @@ void Registry::Touch(Device& device, std::int64_t wall_ms, std::int64_t mono_ms)
 }
 
 std::optional<Change> Registry::SetState(Device& device, State state, std::int64_t wall_ms) {
+  device.reason = Reason::kStatus;
   return Move(device, state, wall_ms);
 }
 
@@ -66,6 +69,7 @@ void Registry::Sweep(std::int64_t wall_ms, std::int64_t mono_ms, std::vector<Cha
     std::int64_t limit =
         d.state == State::kSleeping ? options_.sleeping_grace_ms : options_.offline_after_ms;
     if (mono_ms - d.heard_mono_ms >= limit) {
+      d.reason = Reason::kSilence;
       if (auto c = Move(d, State::kOffline, wall_ms)) changes->push_back(*c);
     }
   }

@@ -44,6 +44,28 @@ TEST(Registry, SilenceMakesOfflineOnceAndActivityBringsBack) {
   EXPECT_FALSE(r.Seen(*d, 6001, 6001).has_value());
 }
 
+TEST(Registry, ReasonFollowsWhatDecidedTheState) {
+  Registry r(Opts());
+  Device* d = r.FindOrAdd("a", 0, 0);
+  (void)r.Seen(*d, 0, 0);
+  EXPECT_EQ(d->reason, Reason::kReading);
+  (void)r.SetState(*d, State::kSleeping, 10);
+  EXPECT_EQ(d->reason, Reason::kStatus);
+  (void)r.SetState(*d, State::kOffline, 20);  // a last will
+  EXPECT_EQ(d->reason, Reason::kStatus);
+  (void)r.Seen(*d, 30, 30);
+  EXPECT_EQ(d->reason, Reason::kReading);
+  std::vector<Change> changes;
+  r.Sweep(1030, 1030, &changes);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(d->reason, Reason::kSilence);
+  Device restored;
+  restored.id = "b";
+  restored.state = State::kOffline;
+  r.Restore(restored, 2000, 2000);
+  EXPECT_EQ(r.devices().at("b").reason, Reason::kRestored);
+}
+
 TEST(Registry, SleepingDeviceGetsTheLongerGrace) {
   Registry r(Opts());
   Device* d = r.FindOrAdd("a", 0, 0);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace outpost::gateway::app {
 
@@ -10,6 +11,10 @@ namespace outpost::gateway::app {
 double MemoryUsagePercent();
 // Resident set size of this process, bytes.
 std::int64_t ProcessRssBytes();
+
+// Bytes free for an unprivileged writer on the file system holding the file `path` (statvfs of
+// its directory).
+std::int64_t DiskFreeBytes(const std::string& path);
 
 // System CPU busy percent between successive Sample() calls (the seed's psutil.cpu_percent).
 class CpuUsage {

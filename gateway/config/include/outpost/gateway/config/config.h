@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "outpost/base/status.h"
@@ -114,6 +115,25 @@ struct RegistryConfig {
   std::int64_t evict_after_s = 86'400;
 };
 
+// The gateway's HTTP API (docs/api.md) on its event loop. The defaults of the limits are
+// http::ServerOptions' (gateway_app_test checks that they agree; this target does not link
+// libs/http). Every key is restart-only (the server is bound at start).
+struct HttpConfig {
+  // "host:port" ("[v6]:port"), host a numeric address; port 0 = any free port (the log says
+  // which). Empty: no HTTP server.
+  std::string listen = "0.0.0.0:8080";
+  std::string host = "0.0.0.0";             // parsed from listen
+  std::uint16_t port = 8080;                // parsed from listen
+  std::size_t max_connections = 1024;       // one more is answered 503 and closed
+  std::int64_t header_timeout_ms = 10'000;  // first byte of a request to the end of its header
+  std::int64_t idle_timeout_ms = 30'000;    // between requests on a keep-alive connection
+  bool enabled() const { return !listen.empty(); }
+};
+
+// "host:port" or "[v6]:port" with a numeric host (IPv4 or IPv6) and a port in 0..65535; the
+// error says what is wrong (without the key). Pure.
+Result<std::pair<std::string, std::uint16_t>> ParseListen(std::string_view listen);
+
 enum class Comparison : std::uint8_t { kAbove, kBelow };
 
 struct RuleConfig {
@@ -142,6 +162,7 @@ struct Config {
   StorageConfig storage;
   IngestConfig ingest;
   RegistryConfig registry;
+  HttpConfig http;
   std::int64_t status_interval_s = 30;
   // commands.restart_min_interval_s: restart/reboot commands are refused while the gateway has
   // run less than this (so at most one restart per interval, whatever sends them); 0 = no limit.

@@ -26,6 +26,12 @@ enum class State : std::uint8_t { kOnline, kSleeping, kOffline };
 const char* StateName(State state);  // "online", "sleeping", "offline"
 std::optional<State> StateFromName(std::string_view name);
 
+// What last decided the device's state (kept in memory only: a device restored from storage at
+// start-up says kRestored until it is heard again). With the state it gives the API's reason:
+// a reading; its own status message (online, sleeping, or offline: the broker's last will or the
+// device's own word); silence (the sweep); the state stored by the previous run.
+enum class Reason : std::uint8_t { kRestored, kReading, kStatus, kSilence };
+
 struct Device {
   std::string id;
   std::int64_t first_seen_ms = 0;
@@ -35,6 +41,7 @@ struct Device {
   // get it from last_seen_ms (see Restore). Orders eviction.
   std::int64_t valid_mono_ms = 0;
   State state = State::kOnline;
+  Reason reason = Reason::kReading;
   std::int64_t state_changed_ms = 0;
   std::string last_reading_json;  // metrics of the last stored reading
   std::string firmware;
@@ -86,7 +93,7 @@ class Registry {
   std::optional<std::string> EvictIdle(std::int64_t mono_ms,
                                        const std::function<bool(const Device&)>& may_evict);
 
-  // The device sent something. A sleeping or offline device comes back online.
+  // The device sent a reading. A sleeping or offline device comes back online.
   std::optional<Change> Seen(Device& device, std::int64_t wall_ms, std::int64_t mono_ms);
   // Heard from the device without a reading (e.g. its own status message): times only.
   void Touch(Device& device, std::int64_t wall_ms, std::int64_t mono_ms);

@@ -1,0 +1,354 @@
+// The gateway's HTTP API (docs/api.md) against the real binary: a real Mosquitto, real SQLite,
+// raw loopback HTTP requests (tests/support RawHttpConnection).
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gateway_harness.h"
+#include "outpost/testing/raw_http.h"
+#include "outpost/testing/status_matchers.h"
+#include "outpost/testing/wait_until.h"
+
+namespace outpost::testing {
+namespace {
+
+using nlohmann::json;
+
+Result<RawHttpResponse> Get(std::uint16_t port, const std::string& target,
+                            const std::string& headers = "") {
+  auto c = RawHttpConnection::Connect(port);
+  if (!c.ok()) return c.status();
+  return c->Exchange("GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers +
+                     "Connection: close\r\n\r\n");
+}
+
+// GET and parse the JSON body; kInternal with the answer when the status is not `want` or the
+// body is not JSON.
+Result<json> GetJson(std::uint16_t port, const std::string& target, int want = 200) {
+  auto r = Get(port, target);
+  if (!r.ok()) return r.status();
+  json j = json::parse(r->body, nullptr, false);
+  if (r->status != want || j.is_discarded()) {
+    return Internal("GET " + target + ": " + std::to_string(r->status) + " " + r->body);
+  }
+  return j;
+}
+
+std::string Native(const std::string& device, int seq, double temperature) {
+  return json{{"deviceId", device}, {"boot", 1}, {"seq", seq}, {"temperature", temperature}}.dump();
+}
+
+// The value of an unlabelled sample in Prometheus text; -1 when absent.
+double Sample(const std::string& text, const std::string& name) {
+  const std::regex line("(^|\n)" + name + " ([-0-9.e+]+)\n");
+  std::smatch m;
+  if (!std::regex_search(text, m, line)) return -1;
+  return std::stod(m[2].str());
+}
+
+// What the bad requests must not change: the gateway's data and its rejects (commits are not
+// here: the get_status commands that read the status are committed too).
+json Unchanged(const json& status) {
+  return {{"stored", status["ingest"]["stored"]},
+          {"received", status["ingest"]["received"]},
+          {"rejected", status["ingest"]["rejected"]},
+          {"devices", status["devices_count"]},
+          {"db_records", status["local_db_records"]}};
+}
+
+TEST(GatewayApi, ServesOnAFreePortItLogs) {
+  GatewayHarness h;
+  OUTPOST_ASSERT_OK(h.Start());
+  ASSERT_NE(h.http_port(), 0);
+  EXPECT_NE(h.gateway_log().find("http api listening on http://127.0.0.1:" +
+                                 std::to_string(h.http_port())),
+            std::string::npos)
+      << h.gateway_log();
+  auto r = Get(h.http_port(), "/no/such/path");
+  OUTPOST_ASSERT_OK(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(r->Header("content-type"), "application/problem+json");
+  // A keep-alive connection left open does not hold up SIGTERM: the server closes it and the
+  // gateway exits 0 within the harness's bound.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto idle, RawHttpConnection::Connect(h.http_port()));
+  auto kept = idle.Exchange("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  OUTPOST_ASSERT_OK(kept);
+  EXPECT_EQ(kept->status, 200);
+  const auto t0 = std::chrono::steady_clock::now();
+  OUTPOST_EXPECT_OK(h.StopGateway(std::chrono::seconds(10)));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_TRUE(idle.WaitClosed(std::chrono::seconds(1)));
+}
+
+TEST(GatewayApi, EmptyListenRunsWithoutTheApi) {
+  GatewayHarness h;
+  HarnessOptions o;
+  o.http_yaml = "  listen: \"\"\n";
+  OUTPOST_ASSERT_OK(h.Start(o));
+  EXPECT_EQ(h.http_port(), 0);
+  EXPECT_NE(h.gateway_log().find("http api off"), std::string::npos) << h.gateway_log();
+  OUTPOST_EXPECT_OK(h.StopGateway());
+}
+
+// An address that cannot be bound stops the start (exit 1) with a message naming http.listen.
+TEST(GatewayApi, ListenAddressInUseStopsTheStartNamingTheKey) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const std::string listen = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+
+  TempDir dir;
+  const std::string path = dir.File("gw.yaml");
+  {
+    std::ofstream(path) << "storage:\n  path: " << dir.File("gateway.db")
+                        << "\n  synchronous: off\nhttp:\n  listen: " << listen << "\n";
+  }
+  ChildProcessOptions o;
+  o.argv = {GatewayBinary(), "--config", path};
+  o.log_path = dir.File("out.log");
+  auto p = ChildProcess::Start(o);
+  OUTPOST_ASSERT_OK(p);
+  auto code = (*p)->Wait(std::chrono::seconds(20));
+  ::close(fd);
+  OUTPOST_ASSERT_OK(code);
+  EXPECT_EQ(*code, 1) << (*p)->log();
+  EXPECT_NE((*p)->log().find("http.listen " + listen + ": "), std::string::npos) << (*p)->log();
+}
+
+class GatewayApiTest : public ::testing::Test {
+ protected:
+  // Starts everything and stores one reading from each of `devices`.
+  void StartWith(const std::vector<std::string>& devices) {
+    OUTPOST_ASSERT_OK(h_.Start());
+    ASSERT_NE(h_.http_port(), 0);
+    int seq = 0;
+    for (const auto& d : devices) {
+      OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/" + d + "/data", Native(d, ++seq, 21.5), 1));
+    }
+    const std::size_t n = devices.size();
+    OUTPOST_ASSERT_OK(h_.WaitStatus([n](const json& j) { return j["ingest"]["stored"] == n; }));
+  }
+  std::uint16_t port() const { return h_.http_port(); }
+  GatewayHarness h_;
+};
+
+// Every route the OpenAPI document lists answers with a status it documents, and JSON where it
+// says JSON.
+TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
+  StartWith({"d1"});
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json doc, GetJson(port(), "/api/v1/openapi.json"));
+  EXPECT_EQ(doc["openapi"], "3.1.0");
+  ASSERT_TRUE(doc["paths"].is_object());
+  std::set<std::string> checked;
+  for (auto& [path, item] : doc["paths"].items()) {
+    for (auto& [method, op] : item.items()) {
+      ASSERT_EQ(method, "get") << path << ": only GET routes in this slice";
+      const std::string target = std::regex_replace(path, std::regex("\\{id\\}"), "d1");
+      auto r = Get(port(), target);
+      OUTPOST_ASSERT_OK(r);
+      const std::string status = std::to_string(r->status);
+      ASSERT_TRUE(op["responses"].contains(status))
+          << "GET " << target << " answered " << status << ", not documented: " << r->body;
+      const json& documented = op["responses"][status];
+      if (documented.contains("content") && documented["content"].contains("application/json")) {
+        EXPECT_EQ(r->Header("content-type"), "application/json") << target;
+        EXPECT_FALSE(json::parse(r->body, nullptr, false).is_discarded()) << target << r->body;
+      }
+      EXPECT_EQ(r->status, 200) << target << ": " << r->body;
+      checked.insert(path);
+    }
+  }
+  EXPECT_EQ(checked,
+            (std::set<std::string>{"/healthz", "/metrics", "/api/v1/health", "/api/v1/devices",
+                                   "/api/v1/devices/{id}", "/api/v1/openapi.json"}));
+}
+
+TEST_F(GatewayApiTest, HealthzMetricsAndHealthShowTheStatusReportsNumbers) {
+  StartWith({"d1", "d2", "d3"});
+  auto z = Get(port(), "/healthz");
+  OUTPOST_ASSERT_OK(z);
+  EXPECT_EQ(z->status, 200);
+  EXPECT_EQ(z->body, "ok\n");
+
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, GetJson(port(), "/api/v1/health"));
+  EXPECT_EQ(health["trigger"], "api");
+  EXPECT_EQ(health["ingest"]["stored"], 3);
+  EXPECT_EQ(health["devices_count"], 3);
+  EXPECT_EQ(health["mqtt"]["connected"], true);
+  EXPECT_GT(health["store"]["db_bytes"].get<std::int64_t>(), 0);
+  EXPECT_GT(health["store"]["disk_free_bytes"].get<std::int64_t>(), 0);
+  EXPECT_GT(health["rss_bytes"].get<std::int64_t>(), 0);
+  EXPECT_TRUE(health["cloud"]["backlog"].contains("readings"));
+  // The same report as gateway/status: the same keys.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json status, h_.GetStatus());
+  for (auto& [key, value] : status.items()) EXPECT_TRUE(health.contains(key)) << key;
+
+  auto m = Get(port(), "/metrics");
+  OUTPOST_ASSERT_OK(m);
+  EXPECT_EQ(m->status, 200);
+  EXPECT_EQ(m->Header("content-type").rfind("text/plain", 0), 0u) << m->Header("content-type");
+  EXPECT_EQ(Sample(m->body, "outpost_gateway_ingest_stored"), 3) << m->body;
+  EXPECT_EQ(Sample(m->body, "outpost_gateway_devices_count"), 3);
+  EXPECT_EQ(Sample(m->body, "outpost_gateway_mqtt_connected"), 1);
+  EXPECT_GT(Sample(m->body, "outpost_gateway_store_disk_free_bytes"), 0);
+  EXPECT_GE(Sample(m->body, "outpost_gateway_http_requests_total"), 3) << m->body;
+  EXPECT_EQ(Sample(m->body, "outpost_gateway_http_connections_open"), 1);
+}
+
+TEST_F(GatewayApiTest, DevicesPageWithACursorAndAnETag) {
+  const std::vector<std::string> ids = {"e", "a", "d", "b", "c"};
+  StartWith(ids);
+  std::vector<std::string> seen;
+  std::string target = "/api/v1/devices?limit=2";
+  for (int page = 0; page < 10; ++page) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(json j, GetJson(port(), target));
+    EXPECT_EQ(j["total"], 5);
+    EXPECT_LE(j["devices"].size(), 2u);
+    for (const auto& d : j["devices"]) seen.push_back(d["id"]);
+    if (j["next_cursor"].is_null()) break;
+    target = "/api/v1/devices?limit=2&cursor=" + j["next_cursor"].get<std::string>();
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b", "c", "d", "e"}));
+
+  auto first = Get(port(), "/api/v1/devices");
+  OUTPOST_ASSERT_OK(first);
+  const std::string etag = first->Header("etag");
+  ASSERT_FALSE(etag.empty());
+  auto same = Get(port(), "/api/v1/devices", "If-None-Match: " + etag + "\r\n");
+  OUTPOST_ASSERT_OK(same);
+  EXPECT_EQ(same->status, 304);
+  EXPECT_EQ(same->body, "");
+  EXPECT_EQ(same->Header("etag"), etag);
+  // A new device changes the list: the old tag no longer matches.
+  OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/f/data", Native("f", 9, 20), 1));
+  OUTPOST_ASSERT_OK(h_.WaitStatus([](const json& j) { return j["ingest"]["stored"] == 6; }));
+  auto changed = Get(port(), "/api/v1/devices", "If-None-Match: " + etag + "\r\n");
+  OUTPOST_ASSERT_OK(changed);
+  EXPECT_EQ(changed->status, 200);
+  EXPECT_NE(changed->Header("etag"), etag);
+}
+
+TEST_F(GatewayApiTest, DeviceShowsStatusReasonLastReadingAndCounters) {
+  StartWith({"n1"});
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json d, GetJson(port(), "/api/v1/devices/n1"));
+  EXPECT_EQ(d["id"], "n1");
+  EXPECT_EQ(d["status"], "online");
+  EXPECT_EQ(d["reason"], "reading");
+  EXPECT_EQ(d["last_reading"]["temperature"], 21.5);
+  EXPECT_EQ(d["counters"]["readings"], 1);
+  EXPECT_GT(d["last_seen_ms"].get<std::int64_t>(), 0);
+
+  // It announces sleep; then the broker publishes its last will.
+  OUTPOST_ASSERT_OK(h_.devices().Publish("devices/n1/status", "sleeping", 1));
+  json now;
+  ASSERT_TRUE(WaitUntil("n1 sleeping", std::chrono::seconds(10), [&] {
+    auto j = GetJson(port(), "/api/v1/devices/n1");
+    if (j.ok()) now = *j;
+    return j.ok() && now["status"] == "sleeping";
+  })) << now.dump();
+  EXPECT_EQ(now["reason"], "announced_sleep");
+  OUTPOST_ASSERT_OK(h_.devices().Publish("devices/n1/status", "offline", 1));
+  ASSERT_TRUE(WaitUntil("n1 offline", std::chrono::seconds(10), [&] {
+    auto j = GetJson(port(), "/api/v1/devices/n1");
+    if (j.ok()) now = *j;
+    return j.ok() && now["status"] == "offline";
+  })) << now.dump();
+  EXPECT_EQ(now["reason"], "last_will");
+  // A device known only from an offline status was never seen.
+  OUTPOST_ASSERT_OK(h_.devices().Publish("devices/ghost/status", "offline", 1));
+  ASSERT_TRUE(WaitUntil("ghost known", std::chrono::seconds(10), [&] {
+    auto j = GetJson(port(), "/api/v1/devices/ghost");
+    if (j.ok()) now = *j;
+    return j.ok();
+  }));
+  EXPECT_EQ(now["status"], "never_seen") << now.dump();
+  EXPECT_TRUE(now["last_reading"].is_null());
+}
+
+// Bad input: a clear, specific 4xx (problem+json with its code), counted, and nothing else
+// changes: no reading, device or commit more, and the gateway keeps serving.
+TEST_F(GatewayApiTest, BadRequestsGetClear4xxAndChangeNothing) {
+  StartWith({"d1"});
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json before, h_.GetStatus());
+  struct Case {
+    std::string request;
+    int status;
+    std::string code;
+  };
+  const std::string big_header(9000, 'x');
+  const std::vector<Case> cases = {
+      {"GET /api/v1/devices/nope HTTP/1.1\r\nHost: x\r\n\r\n", 404, "unknown_device"},
+      {"GET /api/v1/devices/ HTTP/1.1\r\nHost: x\r\n\r\n", 404, "unknown_device"},
+      {"GET /api/v1/devices?cursor=zz HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_cursor"},
+      {"GET /api/v1/devices?cursor=d1 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_cursor"},
+      {"GET /api/v1/devices?limit=0 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_limit"},
+      {"GET /api/v1/devices?limit=100000 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_limit"},
+      {"GET /api/v1/devices?limit=ten HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_limit"},
+      {"GET /api/v2/devices HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not_found"},
+      {"POST /api/v1/devices HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 405,
+       "method_not_allowed"},
+      {"DELETE /api/v1/devices/d1 HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed"},
+      {"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + big_header + "\r\n\r\n", 431,
+       "header_line_too_long"},
+      {"POST /api/v1/devices HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n", 413,
+       "body_too_large"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.request.substr(0, 60));
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto conn, RawHttpConnection::Connect(port()));
+    auto r = conn.Exchange(c.request);
+    OUTPOST_ASSERT_OK(r);
+    EXPECT_EQ(r->status, c.status) << r->body;
+    EXPECT_EQ(r->Header("content-type"), "application/problem+json");
+    json p = json::parse(r->body, nullptr, false);
+    ASSERT_FALSE(p.is_discarded()) << r->body;
+    EXPECT_EQ(p["status"], c.status);
+    EXPECT_EQ(p["error"]["code"], c.code) << r->body;
+    EXPECT_FALSE(p["detail"].get<std::string>().empty());
+    if (c.status == 405) {
+      EXPECT_EQ(r->Header("allow"), "GET");
+    }
+  }
+  // Counted by reason.
+  auto m = Get(port(), "/metrics");
+  OUTPOST_ASSERT_OK(m);
+  EXPECT_NE(
+      m->body.find("outpost_gateway_http_requests_refused_total{reason=\"body_too_large\"} 1"),
+      std::string::npos)
+      << m->body;
+  EXPECT_NE(m->body.find(
+                "outpost_gateway_http_requests_refused_total{reason=\"header_line_too_long\"} 1"),
+            std::string::npos);
+  const std::regex four("outpost_gateway_http_responses_total\\{class=\"4xx\"\\} ([0-9]+)\n");
+  std::smatch four_xx;
+  ASSERT_TRUE(std::regex_search(m->body, four_xx, four)) << m->body;
+  EXPECT_GE(std::stoul(four_xx[1].str()), cases.size());
+  // Nothing changed, and everything still answers.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json after, h_.GetStatus());
+  EXPECT_EQ(Unchanged(after), Unchanged(before));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json d, GetJson(port(), "/api/v1/devices/d1"));
+  EXPECT_EQ(d["counters"]["readings"], 1);
+  auto z = Get(port(), "/healthz");
+  OUTPOST_ASSERT_OK(z);
+  EXPECT_EQ(z->status, 200);
+  OUTPOST_ASSERT_OK(h_.StopGateway());
+}
+
+}  // namespace
+}  // namespace outpost::testing
