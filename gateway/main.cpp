@@ -14,7 +14,7 @@ constexpr const char* kDescription =
     "in SQLite (acknowledging QoS 1 only after commit), keeps the device registry, raises and\n"
     "clears alerts, publishes its status, store-and-forwards everything to the cloud\n"
     "(cloud.api_endpoint; durable outbox, idempotent batches) and serves a REST API, /metrics\n"
-    "and /healthz on http.listen (default 0.0.0.0:8080; docs/api.md). Config reference:\n"
+    "and /healthz on http.listen (default 127.0.0.1:8080; docs/api.md). Config reference:\n"
     "docs/configuration.md";
 }
 

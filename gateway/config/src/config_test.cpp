@@ -189,8 +189,8 @@ TEST(Config, HttpListenDefaultsParsesAndNamesTheKey) {
   auto d = Parse("", "gw.yaml");
   OUTPOST_ASSERT_OK(d);
   EXPECT_TRUE(d->http.enabled());
-  EXPECT_EQ(d->http.listen, "0.0.0.0:8080");
-  EXPECT_EQ(d->http.host, "0.0.0.0");
+  EXPECT_EQ(d->http.listen, "127.0.0.1:8080");
+  EXPECT_EQ(d->http.host, "127.0.0.1");
   EXPECT_EQ(d->http.port, 8080);
 
   auto c = Parse(

@@ -121,8 +121,8 @@ struct RegistryConfig {
 struct HttpConfig {
   // "host:port" ("[v6]:port"), host a numeric address; port 0 = any free port (the log says
   // which). Empty: no HTTP server.
-  std::string listen = "0.0.0.0:8080";
-  std::string host = "0.0.0.0";             // parsed from listen
+  std::string listen = "127.0.0.1:8080";    // loopback until the API has logins
+  std::string host = "127.0.0.1";           // parsed from listen
   std::uint16_t port = 8080;                // parsed from listen
   std::size_t max_connections = 1024;       // one more is answered 503 and closed
   std::int64_t header_timeout_ms = 10'000;  // first byte of a request to the end of its header
