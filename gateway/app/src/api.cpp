@@ -141,7 +141,7 @@ Result<std::size_t> ParseLimit(const std::map<std::string, std::string>& params)
 }
 
 std::string EncodeCursor(std::string_view last_id) {
-  static const char* kHex = "0123456789abcdef";
+  static constexpr char kHex[] = "0123456789abcdef";
   std::string out = "d1";
   for (unsigned char c : last_id) {
     out += kHex[c >> 4];
