@@ -51,6 +51,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_stats.h"
 #include "outpost/http/server.h"
 #include "outpost/testing/child_process.h"
 #include "outpost/testing/temp_dir.h"
@@ -78,19 +79,8 @@ std::int64_t NowNs() {
 
 void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(k, v.size() - 1)];
-}
+using outpost::bench::Median;
+using outpost::bench::Percentile;
 
 [[noreturn]] void Die(const std::string& why) {
   std::fprintf(stderr, "http_bench: %s\n", why.c_str());
