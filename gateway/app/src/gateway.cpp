@@ -12,8 +12,10 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <unordered_map>
 
 #include "api.h"
+#include "event_stream.h"
 #include "options.h"
 #include "outpost/base/clock.h"
 #include "outpost/gateway/app/system_stats.h"
@@ -173,6 +175,14 @@ class Gateway::Impl {
   uplink::Protocol protocol_ = uplink::Protocol::kSeed;
   std::unique_ptr<mqtt::Client> client_;
   std::unique_ptr<http::Server> http_;  // on io_; handlers run on the loop thread
+  // /api/v1/stream (event_stream.h), with the API; the status each device last had in it.
+  std::unique_ptr<EventHub> events_;
+  std::unordered_map<std::string, std::string> streamed_status_;
+  void StreamEvent(EventType type, const json& data) {
+    if (events_) events_->Publish(type, data.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+  // After a commit: a `device` event for each device of the batch whose status changed.
+  void StreamDevices(const model::WriteSet& batch);
   asio::signal_set signals_;
   asio::steady_timer status_timer_, tick_timer_, drain_timer_;
   CpuUsage cpu_;
@@ -289,6 +299,13 @@ Status Gateway::Impl::StartHttp() {
     spdlog::info("http api off (http.listen is \"\")");
     return Status::Ok();
   }
+  EventHubOptions eo;
+  eo.replay_events = config_.http.stream_replay_events;
+  eo.run = RandomHex(8);
+  events_ = std::make_unique<EventHub>(std::move(eo));
+  for (const auto& [id, d] : pipeline_.registry().devices()) {
+    streamed_status_[id] = api::DeviceStatus(d);
+  }
   http::ServerOptions o = HttpServerOptions(config_);
   o.access_log = [](const http::AccessLogEntry& e) {
     spdlog::debug("http {} {} {} -> {} ({} bytes, {:.1f} ms)", e.remote, e.method, e.target,
@@ -373,6 +390,26 @@ http::Router Gateway::Impl::ApiRoutes() {
                                   "no device \"" + id.substr(0, 128) + "\" in the registry"));
     }
     r.Send(Cacheable(q, api::DeviceJson(it->second)));
+  });
+  router.Add("GET", "/api/v1/stream", [this](http::Request q, http::Responder r) {
+    auto param = [&q](const char* name) {
+      auto it = q.params.find(name);
+      return it == q.params.end() ? std::string() : it->second;
+    };
+    auto types = ParseTypes(param("types"));
+    if (!types.ok()) return r.Send(http::Problem(400, "bad_types", types.status().message()));
+    if (shutting_down_ || !events_) {
+      return r.Send(http::Problem(503, "unavailable", "the gateway is shutting down"));
+    }
+    std::string last = q.Header("last-event-id");
+    if (last.empty()) last = param("last_event_id");
+    http::Response head;
+    head.content_type = "text/event-stream";
+    head.headers.emplace_back("Cache-Control", "no-cache");
+    head.headers.emplace_back("X-Accel-Buffering", "no");
+    std::shared_ptr<http::Stream> stream = r.StartStream(std::move(head));
+    events_->Subscribe([stream](std::string bytes) { return stream->Write(std::move(bytes)); },
+                       *types, last, clock_.steady_ms());
   });
   router.Add("GET", "/api/v1/openapi.json", [](http::Request, http::Responder r) {
     http::Response doc;
@@ -524,12 +561,32 @@ void Gateway::Impl::OnCommitted(Committed c) {
       if (r.ts_from_device) device_to_commit_.Add(c.committed_wall_ms - r.ts_ms);
     }
     for (const AckToken& a : c.batch.acks) client_->Ack(a.connection_id, a.packet_id);
+    if (events_) {
+      for (const auto& row : c.batch.batch.readings) {
+        events_->Publish(EventType::kReading, ReadingEventData(row));
+      }
+      StreamDevices(c.batch.batch);
+    }
     for (const auto& alert : c.batch.batch.alerts) PublishAlert(alert);
     if (uplink_ && !c.batch.batch.outbox.empty()) uplink_->Notify();
   }
   MaybeSubmit();
   MaybeResume();
   if (shutting_down_ && !writer_busy_) FinishShutdown();
+}
+
+void Gateway::Impl::StreamDevices(const model::WriteSet& batch) {
+  for (const std::string& id : batch.removed_devices) streamed_status_.erase(id);
+  const auto& devices = pipeline_.registry().devices();
+  for (const model::DeviceRow& row : batch.devices) {
+    auto it = devices.find(row.device_id);
+    if (it == devices.end()) continue;
+    const char* status = api::DeviceStatus(it->second);
+    std::string& streamed = streamed_status_[row.device_id];
+    if (streamed == status) continue;
+    streamed = status;
+    StreamEvent(EventType::kDevice, api::DeviceJson(it->second));
+  }
 }
 
 void Gateway::Impl::StorageFull(const Status& error) {
@@ -581,6 +638,7 @@ void Gateway::Impl::PublishAlert(const model::AlertRow& a) {
     j["threshold"] = a.threshold;
   }
   std::string payload = j.dump();
+  StreamEvent(EventType::kAlert, j);
   if (raised)
     spdlog::warn("ALERT: {}", a.message);
   else
@@ -659,6 +717,17 @@ json Gateway::Impl::StatusJson(bool periodic) {
   in.when_full = config_.cloud.when_full;
   in.outbox = writer_ ? writer_->LatestStats().outbox : store_stats_.outbox;
   if (uplink_) in.uplink = uplink_->status();
+  if (events_) {
+    const EventHubStats s = events_->stats();
+    in.stream = {s.subscribers,
+                 s.ring,
+                 config_.http.stream_replay_events,
+                 s.events,
+                 s.subscribed,
+                 s.replayed,
+                 s.resets,
+                 http_ ? http_->stats().streams_dropped_slow.load() : 0};
+  }
   return StatusReport(in);
 }
 
@@ -694,7 +763,9 @@ GatewayCounters Gateway::Impl::ReportCounters() const {
 }
 
 void Gateway::Impl::PublishStatus(bool periodic) {
-  std::string payload = StatusJson(periodic).dump();
+  const json status = StatusJson(periodic);
+  std::string payload = status.dump();
+  StreamEvent(EventType::kHealth, status);
   (void)client_->Publish("gateway/status", payload, 0, false);
   (void)client_->Publish(GatewayTopic("status"), payload, 0, true);
 }
@@ -804,6 +875,7 @@ void Gateway::Impl::ScheduleTick() {
     if (ec || shutting_down_) return;
     const ingest::Instant now = Now();
     pipeline_.Tick(now);
+    if (events_) events_->Tick(now.mono_ms);
     ScheduleSubmit();
     CheckUplinkAlert(now.wall_ms);
     ScheduleTick();

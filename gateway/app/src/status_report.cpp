@@ -142,6 +142,15 @@ json StatusReport(const StatusInputs& in) {
         {"oversize", in.mqtt_oversize},
         {"inflight", in.mqtt_inflight}}},
       {"cloud", CloudJson(in)},
+      {"stream",
+       {{"clients", in.stream.clients},
+        {"events", in.stream.events},
+        {"subscribed", in.stream.subscribed},
+        {"replayed", in.stream.replayed},
+        {"resets", in.stream.resets},
+        {"dropped_slow", in.stream.dropped_slow},
+        {"ring", in.stream.ring},
+        {"ring_max", in.stream.ring_max}}},
   };
 }
 

@@ -117,6 +117,12 @@ struct StatusInputs {
   model::WhenFull when_full = model::WhenFull::kDropOldest;
   model::OutboxStats outbox{};
   uplink::UplinkStatus uplink{};
+
+  // The live event stream (/api/v1/stream; all 0 when the API is off).
+  struct Stream {
+    std::size_t clients = 0, ring = 0, ring_max = 0;
+    std::uint64_t events = 0, subscribed = 0, replayed = 0, resets = 0, dropped_slow = 0;
+  } stream;
 };
 
 // The status document. Pure: the same inputs give the same JSON.

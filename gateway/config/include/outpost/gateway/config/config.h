@@ -127,6 +127,8 @@ struct HttpConfig {
   std::size_t max_connections = 1024;       // one more is answered 503 and closed
   std::int64_t header_timeout_ms = 10'000;  // first byte of a request to the end of its header
   std::int64_t idle_timeout_ms = 30'000;    // between requests on a keep-alive connection
+  // /api/v1/stream: the events kept in memory for a client resuming with Last-Event-ID.
+  std::size_t stream_replay_events = 10'000;
   bool enabled() const { return !listen.empty(); }
 };
 

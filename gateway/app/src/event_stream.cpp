@@ -1,0 +1,169 @@
+#include "event_stream.h"
+
+#include <algorithm>
+#include <charconv>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+namespace outpost::gateway::app {
+
+const char* EventTypeName(EventType t) {
+  switch (t) {
+    case EventType::kReading:
+      return "reading";
+    case EventType::kDevice:
+      return "device";
+    case EventType::kAlert:
+      return "alert";
+    case EventType::kHealth:
+      return "health";
+  }
+  return "unknown";
+}
+
+std::string ReadingEventData(const model::ReadingRow& r) {
+  nlohmann::json metrics = nlohmann::json::object();
+  for (const model::MetricValue& m : r.metrics) {
+    metrics[m.name] = m.is_bool ? nlohmann::json(m.value != 0) : nlohmann::json(m.value);
+  }
+  return nlohmann::json{{"device_id", r.device_id},
+                        {"ts_ms", r.ts_ms},
+                        {"received_ms", r.received_ms},
+                        {"ts_from_device", r.ts_from_device},
+                        {"boot", r.has_seq ? nlohmann::json(r.boot) : nlohmann::json(nullptr)},
+                        {"seq", r.has_seq ? nlohmann::json(r.seq) : nlohmann::json(nullptr)},
+                        {"metrics", std::move(metrics)}}
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Result<std::uint8_t> ParseTypes(std::string_view list) {
+  if (list.empty()) return kAllEventTypes;
+  std::uint8_t mask = 0;
+  while (true) {
+    const std::size_t comma = list.find(',');
+    const std::string_view name = list.substr(0, comma);
+    bool known = false;
+    for (EventType t :
+         {EventType::kReading, EventType::kDevice, EventType::kAlert, EventType::kHealth}) {
+      if (name == EventTypeName(t)) {
+        mask |= static_cast<std::uint8_t>(t);
+        known = true;
+      }
+    }
+    if (!known) {
+      return InvalidArgument("types: unknown event type \"" + std::string(name.substr(0, 64)) +
+                             "\" (expected a comma-separated list of reading, device, alert, "
+                             "health)");
+    }
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return mask;
+}
+
+EventHub::EventHub(EventHubOptions options) : options_(std::move(options)) {
+  options_.replay_events = std::max<std::size_t>(options_.replay_events, 1);
+}
+
+std::optional<std::uint64_t> EventHub::ParseSeq(std::string_view id) const {
+  const std::string_view run = options_.run;
+  if (id.size() <= run.size() + 1 || id.substr(0, run.size()) != run || id[run.size()] != '-') {
+    return std::nullopt;
+  }
+  const std::string_view digits = id.substr(run.size() + 1);
+  std::uint64_t seq = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), seq);
+  if (ec != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+  return seq;
+}
+
+bool EventHub::Send(Subscriber& s, std::string bytes) {
+  if (!s.sink) return false;
+  if (s.sink(std::move(bytes))) return true;
+  s.sink = nullptr;  // removed by the caller's sweep
+  ++n_.gone;
+  return false;
+}
+
+std::uint64_t EventHub::Subscribe(EventSink sink, std::uint8_t types,
+                                  std::string_view last_event_id, std::int64_t now_ms) {
+  ++n_.subscribed;
+  Subscriber s{next_handle_++, std::move(sink), types, now_ms};
+  const std::uint64_t last = next_seq_ - 1;
+  std::string out = "retry: " + std::to_string(options_.retry_ms) + "\n";
+  if (last_event_id.empty()) {
+    out += "id: " + Id(last) + "\n\n";
+  } else {
+    const std::optional<std::uint64_t> after = ParseSeq(last_event_id);
+    const std::uint64_t oldest = ring_.empty() ? next_seq_ : ring_.front().seq;
+    // Resumable: an id of this run that is in the ring or just before it (nothing missed).
+    if (after && *after <= last && *after + 1 >= oldest) {
+      out += "\n";
+      for (const Event& e : ring_) {
+        if (e.seq <= *after || !(static_cast<std::uint8_t>(e.type) & types)) continue;
+        out += e.frame;
+        ++n_.replayed;
+      }
+    } else {
+      ++n_.resets;
+      const char* why = after && *after < oldest ? "too_old" : "unknown_id";
+      out += "id: " + Id(last) + "\nevent: reset\ndata: {\"reason\":\"" + why +
+             "\",\"oldest_id\":" + (ring_.empty() ? "null" : "\"" + Id(oldest) + "\"") +
+             ",\"last_id\":\"" + Id(last) + "\"}\n\n";
+    }
+  }
+  if (!Send(s, std::move(out))) return 0;
+  subscribers_.push_back(std::move(s));
+  return subscribers_.back().handle;
+}
+
+void EventHub::Unsubscribe(std::uint64_t handle) {
+  subscribers_.erase(std::remove_if(subscribers_.begin(), subscribers_.end(),
+                                    [&](const Subscriber& s) { return s.handle == handle; }),
+                     subscribers_.end());
+}
+
+std::string EventHub::Publish(EventType type, std::string data) {
+  const std::uint64_t seq = next_seq_++;
+  std::string id = Id(seq);
+  Event e{seq, type, "id: " + id + "\nevent: " + EventTypeName(type) + "\ndata: " + data + "\n\n"};
+  ++n_.events;
+  bool any_gone = false;
+  for (Subscriber& s : subscribers_) {
+    if (!(static_cast<std::uint8_t>(type) & s.types)) continue;
+    if (!Send(s, e.frame)) any_gone = true;
+  }
+  if (any_gone) {
+    subscribers_.erase(std::remove_if(subscribers_.begin(), subscribers_.end(),
+                                      [](const Subscriber& s) { return !s.sink; }),
+                       subscribers_.end());
+  }
+  ring_.push_back(std::move(e));
+  while (ring_.size() > options_.replay_events) ring_.pop_front();
+  return id;
+}
+
+void EventHub::Tick(std::int64_t now_ms) {
+  bool any_gone = false;
+  for (Subscriber& s : subscribers_) {
+    if (now_ms - s.last_heartbeat_ms < options_.heartbeat_ms) continue;
+    s.last_heartbeat_ms = now_ms;
+    ++n_.heartbeats;
+    if (!Send(s, ": heartbeat\n\n")) any_gone = true;
+  }
+  if (any_gone) {
+    subscribers_.erase(std::remove_if(subscribers_.begin(), subscribers_.end(),
+                                      [](const Subscriber& s) { return !s.sink; }),
+                       subscribers_.end());
+  }
+}
+
+EventHubStats EventHub::stats() const {
+  EventHubStats s = n_;
+  s.subscribers = subscribers_.size();
+  s.ring = ring_.size();
+  s.oldest_seq = ring_.empty() ? 0 : ring_.front().seq;
+  return s;
+}
+
+}  // namespace outpost::gateway::app
