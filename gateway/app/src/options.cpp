@@ -115,6 +115,7 @@ http::ServerOptions HttpServerOptions(const config::Config& config) {
   o.max_connections = config.http.max_connections;
   o.header_timeout_ms = config.http.header_timeout_ms;
   o.idle_timeout_ms = config.http.idle_timeout_ms;
+  o.max_stream_buffer_bytes = config.http.stream_buffer_bytes;
   return o;
 }
 

@@ -200,10 +200,11 @@ TEST(Options, HttpDefaultsAreTheServersAndKeysMap) {
   EXPECT_EQ(o.header_timeout_ms, server_defaults.header_timeout_ms);
   EXPECT_EQ(o.idle_timeout_ms, server_defaults.idle_timeout_ms);
   EXPECT_EQ(o.body_timeout_ms, server_defaults.body_timeout_ms);
+  EXPECT_EQ(o.max_stream_buffer_bytes, 1024u * 1024);  // a commit's events go out at once
 
   auto c = config::Parse(
       "http:\n  listen: 127.0.0.1:0\n  max_connections: 7\n  header_timeout_ms: 900\n"
-      "  idle_timeout_ms: 1100\n",
+      "  idle_timeout_ms: 1100\n  stream_buffer_bytes: 65536\n",
       "gw.yaml");
   OUTPOST_ASSERT_OK(c);
   const http::ServerOptions h = HttpServerOptions(*c);
@@ -212,6 +213,7 @@ TEST(Options, HttpDefaultsAreTheServersAndKeysMap) {
   EXPECT_EQ(h.max_connections, 7u);
   EXPECT_EQ(h.header_timeout_ms, 900);
   EXPECT_EQ(h.idle_timeout_ms, 1100);
+  EXPECT_EQ(h.max_stream_buffer_bytes, 65536u);
 }
 
 }  // namespace

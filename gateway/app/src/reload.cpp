@@ -66,7 +66,7 @@ std::vector<RestartOnlySetting> MakeTable() {
   t.push_back(Setting("http.*", "every `http.*` key (the server is bound at start)", [](auto& c) {
     auto& h = c.http;
     return std::tie(h.listen, h.host, h.port, h.max_connections, h.header_timeout_ms,
-                    h.idle_timeout_ms, h.stream_replay_events);
+                    h.idle_timeout_ms, h.stream_replay_events, h.stream_buffer_bytes);
   }));
   t.push_back(Setting("cloud.*", "every `cloud.*` key", [](auto& c) {
     auto& cl = c.cloud;

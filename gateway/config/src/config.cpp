@@ -436,6 +436,8 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   OUTPOST_RETURN_IF_ERROR(http.Integer("idle_timeout_ms", &c->http.idle_timeout_ms, 1, 3'600'000));
   OUTPOST_RETURN_IF_ERROR(
       http.Integer("stream_replay_events", &c->http.stream_replay_events, 1, 1'000'000));
+  OUTPOST_RETURN_IF_ERROR(
+      http.Integer("stream_buffer_bytes", &c->http.stream_buffer_bytes, 4096, 1LL << 30));
   http.ReportUnknown(&c->warnings);
 
   if (top.has("rules")) {

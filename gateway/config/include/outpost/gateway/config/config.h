@@ -129,6 +129,9 @@ struct HttpConfig {
   std::int64_t idle_timeout_ms = 30'000;    // between requests on a keep-alive connection
   // /api/v1/stream: the events kept in memory for a client resuming with Last-Event-ID.
   std::size_t stream_replay_events = 10'000;
+  // A stream's unsent bytes; a client further behind is dropped. The events of one commit go
+  // out together, so this must hold a commit's worth (libs/http's default is 256 KiB).
+  std::size_t stream_buffer_bytes = 1024 * 1024;
   bool enabled() const { return !listen.empty(); }
 };
 
