@@ -298,6 +298,38 @@ TEST_F(GatewayStreamTest, AStalledReaderIsDroppedWhileAnotherKeepsReceiving) {
   OUTPOST_EXPECT_OK(h_.StopGateway());
 }
 
+// A gap of 3,000 wide events (about 4 MB, four times http.stream_buffer_bytes) is replayed whole,
+// in order, once: the replay goes out in slices.
+TEST_F(GatewayStreamTest, AReplayLargerThanTheStreamBufferArrivesWhole) {
+  HarnessOptions o;
+  o.extra_yaml = "ingest:\n  device_rate_per_s: 1000000\n  device_burst: 1000000\n";
+  OUTPOST_ASSERT_OK(h_.Start(o));
+  std::string last;
+  {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient a, SseClient::Open(port(), "/api/v1/stream"));
+    ASSERT_TRUE(WaitUntil("preamble", 5s, [&] { return a.Poll(), !a.last_id.empty(); }));
+    last = a.last_id;
+  }
+  json wide = {{"deviceId", "w"}, {"boot", 1}};
+  for (int m = 0; m < 40; ++m) wide["metric_with_a_long_name_" + std::to_string(m)] = m * 1.5;
+  constexpr int kGap = 3000;
+  for (int i = 1; i <= kGap; ++i) {
+    wide["seq"] = i;
+    OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/w/data", wide.dump(), 0));
+  }
+  OUTPOST_ASSERT_OK(
+      h_.WaitStatus([](const json& j) { return j["ingest"]["stored"] == kGap; }, 30s));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient b, SseClient::Open(port(), "/api/v1/stream?types=reading",
+                                                            "Last-Event-ID: " + last + "\r\n"));
+  ASSERT_TRUE(b.WaitEvents(kGap, 30s)) << b.events.size();
+  ASSERT_EQ(b.events.size(), static_cast<std::size_t>(kGap));
+  for (int i = 0; i < kGap; ++i) ASSERT_EQ(b.events[i].data["seq"], i + 1);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, Health(port()));
+  EXPECT_EQ(health["stream"]["dropped_slow"], 0);
+  EXPECT_EQ(health["stream"]["replayed"], kGap);
+  OUTPOST_EXPECT_OK(h_.StopGateway());
+}
+
 // 256 concurrent streams (the target) all receive an event.
 TEST_F(GatewayStreamTest, TwoHundredFiftySixStreamsAllReceiveAnEvent) {
   Start();

@@ -99,22 +99,62 @@ std::uint64_t EventHub::Subscribe(EventSink sink, std::uint8_t types,
     // Resumable: an id of this run that is in the ring or just before it (nothing missed).
     if (after && *after <= last && *after + 1 >= oldest) {
       out += "\n";
-      for (const Event& e : ring_) {
-        if (e.seq <= *after || !(static_cast<std::uint8_t>(e.type) & types)) continue;
-        out += e.frame;
-        ++n_.replayed;
-      }
+      if (*after < last) s.replay_next = *after + 1;
     } else {
       ++n_.resets;
-      const char* why = after && *after < oldest ? "too_old" : "unknown_id";
-      out += "id: " + Id(last) + "\nevent: reset\ndata: {\"reason\":\"" + why +
-             "\",\"oldest_id\":" + (ring_.empty() ? "null" : "\"" + Id(oldest) + "\"") +
-             ",\"last_id\":\"" + Id(last) + "\"}\n\n";
+      out += ResetFrame(after && *after < oldest ? "too_old" : "unknown_id");
     }
   }
   if (!Send(s, std::move(out))) return 0;
   subscribers_.push_back(std::move(s));
-  return subscribers_.back().handle;
+  const std::uint64_t handle = subscribers_.back().handle;
+  if (subscribers_.back().replay_next != 0) Pump();  // the first slice at once
+  return handle;
+}
+
+std::string EventHub::ResetFrame(const char* why) const {
+  const std::uint64_t last = next_seq_ - 1;
+  return "id: " + Id(last) + "\nevent: reset\ndata: {\"reason\":\"" + why +
+         "\",\"oldest_id\":" + (ring_.empty() ? "null" : "\"" + Id(ring_.front().seq) + "\"") +
+         ",\"last_id\":\"" + Id(last) + "\"}\n\n";
+}
+
+bool EventHub::Pump() {
+  bool any_gone = false;
+  for (Subscriber& s : subscribers_) {
+    if (s.replay_next == 0 || !s.sink) continue;
+    std::string out;
+    if (ring_.empty() || s.replay_next < ring_.front().seq) {  // overtaken while replaying
+      ++n_.resets;
+      s.replay_next = 0;
+      out = ResetFrame("too_old");
+    } else {
+      std::size_t i = s.replay_next - ring_.front().seq;
+      for (; i < ring_.size() && out.size() < options_.replay_slice_bytes; ++i) {
+        const Event& e = ring_[i];
+        if (!(static_cast<std::uint8_t>(e.type) & s.types)) continue;
+        out += e.frame;
+        ++n_.replayed;
+      }
+      s.replay_next = i < ring_.size() ? ring_[i].seq : 0;
+    }
+    if (!out.empty() && !Send(s, std::move(out))) any_gone = true;
+  }
+  if (any_gone) Sweep();
+  return replaying();
+}
+
+bool EventHub::replaying() const {
+  for (const Subscriber& s : subscribers_) {
+    if (s.replay_next != 0) return true;
+  }
+  return false;
+}
+
+void EventHub::Sweep() {
+  subscribers_.erase(std::remove_if(subscribers_.begin(), subscribers_.end(),
+                                    [](const Subscriber& s) { return !s.sink; }),
+                     subscribers_.end());
 }
 
 void EventHub::Unsubscribe(std::uint64_t handle) {
@@ -130,7 +170,8 @@ std::string EventHub::Publish(EventType type, std::string data) {
   ++n_.events;
   bool any_gone = false;
   for (Subscriber& s : subscribers_) {
-    if (!(static_cast<std::uint8_t>(type) & s.types)) continue;
+    // A subscriber still replaying gets it from the ring, after what it has not had yet.
+    if (s.replay_next != 0 || !(static_cast<std::uint8_t>(type) & s.types)) continue;
     if (!Send(s, e.frame)) any_gone = true;
   }
   if (any_gone) {

@@ -52,6 +52,9 @@ struct EventHubOptions {
   std::int64_t heartbeat_ms = 15'000;  // a comment line to each subscriber this often
   std::int64_t retry_ms = 2'000;       // the client's reconnect delay (`retry:`)
   std::string run;                     // the id prefix of this run (random per start)
+  // A replay goes out in slices of about this many bytes, one per Pump(), so that it never
+  // needs more of the stream's buffer than that (the rest waits in the ring).
+  std::size_t replay_slice_bytes = 64 * 1024;
 };
 
 struct EventHubStats {
@@ -78,6 +81,13 @@ class EventHub {
                           std::int64_t now_ms);
   void Unsubscribe(std::uint64_t handle);
 
+  // Sends the next replay slice to each subscriber still replaying (live events wait behind
+  // its replay, in order); one whose replay the ring overtook gets `event: reset` and goes
+  // live. True while some replay is unfinished: call it again on a later loop turn, after the
+  // server has had a chance to write.
+  bool Pump();
+  bool replaying() const;
+
   // A new event: its `data` is one line of JSON. Returns its id.
   std::string Publish(EventType type, std::string data);
 
@@ -98,7 +108,10 @@ class EventHub {
     EventSink sink;
     std::uint8_t types;
     std::int64_t last_heartbeat_ms;
+    std::uint64_t replay_next = 0;  // the next seq to replay; 0 = live
   };
+  std::string ResetFrame(const char* why) const;
+  void Sweep();
   // Parses "<run>-<seq>" of this run; nullopt when it is not one.
   std::optional<std::uint64_t> ParseSeq(std::string_view id) const;
   bool Send(Subscriber& s, std::string bytes);

@@ -79,6 +79,43 @@ TEST(EventHub, ResumeReplaysEveryEventAfterTheIdOnceThenLive) {
   EXPECT_EQ(d.got, "retry: 2000\n\n");
 }
 
+TEST(EventHub, AReplayGoesOutInSlicesWithLiveEventsBehindIt) {
+  EventHubOptions o = Options(100);
+  o.replay_slice_bytes = 100;  // each frame is ~40 bytes: 3 frames a slice
+  EventHub hub(o);
+  for (int i = 0; i < 10; ++i) hub.Publish(EventType::kReading, "{}");
+  FakeSink s;
+  hub.Subscribe(s.sink(), kAllEventTypes, "r1-0", 0);
+  EXPECT_EQ(s.Ids().size(), 3u);  // the first slice at once
+  EXPECT_TRUE(hub.replaying());
+  hub.Publish(EventType::kAlert, "{}");  // 11: waits behind the replay
+  EXPECT_EQ(s.Ids().size(), 3u);
+  int pumps = 0;
+  while (hub.Pump()) ASSERT_LT(++pumps, 10);
+  std::vector<std::string> want;
+  for (int i = 1; i <= 11; ++i) want.push_back("r1-" + std::to_string(i));
+  EXPECT_EQ(s.Ids(), want);
+  hub.Publish(EventType::kReading, "{}");  // live again
+  EXPECT_EQ(s.Ids().back(), "r1-12");
+  EXPECT_EQ(hub.stats().replayed, 11u);
+}
+
+TEST(EventHub, AReplayOvertakenByTheRingIsReset) {
+  EventHubOptions o = Options(5);
+  o.replay_slice_bytes = 1;  // one frame a slice
+  EventHub hub(o);
+  for (int i = 0; i < 5; ++i) hub.Publish(EventType::kReading, "{}");
+  FakeSink s;
+  hub.Subscribe(s.sink(), kAllEventTypes, "r1-0", 0);                  // gets 1
+  for (int i = 0; i < 5; ++i) hub.Publish(EventType::kReading, "{}");  // ring: 6..10
+  hub.Pump();
+  EXPECT_EQ(s.Ids(), (std::vector<std::string>{"r1-1", "r1-10"}));  // 1, then the reset
+  EXPECT_NE(s.got.find("event: reset\ndata: {\"reason\":\"too_old\""), std::string::npos);
+  EXPECT_FALSE(hub.replaying());
+  hub.Publish(EventType::kReading, "{}");
+  EXPECT_EQ(s.Ids().back(), "r1-11");
+}
+
 TEST(EventHub, AnIdOlderThanTheRingOrUnknownGetsResetFirst) {
   FakeClock clock;
   EventHub hub(Options(5));

@@ -183,6 +183,11 @@ class Gateway::Impl {
   }
   // After a commit: a `device` event for each device of the batch whose status changed.
   void StreamDevices(const model::WriteSet& batch);
+  // Replays go out a slice every 2 ms (a timer, so the server can write in between), never
+  // needing more than a few slices of a stream's buffer (event_stream.h).
+  void ScheduleReplay();
+  std::unique_ptr<asio::steady_timer> replay_timer_;
+  bool replay_scheduled_ = false;
   asio::signal_set signals_;
   asio::steady_timer status_timer_, tick_timer_, drain_timer_;
   CpuUsage cpu_;
@@ -410,6 +415,7 @@ http::Router Gateway::Impl::ApiRoutes() {
     std::shared_ptr<http::Stream> stream = r.StartStream(std::move(head));
     events_->Subscribe([stream](std::string bytes) { return stream->Write(std::move(bytes)); },
                        *types, last, clock_.steady_ms());
+    ScheduleReplay();
   });
   router.Add("GET", "/api/v1/openapi.json", [](http::Request, http::Responder r) {
     http::Response doc;
@@ -573,6 +579,18 @@ void Gateway::Impl::OnCommitted(Committed c) {
   MaybeSubmit();
   MaybeResume();
   if (shutting_down_ && !writer_busy_) FinishShutdown();
+}
+
+void Gateway::Impl::ScheduleReplay() {
+  if (replay_scheduled_ || !events_ || !events_->replaying()) return;
+  if (!replay_timer_) replay_timer_ = std::make_unique<asio::steady_timer>(io_);
+  replay_scheduled_ = true;
+  replay_timer_->expires_after(std::chrono::milliseconds(2));
+  replay_timer_->async_wait([this](const asio::error_code& ec) {
+    replay_scheduled_ = false;
+    if (ec || shutting_down_ || !events_) return;
+    if (events_->Pump()) ScheduleReplay();
+  });
 }
 
 void Gateway::Impl::StreamDevices(const model::WriteSet& batch) {
@@ -901,6 +919,7 @@ void Gateway::Impl::Shutdown(ExitReason reason) {
   exit_reason_ = reason;
   status_timer_.cancel();
   tick_timer_.cancel();
+  if (replay_timer_) replay_timer_->cancel();
   if (http_) http_->Stop();  // on the loop: closes the listener and every connection, returns
   client_->PauseReading();
   // What is pending commits next; OnCommitted finishes the shutdown once the writer has reported
