@@ -330,6 +330,42 @@ TEST_F(GatewayStreamTest, AReplayLargerThanTheStreamBufferArrivesWhole) {
   OUTPOST_EXPECT_OK(h_.StopGateway());
 }
 
+// An alert raised and cleared by a threshold rule, and a device going offline by its last will,
+// are events in the order they happened.
+TEST_F(GatewayStreamTest, AlertsAndDeviceStatusChangesAreEvents) {
+  OUTPOST_ASSERT_OK(h_.Start("thresholds:\n  temperature_max: 30\n"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient s,
+                               SseClient::Open(port(), "/api/v1/stream?types=alert,device"));
+  int seq = 0;
+  for (double t : {25.0, 31.0, 28.0}) {
+    OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/n1/data", Native("n1", ++seq, t), 1));
+  }
+  // (changes within one commit show as the last of them: wait for "online" first)
+  ASSERT_TRUE(WaitUntil("online", 10s, [&] { return s.Poll(), s.Of("device").size() >= 1; }));
+  OUTPOST_ASSERT_OK(h_.devices().Publish("devices/n1/status", "offline", 1));
+  ASSERT_TRUE(WaitUntil("raise, clear, offline", 10s,
+                        [&] {
+                          s.Poll();
+                          return s.Of("alert").size() >= 2 && s.Of("device").size() >= 2;
+                        }))
+      << [&] {
+           std::string seen;
+           for (const auto& e : s.events) seen += e.type + " " + e.data.dump() + "\n";
+           return seen;
+         }();
+  const auto alerts = s.Of("alert");
+  EXPECT_EQ(alerts[0].data["state"], "raised");
+  EXPECT_EQ(alerts[0].data["device_id"], "n1");
+  EXPECT_EQ(alerts[1].data["state"], "cleared");
+  EXPECT_EQ(alerts[1].data["alert_id"], "temperature_max:n1");
+  const auto devices = s.Of("device");
+  EXPECT_EQ(devices[0].data["status"], "online");
+  EXPECT_EQ(devices[1].data["status"], "offline");
+  EXPECT_EQ(devices[1].data["reason"], "last_will");
+  EXPECT_EQ(s.Of("reading").size(), 0u);  // filtered out
+  OUTPOST_EXPECT_OK(h_.StopGateway());
+}
+
 // 256 concurrent streams (the target) all receive an event.
 TEST_F(GatewayStreamTest, TwoHundredFiftySixStreamsAllReceiveAnEvent) {
   Start();
