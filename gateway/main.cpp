@@ -13,9 +13,9 @@ constexpr const char* kDescription =
     "outpost-gateway: subscribes to the site's MQTT broker, validates and stores sensor readings\n"
     "in SQLite (acknowledging QoS 1 only after commit), keeps the device registry, raises and\n"
     "clears alerts, publishes its status, store-and-forwards everything to the cloud\n"
-    "(cloud.api_endpoint; durable outbox, idempotent batches) and serves a REST API, /metrics\n"
-    "and /healthz on http.listen (default 127.0.0.1:8080; docs/api.md). Config reference:\n"
-    "docs/configuration.md";
+    "(cloud.api_endpoint; durable outbox, idempotent batches) and serves a REST API, a live\n"
+    "event stream (SSE), /metrics and /healthz on http.listen (default 127.0.0.1:8080;\n"
+    "docs/api.md). Config reference: docs/configuration.md";
 }
 
 int main(int argc, char** argv) {
