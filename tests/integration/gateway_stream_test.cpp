@@ -194,6 +194,12 @@ TEST_F(GatewayStreamTest, ReadingsPublishedThroughMosquittoAppearAsEvents) {
   }));
   auto c = RawHttpConnection::Connect(port());
   OUTPOST_ASSERT_OK(c);
+  // HEAD answers the head only (no endless body after it).
+  auto head = c->Exchange("HEAD /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  OUTPOST_ASSERT_OK(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_EQ(head->Header("content-type"), "text/event-stream");
+  EXPECT_EQ(head->body, "");
   auto bad = c->Exchange("GET /api/v1/stream?types=reading,nope HTTP/1.1\r\nHost: x\r\n\r\n");
   OUTPOST_ASSERT_OK(bad);
   EXPECT_EQ(bad->status, 400);

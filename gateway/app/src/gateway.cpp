@@ -412,6 +412,7 @@ http::Router Gateway::Impl::ApiRoutes() {
     head.content_type = "text/event-stream";
     head.headers.emplace_back("Cache-Control", "no-cache");
     head.headers.emplace_back("X-Accel-Buffering", "no");
+    if (q.method == "HEAD") return r.Send(std::move(head));  // the head only, no stream
     std::shared_ptr<http::Stream> stream = r.StartStream(std::move(head));
     events_->Subscribe([stream](std::string bytes) { return stream->Write(std::move(bytes)); },
                        *types, last, clock_.steady_ms());
