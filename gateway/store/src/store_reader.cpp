@@ -5,7 +5,9 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <iterator>
 #include <limits>
+#include <unordered_map>
 #include <utility>
 
 #include "codec.h"
@@ -71,7 +73,43 @@ SeriesBuckets Bucketer::Finish() const {
 struct StoreReader::Impl {
   std::string path;
   sqlite::Database db;  // declared first: the statements below are finalized before it closes
-  sqlite::Statement begin, commit, rollback, device_key, metric_key, blocks_in_range, hot_in_range;
+  sqlite::Statement begin, commit, rollback, device_key, metric_key, blocks_in_range, hot_min_id,
+      hot_after, hot_by_id;
+
+  // The reader's own index of the hot tail, like the writer's (store_impl.h HotRef): per device
+  // key, (id, ts) of its hot rows in id order. Hot ids only grow, so each snapshot adds the rows
+  // after `hot_seen` and drops those below the smallest id still in `hot` (compacted or
+  // retention-deleted); a row deleted from the middle (retention by age) is skipped at lookup.
+  std::unordered_map<int64_t, std::vector<HotRef>> hot_index;
+  int64_t hot_seen = 0;   // largest hot id indexed
+  int64_t hot_floor = 0;  // smallest hot id at the last refresh
+
+  // Brings hot_index up to the current snapshot (inside the read transaction).
+  Status RefreshHot() {
+    Status st;
+    int64_t floor = hot_seen + 1;  // `hot` is empty: everything indexed has left it
+    if (hot_min_id.Reset().Step(&st) && !hot_min_id.IsNull(0)) floor = hot_min_id.Int(0);
+    hot_min_id.Reset();
+    if (!st.ok()) return st;
+    if (floor > hot_floor) {
+      for (auto it = hot_index.begin(); it != hot_index.end();) {
+        auto& refs = it->second;
+        refs.erase(refs.begin(),
+                   std::lower_bound(refs.begin(), refs.end(), floor,
+                                    [](const HotRef& r, int64_t id) { return r.id < id; }));
+        it = refs.empty() ? hot_index.erase(it) : std::next(it);
+      }
+      hot_floor = floor;
+    }
+    hot_after.Reset().Bind(1, hot_seen);
+    while (hot_after.Step(&st)) {
+      const int64_t id = hot_after.Int(0);
+      hot_index[hot_after.Int(1)].push_back({id, hot_after.Int(2)});
+      hot_seen = std::max(hot_seen, id);
+    }
+    hot_after.Reset();
+    return st;
+  }
 
   Status Err(const Status& s) const {
     return Status(s.code(), "store reader " + path + ": " + s.message());
@@ -119,24 +157,31 @@ struct StoreReader::Impl {
     }
     blocks_in_range.Reset();
     if (!st.ok()) return st;
-    hot_in_range.Reset().Bind(1, dkey).Bind(2, from_ms).Bind(3, to_ms);
-    while (hot_in_range.Step(&st)) {
-      const int64_t t = hot_in_range.Int(0);
-      codec::MetricReader reader(hot_in_range.View(1));
+    OUTPOST_RETURN_IF_ERROR(RefreshHot());
+    auto refs = hot_index.find(dkey);
+    if (refs == hot_index.end()) return Status::Ok();
+    for (const HotRef& ref : refs->second) {
+      if (ref.ts_ms < from_ms || ref.ts_ms >= to_ms) continue;
+      hot_by_id.Reset().Bind(1, ref.id);
+      if (!hot_by_id.Step(&st)) {
+        if (!st.ok()) return st;
+        continue;  // deleted by retention since it was indexed
+      }
+      codec::MetricReader reader(hot_by_id.View(0));
       codec::PackedMetric pm;
       while (reader.Next(&pm)) {
         if (pm.key == mkey) {
-          fn(t, pm.value);
+          fn(ref.ts_ms, pm.value);
           break;
         }
       }
       if (reader.corrupt()) {
-        hot_in_range.Reset();
+        hot_by_id.Reset();
         return Status(Code::kDataLoss, "corrupt hot row");
       }
     }
-    hot_in_range.Reset();
-    return st;
+    hot_by_id.Reset();
+    return Status::Ok();
   }
 
   // Runs body() in one read transaction (one snapshot of blocks and hot).
@@ -178,9 +223,10 @@ Result<std::unique_ptr<StoreReader>> StoreReader::Open(const ReaderOptions& opti
       m.db.Prepare(&m.blocks_in_range,
                    "SELECT start_ts, data FROM blocks WHERE device_key = ?1 AND start_ts >= ?2 "
                    "AND start_ts < ?3 AND end_ts >= ?4 ORDER BY start_ts"));
+  OUTPOST_RETURN_IF_ERROR(m.db.Prepare(&m.hot_min_id, "SELECT MIN(id) FROM hot"));
   OUTPOST_RETURN_IF_ERROR(m.db.Prepare(
-      &m.hot_in_range,
-      "SELECT ts_ms, metrics FROM hot WHERE device_key = ?1 AND ts_ms >= ?2 AND ts_ms < ?3"));
+      &m.hot_after, "SELECT id, device_key, ts_ms FROM hot WHERE id > ?1 ORDER BY id"));
+  OUTPOST_RETURN_IF_ERROR(m.db.Prepare(&m.hot_by_id, "SELECT metrics FROM hot WHERE id = ?1"));
   return std::unique_ptr<StoreReader>(new StoreReader(std::move(impl)));
 }
 

@@ -248,6 +248,44 @@ TEST_F(StoreReaderTest, SnapshotsStayConsistentWhileWriterWritesAndCompacts) {
   EXPECT_EQ(end.n[0], 1 + kBatches * kPerBatch / 2);
 }
 
+// The reader's hot index follows rows leaving `hot` between its queries: compacted into blocks
+// (the oldest ids) and deleted by retention (any id, by age).
+TEST_F(StoreReaderTest, HotIndexFollowsCompactionAndRetentionBetweenQueries) {
+  Options o = Opts();
+  o.retention_ms = 3600'000;
+  o.hot_max_rows = 1'000'000;  // no compaction until asked for below
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(o));
+  model::WriteSet b;
+  // Arrival order is not time order: every other reading is 2 h old.
+  for (int i = 0; i < 200; ++i) {
+    const int64_t ts = i % 2 ? kT0 - 2 * 3600'000 + i : kT0 + i;
+    b.readings.push_back(Reading("dev-0", ts, i, i));
+  }
+  OUTPOST_ASSERT_OK(store->Write(b));
+  auto reader = ReaderOk();
+  ASSERT_NE(reader, nullptr);
+  auto count = [&]() -> int64_t {
+    auto s = reader->Buckets("dev-0", "temperature", kT0 - kDay, kT0 + kDay, 1);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() && !s->n.empty() ? s->n[0] : 0;
+  };
+  EXPECT_EQ(count(), 200);
+  OUTPOST_ASSERT_OK(store->RunMaintenance(kT0 + 1000, 1000));  // retention: the 100 old ones
+  EXPECT_EQ(count(), 100);
+  b.clear();
+  for (int i = 200; i < 300; ++i) b.readings.push_back(Reading("dev-0", kT0 + i, i, i));
+  OUTPOST_ASSERT_OK(store->Write(b));
+  EXPECT_EQ(count(), 200);
+  store.reset();
+  o.hot_max_rows = 10;  // now compact nearly everything
+  OUTPOST_ASSERT_OK_AND_ASSIGN(store, Store::Open(o));
+  for (int k = 0; k < 10; ++k) OUTPOST_ASSERT_OK(store->RunMaintenance(kT0 + 1000, 1000));
+  EXPECT_EQ(count(), 200);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      auto want, store->QuerySeries("dev-0", "temperature", kT0 - kDay, kT0 + kDay, 1000));
+  EXPECT_EQ(want.size(), 200u);
+}
+
 TEST_F(StoreReaderTest, ReaderThreadRejectsWhenItsQueueIsFull) {
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(Opts()));
   ReaderThread t(ReaderOk(), 2);

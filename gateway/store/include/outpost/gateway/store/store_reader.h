@@ -6,8 +6,9 @@
 // moves rows from `hot` into `blocks` is seen entirely or not at all (no row twice, none lost).
 //
 // The hot tail has no per-device index on disk (the Store keeps one in memory, which a reader
-// cannot share): the reader scans `hot` (at most Options::hot_max_rows plus one compaction
-// pass, ~100k rows by default) for the device's rows in range.
+// cannot share): the reader keeps its own, (id, ts) per hot row (16 bytes each, bounded by the
+// hot tail), brought up to date at each query by reading only the rows added since the last one
+// (hot ids only grow) and dropping those that left it; the rows in range are fetched by rowid.
 //
 // Ownership: owns its read-only SQLite connection (SQLITE_OPEN_READONLY; it takes no writer
 //   lock). The file must exist (the Store creates it).
