@@ -425,6 +425,11 @@ TEST_F(GatewayApiTest, SeriesShowsPublishedReadingsAsBucketsRawPagesAndCsv) {
   EXPECT_EQ(std::count(raw_csv->body.begin(), raw_csv->body.end(), '\n'), 21);
   EXPECT_FALSE(raw_csv->Header("x-next-cursor").empty());
 
+  // The reader's refusals are counted (none here).
+  auto metrics = Get(port(), "/metrics");
+  OUTPOST_ASSERT_OK(metrics);
+  EXPECT_EQ(Sample(metrics->body, "outpost_gateway_series_busy_total"), 0) << metrics->body;
+
   // A metric the device never sent: empty columns.
   OUTPOST_ASSERT_OK_AND_ASSIGN(json none, GetJson(port(), "/api/v1/series?device=s1&metric=co2"));
   EXPECT_TRUE(none["t"].empty());

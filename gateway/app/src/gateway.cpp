@@ -335,7 +335,8 @@ void Gateway::Impl::StopHttp() {
 // Every handler runs on the loop thread (the server's one loop is io_), which owns the registry
 // and the status figures: they read them directly and answer at once. None reads the store:
 // the devices come from the registry in memory, the health from the report's figures (the
-// store's from its last commit).
+// store's from its last commit). The one exception, /api/v1/series, parses here and queries on
+// the series reader's thread (series_api.h), which answers.
 http::Router Gateway::Impl::ApiRoutes() {
   http::Router router;
   router.Add("GET", "/healthz", [this](http::Request, http::Responder r) {
