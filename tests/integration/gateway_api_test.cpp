@@ -357,7 +357,7 @@ TEST_F(GatewayApiTest, BadRequestsGetClear4xxAndChangeNothing) {
 // (a one-sample spike survives a single bucket), raw pages with a cursor, and CSV.
 TEST_F(GatewayApiTest, SeriesShowsPublishedReadingsAsBucketsRawPagesAndCsv) {
   StartWith({"d1"});  // d1: one reading of 21.5
-  const int kReadings = 25;
+  constexpr int kReadings = 25;
   for (int i = 0; i < kReadings; ++i) {
     const double t = i == 17 ? 99.5 : 20.0 + i * 0.1;
     OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/s1/data", Native("s1", i + 1, t), 1));

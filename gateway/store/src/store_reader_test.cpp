@@ -35,7 +35,7 @@ model::ReadingRow Reading(const std::string& device, int64_t ts, uint64_t seq, d
 
 TEST(BucketerTest, OneSampleSpikeSurvivesEveryPointCount) {
   // 24 h at one sample a minute, flat 20.0 but for one spike of 99 and one dip of -40.
-  const int kSamples = 1440;
+  constexpr int kSamples = 1440;
   for (size_t points : {1, 2, 3, 7, 10, 100, 499, 500, 1000, 1439, 1440, 1441, 5000, 10000}) {
     Bucketer b(kT0, kT0 + kDay, points);
     for (int i = 0; i < kSamples; ++i) {
