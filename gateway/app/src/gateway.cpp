@@ -21,6 +21,7 @@
 #include "outpost/gateway/ingest/pipeline.h"
 #include "outpost/gateway/registry/registry.h"
 #include "outpost/gateway/store/store.h"
+#include "outpost/gateway/store/store_reader.h"
 #include "outpost/gateway/uplink/codec.h"
 #include "outpost/gateway/uplink/sender.h"
 #include "outpost/gateway/uplink/uplink.h"
@@ -29,6 +30,7 @@
 #include "outpost/proto/command.h"
 #include "outpost/proto/topics.h"
 #include "reload.h"
+#include "series_api.h"
 #include "status_report.h"
 
 #ifndef OUTPOST_VERSION
@@ -173,6 +175,8 @@ class Gateway::Impl {
   uplink::Protocol protocol_ = uplink::Protocol::kSeed;
   std::unique_ptr<mqtt::Client> client_;
   std::unique_ptr<http::Server> http_;  // on io_; handlers run on the loop thread
+  // GET /api/v1/series: a read-only connection on its own thread (series_api.h).
+  std::unique_ptr<store::ReaderThread> series_reader_;
   asio::signal_set signals_;
   asio::steady_timer status_timer_, tick_timer_, drain_timer_;
   CpuUsage cpu_;
@@ -289,6 +293,10 @@ Status Gateway::Impl::StartHttp() {
     spdlog::info("http api off (http.listen is \"\")");
     return Status::Ok();
   }
+  auto reader = store::StoreReader::Open(store::ReaderOptions{config_.storage.path});
+  if (!reader.ok()) return reader.status();
+  series_reader_ =
+      std::make_unique<store::ReaderThread>(std::move(reader).value(), series::kMaxQueuedQueries);
   http::ServerOptions o = HttpServerOptions(config_);
   o.access_log = [](const http::AccessLogEntry& e) {
     spdlog::debug("http {} {} {} -> {} ({} bytes, {:.1f} ms)", e.remote, e.method, e.target,
@@ -321,12 +329,14 @@ void Gateway::Impl::StopHttp() {
   io_.run();
   stopper.join();
   http_.reset();
+  series_reader_.reset();  // after the server: no handler posts any more
 }
 
 // Every handler runs on the loop thread (the server's one loop is io_), which owns the registry
 // and the status figures: they read them directly and answer at once. None reads the store:
 // the devices come from the registry in memory, the health from the report's figures (the
-// store's from its last commit).
+// store's from its last commit). The one exception, /api/v1/series, parses here and queries on
+// the series reader's thread (series_api.h), which answers.
 http::Router Gateway::Impl::ApiRoutes() {
   http::Router router;
   router.Add("GET", "/healthz", [this](http::Request, http::Responder r) {
@@ -345,6 +355,10 @@ http::Router Gateway::Impl::ApiRoutes() {
     m.content_type = "text/plain; version=0.0.4; charset=utf-8";
     m.body = api::StatusPrometheus(StatusJson(/*periodic=*/false), "outpost_gateway_");
     if (http_) m.body += http_->stats().RenderPrometheus("outpost_gateway_http_");
+    if (series_reader_) {
+      m.body += "outpost_gateway_series_busy_total " +
+                std::to_string(series_reader_->rejected_full()) + "\n";
+    }
     r.Send(std::move(m));
   });
   router.Add("GET", "/api/v1/health", [this](http::Request, http::Responder r) {
@@ -374,6 +388,7 @@ http::Router Gateway::Impl::ApiRoutes() {
     }
     r.Send(Cacheable(q, api::DeviceJson(it->second)));
   });
+  series::AddSeriesRoute(&router, series_reader_.get(), [this] { return clock_.wall_ms(); });
   router.Add("GET", "/api/v1/openapi.json", [](http::Request, http::Responder r) {
     http::Response doc;
     doc.body = std::string(kOpenApiJson);
