@@ -7,6 +7,8 @@
 //   (b)  Store::Write with the devices interleaved; also with RunMaintenance() after every
 //        batch (compaction included), which is what the gateway sustains
 //   (c)  QuerySeries latency, p50/p99, for 24 h of one device after all the rows
+//   (d)  StoreReader::Buckets (GET /api/v1/series' read path: its own read-only connection)
+//        for the same windows in 1-minute buckets (1,440 points), p50/p99, and its ratio to (c)
 //
 // Usage: store_bench [--readings N] [--devices D] [--batch B] [--sync full|normal|off]
 //                    [--interval-ms MS] [--maintenance-rows R] [--queries Q] [--dir DIR]
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include "outpost/gateway/store/store.h"
+#include "outpost/gateway/store/store_reader.h"
 #include "outpost/sqlite/database.h"
 
 namespace {
@@ -332,6 +335,38 @@ int main(int argc, char** argv) {
       "(%zu points/query avg, %d queries)\n",
       Percentile(lat_ms, 0.5), Percentile(lat_ms, 0.99), Percentile(lat_ms, 1.0),
       a.queries > 0 ? points / static_cast<size_t>(a.queries) : 0, a.queries);
+  // (d): the same windows through the API's read path, 1-minute buckets.
+  auto reader = store::StoreReader::Open(store::ReaderOptions{o.path});
+  if (!reader.ok()) {
+    std::fprintf(stderr, "store_bench: reader: %s\n", reader.status().ToString().c_str());
+    return 1;
+  }
+  std::mt19937_64 rng_d(7);  // the same devices and windows as (c)
+  std::vector<double> bucket_ms;
+  size_t buckets = 0;
+  int64_t samples = 0;
+  for (int q = 0; q < a.queries; ++q) {
+    const int d = static_cast<int>(rng_d() % static_cast<uint64_t>(a.devices));
+    const int64_t from =
+        kT0 + (span > day ? static_cast<int64_t>(rng_d() % static_cast<uint64_t>(span - day)) : 0);
+    const auto t0 = Clock::now();
+    auto got = (*reader)->Buckets(gen.id(d), "temperature", from, from + day, 1440);
+    bucket_ms.push_back(Seconds(Clock::now() - t0) * 1e3);
+    if (!got.ok()) {
+      std::fprintf(stderr, "store_bench: buckets: %s\n", got.status().ToString().c_str());
+      return 1;
+    }
+    buckets += got->t.size();
+    for (int64_t n : got->n) samples += n;
+  }
+  std::printf(
+      "(d)  StoreReader::Buckets 24 h, 1-min buckets: p50 %.2f ms, p99 %.2f ms, max %.2f ms "
+      "(%zu buckets/query avg, %" PRId64 " samples/query avg; p99 %.2f x c)\n",
+      Percentile(bucket_ms, 0.5), Percentile(bucket_ms, 0.99), Percentile(bucket_ms, 1.0),
+      a.queries > 0 ? buckets / static_cast<size_t>(a.queries) : 0,
+      a.queries > 0 ? samples / a.queries : 0,
+      Percentile(bucket_ms, 0.99) / std::max(Percentile(lat_ms, 0.99), 1e-9));
+  reader->reset();
   std::printf("     ratio (b)/(a) = %.2f, (b')/(a) = %.2f; peak RSS %.1f MB\n", write_rate / raw,
               sustained / raw, static_cast<double>(PeakRssKb()) / 1024);
   s.reset();

@@ -6,11 +6,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <regex>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gateway_harness.h"
@@ -159,7 +161,8 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
   for (auto& [path, item] : doc["paths"].items()) {
     for (auto& [method, op] : item.items()) {
       ASSERT_EQ(method, "get") << path << ": only GET routes in this slice";
-      const std::string target = std::regex_replace(path, std::regex("\\{id\\}"), "d1");
+      std::string target = std::regex_replace(path, std::regex("\\{id\\}"), "d1");
+      if (path == "/api/v1/series") target += "?device=d1&metric=temperature";
       if (op["responses"]["200"]["content"].contains("text/event-stream")) {
         // An endless response: its head and first bytes are the answer.
         OUTPOST_ASSERT_OK_AND_ASSIGN(auto c, RawHttpConnection::Connect(port()));
@@ -188,9 +191,10 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
       checked.insert(path);
     }
   }
-  EXPECT_EQ(checked, (std::set<std::string>{"/healthz", "/metrics", "/api/v1/health",
-                                            "/api/v1/devices", "/api/v1/devices/{id}",
-                                            "/api/v1/openapi.json", "/api/v1/stream"}));
+  EXPECT_EQ(checked,
+            (std::set<std::string>{"/healthz", "/metrics", "/api/v1/health", "/api/v1/devices",
+                                   "/api/v1/devices/{id}", "/api/v1/series", "/api/v1/openapi.json",
+                                   "/api/v1/stream"}));
 }
 
 TEST_F(GatewayApiTest, HealthzMetricsAndHealthShowTheStatusReportsNumbers) {
@@ -361,6 +365,129 @@ TEST_F(GatewayApiTest, BadRequestsGetClear4xxAndChangeNothing) {
   auto z = Get(port(), "/healthz");
   OUTPOST_ASSERT_OK(z);
   EXPECT_EQ(z->status, 200);
+  OUTPOST_ASSERT_OK(h_.StopGateway());
+}
+
+// Readings published through Mosquitto appear in /api/v1/series: buckets with the raw extrema
+// (a one-sample spike survives a single bucket), raw pages with a cursor, and CSV.
+TEST_F(GatewayApiTest, SeriesShowsPublishedReadingsAsBucketsRawPagesAndCsv) {
+  StartWith({"d1"});  // d1: one reading of 21.5
+  constexpr int kReadings = 25;
+  for (int i = 0; i < kReadings; ++i) {
+    const double t = i == 17 ? 99.5 : 20.0 + i * 0.1;
+    OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/s1/data", Native("s1", i + 1, t), 1));
+  }
+  OUTPOST_ASSERT_OK(
+      h_.WaitStatus([](const json& j) { return j["ingest"]["stored"] == kReadings + 1; }));
+
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      json one, GetJson(port(), "/api/v1/series?device=s1&metric=temperature&points=1"));
+  EXPECT_EQ(one["device"], "s1");
+  EXPECT_EQ(one["metric"], "temperature");
+  EXPECT_EQ(one["to"].get<std::int64_t>() - one["from"].get<std::int64_t>(), 24 * 3600 * 1000);
+  EXPECT_EQ(one["bucket_ms"], 24 * 3600 * 1000);
+  ASSERT_EQ(one["t"].size(), 1u) << one;
+  EXPECT_EQ(one["n"][0], kReadings);
+  EXPECT_EQ(one["max"][0], 99.5);
+  EXPECT_EQ(one["min"][0], 20.0);
+  for (const char* col : {"min", "max", "avg", "n"}) EXPECT_EQ(one[col].size(), 1u) << col;
+
+  // Many buckets: the counts add up, the spike is still the maximum.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      json many, GetJson(port(), "/api/v1/series?device=s1&metric=temperature&points=10000"));
+  EXPECT_LE(many["t"].size(), 10000u);
+  std::int64_t total = 0;
+  double max = -1;
+  for (std::size_t i = 0; i < many["n"].size(); ++i) {
+    total += many["n"][i].get<std::int64_t>();
+    max = std::max(max, many["max"][i].get<double>());
+  }
+  EXPECT_EQ(total, kReadings);
+  EXPECT_EQ(max, 99.5);
+
+  // Raw pages of 10 with a cursor: 25 values, each once, in time order.
+  std::vector<double> values;
+  std::vector<std::int64_t> times;
+  std::string cursor;
+  for (int page = 0; page < 10; ++page) {
+    std::string target = "/api/v1/series?device=s1&metric=temperature&raw=1&limit=10";
+    if (!cursor.empty()) target += "&cursor=" + cursor;
+    OUTPOST_ASSERT_OK_AND_ASSIGN(json p, GetJson(port(), target));
+    ASSERT_EQ(p["t"].size(), p["v"].size());
+    for (auto& v : p["v"]) values.push_back(v.get<double>());
+    for (auto& t : p["t"]) times.push_back(t.get<std::int64_t>());
+    if (p["next_cursor"].is_null()) break;
+    cursor = p["next_cursor"].get<std::string>();
+  }
+  ASSERT_EQ(values.size(), static_cast<std::size_t>(kReadings));
+  EXPECT_TRUE(std::is_sorted(times.begin(), times.end()));
+  std::vector<double> sorted = values;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "a value twice";
+  EXPECT_EQ(*std::max_element(values.begin(), values.end()), 99.5);
+
+  auto csv = Get(port(), "/api/v1/series?device=s1&metric=temperature&points=1&format=csv");
+  OUTPOST_ASSERT_OK(csv);
+  EXPECT_EQ(csv->status, 200);
+  EXPECT_EQ(csv->Header("content-type"), "text/csv; charset=utf-8");
+  EXPECT_EQ(csv->body.rfind("t,min,max,avg,n\n", 0), 0u) << csv->body;
+  EXPECT_NE(csv->body.find(",20.0,99.5,"), std::string::npos) << csv->body;
+  EXPECT_NE(csv->body.find("," + std::to_string(kReadings) + "\n"), std::string::npos);
+  auto raw_csv =
+      Get(port(), "/api/v1/series?device=s1&metric=temperature&raw=1&limit=20&format=csv");
+  OUTPOST_ASSERT_OK(raw_csv);
+  EXPECT_EQ(raw_csv->body.rfind("t,v\n", 0), 0u);
+  EXPECT_EQ(std::count(raw_csv->body.begin(), raw_csv->body.end(), '\n'), 21);
+  EXPECT_FALSE(raw_csv->Header("x-next-cursor").empty());
+
+  // The reader's refusals are counted (none here).
+  auto metrics = Get(port(), "/metrics");
+  OUTPOST_ASSERT_OK(metrics);
+  EXPECT_EQ(Sample(metrics->body, "outpost_gateway_series_busy_total"), 0) << metrics->body;
+
+  // A metric the device never sent: empty columns.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json none, GetJson(port(), "/api/v1/series?device=s1&metric=co2"));
+  EXPECT_TRUE(none["t"].empty());
+  OUTPOST_ASSERT_OK(h_.StopGateway());
+}
+
+// Bad series input: problem+json naming the parameter, and nothing changes.
+TEST_F(GatewayApiTest, SeriesBadInputGets4xxNamingTheParameter) {
+  StartWith({"d1"});
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json before, h_.GetStatus());
+  const std::vector<std::tuple<std::string, int, std::string>> cases = {
+      {"?metric=temperature", 400, "bad_device"},
+      {"?device=d1", 400, "bad_metric"},
+      {"?device=d1&metric=temperature&from=10&to=10", 400, "bad_from"},
+      {"?device=d1&metric=temperature&from=abc", 400, "bad_from"},
+      {"?device=d1&metric=temperature&to=1.5", 400, "bad_to"},
+      {"?device=d1&metric=temperature&points=0", 400, "bad_points"},
+      {"?device=d1&metric=temperature&points=10001", 400, "bad_points"},
+      {"?device=d1&metric=temperature&raw=2", 400, "bad_raw"},
+      {"?device=d1&metric=temperature&raw=1&limit=0", 400, "bad_limit"},
+      {"?device=d1&metric=temperature&raw=1&cursor=zz", 400, "bad_cursor"},
+      {"?device=d1&metric=temperature&format=xml", 400, "bad_format"},
+      {"?device=nope&metric=temperature", 404, "unknown_device"},
+  };
+  for (const auto& [query, status, code] : cases) {
+    SCOPED_TRACE(query);
+    auto r = Get(port(), "/api/v1/series" + query);
+    OUTPOST_ASSERT_OK(r);
+    EXPECT_EQ(r->status, status) << r->body;
+    EXPECT_EQ(r->Header("content-type"), "application/problem+json");
+    json p = json::parse(r->body, nullptr, false);
+    ASSERT_FALSE(p.is_discarded()) << r->body;
+    EXPECT_EQ(p["error"]["code"], code) << r->body;
+    const std::string param = code.substr(4);
+    if (status == 400) {
+      EXPECT_EQ(p["detail"].get<std::string>().rfind(param + ": ", 0), 0u) << r->body;
+    }
+  }
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json after, h_.GetStatus());
+  EXPECT_EQ(Unchanged(after), Unchanged(before));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json ok,
+                               GetJson(port(), "/api/v1/series?device=d1&metric=temperature"));
+  EXPECT_EQ(ok["n"], json({1}));
   OUTPOST_ASSERT_OK(h_.StopGateway());
 }
 

@@ -525,8 +525,12 @@ TEST_P(UplinkTest, uplink_seed_protocol_body) {
   (void)WaitUntil("a reading in the cloud", 30s,
                   [&] { return Count("readings") >= 1 || HasFailure(); });
   ASSERT_EQ(Count("readings"), 1);
+  // The cloud stores before it answers: the proxy records the status once the answer is back.
+  ASSERT_TRUE(WaitUntil("the proxy has the cloud's answer", 10s, [&] {
+    auto r = proxy_->requests();
+    return !r.empty() && r[0].status != 0;
+  }));
   auto reqs = proxy_->requests();
-  ASSERT_FALSE(reqs.empty());
   EXPECT_EQ(reqs[0].path, "/sensor-data/batch");
   EXPECT_EQ(reqs[0].status, 200);
   // Every metric of the flat seed object arrived (booleans as 0/1), with the gateway's time.

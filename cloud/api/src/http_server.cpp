@@ -5,7 +5,6 @@
 #include <asio.hpp>
 #include <chrono>
 #include <condition_variable>
-#include <future>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -181,20 +180,9 @@ Status HttpServer::Run() {
     std::unique_lock<std::mutex> lock(s.mu);
     s.cv.wait(lock, [&] { return s.stop_requested; });
   }
-  // Requests already handed to the pool finish and answer; then every connection closes.
-  if (!s.pool.WaitIdle(std::chrono::milliseconds(s.options.drain_timeout_ms))) {
-    spdlog::warn("stopping with requests still running after {} ms", s.options.drain_timeout_ms);
-  }
-  // Their answers were posted to the loops: let each loop run what is queued (the writes start,
-  // and small answers go out at once) before Stop() closes the connections. libs/http has no
-  // graceful stop that waits for writes in progress.
-  for (auto& l : s.loops) {
-    auto done = std::make_shared<std::promise<void>>();
-    std::future<void> ran = done->get_future();
-    asio::post(*l, [done] { done->set_value(); });
-    ran.wait_for(std::chrono::seconds(1));
-  }
-  s.server->Stop();
+  // Idle connections close now; requests already with the pool finish, and their answers go
+  // out, within drain_timeout_ms; then every connection closes.
+  s.server->Stop(std::chrono::milliseconds(s.options.drain_timeout_ms));
   s.pool.Stop();
   s.StopLoops();
   return Status::Ok();

@@ -23,6 +23,7 @@
 #include "outpost/gateway/ingest/pipeline.h"
 #include "outpost/gateway/registry/registry.h"
 #include "outpost/gateway/store/store.h"
+#include "outpost/gateway/store/store_reader.h"
 #include "outpost/gateway/uplink/codec.h"
 #include "outpost/gateway/uplink/sender.h"
 #include "outpost/gateway/uplink/uplink.h"
@@ -31,6 +32,7 @@
 #include "outpost/proto/command.h"
 #include "outpost/proto/topics.h"
 #include "reload.h"
+#include "series_api.h"
 #include "status_report.h"
 
 #ifndef OUTPOST_VERSION
@@ -175,6 +177,8 @@ class Gateway::Impl {
   uplink::Protocol protocol_ = uplink::Protocol::kSeed;
   std::unique_ptr<mqtt::Client> client_;
   std::unique_ptr<http::Server> http_;  // on io_; handlers run on the loop thread
+  // GET /api/v1/series: a read-only connection on its own thread (series_api.h).
+  std::unique_ptr<store::ReaderThread> series_reader_;
   // /api/v1/stream (event_stream.h), with the API; the status each device last had in it.
   std::unique_ptr<EventHub> events_;
   std::unordered_map<std::string, std::string> streamed_status_;
@@ -304,6 +308,10 @@ Status Gateway::Impl::StartHttp() {
     spdlog::info("http api off (http.listen is \"\")");
     return Status::Ok();
   }
+  auto reader = store::StoreReader::Open(store::ReaderOptions{config_.storage.path});
+  if (!reader.ok()) return reader.status();
+  series_reader_ =
+      std::make_unique<store::ReaderThread>(std::move(reader).value(), series::kMaxQueuedQueries);
   EventHubOptions eo;
   eo.replay_events = config_.http.stream_replay_events;
   eo.run = RandomHex(8);
@@ -343,12 +351,14 @@ void Gateway::Impl::StopHttp() {
   io_.run();
   stopper.join();
   http_.reset();
+  series_reader_.reset();  // after the server: no handler posts any more
 }
 
 // Every handler runs on the loop thread (the server's one loop is io_), which owns the registry
 // and the status figures: they read them directly and answer at once. None reads the store:
 // the devices come from the registry in memory, the health from the report's figures (the
-// store's from its last commit).
+// store's from its last commit). The one exception, /api/v1/series, parses here and queries on
+// the series reader's thread (series_api.h), which answers.
 http::Router Gateway::Impl::ApiRoutes() {
   http::Router router;
   router.Add("GET", "/healthz", [this](http::Request, http::Responder r) {
@@ -367,6 +377,10 @@ http::Router Gateway::Impl::ApiRoutes() {
     m.content_type = "text/plain; version=0.0.4; charset=utf-8";
     m.body = api::StatusPrometheus(StatusJson(/*periodic=*/false), "outpost_gateway_");
     if (http_) m.body += http_->stats().RenderPrometheus("outpost_gateway_http_");
+    if (series_reader_) {
+      m.body += "outpost_gateway_series_busy_total " +
+                std::to_string(series_reader_->rejected_full()) + "\n";
+    }
     r.Send(std::move(m));
   });
   router.Add("GET", "/api/v1/health", [this](http::Request, http::Responder r) {
@@ -396,6 +410,7 @@ http::Router Gateway::Impl::ApiRoutes() {
     }
     r.Send(Cacheable(q, api::DeviceJson(it->second)));
   });
+  series::AddSeriesRoute(&router, series_reader_.get(), [this] { return clock_.wall_ms(); });
   router.Add("GET", "/api/v1/stream", [this](http::Request q, http::Responder r) {
     auto param = [&q](const char* name) {
       auto it = q.params.find(name);

@@ -166,6 +166,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   }
 
   // Stop(): everything ends now.
+  // Stop(grace): an answer being computed or written still goes out (then the connection
+  // closes); everything else ends now.
+  void Drain() {
+    stopping_ = true;
+    if (phase_ == Phase::kHandling || phase_ == Phase::kWriting) return;
+    Close();
+  }
+
   void Shutdown() {
     stopping_ = true;
     Close();
@@ -849,33 +857,46 @@ Result<std::uint16_t> Server::Start() {
   return port;
 }
 
-void Server::Stop() {
+void Server::Stop(std::chrono::milliseconds grace) {
   std::shared_ptr<Impl> s = impl_;
+  auto open_connections = [&] {
+    std::vector<std::shared_ptr<ServerConnection>> conns;
+    for (auto& [ptr, weak] : s->connections) {
+      if (auto c = weak.lock()) conns.push_back(std::move(c));
+    }
+    return conns;
+  };
   std::vector<std::shared_ptr<ServerConnection>> conns;
+  bool first;
   {
     std::lock_guard<std::mutex> lock(s->mu);
-    bool first = !s->stopped;
+    first = !s->stopped;
     s->stopped = true;
     if (!s->started) return;
-    if (first) {
-      for (auto& [ptr, weak] : s->connections) {
-        if (auto c = weak.lock()) conns.push_back(std::move(c));
-      }
-    }
+    if (first) conns = open_connections();
   }
   asio::post(*s->loops[0], [s] {
     asio::error_code ec;
     if (s->acceptor) s->acceptor->close(ec);
     if (s->accept_retry) s->accept_retry->cancel();
   });
-  for (auto& c : conns) {
-    asio::post(c->executor(), [c] { c->Shutdown(); });
+  // On one of our own loops a wait could never end: what is posted runs after we return.
+  bool on_own_loop = false;
+  for (auto* l : s->loops) {
+    if (l->get_executor().running_in_this_thread()) on_own_loop = true;
+  }
+  if (first && grace.count() > 0 && !on_own_loop) {
+    for (auto& c : conns) asio::post(c->executor(), [c] { c->Drain(); });
+    conns.clear();
+    std::unique_lock<std::mutex> lock(s->mu);
+    s->cv.wait_for(lock, grace, [&] { return s->live == 0; });
+    conns = open_connections();
+  }
+  if (first) {
+    for (auto& c : conns) asio::post(c->executor(), [c] { c->Shutdown(); });
   }
   conns.clear();
-  // On one of our own loops the wait could never end: what is posted runs after we return.
-  for (auto* l : s->loops) {
-    if (l->get_executor().running_in_this_thread()) return;
-  }
+  if (on_own_loop) return;
   std::unique_lock<std::mutex> lock(s->mu);
   s->cv.wait(lock, [&] { return s->live == 0 && !s->accept_pending; });
 }

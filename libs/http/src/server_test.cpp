@@ -385,6 +385,24 @@ TEST_F(ServerTest, StopEndsOpenStreamsAndConnections) {
   server_->Stop();  // idempotent
 }
 
+TEST_F(ServerTest, StopWithGraceLetsAnAnswerInFlightFinishAndClosesTheIdle) {
+  std::uint16_t port = StartServer();
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto idle, RawHttpConnection::Connect(port));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(RawHttpResponse r, idle.Exchange(Get("/hello")));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto busy, RawHttpConnection::Connect(port));
+  std::string req = Get("/later");  // answered from another thread 20 ms after the handler ran
+  ASSERT_EQ(busy.SendSome(req), static_cast<long>(req.size()));
+  ASSERT_TRUE(WaitUntil("the request reached its handler", 5s,
+                        [&] { return server_->stats().requests.load() == 2; }));
+  server_->Stop(5s);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(r, busy.Read(5s));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "{\"later\":true}");
+  EXPECT_EQ(r.Header("connection"), "close");
+  EXPECT_TRUE(idle.WaitClosed(5s));
+  EXPECT_TRUE(busy.WaitClosed(5s));
+}
+
 TEST_F(ServerTest, StartRefusesBadOptionsAndABusyPort) {
   ServerOptions o;
   o.max_connections = 0;

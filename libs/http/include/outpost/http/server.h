@@ -20,6 +20,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -52,13 +53,13 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;  // 0: any free port (Start() returns it)
   Limits limits;
-  std::size_t max_connections = 1024;      // one more is answered 503 and closed
+  std::size_t max_connections = 1024;       // one more is answered 503 and closed
   std::int64_t header_timeout_ms = 10'000;  // first byte of a request to the end of its header
   std::int64_t body_timeout_ms = 30'000;    // end of the header to the end of the body
   std::int64_t idle_timeout_ms = 30'000;    // between requests on a keep-alive connection
   std::int64_t write_timeout_ms = 30'000;   // a peer that does not read its response
   std::size_t max_stream_buffer_bytes = 256 * 1024;  // a stream client further behind is dropped
-  std::string tls_cert_file;  // both set: HTTPS only (PEM chain and key)
+  std::string tls_cert_file;                         // both set: HTTPS only (PEM chain and key)
   std::string tls_key_file;
   // Called on the connection's loop after each response (streams: when they end).
   std::function<void(const AccessLogEntry&)> access_log;
@@ -69,9 +70,9 @@ struct ServerStats {
   std::atomic<std::uint64_t> connections_accepted{0};
   std::atomic<std::uint64_t> connections_rejected_full{0};  // answered 503 at max_connections
   std::atomic<std::int64_t> connections_open{0};
-  std::atomic<std::uint64_t> requests{0};  // complete requests handed to the handler
+  std::atomic<std::uint64_t> requests{0};              // complete requests handed to the handler
   std::atomic<std::uint64_t> responses_by_class[6]{};  // [1..5]: 1xx..5xx
-  std::atomic<std::uint64_t> refused[10]{};  // by ParseError (index = enum value)
+  std::atomic<std::uint64_t> refused[10]{};            // by ParseError (index = enum value)
   std::atomic<std::uint64_t> header_timeouts{0};
   std::atomic<std::uint64_t> body_timeouts{0};
   std::atomic<std::uint64_t> idle_timeouts{0};
@@ -146,8 +147,11 @@ class Server {
   // Binds and starts accepting. Returns the bound port.
   Result<std::uint16_t> Start();
   // Closes the listener and every connection (open streams end); returns once nothing of the
-  // Server runs on the loops any more. Idempotent.
-  void Stop();
+  // Server runs on the loops any more. Idempotent. With a `grace`, idle connections and streams
+  // close at once, while answers being computed or written may finish within it (then their
+  // connections close); what is still open after it is closed. Called on one of the Server's
+  // own loops, it does not wait (and gives no grace).
+  void Stop(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
 
   const ServerStats& stats() const;
 

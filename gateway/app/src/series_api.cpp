@@ -1,0 +1,229 @@
+#include "series_api.h"
+
+#include <charconv>
+#include <cinttypes>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <utility>
+
+namespace outpost::gateway::app::series {
+namespace {
+
+using nlohmann::json;
+
+bool ParseInt64(const std::string& s, std::int64_t* out) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+Status Bad(std::string* bad_param, const std::string& param, const std::string& what) {
+  *bad_param = param;
+  return Status(Code::kInvalidArgument, param + ": " + what);
+}
+
+std::string Quoted(const std::string& v) {
+  return "\"" + (v.size() > 64 ? v.substr(0, 64) + "..." : v) + "\"";
+}
+
+// A number in CSV: shortest round-trip form (what JSON uses too).
+void AppendNumber(std::string* out, double v) { *out += json(v).dump(); }
+
+}  // namespace
+
+Result<SeriesRequest> ParseSeriesRequest(const std::map<std::string, std::string>& params,
+                                         std::int64_t now_ms, std::string* bad_param) {
+  SeriesRequest q;
+  auto get = [&](const char* name) -> const std::string* {
+    auto it = params.find(name);
+    return it == params.end() ? nullptr : &it->second;
+  };
+  for (const char* name : {"device", "metric"}) {
+    const std::string* v = get(name);
+    if (v == nullptr || v->empty()) return Bad(bad_param, name, "required");
+    (std::string(name) == "device" ? q.device : q.metric) = *v;
+  }
+  q.to_ms = now_ms;
+  if (const std::string* v = get("to"); v && !ParseInt64(*v, &q.to_ms)) {
+    return Bad(bad_param, "to", "expected an integer (ms since the epoch), got " + Quoted(*v));
+  }
+  q.from_ms = q.to_ms - kDefaultSpanMs;
+  if (const std::string* v = get("from"); v && !ParseInt64(*v, &q.from_ms)) {
+    return Bad(bad_param, "from", "expected an integer (ms since the epoch), got " + Quoted(*v));
+  }
+  if (q.from_ms >= q.to_ms) {
+    return Bad(
+        bad_param, "from",
+        "must be before to (" + std::to_string(q.from_ms) + " >= " + std::to_string(q.to_ms) + ")");
+  }
+  auto count = [&](const char* name, std::size_t max, std::size_t* out) -> Status {
+    const std::string* v = get(name);
+    if (v == nullptr) return Status::Ok();
+    std::int64_t n = 0;
+    if (!ParseInt64(*v, &n) || n < 1 || n > static_cast<std::int64_t>(max)) {
+      return Bad(bad_param, name,
+                 "expected an integer in 1.." + std::to_string(max) + ", got " + Quoted(*v));
+    }
+    *out = static_cast<std::size_t>(n);
+    return Status::Ok();
+  };
+  OUTPOST_RETURN_IF_ERROR(count("points", kMaxPoints, &q.points));
+  if (const std::string* v = get("raw")) {
+    if (*v != "0" && *v != "1") return Bad(bad_param, "raw", "expected 0 or 1, got " + Quoted(*v));
+    q.raw = *v == "1";
+  }
+  OUTPOST_RETURN_IF_ERROR(count("limit", kMaxRawLimit, &q.limit));
+  if (const std::string* v = get("cursor")) {
+    auto c = DecodeRawCursor(*v);
+    if (!c.ok()) return Bad(bad_param, "cursor", "not one this API returned: " + Quoted(*v));
+    q.cursor = *c;
+  }
+  if (const std::string* v = get("format")) {
+    if (*v != "json" && *v != "csv") {
+      return Bad(bad_param, "format", "expected json or csv, got " + Quoted(*v));
+    }
+    q.csv = *v == "csv";
+  }
+  return q;
+}
+
+std::string EncodeRawCursor(const store::RawCursor& c) {
+  return "r" + std::to_string(c.ts_ms) + "." + std::to_string(c.skip);
+}
+
+Result<store::RawCursor> DecodeRawCursor(const std::string& s) {
+  const auto dot = s.find('.');
+  store::RawCursor c;
+  if (s.size() < 4 || s[0] != 'r' || dot == std::string::npos ||
+      !ParseInt64(s.substr(1, dot - 1), &c.ts_ms) || !ParseInt64(s.substr(dot + 1), &c.skip) ||
+      c.skip < 0) {
+    return Status(Code::kInvalidArgument, "bad cursor");
+  }
+  return c;
+}
+
+std::string BucketsJson(const SeriesRequest& q, const store::SeriesBuckets& b) {
+  json j = {{"device", q.device},
+            {"metric", q.metric},
+            {"from", b.from_ms},
+            {"to", b.to_ms},
+            {"bucket_ms", b.bucket_ms},
+            {"t", b.t},
+            {"min", b.min},
+            {"max", b.max},
+            {"avg", b.avg},
+            {"n", b.n}};
+  return j.dump();
+}
+
+std::string BucketsCsv(const store::SeriesBuckets& b) {
+  std::string out = "t,min,max,avg,n\n";
+  out.reserve(out.size() + b.t.size() * 48);
+  for (size_t i = 0; i < b.t.size(); ++i) {
+    out += std::to_string(b.t[i]);
+    out += ',';
+    AppendNumber(&out, b.min[i]);
+    out += ',';
+    AppendNumber(&out, b.max[i]);
+    out += ',';
+    AppendNumber(&out, b.avg[i]);
+    out += ',';
+    out += std::to_string(b.n[i]);
+    out += '\n';
+  }
+  return out;
+}
+
+std::string RawJson(const SeriesRequest& q, const store::RawPage& p) {
+  json j = {{"device", q.device},
+            {"metric", q.metric},
+            {"from", q.from_ms},
+            {"to", q.to_ms},
+            {"t", p.t},
+            {"v", p.v},
+            {"next_cursor", p.more ? json(EncodeRawCursor(p.next)) : json(nullptr)}};
+  return j.dump();
+}
+
+std::string RawCsv(const store::RawPage& p) {
+  std::string out = "t,v\n";
+  for (size_t i = 0; i < p.t.size(); ++i) {
+    out += std::to_string(p.t[i]);
+    out += ',';
+    AppendNumber(&out, p.v[i]);
+    out += '\n';
+  }
+  return out;
+}
+
+namespace {
+
+http::Response StoreProblem(const Status& s) {
+  if (s.code() == Code::kNotFound) return http::Problem(404, "unknown_device", s.message());
+  if (s.code() == Code::kUnavailable) {
+    http::Response r = http::Problem(503, "store_unavailable", s.message());
+    r.headers.emplace_back("Retry-After", "1");
+    return r;
+  }
+  return http::Problem(500, "store_error", s.message());
+}
+
+// Runs on the reader thread.
+http::Response Answer(const SeriesRequest& q, store::StoreReader& reader) {
+  http::Response r;
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  if (q.raw) {
+    auto page = reader.Raw(q.device, q.metric, q.from_ms, q.to_ms, q.cursor, q.limit);
+    if (!page.ok()) return StoreProblem(page.status());
+    if (q.csv) {
+      r.content_type = "text/csv; charset=utf-8";
+      r.body = RawCsv(*page);
+      if (page->more) r.headers.emplace_back("X-Next-Cursor", EncodeRawCursor(page->next));
+    } else {
+      r.body = RawJson(q, *page);
+    }
+    return r;
+  }
+  auto b = reader.Buckets(q.device, q.metric, q.from_ms, q.to_ms, q.points);
+  if (!b.ok()) return StoreProblem(b.status());
+  if (q.csv) {
+    r.content_type = "text/csv; charset=utf-8";
+    r.body = BucketsCsv(*b);
+  } else {
+    r.body = BucketsJson(q, *b);
+  }
+  return r;
+}
+
+}  // namespace
+
+void AddSeriesRoute(http::Router* router, store::ReaderThread* reader,
+                    std::function<std::int64_t()> now_ms) {
+  router->Add(
+      "GET", "/api/v1/series",
+      [reader, now_ms = std::move(now_ms)](http::Request req, http::Responder r) {
+        std::string bad_param;
+        auto q = ParseSeriesRequest(req.params, now_ms(), &bad_param);
+        if (!q.ok()) {
+          return r.Send(http::Problem(400, "bad_" + bad_param, q.status().message()));
+        }
+        if (reader == nullptr) {
+          return r.Send(http::Problem(503, "unavailable", "the store reader is not open"));
+        }
+        // The Responder moves into the job: answered from the reader thread, or (when the
+        // queue is full) here.
+        auto responder = std::make_shared<http::Responder>(std::move(r));
+        const bool queued = reader->TryPost([q = *std::move(q), responder](store::StoreReader& sr) {
+          responder->Send(Answer(q, sr));
+        });
+        if (!queued) {
+          http::Response busy = http::Problem(503, "busy",
+                                              "more than " + std::to_string(kMaxQueuedQueries) +
+                                                  " series queries are waiting; retry shortly");
+          busy.headers.emplace_back("Retry-After", "1");
+          responder->Send(std::move(busy));
+        }
+      });
+}
+
+}  // namespace outpost::gateway::app::series

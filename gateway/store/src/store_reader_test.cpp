@@ -1,0 +1,318 @@
+#include "outpost/gateway/store/store_reader.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <limits>
+#include <random>
+#include <thread>
+
+#include "outpost/gateway/store/store.h"
+#include "outpost/testing/status_matchers.h"
+#include "outpost/testing/temp_dir.h"
+
+namespace outpost::gateway::store {
+namespace {
+
+constexpr int64_t kT0 = 1'700'000'000'000;
+constexpr int64_t kMinute = 60'000;
+constexpr int64_t kDay = 24 * 60 * kMinute;
+
+model::ReadingRow Reading(const std::string& device, int64_t ts, uint64_t seq, double temp) {
+  model::ReadingRow r;
+  r.device_id = device;
+  r.has_seq = true;
+  r.boot = 1;
+  r.seq = seq;
+  r.ts_ms = ts;
+  r.received_ms = ts;
+  r.metrics = {{"temperature", temp, false}, {"motion", static_cast<double>(seq % 2), true}};
+  return r;
+}
+
+// ---- Bucketer (pure) ----
+
+TEST(BucketerTest, OneSampleSpikeSurvivesEveryPointCount) {
+  // 24 h at one sample a minute, flat 20.0 but for one spike of 99 and one dip of -40.
+  constexpr int kSamples = 1440;
+  for (size_t points : {1, 2, 3, 7, 10, 100, 499, 500, 1000, 1439, 1440, 1441, 5000, 10000}) {
+    Bucketer b(kT0, kT0 + kDay, points);
+    for (int i = 0; i < kSamples; ++i) {
+      double v = i == 777 ? 99.0 : i == 1200 ? -40.0 : 20.0;
+      b.Add(kT0 + i * kMinute, v);
+    }
+    SeriesBuckets s = b.Finish();
+    SCOPED_TRACE(points);
+    EXPECT_LE(s.t.size(), points);
+    EXPECT_EQ(s.bucket_ms,
+              (kDay + static_cast<int64_t>(points) - 1) / static_cast<int64_t>(points));
+    ASSERT_FALSE(s.t.empty());
+    EXPECT_EQ(*std::max_element(s.max.begin(), s.max.end()), 99.0);
+    EXPECT_EQ(*std::min_element(s.min.begin(), s.min.end()), -40.0);
+    int64_t total = 0;
+    for (size_t i = 0; i < s.t.size(); ++i) {
+      total += s.n[i];
+      EXPECT_LE(s.min[i], s.avg[i]);
+      EXPECT_LE(s.avg[i], s.max[i]);
+      if (i > 0) {
+        EXPECT_GE(s.t[i] - s.t[i - 1], s.bucket_ms);
+      }
+      EXPECT_EQ((s.t[i] - kT0) % s.bucket_ms, 0);
+    }
+    EXPECT_EQ(total, kSamples);
+  }
+}
+
+TEST(BucketerTest, AveragesAndIgnoresOutOfRange) {
+  Bucketer b(0, 100, 2);  // buckets [0,50) and [50,100)
+  b.Add(-1, 1000);
+  b.Add(100, 1000);
+  b.Add(0, 1);
+  b.Add(49, 3);
+  b.Add(99, 10);
+  SeriesBuckets s = b.Finish();
+  ASSERT_EQ(s.t, (std::vector<int64_t>{0, 50}));
+  EXPECT_EQ(s.avg, (std::vector<double>{2, 10}));
+  EXPECT_EQ(s.n, (std::vector<int64_t>{2, 1}));
+}
+
+TEST(BucketerTest, WholeInt64RangeDoesNotOverflow) {
+  Bucketer b(std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), 10);
+  b.Add(std::numeric_limits<int64_t>::min(), 1);
+  b.Add(0, 2);
+  b.Add(std::numeric_limits<int64_t>::max() - 1, 3);
+  SeriesBuckets s = b.Finish();
+  EXPECT_LE(s.t.size(), 10u);
+  EXPECT_EQ(s.t.size(), 3u);
+  EXPECT_EQ(s.t.front(), std::numeric_limits<int64_t>::min());
+}
+
+// ---- StoreReader on a real file ----
+
+class StoreReaderTest : public ::testing::Test {
+ protected:
+  Options Opts() const {
+    Options o;
+    o.path = dir_.File("gateway.db");
+    o.synchronous = Synchronous::kNormal;
+    o.hot_max_rows = 400;  // compaction in these small tests
+    return o;
+  }
+  std::unique_ptr<StoreReader> ReaderOk() {
+    auto r = StoreReader::Open(ReaderOptions{dir_.File("gateway.db")});
+    OUTPOST_EXPECT_OK(r);
+    return r.ok() ? std::move(r).value() : nullptr;
+  }
+  outpost::testing::TempDir dir_{"outpost-reader"};
+};
+
+TEST_F(StoreReaderTest, MatchesStoreQueryAcrossBlocksAndHotTail) {
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(Opts()));
+  model::WriteSet b;
+  for (int i = 0; i < 3000; ++i) {
+    for (int d = 0; d < 3; ++d) {
+      b.readings.push_back(Reading("dev-" + std::to_string(d), kT0 + i * 1000, i, d * 1e4 + i));
+    }
+    if (b.readings.size() >= 300) {
+      OUTPOST_ASSERT_OK(store->Write(b));
+      b.clear();
+      OUTPOST_ASSERT_OK(store->RunMaintenance(kT0, 1000));
+    }
+  }
+  OUTPOST_ASSERT_OK(store->Write(b));
+  auto reader = ReaderOk();
+  ASSERT_NE(reader, nullptr);
+  const int64_t from = kT0 + 123'000, to = kT0 + 2'900'500;
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto want,
+                               store->QuerySeries("dev-1", "temperature", from, to, 1'000'000));
+  ASSERT_EQ(want.size(), 2778u);
+  // One bucket per second: every sample its own bucket.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto s, reader->Buckets("dev-1", "temperature", from, to, 10000));
+  ASSERT_EQ(s.bucket_ms, 278);
+  ASSERT_EQ(s.t.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(s.n[i], 1);
+    EXPECT_EQ(s.min[i], want[i].value);
+    EXPECT_LE(s.t[i], want[i].ts_ms);
+  }
+  // Raw pages of 100 concatenate to the same points.
+  std::vector<Point> got;
+  RawCursor c{};
+  for (int page = 0; page < 100; ++page) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto p, reader->Raw("dev-1", "temperature", from, to, c, 100));
+    for (size_t i = 0; i < p.t.size(); ++i) got.push_back({p.t[i], p.v[i]});
+    if (!p.more) break;
+    c = p.next;
+  }
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(got[i].ts_ms, want[i].ts_ms);
+    EXPECT_EQ(got[i].value, want[i].value);
+  }
+  // Booleans as 0/1.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto motion, reader->Buckets("dev-0", "motion", kT0, kT0 + 4000, 4));
+  EXPECT_EQ(motion.max, (std::vector<double>{0, 1, 0, 1}));
+}
+
+TEST_F(StoreReaderTest, UnknownDeviceIsNotFoundUnknownMetricIsEmpty) {
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(Opts()));
+  model::WriteSet b;
+  b.readings.push_back(Reading("dev-0", kT0, 1, 20));
+  OUTPOST_ASSERT_OK(store->Write(b));
+  auto reader = ReaderOk();
+  ASSERT_NE(reader, nullptr);
+  auto none = reader->Buckets("nope", "temperature", kT0, kT0 + 1, 10);
+  EXPECT_EQ(none.status().code(), Code::kNotFound);
+  EXPECT_EQ(reader->Raw("nope", "temperature", kT0, kT0 + 1, {}, 10).status().code(),
+            Code::kNotFound);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto empty, reader->Buckets("dev-0", "nope", kT0, kT0 + 1, 10));
+  EXPECT_TRUE(empty.t.empty());
+  EXPECT_EQ(reader->Buckets("dev-0", "temperature", kT0, kT0, 10).status().code(),
+            Code::kInvalidArgument);
+}
+
+TEST_F(StoreReaderTest, RawCursorPagesThroughEqualTimestampsOnce) {
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(Opts()));
+  model::WriteSet b;
+  for (int i = 0; i < 7; ++i) b.readings.push_back(Reading("dev-0", kT0 + (i < 5 ? 0 : 1), i, i));
+  OUTPOST_ASSERT_OK(store->Write(b));
+  auto reader = ReaderOk();
+  ASSERT_NE(reader, nullptr);
+  std::vector<double> seen;
+  RawCursor c{};
+  for (int page = 0; page < 20; ++page) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto p, reader->Raw("dev-0", "temperature", kT0, kT0 + 10, c, 2));
+    seen.insert(seen.end(), p.v.begin(), p.v.end());
+    if (!p.more) break;
+    c = p.next;
+  }
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<double>{0, 1, 2, 3, 4, 5, 6}));
+}
+
+// The writer writes and compacts on its own thread while the reader counts one device's
+// readings: every count is one the writer committed (a snapshot: a compaction pass is never
+// seen half done, no reading twice or missing), never decreasing.
+TEST_F(StoreReaderTest, SnapshotsStayConsistentWhileWriterWritesAndCompacts) {
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(Opts()));
+  model::WriteSet first;
+  first.readings.push_back(Reading("dev-0", kT0, 0, 0));
+  OUTPOST_ASSERT_OK(store->Write(first));
+  auto reader = ReaderOk();
+  ASSERT_NE(reader, nullptr);
+  constexpr int kBatches = 300, kPerBatch = 40;  // 20 per device per batch, 2 devices
+  std::atomic<int64_t> committed{1};             // dev-0 readings durable
+  std::atomic<int64_t> started{1};               // ... plus those of the batch being written
+  std::atomic<bool> writer_ok{true};
+  std::thread writer([&] {
+    for (int k = 0; k < kBatches && writer_ok; ++k) {
+      model::WriteSet b;
+      for (int i = 0; i < kPerBatch; ++i) {
+        const int64_t seq = k * kPerBatch + i + 1;
+        b.readings.push_back(Reading(i % 2 ? "dev-1" : "dev-0", kT0 + seq * 10, seq, 1));
+      }
+      started += kPerBatch / 2;
+      if (!store->Write(b).ok()) writer_ok = false;
+      committed += kPerBatch / 2;
+      if (!store->RunMaintenance(kT0, 100).ok()) writer_ok = false;
+    }
+  });
+  int64_t last = 0;
+  int queries = 0;
+  std::string failure;
+  while (queries < 20000 && failure.empty()) {
+    const int64_t before = committed.load();
+    auto s = reader->Buckets("dev-0", "temperature", kT0, kT0 + kDay, 1);
+    const int64_t after = started.load();
+    ++queries;
+    if (!s.ok()) {
+      failure = s.status().ToString();
+      break;
+    }
+    const int64_t n = s->n.empty() ? 0 : s->n[0];
+    if (n < before || n > after || (n - 1) % (kPerBatch / 2) != 0 || n < last) {
+      failure = "count " + std::to_string(n) + " outside [" + std::to_string(before) + ", " +
+                std::to_string(after) + "] or torn or below " + std::to_string(last);
+    }
+    last = n;
+    if (before == 1 + kBatches * kPerBatch / 2) break;
+  }
+  writer_ok = writer_ok && failure.empty();
+  writer.join();
+  EXPECT_EQ(failure, "");
+  EXPECT_TRUE(writer_ok);
+  EXPECT_GT(queries, 1);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto end,
+                               reader->Buckets("dev-0", "temperature", kT0, kT0 + kDay, 1));
+  EXPECT_EQ(end.n[0], 1 + kBatches * kPerBatch / 2);
+}
+
+// The reader's hot index follows rows leaving `hot` between its queries: compacted into blocks
+// (the oldest ids) and deleted by retention (any id, by age).
+TEST_F(StoreReaderTest, HotIndexFollowsCompactionAndRetentionBetweenQueries) {
+  Options o = Opts();
+  o.retention_ms = 3600'000;
+  o.hot_max_rows = 1'000'000;  // no compaction until asked for below
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(o));
+  model::WriteSet b;
+  // Arrival order is not time order: every other reading is 2 h old.
+  for (int i = 0; i < 200; ++i) {
+    const int64_t ts = i % 2 ? kT0 - 2 * 3600'000 + i : kT0 + i;
+    b.readings.push_back(Reading("dev-0", ts, i, i));
+  }
+  OUTPOST_ASSERT_OK(store->Write(b));
+  auto reader = ReaderOk();
+  ASSERT_NE(reader, nullptr);
+  auto count = [&]() -> int64_t {
+    auto s = reader->Buckets("dev-0", "temperature", kT0 - kDay, kT0 + kDay, 1);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() && !s->n.empty() ? s->n[0] : 0;
+  };
+  EXPECT_EQ(count(), 200);
+  OUTPOST_ASSERT_OK(store->RunMaintenance(kT0 + 1000, 1000));  // retention: the 100 old ones
+  EXPECT_EQ(count(), 100);
+  b.clear();
+  for (int i = 200; i < 300; ++i) b.readings.push_back(Reading("dev-0", kT0 + i, i, i));
+  OUTPOST_ASSERT_OK(store->Write(b));
+  EXPECT_EQ(count(), 200);
+  store.reset();
+  o.hot_max_rows = 10;  // now compact nearly everything
+  OUTPOST_ASSERT_OK_AND_ASSIGN(store, Store::Open(o));
+  for (int k = 0; k < 10; ++k) OUTPOST_ASSERT_OK(store->RunMaintenance(kT0 + 1000, 1000));
+  EXPECT_EQ(count(), 200);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      auto want, store->QuerySeries("dev-0", "temperature", kT0 - kDay, kT0 + kDay, 1000));
+  EXPECT_EQ(want.size(), 200u);
+}
+
+TEST_F(StoreReaderTest, ReaderThreadRejectsWhenItsQueueIsFull) {
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(Opts()));
+  ReaderThread t(ReaderOk(), 2);
+  std::promise<void> started, release;
+  std::shared_future<void> gate = release.get_future().share();
+  ASSERT_TRUE(t.TryPost([&](StoreReader&) {
+    started.set_value();
+    gate.wait();
+  }));
+  started.get_future().wait();  // the worker is busy; the queue is empty
+  std::atomic<int> ran{0};
+  EXPECT_TRUE(t.TryPost([&](StoreReader&) { ++ran; }));
+  EXPECT_TRUE(t.TryPost([&](StoreReader&) { ++ran; }));
+  EXPECT_FALSE(t.TryPost([&](StoreReader&) { ++ran; }));
+  EXPECT_EQ(t.rejected_full(), 1u);
+  release.set_value();
+  // Poll with a bound; then the queue has room again.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (t.completed() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(t.completed(), 3u);
+  EXPECT_EQ(ran.load(), 2);
+  EXPECT_TRUE(t.TryPost([&](StoreReader&) { ++ran; }));
+  t.Stop();
+  EXPECT_FALSE(t.TryPost([&](StoreReader&) { ++ran; }));
+}
+
+}  // namespace
+}  // namespace outpost::gateway::store
