@@ -165,7 +165,6 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     Begin();
   }
 
-  // Stop(): everything ends now.
   // Stop(grace): an answer being computed or written still goes out (then the connection
   // closes); everything else ends now.
   void Drain() {
@@ -174,6 +173,7 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     Close();
   }
 
+  // Stop(): everything ends now.
   void Shutdown() {
     stopping_ = true;
     Close();
