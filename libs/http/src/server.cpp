@@ -223,6 +223,10 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   void OnStreamDropSlow() {
     if (closed_ || phase_ != Phase::kStreaming) return;
     s_->stats.streams_dropped_slow++;
+    // A reset, not a FIN queued behind what it did not read: the kernel frees the socket's
+    // buffers now instead of holding them for a peer that may never read again.
+    asio::error_code ec;
+    Socket().set_option(asio::socket_base::linger(true, 0), ec);
     Close();
   }
 

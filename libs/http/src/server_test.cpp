@@ -4,6 +4,8 @@
 #include "outpost/http/server.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <asio.hpp>
@@ -367,6 +369,15 @@ TEST_F(ServerTest, AStreamClientThatDoesNotReadIsDropped) {
   EXPECT_TRUE(s->closed());
   EXPECT_TRUE(WaitUntil("streams_open is 0", 5s,
                         [&] { return server_->stats().streams_open.load() == 0; }));
+  // Reset, not a FIN queued behind the unread bytes (which a peer that never reads never
+  // gets, while the server's kernel holds the buffers): the client's socket is closed at once,
+  // without reading anything.
+  EXPECT_TRUE(WaitUntil("the dropped client is reset", 5s, [&] {
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    return ::getsockopt(c.fd(), IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+           info.tcpi_state == TCP_CLOSE;
+  }));
 }
 
 TEST_F(ServerTest, StopEndsOpenStreamsAndConnections) {
