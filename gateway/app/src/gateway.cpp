@@ -14,12 +14,14 @@
 #include <thread>
 #include <unordered_map>
 
+#include "alerts_api.h"
 #include "api.h"
 #include "event_stream.h"
 #include "options.h"
 #include "outpost/base/clock.h"
 #include "outpost/gateway/app/system_stats.h"
 #include "outpost/gateway/app/writer.h"
+#include "outpost/gateway/ingest/outbox_items.h"
 #include "outpost/gateway/ingest/pipeline.h"
 #include "outpost/gateway/registry/registry.h"
 #include "outpost/gateway/store/store.h"
@@ -97,6 +99,27 @@ std::string RandomHex(std::size_t n) {
   return out;
 }
 
+// The `gateway/alerts` message of a raise or clear (docs/formats/topics.md); the stream's `alert`
+// event carries it too, and for an acknowledgement (`state` "acked") also who, when and why.
+json AlertMessage(const model::AlertRow& a, const std::string& gateway_id, const char* state) {
+  const std::int64_t at = a.cleared_ms == 0 ? a.raised_ms : a.cleared_ms;
+  json j = {{"timestamp", Seconds(at)}, {"message", a.message},    {"severity", a.severity},
+            {"alert_id", a.alert_id},   {"rule", a.rule},          {"device_id", a.device_id},
+            {"state", state},           {"gateway_id", gateway_id}};
+  if (!a.metric.empty()) {
+    j["metric"] = a.metric;
+    j["value"] = a.value;
+    j["threshold"] = a.threshold;
+  }
+  if (a.acked_ms != 0) {
+    j["id"] = alerts::ApiId(a);
+    j["acked_ms"] = a.acked_ms;
+    j["acked_by"] = a.acked_by;
+    j["ack_comment"] = a.ack_comment;
+  }
+  return j;
+}
+
 }  // namespace
 
 class Gateway::Impl {
@@ -121,6 +144,7 @@ class Gateway::Impl {
   Status StartHttp();
   void StopHttp();
   http::Router ApiRoutes();
+  alerts::Hooks AlertHooks();
   void StartMqtt();
   // Hands a delivered message to the pipeline (a command it returns runs here), then bounds the
   // filling batch and schedules its hand-over.
@@ -359,6 +383,35 @@ void Gateway::Impl::StopHttp() {
 // the devices come from the registry in memory, the health from the report's figures (the
 // store's from its last commit). The one exception, /api/v1/series, parses here and queries on
 // the series reader's thread (series_api.h), which answers.
+// The alert routes' hooks (alerts_api.h). Acknowledgements run on the series reader's thread and
+// wait there for the writer; the stream event is posted back to the loop.
+alerts::Hooks Gateway::Impl::AlertHooks() {
+  alerts::Hooks h;
+  h.reader = series_reader_.get();
+  h.now_ms = [this] { return clock_.wall_ms(); };
+  h.user = [](const http::Request&) { return std::string("anonymous"); };  // TODO(auth)
+  // Read here, on the loop: cloud.protocol and gateway_id are restart-only (reload.h).
+  const bool native =
+      config_.cloud.enabled() && config_.cloud.protocol == proto::batch::Protocol::kNative;
+  h.ack = [this, native, gateway_id = config_.gateway_id](const model::AlertAck& ack) {
+    Result<model::AlertRow> row = Status(Code::kCancelled, "the gateway is stopping");
+    const Status called = writer_->Call([&](store::Store& s) {
+      row = s.AckAlert(ack, [&](const model::AlertRow& a) -> std::optional<model::OutboxItem> {
+        if (!native) return std::nullopt;  // a seed cloud has no alerts endpoint
+        return ingest::AlertAckItem(a, gateway_id);
+      });
+      return row.status();
+    });
+    return row.ok() || called.ok() ? row : Result<model::AlertRow>(called);
+  };
+  h.on_acked = [this](const model::AlertRow& a) {
+    asio::post(io_, [this, a] {
+      StreamEvent(EventType::kAlert, AlertMessage(a, config_.gateway_id, "acked"));
+    });
+  };
+  return h;
+}
+
 http::Router Gateway::Impl::ApiRoutes() {
   http::Router router;
   router.Add("GET", "/healthz", [this](http::Request, http::Responder r) {
@@ -411,6 +464,7 @@ http::Router Gateway::Impl::ApiRoutes() {
     r.Send(Cacheable(q, api::DeviceJson(it->second)));
   });
   series::AddSeriesRoute(&router, series_reader_.get(), [this] { return clock_.wall_ms(); });
+  alerts::AddAlertRoutes(&router, AlertHooks());
   router.Add("GET", "/api/v1/stream", [this](http::Request q, http::Responder r) {
     auto param = [&q](const char* name) {
       auto it = q.params.find(name);
@@ -656,21 +710,8 @@ void Gateway::Impl::StorageRecovered() {
 }
 
 void Gateway::Impl::PublishAlert(const model::AlertRow& a) {
-  bool raised = a.cleared_ms == 0;
-  std::int64_t at = raised ? a.raised_ms : a.cleared_ms;
-  json j = {{"timestamp", Seconds(at)},
-            {"message", a.message},
-            {"severity", a.severity},
-            {"alert_id", a.alert_id},
-            {"rule", a.rule},
-            {"device_id", a.device_id},
-            {"state", raised ? "raised" : "cleared"},
-            {"gateway_id", config_.gateway_id}};
-  if (!a.metric.empty()) {
-    j["metric"] = a.metric;
-    j["value"] = a.value;
-    j["threshold"] = a.threshold;
-  }
+  const bool raised = a.cleared_ms == 0;
+  const json j = AlertMessage(a, config_.gateway_id, raised ? "raised" : "cleared");
   std::string payload = j.dump();
   StreamEvent(EventType::kAlert, j);
   if (raised)

@@ -23,6 +23,13 @@ model::OutboxItem AlertItem(const model::AlertRow& a, std::string_view gateway_i
                                               a.message, a.value, a.raised_ms, a.cleared_ms)};
 }
 
+model::OutboxItem AlertAckItem(const model::AlertRow& a, std::string_view gateway_id) {
+  return model::OutboxItem{
+      model::OutboxKind::kAlert, a.acked_ms,
+      batch::EncodeAlertAck(gateway_id, a.alert_id, a.device_id, a.rule, a.acked_by, a.ack_comment,
+                            a.raised_ms, a.acked_ms)};
+}
+
 model::OutboxItem StatusItem(std::string_view device_id, std::string_view status,
                              std::int64_t ts_ms) {
   return model::OutboxItem{model::OutboxKind::kStatus, ts_ms,

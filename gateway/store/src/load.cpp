@@ -21,7 +21,7 @@ double ColumnDouble(sqlite3_stmt* s, int i) {
 
 const char kAlertColumns[] =
     "SELECT alert_id, rule, device_id, metric, severity, message, value, threshold, raised_ms, "
-    "cleared_ms FROM alerts ";
+    "cleared_ms, acked_ms, acked_by, ack_comment FROM alerts ";
 
 model::AlertRow ReadAlert(sqlite3_stmt* r) {
   model::AlertRow a;
@@ -35,6 +35,9 @@ model::AlertRow ReadAlert(sqlite3_stmt* r) {
   a.threshold = ColumnDouble(r, 7);
   a.raised_ms = sqlite3_column_int64(r, 8);
   a.cleared_ms = sqlite3_column_int64(r, 9);
+  a.acked_ms = sqlite3_column_int64(r, 10);
+  a.acked_by = sqlite::ColumnText(r, 11);
+  a.ack_comment = sqlite::ColumnText(r, 12);
   return a;
 }
 

@@ -140,6 +140,12 @@ CREATE TABLE outbox_dead_letter(
   reason TEXT PRIMARY KEY,
   items INTEGER NOT NULL);
 )sql",
+    // 5: acknowledgements of alerts (docs/formats/store.md).
+    R"sql(
+ALTER TABLE alerts ADD COLUMN acked_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN acked_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE alerts ADD COLUMN ack_comment TEXT NOT NULL DEFAULT '';
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
 

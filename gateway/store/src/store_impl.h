@@ -122,7 +122,8 @@ struct Readings {
 
 // write.cpp: the device registry, alert and quarantine rows of a WriteSet.
 struct Records {
-  Stmt upsert_device, delete_device, upsert_alert, insert_quarantine, evict_quarantine;
+  Stmt upsert_device, delete_device, upsert_alert, insert_quarantine, evict_quarantine, ack_alert,
+      read_alert;
 
   std::vector<uint8_t> registered;  // [device key - 1]: has a row in `devices`
   int64_t devices = 0;
@@ -216,6 +217,8 @@ struct Store::Impl {
   Result<int64_t> MetricKey(const std::string& name);
   Status InsertReading(const model::ReadingRow& r);
   Status WriteInTx(const model::WriteSet& batch);
+  // The update, read and queueing of Store::AckAlert, inside its transaction.
+  Status AckInTx(const model::AlertAck& ack, const Store::AckItemFn& item, model::AlertRow* row);
 
   // maintenance.cpp.
   Status RetainByAge(int64_t now_ms, size_t budget);

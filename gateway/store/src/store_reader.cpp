@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 
@@ -74,7 +75,7 @@ struct StoreReader::Impl {
   std::string path;
   sqlite::Database db;  // declared first: the statements below are finalized before it closes
   sqlite::Statement begin, commit, rollback, device_key, metric_key, blocks_in_range, hot_min_id,
-      hot_after, hot_by_id;
+      hot_after, hot_by_id, alerts, alert_by_key;
 
   // The reader's own index of the hot tail, like the writer's (store_impl.h HotRef): per device
   // key, (id, ts) of its hot rows in id order. Hot ids only grow, so each snapshot adds the rows
@@ -227,6 +228,17 @@ Result<std::unique_ptr<StoreReader>> StoreReader::Open(const ReaderOptions& opti
   OUTPOST_RETURN_IF_ERROR(m.db.Prepare(
       &m.hot_after, "SELECT id, device_key, ts_ms FROM hot WHERE id > ?1 ORDER BY id"));
   OUTPOST_RETURN_IF_ERROR(m.db.Prepare(&m.hot_by_id, "SELECT metrics FROM hot WHERE id = ?1"));
+  // ?1 state (0 any, 1 active, 2 cleared), ?2 acked (0 any, 1 yes, 2 no), ?3 device or "",
+  // ?4/?5 the cursor (raised_ms, alert_id; ?4 < 0 = none), ?6 limit.
+  OUTPOST_RETURN_IF_ERROR(m.db.Prepare(
+      &m.alerts, std::string(kAlertColumns) +
+                     "WHERE (?1 = 0 OR (?1 = 1) = (cleared_ms = 0)) "
+                     "AND (?2 = 0 OR (?2 = 1) = (acked_ms != 0)) "
+                     "AND (?3 = '' OR device_id = ?3) "
+                     "AND (?4 < 0 OR raised_ms < ?4 OR (raised_ms = ?4 AND alert_id < ?5)) "
+                     "ORDER BY raised_ms DESC, alert_id DESC LIMIT ?6"));
+  OUTPOST_RETURN_IF_ERROR(m.db.Prepare(
+      &m.alert_by_key, std::string(kAlertColumns) + "WHERE alert_id = ?1 AND raised_ms = ?2"));
   return std::unique_ptr<StoreReader>(new StoreReader(std::move(impl)));
 }
 
@@ -365,6 +377,39 @@ void ReaderThread::Loop() {
     std::lock_guard<std::mutex> lock(mu_);
     ++completed_;
   }
+}
+
+Result<std::vector<model::AlertRow>> StoreReader::Alerts(const AlertFilter& filter, size_t limit) {
+  Impl& m = *impl_;
+  if (limit == 0) return InvalidArgument("alerts: limit must be at least 1");
+  m.alerts.Reset()
+      .Bind(1, static_cast<int>(filter.state))
+      .Bind(2, static_cast<int>(filter.acked))
+      .Bind(3, filter.device_id)
+      .Bind(4, filter.before_raised_ms)
+      .Bind(5, filter.before_alert_id)
+      .Bind(6, static_cast<int64_t>(std::min<size_t>(limit, 1'000'000)));
+  std::vector<model::AlertRow> out;
+  Status st;
+  while (m.alerts.Step(&st)) out.push_back(ReadAlert(m.alerts.get()));
+  m.alerts.Reset();
+  if (!st.ok()) return m.Err(st);
+  return out;
+}
+
+Result<model::AlertRow> StoreReader::Alert(std::string_view alert_id, int64_t raised_ms) {
+  Impl& m = *impl_;
+  m.alert_by_key.Reset().Bind(1, alert_id).Bind(2, raised_ms);
+  Status st;
+  std::optional<model::AlertRow> row;
+  if (m.alert_by_key.Step(&st)) row = ReadAlert(m.alert_by_key.get());
+  m.alert_by_key.Reset();
+  if (!st.ok()) return m.Err(st);
+  if (!row) {
+    return Status(Code::kNotFound, "alert " + std::string(alert_id) + ":" +
+                                       std::to_string(raised_ms) + " not found");
+  }
+  return *std::move(row);
 }
 
 }  // namespace outpost::gateway::store

@@ -6,6 +6,7 @@
 #include <future>
 #include <limits>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "outpost/gateway/store/store.h"
@@ -284,6 +285,57 @@ TEST_F(StoreReaderTest, HotIndexFollowsCompactionAndRetentionBetweenQueries) {
   OUTPOST_ASSERT_OK_AND_ASSIGN(
       auto want, store->QuerySeries("dev-0", "temperature", kT0 - kDay, kT0 + kDay, 1000));
   EXPECT_EQ(want.size(), 200u);
+}
+
+// Filters combine; pages walk the list newest first without repeats, also across equal raise
+// times.
+TEST_F(StoreReaderTest, AlertsFilterAndPageNewestFirst) {
+  auto s = Store::Open(Opts());
+  OUTPOST_ASSERT_OK(s);
+  model::WriteSet b;
+  // 12 alerts, raise times in pairs (equal times test the cursor's tie-break): even i cleared,
+  // device d0 for i < 6 else d1.
+  for (int i = 0; i < 12; ++i) {
+    b.alerts.push_back({"r:" + std::to_string(i), "r", i < 6 ? "d0" : "d1", "m", "warning", "", 1,
+                        2, kT0 + i / 2, i % 2 == 0 ? kT0 + 100 : 0});
+  }
+  OUTPOST_ASSERT_OK((*s)->Write(b));
+  OUTPOST_ASSERT_OK((*s)->AckAlert({"r:3", kT0 + 1, kT0 + 200, "alice", ""}, nullptr));
+  auto r = ReaderOk();
+  ASSERT_TRUE(r);
+
+  AlertFilter f;
+  std::vector<std::string> seen;
+  for (int page = 0; page < 10; ++page) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto rows, r->Alerts(f, 5));
+    for (const auto& a : rows) seen.push_back(a.alert_id);
+    if (rows.size() < 5) break;
+    f.before_raised_ms = rows.back().raised_ms;
+    f.before_alert_id = rows.back().alert_id;
+  }
+  ASSERT_EQ(seen.size(), 12u);
+  EXPECT_EQ(seen.front(), "r:11");  // newest raise; among equal times the larger id first
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), 12u);
+
+  AlertFilter active;
+  active.state = AlertFilter::State::kActive;
+  active.device_id = "d0";
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto rows, r->Alerts(active, 100));
+  ASSERT_EQ(rows.size(), 3u);  // r:1, r:3, r:5
+  AlertFilter acked;
+  acked.acked = AlertFilter::Acked::kYes;
+  OUTPOST_ASSERT_OK_AND_ASSIGN(rows, r->Alerts(acked, 100));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].acked_by, "alice");
+  AlertFilter cleared_unacked;
+  cleared_unacked.state = AlertFilter::State::kCleared;
+  cleared_unacked.acked = AlertFilter::Acked::kNo;
+  OUTPOST_ASSERT_OK_AND_ASSIGN(rows, r->Alerts(cleared_unacked, 100));
+  EXPECT_EQ(rows.size(), 6u);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto one, r->Alert("r:3", kT0 + 1));
+  EXPECT_EQ(one.acked_ms, kT0 + 200);
+  EXPECT_EQ(r->Alert("r:3", kT0).status().code(), Code::kNotFound);
+  EXPECT_EQ(r->Alerts(f, 0).status().code(), Code::kInvalidArgument);
 }
 
 TEST_F(StoreReaderTest, ReaderThreadRejectsWhenItsQueueIsFull) {

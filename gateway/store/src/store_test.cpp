@@ -312,6 +312,57 @@ TEST_F(StoreTest, AlertsRaiseClearAndLoadActive) {
   EXPECT_EQ(s->ListAlerts(1)->size(), 1u);
 }
 
+// An acknowledgement is recorded once, survives a reopen and a later clear of the same row, and
+// queues its cloud item in the same transaction; a second one and an unknown alert change nothing.
+TEST_F(StoreTest, AlertAckIsRecordedOnceAndKeptByALaterClear) {
+  Options o = Opts();
+  o.outbox.enabled = true;
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  model::AlertRow hot{"high_temp:a", "high_temp", "a", "temperature", "critical",
+                      "too hot",     41.5,        40,  kT0,           0};
+  model::WriteSet b;
+  b.alerts = {hot};
+  OUTPOST_ASSERT_OK(s->Write(b));
+  const int64_t queued = s->stats().outbox.alerts;
+  int items = 0;
+  auto item = [&items](const model::AlertRow& a) -> std::optional<model::OutboxItem> {
+    ++items;
+    return model::OutboxItem{model::OutboxKind::kAlert, a.acked_ms, "{\"ack\":1}"};
+  };
+  model::AlertAck ack{"high_temp:a", kT0, kT0 + 50, "alice", "checked the fridge"};
+  OUTPOST_ASSERT_OK_AND_ASSIGN(model::AlertRow row, s->AckAlert(ack, item));
+  EXPECT_EQ(row.acked_ms, kT0 + 50);
+  EXPECT_EQ(row.acked_by, "alice");
+  EXPECT_EQ(row.ack_comment, "checked the fridge");
+  EXPECT_EQ(row.message, "too hot");
+  EXPECT_EQ(items, 1);
+  EXPECT_EQ(s->stats().outbox.alerts, queued + 1);
+
+  model::AlertAck again = ack;
+  again.user = "bob";
+  auto second = s->AckAlert(again, item);
+  EXPECT_EQ(second.status().code(), Code::kFailedPrecondition) << second.status().message();
+  EXPECT_NE(second.status().message().find("alice"), std::string::npos);
+  model::AlertAck unknown = ack;
+  unknown.raised_ms = kT0 + 1;
+  EXPECT_EQ(s->AckAlert(unknown, item).status().code(), Code::kNotFound);
+  EXPECT_EQ(items, 1);
+  EXPECT_EQ(s->stats().outbox.alerts, queued + 1) << "a refusal queues nothing";
+
+  hot.cleared_ms = kT0 + 100;  // the rule clears it later, from its own copy of the row
+  b.alerts = {hot};
+  OUTPOST_ASSERT_OK(s->Write(b));
+  s.reset();
+  s = OpenOk(o);
+  ASSERT_TRUE(s);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto all, s->ListAlerts(10));
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].cleared_ms, kT0 + 100);
+  EXPECT_EQ(all[0].acked_by, "alice");
+  EXPECT_EQ(all[0].acked_ms, kT0 + 50);
+}
+
 TEST_F(StoreTest, AlertHistoryIsBoundedButActiveAlertsStay) {
   Options o = Opts();
   o.alert_history_max_rows = 5;

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "codec.h"
@@ -53,6 +54,13 @@ Status Records::Prepare(Connection& c) {
   OUTPOST_RETURN_IF_ERROR(c.Prepare(&insert_quarantine,
                                     "INSERT INTO quarantine(received_ms, topic, reason, detail, "
                                     "payload) VALUES (?1, ?2, ?3, ?4, ?5)"));
+  OUTPOST_RETURN_IF_ERROR(
+      c.Prepare(&ack_alert,
+                "UPDATE alerts SET acked_ms = ?3, acked_by = ?4, ack_comment = ?5 "
+                "WHERE alert_id = ?1 AND raised_ms = ?2 AND acked_ms = 0"));
+  OUTPOST_RETURN_IF_ERROR(
+      c.Prepare(&read_alert,
+                (std::string(kAlertColumns) + "WHERE alert_id = ?1 AND raised_ms = ?2").c_str()));
   return c.Prepare(&evict_quarantine,
                    "DELETE FROM quarantine WHERE id <= (SELECT max(id) FROM quarantine) - ?1");
 }
@@ -209,6 +217,50 @@ Status Store::Impl::WriteInTx(const model::WriteSet& batch) {
     OUTPOST_RETURN_IF_ERROR(outbox.Enqueue(batch.outbox));
   }
   return Status::Ok();
+}
+
+Status Store::Impl::AckInTx(const model::AlertAck& ack, const Store::AckItemFn& item,
+                            model::AlertRow* row) {
+  const std::string where = "alert " + ack.alert_id + ":" + std::to_string(ack.raised_ms);
+  sqlite3_stmt* u = records.ack_alert.get();
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindText(u, 1, ack.alert_id));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(u, 2, ack.raised_ms));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(u, 3, std::max<int64_t>(ack.acked_ms, 1)));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindText(u, 4, ack.user));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindText(u, 5, ack.comment));
+  OUTPOST_RETURN_IF_ERROR(conn.Run(records.ack_alert, "ack alert"));
+  const bool changed = sqlite3_changes(conn.db()) == 1;
+  sqlite3_stmt* r = records.read_alert.get();
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindText(r, 1, ack.alert_id));
+  OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(r, 2, ack.raised_ms));
+  const int rc = sqlite3_step(r);
+  if (rc == SQLITE_ROW) *row = ReadAlert(r);
+  sqlite3_reset(r);
+  if (rc == SQLITE_DONE) return Status(Code::kNotFound, where + ": no such alert");
+  if (rc != SQLITE_ROW) return conn.Err(rc, "read alert");
+  if (!changed) {
+    return Status(Code::kFailedPrecondition, where + ": already acknowledged by " +
+                                                 (row->acked_by.empty() ? "?" : row->acked_by));
+  }
+  if (!opt.outbox.enabled || !item) return Status::Ok();
+  std::optional<model::OutboxItem> queued = item(*row);
+  return queued ? outbox.Enqueue({*std::move(queued)}) : Status::Ok();
+}
+
+Result<model::AlertRow> Store::AckAlert(const model::AlertAck& ack, const AckItemFn& item) {
+  Impl& m = *impl_;
+  OUTPOST_RETURN_IF_ERROR(m.Ready());
+  OUTPOST_RETURN_IF_ERROR(m.conn.Begin());
+  model::AlertRow row;
+  Status st = m.AckInTx(ack, item, &row);
+  if (st.code() == Code::kNotFound || st.code() == Code::kFailedPrecondition) {
+    m.conn.Rollback();  // a refusal: nothing was written
+    return st;
+  }
+  if (st.ok()) st = m.conn.Commit();
+  if (!st.ok()) return m.Abort(std::move(st));
+  OUTPOST_RETURN_IF_ERROR(m.conn.UpdateBytes());
+  return row;
 }
 
 Status Store::Write(const model::WriteSet& batch) {

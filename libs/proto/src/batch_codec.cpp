@@ -101,14 +101,12 @@ std::string EncodeReading(std::string_view device_id, bool has_seq, std::uint32_
   return out;
 }
 
-std::string EncodeAlert(std::string_view gateway_id, std::string_view alert_id,
-                        std::string_view device_id, std::string_view rule, std::string_view message,
-                        double value, std::int64_t raised_ms, std::int64_t cleared_ms) {
-  const bool raised = cleared_ms == 0;
+namespace {
+
+std::string AlertItemJson(const std::string& id, std::string_view device_id, std::string_view rule,
+                          std::string_view state, std::string_view message, double value,
+                          std::int64_t ts_ms) {
   std::string out = "{\"id\":";
-  std::string id =
-      std::string(gateway_id) + ":" + std::string(alert_id) + ":" + std::to_string(raised_ms);
-  if (!raised) id += ":cleared";
   AppendJsonString(&out, id);
   if (!device_id.empty()) {
     out += ",\"device_id\":";
@@ -116,7 +114,8 @@ std::string EncodeAlert(std::string_view gateway_id, std::string_view alert_id,
   }
   out += ",\"rule\":";
   AppendJsonString(&out, CutUtf8(rule, kMaxTextBytes));
-  out += raised ? ",\"state\":\"raised\"" : ",\"state\":\"cleared\"";
+  out += ",\"state\":";
+  AppendJsonString(&out, state);
   out += ",\"message\":";
   AppendJsonString(&out, CutUtf8(message, kMaxTextBytes));
   if (std::isfinite(value)) {
@@ -124,9 +123,36 @@ std::string EncodeAlert(std::string_view gateway_id, std::string_view alert_id,
     AppendNumber(&out, value);
   }
   out += ",\"ts_ms\":";
-  AppendInt(&out, raised ? raised_ms : cleared_ms);
+  AppendInt(&out, ts_ms);
   out += '}';
   return out;
+}
+
+std::string RaiseId(std::string_view gateway_id, std::string_view alert_id,
+                    std::int64_t raised_ms) {
+  return std::string(gateway_id) + ":" + std::string(alert_id) + ":" + std::to_string(raised_ms);
+}
+
+}  // namespace
+
+std::string EncodeAlert(std::string_view gateway_id, std::string_view alert_id,
+                        std::string_view device_id, std::string_view rule, std::string_view message,
+                        double value, std::int64_t raised_ms, std::int64_t cleared_ms) {
+  const bool raised = cleared_ms == 0;
+  std::string id = RaiseId(gateway_id, alert_id, raised_ms);
+  if (!raised) id += ":cleared";
+  return AlertItemJson(id, device_id, rule, raised ? "raised" : "cleared", message, value,
+                       raised ? raised_ms : cleared_ms);
+}
+
+std::string EncodeAlertAck(std::string_view gateway_id, std::string_view alert_id,
+                           std::string_view device_id, std::string_view rule, std::string_view user,
+                           std::string_view comment, std::int64_t raised_ms,
+                           std::int64_t acked_ms) {
+  std::string message = "acknowledged by " + std::string(user);
+  if (!comment.empty()) message += ": " + std::string(comment);
+  return AlertItemJson(RaiseId(gateway_id, alert_id, raised_ms) + ":acked", device_id, rule,
+                       "acked", message, std::nan(""), acked_ms);
 }
 
 std::string EncodeStatus(std::string_view device_id, std::string_view status, std::int64_t ts_ms) {

@@ -127,6 +127,13 @@ std::string EncodeReading(std::string_view device_id, bool has_seq, std::uint32_
 std::string EncodeAlert(std::string_view gateway_id, std::string_view alert_id,
                         std::string_view device_id, std::string_view rule, std::string_view message,
                         double value, std::int64_t raised_ms, std::int64_t cleared_ms);
+// The acknowledgement of that raise: {"id":"gw1:temperature_max:n1:1764201600123:acked",
+//  "device_id":"n1","rule":"temperature_max","state":"acked",
+//  "message":"acknowledged by alice: checked the fridge","ts_ms":<acked>}. One per raise: the
+// cloud keeps the first item with an id, so a resent acknowledgement is stored once.
+std::string EncodeAlertAck(std::string_view gateway_id, std::string_view alert_id,
+                           std::string_view device_id, std::string_view rule, std::string_view user,
+                           std::string_view comment, std::int64_t raised_ms, std::int64_t acked_ms);
 // {"device_id":"n1","status":"online","ts_ms":1764201600123}
 std::string EncodeStatus(std::string_view device_id, std::string_view status, std::int64_t ts_ms);
 

@@ -16,6 +16,8 @@ namespace outpost::gateway::ingest {
 model::OutboxItem ReadingItem(const model::ReadingRow& r);
 // The alert item, queued at its raise or clear; its id names the raise (a clear gets ":cleared").
 model::OutboxItem AlertItem(const model::AlertRow& a, std::string_view gateway_id);
+// Its acknowledgement (Store::AckAlert), queued at the ack: the raise's id plus ":acked".
+model::OutboxItem AlertAckItem(const model::AlertRow& a, std::string_view gateway_id);
 // {"device_id":"n1","status":"online","ts_ms":1764201600123}
 model::OutboxItem StatusItem(std::string_view device_id, std::string_view status,
                              std::int64_t ts_ms);

@@ -54,6 +54,19 @@ struct AlertRow {
   double threshold;
   int64_t raised_ms;
   int64_t cleared_ms;  // 0 = active
+  // Acknowledged by a user (Store::AckAlert); a raise or clear written later keeps these.
+  int64_t acked_ms = 0;  // 0 = not acknowledged
+  std::string acked_by;
+  std::string ack_comment;
+};
+
+// What Store::AckAlert records on one alert.
+struct AlertAck {
+  std::string alert_id;
+  int64_t raised_ms = 0;
+  int64_t acked_ms = 0;
+  std::string user;
+  std::string comment;
 };
 
 struct QuarantineRow {

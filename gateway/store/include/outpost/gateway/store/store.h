@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -105,6 +106,14 @@ class Store {
   // freed), kUnavailable (retry may help) or kDataLoss (fsync or corruption). After OK the
   // batch is durable per Options::synchronous.
   Status Write(const model::WriteSet& batch);
+
+  // Acknowledges one alert, once, in its own transaction: records who, when and why, and queues
+  // `item(row)` (the acknowledged row; nullopt = nothing) for the cloud in the same transaction
+  // when the outbox is enabled. A later raise or clear of the same row keeps the acknowledgement.
+  // Errors: kNotFound (no alert with that id and raise time), kFailedPrecondition (already
+  // acknowledged; nothing changed), else as Write().
+  using AckItemFn = std::function<std::optional<model::OutboxItem>(const model::AlertRow&)>;
+  Result<model::AlertRow> AckAlert(const model::AlertAck& ack, const AckItemFn& item);
 
   // Points of one metric of one device with from_ms <= ts < to_ms, ts ascending, at most
   // `limit` (the earliest). Unknown device or metric: empty. Booleans read as 0/1.

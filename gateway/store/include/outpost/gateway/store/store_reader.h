@@ -1,6 +1,6 @@
-// StoreReader answers read-only series queries from the gateway's store file on a connection of
-// its own, so an API query neither blocks the event loop nor waits for (or delays) the writer:
-// SQLite's WAL lets one writer and any number of readers work at once, each reader on a
+// StoreReader answers read-only series and alert queries from the gateway's store file on a
+// connection of its own, so an API query neither blocks the event loop nor waits for (or delays)
+// the writer: SQLite's WAL lets one writer and any number of readers work at once, each reader on a
 // snapshot. It decodes the same per-device blocks and hot rows the Store writes
 // (docs/formats/store.md) and reads both inside one read transaction, so a compaction pass that
 // moves rows from `hot` into `blocks` is seen entirely or not at all (no row twice, none lost).
@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "outpost/base/status.h"
+#include "outpost/gateway/model/rows.h"
 
 namespace outpost::gateway::store {
 
@@ -75,6 +76,19 @@ struct RawPage {
   RawCursor next;
 };
 
+// Which alerts StoreReader::Alerts lists, newest raise first (ties by alert id, descending).
+struct AlertFilter {
+  enum class State { kAny, kActive, kCleared };
+  enum class Acked { kAny, kYes, kNo };
+  State state = State::kAny;
+  Acked acked = Acked::kAny;
+  std::string device_id;  // "" = every device
+  // Keyset cursor: only alerts listed after (before_raised_ms, before_alert_id) in that order;
+  // before_raised_ms < 0 = from the newest.
+  int64_t before_raised_ms = -1;
+  std::string before_alert_id;
+};
+
 struct ReaderOptions {
   std::string path;               // the Store's file
   int busy_timeout_ms = 1000;     // waits for a checkpoint's lock at most this long
@@ -97,6 +111,11 @@ class StoreReader {
   // a compaction between two pages may reorder points that share a timestamp.
   Result<RawPage> Raw(std::string_view device_id, std::string_view metric, int64_t from_ms,
                       int64_t to_ms, const RawCursor& after, size_t limit);
+  // Alerts matching `filter`, at most `limit` (0: kInvalidArgument), as the Store keeps them
+  // (the active ones and the newest cleared ones; store.h alert_history_max_rows).
+  Result<std::vector<model::AlertRow>> Alerts(const AlertFilter& filter, size_t limit);
+  // One alert by its key; kNotFound when there is none.
+  Result<model::AlertRow> Alert(std::string_view alert_id, int64_t raised_ms);
 
  private:
   struct Impl;
