@@ -56,7 +56,7 @@ class CloudDb {
   virtual ~CloudDb() = default;
   // Readings of `gateway` in the order the cloud stored them.
   virtual Result<std::vector<CloudRow>> Readings(const std::string& gateway) = 0;
-  // Rows of `table` (a fixed name from the test, not input).
+  // Rows of `table` (a fixed name from the test, not input, optionally with a WHERE clause).
   virtual Result<std::int64_t> Count(const std::string& table) = 0;
   // The first reading as {"device", "src" (ts_source), "ts" (ts_ms), "m" (metrics object)}.
   virtual Result<json> FirstReading() = 0;
@@ -565,6 +565,46 @@ TEST_P(UplinkTest, uplink_native_protocol_carries_alerts_and_statuses) {
   ASSERT_FALSE(reqs.empty());
   EXPECT_EQ(reqs[0].path, "/v1/batches");
   ExpectExactlyOnceInOrder(Readings(), {{"n9", {1, 6}}});
+}
+
+// An acknowledgement made in the API while the cloud is unreachable waits in the outbox and
+// reaches the cloud once, also when the connection drops after the cloud stored it.
+TEST_P(UplinkTest, alert_ack_made_while_the_cloud_is_down_reaches_it_once) {
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kDown));
+  OUTPOST_ASSERT_OK(StartGateway({{"protocol", "native"}})) << h_.gateway_log();
+  OUTPOST_ASSERT_OK(
+      h_.devices().Publish("sensors/n9/data", Native("n9", 1, 1, 41.0), 1));  // > 35 °C
+  httplib::Client api("127.0.0.1", h_.http_port());
+  std::string id;
+  ASSERT_TRUE(WaitUntil("the alert is listed", 20s, [&] {
+    auto r = api.Get("/api/v1/alerts?state=active");
+    if (!r || r->status != 200) return false;
+    json j = json::parse(r->body, nullptr, false);
+    if (j.is_discarded() || j["alerts"].empty()) return false;
+    id = j["alerts"][0]["id"].get<std::string>();
+    return true;
+  }));
+  auto ack =
+      api.Post("/api/v1/alerts/" + id + "/ack", R"({"comment":"on my way"})", "application/json");
+  ASSERT_TRUE(ack);
+  ASSERT_EQ(ack->status, 200) << ack->body;
+  auto again = api.Post("/api/v1/alerts/" + id + "/ack", "", "application/json");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 409) << again->body;
+
+  proxy_->FailNext(FaultMode::kDropAfterForward, 2);
+  OUTPOST_ASSERT_OK(proxy_->SetMode(FaultMode::kPass));
+  auto st = WaitCloudStatus([&](const json& c) {
+    return c["backlog"]["alerts"] == 0 && c["in_flight_key"].is_null() &&
+           !c["last_success_ms"].is_null();
+  });
+  OUTPOST_ASSERT_OK(st) << h_.gateway_log();
+  EXPECT_EQ(Count("alerts WHERE state = 'raised'"), 1);
+  EXPECT_EQ(Count("alerts WHERE state = 'acked'"), 1);
+  EXPECT_EQ(
+      Count("alerts WHERE state = 'acked' AND message = 'acknowledged by anonymous: on my way'"),
+      1);
+  EXPECT_EQ(proxy_->counts()[FaultMode::kDropAfterForward], 2);
 }
 
 TEST_P(UplinkTest, uplink_sync_cloud_drains_now) {

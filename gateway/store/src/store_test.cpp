@@ -535,7 +535,7 @@ TEST_F(StoreTest, MigratesAnEmptyFile) {
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 4);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 5);
   sqlite3_finalize(st);
   sqlite3_close(db);
 }
@@ -553,10 +553,14 @@ TEST_F(StoreTest, MigratesVersion1ToCurrentKeepingData) {
   }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
-  // What schema 1 had: no device_status view (2), no outbox (3), no dead letter reasons (4).
+  // What schema 1 had: no device_status view (2), no outbox (3), no dead letter reasons (4),
+  // no acknowledgements of alerts (5).
   ASSERT_EQ(sqlite3_exec(db,
                          "DROP VIEW device_status; DROP TABLE outbox; DROP TABLE outbox_batch; "
                          "DROP TABLE outbox_state; DROP TABLE outbox_dead_letter; "
+                         "ALTER TABLE alerts DROP COLUMN acked_ms; "
+                         "ALTER TABLE alerts DROP COLUMN acked_by; "
+                         "ALTER TABLE alerts DROP COLUMN ack_comment; "
                          "PRAGMA user_version=1",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
