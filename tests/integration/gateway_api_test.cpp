@@ -45,6 +45,15 @@ Result<json> GetJson(std::uint16_t port, const std::string& target, int want = 2
   return j;
 }
 
+Result<RawHttpResponse> Post(std::uint16_t port, const std::string& target,
+                             const std::string& body) {
+  auto c = RawHttpConnection::Connect(port);
+  if (!c.ok()) return c.status();
+  return c->Exchange("POST " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+                     "Content-Type: application/json\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+}
+
 std::string Native(const std::string& device, int seq, double temperature) {
   return json{{"deviceId", device}, {"boot", 1}, {"seq", seq}, {"temperature", temperature}}.dump();
 }
@@ -135,9 +144,9 @@ TEST(GatewayApi, ListenAddressInUseStopsTheStartNamingTheKey) {
 
 class GatewayApiTest : public ::testing::Test {
  protected:
-  // Starts everything and stores one reading from each of `devices`.
-  void StartWith(const std::vector<std::string>& devices) {
-    OUTPOST_ASSERT_OK(h_.Start());
+  // Starts everything and stores one reading (21.5 °C) from each of `devices`.
+  void StartWith(const std::vector<std::string>& devices, const std::string& extra_yaml = "") {
+    OUTPOST_ASSERT_OK(h_.Start(extra_yaml));
     ASSERT_NE(h_.http_port(), 0);
     int seq = 0;
     for (const auto& d : devices) {
@@ -153,15 +162,32 @@ class GatewayApiTest : public ::testing::Test {
 // Every route the OpenAPI document lists answers with a status it documents, and JSON where it
 // says JSON.
 TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
-  StartWith({"d1"});
+  StartWith({"d1"}, "thresholds:\n  temperature_max: 20\n");  // and an alert to show
+  std::string alert_id;
+  ASSERT_TRUE(WaitUntil("an alert", std::chrono::seconds(20), [&] {
+    auto j = GetJson(port(), "/api/v1/alerts");
+    if (!j.ok() || (*j)["alerts"].empty()) return false;
+    alert_id = (*j)["alerts"][0]["id"];
+    return true;
+  }));
   OUTPOST_ASSERT_OK_AND_ASSIGN(json doc, GetJson(port(), "/api/v1/openapi.json"));
   EXPECT_EQ(doc["openapi"], "3.1.0");
   ASSERT_TRUE(doc["paths"].is_object());
   std::set<std::string> checked;
   for (auto& [path, item] : doc["paths"].items()) {
     for (auto& [method, op] : item.items()) {
-      ASSERT_EQ(method, "get") << path << ": only GET routes in this slice";
-      std::string target = std::regex_replace(path, std::regex("\\{id\\}"), "d1");
+      const std::string id = path.rfind("/api/v1/alerts/", 0) == 0 ? alert_id : "d1";
+      std::string target = std::regex_replace(path, std::regex("\\{id\\}"), id);
+      if (method == "post") {
+        // A state-changing route: an empty JSON object must get a documented answer (a 4xx for
+        // a missing field, or the change).
+        OUTPOST_ASSERT_OK_AND_ASSIGN(auto r, Post(port(), target, "{}"));
+        EXPECT_TRUE(op["responses"].contains(std::to_string(r.status)))
+            << "POST " << target << " answered " << r.status << ", not documented: " << r.body;
+        checked.insert("POST " + path);
+        continue;
+      }
+      ASSERT_EQ(method, "get") << path;
       if (path == "/api/v1/series") target += "?device=d1&metric=temperature";
       if (op["responses"]["200"]["content"].contains("text/event-stream")) {
         // An endless response: its head and first bytes are the answer.
@@ -194,7 +220,89 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
   EXPECT_EQ(checked,
             (std::set<std::string>{"/healthz", "/metrics", "/api/v1/health", "/api/v1/devices",
                                    "/api/v1/devices/{id}", "/api/v1/series", "/api/v1/openapi.json",
-                                   "/api/v1/stream"}));
+                                   "/api/v1/stream", "/api/v1/alerts", "/api/v1/alerts/{id}",
+                                   "POST /api/v1/alerts/{id}/ack", "POST /api/v1/alerts/ack"}));
+}
+
+// Alerts are listed with filters and acknowledged once; the acknowledgement is in the stream,
+// survives a restart, and bad ids and bodies get a 4xx that changes nothing.
+TEST_F(GatewayApiTest, AlertsAreListedAndAcknowledgedOnce) {
+  StartWith({"n1", "n2"}, "thresholds:\n  temperature_max: 20\n");  // 21.5 °C raises both
+  json list;
+  ASSERT_TRUE(WaitUntil("two active alerts", std::chrono::seconds(20), [&] {
+    auto j = GetJson(port(), "/api/v1/alerts?state=active&acked=false");
+    if (j.ok()) list = *j;
+    return j.ok() && list["alerts"].size() == 2;
+  })) << list.dump();
+  const std::string first = list["alerts"][0]["id"], second = list["alerts"][1]["id"];
+  EXPECT_TRUE(list["alerts"][0]["ack"].is_null());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json page, GetJson(port(), "/api/v1/alerts?limit=1"));
+  ASSERT_EQ(page["alerts"].size(), 1u);
+  ASSERT_TRUE(page["next_cursor"].is_string());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      json rest,
+      GetJson(port(), "/api/v1/alerts?limit=1&cursor=" + page["next_cursor"].get<std::string>()));
+  ASSERT_EQ(rest["alerts"].size(), 1u);
+  EXPECT_NE(rest["alerts"][0]["id"], page["alerts"][0]["id"]);
+  EXPECT_TRUE(rest["next_cursor"].is_null());
+
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto stream, RawHttpConnection::Connect(port()));
+  const std::string sub = "GET /api/v1/stream?types=alert HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(stream.SendSome(sub), static_cast<long>(sub.size()));
+  ASSERT_TRUE(WaitUntil("stream head", std::chrono::seconds(5), [&] {
+    stream.closed();
+    return stream.received().find("retry: ") != std::string::npos;
+  }));
+
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto ack, Post(port(), "/api/v1/alerts/" + first + "/ack",
+                                              R"({"comment":"replaced the fan"})"));
+  ASSERT_EQ(ack.status, 200) << ack.body;
+  json acked = json::parse(ack.body);
+  EXPECT_EQ(acked["id"], first);
+  EXPECT_EQ(acked["ack"]["comment"], "replaced the fan");
+  EXPECT_EQ(acked["ack"]["user"], "anonymous");
+  EXPECT_TRUE(WaitUntil("the ack in the stream", std::chrono::seconds(5), [&] {
+    stream.closed();
+    return stream.received().find("\"state\":\"acked\"") != std::string::npos;
+  })) << stream.received();
+
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto twice, Post(port(), "/api/v1/alerts/" + first + "/ack", ""));
+  EXPECT_EQ(twice.status, 409) << twice.body;
+  EXPECT_NE(twice.body.find("already_acked"), std::string::npos);
+  const std::vector<std::tuple<std::string, std::string, int, std::string>> bad = {
+      {"/api/v1/alerts/temperature_max:n1:1/ack", "", 404, "unknown_alert"},
+      {"/api/v1/alerts/nonsense/ack", "", 400, "bad_id"},
+      {"/api/v1/alerts/" + second + "/ack", "{", 400, "bad_body"},
+      {"/api/v1/alerts/" + second + "/ack", R"({"comment":7})", 400, "bad_comment"},
+      {"/api/v1/alerts/" + second + "/nack", "", 404, "not_found"},
+      {"/api/v1/alerts/ack", R"({"ids":[]})", 400, "bad_ids"},
+  };
+  for (const auto& [target, body, status, code] : bad) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto r, Post(port(), target, body));
+    EXPECT_EQ(r.status, status) << target << " " << r.body;
+    EXPECT_NE(r.body.find("\"" + code + "\""), std::string::npos) << target << " " << r.body;
+  }
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json unacked, GetJson(port(), "/api/v1/alerts?acked=false"));
+  ASSERT_EQ(unacked["alerts"].size(), 1u) << "a refused ack changed nothing";
+  EXPECT_EQ(unacked["alerts"][0]["id"], second);
+
+  // Bulk: each id on its own.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto bulk,
+                               Post(port(), "/api/v1/alerts/ack",
+                                    json{{"ids", {first, second}}, {"comment", "both"}}.dump()));
+  ASSERT_EQ(bulk.status, 200) << bulk.body;
+  json b = json::parse(bulk.body);
+  EXPECT_EQ(b["acked"], 1);
+  EXPECT_EQ(b["results"][0]["status"], 409);
+  EXPECT_EQ(b["results"][1]["status"], 200);
+  EXPECT_EQ(b["results"][1]["alert"]["ack"]["comment"], "both");
+
+  OUTPOST_ASSERT_OK(h_.StopGateway());
+  OUTPOST_ASSERT_OK(h_.StartGateway());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json one, GetJson(h_.http_port(), "/api/v1/alerts/" + first));
+  EXPECT_EQ(one["ack"]["comment"], "replaced the fan");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json none, GetJson(h_.http_port(), "/api/v1/alerts?acked=false"));
+  EXPECT_TRUE(none["alerts"].empty()) << none.dump();
 }
 
 TEST_F(GatewayApiTest, HealthzMetricsAndHealthShowTheStatusReportsNumbers) {
