@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "api.h"
+#include "outpost/proto/batch.h"
 
 namespace outpost::gateway::app::alerts {
 
@@ -32,7 +33,9 @@ bool ParseMs(std::string_view s, std::int64_t* out) {
 Result<model::AlertAck> ParseApiId(std::string_view id) {
   const std::size_t colon = id.rfind(':');
   model::AlertAck key;
-  if (colon == std::string_view::npos || colon == 0 ||
+  // No alert id is longer than the cloud's (which also names the gateway): refused before any
+  // lookup, and never echoed whole.
+  if (id.size() > proto::batch::kMaxAlertIdBytes || colon == std::string_view::npos || colon == 0 ||
       !ParseMs(id.substr(colon + 1), &key.raised_ms)) {
     return InvalidArgument(
         "id: expected \"<alert>:<raised ms>\" as listed by /api/v1/alerts, got \"" +
@@ -185,7 +188,7 @@ void RunOnReader(store::ReaderThread* reader, http::Responder r,
   }
 }
 
-// One acknowledgement on the reader thread: {"ok":true,"alert":{...}} or the problem.
+// One acknowledgement, on the reader thread; the stream hears of it when it committed.
 Result<model::AlertRow> AckOne(const Hooks& h, model::AlertAck ack) {
   Result<model::AlertRow> row = h.ack(ack);
   if (row.ok() && h.on_acked) h.on_acked(*row);
@@ -247,33 +250,38 @@ void AddAlertRoutes(http::Router* router, Hooks hooks) {
     std::string bad;
     auto body = ParseAckBody(q.body, /*bulk=*/true, &bad);
     if (!body.ok()) return r.Send(http::Problem(400, "bad_" + bad, body.status().message()));
+    const std::int64_t now = h->now_ms();
+    const std::string user = h->user(q);
     std::vector<model::AlertAck> acks;
     for (const std::string& id : body->ids) {
       auto key = ParseApiId(id);
       if (!key.ok()) return r.Send(http::Problem(400, "bad_ids", key.status().message()));
-      key->acked_ms = h->now_ms();
-      key->user = h->user(q);
+      key->acked_ms = now;
+      key->user = user;
       key->comment = body->comment;
       acks.push_back(*std::move(key));
     }
-    RunOnReader(h->reader, std::move(r), [h, acks = std::move(acks)](store::StoreReader&) {
-      // Each id on its own: one already acknowledged or unknown does not stop the others.
-      json results = json::array();
-      std::size_t acked = 0;
-      for (const model::AlertAck& ack : acks) {
-        auto row = AckOne(*h, ack);
-        const std::string id = ack.alert_id + ":" + std::to_string(ack.raised_ms);
-        if (row.ok()) {
-          ++acked;
-          results.push_back({{"id", id}, {"status", 200}, {"alert", AlertJson(*row)}});
-        } else {
-          const http::Response p = StoreProblem(row.status());
-          results.push_back(
-              {{"id", id}, {"status", p.status}, {"error", json::parse(p.body, nullptr, false)}});
-        }
-      }
-      return JsonResponse(200, {{"acked", acked}, {"results", std::move(results)}});
-    });
+    RunOnReader(h->reader, std::move(r),
+                [h, ids = std::move(body->ids), acks = std::move(acks)](store::StoreReader&) {
+                  // Each id on its own: one already acknowledged or unknown does not stop the
+                  // others.
+                  json results = json::array();
+                  std::size_t acked = 0;
+                  for (std::size_t i = 0; i < acks.size(); ++i) {
+                    auto row = AckOne(*h, acks[i]);
+                    const std::string& id = ids[i];
+                    if (row.ok()) {
+                      ++acked;
+                      results.push_back({{"id", id}, {"status", 200}, {"alert", AlertJson(*row)}});
+                    } else {
+                      const http::Response p = StoreProblem(row.status());
+                      results.push_back({{"id", id},
+                                         {"status", p.status},
+                                         {"error", json::parse(p.body, nullptr, false)}});
+                    }
+                  }
+                  return JsonResponse(200, {{"acked", acked}, {"results", std::move(results)}});
+                });
   });
 }
 

@@ -37,6 +37,10 @@ TEST(AlertsApiTest, ApiIdRoundTripsThroughTheLastColon) {
     EXPECT_FALSE(k.ok()) << bad;
     EXPECT_EQ(k.status().message().rfind("id: ", 0), 0u) << k.status().message();
   }
+  // Longer than any alert id: refused, and the message quotes only its start.
+  auto k = ParseApiId(std::string(6000, 'x') + ":1");
+  EXPECT_FALSE(k.ok());
+  EXPECT_LT(k.status().message().size(), 200u);
 }
 
 TEST(AlertsApiTest, FilterParsesEachParameterAndNamesTheBadOne) {

@@ -378,11 +378,6 @@ void Gateway::Impl::StopHttp() {
   series_reader_.reset();  // after the server: no handler posts any more
 }
 
-// Every handler runs on the loop thread (the server's one loop is io_), which owns the registry
-// and the status figures: they read them directly and answer at once. None reads the store:
-// the devices come from the registry in memory, the health from the report's figures (the
-// store's from its last commit). The one exception, /api/v1/series, parses here and queries on
-// the series reader's thread (series_api.h), which answers.
 // The alert routes' hooks (alerts_api.h). Acknowledgements run on the series reader's thread and
 // wait there for the writer; the stream event is posted back to the loop.
 alerts::Hooks Gateway::Impl::AlertHooks() {
@@ -412,6 +407,11 @@ alerts::Hooks Gateway::Impl::AlertHooks() {
   return h;
 }
 
+// Every handler runs on the loop thread (the server's one loop is io_), which owns the registry
+// and the status figures: they read them directly and answer at once. None reads the store:
+// the devices come from the registry in memory, the health from the report's figures (the
+// store's from its last commit). The exceptions, /api/v1/series and /api/v1/alerts, parse here
+// and query on the series reader's thread (series_api.h, alerts_api.h), which answers.
 http::Router Gateway::Impl::ApiRoutes() {
   http::Router router;
   router.Add("GET", "/healthz", [this](http::Request, http::Responder r) {
