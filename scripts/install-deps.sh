@@ -22,7 +22,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   mosquitto mosquitto-clients
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib
-  libpqxx-dev libpq-dev postgresql postgresql-common libcpp-httplib-dev curl
+  libsodium-dev libpqxx-dev libpq-dev postgresql postgresql-common libcpp-httplib-dev curl
   procps iproute2 jq wrk
 )
 

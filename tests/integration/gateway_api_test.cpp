@@ -25,18 +25,24 @@ namespace {
 
 using nlohmann::json;
 
-Result<RawHttpResponse> Get(std::uint16_t port, const std::string& target,
+// The API's port and the credentials to send (GatewayHarness::auth_header()).
+struct Api {
+  std::uint16_t port = 0;
+  std::string auth;
+};
+
+Result<RawHttpResponse> Get(const Api& api, const std::string& target,
                             const std::string& headers = "") {
-  auto c = RawHttpConnection::Connect(port);
+  auto c = RawHttpConnection::Connect(api.port);
   if (!c.ok()) return c.status();
-  return c->Exchange("GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers +
+  return c->Exchange("GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + api.auth + headers +
                      "Connection: close\r\n\r\n");
 }
 
 // GET and parse the JSON body; kInternal with the answer when the status is not `want` or the
 // body is not JSON.
-Result<json> GetJson(std::uint16_t port, const std::string& target, int want = 200) {
-  auto r = Get(port, target);
+Result<json> GetJson(const Api& api, const std::string& target, int want = 200) {
+  auto r = Get(api, target);
   if (!r.ok()) return r.status();
   json j = json::parse(r->body, nullptr, false);
   if (r->status != want || j.is_discarded()) {
@@ -45,11 +51,11 @@ Result<json> GetJson(std::uint16_t port, const std::string& target, int want = 2
   return j;
 }
 
-Result<RawHttpResponse> Post(std::uint16_t port, const std::string& target,
+Result<RawHttpResponse> Post(const Api& api, const std::string& target,
                              const std::string& body) {
-  auto c = RawHttpConnection::Connect(port);
+  auto c = RawHttpConnection::Connect(api.port);
   if (!c.ok()) return c.status();
-  return c->Exchange("POST " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+  return c->Exchange("POST " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + api.auth +
                      "Content-Type: application/json\r\nContent-Length: " +
                      std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
 }
@@ -84,14 +90,14 @@ TEST(GatewayApi, ServesOnAFreePortItLogs) {
                                  std::to_string(h.http_port())),
             std::string::npos)
       << h.gateway_log();
-  auto r = Get(h.http_port(), "/no/such/path");
+  auto r = Get(Api{h.http_port(), h.auth_header()}, "/no/such/path");
   OUTPOST_ASSERT_OK(r);
   EXPECT_EQ(r->status, 404);
   EXPECT_EQ(r->Header("content-type"), "application/problem+json");
   // A keep-alive connection left open does not hold up SIGTERM: the server closes it and the
   // gateway exits 0 within the harness's bound.
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto idle, RawHttpConnection::Connect(h.http_port()));
-  auto kept = idle.Exchange("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto kept = idle.Exchange("GET /healthz HTTP/1.1\r\nHost: x\r\n" + h.auth_header() + "\r\n");
   OUTPOST_ASSERT_OK(kept);
   EXPECT_EQ(kept->status, 200);
   const auto t0 = std::chrono::steady_clock::now();
@@ -156,6 +162,7 @@ class GatewayApiTest : public ::testing::Test {
     OUTPOST_ASSERT_OK(h_.WaitStatus([n](const json& j) { return j["ingest"]["stored"] == n; }));
   }
   std::uint16_t port() const { return h_.http_port(); }
+  Api api() const { return {h_.http_port(), h_.auth_header()}; }
   GatewayHarness h_;
 };
 
@@ -165,12 +172,12 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
   StartWith({"d1"}, "thresholds:\n  temperature_max: 20\n");  // and an alert to show
   std::string alert_id;
   ASSERT_TRUE(WaitUntil("an alert", std::chrono::seconds(20), [&] {
-    auto j = GetJson(port(), "/api/v1/alerts");
+    auto j = GetJson(api(), "/api/v1/alerts");
     if (!j.ok() || (*j)["alerts"].empty()) return false;
     alert_id = (*j)["alerts"][0]["id"];
     return true;
   }));
-  OUTPOST_ASSERT_OK_AND_ASSIGN(json doc, GetJson(port(), "/api/v1/openapi.json"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json doc, GetJson(api(), "/api/v1/openapi.json"));
   EXPECT_EQ(doc["openapi"], "3.1.0");
   ASSERT_TRUE(doc["paths"].is_object());
   std::set<std::string> checked;
@@ -181,7 +188,7 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
       if (method == "post") {
         // A state-changing route: an empty JSON object must get a documented answer (a 4xx for
         // a missing field, or the change).
-        OUTPOST_ASSERT_OK_AND_ASSIGN(auto r, Post(port(), target, "{}"));
+        OUTPOST_ASSERT_OK_AND_ASSIGN(auto r, Post(api(), target, "{}"));
         EXPECT_TRUE(op["responses"].contains(std::to_string(r.status)))
             << "POST " << target << " answered " << r.status << ", not documented: " << r.body;
         checked.insert("POST " + path);
@@ -192,7 +199,7 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
       if (op["responses"]["200"]["content"].contains("text/event-stream")) {
         // An endless response: its head and first bytes are the answer.
         OUTPOST_ASSERT_OK_AND_ASSIGN(auto c, RawHttpConnection::Connect(port()));
-        const std::string req = "GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n";
+        const std::string req = "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n";
         ASSERT_EQ(c.SendSome(req), static_cast<long>(req.size()));
         ASSERT_TRUE(WaitUntil("stream head", std::chrono::seconds(5), [&] {
           c.closed();
@@ -203,7 +210,7 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
         checked.insert(path);
         continue;
       }
-      auto r = Get(port(), target);
+      auto r = Get(api(), target);
       OUTPOST_ASSERT_OK(r);
       const std::string status = std::to_string(r->status);
       ASSERT_TRUE(op["responses"].contains(status))
@@ -230,43 +237,43 @@ TEST_F(GatewayApiTest, AlertsAreListedAndAcknowledgedOnce) {
   StartWith({"n1", "n2"}, "thresholds:\n  temperature_max: 20\n");  // 21.5 °C raises both
   json list;
   ASSERT_TRUE(WaitUntil("two active alerts", std::chrono::seconds(20), [&] {
-    auto j = GetJson(port(), "/api/v1/alerts?state=active&acked=false");
+    auto j = GetJson(api(), "/api/v1/alerts?state=active&acked=false");
     if (j.ok()) list = *j;
     return j.ok() && list["alerts"].size() == 2;
   })) << list.dump();
   const std::string first = list["alerts"][0]["id"], second = list["alerts"][1]["id"];
   EXPECT_TRUE(list["alerts"][0]["ack"].is_null());
-  OUTPOST_ASSERT_OK_AND_ASSIGN(json page, GetJson(port(), "/api/v1/alerts?limit=1"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json page, GetJson(api(), "/api/v1/alerts?limit=1"));
   ASSERT_EQ(page["alerts"].size(), 1u);
   ASSERT_TRUE(page["next_cursor"].is_string());
   OUTPOST_ASSERT_OK_AND_ASSIGN(
       json rest,
-      GetJson(port(), "/api/v1/alerts?limit=1&cursor=" + page["next_cursor"].get<std::string>()));
+      GetJson(api(), "/api/v1/alerts?limit=1&cursor=" + page["next_cursor"].get<std::string>()));
   ASSERT_EQ(rest["alerts"].size(), 1u);
   EXPECT_NE(rest["alerts"][0]["id"], page["alerts"][0]["id"]);
   EXPECT_TRUE(rest["next_cursor"].is_null());
 
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto stream, RawHttpConnection::Connect(port()));
-  const std::string sub = "GET /api/v1/stream?types=alert HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string sub = "GET /api/v1/stream?types=alert HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n";
   ASSERT_EQ(stream.SendSome(sub), static_cast<long>(sub.size()));
   ASSERT_TRUE(WaitUntil("stream head", std::chrono::seconds(5), [&] {
     stream.closed();
     return stream.received().find("retry: ") != std::string::npos;
   }));
 
-  OUTPOST_ASSERT_OK_AND_ASSIGN(auto ack, Post(port(), "/api/v1/alerts/" + first + "/ack",
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto ack, Post(api(), "/api/v1/alerts/" + first + "/ack",
                                               R"({"comment":"replaced the fan"})"));
   ASSERT_EQ(ack.status, 200) << ack.body;
   json acked = json::parse(ack.body);
   EXPECT_EQ(acked["id"], first);
   EXPECT_EQ(acked["ack"]["comment"], "replaced the fan");
-  EXPECT_EQ(acked["ack"]["user"], "anonymous");
+  EXPECT_EQ(acked["ack"]["user"], "token:test-harness");
   EXPECT_TRUE(WaitUntil("the ack in the stream", std::chrono::seconds(5), [&] {
     stream.closed();
     return stream.received().find("\"state\":\"acked\"") != std::string::npos;
   })) << stream.received();
 
-  OUTPOST_ASSERT_OK_AND_ASSIGN(auto twice, Post(port(), "/api/v1/alerts/" + first + "/ack", ""));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto twice, Post(api(), "/api/v1/alerts/" + first + "/ack", ""));
   EXPECT_EQ(twice.status, 409) << twice.body;
   EXPECT_NE(twice.body.find("already_acked"), std::string::npos);
   const std::vector<std::tuple<std::string, std::string, int, std::string>> bad = {
@@ -278,17 +285,17 @@ TEST_F(GatewayApiTest, AlertsAreListedAndAcknowledgedOnce) {
       {"/api/v1/alerts/ack", R"({"ids":[]})", 400, "bad_ids"},
   };
   for (const auto& [target, body, status, code] : bad) {
-    OUTPOST_ASSERT_OK_AND_ASSIGN(auto r, Post(port(), target, body));
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto r, Post(api(), target, body));
     EXPECT_EQ(r.status, status) << target << " " << r.body;
     EXPECT_NE(r.body.find("\"" + code + "\""), std::string::npos) << target << " " << r.body;
   }
-  OUTPOST_ASSERT_OK_AND_ASSIGN(json unacked, GetJson(port(), "/api/v1/alerts?acked=false"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json unacked, GetJson(api(), "/api/v1/alerts?acked=false"));
   ASSERT_EQ(unacked["alerts"].size(), 1u) << "a refused ack changed nothing";
   EXPECT_EQ(unacked["alerts"][0]["id"], second);
 
   // Bulk: each id on its own.
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto bulk,
-                               Post(port(), "/api/v1/alerts/ack",
+                               Post(api(), "/api/v1/alerts/ack",
                                     json{{"ids", {first, second}}, {"comment", "both"}}.dump()));
   ASSERT_EQ(bulk.status, 200) << bulk.body;
   json b = json::parse(bulk.body);
@@ -299,20 +306,20 @@ TEST_F(GatewayApiTest, AlertsAreListedAndAcknowledgedOnce) {
 
   OUTPOST_ASSERT_OK(h_.StopGateway());
   OUTPOST_ASSERT_OK(h_.StartGateway());
-  OUTPOST_ASSERT_OK_AND_ASSIGN(json one, GetJson(h_.http_port(), "/api/v1/alerts/" + first));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json one, GetJson(api(), "/api/v1/alerts/" + first));
   EXPECT_EQ(one["ack"]["comment"], "replaced the fan");
-  OUTPOST_ASSERT_OK_AND_ASSIGN(json none, GetJson(h_.http_port(), "/api/v1/alerts?acked=false"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json none, GetJson(api(), "/api/v1/alerts?acked=false"));
   EXPECT_TRUE(none["alerts"].empty()) << none.dump();
 }
 
 TEST_F(GatewayApiTest, HealthzMetricsAndHealthShowTheStatusReportsNumbers) {
   StartWith({"d1", "d2", "d3"});
-  auto z = Get(port(), "/healthz");
+  auto z = Get(api(), "/healthz");
   OUTPOST_ASSERT_OK(z);
   EXPECT_EQ(z->status, 200);
   EXPECT_EQ(z->body, "ok\n");
 
-  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, GetJson(port(), "/api/v1/health"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, GetJson(api(), "/api/v1/health"));
   EXPECT_EQ(health["trigger"], "api");
   EXPECT_EQ(health["ingest"]["stored"], 3);
   EXPECT_EQ(health["devices_count"], 3);
@@ -325,7 +332,7 @@ TEST_F(GatewayApiTest, HealthzMetricsAndHealthShowTheStatusReportsNumbers) {
   OUTPOST_ASSERT_OK_AND_ASSIGN(json status, h_.GetStatus());
   for (auto& [key, value] : status.items()) EXPECT_TRUE(health.contains(key)) << key;
 
-  auto m = Get(port(), "/metrics");
+  auto m = Get(api(), "/metrics");
   OUTPOST_ASSERT_OK(m);
   EXPECT_EQ(m->status, 200);
   EXPECT_EQ(m->Header("content-type").rfind("text/plain", 0), 0u) << m->Header("content-type");
@@ -343,7 +350,7 @@ TEST_F(GatewayApiTest, DevicesPageWithACursorAndAnETag) {
   std::vector<std::string> seen;
   std::string target = "/api/v1/devices?limit=2";
   for (int page = 0; page < 10; ++page) {
-    OUTPOST_ASSERT_OK_AND_ASSIGN(json j, GetJson(port(), target));
+    OUTPOST_ASSERT_OK_AND_ASSIGN(json j, GetJson(api(), target));
     EXPECT_EQ(j["total"], 5);
     EXPECT_LE(j["devices"].size(), 2u);
     for (const auto& d : j["devices"]) seen.push_back(d["id"]);
@@ -352,11 +359,11 @@ TEST_F(GatewayApiTest, DevicesPageWithACursorAndAnETag) {
   }
   EXPECT_EQ(seen, (std::vector<std::string>{"a", "b", "c", "d", "e"}));
 
-  auto first = Get(port(), "/api/v1/devices");
+  auto first = Get(api(), "/api/v1/devices");
   OUTPOST_ASSERT_OK(first);
   const std::string etag = first->Header("etag");
   ASSERT_FALSE(etag.empty());
-  auto same = Get(port(), "/api/v1/devices", "If-None-Match: " + etag + "\r\n");
+  auto same = Get(api(), "/api/v1/devices", "If-None-Match: " + etag + "\r\n");
   OUTPOST_ASSERT_OK(same);
   EXPECT_EQ(same->status, 304);
   EXPECT_EQ(same->body, "");
@@ -364,7 +371,7 @@ TEST_F(GatewayApiTest, DevicesPageWithACursorAndAnETag) {
   // A new device changes the list: the old tag no longer matches.
   OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/f/data", Native("f", 9, 20), 1));
   OUTPOST_ASSERT_OK(h_.WaitStatus([](const json& j) { return j["ingest"]["stored"] == 6; }));
-  auto changed = Get(port(), "/api/v1/devices", "If-None-Match: " + etag + "\r\n");
+  auto changed = Get(api(), "/api/v1/devices", "If-None-Match: " + etag + "\r\n");
   OUTPOST_ASSERT_OK(changed);
   EXPECT_EQ(changed->status, 200);
   EXPECT_NE(changed->Header("etag"), etag);
@@ -372,7 +379,7 @@ TEST_F(GatewayApiTest, DevicesPageWithACursorAndAnETag) {
 
 TEST_F(GatewayApiTest, DeviceShowsStatusReasonLastReadingAndCounters) {
   StartWith({"n1"});
-  OUTPOST_ASSERT_OK_AND_ASSIGN(json d, GetJson(port(), "/api/v1/devices/n1"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json d, GetJson(api(), "/api/v1/devices/n1"));
   EXPECT_EQ(d["id"], "n1");
   EXPECT_EQ(d["status"], "online");
   EXPECT_EQ(d["reason"], "reading");
@@ -384,14 +391,14 @@ TEST_F(GatewayApiTest, DeviceShowsStatusReasonLastReadingAndCounters) {
   OUTPOST_ASSERT_OK(h_.devices().Publish("devices/n1/status", "sleeping", 1));
   json now;
   ASSERT_TRUE(WaitUntil("n1 sleeping", std::chrono::seconds(10), [&] {
-    auto j = GetJson(port(), "/api/v1/devices/n1");
+    auto j = GetJson(api(), "/api/v1/devices/n1");
     if (j.ok()) now = *j;
     return j.ok() && now["status"] == "sleeping";
   })) << now.dump();
   EXPECT_EQ(now["reason"], "announced_sleep");
   OUTPOST_ASSERT_OK(h_.devices().Publish("devices/n1/status", "offline", 1));
   ASSERT_TRUE(WaitUntil("n1 offline", std::chrono::seconds(10), [&] {
-    auto j = GetJson(port(), "/api/v1/devices/n1");
+    auto j = GetJson(api(), "/api/v1/devices/n1");
     if (j.ok()) now = *j;
     return j.ok() && now["status"] == "offline";
   })) << now.dump();
@@ -399,7 +406,7 @@ TEST_F(GatewayApiTest, DeviceShowsStatusReasonLastReadingAndCounters) {
   // A device known only from an offline status was never seen.
   OUTPOST_ASSERT_OK(h_.devices().Publish("devices/ghost/status", "offline", 1));
   ASSERT_TRUE(WaitUntil("ghost known", std::chrono::seconds(10), [&] {
-    auto j = GetJson(port(), "/api/v1/devices/ghost");
+    auto j = GetJson(api(), "/api/v1/devices/ghost");
     if (j.ok()) now = *j;
     return j.ok();
   }));
@@ -419,20 +426,20 @@ TEST_F(GatewayApiTest, BadRequestsGetClear4xxAndChangeNothing) {
   };
   const std::string big_header(9000, 'x');
   const std::vector<Case> cases = {
-      {"GET /api/v1/devices/nope HTTP/1.1\r\nHost: x\r\n\r\n", 404, "unknown_device"},
-      {"GET /api/v1/devices/ HTTP/1.1\r\nHost: x\r\n\r\n", 404, "unknown_device"},
-      {"GET /api/v1/devices?cursor=zz HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_cursor"},
-      {"GET /api/v1/devices?cursor=d1 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_cursor"},
-      {"GET /api/v1/devices?limit=0 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_limit"},
-      {"GET /api/v1/devices?limit=100000 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_limit"},
-      {"GET /api/v1/devices?limit=ten HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_limit"},
-      {"GET /api/v2/devices HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not_found"},
-      {"POST /api/v1/devices HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 405,
+      {"GET /api/v1/devices/nope HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 404, "unknown_device"},
+      {"GET /api/v1/devices/ HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 404, "unknown_device"},
+      {"GET /api/v1/devices?cursor=zz HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400, "bad_cursor"},
+      {"GET /api/v1/devices?cursor=d1 HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400, "bad_cursor"},
+      {"GET /api/v1/devices?limit=0 HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400, "bad_limit"},
+      {"GET /api/v1/devices?limit=100000 HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400, "bad_limit"},
+      {"GET /api/v1/devices?limit=ten HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400, "bad_limit"},
+      {"GET /api/v2/devices HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 404, "not_found"},
+      {"POST /api/v1/devices HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "Content-Length: 2\r\n\r\n{}", 405,
        "method_not_allowed"},
-      {"DELETE /api/v1/devices/d1 HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed"},
-      {"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + big_header + "\r\n\r\n", 431,
+      {"DELETE /api/v1/devices/d1 HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 405, "method_not_allowed"},
+      {"GET /healthz HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "X-Big: " + big_header + "\r\n\r\n", 431,
        "header_line_too_long"},
-      {"POST /api/v1/devices HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n", 413,
+      {"POST /api/v1/devices HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "Content-Length: 2000000\r\n\r\n", 413,
        "body_too_large"},
   };
   for (const Case& c : cases) {
@@ -452,7 +459,7 @@ TEST_F(GatewayApiTest, BadRequestsGetClear4xxAndChangeNothing) {
     }
   }
   // Counted by reason.
-  auto m = Get(port(), "/metrics");
+  auto m = Get(api(), "/metrics");
   OUTPOST_ASSERT_OK(m);
   EXPECT_NE(
       m->body.find("outpost_gateway_http_requests_refused_total{reason=\"body_too_large\"} 1"),
@@ -468,9 +475,9 @@ TEST_F(GatewayApiTest, BadRequestsGetClear4xxAndChangeNothing) {
   // Nothing changed, and everything still answers.
   OUTPOST_ASSERT_OK_AND_ASSIGN(json after, h_.GetStatus());
   EXPECT_EQ(Unchanged(after), Unchanged(before));
-  OUTPOST_ASSERT_OK_AND_ASSIGN(json d, GetJson(port(), "/api/v1/devices/d1"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json d, GetJson(api(), "/api/v1/devices/d1"));
   EXPECT_EQ(d["counters"]["readings"], 1);
-  auto z = Get(port(), "/healthz");
+  auto z = Get(api(), "/healthz");
   OUTPOST_ASSERT_OK(z);
   EXPECT_EQ(z->status, 200);
   OUTPOST_ASSERT_OK(h_.StopGateway());
@@ -489,7 +496,7 @@ TEST_F(GatewayApiTest, SeriesShowsPublishedReadingsAsBucketsRawPagesAndCsv) {
       h_.WaitStatus([](const json& j) { return j["ingest"]["stored"] == kReadings + 1; }));
 
   OUTPOST_ASSERT_OK_AND_ASSIGN(
-      json one, GetJson(port(), "/api/v1/series?device=s1&metric=temperature&points=1"));
+      json one, GetJson(api(), "/api/v1/series?device=s1&metric=temperature&points=1"));
   EXPECT_EQ(one["device"], "s1");
   EXPECT_EQ(one["metric"], "temperature");
   EXPECT_EQ(one["to"].get<std::int64_t>() - one["from"].get<std::int64_t>(), 24 * 3600 * 1000);
@@ -502,7 +509,7 @@ TEST_F(GatewayApiTest, SeriesShowsPublishedReadingsAsBucketsRawPagesAndCsv) {
 
   // Many buckets: the counts add up, the spike is still the maximum.
   OUTPOST_ASSERT_OK_AND_ASSIGN(
-      json many, GetJson(port(), "/api/v1/series?device=s1&metric=temperature&points=10000"));
+      json many, GetJson(api(), "/api/v1/series?device=s1&metric=temperature&points=10000"));
   EXPECT_LE(many["t"].size(), 10000u);
   std::int64_t total = 0;
   double max = -1;
@@ -520,7 +527,7 @@ TEST_F(GatewayApiTest, SeriesShowsPublishedReadingsAsBucketsRawPagesAndCsv) {
   for (int page = 0; page < 10; ++page) {
     std::string target = "/api/v1/series?device=s1&metric=temperature&raw=1&limit=10";
     if (!cursor.empty()) target += "&cursor=" + cursor;
-    OUTPOST_ASSERT_OK_AND_ASSIGN(json p, GetJson(port(), target));
+    OUTPOST_ASSERT_OK_AND_ASSIGN(json p, GetJson(api(), target));
     ASSERT_EQ(p["t"].size(), p["v"].size());
     for (auto& v : p["v"]) values.push_back(v.get<double>());
     for (auto& t : p["t"]) times.push_back(t.get<std::int64_t>());
@@ -534,7 +541,7 @@ TEST_F(GatewayApiTest, SeriesShowsPublishedReadingsAsBucketsRawPagesAndCsv) {
   EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "a value twice";
   EXPECT_EQ(*std::max_element(values.begin(), values.end()), 99.5);
 
-  auto csv = Get(port(), "/api/v1/series?device=s1&metric=temperature&points=1&format=csv");
+  auto csv = Get(api(), "/api/v1/series?device=s1&metric=temperature&points=1&format=csv");
   OUTPOST_ASSERT_OK(csv);
   EXPECT_EQ(csv->status, 200);
   EXPECT_EQ(csv->Header("content-type"), "text/csv; charset=utf-8");
@@ -542,19 +549,19 @@ TEST_F(GatewayApiTest, SeriesShowsPublishedReadingsAsBucketsRawPagesAndCsv) {
   EXPECT_NE(csv->body.find(",20.0,99.5,"), std::string::npos) << csv->body;
   EXPECT_NE(csv->body.find("," + std::to_string(kReadings) + "\n"), std::string::npos);
   auto raw_csv =
-      Get(port(), "/api/v1/series?device=s1&metric=temperature&raw=1&limit=20&format=csv");
+      Get(api(), "/api/v1/series?device=s1&metric=temperature&raw=1&limit=20&format=csv");
   OUTPOST_ASSERT_OK(raw_csv);
   EXPECT_EQ(raw_csv->body.rfind("t,v\n", 0), 0u);
   EXPECT_EQ(std::count(raw_csv->body.begin(), raw_csv->body.end(), '\n'), 21);
   EXPECT_FALSE(raw_csv->Header("x-next-cursor").empty());
 
   // The reader's refusals are counted (none here).
-  auto metrics = Get(port(), "/metrics");
+  auto metrics = Get(api(), "/metrics");
   OUTPOST_ASSERT_OK(metrics);
   EXPECT_EQ(Sample(metrics->body, "outpost_gateway_series_busy_total"), 0) << metrics->body;
 
   // A metric the device never sent: empty columns.
-  OUTPOST_ASSERT_OK_AND_ASSIGN(json none, GetJson(port(), "/api/v1/series?device=s1&metric=co2"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json none, GetJson(api(), "/api/v1/series?device=s1&metric=co2"));
   EXPECT_TRUE(none["t"].empty());
   OUTPOST_ASSERT_OK(h_.StopGateway());
 }
@@ -579,7 +586,7 @@ TEST_F(GatewayApiTest, SeriesBadInputGets4xxNamingTheParameter) {
   };
   for (const auto& [query, status, code] : cases) {
     SCOPED_TRACE(query);
-    auto r = Get(port(), "/api/v1/series" + query);
+    auto r = Get(api(), "/api/v1/series" + query);
     OUTPOST_ASSERT_OK(r);
     EXPECT_EQ(r->status, status) << r->body;
     EXPECT_EQ(r->Header("content-type"), "application/problem+json");
@@ -594,7 +601,7 @@ TEST_F(GatewayApiTest, SeriesBadInputGets4xxNamingTheParameter) {
   OUTPOST_ASSERT_OK_AND_ASSIGN(json after, h_.GetStatus());
   EXPECT_EQ(Unchanged(after), Unchanged(before));
   OUTPOST_ASSERT_OK_AND_ASSIGN(json ok,
-                               GetJson(port(), "/api/v1/series?device=d1&metric=temperature"));
+                               GetJson(api(), "/api/v1/series?device=d1&metric=temperature"));
   EXPECT_EQ(ok["n"], json({1}));
   OUTPOST_ASSERT_OK(h_.StopGateway());
 }

@@ -1,5 +1,8 @@
 #include "gateway_harness.h"
 
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -57,7 +60,46 @@ Status GatewayHarness::Start(HarnessOptions options) {
   OUTPOST_RETURN_IF_ERROR(observer_->Connect(broker_->port()));
   OUTPOST_RETURN_IF_ERROR(observer_->Subscribe("gateway/#", 1));
   OUTPOST_RETURN_IF_ERROR(devices_->Connect(broker_->port()));
+  auto token = RunCli({"token", "create", "--role", "admin", "--name", "test-harness"});
+  if (!token.ok()) return token.status();
+  std::smatch m;
+  static const std::regex kToken("opt_[0-9a-f]{64}");
+  if (token->status != 0 || !std::regex_search(token->output, m, kToken)) {
+    return Internal("token create failed (" + std::to_string(token->status) + "): " +
+                    token->output);
+  }
+  token_ = m.str();
   return StartGateway();
+}
+
+namespace {
+std::string ShellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+}  // namespace
+
+Result<GatewayHarness::CliResult> GatewayHarness::RunCli(const std::vector<std::string>& args,
+                                                         const std::string& stdin_text) {
+  const std::string input = dir_.File("cli-stdin");
+  {
+    std::ofstream in(input, std::ios::trunc);
+    in << stdin_text;
+    if (!in) return Unavailable("cannot write " + input);
+  }
+  std::string cmd = ShellQuote(GatewayBinary()) + " --config " + ShellQuote(config_path_);
+  for (const std::string& a : args) cmd += " " + ShellQuote(a);
+  cmd += " <" + ShellQuote(input) + " 2>&1";
+  std::FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return Unavailable("popen " + cmd);
+  CliResult r;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
 }
 
 Status GatewayHarness::LaunchGateway() {

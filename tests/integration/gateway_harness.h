@@ -7,6 +7,9 @@
 //   h.devices().Publish("sensors/data", kSeedPayload, 1);
 //   auto s = h.WaitStatus([](const nlohmann::json& j) { return j["ingest"]["stored"] == 1; });
 //
+// The API needs credentials: Start() creates an admin API token with the gateway's own CLI
+// (`outpost-gateway token create`) before the first start; requests send auth_header().
+//
 // Synchronisation is by condition: WaitStatus asks for the status (get_status) and re-asks
 // until the predicate holds or the timeout passes. No sleeps.
 // Ownership: owns the broker, the gateway process and the temp dir (kept on test failure).
@@ -18,6 +21,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "outpost/base/status.h"
 #include "outpost/gateway/store/store.h"
@@ -71,6 +75,19 @@ class GatewayHarness {
   Result<nlohmann::json> WaitStatus(const std::function<bool(const nlohmann::json&)>& predicate,
                                     std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
+  // Runs `outpost-gateway --config <config> ARGS...` to its end (`stdin_text` on its stdin) and
+  // returns its exit status and its stdout and stderr together.
+  struct CliResult {
+    int status = -1;
+    std::string output;
+  };
+  Result<CliResult> RunCli(const std::vector<std::string>& args,
+                           const std::string& stdin_text = "");
+  // The admin token Start() created, and the request header line that sends it
+  // ("Authorization: Bearer <token>\r\n").
+  const std::string& token() const { return token_; }
+  std::string auth_header() const { return "Authorization: Bearer " + token_ + "\r\n"; }
+
   // Opens the gateway's database for writing (the gateway must be stopped: one writer per file).
   Result<std::unique_ptr<gateway::store::Store>> OpenStore();
 
@@ -99,6 +116,7 @@ class GatewayHarness {
   std::unique_ptr<ChildProcess> gateway_;
   int gateway_runs_ = 0;
   std::uint16_t http_port_ = 0;
+  std::string token_;
 };
 
 // Path of the built outpost-gateway (from OUTPOST_BINARY_DIR, set by the test registration).

@@ -22,6 +22,12 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
+// The API's port and the credentials to send (GatewayHarness::auth_header()).
+struct Api {
+  std::uint16_t port = 0;
+  std::string auth;
+};
+
 struct SseEvent {
   std::string id, type;
   json data;
@@ -31,11 +37,12 @@ struct SseEvent {
 // events. Poll() reads what has arrived without blocking.
 class SseClient {
  public:
-  static Result<SseClient> Open(std::uint16_t port, const std::string& target,
+  static Result<SseClient> Open(const Api& api, const std::string& target,
                                 const std::string& headers = "") {
-    auto c = RawHttpConnection::Connect(port);
+    auto c = RawHttpConnection::Connect(api.port);
     if (!c.ok()) return c.status();
-    const std::string req = "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + headers + "\r\n";
+    const std::string req =
+        "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + api.auth + headers + "\r\n";
     if (c->SendSome(req) != static_cast<long>(req.size())) return Internal("short write");
     SseClient s(std::move(c).value());
     if (!WaitUntil("stream head", 5s, [&] { return s.Poll(), s.status != 0; })) {
@@ -124,10 +131,11 @@ std::string Native(const std::string& device, int seq, double temperature) {
   return json{{"deviceId", device}, {"boot", 1}, {"seq", seq}, {"temperature", temperature}}.dump();
 }
 
-Result<json> Health(std::uint16_t port) {
-  auto c = RawHttpConnection::Connect(port);
+Result<json> Health(const Api& api) {
+  auto c = RawHttpConnection::Connect(api.port);
   if (!c.ok()) return c.status();
-  auto r = c->Exchange("GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto r = c->Exchange("GET /api/v1/health HTTP/1.1\r\nHost: x\r\n" + api.auth +
+                       "Connection: close\r\n\r\n");
   if (!r.ok()) return r.status();
   return json::parse(r->body);
 }
@@ -150,12 +158,13 @@ class GatewayStreamTest : public ::testing::Test {
         h_.WaitStatus([stored](const json& j) { return j["ingest"]["stored"] == stored; }));
   }
   std::uint16_t port() const { return h_.http_port(); }
+  Api api() const { return {h_.http_port(), h_.auth_header()}; }
   GatewayHarness h_;
 };
 
 TEST_F(GatewayStreamTest, ReadingsPublishedThroughMosquittoAppearAsEvents) {
   Start();
-  OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient s, SseClient::Open(port(), "/api/v1/stream"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient s, SseClient::Open(api(), "/api/v1/stream"));
   EXPECT_EQ(s.status, 200);
   EXPECT_EQ(s.headers["content-type"], "text/event-stream");
   EXPECT_EQ(s.headers["cache-control"], "no-cache");
@@ -195,16 +204,16 @@ TEST_F(GatewayStreamTest, ReadingsPublishedThroughMosquittoAppearAsEvents) {
   auto c = RawHttpConnection::Connect(port());
   OUTPOST_ASSERT_OK(c);
   // HEAD answers the head only (no endless body after it).
-  auto head = c->Exchange("HEAD /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto head = c->Exchange("HEAD /api/v1/stream HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n");
   OUTPOST_ASSERT_OK(head);
   EXPECT_EQ(head->status, 200);
   EXPECT_EQ(head->Header("content-type"), "text/event-stream");
   EXPECT_EQ(head->body, "");
-  auto bad = c->Exchange("GET /api/v1/stream?types=reading,nope HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto bad = c->Exchange("GET /api/v1/stream?types=reading,nope HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n");
   OUTPOST_ASSERT_OK(bad);
   EXPECT_EQ(bad->status, 400);
   EXPECT_NE(bad->body.find("\"bad_types\""), std::string::npos) << bad->body;
-  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, Health(port()));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, Health(api()));
   EXPECT_EQ(health["stream"]["clients"], 1);
   EXPECT_EQ(health["stream"]["ring_max"], 10000);
   OUTPOST_EXPECT_OK(h_.StopGateway());
@@ -217,14 +226,14 @@ TEST_F(GatewayStreamTest, ReconnectWithLastEventIdGetsExactlyTheMissedOnes) {
   std::string last;
   {
     OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient a,
-                                 SseClient::Open(port(), "/api/v1/stream?types=reading"));
+                                 SseClient::Open(api(), "/api/v1/stream?types=reading"));
     Publish("d1", 1, 10, 10);
     ASSERT_TRUE(a.WaitEvents(10));
     EXPECT_EQ(a.events.back().data["seq"], 10);
     last = a.last_id;
   }  // a leaves
   Publish("d1", 11, 25, 25);
-  OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient b, SseClient::Open(port(), "/api/v1/stream?types=reading",
+  OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient b, SseClient::Open(api(), "/api/v1/stream?types=reading",
                                                             "Last-Event-ID: " + last + "\r\n"));
   ASSERT_TRUE(b.WaitEvents(15));
   Publish("d1", 26, 27, 27);  // then live
@@ -238,15 +247,15 @@ TEST_F(GatewayStreamTest, ReconnectWithLastEventIdGetsExactlyTheMissedOnes) {
 
   // The query parameter does the same; an id of another run is reset first.
   OUTPOST_ASSERT_OK_AND_ASSIGN(
-      SseClient q, SseClient::Open(port(), "/api/v1/stream?types=reading&last_event_id=" + last));
+      SseClient q, SseClient::Open(api(), "/api/v1/stream?types=reading&last_event_id=" + last));
   ASSERT_TRUE(q.WaitEvents(17));
   EXPECT_EQ(q.events.front().data["seq"], 11);
   OUTPOST_ASSERT_OK_AND_ASSIGN(
-      SseClient r, SseClient::Open(port(), "/api/v1/stream", "Last-Event-ID: 0000beef-3\r\n"));
+      SseClient r, SseClient::Open(api(), "/api/v1/stream", "Last-Event-ID: 0000beef-3\r\n"));
   ASSERT_TRUE(r.WaitEvents(1));
   EXPECT_EQ(r.events.front().type, "reset");
   EXPECT_EQ(r.events.front().data["reason"], "unknown_id");
-  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, Health(port()));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, Health(api()));
   EXPECT_EQ(health["stream"]["replayed"], 32);  // b: 15, q: 17
   EXPECT_EQ(health["stream"]["resets"], 1);
   OUTPOST_EXPECT_OK(h_.StopGateway());
@@ -258,11 +267,11 @@ TEST_F(GatewayStreamTest, AStalledReaderIsDroppedWhileAnotherKeepsReceiving) {
   HarnessOptions o;
   o.extra_yaml = "ingest:\n  device_rate_per_s: 1000000\n  device_burst: 1000000\n";
   OUTPOST_ASSERT_OK(h_.Start(o));
-  OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient stalled, SseClient::Open(port(), "/api/v1/stream"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient stalled, SseClient::Open(api(), "/api/v1/stream"));
   const int small = 4096;
   ::setsockopt(stalled.conn().fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
   OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient live,
-                               SseClient::Open(port(), "/api/v1/stream?types=reading"));
+                               SseClient::Open(api(), "/api/v1/stream?types=reading"));
   // Wide readings (40 metrics) so that the stalled stream falls behind fast. Bounded: at most
   // 100 rounds of 500 readings.
   json wide = {{"deviceId", "w"}, {"boot", 1}};
@@ -279,7 +288,7 @@ TEST_F(GatewayStreamTest, AStalledReaderIsDroppedWhileAnotherKeepsReceiving) {
     ASSERT_TRUE(WaitUntil("the live reader keeps up", 30s,
                           [&] {
                             live.Poll();
-                            auto got = Health(port());
+                            auto got = Health(api());
                             if (got.ok()) health = *got;
                             return got.ok() && health["ingest"]["stored"] == sent &&
                                    live.events.size() == static_cast<std::size_t>(sent);
@@ -292,11 +301,11 @@ TEST_F(GatewayStreamTest, AStalledReaderIsDroppedWhileAnotherKeepsReceiving) {
   ASSERT_EQ(live.events.size(), static_cast<std::size_t>(sent));
   for (int i = 0; i < sent; ++i) ASSERT_EQ(live.events[i].data["seq"], i + 1);
   // The server let go of it: the hub forgot it and the server has one stream open.
-  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, Health(port()));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, Health(api()));
   EXPECT_EQ(health["stream"]["clients"], 1);
   auto c = RawHttpConnection::Connect(port());
   OUTPOST_ASSERT_OK(c);
-  auto m = c->Exchange("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto m = c->Exchange("GET /metrics HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "Connection: close\r\n\r\n");
   OUTPOST_ASSERT_OK(m);
   EXPECT_NE(m->body.find("outpost_gateway_http_streams_open 1\n"), std::string::npos) << m->body;
   EXPECT_NE(m->body.find("outpost_gateway_stream_dropped_slow 1\n"), std::string::npos);
@@ -312,7 +321,7 @@ TEST_F(GatewayStreamTest, AReplayLargerThanTheStreamBufferArrivesWhole) {
   OUTPOST_ASSERT_OK(h_.Start(o));
   std::string last;
   {
-    OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient a, SseClient::Open(port(), "/api/v1/stream"));
+    OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient a, SseClient::Open(api(), "/api/v1/stream"));
     ASSERT_TRUE(WaitUntil("preamble", 5s, [&] { return a.Poll(), !a.last_id.empty(); }));
     last = a.last_id;
   }
@@ -325,12 +334,12 @@ TEST_F(GatewayStreamTest, AReplayLargerThanTheStreamBufferArrivesWhole) {
   }
   OUTPOST_ASSERT_OK(
       h_.WaitStatus([](const json& j) { return j["ingest"]["stored"] == kGap; }, 30s));
-  OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient b, SseClient::Open(port(), "/api/v1/stream?types=reading",
+  OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient b, SseClient::Open(api(), "/api/v1/stream?types=reading",
                                                             "Last-Event-ID: " + last + "\r\n"));
   ASSERT_TRUE(b.WaitEvents(kGap, 30s)) << b.events.size();
   ASSERT_EQ(b.events.size(), static_cast<std::size_t>(kGap));
   for (int i = 0; i < kGap; ++i) ASSERT_EQ(b.events[i].data["seq"], i + 1);
-  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, Health(port()));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, Health(api()));
   EXPECT_EQ(health["stream"]["dropped_slow"], 0);
   EXPECT_EQ(health["stream"]["replayed"], kGap);
   OUTPOST_EXPECT_OK(h_.StopGateway());
@@ -341,7 +350,7 @@ TEST_F(GatewayStreamTest, AReplayLargerThanTheStreamBufferArrivesWhole) {
 TEST_F(GatewayStreamTest, AlertsAndDeviceStatusChangesAreEvents) {
   OUTPOST_ASSERT_OK(h_.Start("thresholds:\n  temperature_max: 30\n"));
   OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient s,
-                               SseClient::Open(port(), "/api/v1/stream?types=alert,device"));
+                               SseClient::Open(api(), "/api/v1/stream?types=alert,device"));
   int seq = 0;
   for (double t : {25.0, 31.0, 28.0}) {
     OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/n1/data", Native("n1", ++seq, t), 1));
@@ -379,10 +388,10 @@ TEST_F(GatewayStreamTest, TwoHundredFiftySixStreamsAllReceiveAnEvent) {
   std::vector<SseClient> streams;
   for (int i = 0; i < kStreams; ++i) {
     OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient s,
-                                 SseClient::Open(port(), "/api/v1/stream?types=reading"));
+                                 SseClient::Open(api(), "/api/v1/stream?types=reading"));
     streams.push_back(std::move(s));
   }
-  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, Health(port()));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, Health(api()));
   EXPECT_EQ(health["stream"]["clients"], kStreams);
   const auto t0 = std::chrono::steady_clock::now();
   Publish("d1", 1, 1, 1);

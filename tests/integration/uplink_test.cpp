@@ -575,6 +575,7 @@ TEST_P(UplinkTest, alert_ack_made_while_the_cloud_is_down_reaches_it_once) {
   OUTPOST_ASSERT_OK(
       h_.devices().Publish("sensors/n9/data", Native("n9", 1, 1, 41.0), 1));  // > 35 °C
   httplib::Client api("127.0.0.1", h_.http_port());
+  api.set_bearer_token_auth(h_.token());
   std::string id;
   ASSERT_TRUE(WaitUntil("the alert is listed", 20s, [&] {
     auto r = api.Get("/api/v1/alerts?state=active");
@@ -602,7 +603,7 @@ TEST_P(UplinkTest, alert_ack_made_while_the_cloud_is_down_reaches_it_once) {
   EXPECT_EQ(Count("alerts WHERE state = 'raised'"), 1);
   EXPECT_EQ(Count("alerts WHERE state = 'acked'"), 1);
   EXPECT_EQ(
-      Count("alerts WHERE state = 'acked' AND message = 'acknowledged by anonymous: on my way'"),
+      Count("alerts WHERE state = 'acked' AND message = 'acknowledged by token:test-harness: on my way'"),
       1);
   EXPECT_EQ(proxy_->counts()[FaultMode::kDropAfterForward], 2);
 }

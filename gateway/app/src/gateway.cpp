@@ -16,11 +16,14 @@
 
 #include "alerts_api.h"
 #include "api.h"
+#include "auth_api.h"
 #include "event_stream.h"
 #include "options.h"
 #include "outpost/base/clock.h"
 #include "outpost/gateway/app/system_stats.h"
 #include "outpost/gateway/app/writer.h"
+#include "outpost/gateway/auth/auth_store.h"
+#include "outpost/gateway/auth/secrets.h"
 #include "outpost/gateway/ingest/outbox_items.h"
 #include "outpost/gateway/ingest/pipeline.h"
 #include "outpost/gateway/registry/registry.h"
@@ -138,6 +141,8 @@ class Gateway::Impl {
  private:
   Status OpenAndRestore();
   Status StartUplink();
+  // auth.sqlite (auth.path); on the first start also the admin and its password file.
+  Status OpenAuth();
   void StopUplink();
   // The API server on io_ (http.*; nothing when http.listen is ""). StopHttp() after io_.run()
   // returned: runs the loop until every connection is gone.
@@ -200,6 +205,9 @@ class Gateway::Impl {
   std::unique_ptr<uplink::Uplink> uplink_;
   uplink::Protocol protocol_ = uplink::Protocol::kSeed;
   std::unique_ptr<mqtt::Client> client_;
+  std::unique_ptr<auth::AuthStore> auth_store_;
+  // Logins, sessions and roles in front of the routes (auth_api.h); with the API.
+  std::unique_ptr<authn::Authenticator> authn_;
   std::unique_ptr<http::Server> http_;  // on io_; handlers run on the loop thread
   // GET /api/v1/series: a read-only connection on its own thread (series_api.h).
   std::unique_ptr<store::ReaderThread> series_reader_;
@@ -289,6 +297,26 @@ Status Gateway::Impl::OpenAndRestore() {
   return StartUplink();
 }
 
+Status Gateway::Impl::OpenAuth() {
+  OUTPOST_RETURN_IF_ERROR(auth::InitCrypto());
+  auth::AuthStoreOptions ao;
+  ao.path = config::AuthPath(config_);
+  ao.audit_max_rows = config_.auth.audit_max_rows;
+  auto store = auth::AuthStore::Open(ao);
+  if (!store.ok()) return store.status();
+  auth_store_ = std::move(store).value();
+  const std::string file = config::AdminPasswordPath(config_);
+  auto created = auth::EnsureAdmin(*auth_store_, file, clock_.wall_ms());
+  if (!created.ok()) return created.status();
+  if (*created) {
+    spdlog::warn("first start: created the user \"admin\"; its password is in {} (mode 0600). "
+                 "Log in, then change it with `outpost-gateway user passwd admin`",
+                 file);
+  }
+  (void)auth::DummyHash();  // hashed now, not during the first login
+  return Status::Ok();
+}
+
 Status Gateway::Impl::StartUplink() {
   if (!config_.cloud.enabled()) {
     if (store_stats_.outbox.readings + store_stats_.outbox.alerts + store_stats_.outbox.statuses >
@@ -343,13 +371,24 @@ Status Gateway::Impl::StartHttp() {
   for (const auto& [id, d] : pipeline_.registry().devices()) {
     streamed_status_[id] = api::DeviceStatus(d);
   }
+  authn::Options ao;
+  ao.sessions = {config_.auth.session_idle_s * 1000, config_.auth.session_max_s * 1000,
+                 config_.auth.max_sessions};
+  ao.limiter = {static_cast<int>(config_.auth.login_max_failures),
+                config_.auth.login_window_s * 1000, config_.auth.login_lockout_s * 1000,
+                config_.auth.login_tracked_keys};
+  ao.max_verifications = config_.auth.max_verifications;
+  ao.secure_cookie = config_.http.tls();
+  authn_ = std::make_unique<authn::Authenticator>(
+      auth_store_.get(), ao, [this](std::function<void()> fn) { asio::post(io_, std::move(fn)); },
+      [this] { return clock_.steady_ms(); }, [this] { return clock_.wall_ms(); });
   http::ServerOptions o = HttpServerOptions(config_);
   o.access_log = [](const http::AccessLogEntry& e) {
     spdlog::debug("http {} {} {} -> {} ({} bytes, {:.1f} ms)", e.remote, e.method, e.target,
                   e.status, e.bytes_sent, e.seconds * 1000);
   };
   http_ = std::make_unique<http::Server>(std::vector<asio::io_context*>{&io_}, std::move(o),
-                                         ApiRoutes());
+                                         authn_->Guard(ApiRoutes()));
   auto port = http_->Start();
   if (!port.ok()) {
     http_.reset();
@@ -359,8 +398,16 @@ Status Gateway::Impl::StartHttp() {
                                             "to run without the API)");
   }
   const std::string& host = config_.http.host;
-  spdlog::info("http api listening on http://{}:{}",
+  spdlog::info("http api listening on {}://{}:{}", config_.http.tls() ? "https" : "http",
                host.find(':') == std::string::npos ? host : "[" + host + "]", *port);
+  const bool loopback = host.rfind("127.", 0) == 0 || host == "::1";
+  if (!loopback && !config_.http.tls()) {
+    spdlog::warn(
+        "http.listen {} is reachable beyond this machine without TLS: passwords and session "
+        "cookies cross the network in clear (set http.tls_cert_file and http.tls_key_file, or "
+        "listen on 127.0.0.1 behind a TLS proxy)",
+        config_.http.listen);
+  }
   return Status::Ok();
 }
 
@@ -376,6 +423,7 @@ void Gateway::Impl::StopHttp() {
   stopper.join();
   http_.reset();
   series_reader_.reset();  // after the server: no handler posts any more
+  authn_.reset();          // joins its workers; what they post is never run
 }
 
 // The alert routes' hooks (alerts_api.h). Acknowledgements run on the series reader's thread and
@@ -384,7 +432,7 @@ alerts::Hooks Gateway::Impl::AlertHooks() {
   alerts::Hooks h;
   h.reader = series_reader_.get();
   h.now_ms = [this] { return clock_.wall_ms(); };
-  h.user = [](const http::Request&) { return std::string("anonymous"); };  // TODO(auth)
+  h.user = [](const http::Request& q) { return authn::User(q); };
   // Read here, on the loop: cloud.protocol and gateway_id are restart-only (reload.h).
   const bool native =
       config_.cloud.enabled() && config_.cloud.protocol == proto::batch::Protocol::kNative;
@@ -400,6 +448,8 @@ alerts::Hooks Gateway::Impl::AlertHooks() {
     return row.ok() || called.ok() ? row : Result<model::AlertRow>(called);
   };
   h.on_acked = [this](const model::AlertRow& a) {
+    authn_->Audit(a.acked_by, "alert_ack",
+                  alerts::ApiId(a) + (a.ack_comment.empty() ? "" : ": " + a.ack_comment));
     asio::post(io_, [this, a] {
       StreamEvent(EventType::kAlert, AlertMessage(a, config_.gateway_id, "acked"));
     });
@@ -430,6 +480,7 @@ http::Router Gateway::Impl::ApiRoutes() {
     m.content_type = "text/plain; version=0.0.4; charset=utf-8";
     m.body = api::StatusPrometheus(StatusJson(/*periodic=*/false), "outpost_gateway_");
     if (http_) m.body += http_->stats().RenderPrometheus("outpost_gateway_http_");
+    if (authn_) m.body += authn_->Prometheus("outpost_gateway_auth_");
     if (series_reader_) {
       m.body += "outpost_gateway_series_busy_total " +
                 std::to_string(series_reader_->rejected_full()) + "\n";
@@ -465,6 +516,7 @@ http::Router Gateway::Impl::ApiRoutes() {
   });
   series::AddSeriesRoute(&router, series_reader_.get(), [this] { return clock_.wall_ms(); });
   alerts::AddAlertRoutes(&router, AlertHooks());
+  authn_->AddRoutes(&router);
   router.Add("GET", "/api/v1/stream", [this](http::Request q, http::Responder r) {
     auto param = [&q](const char* name) {
       auto it = q.params.find(name);
@@ -517,6 +569,12 @@ ExitReason Gateway::Impl::Run() {
   latency_since_ms_ = clock_.wall_ms();
   for (const auto& w : config_.warnings) spdlog::warn("{}", w);
   if (Status s = OpenAndRestore(); !s.ok()) {
+    spdlog::critical("cannot start: {}", s.ToString());
+    StopUplink();
+    if (writer_) writer_->Stop();
+    return ExitReason::kFailed;
+  }
+  if (Status s = OpenAuth(); !s.ok()) {
     spdlog::critical("cannot start: {}", s.ToString());
     StopUplink();
     if (writer_) writer_->Stop();

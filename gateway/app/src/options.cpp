@@ -116,6 +116,8 @@ http::ServerOptions HttpServerOptions(const config::Config& config) {
   o.header_timeout_ms = config.http.header_timeout_ms;
   o.idle_timeout_ms = config.http.idle_timeout_ms;
   o.max_stream_buffer_bytes = config.http.stream_buffer_bytes;
+  o.tls_cert_file = config.http.tls_cert_file;
+  o.tls_key_file = config.http.tls_key_file;
   return o;
 }
 

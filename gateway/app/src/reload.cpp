@@ -66,7 +66,14 @@ std::vector<RestartOnlySetting> MakeTable() {
   t.push_back(Setting("http.*", "every `http.*` key (the server is bound at start)", [](auto& c) {
     auto& h = c.http;
     return std::tie(h.listen, h.host, h.port, h.max_connections, h.header_timeout_ms,
-                    h.idle_timeout_ms, h.stream_replay_events, h.stream_buffer_bytes);
+                    h.idle_timeout_ms, h.stream_replay_events, h.stream_buffer_bytes,
+                    h.tls_cert_file, h.tls_key_file);
+  }));
+  t.push_back(Setting("auth.*", "every `auth.*` key (read at start)", [](auto& c) {
+    auto& a = c.auth;
+    return std::tie(a.path, a.session_idle_s, a.session_max_s, a.max_sessions,
+                    a.login_max_failures, a.login_window_s, a.login_lockout_s,
+                    a.login_tracked_keys, a.max_verifications, a.audit_max_rows);
   }));
   t.push_back(Setting("cloud.*", "every `cloud.*` key", [](auto& c) {
     auto& cl = c.cloud;

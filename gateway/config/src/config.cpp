@@ -438,7 +438,30 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
       http.Integer("stream_replay_events", &c->http.stream_replay_events, 1, 1'000'000));
   OUTPOST_RETURN_IF_ERROR(
       http.Integer("stream_buffer_bytes", &c->http.stream_buffer_bytes, 4096, 1LL << 30));
+  OUTPOST_RETURN_IF_ERROR(http.String("tls_cert_file", &c->http.tls_cert_file));
+  OUTPOST_RETURN_IF_ERROR(http.String("tls_key_file", &c->http.tls_key_file));
+  if (c->http.tls_cert_file.empty() != c->http.tls_key_file.empty()) {
+    return http.Error(c->http.tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file",
+                      "set both http.tls_cert_file and http.tls_key_file, or neither");
+  }
   http.ReportUnknown(&c->warnings);
+
+  Section auth = top.Child("auth");
+  OUTPOST_RETURN_IF_ERROR(auth.RequireMapOrAbsent());
+  OUTPOST_RETURN_IF_ERROR(auth.String("path", &c->auth.path));
+  OUTPOST_RETURN_IF_ERROR(auth.Integer("session_idle_s", &c->auth.session_idle_s, 60, 30 * kDay));
+  OUTPOST_RETURN_IF_ERROR(auth.Integer("session_max_s", &c->auth.session_max_s, 60, 365 * kDay));
+  OUTPOST_RETURN_IF_ERROR(auth.Integer("max_sessions", &c->auth.max_sessions, 1, 1'000'000));
+  OUTPOST_RETURN_IF_ERROR(
+      auth.Integer("login_max_failures", &c->auth.login_max_failures, 1, 1'000'000));
+  OUTPOST_RETURN_IF_ERROR(auth.Integer("login_window_s", &c->auth.login_window_s, 1, kDay));
+  OUTPOST_RETURN_IF_ERROR(auth.Integer("login_lockout_s", &c->auth.login_lockout_s, 1, kDay));
+  OUTPOST_RETURN_IF_ERROR(
+      auth.Integer("login_tracked_keys", &c->auth.login_tracked_keys, 1, 10'000'000));
+  OUTPOST_RETURN_IF_ERROR(auth.Integer("max_verifications", &c->auth.max_verifications, 1, 64));
+  OUTPOST_RETURN_IF_ERROR(
+      auth.Integer("audit_max_rows", &c->auth.audit_max_rows, 1, std::int64_t{1} << 40));
+  auth.ReportUnknown(&c->warnings);
 
   if (top.has("rules")) {
     const YAML::Node& rules = root["rules"];
@@ -613,6 +636,26 @@ Result<std::int64_t> EffectiveMaxBytes(const StorageConfig& storage, bool* auto_
     if (::stat(f.c_str(), &st) == 0) space.db_bytes += static_cast<std::int64_t>(st.st_size);
   }
   return AutoMaxBytes(space);
+}
+
+}  // namespace outpost::gateway::config
+
+namespace outpost::gateway::config {
+
+namespace {
+std::string BesideDatabase(const Config& config, std::string_view name) {
+  const std::string& db = config.storage.path;
+  const std::size_t slash = db.rfind('/');
+  return slash == std::string::npos ? std::string(name) : db.substr(0, slash + 1) + std::string(name);
+}
+}  // namespace
+
+std::string AuthPath(const Config& config) {
+  return config.auth.path.empty() ? BesideDatabase(config, "auth.sqlite") : config.auth.path;
+}
+
+std::string AdminPasswordPath(const Config& config) {
+  return BesideDatabase(config, "admin-password");
 }
 
 }  // namespace outpost::gateway::config

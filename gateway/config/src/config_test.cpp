@@ -189,8 +189,8 @@ TEST(Config, HttpListenDefaultsParsesAndNamesTheKey) {
   auto d = Parse("", "gw.yaml");
   OUTPOST_ASSERT_OK(d);
   EXPECT_TRUE(d->http.enabled());
-  EXPECT_EQ(d->http.listen, "127.0.0.1:8080");
-  EXPECT_EQ(d->http.host, "127.0.0.1");
+  EXPECT_EQ(d->http.listen, "0.0.0.0:8080");
+  EXPECT_EQ(d->http.host, "0.0.0.0");
   EXPECT_EQ(d->http.port, 8080);
 
   auto c = Parse(
@@ -422,6 +422,38 @@ TEST(Config, StorageMaxBytesDefaultsToAShareOfTheFileSystem) {
   auto missing = EffectiveMaxBytes(sc);
   OUTPOST_ASSERT_CODE(missing, Code::kUnavailable);
   EXPECT_NE(missing.status().message().find("/nonexistent-outpost-dir"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace outpost::gateway::config
+
+namespace outpost::gateway::config {
+namespace {
+
+TEST(Config, AuthDefaultsBesideTheDatabaseAndLimits) {
+  auto d = Parse("storage:\n  path: /var/lib/outpost/gateway.db\n", "gw.yaml");
+  OUTPOST_ASSERT_OK(d);
+  EXPECT_EQ(AuthPath(*d), "/var/lib/outpost/auth.sqlite");
+  EXPECT_EQ(AdminPasswordPath(*d), "/var/lib/outpost/admin-password");
+  EXPECT_EQ(d->auth.login_max_failures, 5);
+  auto rel = Parse("", "gw.yaml");
+  OUTPOST_ASSERT_OK(rel);
+  EXPECT_EQ(AuthPath(*rel), "auth.sqlite");
+  auto c = Parse(
+      "auth:\n  path: /tmp/a.sqlite\n  max_sessions: 3\n  login_max_failures: 2\n"
+      "  max_verifications: 1\n",
+      "gw.yaml");
+  OUTPOST_ASSERT_OK(c);
+  EXPECT_EQ(AuthPath(*c), "/tmp/a.sqlite");
+  EXPECT_EQ(c->auth.max_sessions, 3u);
+  EXPECT_EQ(c->auth.login_max_failures, 2);
+  EXPECT_EQ(c->auth.max_verifications, 1u);
+  auto bad = Parse("auth:\n  max_verifications: 0\n", "gw.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("auth.max_verifications"), std::string::npos);
+  auto half = Parse("http:\n  tls_cert_file: /x.pem\n", "gw.yaml");
+  ASSERT_FALSE(half.ok());
+  EXPECT_NE(half.status().message().find("http.tls_key_file"), std::string::npos);
 }
 
 }  // namespace

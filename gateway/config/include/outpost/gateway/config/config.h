@@ -121,8 +121,10 @@ struct RegistryConfig {
 struct HttpConfig {
   // "host:port" ("[v6]:port"), host a numeric address; port 0 = any free port (the log says
   // which). Empty: no HTTP server.
-  std::string listen = "127.0.0.1:8080";    // loopback until the API has logins
-  std::string host = "127.0.0.1";           // parsed from listen
+  // Every interface: the API needs a login (auth.*). Beyond loopback without TLS the gateway
+  // warns at start: passwords and cookies would cross the network in clear.
+  std::string listen = "0.0.0.0:8080";
+  std::string host = "0.0.0.0";             // parsed from listen
   std::uint16_t port = 8080;                // parsed from listen
   std::size_t max_connections = 1024;       // one more is answered 503 and closed
   std::int64_t header_timeout_ms = 10'000;  // first byte of a request to the end of its header
@@ -132,7 +134,25 @@ struct HttpConfig {
   // A stream's unsent bytes; a client further behind is dropped. The events of one commit go
   // out together, so this must hold a commit's worth (libs/http's default is 256 KiB).
   std::size_t stream_buffer_bytes = 1024 * 1024;
+  // Both set: HTTPS only (PEM chain and key); the session cookie is then `Secure`.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   bool enabled() const { return !listen.empty(); }
+  bool tls() const { return !tls_cert_file.empty(); }
+};
+
+// Users, sessions and API tokens (docs/api.md "Authentication"). Restart-only.
+struct AuthConfig {
+  std::string path;  // the users, tokens and audit file; "" = auth.sqlite next to storage.path
+  std::int64_t session_idle_s = 8 * 3600;       // a session unused this long ends
+  std::int64_t session_max_s = 7 * 86'400;      // and any session after this long
+  std::size_t max_sessions = 1000;              // more logins evict the least recently used
+  std::int64_t login_max_failures = 5;          // per user name and per source address ...
+  std::int64_t login_window_s = 300;            // ... within this long, then
+  std::int64_t login_lockout_s = 300;           // 429 for this long after the last failure
+  std::size_t login_tracked_keys = 10'000;      // names and addresses the limiter remembers
+  std::size_t max_verifications = 2;            // Argon2id checks in flight (503 busy beyond)
+  std::int64_t audit_max_rows = 100'000;        // the audit log keeps the newest this many
 };
 
 // "host:port" or "[v6]:port" with a numeric host (IPv4 or IPv6) and a port in 0..65535; the
@@ -168,6 +188,7 @@ struct Config {
   IngestConfig ingest;
   RegistryConfig registry;
   HttpConfig http;
+  AuthConfig auth;
   std::int64_t status_interval_s = 30;
   // commands.restart_min_interval_s: restart/reboot commands are refused while the gateway has
   // run less than this (so at most one restart per interval, whatever sends them); 0 = no limit.
@@ -175,6 +196,12 @@ struct Config {
   std::string log_level = "info";
   std::vector<std::string> warnings;  // unknown keys and other non-fatal findings
 };
+
+// auth.path, or auth.sqlite in the directory of storage.path.
+std::string AuthPath(const Config& config);
+// The file the first start writes the generated admin password to: admin-password in the
+// directory of storage.path.
+std::string AdminPasswordPath(const Config& config);
 
 // The space of the file system holding the database, as statvfs and stat see it at start.
 struct FileSystemSpace {
