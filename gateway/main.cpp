@@ -45,14 +45,16 @@ int main(int argc, char** argv) {
   std::string name, role, token_name;
   bool password_stdin = false;
   std::int64_t token_id = 0;
-  CLI::App* user_add = user->add_subcommand("add", "add a user (the password is generated and "
-                                                    "printed, or read from stdin)");
+  CLI::App* user_add = user->add_subcommand("add",
+                                            "add a user (the password is generated and "
+                                            "printed, or read from stdin)");
   user_add->add_option("name", name, "user name: letters, digits and . _ @ -")->required();
   user_add->add_option("--role", role, "viewer, operator or admin")->required();
   user_add->add_flag("--password-stdin", password_stdin,
                      "read the password from the first line of stdin (8..256 bytes)");
-  CLI::App* user_passwd = user->add_subcommand("passwd", "set a user's password (generated "
-                                                          "and printed, or read from stdin)");
+  CLI::App* user_passwd = user->add_subcommand("passwd",
+                                               "set a user's password (generated "
+                                               "and printed, or read from stdin)");
   user_passwd->add_option("name", name, "user name")->required();
   user_passwd->add_flag("--password-stdin", password_stdin,
                         "read the password from the first line of stdin (8..256 bytes)");
@@ -69,8 +71,8 @@ int main(int argc, char** argv) {
   CLI::App* token_revoke = token->add_subcommand("revoke", "revoke a token at once");
   token_revoke->add_option("id", token_id, "the token's id (token list)")->required();
   for (CLI::App* sub : {user, token}) sub->fallthrough();
-  for (CLI::App* sub : {user_add, user_passwd, user_remove, user_list, token_create, token_list,
-                        token_revoke}) {
+  for (CLI::App* sub :
+       {user_add, user_passwd, user_remove, user_list, token_create, token_list, token_revoke}) {
     sub->fallthrough();
   }
   app.footer(
@@ -94,8 +96,10 @@ int main(int argc, char** argv) {
   spdlog::set_level(parsed_level);
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   namespace cli = outpost::gateway::app::cli;
-  if (*user_add) return cli::UserAdd(config, name, role, password_stdin, std::cin, std::cout, std::cerr);
-  if (*user_passwd) return cli::UserPasswd(config, name, password_stdin, std::cin, std::cout, std::cerr);
+  if (*user_add)
+    return cli::UserAdd(config, name, role, password_stdin, std::cin, std::cout, std::cerr);
+  if (*user_passwd)
+    return cli::UserPasswd(config, name, password_stdin, std::cin, std::cout, std::cerr);
   if (*user_remove) return cli::UserRemove(config, name, std::cout, std::cerr);
   if (*user_list) return cli::UserList(config, std::cout, std::cerr);
   if (*token_create) return cli::TokenCreate(config, role, token_name, std::cout, std::cerr);

@@ -51,8 +51,7 @@ Result<json> GetJson(const Api& api, const std::string& target, int want = 200) 
   return j;
 }
 
-Result<RawHttpResponse> Post(const Api& api, const std::string& target,
-                             const std::string& body) {
+Result<RawHttpResponse> Post(const Api& api, const std::string& target, const std::string& body) {
   auto c = RawHttpConnection::Connect(api.port);
   if (!c.ok()) return c.status();
   return c->Exchange("POST " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + api.auth +
@@ -199,7 +198,8 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
       if (op["responses"]["200"]["content"].contains("text/event-stream")) {
         // An endless response: its head and first bytes are the answer.
         OUTPOST_ASSERT_OK_AND_ASSIGN(auto c, RawHttpConnection::Connect(port()));
-        const std::string req = "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n";
+        const std::string req =
+            "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n";
         ASSERT_EQ(c.SendSome(req), static_cast<long>(req.size()));
         ASSERT_TRUE(WaitUntil("stream head", std::chrono::seconds(5), [&] {
           c.closed();
@@ -228,7 +228,26 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
             (std::set<std::string>{"/healthz", "/metrics", "/api/v1/health", "/api/v1/devices",
                                    "/api/v1/devices/{id}", "/api/v1/series", "/api/v1/openapi.json",
                                    "/api/v1/stream", "/api/v1/alerts", "/api/v1/alerts/{id}",
-                                   "POST /api/v1/alerts/{id}/ack", "POST /api/v1/alerts/ack"}));
+                                   "POST /api/v1/alerts/{id}/ack", "POST /api/v1/alerts/ack",
+                                   "POST /api/v1/auth/login", "POST /api/v1/auth/logout",
+                                   "/api/v1/auth/me"}));
+  // Without credentials, every route that does not say `"security": []` answers the 401 it
+  // documents; the public ones answer as before.
+  for (auto& [path, item] : doc["paths"].items()) {
+    for (auto& [method, op] : item.items()) {
+      const std::string id = path.rfind("/api/v1/alerts/", 0) == 0 ? alert_id : "d1";
+      const std::string target = std::regex_replace(path, std::regex("\\{id\\}"), id);
+      const bool open = op.contains("security") && op["security"].empty();
+      auto r = method == "post" ? Post(Api{port(), ""}, target, "{}") : Get(Api{port(), ""}, target);
+      OUTPOST_ASSERT_OK(r);
+      if (open) {
+        EXPECT_NE(r->status, 401) << method << " " << target;
+      } else {
+        EXPECT_EQ(r->status, 401) << method << " " << target << ": " << r->body;
+        EXPECT_TRUE(op["responses"].contains("401")) << method << " " << path;
+      }
+    }
+  }
 }
 
 // Alerts are listed with filters and acknowledged once; the acknowledgement is in the stream,
@@ -254,7 +273,8 @@ TEST_F(GatewayApiTest, AlertsAreListedAndAcknowledgedOnce) {
   EXPECT_TRUE(rest["next_cursor"].is_null());
 
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto stream, RawHttpConnection::Connect(port()));
-  const std::string sub = "GET /api/v1/stream?types=alert HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n";
+  const std::string sub =
+      "GET /api/v1/stream?types=alert HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n";
   ASSERT_EQ(stream.SendSome(sub), static_cast<long>(sub.size()));
   ASSERT_TRUE(WaitUntil("stream head", std::chrono::seconds(5), [&] {
     stream.closed();
@@ -426,21 +446,32 @@ TEST_F(GatewayApiTest, BadRequestsGetClear4xxAndChangeNothing) {
   };
   const std::string big_header(9000, 'x');
   const std::vector<Case> cases = {
-      {"GET /api/v1/devices/nope HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 404, "unknown_device"},
-      {"GET /api/v1/devices/ HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 404, "unknown_device"},
-      {"GET /api/v1/devices?cursor=zz HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400, "bad_cursor"},
-      {"GET /api/v1/devices?cursor=d1 HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400, "bad_cursor"},
-      {"GET /api/v1/devices?limit=0 HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400, "bad_limit"},
-      {"GET /api/v1/devices?limit=100000 HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400, "bad_limit"},
-      {"GET /api/v1/devices?limit=ten HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400, "bad_limit"},
+      {"GET /api/v1/devices/nope HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 404,
+       "unknown_device"},
+      {"GET /api/v1/devices/ HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 404,
+       "unknown_device"},
+      {"GET /api/v1/devices?cursor=zz HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400,
+       "bad_cursor"},
+      {"GET /api/v1/devices?cursor=d1 HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400,
+       "bad_cursor"},
+      {"GET /api/v1/devices?limit=0 HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400,
+       "bad_limit"},
+      {"GET /api/v1/devices?limit=100000 HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400,
+       "bad_limit"},
+      {"GET /api/v1/devices?limit=ten HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 400,
+       "bad_limit"},
       {"GET /api/v2/devices HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 404, "not_found"},
-      {"POST /api/v1/devices HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "Content-Length: 2\r\n\r\n{}", 405,
+      {"POST /api/v1/devices HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() +
+           "Content-Length: 2\r\n\r\n{}",
+       405, "method_not_allowed"},
+      {"DELETE /api/v1/devices/d1 HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 405,
        "method_not_allowed"},
-      {"DELETE /api/v1/devices/d1 HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n", 405, "method_not_allowed"},
-      {"GET /healthz HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "X-Big: " + big_header + "\r\n\r\n", 431,
-       "header_line_too_long"},
-      {"POST /api/v1/devices HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "Content-Length: 2000000\r\n\r\n", 413,
-       "body_too_large"},
+      {"GET /healthz HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "X-Big: " + big_header +
+           "\r\n\r\n",
+       431, "header_line_too_long"},
+      {"POST /api/v1/devices HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() +
+           "Content-Length: 2000000\r\n\r\n",
+       413, "body_too_large"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.request.substr(0, 60));

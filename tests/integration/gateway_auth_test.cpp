@@ -69,12 +69,12 @@ class GatewayAuthTest : public ::testing::Test {
   }
   // Raises an alert (temperature over 20) and returns its API id.
   std::string RaiseAlert() {
-    EXPECT_TRUE(h_.devices()
-                    .Publish("sensors/d1/data",
-                             json{{"deviceId", "d1"}, {"boot", 1}, {"seq", 1}, {"temperature", 25}}
-                                 .dump(),
-                             1)
-                    .ok());
+    EXPECT_TRUE(
+        h_.devices()
+            .Publish("sensors/d1/data",
+                     json{{"deviceId", "d1"}, {"boot", 1}, {"seq", 1}, {"temperature", 25}}.dump(),
+                     1)
+            .ok());
     std::string id;
     EXPECT_TRUE(WaitUntil("an alert", 20s, [&] {
       auto r = Send("GET", "/api/v1/alerts", h_.auth_header());
@@ -134,7 +134,8 @@ TEST_F(GatewayAuthTest, UnauthenticatedRequestsGet401ExceptThePublicOnes) {
   }
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto post, Send("POST", "/api/v1/alerts/x:1/ack", "", "{}"));
   EXPECT_EQ(post.status, 401);
-  OUTPOST_ASSERT_OK_AND_ASSIGN(auto bad, Send("GET", "/api/v1/devices", "Authorization: Basic eDp5\r\n"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto bad,
+                               Send("GET", "/api/v1/devices", "Authorization: Basic eDp5\r\n"));
   EXPECT_EQ(bad.status, 401);
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto forged,
                                Send("GET", "/api/v1/devices", "X-Outpost-User: admin\r\n"));
@@ -269,16 +270,16 @@ TEST_F(GatewayAuthTest, CookieWritesNeedTheCsrfTokenAndAcksAreAudited) {
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto none, Send("POST", ack, cookie, "{\"comment\":\"x\"}"));
   EXPECT_EQ(none.status, 403);
   EXPECT_EQ(Code(none), "csrf");
-  OUTPOST_ASSERT_OK_AND_ASSIGN(auto wrong,
-                               Send("POST", ack, cookie + "X-CSRF-Token: " + std::string(64, 'a') +
-                                                     "\r\n", "{\"comment\":\"x\"}"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      auto wrong, Send("POST", ack, cookie + "X-CSRF-Token: " + std::string(64, 'a') + "\r\n",
+                       "{\"comment\":\"x\"}"));
   EXPECT_EQ(wrong.status, 403);
   // Still unacknowledged.
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto before, Send("GET", "/api/v1/alerts/" + id, h_.auth_header()));
   EXPECT_TRUE(json::parse(before.body)["ack"].is_null()) << before.body;
   OUTPOST_ASSERT_OK_AND_ASSIGN(
-      auto ok, Send("POST", ack, cookie + "X-CSRF-Token: " + s.csrf + "\r\n",
-                    "{\"comment\":\"on it\"}"));
+      auto ok,
+      Send("POST", ack, cookie + "X-CSRF-Token: " + s.csrf + "\r\n", "{\"comment\":\"on it\"}"));
   ASSERT_EQ(ok.status, 200) << ok.body;
   EXPECT_EQ(json::parse(ok.body)["ack"]["user"], "olga");
   auto store = OpenAuth();
@@ -287,8 +288,7 @@ TEST_F(GatewayAuthTest, CookieWritesNeedTheCsrfTokenAndAcksAreAudited) {
   ASSERT_TRUE(WaitUntil("the ack in the audit log", 5s, [&] {
     auto log = store->AuditLog(20);
     for (const auto& e : log.ok() ? *log : std::vector<gateway::auth::AuditEntry>{}) {
-      audited |= e.action == "alert_ack" && e.user == "olga" &&
-                 e.detail == id + ": on it";
+      audited |= e.action == "alert_ack" && e.user == "olga" && e.detail == id + ": on it";
     }
     return audited;
   }));
@@ -303,12 +303,12 @@ TEST_F(GatewayAuthTest, ViewersGet403OnAcksButRead) {
   const std::string headers = "Cookie: " + s.cookie + "\r\nX-CSRF-Token: " + s.csrf + "\r\n";
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto list, Send("GET", "/api/v1/alerts", headers));
   EXPECT_EQ(list.status, 200);
-  OUTPOST_ASSERT_OK_AND_ASSIGN(auto ack, Send("POST", "/api/v1/alerts/" + id + "/ack", headers,
-                                              "{}"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto ack,
+                               Send("POST", "/api/v1/alerts/" + id + "/ack", headers, "{}"));
   EXPECT_EQ(ack.status, 403) << ack.body;
   EXPECT_EQ(Code(ack), "forbidden");
-  OUTPOST_ASSERT_OK_AND_ASSIGN(auto bulk, Send("POST", "/api/v1/alerts/ack", headers,
-                                               json{{"ids", {id}}}.dump()));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      auto bulk, Send("POST", "/api/v1/alerts/ack", headers, json{{"ids", {id}}}.dump()));
   EXPECT_EQ(bulk.status, 403);
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto after, Send("GET", "/api/v1/alerts/" + id, headers));
   EXPECT_TRUE(json::parse(after.body)["ack"].is_null()) << after.body;
@@ -356,8 +356,8 @@ TEST_F(GatewayAuthTest, BearerTokensWorkWithoutCsrfAndRevokedOnesDoNot) {
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto after, Send("GET", "/api/v1/devices", viewer));
   EXPECT_EQ(after.status, 401);
   EXPECT_EQ(Code(after), "unauthenticated");
-  OUTPOST_ASSERT_OK_AND_ASSIGN(auto bogus, Send("GET", "/api/v1/devices",
-                                                "Authorization: Bearer opt_0000\r\n"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      auto bogus, Send("GET", "/api/v1/devices", "Authorization: Bearer opt_0000\r\n"));
   EXPECT_EQ(bogus.status, 401);
 }
 

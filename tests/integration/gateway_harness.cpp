@@ -65,8 +65,8 @@ Status GatewayHarness::Start(HarnessOptions options) {
   std::smatch m;
   static const std::regex kToken("opt_[0-9a-f]{64}");
   if (token->status != 0 || !std::regex_search(token->output, m, kToken)) {
-    return Internal("token create failed (" + std::to_string(token->status) + "): " +
-                    token->output);
+    return Internal("token create failed (" + std::to_string(token->status) +
+                    "): " + token->output);
   }
   token_ = m.str();
   return StartGateway();

@@ -204,12 +204,14 @@ TEST_F(GatewayStreamTest, ReadingsPublishedThroughMosquittoAppearAsEvents) {
   auto c = RawHttpConnection::Connect(port());
   OUTPOST_ASSERT_OK(c);
   // HEAD answers the head only (no endless body after it).
-  auto head = c->Exchange("HEAD /api/v1/stream HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n");
+  auto head =
+      c->Exchange("HEAD /api/v1/stream HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n");
   OUTPOST_ASSERT_OK(head);
   EXPECT_EQ(head->status, 200);
   EXPECT_EQ(head->Header("content-type"), "text/event-stream");
   EXPECT_EQ(head->body, "");
-  auto bad = c->Exchange("GET /api/v1/stream?types=reading,nope HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n");
+  auto bad = c->Exchange("GET /api/v1/stream?types=reading,nope HTTP/1.1\r\nHost: x\r\n" +
+                         h_.auth_header() + "\r\n");
   OUTPOST_ASSERT_OK(bad);
   EXPECT_EQ(bad->status, 400);
   EXPECT_NE(bad->body.find("\"bad_types\""), std::string::npos) << bad->body;
@@ -305,7 +307,8 @@ TEST_F(GatewayStreamTest, AStalledReaderIsDroppedWhileAnotherKeepsReceiving) {
   EXPECT_EQ(health["stream"]["clients"], 1);
   auto c = RawHttpConnection::Connect(port());
   OUTPOST_ASSERT_OK(c);
-  auto m = c->Exchange("GET /metrics HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "Connection: close\r\n\r\n");
+  auto m = c->Exchange("GET /metrics HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() +
+                       "Connection: close\r\n\r\n");
   OUTPOST_ASSERT_OK(m);
   EXPECT_NE(m->body.find("outpost_gateway_http_streams_open 1\n"), std::string::npos) << m->body;
   EXPECT_NE(m->body.find("outpost_gateway_stream_dropped_slow 1\n"), std::string::npos);

@@ -47,8 +47,8 @@ Result<std::string> Password(bool from_stdin, std::istream& in) {
   if (!std::getline(in, line)) return InvalidArgument("--password-stdin: no line on stdin");
   if (!line.empty() && line.back() == '\r') line.pop_back();
   if (line.size() < auth::kMinPasswordBytes || line.size() > auth::kMaxPasswordBytes) {
-    return InvalidArgument("password: expected " + std::to_string(auth::kMinPasswordBytes) +
-                           ".." + std::to_string(auth::kMaxPasswordBytes) + " bytes, got " +
+    return InvalidArgument("password: expected " + std::to_string(auth::kMinPasswordBytes) + ".." +
+                           std::to_string(auth::kMaxPasswordBytes) + " bytes, got " +
                            std::to_string(line.size()));
   }
   return line;
@@ -65,8 +65,7 @@ std::string Time(std::int64_t ms) {
 }
 
 int SetPassword(auth::AuthStore& store, const std::string& name, bool password_stdin,
-                std::istream& in, std::ostream& out, std::ostream& err, bool add,
-                auth::Role role) {
+                std::istream& in, std::ostream& out, std::ostream& err, bool add, auth::Role role) {
   auto password = Password(password_stdin, in);
   if (!password.ok()) return Fail(err, password.status());
   auto hash = auth::HashPassword(*password);

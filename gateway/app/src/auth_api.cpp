@@ -102,7 +102,14 @@ Authenticator::Authenticator(auth::AuthStore* store, Options options,
       wall_ms_(std::move(wall_ms)),
       sessions_(o_.sessions, [] { return auth::RandomHex(32); }),
       limiter_(o_.limiter) {
-  for (std::size_t i = 0; i < o_.max_verifications; ++i) workers_.emplace_back([this] { Work(); });
+  // The first worker hashes the unknown-user stand-in before it takes a job, so that neither the
+  // start nor the first login waits for it.
+  for (std::size_t i = 0; i < o_.max_verifications; ++i) {
+    workers_.emplace_back([this, i] {
+      if (i == 0) (void)auth::DummyHash();
+      Work();
+    });
+  }
 }
 
 Authenticator::~Authenticator() {
@@ -228,15 +235,14 @@ void Authenticator::AddRoutes(http::Router* router) {
     http::Response out;
     out.status = 204;
     out.content_type.clear();
-    out.headers.emplace_back("Set-Cookie",
-                             SessionCookie("", o_.secure_cookie) + "; Max-Age=0");
+    out.headers.emplace_back("Set-Cookie", SessionCookie("", o_.secure_cookie) + "; Max-Age=0");
     r.Send(std::move(out));
   });
   router->Add("GET", "/api/v1/auth/me", [this](http::Request q, http::Responder r) {
     const std::string id = CookieValue(q.Header("cookie"), kCookieName);
-    const auth::Session* s =
-        q.Header("authorization").empty() && !id.empty() ? sessions_.Find(id, steady_ms_())
-                                                         : nullptr;
+    const auth::Session* s = q.Header("authorization").empty() && !id.empty()
+                                 ? sessions_.Find(id, steady_ms_())
+                                 : nullptr;
     r.Send(Json(200, {{"user", User(q)},
                       {"role", q.Header(kRoleHeader)},
                       {"csrf", s != nullptr ? json(s->csrf) : json(nullptr)}}));

@@ -81,7 +81,7 @@ class Authenticator {
   // Appends to the audit log (errors are logged and counted, never fatal). Any thread.
   void Audit(const std::string& user, const std::string& action, const std::string& detail);
 
-  const Counters& counters() const { return n_; }  // on the loop
+  const Counters& counters() const { return n_; }         // on the loop
   std::string Prometheus(std::string_view prefix) const;  // on the loop
 
  private:

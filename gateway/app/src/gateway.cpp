@@ -309,11 +309,11 @@ Status Gateway::Impl::OpenAuth() {
   auto created = auth::EnsureAdmin(*auth_store_, file, clock_.wall_ms());
   if (!created.ok()) return created.status();
   if (*created) {
-    spdlog::warn("first start: created the user \"admin\"; its password is in {} (mode 0600). "
-                 "Log in, then change it with `outpost-gateway user passwd admin`",
-                 file);
+    spdlog::warn(
+        "first start: created the user \"admin\"; its password is in {} (mode 0600). "
+        "Log in, then change it with `outpost-gateway user passwd admin`",
+        file);
   }
-  (void)auth::DummyHash();  // hashed now, not during the first login
   return Status::Ok();
 }
 

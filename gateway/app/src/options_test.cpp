@@ -194,8 +194,9 @@ TEST(Options, HttpDefaultsAreTheServersAndKeysMap) {
   OUTPOST_ASSERT_OK(d);
   const http::ServerOptions server_defaults;
   const http::ServerOptions o = HttpServerOptions(*d);
-  EXPECT_EQ(o.host, "127.0.0.1");
+  EXPECT_EQ(o.host, "0.0.0.0");  // behind a login (auth_api.h)
   EXPECT_EQ(o.port, 8080);
+  EXPECT_TRUE(o.tls_cert_file.empty());
   EXPECT_EQ(o.max_connections, server_defaults.max_connections);
   EXPECT_EQ(o.header_timeout_ms, server_defaults.header_timeout_ms);
   EXPECT_EQ(o.idle_timeout_ms, server_defaults.idle_timeout_ms);

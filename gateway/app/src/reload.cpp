@@ -71,9 +71,9 @@ std::vector<RestartOnlySetting> MakeTable() {
   }));
   t.push_back(Setting("auth.*", "every `auth.*` key (read at start)", [](auto& c) {
     auto& a = c.auth;
-    return std::tie(a.path, a.session_idle_s, a.session_max_s, a.max_sessions,
-                    a.login_max_failures, a.login_window_s, a.login_lockout_s,
-                    a.login_tracked_keys, a.max_verifications, a.audit_max_rows);
+    return std::tie(a.path, a.session_idle_s, a.session_max_s, a.max_sessions, a.login_max_failures,
+                    a.login_window_s, a.login_lockout_s, a.login_tracked_keys, a.max_verifications,
+                    a.audit_max_rows);
   }));
   t.push_back(Setting("cloud.*", "every `cloud.*` key", [](auto& c) {
     auto& cl = c.cloud;

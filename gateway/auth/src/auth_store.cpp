@@ -86,8 +86,9 @@ Status AuthStore::AddUser(const std::string& name, Role role, const std::string&
   std::lock_guard lock(impl_->mu);
   sqlite::Statement s;
   OUTPOST_RETURN_IF_ERROR(impl_->db.Prepare(
-      &s, "INSERT INTO users(name, role, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4) "
-          "ON CONFLICT(name) DO NOTHING"));
+      &s,
+      "INSERT INTO users(name, role, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4) "
+      "ON CONFLICT(name) DO NOTHING"));
   OUTPOST_RETURN_IF_ERROR(
       s.Bind(1, name).Bind(2, RoleName(role)).Bind(3, password_hash).Bind(4, now_ms).Run());
   if (impl_->db.changes() == 0) {
@@ -209,7 +210,8 @@ Result<std::vector<Token>> AuthStore::Tokens() {
       &s, "SELECT id, name, role, created_ms, last_used_ms FROM tokens ORDER BY id"));
   std::vector<Token> out;
   Status st;
-  while (s.Step(&st)) out.push_back(Token{s.Int(0), s.Text(1), RoleOf(s.View(2)), s.Int(3), s.Int(4)});
+  while (s.Step(&st))
+    out.push_back(Token{s.Int(0), s.Text(1), RoleOf(s.View(2)), s.Int(3), s.Int(4)});
   OUTPOST_RETURN_IF_ERROR(st);
   return out;
 }
@@ -248,7 +250,8 @@ Result<std::vector<AuditEntry>> AuthStore::AuditLog(std::size_t limit) {
   s.Bind(1, sqlite::ClampLimit(limit));
   std::vector<AuditEntry> out;
   Status st;
-  while (s.Step(&st)) out.push_back(AuditEntry{s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Text(4)});
+  while (s.Step(&st))
+    out.push_back(AuditEntry{s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Text(4)});
   OUTPOST_RETURN_IF_ERROR(st);
   return out;
 }
@@ -258,8 +261,7 @@ std::uint64_t AuthStore::audit_trimmed() const {
   return impl_->audit_trimmed;
 }
 
-Result<bool> EnsureAdmin(AuthStore& store, const std::string& password_file,
-                         std::int64_t now_ms) {
+Result<bool> EnsureAdmin(AuthStore& store, const std::string& password_file, std::int64_t now_ms) {
   auto has = store.HasAdmin();
   if (!has.ok()) return has.status();
   if (*has) return false;
@@ -282,8 +284,8 @@ Result<bool> EnsureAdmin(AuthStore& store, const std::string& password_file,
   ::close(fd);
   if (!written) return Unavailable(password_file + ": " + std::strerror(err));
   OUTPOST_RETURN_IF_ERROR(store.AddUser("admin", Role::kAdmin, *hash, now_ms));
-  (void)store.Audit(now_ms, "admin", "user_add", "first start: role admin, password in " +
-                                                     password_file);
+  (void)store.Audit(now_ms, "admin", "user_add",
+                    "first start: role admin, password in " + password_file);
   return true;
 }
 

@@ -646,7 +646,8 @@ namespace {
 std::string BesideDatabase(const Config& config, std::string_view name) {
   const std::string& db = config.storage.path;
   const std::size_t slash = db.rfind('/');
-  return slash == std::string::npos ? std::string(name) : db.substr(0, slash + 1) + std::string(name);
+  return slash == std::string::npos ? std::string(name)
+                                    : db.substr(0, slash + 1) + std::string(name);
 }
 }  // namespace
 

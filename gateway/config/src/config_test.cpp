@@ -183,6 +183,17 @@ TEST(Config, ExampleConfigIsValidAndMatchesDefaults) {
   EXPECT_EQ(c->http.max_connections, d->http.max_connections);
   EXPECT_EQ(c->http.header_timeout_ms, d->http.header_timeout_ms);
   EXPECT_EQ(c->http.idle_timeout_ms, d->http.idle_timeout_ms);
+  EXPECT_EQ(c->http.tls_cert_file, d->http.tls_cert_file);
+  EXPECT_EQ(c->auth.path, d->auth.path);
+  EXPECT_EQ(c->auth.session_idle_s, d->auth.session_idle_s);
+  EXPECT_EQ(c->auth.session_max_s, d->auth.session_max_s);
+  EXPECT_EQ(c->auth.max_sessions, d->auth.max_sessions);
+  EXPECT_EQ(c->auth.login_max_failures, d->auth.login_max_failures);
+  EXPECT_EQ(c->auth.login_window_s, d->auth.login_window_s);
+  EXPECT_EQ(c->auth.login_lockout_s, d->auth.login_lockout_s);
+  EXPECT_EQ(c->auth.login_tracked_keys, d->auth.login_tracked_keys);
+  EXPECT_EQ(c->auth.max_verifications, d->auth.max_verifications);
+  EXPECT_EQ(c->auth.audit_max_rows, d->auth.audit_max_rows);
 }
 
 TEST(Config, HttpListenDefaultsParsesAndNamesTheKey) {

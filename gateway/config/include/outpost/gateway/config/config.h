@@ -144,15 +144,15 @@ struct HttpConfig {
 // Users, sessions and API tokens (docs/api.md "Authentication"). Restart-only.
 struct AuthConfig {
   std::string path;  // the users, tokens and audit file; "" = auth.sqlite next to storage.path
-  std::int64_t session_idle_s = 8 * 3600;       // a session unused this long ends
-  std::int64_t session_max_s = 7 * 86'400;      // and any session after this long
-  std::size_t max_sessions = 1000;              // more logins evict the least recently used
-  std::int64_t login_max_failures = 5;          // per user name and per source address ...
-  std::int64_t login_window_s = 300;            // ... within this long, then
-  std::int64_t login_lockout_s = 300;           // 429 for this long after the last failure
-  std::size_t login_tracked_keys = 10'000;      // names and addresses the limiter remembers
-  std::size_t max_verifications = 2;            // Argon2id checks in flight (503 busy beyond)
-  std::int64_t audit_max_rows = 100'000;        // the audit log keeps the newest this many
+  std::int64_t session_idle_s = 8 * 3600;   // a session unused this long ends
+  std::int64_t session_max_s = 7 * 86'400;  // and any session after this long
+  std::size_t max_sessions = 1000;          // more logins evict the least recently used
+  std::int64_t login_max_failures = 5;      // per user name and per source address ...
+  std::int64_t login_window_s = 300;        // ... within this long, then
+  std::int64_t login_lockout_s = 300;       // 429 for this long after the last failure
+  std::size_t login_tracked_keys = 10'000;  // names and addresses the limiter remembers
+  std::size_t max_verifications = 2;        // Argon2id checks in flight (503 busy beyond)
+  std::int64_t audit_max_rows = 100'000;    // the audit log keeps the newest this many
 };
 
 // "host:port" or "[v6]:port" with a numeric host (IPv4 or IPv6) and a port in 0..65535; the
