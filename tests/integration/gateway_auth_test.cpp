@@ -12,8 +12,10 @@
 
 #include "gateway_harness.h"
 #include "outpost/gateway/auth/auth_store.h"
+#include "outpost/http/client.h"
 #include "outpost/testing/raw_http.h"
 #include "outpost/testing/status_matchers.h"
+#include "outpost/testing/test_pki.h"
 #include "outpost/testing/wait_until.h"
 
 namespace outpost::testing {
@@ -361,6 +363,53 @@ TEST_F(GatewayAuthTest, BearerTokensWorkWithoutCsrfAndRevokedOnesDoNot) {
   EXPECT_EQ(bogus.status, 401);
 }
 
+TEST(GatewayAuthListen, BeyondLoopbackWithoutTlsTheStartWarns) {
+  GatewayHarness h;
+  HarnessOptions o;
+  o.http_yaml = "  listen: 0.0.0.0:0\n";
+  OUTPOST_ASSERT_OK(h.Start(o));
+  ASSERT_NE(h.http_port(), 0);
+  EXPECT_NE(h.gateway_log().find("reachable beyond this machine without TLS"), std::string::npos)
+      << h.gateway_log();
+  // Still behind the login.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto c, RawHttpConnection::Connect(h.http_port()));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      auto r, c.Exchange("GET /api/v1/devices HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  EXPECT_EQ(r.status, 401);
+}
+
+TEST(GatewayAuthTls, OverTlsTheSessionCookieIsSecure) {
+  GatewayHarness h;
+  OUTPOST_ASSERT_OK_AND_ASSIGN(TestPki pki, GenerateTestPki(h.dir().path()));
+  HarnessOptions o;
+  o.http_yaml =
+      "  tls_cert_file: " + pki.server_cert + "\n  tls_key_file: " + pki.server_key + "\n";
+  OUTPOST_ASSERT_OK(h.Start(o));
+  ASSERT_NE(h.http_port(), 0);
+  EXPECT_NE(h.gateway_log().find("http api listening on https://"), std::string::npos);
+  EXPECT_EQ(h.gateway_log().find("without TLS"), std::string::npos);  // loopback, and TLS
+  std::ifstream in(h.dir().File("admin-password"));
+  std::string password;
+  std::getline(in, password);
+  http::ClientOptions co;
+  co.host = "127.0.0.1";
+  co.port = h.http_port();
+  co.tls = true;
+  co.ca_file = pki.ca_cert;
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto client, http::Client::Make(co));
+  http::ClientRequest req;
+  req.method = "POST";
+  req.target = "/api/v1/auth/login";
+  req.headers = {{"Content-Type", "application/json"}};
+  req.body = json{{"user", "admin"}, {"password", password}}.dump();
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto r, client->Send(req));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(std::regex_match(
+      r.Header("set-cookie"),
+      std::regex("outpost_session=[0-9a-f]{64}; HttpOnly; SameSite=Lax; Path=/; Secure")))
+      << r.Header("set-cookie");
+}
+
 TEST_F(GatewayAuthTest, CliCommandsSayWhatIsWrong) {
   Start();
   auto help = h_.RunCli({"user", "add", "--help"});
@@ -392,9 +441,16 @@ TEST_F(GatewayAuthTest, CliCommandsSayWhatIsWrong) {
   OUTPOST_ASSERT_OK(list);
   EXPECT_NE(list->output.find("bob\tviewer"), std::string::npos) << list->output;
   EXPECT_NE(list->output.find("admin\tadmin"), std::string::npos);
+  Session old = LoginOk("bob", m[1].str());
   auto passwd = h_.RunCli({"user", "passwd", "bob", "--password-stdin"}, "a-new-password\n");
   OUTPOST_ASSERT_OK(passwd);
   EXPECT_EQ(passwd->status, 0) << passwd->output;
+  // The sessions of the old password end; the new one logs in.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto ended,
+                               Send("GET", "/api/v1/auth/me", "Cookie: " + old.cookie + "\r\n"));
+  EXPECT_EQ(ended.status, 401);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto wrong, Login("bob", m[1].str()));
+  EXPECT_EQ(wrong.status, 401);
   LoginOk("bob", "a-new-password");
   auto missing = h_.RunCli({"user", "passwd", "nobody"});
   OUTPOST_ASSERT_OK(missing);

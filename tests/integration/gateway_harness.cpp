@@ -129,7 +129,8 @@ Status GatewayHarness::StartGateway() {
   // The listener is bound before the MQTT connection starts; its line may still be in a buffer.
   http_port_ = 0;
   if (gateway_log().find("http api off") != std::string::npos) return Status::Ok();
-  const std::regex listening("http api listening on http://127\\.0\\.0\\.1:([0-9]+)");
+  const std::regex listening(
+      "http api listening on https?://(?:127\\.0\\.0\\.1|0\\.0\\.0\\.0):([0-9]+)");
   std::string log, port;
   bool found = WaitUntil("the http api's port in the log", std::chrono::seconds(10), [&] {
     log = gateway_log();

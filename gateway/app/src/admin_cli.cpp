@@ -77,7 +77,7 @@ int SetPassword(auth::AuthStore& store, const std::string& name, bool password_s
   if (add) {
     out << "added user " << name << " (" << auth::RoleName(role) << ")\n";
   } else {
-    out << "changed the password of " << name << "\n";
+    out << "changed the password of " << name << " (their sessions end)\n";
   }
   if (!password_stdin) out << "password: " << *password << "\n";
   return 0;

@@ -193,6 +193,12 @@ http::Handler Authenticator::Guard(http::Router routes) {
       }
       // The user's role now (a removed user's sessions end here).
       auto u = store_->FindUser(s->user);
+      if (u.ok() && u->password_hash != s->stamp) {
+        // The password changed since this login (`user passwd`): every older session ends.
+        sessions_.RemoveUser(u->name);
+        ++n_.unauthenticated;
+        return r.Send(Unauthenticated("the user's password changed; log in again"));
+      }
       if (!u.ok()) {
         ++n_.unauthenticated;
         if (u.status().code() != Code::kNotFound) {
@@ -311,7 +317,7 @@ void Authenticator::Login(http::Request q, http::Responder r) {
       }
       ++n_.logins_ok;
       limiter_.Success(user_key);
-      const auth::Session& s = sessions_.Create(name, steady_ms_());
+      const auth::Session& s = sessions_.Create(name, user->password_hash, steady_ms_());
       Audit(name, "login", "from " + address);
       http::Response out =
           Json(200, {{"user", name}, {"role", auth::RoleName(user->role)}, {"csrf", s.csrf}});

@@ -77,13 +77,14 @@ void LoginLimiter::Success(const std::string& key) {
   entries_.erase(it);
 }
 
-const Session& SessionTable::Create(const std::string& user, std::int64_t now_ms) {
+const Session& SessionTable::Create(const std::string& user, std::string stamp,
+                                    std::int64_t now_ms) {
   if (sessions_.size() >= o_.max_sessions && !lru_.empty()) {
     sessions_.erase(lru_.front());
     lru_.pop_front();
     ++evicted_;
   }
-  Session s{random_(), random_(), user, now_ms, now_ms};
+  Session s{random_(), random_(), user, std::move(stamp), now_ms, now_ms};
   lru_.push_back(s.id);
   auto [it, inserted] = sessions_.emplace(s.id, Entry{s, std::prev(lru_.end())});
   OUTPOST_CHECK(inserted);  // random ids do not collide

@@ -76,23 +76,23 @@ std::function<std::string()> Counter() {
 
 TEST(SessionTable, IdleAndAbsoluteExpiry) {
   SessionTable t({1000, 5000, 10}, Counter());
-  const std::string id = t.Create("alice", 0).id;
+  const std::string id = t.Create("alice", "", 0).id;
   EXPECT_NE(t.Find(id, 999), nullptr);   // touches it
   EXPECT_NE(t.Find(id, 1998), nullptr);  // idle from 999
   EXPECT_EQ(t.Find(id, 2998), nullptr);  // idle 1000
   EXPECT_EQ(t.expired(), 1u);
-  const std::string id2 = t.Create("alice", 10'000).id;
+  const std::string id2 = t.Create("alice", "", 10'000).id;
   for (std::int64_t at = 10'500; at < 15'000; at += 500) ASSERT_NE(t.Find(id2, at), nullptr);
   EXPECT_EQ(t.Find(id2, 15'000), nullptr);  // absolute, however busy
 }
 
 TEST(SessionTable, CsrfDiffersFromIdAndBoundedCount) {
   SessionTable t({1000, 5000, 2}, Counter());
-  const Session a = t.Create("a", 0);
+  const Session a = t.Create("a", "", 0);
   EXPECT_NE(a.id, a.csrf);
-  const std::string b = t.Create("b", 1).id;
+  const std::string b = t.Create("b", "", 1).id;
   ASSERT_NE(t.Find(a.id, 2), nullptr);  // a is now the most recently used
-  t.Create("c", 3);                     // evicts b
+  t.Create("c", "", 3);                 // evicts b
   EXPECT_EQ(t.size(), 2u);
   EXPECT_EQ(t.evicted(), 1u);
   EXPECT_EQ(t.Find(b, 4), nullptr);
@@ -101,7 +101,8 @@ TEST(SessionTable, CsrfDiffersFromIdAndBoundedCount) {
 
 TEST(SessionTable, RemoveAndRemoveUser) {
   SessionTable t({1000, 5000, 10}, Counter());
-  const std::string a1 = t.Create("a", 0).id, a2 = t.Create("a", 0).id, b = t.Create("b", 0).id;
+  const std::string a1 = t.Create("a", "", 0).id, a2 = t.Create("a", "", 0).id,
+                    b = t.Create("b", "", 0).id;
   EXPECT_EQ(t.RemoveUser("a"), 2u);
   EXPECT_EQ(t.Find(a1, 1), nullptr);
   EXPECT_EQ(t.Find(a2, 1), nullptr);

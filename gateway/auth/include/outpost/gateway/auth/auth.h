@@ -77,6 +77,9 @@ struct Session {
   std::string id;
   std::string csrf;
   std::string user;
+  // What the user's credentials were at login (their password hash): a session whose user's
+  // password changed since is ended by the caller.
+  std::string stamp;
   std::int64_t created_ms = 0;
   std::int64_t last_used_ms = 0;
 };
@@ -85,7 +88,7 @@ class SessionTable {
  public:
   SessionTable(SessionOptions options, std::function<std::string()> random_token)
       : o_(options), random_(std::move(random_token)) {}
-  const Session& Create(const std::string& user, std::int64_t now_ms);
+  const Session& Create(const std::string& user, std::string stamp, std::int64_t now_ms);
   // The live session of `id` (touched: its idle expiry restarts), or nullptr (unknown or
   // expired; an expired one is removed).
   const Session* Find(const std::string& id, std::int64_t now_ms);
