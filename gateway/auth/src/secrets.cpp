@@ -23,11 +23,11 @@ bool VerifyPassword(const std::string& hash, std::string_view password) {
 }
 
 const std::string& DummyHash() {
-  static const std::string hash = [] {
+  static const std::string kHash = [] {
     auto h = HashPassword(RandomHex(16));
     return h.ok() ? *h : std::string();
   }();
-  return hash;
+  return kHash;
 }
 
 std::string RandomHex(std::size_t bytes) {
