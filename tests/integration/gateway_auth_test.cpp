@@ -9,6 +9,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "gateway_harness.h"
 #include "outpost/gateway/auth/auth_store.h"
@@ -408,6 +409,39 @@ TEST(GatewayAuthTls, OverTlsTheSessionCookieIsSecure) {
       r.Header("set-cookie"),
       std::regex("outpost_session=[0-9a-f]{64}; HttpOnly; SameSite=Lax; Path=/; Secure")))
       << r.Header("set-cookie");
+}
+
+// Password checks beyond auth.max_verifications in flight are refused at once (503 busy), not
+// queued on the loop: eight logins sent together while one check (Argon2id, ~0.1 s) runs.
+TEST_F(GatewayAuthTest, LoginsBeyondTheVerificationsInFlightGet503Busy) {
+  Start("auth:\n  max_verifications: 1\n");
+  const std::string body = json{{"user", "admin"}, {"password", AdminPassword()}}.dump();
+  const std::string req = "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  std::vector<RawHttpConnection> conns;
+  for (int i = 0; i < 8; ++i) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto c, RawHttpConnection::Connect(h_.http_port()));
+    conns.push_back(std::move(c));
+  }
+  for (auto& c : conns) ASSERT_EQ(c.SendSome(req), static_cast<long>(req.size()));
+  int ok = 0, busy = 0;
+  for (auto& c : conns) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto r, c.Read());
+    if (r.status == 200) ++ok;
+    if (r.status == 503) {
+      ++busy;
+      EXPECT_EQ(Code(r), "busy");
+      EXPECT_EQ(r.Header("retry-after"), "1");
+    }
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(busy, 1);
+  EXPECT_EQ(ok + busy, 8);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto metrics, Send("GET", "/metrics", h_.auth_header()));
+  EXPECT_NE(
+      metrics.body.find("outpost_gateway_auth_logins_busy_total " + std::to_string(busy) + "\n"),
+      std::string::npos)
+      << metrics.body;
 }
 
 TEST_F(GatewayAuthTest, CliCommandsSayWhatIsWrong) {
