@@ -180,7 +180,7 @@ http::Handler Authenticator::Guard(http::Router routes) {
         }
         return r.Send(Unauthenticated("the bearer token is unknown or revoked"));
       }
-      user = "token:" + token->name;
+      user = "token:" + (token->name.empty() ? "#" + std::to_string(token->id) : token->name);
       role = token->role;
     } else {
       const std::string id = CookieValue(q.Header("cookie"), kCookieName);
