@@ -75,22 +75,6 @@ bool IsPublic(const http::Request& q) {
   return true;  // /healthz and the dashboard's files
 }
 
-std::string CookieValue(const std::string& header, std::string_view name) {
-  std::size_t pos = 0;
-  while (pos < header.size()) {
-    std::size_t end = header.find(';', pos);
-    if (end == std::string::npos) end = header.size();
-    std::string_view pair = std::string_view(header).substr(pos, end - pos);
-    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
-    if (pair.size() > name.size() && pair.substr(0, name.size()) == name &&
-        pair[name.size()] == '=') {
-      return std::string(pair.substr(name.size() + 1));
-    }
-    pos = end + 1;
-  }
-  return "";
-}
-
 Authenticator::Authenticator(auth::AuthStore* store, Options options,
                              std::function<void(std::function<void()>)> post,
                              std::function<std::int64_t()> steady_ms,
@@ -183,7 +167,7 @@ http::Handler Authenticator::Guard(http::Router routes) {
       user = "token:" + (token->name.empty() ? "#" + std::to_string(token->id) : token->name);
       role = token->role;
     } else {
-      const std::string id = CookieValue(q.Header("cookie"), kCookieName);
+      const std::string id = auth::CookieValue(q.Header("cookie"), kCookieName);
       const auth::Session* s = id.empty() ? nullptr : sessions_.Find(id, steady_ms_());
       if (s == nullptr) {
         ++n_.unauthenticated;
@@ -235,7 +219,7 @@ void Authenticator::AddRoutes(http::Router* router) {
   router->Add("POST", std::string(kLoginPath),
               [this](http::Request q, http::Responder r) { Login(std::move(q), std::move(r)); });
   router->Add("POST", std::string(kLogoutPath), [this](http::Request q, http::Responder r) {
-    const std::string id = CookieValue(q.Header("cookie"), kCookieName);
+    const std::string id = auth::CookieValue(q.Header("cookie"), kCookieName);
     if (!id.empty()) sessions_.Remove(id);
     Audit(User(q), "logout", id.empty() ? "bearer" : "session");
     http::Response out;
@@ -245,7 +229,7 @@ void Authenticator::AddRoutes(http::Router* router) {
     r.Send(std::move(out));
   });
   router->Add("GET", "/api/v1/auth/me", [this](http::Request q, http::Responder r) {
-    const std::string id = CookieValue(q.Header("cookie"), kCookieName);
+    const std::string id = auth::CookieValue(q.Header("cookie"), kCookieName);
     const auth::Session* s = q.Header("authorization").empty() && !id.empty()
                                  ? sessions_.Find(id, steady_ms_())
                                  : nullptr;
@@ -256,29 +240,14 @@ void Authenticator::AddRoutes(http::Router* router) {
 }
 
 void Authenticator::Login(http::Request q, http::Responder r) {
-  if (q.body.size() > kMaxLoginBodyBytes) {
+  auto login = auth::ParseLogin(q.body);
+  if (!login.ok()) {
     ++n_.logins_bad_body;
-    return r.Send(http::Problem(413, "body_too_large",
-                                "a login body is at most " + std::to_string(kMaxLoginBodyBytes) +
-                                    " bytes: {\"user\":\"...\",\"password\":\"...\"}"));
+    const bool large = login.status().code() == Code::kResourceExhausted;
+    return r.Send(http::Problem(large ? 413 : 400, large ? "body_too_large" : "bad_body",
+                                login.status().message()));
   }
-  json j = json::parse(q.body, nullptr, /*allow_exceptions=*/false);
-  auto bad = [&](std::string_view detail) {
-    ++n_.logins_bad_body;
-    r.Send(http::Problem(400, "bad_body", detail));
-  };
-  if (j.is_discarded() || !j.is_object()) {
-    return bad("expected a JSON object {\"user\":\"...\",\"password\":\"...\"}");
-  }
-  auto u = j.find("user"), p = j.find("password");
-  if (u == j.end() || !u->is_string() || p == j.end() || !p->is_string()) {
-    return bad("user and password: expected two strings");
-  }
-  std::string name = u->get<std::string>(), password = p->get<std::string>();
-  if (name.empty() || name.size() > 64 || password.size() > auth::kMaxPasswordBytes) {
-    return bad("user: 1..64 bytes, password: at most " + std::to_string(auth::kMaxPasswordBytes) +
-               " bytes");
-  }
+  std::string name = std::move(login->user), password = std::move(login->password);
   const std::string address = Address(q.remote);
   const std::string user_key = "u:" + name, addr_key = "a:" + address;
   const std::int64_t now = steady_ms_();

@@ -41,8 +41,6 @@ namespace outpost::gateway::app::authn {
 inline constexpr char kUserHeader[] = "x-outpost-user";
 inline constexpr char kRoleHeader[] = "x-outpost-role";
 inline constexpr char kCookieName[] = "outpost_session";
-// A login body is {"user","password"}: anything longer is refused (413) before it is parsed.
-inline constexpr std::size_t kMaxLoginBodyBytes = 4096;
 
 struct Options {
   auth::SessionOptions sessions;
@@ -62,8 +60,6 @@ std::string User(const http::Request& q);
 auth::Role RequiredRole(const http::Request& q);
 // Whether the path is answered without credentials.
 bool IsPublic(const http::Request& q);
-// The value of cookie `name` in a Cookie header ("" when absent).
-std::string CookieValue(const std::string& header, std::string_view name);
 
 class Authenticator {
  public:

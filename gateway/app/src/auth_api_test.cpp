@@ -35,15 +35,6 @@ TEST(AuthApi, WritesNeedOperatorLogoutViewer) {
   EXPECT_EQ(RequiredRole(Req("POST", "/api/v1/auth/logout")), auth::Role::kViewer);
 }
 
-TEST(AuthApi, CookieValue) {
-  EXPECT_EQ(CookieValue("outpost_session=abc", "outpost_session"), "abc");
-  EXPECT_EQ(CookieValue("a=1; outpost_session=abc; b=2", "outpost_session"), "abc");
-  EXPECT_EQ(CookieValue("xoutpost_session=abc", "outpost_session"), "");
-  EXPECT_EQ(CookieValue("outpost_sessionx=abc", "outpost_session"), "");
-  EXPECT_EQ(CookieValue("", "outpost_session"), "");
-  EXPECT_EQ(CookieValue("outpost_session=", "outpost_session"), "");
-}
-
 TEST(AuthApi, UserIsWhatTheGuardSet) {
   http::Request q = Req("GET", "/api/v1/alerts");
   EXPECT_EQ(User(q), "");

@@ -28,6 +28,30 @@ TEST(Roles, UserNames) {
   EXPECT_TRUE(ValidUserName(std::string(64, 'a')).ok());
 }
 
+TEST(Login, CookieValue) {
+  EXPECT_EQ(CookieValue("outpost_session=abc", "outpost_session"), "abc");
+  EXPECT_EQ(CookieValue("a=1; outpost_session=abc; b=2", "outpost_session"), "abc");
+  EXPECT_EQ(CookieValue("xoutpost_session=abc", "outpost_session"), "");
+  EXPECT_EQ(CookieValue("outpost_sessionx=abc", "outpost_session"), "");
+  EXPECT_EQ(CookieValue("", "outpost_session"), "");
+  EXPECT_EQ(CookieValue("outpost_session=", "outpost_session"), "");
+}
+
+TEST(Login, ParseLoginNamesWhatIsWrong) {
+  auto ok = ParseLogin(R"({"user":"admin","password":"pw"})");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->user, "admin");
+  EXPECT_EQ(ok->password, "pw");
+  EXPECT_EQ(ParseLogin(std::string(kMaxLoginBodyBytes + 1, ' ')).status().code(),
+            Code::kResourceExhausted);
+  for (const char* bad : {"", "x", "[]", R"({"user":"a"})", R"({"user":1,"password":"p"})",
+                          R"({"user":"","password":"p"})"}) {
+    EXPECT_EQ(ParseLogin(bad).status().code(), Code::kInvalidArgument) << bad;
+  }
+  const std::string long_password = std::string(257, 'p');
+  EXPECT_FALSE(ParseLogin(R"({"user":"a","password":")" + long_password + R"("})").ok());
+}
+
 TEST(LoginLimiter, BlocksAfterMaxFailuresForTheLockout) {
   LoginLimiter l({3, 60'000, 30'000, 100});
   EXPECT_EQ(l.RetryAfterMs("u", 0), 0);

@@ -27,6 +27,21 @@ Result<Role> ParseRole(std::string_view name);
 // A user name: 1..64 of [A-Za-z0-9._@-], starting with a letter or digit.
 Status ValidUserName(std::string_view name);
 
+// The value of cookie `name` in a Cookie header ("" when absent). Pure; fuzzed
+// (fuzz/login_fuzzer.cpp).
+std::string CookieValue(std::string_view header, std::string_view name);
+
+// A login body is {"user","password"}: anything longer is refused before it is parsed.
+inline constexpr std::size_t kMaxLoginBodyBytes = 4096;
+struct LoginRequest {
+  std::string user;
+  std::string password;
+};
+// The body of POST /api/v1/auth/login: a JSON object with a user of 1..64 bytes and a password
+// of at most 256 (secrets.h kMaxPasswordBytes) bytes. kResourceExhausted over
+// kMaxLoginBodyBytes (413), else kInvalidArgument saying what is wrong (400). Pure; fuzzed.
+Result<LoginRequest> ParseLogin(std::string_view body);
+
 // Failed logins, per key (the limiter is used once per user name and once per source address).
 // A key with `max_failures` failures within `window_ms` is blocked for `lockout_ms` after the last
 // of them. Pure: time is an input. Bounded: at most `max_keys` keys are tracked; a new key
