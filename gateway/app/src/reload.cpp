@@ -68,6 +68,14 @@ std::vector<RestartOnlySetting> MakeTable() {
     return std::tie(h.listen, h.host, h.port, h.max_connections, h.header_timeout_ms,
                     h.idle_timeout_ms, h.stream_replay_events, h.stream_buffer_bytes);
   }));
+  t.push_back(Setting("commands.queue_per_device ...",
+                      "`commands.queue_per_device`, `history_per_device`, `default_ttl_s`, "
+                      "`max_ttl_s`, `max_waiters`",
+                      [](auto& c) {
+                        auto& m = c.commands;
+                        return std::tie(m.queue_per_device, m.history_per_device, m.default_ttl_s,
+                                        m.max_ttl_s, m.max_waiters);
+                      }));
   t.push_back(Setting("cloud.*", "every `cloud.*` key", [](auto& c) {
     auto& cl = c.cloud;
     return std::tie(cl.api_endpoint, cl.api_key, cl.api_key_file, cl.protocol, cl.ca_file,
