@@ -170,6 +170,11 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
     alert_id = (*j)["alerts"][0]["id"];
     return true;
   }));
+  // A command of d1 for the {cid} routes (queued: d1 is a native device, sent at once).
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto sent,
+                               Post(port(), "/api/v1/devices/d1/commands", R"({"command":"led"})"));
+  ASSERT_EQ(sent.status, 202) << sent.body;
+  const std::string command_id = json::parse(sent.body)["id"];
   OUTPOST_ASSERT_OK_AND_ASSIGN(json doc, GetJson(port(), "/api/v1/openapi.json"));
   EXPECT_EQ(doc["openapi"], "3.1.0");
   ASSERT_TRUE(doc["paths"].is_object());
@@ -178,6 +183,7 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
     for (auto& [method, op] : item.items()) {
       const std::string id = path.rfind("/api/v1/alerts/", 0) == 0 ? alert_id : "d1";
       std::string target = std::regex_replace(path, std::regex("\\{id\\}"), id);
+      target = std::regex_replace(target, std::regex("\\{cid\\}"), command_id);
       if (method == "post") {
         // A state-changing route: an empty JSON object must get a documented answer (a 4xx for
         // a missing field, or the change).
@@ -218,10 +224,13 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
     }
   }
   EXPECT_EQ(checked,
-            (std::set<std::string>{"/healthz", "/metrics", "/api/v1/health", "/api/v1/devices",
-                                   "/api/v1/devices/{id}", "/api/v1/series", "/api/v1/openapi.json",
-                                   "/api/v1/stream", "/api/v1/alerts", "/api/v1/alerts/{id}",
-                                   "POST /api/v1/alerts/{id}/ack", "POST /api/v1/alerts/ack"}));
+            (std::set<std::string>{
+                "/healthz", "/metrics", "/api/v1/health", "/api/v1/devices", "/api/v1/devices/{id}",
+                "/api/v1/series", "/api/v1/openapi.json", "/api/v1/stream", "/api/v1/alerts",
+                "/api/v1/alerts/{id}", "POST /api/v1/alerts/{id}/ack", "POST /api/v1/alerts/ack",
+                "/api/v1/devices/{id}/commands", "/api/v1/devices/{id}/commands/{cid}",
+                "POST /api/v1/devices/{id}/commands",
+                "POST /api/v1/devices/{id}/commands/{cid}/cancel"}));
 }
 
 // Alerts are listed with filters and acknowledged once; the acknowledgement is in the stream,

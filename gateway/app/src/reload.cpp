@@ -68,9 +68,9 @@ std::vector<RestartOnlySetting> MakeTable() {
     return std::tie(h.listen, h.host, h.port, h.max_connections, h.header_timeout_ms,
                     h.idle_timeout_ms, h.stream_replay_events, h.stream_buffer_bytes);
   }));
-  t.push_back(Setting("commands.queue_per_device ...",
+  t.push_back(Setting("commands.*",
                       "`commands.queue_per_device`, `history_per_device`, `default_ttl_s`, "
-                      "`max_ttl_s`, `max_waiters`",
+                      "`max_ttl_s`, `max_waiters` (not `restart_min_interval_s`)",
                       [](auto& c) {
                         auto& m = c.commands;
                         return std::tie(m.queue_per_device, m.history_per_device, m.default_ttl_s,

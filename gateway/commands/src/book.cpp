@@ -184,42 +184,68 @@ std::vector<Command> Book::PlanDispatch(std::string_view device, std::int64_t no
 
 std::vector<Command> Book::PlanExpiry(std::int64_t now_ms) const {
   std::vector<Command> out;
-  for (const auto& [id, c] : by_id_) {
-    if (Finished(c) || c.expires_ms > now_ms) continue;
-    Command next = c;
+  for (const auto& [expires, id] : open_by_expiry_) {
+    if (expires > now_ms) break;
+    Command next = by_id_.at(id);
     Move(&next, State::kExpired, now_ms, "gateway");
     next.resend = false;
     out.push_back(std::move(next));
   }
-  std::sort(out.begin(), out.end(),
-            [](const Command& a, const Command& b) { return a.seq < b.seq; });
   return out;
 }
 
 std::optional<std::int64_t> Book::NextExpiry() const {
-  std::optional<std::int64_t> next;
-  for (const auto& [id, c] : by_id_) {
-    if (!Finished(c) && (!next || c.expires_ms < *next)) next = c.expires_ms;
+  if (open_by_expiry_.empty()) return std::nullopt;
+  return open_by_expiry_.begin()->first;
+}
+
+void Book::Index(const Command* before, const Command* after) {
+  if (before != nullptr && !Finished(*before))
+    open_by_expiry_.erase({before->expires_ms, before->id});
+  if (after != nullptr && !Finished(*after)) open_by_expiry_.insert({after->expires_ms, after->id});
+}
+
+void Book::Recheck(const std::string& device) {
+  auto dev = devices_.find(device);
+  bool work = false;
+  if (dev != devices_.end()) {
+    for (const auto& [seq, id] : dev->second.by_seq) {
+      const Command& c = by_id_.at(id);
+      if (c.state == State::kQueued || (c.resend && !Finished(c))) {
+        work = true;
+        break;
+      }
+    }
   }
-  return next;
+  if (work) {
+    waiting_.insert(device);
+  } else {
+    waiting_.erase(device);
+  }
 }
 
 void Book::Put(Command c) {
   next_seq_ = std::max(next_seq_, c.seq + 1);
-  DeviceBook& d = devices_[c.device];
+  const std::string device = c.device;
+  DeviceBook& d = devices_[device];
   auto it = by_id_.find(c.id);
   if (it == by_id_.end()) {
     d.by_seq[c.seq] = c.id;
     if (!c.idempotency_key.empty()) d.by_key[c.idempotency_key] = c.id;
+    Index(nullptr, &c);
     by_id_.emplace(c.id, std::move(c));
   } else {
+    Index(&it->second, &c);
     it->second = std::move(c);
   }
+  Recheck(device);
 }
 
 void Book::Forget(std::string_view id) {
   auto it = by_id_.find(std::string(id));
   if (it == by_id_.end()) return;
+  Index(&it->second, nullptr);
+  const std::string device = it->second.device;
   auto dev = devices_.find(it->second.device);
   if (dev != devices_.end()) {
     dev->second.by_seq.erase(it->second.seq);
@@ -228,6 +254,7 @@ void Book::Forget(std::string_view id) {
   }
   by_id_.erase(it);
   ++counters_.evicted;
+  Recheck(device);
 }
 
 void Book::Restore(std::vector<Command> stored) {

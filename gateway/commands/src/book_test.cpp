@@ -102,6 +102,7 @@ TEST(Book, FailedRejectedAndProgressReplies) {
 TEST(Book, PlansDoNotChangeTheBookUntilPut) {
   Fixture f;
   auto a = f.Submit(f.Req("n1"));
+  EXPECT_EQ(f.book.waiting(), std::set<std::string>{"n1"});
   auto planned = f.book.PlanDispatch("n1", f.now);
   ASSERT_EQ(planned.size(), 1u);
   EXPECT_EQ(f.book.Find(a->command.id)->state, State::kQueued) << "a failed write leaves it";
@@ -185,6 +186,7 @@ TEST(Book, TtlDefaultBoundsAndExpiry) {
   EXPECT_EQ(expired[0].history.back().user, "gateway");
   f.book.Put(expired[0]);
   EXPECT_FALSE(f.book.NextExpiry().has_value());
+  EXPECT_TRUE(f.book.waiting().empty());
 }
 
 TEST(Book, SentCommandsExpireWithoutReplyButSeedOnesFinishAtSent) {
@@ -266,6 +268,7 @@ TEST(Book, RestoreResendsSentNativeCommandsOnly) {
   }
   Book restored(Options{});
   restored.Restore(stored);
+  EXPECT_EQ(restored.waiting(), std::set<std::string>{"n1"});
   EXPECT_GT(restored.next_seq(), q->command.seq);
   auto plan = restored.PlanDispatch("n1", f.now);
   ASSERT_EQ(plan.size(), 3u) << "two to send again, one queued";

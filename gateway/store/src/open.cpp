@@ -165,6 +165,8 @@ CREATE TABLE commands(
   reply TEXT NOT NULL,
   history TEXT NOT NULL);
 CREATE INDEX commands_by_device ON commands(device_id, seq);
+ALTER TABLE devices ADD COLUMN native INTEGER NOT NULL DEFAULT 0;
+UPDATE devices SET native = 1 WHERE boot != 0 OR last_seq != 0;
 )sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));

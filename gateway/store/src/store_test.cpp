@@ -561,7 +561,7 @@ TEST_F(StoreTest, MigratesVersion1ToCurrentKeepingData) {
                          "ALTER TABLE alerts DROP COLUMN acked_ms; "
                          "ALTER TABLE alerts DROP COLUMN acked_by; "
                          "ALTER TABLE alerts DROP COLUMN ack_comment; "
-                         "DROP TABLE commands; "
+                         "DROP TABLE commands; ALTER TABLE devices DROP COLUMN native; "
                          "PRAGMA user_version=1",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -136,6 +137,8 @@ class Book {
   // The commands to publish now that `device` is online, in order: queued ones moved to sent,
   // and earlier runs' sent ones (resend) unchanged.
   std::vector<Command> PlanDispatch(std::string_view device, std::int64_t now_ms) const;
+  // Devices with something to publish (queued, or to send again): PlanDispatch when online.
+  const std::set<std::string>& waiting() const { return waiting_; }
   // Open commands whose TTL has passed, moved to expired.
   std::vector<Command> PlanExpiry(std::int64_t now_ms) const;
   // The earliest expiry of an open command, or nullopt.
@@ -165,8 +168,13 @@ class Book {
     std::map<std::uint64_t, std::string> by_seq;          // every command of the device
     std::unordered_map<std::string, std::string> by_key;  // idempotency key -> id
   };
+  void Index(const Command* before, const Command* after);
+  void Recheck(const std::string& device);
+
   Options options_;
   std::unordered_map<std::string, Command> by_id_;
+  std::set<std::pair<std::int64_t, std::string>> open_by_expiry_;  // open commands
+  std::set<std::string> waiting_;
   std::unordered_map<std::string, DeviceBook> devices_;
   std::uint64_t next_seq_ = 1;
   Counters counters_;

@@ -41,6 +41,10 @@ struct DeviceRow {
   uint64_t readings;
   uint64_t duplicates;
   uint64_t seq_gaps;
+  // Heard on a per-device topic (sensors/{id}/data, devices/{id}/status) at least once: a
+  // native device, which takes commands on devices/{id}/commands and replies. false: a seed
+  // device, only ever on the flat topics.
+  bool native = false;
 };
 
 struct AlertRow {
