@@ -430,6 +430,33 @@ bool Service::HandleGet(const http::Request& q, http::Responder* r) {
   return true;
 }
 
+std::string Service::Prometheus(const std::string& prefix) const {
+  const commands::Counters& n = book_.counters();
+  std::string out;
+  auto add = [&](const char* name, std::uint64_t v, bool total) {
+    out += prefix + name + (total ? "_total " : " ") + std::to_string(v) + "\n";
+  };
+  add("accepted", n.accepted, true);
+  add("idempotent_replays", n.idempotent_replays, true);
+  add("idempotency_conflicts", n.idempotency_conflicts, true);
+  add("queue_full", n.queue_full, true);
+  add("sent", n.sent, true);
+  add("resent", n.resent, true);
+  add("replies", n.replies, true);
+  add("replies_unknown", n.replies_unknown, true);
+  add("replies_late", n.replies_late, true);
+  add("expired", n.expired, true);
+  add("canceled", n.canceled, true);
+  add("evicted", n.evicted, true);
+  add("busy", busy_, true);
+  add("save_errors", save_errors_, true);
+  add("publish_errors", publish_errors_, true);
+  add("commands", book_.size(), false);
+  add("waiting_devices", book_.waiting().size(), false);
+  add("waiters", waiting_, false);
+  return out;
+}
+
 void Service::AddRoutes(http::Router* router) {
   router->Add("POST", "/api/v1/devices/*",
               [this](http::Request q, http::Responder r) { Post(std::move(q), std::move(r)); });

@@ -92,6 +92,11 @@ class Service {
   void Stop();
 
   const commands::Book& book() const { return book_; }
+  // The counters as Prometheus text: prefix + accepted, idempotent_replays,
+  // idempotency_conflicts, queue_full, sent, resent, replies, replies_unknown, replies_late,
+  // expired, canceled, evicted, busy, save_errors, publish_errors (all _total), and the gauges
+  // commands (in the book), waiting_devices, waiters.
+  std::string Prometheus(const std::string& prefix) const;
   std::size_t waiters() const { return waiting_; }
   std::uint64_t busy() const { return busy_; }
   std::uint64_t save_errors() const { return save_errors_; }

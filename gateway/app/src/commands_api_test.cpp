@@ -127,6 +127,9 @@ TEST(CommandsService, QueuedUntilOnlineThenSentInOrderAndCompletedByReply) {
   EXPECT_EQ(t.service->book().counters().replies_late, 1u);
   t.service->Tick();
   EXPECT_EQ(t.published.size(), 2u) << "nothing sent twice";
+  const std::string metrics = t.service->Prometheus("c_");
+  EXPECT_NE(metrics.find("c_sent_total 2\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("c_replies_late_total 1\n"), std::string::npos) << metrics;
 }
 
 TEST(CommandsService, FailedWriteChangesNothingAndPublishesNothing) {

@@ -494,6 +494,7 @@ http::Router Gateway::Impl::ApiRoutes() {
       m.body += "outpost_gateway_series_busy_total " +
                 std::to_string(series_reader_->rejected_full()) + "\n";
     }
+    if (commands_) m.body += commands_->Prometheus("outpost_gateway_commands_");
     r.Send(std::move(m));
   });
   router.Add("GET", "/api/v1/health", [this](http::Request, http::Responder r) {
