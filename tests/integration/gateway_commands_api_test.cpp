@@ -241,6 +241,53 @@ TEST_F(GatewayCommandsTest, WaitAnswersWithTheReplyOrTheCurrentState) {
   EXPECT_EQ(ErrorCode(bad), "bad_wait");
 }
 
+// Every transition is a stream `command` event carrying the command; waiting requests are
+// bounded (commands.max_waiters: 2 here).
+TEST_F(GatewayCommandsTest, TransitionsAreStreamedAndWaitersAreBounded) {
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto stream, RawHttpConnection::Connect(port()));
+  const std::string req = "GET /api/v1/stream?types=command HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(stream.SendSome(req), static_cast<long>(req.size()));
+  ASSERT_TRUE(WaitUntil("stream head", seconds(5), [&] {
+    stream.closed();
+    return stream.received().find("retry: ") != std::string::npos;
+  }));
+  Status("n1", "offline");
+  WaitDevice("n1", "offline");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto r, Send("n1", {{"command", "led"}}));
+  const std::string id = Body(r)["id"];
+  ASSERT_TRUE(WaitUntil("queued event", seconds(5), [&] {
+    stream.closed();
+    return stream.received().find("event: command\ndata: {") != std::string::npos &&
+           stream.received().find("\"id\":\"" + id + "\"") != std::string::npos;
+  })) << stream.received();
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      auto c, Request(port(), "POST", "/api/v1/devices/n1/commands/" + id + "/cancel"));
+  ASSERT_EQ(c.status, 200);
+  ASSERT_TRUE(WaitUntil("canceled event", seconds(5), [&] {
+    stream.closed();
+    return stream.received().find("\"state\":\"canceled\"") != std::string::npos;
+  })) << stream.received();
+
+  auto a = std::async(std::launch::async, [&] {
+    return Send("n1", {{"command", "led"}}, "?wait=3");
+  });
+  auto b = std::async(std::launch::async, [&] {
+    return Send("n1", {{"command", "led"}}, "?wait=3");
+  });
+  ASSERT_TRUE(WaitUntil("two waiters", seconds(5), [&] {
+    auto m = Request(port(), "GET", "/metrics");
+    return m.ok() && m->body.find("outpost_gateway_commands_waiters 2\n") != std::string::npos;
+  }));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto busy, Send("n1", {{"command", "led"}}, "?wait=3"));
+  EXPECT_EQ(busy.status, 503);
+  EXPECT_EQ(ErrorCode(busy), "busy");
+  EXPECT_FALSE(busy.Header("retry-after").empty());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto ra, a.get());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto rb, b.get());
+  EXPECT_EQ(ra.status, 202) << "the device is offline: still queued after the wait";
+  EXPECT_EQ(Body(rb)["state"], "queued");
+}
+
 TEST_F(GatewayCommandsTest, BadInputIsRefusedAndChangesNothing) {
   struct Case {
     std::string method, target, body;
