@@ -176,6 +176,11 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
     alert_id = (*j)["alerts"][0]["id"];
     return true;
   }));
+  // A command of d1 for the {cid} routes (queued: d1 is a native device, sent at once).
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto sent,
+                               Post(api(), "/api/v1/devices/d1/commands", R"({"command":"led"})"));
+  ASSERT_EQ(sent.status, 202) << sent.body;
+  const std::string command_id = json::parse(sent.body)["id"];
   OUTPOST_ASSERT_OK_AND_ASSIGN(json doc, GetJson(api(), "/api/v1/openapi.json"));
   EXPECT_EQ(doc["openapi"], "3.1.0");
   ASSERT_TRUE(doc["paths"].is_object());
@@ -184,6 +189,7 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
     for (auto& [method, op] : item.items()) {
       const std::string id = path.rfind("/api/v1/alerts/", 0) == 0 ? alert_id : "d1";
       std::string target = std::regex_replace(path, std::regex("\\{id\\}"), id);
+      target = std::regex_replace(target, std::regex("\\{cid\\}"), command_id);
       if (method == "post") {
         // A state-changing route: an empty JSON object must get a documented answer (a 4xx for
         // a missing field, or the change).
@@ -230,13 +236,17 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
                                    "/api/v1/stream", "/api/v1/alerts", "/api/v1/alerts/{id}",
                                    "POST /api/v1/alerts/{id}/ack", "POST /api/v1/alerts/ack",
                                    "POST /api/v1/auth/login", "POST /api/v1/auth/logout",
-                                   "/api/v1/auth/me"}));
+                                   "/api/v1/auth/me", "/api/v1/devices/{id}/commands",
+                                   "/api/v1/devices/{id}/commands/{cid}",
+                                   "POST /api/v1/devices/{id}/commands",
+                                   "POST /api/v1/devices/{id}/commands/{cid}/cancel"}));
   // Without credentials, every route that does not say `"security": []` answers the 401 it
   // documents; the public ones answer as before.
   for (auto& [path, item] : doc["paths"].items()) {
     for (auto& [method, op] : item.items()) {
       const std::string id = path.rfind("/api/v1/alerts/", 0) == 0 ? alert_id : "d1";
-      const std::string target = std::regex_replace(path, std::regex("\\{id\\}"), id);
+      std::string target = std::regex_replace(path, std::regex("\\{id\\}"), id);
+      target = std::regex_replace(target, std::regex("\\{cid\\}"), command_id);
       const bool open = op.contains("security") && op["security"].empty();
       auto r = method == "post" ? Post(Api{port(), ""}, target, "{}") : Get(Api{port(), ""}, target);
       OUTPOST_ASSERT_OK(r);
@@ -486,7 +496,9 @@ TEST_F(GatewayApiTest, BadRequestsGetClear4xxAndChangeNothing) {
     EXPECT_EQ(p["error"]["code"], c.code) << r->body;
     EXPECT_FALSE(p["detail"].get<std::string>().empty());
     if (c.status == 405) {
-      EXPECT_EQ(r->Header("allow"), "GET");
+      // Devices take POST below them: /api/v1/devices/{id}/commands.
+      const bool below = c.request.rfind("DELETE /api/v1/devices/", 0) == 0;
+      EXPECT_EQ(r->Header("allow"), below ? "GET, POST" : "GET") << c.request;
     }
   }
   // Counted by reason.

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "outpost/device/payload.h"
+#include "outpost/proto/device_reply.h"
 #include "outpost/proto/device_status.h"
 #include "outpost/proto/reading.h"
 
@@ -120,6 +121,17 @@ TEST(PayloadProtoTest, StatusAndRepliesAreWhatTheGatewayExpects) {
   ASSERT_TRUE(proto::ParseStatus("sleeping", "node-1", &status, &reject));
   n = WriteReplyJson("c-18", false, "unknown command \"dance\"", false, buf, sizeof buf);
   EXPECT_EQ(std::string(buf, n), R"({"id":"c-18","ok":false,"error":"unknown command \"dance\""})");
+  // The gateway reads it as a failed command (devices/{id}/replies).
+  proto::DeviceReply reply;
+  ASSERT_TRUE(proto::ParseDeviceReply(std::string_view(buf, n), &reply, &reject)) << reject.detail;
+  EXPECT_EQ(reply.id, "c-18");
+  EXPECT_TRUE(reply.has_ok);
+  EXPECT_FALSE(reply.ok);
+  EXPECT_EQ(reply.error, "unknown command \"dance\"");
+  n = WriteReplyJson("c3f9a0c1d2e3b4a5f", true, "", true, buf, sizeof buf);
+  ASSERT_TRUE(proto::ParseDeviceReply(std::string_view(buf, n), &reply, &reject)) << reject.detail;
+  EXPECT_TRUE(reply.ok);
+  EXPECT_TRUE(reply.duplicate);
 }
 
 TEST(PayloadProtoTest, ALongEscapedErrorIsCutNotLost) {

@@ -17,6 +17,8 @@ const char* EventTypeName(EventType t) {
       return "alert";
     case EventType::kHealth:
       return "health";
+    case EventType::kCommand:
+      return "command";
   }
   return "unknown";
 }
@@ -43,8 +45,8 @@ Result<std::uint8_t> ParseTypes(std::string_view list) {
     const std::size_t comma = list.find(',');
     const std::string_view name = list.substr(0, comma);
     bool known = false;
-    for (EventType t :
-         {EventType::kReading, EventType::kDevice, EventType::kAlert, EventType::kHealth}) {
+    for (EventType t : {EventType::kReading, EventType::kDevice, EventType::kAlert,
+                        EventType::kHealth, EventType::kCommand}) {
       if (name == EventTypeName(t)) {
         mask |= static_cast<std::uint8_t>(t);
         known = true;
@@ -53,7 +55,7 @@ Result<std::uint8_t> ParseTypes(std::string_view list) {
     if (!known) {
       return InvalidArgument("types: unknown event type \"" + std::string(name.substr(0, 64)) +
                              "\" (expected a comma-separated list of reading, device, alert, "
-                             "health)");
+                             "health, command)");
     }
     if (comma == std::string_view::npos) break;
     list.remove_prefix(comma + 1);

@@ -31,12 +31,19 @@
 
 namespace outpost::gateway::app {
 
-enum class EventType : std::uint8_t { kReading = 1, kDevice = 2, kAlert = 4, kHealth = 8 };
-inline constexpr std::uint8_t kAllEventTypes = 15;
+enum class EventType : std::uint8_t {
+  kReading = 1,
+  kDevice = 2,
+  kAlert = 4,
+  kHealth = 8,
+  kCommand = 16,
+};
+inline constexpr std::uint8_t kAllEventTypes = 31;
 const char* EventTypeName(EventType t);
 
 // `?types=reading,alert`: a bit mask of EventType; "" or absent = all. Unknown names:
-// kInvalidArgument ("types: unknown event type \"x\" (expected reading, device, alert, health)").
+// kInvalidArgument ("types: unknown event type \"x\" (expected reading, device, alert, health,
+// command)").
 Result<std::uint8_t> ParseTypes(std::string_view list);
 
 // The data of a `reading` event: {"device_id", "ts_ms", "received_ms", "ts_from_device",

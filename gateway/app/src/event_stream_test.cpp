@@ -157,7 +157,8 @@ TEST(EventHub, TypesFilterLiveAndReplay) {
 TEST(EventHub, ParseTypesNamesTheUnknownOne) {
   EXPECT_EQ(*ParseTypes(""), kAllEventTypes);
   EXPECT_EQ(*ParseTypes("reading"), static_cast<std::uint8_t>(EventType::kReading));
-  EXPECT_EQ(*ParseTypes("reading,device,alert,health"), kAllEventTypes);
+  EXPECT_EQ(*ParseTypes("reading,device,alert,health,command"), kAllEventTypes);
+  EXPECT_EQ(*ParseTypes("command"), static_cast<std::uint8_t>(EventType::kCommand));
   for (const char* bad : {"readings", "reading,", ",alert", "reading,,alert", "READING"}) {
     auto r = ParseTypes(bad);
     ASSERT_FALSE(r.ok()) << bad;

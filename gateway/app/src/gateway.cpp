@@ -17,6 +17,7 @@
 #include "alerts_api.h"
 #include "api.h"
 #include "auth_api.h"
+#include "commands_api.h"
 #include "event_stream.h"
 #include "options.h"
 #include "outpost/base/clock.h"
@@ -24,6 +25,7 @@
 #include "outpost/gateway/app/writer.h"
 #include "outpost/gateway/auth/auth_store.h"
 #include "outpost/gateway/auth/secrets.h"
+#include "outpost/gateway/commands/codec.h"
 #include "outpost/gateway/ingest/outbox_items.h"
 #include "outpost/gateway/ingest/pipeline.h"
 #include "outpost/gateway/registry/registry.h"
@@ -150,6 +152,9 @@ class Gateway::Impl {
   void StopHttp();
   http::Router ApiRoutes();
   alerts::Hooks AlertHooks();
+  // The device commands (commands_api.h), on the loop; built once the writer runs.
+  void StartCommands(std::vector<commands::Command> stored);
+  std::unique_ptr<commands_api::Service> commands_;
   void StartMqtt();
   // Hands a delivered message to the pipeline (a command it returns runs here), then bounds the
   // filling batch and schedules its hand-over.
@@ -279,6 +284,14 @@ Status Gateway::Impl::OpenAndRestore() {
   auto recent = store->LoadRecentIdentities(ingest::kRecentIdentities);
   if (!recent.ok()) return recent.status();
   pipeline_.Restore(*devices, *alerts, *recent, Now());
+  auto command_rows = store->LoadCommands();
+  if (!command_rows.ok()) return command_rows.status();
+  std::vector<commands::Command> stored_commands;
+  for (const model::CommandRow& row : *command_rows) {
+    auto c = commands::FromRow(row);
+    if (!c.ok()) return c.status();  // not written by this code: let the operator look
+    stored_commands.push_back(*std::move(c));
+  }
   store_stats_ = store->stats();
   spdlog::info("store {}: {} readings, {} devices, {} active alerts; dedupe rebuilt from {} recent",
                so.path, store_stats_.readings, pipeline_.registry().size(), alerts->size(),
@@ -294,6 +307,7 @@ Status Gateway::Impl::OpenAndRestore() {
         asio::post(io_, [this, c = std::move(c)]() mutable { OnCommitted(std::move(c)); });
       });
   writer_->Start();
+  StartCommands(std::move(stored_commands));
   return StartUplink();
 }
 
@@ -426,6 +440,62 @@ void Gateway::Impl::StopHttp() {
   authn_.reset();          // joins its workers; what they post is never run
 }
 
+void Gateway::Impl::StartCommands(std::vector<commands::Command> stored) {
+  commands::Options o;
+  const auto& c = config_.commands;
+  o.queue_per_device = static_cast<std::size_t>(c.queue_per_device);
+  o.history_per_device = static_cast<std::size_t>(c.history_per_device);
+  o.default_ttl_ms = c.default_ttl_s * 1000;
+  o.max_ttl_ms = c.max_ttl_s * 1000;
+  commands_api::Hooks h;
+  h.device = [this](const std::string& id) {
+    commands_api::DeviceInfo info;
+    const auto& devices = pipeline_.registry().devices();
+    auto it = devices.find(id);
+    if (it == devices.end()) return info;
+    info.known = true;
+    info.native = it->second.native;
+    info.online = it->second.state == State::kOnline;
+    return info;
+  };
+  h.save = [this](const std::vector<model::CommandRow>& rows,
+                  const std::vector<std::string>& remove) {
+    return writer_->Call([&](store::Store& s) { return s.SaveCommands(rows, remove); });
+  };
+  h.publish = [this](const commands::Command& cmd) {
+    if (!client_) return false;
+    const bool native = cmd.transport == commands::Transport::kNative;
+    const std::string topic = native ? proto::DeviceCommandsTopic(cmd.device)
+                                     : std::string(proto::kSeedDeviceCommandsTopic);
+    auto r = client_->Publish(topic, commands::DevicePayload(cmd), 1, false);
+    if (!r.ok()) {
+      spdlog::warn("command {} to {}: publish failed: {}", cmd.id, cmd.device,
+                   r.status().ToString());
+    }
+    return r.ok();
+  };
+  h.on_transition = [this](const json& j) {
+    // Who asked is audited (sending and canceling); the device's and the clock's moves are not.
+    const json& last = j["history"].back();
+    const std::string state = last["state"];
+    if (authn_ && (state == "queued" || state == "canceled")) {
+      authn_->Audit(last["user"], "command_" + state,
+                    fmt::format("{} {} {}", j["id"].get<std::string>(),
+                                j["device"].get<std::string>(), j["command"].get<std::string>()));
+    }
+    StreamEvent(EventType::kCommand, j);
+  };
+  h.now_ms = [this] { return clock_.wall_ms(); };
+  h.user = [](const http::Request& q) { return authn::User(q); };
+  h.new_id = [] { return "c" + RandomHex(16); };
+  commands_ = std::make_unique<commands_api::Service>(
+      io_, o, static_cast<std::size_t>(c.max_waiters), std::move(h));
+  const std::size_t n = stored.size();
+  commands_->Restore(std::move(stored));
+  spdlog::info("commands: {} restored, {} devices with commands to send", n,
+               commands_->book().waiting().size());
+}
+
 // The alert routes' hooks (alerts_api.h). Acknowledgements run on the series reader's thread and
 // wait there for the writer; the stream event is posted back to the loop.
 alerts::Hooks Gateway::Impl::AlertHooks() {
@@ -485,6 +555,7 @@ http::Router Gateway::Impl::ApiRoutes() {
       m.body += "outpost_gateway_series_busy_total " +
                 std::to_string(series_reader_->rejected_full()) + "\n";
     }
+    if (commands_) m.body += commands_->Prometheus("outpost_gateway_commands_");
     r.Send(std::move(m));
   });
   router.Add("GET", "/api/v1/health", [this](http::Request, http::Responder r) {
@@ -505,6 +576,7 @@ http::Router Gateway::Impl::ApiRoutes() {
     r.Send(Cacheable(q, api::DevicesPage(pipeline_.registry().devices(), after, *limit)));
   });
   router.Add("GET", "/api/v1/devices/*", [this](http::Request q, http::Responder r) {
+    if (commands_ && commands_->HandleGet(q, &r)) return;  // .../{id}/commands[/{cid}]
     const std::string id = q.path.substr(std::string_view("/api/v1/devices/").size());
     const auto& devices = pipeline_.registry().devices();
     auto it = devices.find(id);
@@ -517,6 +589,7 @@ http::Router Gateway::Impl::ApiRoutes() {
   series::AddSeriesRoute(&router, series_reader_.get(), [this] { return clock_.wall_ms(); });
   alerts::AddAlertRoutes(&router, AlertHooks());
   authn_->AddRoutes(&router);
+  if (commands_) commands_->AddRoutes(&router);
   router.Add("GET", "/api/v1/stream", [this](http::Request q, http::Responder r) {
     auto param = [&q](const char* name) {
       auto it = q.params.find(name);
@@ -610,9 +683,13 @@ ExitReason Gateway::Impl::Run() {
 }
 
 void Gateway::Impl::OnMessage(const mqtt::Message& m) {
+  std::optional<ingest::DeviceReplyMessage> reply;
   std::optional<proto::Command> cmd = pipeline_.OnMessage(
-      ingest::Message{m.topic, m.payload, m.qos, m.retain, {m.connection_id, m.packet_id}}, Now());
+      ingest::Message{m.topic, m.payload, m.qos, m.retain, {m.connection_id, m.packet_id}}, Now(),
+      &reply);
   if (cmd) HandleCommand(*cmd);
+  // Stored before the batch holding its acknowledgement commits.
+  if (reply && commands_) commands_->OnReply(reply->device_id, reply->reply);
   AfterMessage();
 }
 
@@ -1009,6 +1086,7 @@ void Gateway::Impl::ScheduleTick() {
     const ingest::Instant now = Now();
     pipeline_.Tick(now);
     if (events_) events_->Tick(now.mono_ms);
+    if (commands_) commands_->Tick();  // expiry; devices back online get their commands
     ScheduleSubmit();
     CheckUplinkAlert(now.wall_ms);
     ScheduleTick();
@@ -1035,6 +1113,7 @@ void Gateway::Impl::Shutdown(ExitReason reason) {
   status_timer_.cancel();
   tick_timer_.cancel();
   if (replay_timer_) replay_timer_->cancel();
+  if (commands_) commands_->Stop();  // answers the ?wait requests before the server closes
   if (http_) http_->Stop();  // on the loop: closes the listener and every connection, returns
   client_->PauseReading();
   // What is pending commits next; OnCommitted finishes the shutdown once the writer has reported

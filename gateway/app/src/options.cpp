@@ -73,7 +73,7 @@ mqtt::ClientOptions MqttOptions(const config::Config& config) {
   o.backoff = BackoffPolicy{mc.reconnect_base_ms, mc.reconnect_cap_ms};
   const std::uint8_t q = mc.qos;
   for (const char* filter : {"sensors/data", "sensors/+/data", "devices/status", "devices/+/status",
-                             "gateway/commands"}) {
+                             "devices/+/replies", "gateway/commands"}) {
     o.subscriptions.push_back(mqtt::Subscription{filter, q});
   }
   o.subscriptions.push_back(

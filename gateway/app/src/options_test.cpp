@@ -145,8 +145,8 @@ TEST(Options, MqttOptionsSubscribeTheSeedAndNativeTopics) {
     EXPECT_EQ(s.qos, 0) << s.filter;
   }
   EXPECT_EQ(filters, (std::vector<std::string>{"sensors/data", "sensors/+/data", "devices/status",
-                                               "devices/+/status", "gateway/commands",
-                                               "gateway/gw7/commands"}));
+                                               "devices/+/status", "devices/+/replies",
+                                               "gateway/commands", "gateway/gw7/commands"}));
 
   OUTPOST_ASSERT_OK_AND_ASSIGN(config::Config defaults, config::Parse("", "(defaults)"));
   const mqtt::ClientOptions d = MqttOptions(defaults);

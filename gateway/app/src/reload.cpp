@@ -75,6 +75,14 @@ std::vector<RestartOnlySetting> MakeTable() {
                     a.login_window_s, a.login_lockout_s, a.login_tracked_keys, a.max_verifications,
                     a.audit_max_rows);
   }));
+  t.push_back(Setting("commands.*",
+                      "`commands.queue_per_device`, `history_per_device`, `default_ttl_s`, "
+                      "`max_ttl_s`, `max_waiters` (not `restart_min_interval_s`)",
+                      [](auto& c) {
+                        auto& m = c.commands;
+                        return std::tie(m.queue_per_device, m.history_per_device, m.default_ttl_s,
+                                        m.max_ttl_s, m.max_waiters);
+                      }));
   t.push_back(Setting("cloud.*", "every `cloud.*` key", [](auto& c) {
     auto& cl = c.cloud;
     return std::tie(cl.api_endpoint, cl.api_key, cl.api_key_file, cl.protocol, cl.ca_file,

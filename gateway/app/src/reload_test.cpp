@@ -95,6 +95,11 @@ std::vector<Mutation> RestartOnlyMutations() {
       {"cloud.*", [](Config& c) { c.cloud.request_timeout_ms = 3; }},
       {"cloud.*", [](Config& c) { c.cloud.retry_base_ms = 3; }},
       {"cloud.*", [](Config& c) { c.cloud.retry_cap_ms = 3; }},
+      {"commands.*", [](Config& c) { c.commands.queue_per_device = 3; }},
+      {"commands.*", [](Config& c) { c.commands.history_per_device = 3; }},
+      {"commands.*", [](Config& c) { c.commands.default_ttl_s = 3; }},
+      {"commands.*", [](Config& c) { c.commands.max_ttl_s = 3; }},
+      {"commands.*", [](Config& c) { c.commands.max_waiters = 3; }},
   };
 }
 

@@ -409,6 +409,20 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   OUTPOST_RETURN_IF_ERROR(cmd.RequireMapOrAbsent());
   OUTPOST_RETURN_IF_ERROR(
       cmd.Integer("restart_min_interval_s", &c->restart_min_interval_s, 0, kDay));
+  OUTPOST_RETURN_IF_ERROR(
+      cmd.Integer("queue_per_device", &c->commands.queue_per_device, 1, 10'000));
+  OUTPOST_RETURN_IF_ERROR(
+      cmd.Integer("history_per_device", &c->commands.history_per_device, 1, 100'000));
+  OUTPOST_RETURN_IF_ERROR(cmd.Integer("max_ttl_s", &c->commands.max_ttl_s, 1, 30 * kDay));
+  OUTPOST_RETURN_IF_ERROR(
+      cmd.Integer("default_ttl_s", &c->commands.default_ttl_s, 1, c->commands.max_ttl_s));
+  OUTPOST_RETURN_IF_ERROR(cmd.Integer("max_waiters", &c->commands.max_waiters, 0, 100'000));
+  if (c->commands.history_per_device < c->commands.queue_per_device) {
+    return InvalidArgument(c->source + ": commands.history_per_device (" +
+                           std::to_string(c->commands.history_per_device) +
+                           ") must be at least commands.queue_per_device (" +
+                           std::to_string(c->commands.queue_per_device) + ")");
+  }
   cmd.ReportUnknown(&c->warnings);
 
   Section reg = top.Child("registry");

@@ -263,6 +263,22 @@ TEST(Config, HostileInputLimitsParseAndNameTheKey) {
   OUTPOST_ASSERT_CODE(c, Code::kInvalidArgument);
   EXPECT_NE(c.status().message().find("commands.restart_min_interval_s"), std::string::npos)
       << c.status().message();
+  c = Parse(
+      "commands:\n  queue_per_device: 4\n  history_per_device: 8\n  default_ttl_s: 60\n"
+      "  max_ttl_s: 600\n  max_waiters: 2\n",
+      "gw.yaml");
+  OUTPOST_ASSERT_OK(c);
+  EXPECT_EQ(c->commands.queue_per_device, 4);
+  EXPECT_EQ(c->commands.history_per_device, 8);
+  EXPECT_EQ(c->commands.default_ttl_s, 60);
+  EXPECT_EQ(c->commands.max_ttl_s, 600);
+  EXPECT_EQ(c->commands.max_waiters, 2);
+  c = Parse("commands:\n  max_ttl_s: 600\n  default_ttl_s: 601\n", "gw.yaml");
+  OUTPOST_ASSERT_CODE(c, Code::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("commands.default_ttl_s"), std::string::npos);
+  c = Parse("commands:\n  queue_per_device: 20\n  history_per_device: 10\n", "gw.yaml");
+  OUTPOST_ASSERT_CODE(c, Code::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("history_per_device"), std::string::npos);
   c = Parse("ingest:\n  max_seq_jump: 0\n", "gw.yaml");
   OUTPOST_ASSERT_CODE(c, Code::kInvalidArgument);
   EXPECT_NE(c.status().message().find("ingest.max_seq_jump"), std::string::npos);

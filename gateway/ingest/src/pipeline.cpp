@@ -39,7 +39,8 @@ model::DeviceRow ToRow(const registry::Device& d) {
                           d.last_seq,
                           d.readings,
                           d.duplicates,
-                          d.seq_gaps};
+                          d.seq_gaps,
+                          d.native};
 }
 
 registry::Device FromRow(const model::DeviceRow& r) {
@@ -56,6 +57,7 @@ registry::Device FromRow(const model::DeviceRow& r) {
   d.readings = r.readings;
   d.duplicates = r.duplicates;
   d.seq_gaps = r.seq_gaps;
+  d.native = r.native;
   return d;
 }
 
@@ -109,7 +111,8 @@ void Pipeline::Restore(const std::vector<model::DeviceRow>& devices,
   }
 }
 
-std::optional<proto::Command> Pipeline::OnMessage(const Message& m, Instant now) {
+std::optional<proto::Command> Pipeline::OnMessage(const Message& m, Instant now,
+                                                  std::optional<DeviceReplyMessage>* reply) {
   ++counters_.messages;
   ++next_messages_;
   proto::TopicInfo t = proto::ClassifyTopic(m.topic);
@@ -131,6 +134,19 @@ std::optional<proto::Command> Pipeline::OnMessage(const Message& m, Instant now)
         Ack(m);
       }
       break;
+    case proto::TopicKind::kDeviceReplies: {
+      proto::Reject reject;
+      DeviceReplyMessage r{std::string(t.device_id), {}};
+      if (!proto::ParseDeviceReply(m.payload, &r.reply, &reject)) {
+        Reject(m, "reply_" + std::string(proto::RejectReasonName(reject.reason)), reject.detail,
+               now);
+        break;
+      }
+      ++counters_.replies;
+      Ack(m);
+      if (reply != nullptr) *reply = std::move(r);
+      break;
+    }
     default:
       Reject(m, "bad_topic", "topic not handled by the gateway", now);
       break;
@@ -150,6 +166,9 @@ void Pipeline::OnOversizeMessage(const OversizeMessage& o, Instant now) {
       break;
     case proto::TopicKind::kGatewayCommands:
       reason = "command_" + too_large;
+      break;
+    case proto::TopicKind::kDeviceReplies:
+      reason = "reply_" + too_large;
       break;
     default:
       break;
@@ -177,6 +196,7 @@ void Pipeline::HandleReading(const Message& m, std::string_view topic_device, In
   }
   if (added) spdlog::info("new device {}", id);
   registry::Device& device = *ctx->device;
+  if (!topic_device.empty()) device.native = true;  // persisted with the row marked below
   Verdict v = ctx->dedupe.Check(Identity{reading_.has_seq, reading_.boot, reading_.seq,
                                          reading_.has_device_ts, reading_.device_ts_raw});
   if (auto change = registry_.Seen(device, now.wall_ms, now.mono_ms)) ApplyStateChange(*change);
@@ -255,6 +275,10 @@ void Pipeline::HandleStatus(const Message& m, std::string_view topic_device, Ins
     return;
   }
   registry::Device& device = *ctx->device;
+  if (!topic_device.empty() && !device.native) {
+    device.native = true;
+    MarkDirty(*ctx);
+  }
   State to = s.state == proto::DeviceState::kOnline     ? State::kOnline
              : s.state == proto::DeviceState::kSleeping ? State::kSleeping
                                                         : State::kOffline;

@@ -287,6 +287,39 @@ TEST_F(PipelineTest, OversizeMessagesAreRejectedByTopicKindAndAcknowledged) {
   EXPECT_TRUE(b.batch.readings.empty());
 }
 
+// Replies on devices/{id}/replies go to the caller, acknowledged; bad ones are rejected with a
+// reply_ reason; a device heard on its own topic is native, one on the flat topics is not.
+TEST_F(PipelineTest, DeviceRepliesAreHandedBackAndDevicesKnowTheirScheme) {
+  Pipeline p(DefaultOptions());
+  std::optional<DeviceReplyMessage> reply;
+  p.OnMessage(
+      Message{"devices/n1/replies", R"({"id":"c1","ok":false,"rejected":true})", 1, false, {3, 1}},
+      Now(), &reply);
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->device_id, "n1");
+  EXPECT_EQ(reply->reply.id, "c1");
+  EXPECT_TRUE(reply->reply.rejected);
+  reply.reset();
+  p.OnMessage(Message{"devices/n1/replies", R"({"ok":true})", 1, false, {3, 2}}, Now(), &reply);
+  EXPECT_FALSE(reply.has_value());
+  EXPECT_EQ(Reason(p, "reply_wrong_type"), 1u);
+  EXPECT_EQ(p.counters().replies, 1u);
+  p.OnMessage(Message{"sensors/n2/data", R"({"temperature":20})", 1, false, {3, 3}}, Now());
+  p.OnMessage(
+      Message{
+          "sensors/data", R"({"deviceId":"s1","timestamp":5,"temperature":20})", 1, false, {3, 4}},
+      Now());
+  EXPECT_TRUE(p.registry().devices().at("n2").native);
+  EXPECT_FALSE(p.registry().devices().at("s1").native);
+  Pending b = p.TakeBatch();
+  EXPECT_EQ(b.acks.size(), 4u) << "replies are acknowledged, good or bad";
+  bool row_native = false;
+  for (const auto& d : b.batch.devices) {
+    if (d.device_id == "n2") row_native = d.native;
+  }
+  EXPECT_TRUE(row_native) << "persisted with the device row";
+}
+
 TEST_F(PipelineTest, FloodFromOneDeviceIsLimitedAndOthersFlow) {
   Options o = DefaultOptions();
   o.ingest.device_rate_per_s = 1;

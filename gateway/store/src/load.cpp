@@ -144,8 +144,9 @@ Result<std::vector<model::DeviceRow>> Store::LoadDevices() {
   OUTPOST_RETURN_IF_ERROR(m.conn.Prepare(
       &s,
       "SELECT k.device_id, d.first_seen_ms, d.last_seen_ms, d.status, d.status_changed_ms, "
-      "d.last_reading_json, d.firmware, d.boot, d.last_seq, d.readings, d.duplicates, d.seq_gaps "
-      "FROM devices d JOIN device_keys k ON k.device_key = d.device_key ORDER BY k.device_id"));
+      "d.last_reading_json, d.firmware, d.boot, d.last_seq, d.readings, d.duplicates, d.seq_gaps, "
+      "d.native FROM devices d JOIN device_keys k ON k.device_key = d.device_key ORDER BY "
+      "k.device_id"));
   std::vector<model::DeviceRow> out;
   int rc;
   while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
@@ -163,6 +164,7 @@ Result<std::vector<model::DeviceRow>> Store::LoadDevices() {
     d.readings = static_cast<uint64_t>(sqlite3_column_int64(r, 9));
     d.duplicates = static_cast<uint64_t>(sqlite3_column_int64(r, 10));
     d.seq_gaps = static_cast<uint64_t>(sqlite3_column_int64(r, 11));
+    d.native = sqlite3_column_int64(r, 12) != 0;
     out.push_back(std::move(d));
   }
   if (rc != SQLITE_DONE) return m.conn.Err(rc, "load devices");

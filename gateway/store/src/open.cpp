@@ -146,6 +146,28 @@ ALTER TABLE alerts ADD COLUMN acked_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE alerts ADD COLUMN acked_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE alerts ADD COLUMN ack_comment TEXT NOT NULL DEFAULT '';
 )sql",
+    // 6: device commands and their life cycle (docs/formats/store.md).
+    R"sql(
+CREATE TABLE commands(
+  id TEXT PRIMARY KEY,
+  device_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  params TEXT NOT NULL,
+  state TEXT NOT NULL,
+  transport TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  user TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  reply TEXT NOT NULL,
+  history TEXT NOT NULL);
+CREATE INDEX commands_by_device ON commands(device_id, seq);
+ALTER TABLE devices ADD COLUMN native INTEGER NOT NULL DEFAULT 0;
+UPDATE devices SET native = 1 WHERE boot != 0 OR last_seq != 0;
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
 

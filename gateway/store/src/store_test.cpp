@@ -535,7 +535,7 @@ TEST_F(StoreTest, MigratesAnEmptyFile) {
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 5);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 6);
   sqlite3_finalize(st);
   sqlite3_close(db);
 }
@@ -554,13 +554,14 @@ TEST_F(StoreTest, MigratesVersion1ToCurrentKeepingData) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
   // What schema 1 had: no device_status view (2), no outbox (3), no dead letter reasons (4),
-  // no acknowledgements of alerts (5).
+  // no acknowledgements of alerts (5), no commands (6).
   ASSERT_EQ(sqlite3_exec(db,
                          "DROP VIEW device_status; DROP TABLE outbox; DROP TABLE outbox_batch; "
                          "DROP TABLE outbox_state; DROP TABLE outbox_dead_letter; "
                          "ALTER TABLE alerts DROP COLUMN acked_ms; "
                          "ALTER TABLE alerts DROP COLUMN acked_by; "
                          "ALTER TABLE alerts DROP COLUMN ack_comment; "
+                         "DROP TABLE commands; ALTER TABLE devices DROP COLUMN native; "
                          "PRAGMA user_version=1",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
@@ -579,6 +580,49 @@ TEST_F(StoreTest, MigratesVersion1ToCurrentKeepingData) {
   EXPECT_EQ(sqlite3_column_int(st, 2), 3);
   sqlite3_finalize(st);
   sqlite3_close(db);
+}
+
+// Commands: saved (new and changed rows, removals in the same transaction) and loaded in seq
+// order after a reopen.
+TEST_F(StoreTest, SavesAndLoadsCommands) {
+  const Options o = Opts();
+  auto row = [](std::string id, uint64_t seq, std::string state) {
+    model::CommandRow c;
+    c.id = std::move(id);
+    c.device_id = "n1";
+    c.seq = seq;
+    c.name = "led";
+    c.params_json = R"({"state":true})";
+    c.state = std::move(state);
+    c.transport = "native";
+    c.created_ms = kT0;
+    c.updated_ms = kT0 + 1;
+    c.expires_ms = kT0 + 300'000;
+    c.user = "anonymous";
+    c.idempotency_key = "k" + c.id;
+    c.fingerprint = "fp";
+    c.history_json = R"([{"state":"queued","at_ms":1,"user":"anonymous"}])";
+    return c;
+  };
+  {
+    auto s = OpenOk(o);
+    ASSERT_TRUE(s);
+    OUTPOST_ASSERT_OK(s->SaveCommands({row("b", 2, "queued"), row("a", 1, "queued")}, {}));
+    model::CommandRow sent = row("a", 1, "sent");
+    sent.reply_json = R"({"id":"a","ok":true})";
+    OUTPOST_ASSERT_OK(s->SaveCommands({sent, row("c", 3, "queued")}, {"b"}));
+  }
+  auto s = OpenOk(o);
+  ASSERT_TRUE(s);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto rows, s->LoadCommands());
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].id, "a");
+  EXPECT_EQ(rows[0].state, "sent");
+  EXPECT_EQ(rows[0].reply_json, R"({"id":"a","ok":true})");
+  EXPECT_EQ(rows[0].expires_ms, kT0 + 300'000);
+  EXPECT_EQ(rows[0].idempotency_key, "ka");
+  EXPECT_EQ(rows[1].id, "c");
+  EXPECT_EQ(rows[1].seq, 3u);
 }
 
 TEST_F(StoreTest, RefusesANewerSchemaVersion) {

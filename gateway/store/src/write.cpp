@@ -41,7 +41,7 @@ Status Records::Prepare(Connection& c) {
       &upsert_device,
       "INSERT OR REPLACE INTO devices(device_key, first_seen_ms, last_seen_ms, status, "
       "status_changed_ms, last_reading_json, firmware, boot, last_seq, readings, duplicates, "
-      "seq_gaps) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"));
+      "seq_gaps, native) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"));
   OUTPOST_RETURN_IF_ERROR(c.Prepare(&delete_device, "DELETE FROM devices WHERE device_key = ?1"));
   OUTPOST_RETURN_IF_ERROR(c.Prepare(
       &upsert_alert,
@@ -163,6 +163,7 @@ Status Store::Impl::WriteInTx(const model::WriteSet& batch) {
     OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 10, static_cast<sqlite3_int64>(d.readings)));
     OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 11, static_cast<sqlite3_int64>(d.duplicates)));
     OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(s, 12, static_cast<sqlite3_int64>(d.seq_gaps)));
+    OUTPOST_RETURN_IF_ERROR(sqlite::BindInt(s, 13, d.native ? 1 : 0));
     OUTPOST_RETURN_IF_ERROR(conn.Run(rec.upsert_device, "upsert device"));
     uint8_t& reg = rec.registered[static_cast<size_t>(*key - 1)];
     if (!reg) {

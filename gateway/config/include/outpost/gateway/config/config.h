@@ -193,6 +193,16 @@ struct Config {
   // commands.restart_min_interval_s: restart/reboot commands are refused while the gateway has
   // run less than this (so at most one restart per interval, whatever sends them); 0 = no limit.
   std::int64_t restart_min_interval_s = 60;
+  // Device commands (docs/api.md#commands): open commands per device (queued, or sent and not
+  // answered; one more is 429 queue_full), finished ones kept per device, TTL default and limit,
+  // the ?wait= requests waiting at once (one more is 503 busy). Restart-only.
+  struct Commands {
+    std::int64_t queue_per_device = 16;
+    std::int64_t history_per_device = 100;
+    std::int64_t default_ttl_s = 300;
+    std::int64_t max_ttl_s = 86'400;
+    std::int64_t max_waiters = 256;
+  } commands;
   std::string log_level = "info";
   std::vector<std::string> warnings;  // unknown keys and other non-fatal findings
 };

@@ -42,6 +42,7 @@
 #include "outpost/gateway/rules/rule_engine.h"
 #include "outpost/proto/batch.h"
 #include "outpost/proto/command.h"
+#include "outpost/proto/device_reply.h"
 #include "outpost/proto/reading.h"
 
 namespace outpost::gateway::ingest {
@@ -92,12 +93,18 @@ struct Options {
   std::size_t max_packet_bytes = 0;  // mqtt.max_packet_bytes, named in oversize rejects
 };
 
+// A device's acknowledgement of a command (proto/device_reply.h), from its reply topic.
+struct DeviceReplyMessage {
+  std::string device_id;
+  proto::DeviceReply reply;
+};
+
 // Counted since the start of the run (docs/formats/topics.md, gateway status `ingest.*`).
 struct Counters {
   std::uint64_t messages = 0, readings_received = 0, duplicates = 0, seq_gaps = 0,
                 beyond_window = 0, seq_jumps = 0, boot_conflicts = 0, status_messages = 0,
-                commands = 0, rejected = 0, quarantined = 0, alerts_raised = 0, alerts_cleared = 0,
-                devices_evicted = 0, devices_refused = 0;
+                commands = 0, replies = 0, rejected = 0, quarantined = 0, alerts_raised = 0,
+                alerts_cleared = 0, devices_evicted = 0, devices_refused = 0;
   std::map<std::string, std::uint64_t, std::less<>> rejected_by_reason;
 };
 
@@ -113,8 +120,11 @@ class Pipeline {
                const std::vector<model::RecentIdentity>& recent, Instant now);
 
   // Handles one message. A valid command for this gateway is returned (already acknowledged in
-  // the batch) for the caller to run; everything else is done here.
-  std::optional<proto::Command> OnMessage(const Message& m, Instant now);
+  // the batch) for the caller to run; a valid reply of a device on devices/{id}/replies goes to
+  // `*reply` (when given; else it is acknowledged and dropped) for the caller to apply before
+  // the batch commits; everything else is done here.
+  std::optional<proto::Command> OnMessage(const Message& m, Instant now,
+                                          std::optional<DeviceReplyMessage>* reply = nullptr);
   // Rejects a message over the packet limit (too_large, status_too_large, command_too_large).
   void OnOversizeMessage(const OversizeMessage& m, Instant now);
   // The silence sweep (devices going offline) and duration rules; call it periodically.

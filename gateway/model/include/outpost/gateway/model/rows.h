@@ -41,6 +41,10 @@ struct DeviceRow {
   uint64_t readings;
   uint64_t duplicates;
   uint64_t seq_gaps;
+  // Heard on a per-device topic (sensors/{id}/data, devices/{id}/status) at least once: a
+  // native device, which takes commands on devices/{id}/commands and replies. false: a seed
+  // device, only ever on the flat topics.
+  bool native = false;
 };
 
 struct AlertRow {
@@ -85,6 +89,26 @@ struct RecentIdentity {
   uint64_t seq;
   bool has_device_ts;
   int64_t device_ts_raw;
+};
+
+// One device command as the store keeps it (table `commands`, docs/formats/store.md): the
+// scalar fields as columns, params, reply and history as JSON text (gateway/commands encodes).
+struct CommandRow {
+  std::string id;
+  std::string device_id;
+  uint64_t seq = 0;
+  std::string name;
+  std::string params_json;
+  std::string state;
+  std::string transport;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  int64_t expires_ms = 0;
+  std::string user;
+  std::string idempotency_key;
+  std::string fingerprint;
+  std::string reply_json;  // "" = none
+  std::string history_json;
 };
 
 }  // namespace outpost::gateway::model

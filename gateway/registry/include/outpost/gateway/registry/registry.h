@@ -50,6 +50,8 @@ struct Device {
   std::uint64_t readings = 0;
   std::uint64_t duplicates = 0;
   std::uint64_t seq_gaps = 0;
+  // Heard on a per-device topic at least once (model::DeviceRow::native).
+  bool native = false;
 };
 
 struct Change {

@@ -115,6 +115,14 @@ class Store {
   using AckItemFn = std::function<std::optional<model::OutboxItem>(const model::AlertRow&)>;
   Result<model::AlertRow> AckAlert(const model::AlertAck& ack, const AckItemFn& item);
 
+  // Device commands (gateway/commands): writes `upsert` (new or changed rows, by id) and deletes
+  // the rows of `remove` in one transaction; durable per Options::synchronous when OK. Errors
+  // as Write().
+  Status SaveCommands(const std::vector<model::CommandRow>& upsert,
+                      const std::vector<std::string>& remove);
+  // Every stored command, in seq order.
+  Result<std::vector<model::CommandRow>> LoadCommands();
+
   // Points of one metric of one device with from_ms <= ts < to_ms, ts ascending, at most
   // `limit` (the earliest). Unknown device or metric: empty. Booleans read as 0/1.
   Result<std::vector<Point>> QuerySeries(std::string_view device_id, std::string_view metric,

@@ -1,0 +1,71 @@
+#include "outpost/proto/device_reply.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace outpost::proto {
+namespace {
+
+class DeviceReplyTest : public ::testing::Test {
+ protected:
+  bool Parse(std::string_view payload) { return ParseDeviceReply(payload, &reply_, &reject_); }
+  void Rejects(std::string_view payload, RejectReason reason) {
+    EXPECT_FALSE(Parse(payload)) << payload;
+    EXPECT_STREQ(RejectReasonName(reject_.reason), RejectReasonName(reason))
+        << payload << " -> " << reject_.detail;
+    EXPECT_FALSE(reject_.detail.empty());
+  }
+  DeviceReply reply_;
+  Reject reject_;
+};
+
+TEST_F(DeviceReplyTest, WhatTheDeviceCoreSends) {
+  ASSERT_TRUE(Parse(R"({"id":"c-17","ok":true})")) << reject_.detail;
+  EXPECT_EQ(reply_.id, "c-17");
+  EXPECT_TRUE(reply_.has_ok);
+  EXPECT_TRUE(reply_.ok);
+  EXPECT_TRUE(reply_.error.empty());
+  ASSERT_TRUE(Parse(R"({"id":"c-18","ok":false,"error":"unknown command \"dance\""})"));
+  EXPECT_FALSE(reply_.ok);
+  EXPECT_FALSE(reply_.rejected);
+  EXPECT_EQ(reply_.error, "unknown command \"dance\"");
+  ASSERT_TRUE(Parse(R"({"id":"c-19","ok":true,"error":"duplicate","duplicate":true})"));
+  EXPECT_TRUE(reply_.duplicate);
+  ASSERT_TRUE(Parse(R"({"id":42,"ok":false,"rejected":true})"));
+  EXPECT_EQ(reply_.id, "42");
+  EXPECT_TRUE(reply_.rejected);
+}
+
+TEST_F(DeviceReplyTest, ProgressReport) {
+  ASSERT_TRUE(Parse(R"({"id":"c-20","delivered":true,"extra":[1,{"a":2}]})")) << reject_.detail;
+  EXPECT_FALSE(reply_.has_ok);
+}
+
+TEST_F(DeviceReplyTest, ErrorIsPrintableAndBounded) {
+  ASSERT_TRUE(
+      Parse(R"({"id":"a","ok":false,"error":"x\u0001y\u00e9)" + std::string(400, 'z') + "\"}"));
+  EXPECT_EQ(reply_.error.substr(0, 3), "x?y");
+  EXPECT_EQ(reply_.error.size(), kMaxReplyErrorBytes);
+  for (char c : reply_.error) EXPECT_TRUE(c >= 0x20 && c < 0x7f);
+}
+
+TEST_F(DeviceReplyTest, BadInput) {
+  Rejects(R"({"ok":true})", RejectReason::kWrongType);
+  Rejects(R"({"id":"c1"})", RejectReason::kWrongType);
+  Rejects(R"({"id":"c1","delivered":false})", RejectReason::kWrongType);
+  Rejects(R"({"id":"bad id","ok":true})", RejectReason::kWrongType);
+  Rejects(R"({"id":-1,"ok":true})", RejectReason::kWrongType);
+  Rejects(R"({"id":[1],"ok":true})", RejectReason::kWrongType);
+  Rejects(R"({"id":"c1","ok":"yes"})", RejectReason::kWrongType);
+  Rejects(R"({"id":"c1","ok":true,"error":5})", RejectReason::kWrongType);
+  Rejects(R"({"id":"c1","id":"c2","ok":true})", RejectReason::kDuplicateKey);
+  Rejects(R"([1])", RejectReason::kNotObject);
+  Rejects(R"({"id":"c1",)", RejectReason::kNotJson);
+  Rejects(std::string(kMaxDeviceReplyBytes + 1, ' '), RejectReason::kTooLarge);
+  Rejects("{\"id\":\"\xff\",\"ok\":true}", RejectReason::kBadUtf8);
+  Rejects(R"({"id":"c1","ok":true,"x":[[[[[[[[[[1]]]]]]]]]]})", RejectReason::kTooDeep);
+}
+
+}  // namespace
+}  // namespace outpost::proto
