@@ -13,8 +13,10 @@
 #include <vector>
 
 #include "gateway_harness.h"
+#include "outpost/testing/raw_http.h"
 #include "outpost/testing/status_matchers.h"
 #include "outpost/testing/test_pki.h"
+#include "outpost/testing/wait_until.h"
 
 namespace outpost::testing {
 namespace {
@@ -311,6 +313,51 @@ TEST(NodeIntegration, TlsWithClientCertificateAndSeedMode) {
   EXPECT_EQ(j2["ever_connected"], 0) << j2.dump();
   EXPECT_EQ(j2["acked"], 0);
   EXPECT_GT(j2.value("connect_failures", 0), 0);
+}
+
+// A command through the gateway's API reaches a real node (the device core), which carries it
+// out and replies: the API's ?wait answers with the outcome; an unknown command fails with the
+// node's reason.
+TEST(NodeIntegration, ApiCommandsAreCarriedOutAndRepliedByTheNode) {
+  GatewayHarness h;
+  OUTPOST_ASSERT_OK(h.Start());
+  auto node = StartNode(h, {"--devices", "1", "--interval", "1", "--duration", "25", "--seed", "5"},
+                        "node.log");
+  OUTPOST_ASSERT_OK(node);
+  auto post = [&](const std::string& body) {
+    auto c = RawHttpConnection::Connect(h.http_port());
+    if (!c.ok()) return Result<RawHttpResponse>(c.status());
+    return c->Exchange(
+        "POST /api/v1/devices/node-00000/commands?wait=10 HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/json\r\nContent-Length: " +
+            std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body,
+        std::chrono::seconds(20));
+  };
+  ASSERT_TRUE(WaitUntil("node-00000 online", std::chrono::seconds(20), [&] {
+    auto c = RawHttpConnection::Connect(h.http_port());
+    if (!c.ok()) return false;
+    auto r = c->Exchange(
+        "GET /api/v1/devices/node-00000 HTTP/1.1\r\nHost: x\r\n"
+        "Connection: close\r\n\r\n");
+    return r.ok() && r->status == 200 &&
+           json::parse(r->body, nullptr, false).value("status", "") == "online";
+  }));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      auto ok, post(R"({"command":"setSensorInterval","params":{"interval":3000}})"));
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  json done = json::parse(ok.body);
+  EXPECT_EQ(done["state"], "succeeded") << done.dump();
+  EXPECT_EQ(done["transport"], "native");
+  EXPECT_EQ(done["reply"]["ok"], true);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto bad, post(R"({"command":"dance"})"));
+  ASSERT_EQ(bad.status, 200) << bad.body;
+  json failed = json::parse(bad.body);
+  EXPECT_EQ(failed["state"], "failed") << failed.dump();
+  EXPECT_NE(failed["reply"]["error"].get<std::string>().find("unknown command"), std::string::npos);
+  int rc = -1;
+  auto summary = FinishNode(**node, std::chrono::seconds(60), &rc);
+  OUTPOST_ASSERT_OK(summary);
+  EXPECT_EQ(rc, 0) << summary->dump();
 }
 
 }  // namespace

@@ -549,6 +549,7 @@ TEST_F(StoreTest, MigratesVersion1ToCurrentKeepingData) {
     Fill(*s, 2, 3, kT0, 1000);
     model::WriteSet b;
     b.devices.push_back(model::DeviceRow{"dev1", kT0, kT0, "online", kT0, "{}", "", 0, 0, 3, 0, 0});
+    b.devices.push_back(model::DeviceRow{"dev2", kT0, kT0, "online", kT0, "{}", "", 7, 9, 3, 0, 0});
     OUTPOST_ASSERT_OK(s->Write(b));
   }
   sqlite3* db = nullptr;
@@ -569,6 +570,13 @@ TEST_F(StoreTest, MigratesVersion1ToCurrentKeepingData) {
   auto s = OpenOk(o);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->stats().readings, 6);
+  {
+    // Migration 6: a device with a boot id or sequence numbers spoke the native payload.
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto devices, s->LoadDevices());
+    ASSERT_EQ(devices.size(), 2u);
+    EXPECT_FALSE(devices[0].native) << devices[0].device_id;
+    EXPECT_TRUE(devices[1].native) << devices[1].device_id;
+  }
   s.reset();
   ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
   sqlite3_stmt* st = nullptr;
