@@ -29,6 +29,7 @@
 #include "outpost/gateway/uplink/codec.h"
 #include "outpost/gateway/uplink/sender.h"
 #include "outpost/gateway/uplink/uplink.h"
+#include "outpost/gateway/web/assets.h"
 #include "outpost/http/server.h"
 #include "outpost/mqtt/client.h"
 #include "outpost/proto/command.h"
@@ -465,6 +466,8 @@ http::Router Gateway::Impl::ApiRoutes() {
   });
   series::AddSeriesRoute(&router, series_reader_.get(), [this] { return clock_.wall_ms(); });
   alerts::AddAlertRoutes(&router, AlertHooks());
+  // The dashboard: public static files (docs/dashboard.md), served from the binary.
+  web::AddRoutes(&router, web::BundledAssets());
   router.Add("GET", "/api/v1/stream", [this](http::Request q, http::Responder r) {
     auto param = [&q](const char* name) {
       auto it = q.params.find(name);
