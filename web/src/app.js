@@ -22,6 +22,11 @@ function el(tag, attrs = {}, ...kids) {
   return e;
 }
 
+// Replaces `node`'s children with `kids`, leaving out null, undefined and false.
+function fill(node, ...kids) {
+  node.replaceChildren(...kids.flat().filter((k) => k !== null && k !== undefined && k !== false));
+}
+
 function ago(ms, now = Date.now()) {
   if (ms === null || ms === undefined) return 'never';
   const s = Math.max(0, Math.round((now - ms) / 1000));
@@ -88,11 +93,13 @@ async function refreshDevices() {
 }
 
 on('device', (d) => {
+  const added = !state.devices.has(d.id);
   state.devices.set(d.id, d);
-  emit('devices', d.id);
+  emit('devices', { id: d.id, added, status: true });
 });
 on('reading', (r) => {
   const d = state.devices.get(r.device_id);
+  const added = !d;
   if (!d) {
     state.devices.set(r.device_id, {
       id: r.device_id, status: 'online', reason: 'reading', last_seen_ms: r.received_ms,
@@ -103,7 +110,7 @@ on('reading', (r) => {
     d.last_seen_ms = r.received_ms;
     if (d.counters) d.counters.readings = (d.counters.readings || 0) + 1;
   }
-  emit('devices', r.device_id);
+  emit('devices', { id: r.device_id, added, status: false });
 });
 on('health', (h) => {
   state.health = h;
@@ -187,7 +194,7 @@ function devicesPage(root) {
     const last = Math.min(rows.length, Math.ceil((top + h) / kRowHeight) + 5);
     const now = Date.now();
     win.style.transform = `translateY(${first * kRowHeight}px)`;
-    win.replaceChildren(...rows.slice(first, last).map((d) => row(d, now)));
+    fill(win, ...rows.slice(first, last).map((d) => row(d, now)));
   }
 
   let pending = 0;
@@ -208,13 +215,12 @@ function devicesPage(root) {
   sort.addEventListener('change', () => { f.sort = sort.value; persist(); schedule(true); });
   viewport.addEventListener('scroll', () => schedule(false), { passive: true });
   // A reading changes what a row shows; a new device or a status change may move rows.
-  const off = on('devices', (id) => schedule(id === null || !state.devices.get(id) || f.sort !== 'id' || !!f.status));
-  const offStatus = on('device', () => schedule(true));
+  const off = on('devices', (c) => schedule(!c || c.added || (c.status && !!f.status) || f.sort !== 'id'));
   const tick = setInterval(() => schedule(false), 5000);
   addEventListener('resize', () => schedule(false));
   recompute();
   if (!state.devicesLoaded) refreshDevices().catch((e) => root.append(errorBox(e)));
-  return () => { off(); offStatus(); clearInterval(tick); cancelAnimationFrame(pending); };
+  return () => { off(); clearInterval(tick); cancelAnimationFrame(pending); };
 }
 
 // ----------------------------------------------------------------------------- device page
@@ -244,22 +250,23 @@ function devicePage(root, id) {
   // The shown range: live (to = now, follows the stream) or a fixed zoom.
   const view = { span: 3600e3, from: 0, to: 0, live: true };
   const live = new Map(); // metric -> chart
+  window.__outpost.charts = live;
 
   function renderHead() {
     const d = state.devices.get(id);
-    head.replaceChildren(
+    fill(head,
       el('h1', { text: id }),
       d ? badge(d.status) : null,
       el('span.muted', { text: d ? `last seen ${ago(d.last_seen_ms)} · ${d.reason}` : '' }));
     const m = (d && d.last_reading) || {};
-    lastBox.replaceChildren(
+    fill(lastBox,
       el('h2', { text: 'Last reading' }),
       el('dl.kv', {}, ...Object.entries(m).map(([k, v]) => [el('dt', { text: k }), el('dd', { 'data-metric': k, text: fmtValue(v) })])),
       d ? el('p.muted', { text: `firmware ${d.firmware || '—'} · boot ${d.boot ?? '—'} · ${d.counters ? d.counters.readings : 0} readings, ${d.counters ? d.counters.seq_gaps : 0} gaps` }) : null);
   }
 
   function renderRanges() {
-    controls.replaceChildren(
+    fill(controls,
       ...kRanges.map(([label, span]) => el('button', {
         type: 'button', 'aria-pressed': String(view.live && view.span === span), text: label,
         onclick: () => { Object.assign(view, { span, live: true }); loadHistory(); },
@@ -294,7 +301,7 @@ function devicePage(root, id) {
     if (seq !== loadSeq) return;
     for (const c of live.values()) c.destroy();
     live.clear();
-    charts.replaceChildren();
+    fill(charts);
     if (!metrics.length) charts.append(el('p.muted', { text: 'No readings yet.' }));
     metrics.forEach((m, i) => {
       const box = el('div.chart', { 'data-metric': m });
@@ -314,10 +321,10 @@ function devicePage(root, id) {
   async function loadAlerts() {
     try {
       const r = await api(`/api/v1/alerts?device=${encodeURIComponent(id)}&limit=20`);
-      alertsBox.replaceChildren(el('h2', { text: 'Alerts' }),
+      fill(alertsBox, el('h2', { text: 'Alerts' }),
         r.alerts.length ? alertTable(r.alerts, loadAlerts) : el('p.muted', { text: 'No alerts.' }));
     } catch (e) {
-      alertsBox.replaceChildren(el('h2', { text: 'Alerts' }), errorBox(e));
+      fill(alertsBox, el('h2', { text: 'Alerts' }), errorBox(e));
     }
   }
 
@@ -351,7 +358,7 @@ function devicePage(root, id) {
     el('label', {}, 'TTL s ', el('input', { name: 'ttl_s', type: 'number', min: '1', placeholder: '300' })),
     el('button', { type: 'submit', disabled: !canWrite() || !commandsAvailable, text: 'Send' }));
     const list = [...commands.values()].sort((a, b) => b.created_ms - a.created_ms);
-    commandsBox.replaceChildren(
+    fill(commandsBox,
       el('h2', { text: 'Commands' }),
       commandsAvailable ? form : el('p.muted', { text: 'This gateway does not relay commands yet.' }),
       note ? el('p.error', { role: 'alert', text: note }) : null,
@@ -489,9 +496,9 @@ function alertsPage(root) {
     if (f.acked) q.set('acked', f.acked);
     try {
       const r = await api(`/api/v1/alerts?${q}`);
-      list.replaceChildren(r.alerts.length ? alertTable(r.alerts, load, selected) : el('p.muted', { text: 'No alerts.' }));
+      fill(list, r.alerts.length ? alertTable(r.alerts, load, selected) : el('p.muted', { text: 'No alerts.' }));
     } catch (e) {
-      list.replaceChildren(errorBox(e));
+      fill(list, errorBox(e));
     }
   }
   stateSel.addEventListener('change', () => { f.state = stateSel.value; load(); });
@@ -511,14 +518,14 @@ function healthPage(root) {
     const g = (path) => path.split('.').reduce((o, k) => (o == null ? undefined : o[k]), h);
     const card = (title, rows) => el('section.card', {}, el('h2', { text: title }),
       el('dl.kv', {}, ...rows.map(([k, v]) => [el('dt', { text: k }), el('dd', { text: v === undefined ? '—' : String(v) })])));
-    box.replaceChildren(
+    fill(box,
       card('Ingest', [['stored', g('ingest.stored')], ['rate /s', fmtValue(g('ingest.rate_per_s') ?? g('ingest.stored_per_s'))], ['rejected', g('ingest.rejected')], ['duplicates', g('ingest.duplicates')]]),
       card('Devices', [['known', h.devices_count], ['online', g('devices.online')], ['offline', g('devices.offline')], ['alerts active', g('alerts.active')]]),
       card('Cloud backlog', [['readings', g('cloud.backlog.readings')], ['bytes', fmtBytes(g('cloud.backlog.bytes'))], ['oldest', `${fmtValue(g('cloud.backlog.oldest_age_s'))} s`], ['uplink', g('cloud.state') ?? (g('cloud.connected') ? 'connected' : 'not connected')]]),
       card('Store', [['database', fmtBytes(g('store.db_bytes'))], ['WAL', fmtBytes(g('store.wal_bytes'))], ['disk free', fmtBytes(g('store.disk_free_bytes'))], ['state', g('store.state')]]),
       card('System', [['CPU', h.cpu_usage === undefined ? '—' : `${Math.round(h.cpu_usage * 100)} %`], ['RSS', fmtBytes(h.rss_bytes)], ['broker', g('mqtt.connected') ? 'connected' : 'disconnected'], ['stream clients', g('stream.clients')]]));
   }
-  api('/api/v1/health').then(render).catch((e) => box.replaceChildren(errorBox(e)));
+  api('/api/v1/health').then(render).catch((e) => fill(box, errorBox(e)));
   return on('health', render);
 }
 
@@ -554,7 +561,7 @@ function route() {
   const main = $('#view');
   if (state.page) state.page();
   state.page = null;
-  main.replaceChildren();
+  fill(main);
   const hash = location.hash || '#/devices';
   const [, name, arg] = hash.match(/^#\/([a-z]+)\/?(.*)$/) || [null, 'devices', ''];
   for (const a of document.querySelectorAll('nav a')) {
@@ -568,7 +575,7 @@ function route() {
 
 function renderUser() {
   const box = $('#user');
-  box.replaceChildren();
+  fill(box);
   if (!session.auth) return;
   if (session.user) {
     box.append(el('span', { text: `${session.user} (${session.role})` }),
