@@ -147,30 +147,30 @@ describe('dashboard', () => {
   it('resumes the stream after a dropped connection with no gap and no duplicate', async () => {
     const proxy = await new DropProxy(stack.httpPort).listen();
     try {
-    const page = await open(browser, `${proxy.url}/#/devices`);
-    const streamRequests = [];
-    page.on('request', async (r) => {
-      if (r.url().includes('/api/v1/stream')) streamRequests.push(await r.allHeaders());
-    });
-    await until(() => page.evaluate(() => window.__outpost.stream.ids.length > 20), { what: 'events' });
-    const before = await stack.json('/api/v1/health');
-    proxy.dropAll({ pause: true });
-    await until(() => page.evaluate(() => !window.__outpost.stream.connected), { what: 'the drop to be seen' });
-    const idsAtDrop = await page.evaluate(() => window.__outpost.stream.ids.length);
-    // Events go on while the browser is cut off.
-    await until(async () => (await stack.json('/api/v1/health')).stream.events >= before.stream.events + 40,
-      { what: 'events during the outage' });
-    proxy.resume();
-    await until(() => page.evaluate(() => window.__outpost.stream.connected), { what: 'the reconnect' });
-    await until(async () => (await page.evaluate(() => window.__outpost.stream.ids.length)) > idsAtDrop + 40,
-      { what: 'the replay' });
-    const ids = await page.evaluate(() => window.__outpost.stream.ids);
-    for (let i = 1; i < ids.length; i++) assert.equal(ids[i], ids[i - 1] + 1, `event ${ids[i - 1]} then ${ids[i]}`);
-    const after = await stack.json('/api/v1/health');
-    assert.equal(after.stream.resets, before.stream.resets, 'resumed, not reset');
-    assert.ok(after.stream.replayed > before.stream.replayed, 'the gateway replayed');
-    assert.ok(streamRequests.some((h) => h['last-event-id']), 'the reconnect named its last id');
-    await closePage(page);
+      const page = await open(browser, `${proxy.url}/#/devices`);
+      const streamRequests = [];
+      page.on('request', async (r) => {
+        if (r.url().includes('/api/v1/stream')) streamRequests.push(await r.allHeaders());
+      });
+      await until(() => page.evaluate(() => window.__outpost.stream.ids.length > 20), { what: 'events' });
+      const before = await stack.json('/api/v1/health');
+      proxy.dropAll({ pause: true });
+      await until(() => page.evaluate(() => !window.__outpost.stream.connected), { what: 'the drop to be seen' });
+      const idsAtDrop = await page.evaluate(() => window.__outpost.stream.ids.length);
+      // Events go on while the browser is cut off.
+      await until(async () => (await stack.json('/api/v1/health')).stream.events >= before.stream.events + 40,
+        { what: 'events during the outage' });
+      proxy.resume();
+      await until(() => page.evaluate(() => window.__outpost.stream.connected), { what: 'the reconnect' });
+      await until(async () => (await page.evaluate(() => window.__outpost.stream.ids.length)) > idsAtDrop + 40,
+        { what: 'the replay' });
+      const ids = await page.evaluate(() => window.__outpost.stream.ids);
+      for (let i = 1; i < ids.length; i++) assert.equal(ids[i], ids[i - 1] + 1, `event ${ids[i - 1]} then ${ids[i]}`);
+      const after = await stack.json('/api/v1/health');
+      assert.equal(after.stream.resets, before.stream.resets, 'resumed, not reset');
+      assert.ok(after.stream.replayed > before.stream.replayed, 'the gateway replayed');
+      assert.ok(streamRequests.some((h) => h['last-event-id']), 'the reconnect named its last id');
+      await closePage(page);
     } finally {
       await proxy.close(); // a listening proxy would keep the test process alive
     }
