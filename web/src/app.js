@@ -514,16 +514,25 @@ function healthPage(root) {
   const box = el('div.grid');
   root.append(el('div.toolbar', {}, el('h1', { text: 'Gateway health' })), box);
   const fmtBytes = (b) => (b >= 1 << 30 ? `${(b / (1 << 30)).toFixed(1)} GiB` : b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(1)} MiB` : `${Math.round((b || 0) / 1024)} KiB`);
+  let prev = null; // the previous report: the ingest rate is the difference
   function render(h) {
     const g = (path) => path.split('.').reduce((o, k) => (o == null ? undefined : o[k]), h);
+    const at = Date.now();
+    let rate = '—';
+    if (prev && at > prev.at && g('ingest.stored') >= prev.stored) {
+      rate = ((g('ingest.stored') - prev.stored) / ((at - prev.at) / 1000)).toFixed(1);
+    }
+    prev = { at, stored: g('ingest.stored') };
+    const uplink = g('cloud.enabled') === false ? 'off'
+      : g('cloud.last_error') ? `error: ${g('cloud.last_error')}` : g('cloud.enabled') ? 'ok' : '—';
     const card = (title, rows) => el('section.card', {}, el('h2', { text: title }),
-      el('dl.kv', {}, ...rows.map(([k, v]) => [el('dt', { text: k }), el('dd', { text: v === undefined ? '—' : String(v) })])));
+      el('dl.kv', {}, ...rows.map(([k, v]) => [el('dt', { text: k }), el('dd', { text: v === undefined || v === null ? '—' : String(v) })])));
     fill(box,
-      card('Ingest', [['stored', g('ingest.stored')], ['rate /s', fmtValue(g('ingest.rate_per_s') ?? g('ingest.stored_per_s'))], ['rejected', g('ingest.rejected')], ['duplicates', g('ingest.duplicates')]]),
+      card('Ingest', [['stored', g('ingest.stored')], ['readings /s', rate], ['rejected', g('ingest.rejected')], ['duplicates', g('ingest.duplicates')]]),
       card('Devices', [['known', h.devices_count], ['online', g('devices.online')], ['offline', g('devices.offline')], ['alerts active', g('alerts.active')]]),
-      card('Cloud backlog', [['readings', g('cloud.backlog.readings')], ['bytes', fmtBytes(g('cloud.backlog.bytes'))], ['oldest', `${fmtValue(g('cloud.backlog.oldest_age_s'))} s`], ['uplink', g('cloud.state') ?? (g('cloud.connected') ? 'connected' : 'not connected')]]),
-      card('Store', [['database', fmtBytes(g('store.db_bytes'))], ['WAL', fmtBytes(g('store.wal_bytes'))], ['disk free', fmtBytes(g('store.disk_free_bytes'))], ['state', g('store.state')]]),
-      card('System', [['CPU', h.cpu_usage === undefined ? '—' : `${Math.round(h.cpu_usage * 100)} %`], ['RSS', fmtBytes(h.rss_bytes)], ['broker', g('mqtt.connected') ? 'connected' : 'disconnected'], ['stream clients', g('stream.clients')]]));
+      card('Cloud backlog', [['readings', g('cloud.backlog.readings')], ['bytes', fmtBytes(g('cloud.backlog.bytes'))], ['oldest', `${fmtValue(g('cloud.backlog.oldest_age_s'))} s`], ['uplink', uplink]]),
+      card('Store', [['database', fmtBytes(g('store.db_bytes'))], ['disk free', fmtBytes(g('store.disk_free_bytes'))], ['readings kept', h.local_db_records], ['state', g('store.state')]]),
+      card('System', [['CPU', typeof h.cpu_usage === 'number' ? `${h.cpu_usage.toFixed(1)} %` : '—'], ['RSS', fmtBytes(h.rss_bytes)], ['broker', g('mqtt.connected') ? 'connected' : 'disconnected'], ['stream clients', g('stream.clients')]]));
   }
   api('/api/v1/health').then(render).catch((e) => fill(box, errorBox(e)));
   return on('health', render);

@@ -12,7 +12,7 @@ export function seriesData(s) {
 }
 
 // A chart in `el`, `width` x `height` CSS pixels. `onZoom(from_ms, to_ms)` after a drag.
-export function makeChart(el, { title, width, height = 180, data, onZoom }) {
+export function makeChart(el, { title, width, height = 180, data, onZoom, onDraw }) {
   const line = cssVar('--chart-line') || '#1565c0';
   const band = cssVar('--chart-band') || 'rgba(21,101,192,0.18)';
   const axis = cssVar('--fg-muted') || '#555';
@@ -39,6 +39,7 @@ export function makeChart(el, { title, width, height = 180, data, onZoom }) {
     ],
     bands: [{ series: [2, 1], fill: band }],
     hooks: {
+      draw: onDraw ? [onDraw] : [],
       setSelect: [
         (u) => {
           if (u.select.width < 4 || !onZoom) return;
