@@ -146,6 +146,7 @@ echo "broker    127.0.0.1:$port   (mosquitto_sub -p $port -t 'gateway/#' -v)"
 echo "gateway   $gateway_bin --config $dir/gateway.yaml   (log: $dir/gateway.log)"
 echo "devices   $devices virtual devices, $rate readings/s, QoS $qos, $format payloads"
 echo "database  $dir/gateway.db"
+echo "dashboard http://127.0.0.1:$api_port/   (the web dashboard: devices, charts, alerts, health; docs/dashboard.md)"
 echo "api       http://127.0.0.1:$api_port/api/v1/health   (devices: /api/v1/devices, metrics: /metrics; docs/api.md)"
 if [ "$cloud" = 1 ]; then
   echo "cloud     http://127.0.0.1:$cloud_port   (database $dir/cloud.db, log $dir/cloud.log)"

@@ -262,7 +262,8 @@ TEST_F(GatewayApiTest, DashboardIsServedWithCachingCompressionAndAStrictPolicy) 
     EXPECT_EQ(f.status, 200) << m.str(0);
     EXPECT_EQ(f.Header("cache-control"), "public, max-age=31536000, immutable") << m.str(0);
     EXPECT_EQ(f.Header("content-encoding"), "gzip") << m.str(0);
-    EXPECT_EQ(f.Header("content-type").rfind(m.str(1) == "js" ? "text/javascript" : "text/css", 0), 0u);
+    EXPECT_EQ(f.Header("content-type").rfind(m.str(1) == "js" ? "text/javascript" : "text/css", 0),
+              0u);
     ++files;
     rest = m.suffix();
   }

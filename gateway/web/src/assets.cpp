@@ -92,7 +92,8 @@ http::Response Serve(const AssetTable& table, const http::Request& request) {
   r.headers.emplace_back("Referrer-Policy", "no-referrer");
   r.headers.emplace_back("Vary", "Accept-Encoding");
   r.headers.emplace_back("ETag", etag);
-  if (const std::string& inm = request.Header("if-none-match"); !inm.empty() && NoneMatch(inm, etag)) {
+  if (const std::string& inm = request.Header("if-none-match");
+      !inm.empty() && NoneMatch(inm, etag)) {
     r.status = 304;
     r.content_type.clear();
     return r;
