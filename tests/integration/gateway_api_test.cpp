@@ -228,7 +228,7 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
 // it names cached for a year, both gzip when accepted, with ETags, the CSP and nosniff; unknown
 // files and other methods get problems (docs/dashboard.md#serving).
 TEST_F(GatewayApiTest, DashboardIsServedWithCachingCompressionAndAStrictPolicy) {
-  StartWith({"d1"});
+  StartWith({"d1", "d2", "d3", "d4", "d5"});
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto plain, Get(port(), "/"));
   EXPECT_EQ(plain.status, 200);
   EXPECT_EQ(plain.Header("content-type"), "text/html; charset=utf-8");
@@ -268,6 +268,24 @@ TEST_F(GatewayApiTest, DashboardIsServedWithCachingCompressionAndAStrictPolicy) 
     rest = m.suffix();
   }
   EXPECT_GE(files, 3);
+
+  // The API's device list is gzip-encoded too when accepted (with its own tag), once it is
+  // worth it (d1..d5 are over 1 KiB).
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto list, Get(port(), "/api/v1/devices"));
+  EXPECT_EQ(list.Header("content-encoding"), "");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto zlist,
+                               Get(port(), "/api/v1/devices", "Accept-Encoding: gzip\r\n"));
+  EXPECT_EQ(zlist.status, 200);
+  EXPECT_EQ(zlist.Header("content-encoding"), "gzip");
+  EXPECT_EQ(zlist.Header("vary"), "Accept-Encoding");
+  EXPECT_EQ(zlist.body.substr(0, 2), std::string("\x1f\x8b", 2));
+  EXPECT_LT(zlist.body.size(), list.body.size());
+  EXPECT_EQ(zlist.Header("etag"),
+            list.Header("etag").substr(0, list.Header("etag").size() - 1) + "-gz\"");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      auto zsame, Get(port(), "/api/v1/devices",
+                      "Accept-Encoding: gzip\r\nIf-None-Match: " + zlist.Header("etag") + "\r\n"));
+  EXPECT_EQ(zsame.status, 304);
 
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto missing, Get(port(), "/assets/app.0000000000.js"));
   EXPECT_EQ(missing.status, 404);

@@ -92,6 +92,13 @@ async function refreshDevices() {
   emit('devices', null);
 }
 
+// One load of the devices at a time (the start and the devices page both ask for it).
+let devicesLoading = null;
+function ensureDevices() {
+  devicesLoading ||= refreshDevices().finally(() => { devicesLoading = null; });
+  return devicesLoading;
+}
+
 on('device', (d) => {
   const added = !state.devices.has(d.id);
   state.devices.set(d.id, d);
@@ -219,7 +226,7 @@ function devicesPage(root) {
   const tick = setInterval(() => schedule(false), 5000);
   addEventListener('resize', () => schedule(false));
   recompute();
-  if (!state.devicesLoaded) refreshDevices().catch((e) => root.append(errorBox(e)));
+  if (!state.devicesLoaded) ensureDevices().catch((e) => { if (e.status !== 401) root.append(errorBox(e)); });
   return () => { off(); clearInterval(tick); cancelAnimationFrame(pending); };
 }
 
@@ -614,6 +621,8 @@ async function start() {
     route(); // charts take their colours when made
   });
   addEventListener('hashchange', route);
+  // The devices load beside the session: the first view waits for one round trip, not two.
+  if (!location.hash || location.hash.startsWith('#/devices')) ensureDevices().catch(() => {});
   await loadSession().catch(() => {});
   route();
   if (session.user || !session.auth) openStream();

@@ -11,7 +11,9 @@ export function seriesData(s) {
   return [s.t.slice(), s.min.slice(), s.max.slice(), s.avg.slice()];
 }
 
-// A chart in `el`, `width` x `height` CSS pixels. `onZoom(from_ms, to_ms)` after a drag.
+// A chart in `el`, `width` x `height` CSS pixels, of buckets ([t, min, max, avg]: a line and a
+// band) or of raw points ([t, v]: a line). `onZoom(from_ms, to_ms)` after a drag; `onDraw`
+// after each draw.
 export function makeChart(el, { title, width, height = 180, data, onZoom, onDraw }) {
   const line = cssVar('--chart-line') || '#1565c0';
   const band = cssVar('--chart-band') || 'rgba(21,101,192,0.18)';
@@ -31,13 +33,15 @@ export function makeChart(el, { title, width, height = 180, data, onZoom, onDraw
     legend: { show: false },
     scales: { x: { time: true } },
     axes: [{ ...axes }, { ...axes, size: 56 }],
-    series: [
-      {},
-      { label: 'min', stroke: 'transparent', points: { show: false } },
-      { label: 'max', stroke: 'transparent', points: { show: false } },
-      { label: 'avg', stroke: line, width: 1.5, points: { show: false } },
-    ],
-    bands: [{ series: [2, 1], fill: band }],
+    series: data.length === 2
+      ? [{}, { label: 'value', stroke: line, width: 1.5, points: { show: false } }]
+      : [
+        {},
+        { label: 'min', stroke: 'transparent', points: { show: false } },
+        { label: 'max', stroke: 'transparent', points: { show: false } },
+        { label: 'avg', stroke: line, width: 1.5, points: { show: false } },
+      ],
+    bands: data.length === 2 ? [] : [{ series: [2, 1], fill: band }],
     hooks: {
       draw: onDraw ? [onDraw] : [],
       setSelect: [

@@ -1,5 +1,7 @@
 #include "outpost/gateway/web/assets.h"
 
+#include <zlib.h>
+
 #include <cctype>
 #include <string>
 #include <utility>
@@ -62,6 +64,22 @@ bool AcceptsGzip(std::string_view header) {
     header.remove_prefix(comma + 1);
   }
   return false;
+}
+
+std::string Gzip(std::string_view body) {
+  z_stream z{};
+  // windowBits 15 + 16: a gzip header and trailer instead of zlib's.
+  if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return {};
+  std::string out(deflateBound(&z, static_cast<uLong>(body.size())), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(body.data()));
+  z.avail_in = static_cast<uInt>(body.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  const int rc = deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  if (rc != Z_STREAM_END) return {};
+  return out;
 }
 
 http::Response Serve(const AssetTable& table, const http::Request& request) {

@@ -88,6 +88,17 @@ TEST(Serve, UnknownFilesAre404ProblemsNamingThem) {
   EXPECT_EQ(Serve(kFake, Get("/assets/")).status, 404);
 }
 
+TEST(Gzip, WritesAGzipStreamThatIsSmallerForRepetitiveJson) {
+  std::string json = "[";
+  for (int i = 0; i < 1000; ++i) json += R"({"id":"node-00001","status":"online"},)";
+  json += "{}]";
+  const std::string gz = Gzip(json);
+  ASSERT_GE(gz.size(), 10U);
+  EXPECT_EQ(gz.substr(0, 2), std::string("\x1f\x8b", 2));
+  EXPECT_LT(gz.size() * 10, json.size());
+  EXPECT_EQ(Gzip("").substr(0, 2), std::string("\x1f\x8b", 2));
+}
+
 TEST(BundledAssets, HoldTheIndexAndHashedFilesThatItNames) {
   AssetTable t = BundledAssets();
   ASSERT_GE(t.size, 3U);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 #include "outpost/http/message.h"
@@ -46,6 +47,12 @@ inline constexpr std::string_view kCacheIndex = "no-cache";
 
 // Whether an Accept-Encoding header value accepts gzip ("gzip" or "*" with a q other than 0).
 bool AcceptsGzip(std::string_view accept_encoding);
+
+// API answers (JSON) smaller than this are sent as they are: gzip would save too little.
+inline constexpr std::size_t kMinGzipBytes = 1024;
+
+// Gzip-encodes `body` (zlib, fastest level: the event loop pays for it). Empty on a zlib error.
+std::string Gzip(std::string_view body);
 
 // The response to a GET/HEAD of `request.path` from `table`: "/" and "/index.html" are the
 // index; gzip when accepted (Vary: Accept-Encoding; the gzip variant's ETag ends in "-gz");
