@@ -86,7 +86,9 @@ const state = {
 };
 
 async function refreshDevices() {
+  performance.mark('outpost:devices-requested');
   const list = await allDevices();
+  performance.mark('outpost:devices-fetched');
   state.devices = new Map(list.map((d) => [d.id, d]));
   state.devicesLoaded = true;
   emit('devices', null);
@@ -184,6 +186,9 @@ function devicesPage(root) {
       : 'loading…';
     spacer.style.height = `${rows.length * kRowHeight}px`;
     draw();
+    if (state.devicesLoaded && !performance.getEntriesByName('outpost:devices-listed').length) {
+      performance.mark('outpost:devices-listed');
+    }
   }
 
   function row(d, now) {
