@@ -321,7 +321,7 @@ function devicePage(root, id) {
       const r = results[i];
       if (r instanceof Error) return box.append(el('h3', { text: m }), errorBox(r));
       const c = makeChart(box, {
-        title: m, width, data: seriesData(r),
+        title: m, width, data: seriesData(r), xRange: [view.from, view.to],
         onZoom: (from, to) => { Object.assign(view, { from, to, live: false }); loadHistory(); },
       });
       c.maxPoints = width * 2;

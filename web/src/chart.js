@@ -6,6 +6,11 @@ function cssVar(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
 
+// The x range to show: the chosen one, widened to the data (live points go past its end).
+function spanning([from, to], min, max) {
+  return [Math.min(min ?? from, from), Math.max(max ?? to, to)];
+}
+
 // Columns of /api/v1/series ({t,min,max,avg}) as uPlot data.
 export function seriesData(s) {
   return [s.t.slice(), s.min.slice(), s.max.slice(), s.avg.slice()];
@@ -13,8 +18,8 @@ export function seriesData(s) {
 
 // A chart in `el`, `width` x `height` CSS pixels, of buckets ([t, min, max, avg]: a line and a
 // band) or of raw points ([t, v]: a line). `onZoom(from_ms, to_ms)` after a drag; `onDraw`
-// after each draw.
-export function makeChart(el, { title, width, height = 180, data, onZoom, onDraw }) {
+// after each draw; `xRange` [from_ms, to_ms] the time range to show at least.
+export function makeChart(el, { title, width, height = 180, data, onZoom, onDraw, xRange }) {
   const line = cssVar('--chart-line') || '#1565c0';
   const band = cssVar('--chart-band') || 'rgba(21,101,192,0.18)';
   const axis = cssVar('--fg-muted') || '#555';
@@ -31,7 +36,8 @@ export function makeChart(el, { title, width, height = 180, data, onZoom, onDraw
     ms: 1,
     cursor: { drag: { x: true, y: false } },
     legend: { show: false },
-    scales: { x: { time: true } },
+    // The x axis spans the chosen range even where there is no data yet.
+    scales: { x: xRange ? { time: true, range: (u, min, max) => spanning(xRange, min, max) } : { time: true } },
     axes: [{ ...axes }, { ...axes, size: 56 }],
     series: data.length === 2
       ? [{}, { label: 'value', stroke: line, width: 1.5, points: { show: false } }]
