@@ -176,6 +176,53 @@ describe('dashboard', () => {
     }
   });
 
+  it('acknowledges several alerts at once with one comment', async () => {
+    for (const d of ['hot-2', 'hot-3']) {
+      stack.publish('sensors/data', {
+        deviceId: d, timestamp: 1234, temperature: 52, humidity: 40, motion: false, battery: 90, rssi: -60,
+      });
+    }
+    const page = await open(browser, `${stack.url}/#/alerts`);
+    for (const d of ['hot-2', 'hot-3']) {
+      const box = page.locator(`li[data-alert^="temperature_max:${d}:"] input[type=checkbox]`);
+      await box.waitFor();
+      await box.check();
+    }
+    await page.fill('input[aria-label="Comment"]', 'both checked');
+    await page.click('button:has-text("Acknowledge selected")');
+    await until(async () => /^Acknowledged 2 of 2\./.test(await page.textContent('#view p[aria-live]')),
+      { what: 'the bulk acknowledgement' });
+    const acked = await stack.json('/api/v1/alerts?acked=true&limit=1000');
+    for (const d of ['hot-2', 'hot-3']) {
+      const a = acked.alerts.find((x) => x.device_id === d);
+      assert.ok(a, `${d} acknowledged`);
+      assert.equal(a.ack.comment, 'both checked');
+    }
+    await closePage(page);
+  });
+
+  it('refetches what it shows after a reset (the gateway restarted)', async () => {
+    const proxy = await new DropProxy(stack.httpPort).listen();
+    try {
+      const page = await open(browser, `${proxy.url}/#/devices`);
+      await until(() => page.evaluate(() => window.__outpost.stream.ids.length > 5), { what: 'events' });
+      let devicesFetches = 0;
+      page.on('request', (r) => { if (r.url().includes('/api/v1/devices?')) devicesFetches++; });
+      const resets = await page.evaluate(() => window.__outpost.stream.resets);
+      await stack.gateway.stop();
+      await stack.startGateway(); // a new run: the browser's last id is of the old one
+      proxy.targetPort = stack.httpPort;
+      proxy.dropAll();
+      await until(async () => (await page.evaluate(() => window.__outpost.stream.resets)) > resets,
+        { what: 'event: reset', timeoutMs: 30000 });
+      await until(() => devicesFetches > 0, { what: 'the devices refetched' });
+      await page.waitForSelector('.vrow[data-id="node-00000"]');
+      await closePage(page);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('follows the system theme, keeps an override, and keeps text contrast at WCAG AA', async () => {
     for (const scheme of ['light', 'dark']) {
       const page = await open(browser, `${stack.url}/#/devices`, { colorScheme: scheme });

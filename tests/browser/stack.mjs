@@ -168,6 +168,7 @@ export class Stack {
 
 // A TCP proxy in front of the gateway: the browser talks to it, and dropAll() cuts every
 // connection at once, as a flaky network would (EventSource then reconnects by itself).
+// `targetPort` may change (a restarted gateway picks a new port).
 export class DropProxy {
   constructor(targetPort) {
     this.targetPort = targetPort;
@@ -175,7 +176,7 @@ export class DropProxy {
     this.paused = false;
     this.server = net.createServer((client) => {
       if (this.paused) return client.destroy();
-      const upstream = net.connect(targetPort, '127.0.0.1');
+      const upstream = net.connect(this.targetPort, '127.0.0.1');
       for (const s of [client, upstream]) {
         this.sockets.add(s);
         s.on('close', () => this.sockets.delete(s));

@@ -119,6 +119,7 @@ export const stream = {
   lastId: '',
   connected: false,
   received: 0,
+  resets: 0, // `event: reset`s received (the gateway could not replay)
   ids: [], // the n of the last ids received (tests check for gaps), bounded
   maxIds: 20000,
   retryTimer: 0,
@@ -156,6 +157,7 @@ export function openStream() {
   for (const type of kStreamEvents) {
     es.addEventListener(type, (e) => {
       track(e);
+      if (type === 'reset') stream.resets++;
       let data = null;
       try {
         data = JSON.parse(e.data);
