@@ -123,6 +123,43 @@ describe('dashboard', () => {
     await closePage(page);
   });
 
+  it('asks the series for the chosen range at the chart width, and zooms by dragging', async () => {
+    const page = await open(browser, `${stack.url}/#/device/node-00003`);
+    const series = [];
+    page.on('request', (r) => {
+      if (r.url().includes('/api/v1/series?')) series.push(new URL(r.url()).searchParams);
+    });
+    await page.waitForSelector('.chart[data-metric="temperature"] canvas');
+    series.length = 0;
+    await page.evaluate(() => { window.__oldChart = window.__outpost.charts.get('temperature'); });
+    await page.click('.ranges button:has-text("24 h")');
+    await until(() => series.some((q) => q.get('metric') === 'temperature'), { what: 'a 24 h series request' });
+    const q = series.find((x) => x.get('metric') === 'temperature');
+    assert.equal(Number(q.get('to')) - Number(q.get('from')), 86400000);
+    const width = await page.evaluate(() => window.__outpost.charts.get('temperature').width);
+    assert.equal(Number(q.get('points')), width);
+    // Drag across the (new) chart: the range narrows to the selection, refetched at full
+    // resolution.
+    await until(() => page.evaluate(() => {
+      const c = window.__outpost.charts.get('temperature');
+      return c && c !== window.__oldChart;
+    }), { what: 'the 24 h chart' });
+    await page.waitForSelector('.chart[data-metric="temperature"] .u-over');
+    await page.locator('.chart[data-metric="temperature"] .u-over').scrollIntoViewIfNeeded();
+    const over = await page.locator('.chart[data-metric="temperature"] .u-over').boundingBox();
+    series.length = 0;
+    await page.mouse.move(over.x + over.width * 0.9, over.y + over.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(over.x + over.width * 0.99, over.y + over.height / 2, { steps: 5 });
+    await page.mouse.up();
+    await until(() => series.some((x) => x.get('metric') === 'temperature'), { what: 'the zoomed request' });
+    const z = series.find((x) => x.get('metric') === 'temperature');
+    const span = Number(z.get('to')) - Number(z.get('from'));
+    assert.ok(span > 0 && span < 86400000 * 0.2, `zoomed span ${span} ms`);
+    await page.waitForSelector('.ranges button:has-text("Reset zoom")');
+    await closePage(page);
+  });
+
   it('keeps an acknowledgement after a reload', async () => {
     stack.publish('sensors/data', {
       deviceId: 'hot-1', timestamp: 1234, temperature: 51.5, humidity: 40, motion: false, battery: 90, rssi: -60,

@@ -34,7 +34,8 @@ export function makeChart(el, { title, width, height = 180, data, onZoom, onDraw
     width,
     height,
     ms: 1,
-    cursor: { drag: { x: true, y: false } },
+    // A drag only selects; the page refetches the selection at full resolution (onZoom).
+    cursor: { drag: { x: true, y: false, setScale: false } },
     legend: { show: false },
     // The x axis spans the chosen range even where there is no data yet.
     scales: { x: xRange ? { time: true, range: (u, min, max) => spanning(xRange, min, max) } : { time: true } },
