@@ -66,6 +66,24 @@ function(outpost_script_test)
     ENVIRONMENT "OUTPOST_BINARY_DIR=${CMAKE_BINARY_DIR};OUTPOST_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
 endfunction()
 
+# outpost_browser_test(NAME <name> SCRIPT <file.mjs> [TIMEOUT s])
+# Registers a browser test (node's test runner driving headless Chromium through playwright-core
+# from web/'s npm packages) with CTest; label "integration", run alone (Chromium is heavy).
+function(outpost_browser_test)
+  cmake_parse_arguments(A "" "NAME;SCRIPT;TIMEOUT" "" ${ARGN})
+  _outpost_register_sources("" ${A_SCRIPT})
+  if(NOT OUTPOST_TESTS)
+    return()
+  endif()
+  if(NOT A_TIMEOUT)
+    set(A_TIMEOUT 300)
+  endif()
+  get_filename_component(script "${A_SCRIPT}" ABSOLUTE BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
+  add_test(NAME ${A_NAME} COMMAND ${OUTPOST_NODE} --test ${script})
+  set_tests_properties(${A_NAME} PROPERTIES LABELS integration TIMEOUT ${A_TIMEOUT} RUN_SERIAL TRUE
+    ENVIRONMENT "OUTPOST_BINARY_DIR=${CMAKE_BINARY_DIR};OUTPOST_SOURCE_DIR=${CMAKE_SOURCE_DIR};OUTPOST_WEB_NODE_MODULES=${OUTPOST_WEB_NODE_MODULES}")
+endfunction()
+
 # Every fuzz target, so scripts can build just those: cmake --build ... --target fuzzers
 add_custom_target(fuzzers)
 
@@ -101,8 +119,8 @@ endfunction()
 # ---------------------------------------------------------------------------------------------
 # Structure checks, run once at the end of the configure step (cmake_language DEFER below).
 # 1. Every test and fuzz source in the tree (*_test.cpp, *_fuzz*.cpp, any .cpp under a fuzz/
-#    folder, *_test.sh) is registered through outpost_test, outpost_fuzzer or
-#    outpost_script_test, so none silently drops out of the build.
+#    folder, *_test.sh, *_test.mjs) is registered through outpost_test, outpost_fuzzer,
+#    outpost_script_test or outpost_browser_test, so none silently drops out of the build.
 # 2. Every link edge between the project's own targets (libraries, programs, benchmarks; not the
 #    test and fuzz binaries, which link what they test) is listed in the ```edges block of
 #    docs/architecture.md.
@@ -179,9 +197,9 @@ function(_outpost_check_test_sources)
   get_property(roots DIRECTORY "${CMAKE_SOURCE_DIR}" PROPERTY SUBDIRECTORIES)
   set(missing)
   foreach(root ${roots})
-    file(GLOB_RECURSE candidates CONFIGURE_DEPENDS "${root}/*.cpp" "${root}/*.sh")
+    file(GLOB_RECURSE candidates CONFIGURE_DEPENDS "${root}/*.cpp" "${root}/*.sh" "${root}/*.mjs")
     foreach(file ${candidates})
-      if(NOT file MATCHES "(_test\\.cpp|_fuzz[^/]*\\.cpp|/fuzz/[^/]*\\.cpp|_test\\.sh)$")
+      if(NOT file MATCHES "(_test\\.cpp|_fuzz[^/]*\\.cpp|/fuzz/[^/]*\\.cpp|_test\\.sh|_test\\.mjs)$")
         continue()
       endif()
       if(NOT file IN_LIST registered)
@@ -197,7 +215,8 @@ function(_outpost_check_test_sources)
       "Register each in its folder's CMakeLists.txt with the helper from cmake/outpost.cmake: "
       "outpost_test(NAME <name> SOURCES ... DEPS ...) for a *_test.cpp, "
       "outpost_fuzzer(NAME <name> SOURCES ... DEPS ... CORPUS <dir>) for a fuzz source, "
-      "outpost_script_test(NAME <name> SCRIPT <file>) for a *_test.sh.")
+      "outpost_script_test(NAME <name> SCRIPT <file>) for a *_test.sh, "
+      "outpost_browser_test(NAME <name> SCRIPT <file>) for a *_test.mjs.")
   endif()
 endfunction()
 

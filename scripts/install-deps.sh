@@ -24,7 +24,14 @@ packages=(
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib
   libsodium-dev libpqxx-dev libpq-dev postgresql postgresql-common libcpp-httplib-dev curl
   procps iproute2 jq wrk
+  chromium fonts-dejavu-core
 )
+# The dashboard (web/) builds with node and npm (npm ci at build time); its browser tests drive
+# Debian's chromium. Debian's nodejs and npm, unless a node with its npm is already installed
+# (NodeSource's nodejs bundles npm and conflicts with Debian's npm package).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
 
 # One dpkg-query for all: a package is missing unless reported "install ok installed".
 # dpkg-query exits 1 when it knows none of a name (a bare machine), which is not an error here.

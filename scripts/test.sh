@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Sets up and runs the whole test suite: installs dependencies (Debian 12 packages), builds the
-# release preset, checks names with clang-tidy (scripts/lint.sh), runs every unit and integration
-# test (real Mosquitto, SQLite files, PostgreSQL), then builds the libFuzzer targets with clang
-# and runs each briefly from its seed corpus.
+# Sets up and runs the whole test suite: installs dependencies (Debian 12 packages, including
+# nodejs, npm and chromium for the dashboard), builds the release preset (which runs `npm ci`
+# for web/ into the build dir and builds the dashboard), checks names with clang-tidy
+# (scripts/lint.sh), runs every unit and integration test (real Mosquitto, SQLite files,
+# PostgreSQL, headless Chromium), then builds the libFuzzer targets with clang and runs each
+# briefly from its seed corpus.
 #
 # Usage: scripts/test.sh [--no-lint] [--no-fuzz] [--fuzz-seconds N] [-- extra ctest args]
 # Environment: JOBS (build parallelism, default: nproc).

@@ -231,7 +231,7 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
     }
   }
   EXPECT_EQ(checked,
-            (std::set<std::string>{"/healthz", "/metrics", "/api/v1/health", "/api/v1/devices",
+            (std::set<std::string>{"/", "/healthz", "/metrics", "/api/v1/health", "/api/v1/devices",
                                    "/api/v1/devices/{id}", "/api/v1/series", "/api/v1/openapi.json",
                                    "/api/v1/stream", "/api/v1/alerts", "/api/v1/alerts/{id}",
                                    "POST /api/v1/alerts/{id}/ack", "POST /api/v1/alerts/ack",
@@ -258,6 +258,77 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
       }
     }
   }
+}
+
+// The dashboard is served from the binary: index.html revalidated every time, the hashed files
+// it names cached for a year, both gzip when accepted, with ETags, the CSP and nosniff; unknown
+// files and other methods get problems (docs/dashboard.md#serving).
+TEST_F(GatewayApiTest, DashboardIsServedWithCachingCompressionAndAStrictPolicy) {
+  StartWith({"d1", "d2", "d3", "d4", "d5"});
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto plain, Get(port(), "/"));
+  EXPECT_EQ(plain.status, 200);
+  EXPECT_EQ(plain.Header("content-type"), "text/html; charset=utf-8");
+  EXPECT_EQ(plain.Header("content-encoding"), "");
+  EXPECT_EQ(plain.Header("cache-control"), "no-cache");
+  EXPECT_EQ(plain.Header("x-content-type-options"), "nosniff");
+  EXPECT_NE(plain.Header("content-security-policy").find("default-src 'self'"), std::string::npos);
+  EXPECT_EQ(plain.Header("vary"), "Accept-Encoding");
+  ASSERT_NE(plain.body.find("<!doctype html>"), std::string::npos);
+
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto gz, Get(port(), "/", "Accept-Encoding: gzip, br\r\n"));
+  EXPECT_EQ(gz.status, 200);
+  EXPECT_EQ(gz.Header("content-encoding"), "gzip");
+  ASSERT_GE(gz.body.size(), 2u);
+  EXPECT_EQ(gz.body.substr(0, 2), std::string("\x1f\x8b", 2));
+  EXPECT_LT(gz.body.size(), plain.body.size());
+  EXPECT_NE(gz.Header("etag"), plain.Header("etag"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      auto revalidated,
+      Get(port(), "/", "Accept-Encoding: gzip\r\nIf-None-Match: " + gz.Header("etag") + "\r\n"));
+  EXPECT_EQ(revalidated.status, 304);
+  EXPECT_EQ(revalidated.body, "");
+
+  // Every file index.html names is served, immutable.
+  std::smatch m;
+  std::string rest = plain.body;
+  int files = 0;
+  const std::regex asset("/assets/[A-Za-z0-9_-]+\\.[0-9a-f]{10}\\.(js|css)");
+  while (std::regex_search(rest, m, asset)) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto f, Get(port(), m.str(0), "Accept-Encoding: gzip\r\n"));
+    EXPECT_EQ(f.status, 200) << m.str(0);
+    EXPECT_EQ(f.Header("cache-control"), "public, max-age=31536000, immutable") << m.str(0);
+    EXPECT_EQ(f.Header("content-encoding"), "gzip") << m.str(0);
+    EXPECT_EQ(f.Header("content-type").rfind(m.str(1) == "js" ? "text/javascript" : "text/css", 0),
+              0u);
+    ++files;
+    rest = m.suffix();
+  }
+  EXPECT_GE(files, 3);
+
+  // The API's device list is gzip-encoded too when accepted (with its own tag), once it is
+  // worth it (d1..d5 are over 1 KiB).
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto list, Get(port(), "/api/v1/devices"));
+  EXPECT_EQ(list.Header("content-encoding"), "");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto zlist,
+                               Get(port(), "/api/v1/devices", "Accept-Encoding: gzip\r\n"));
+  EXPECT_EQ(zlist.status, 200);
+  EXPECT_EQ(zlist.Header("content-encoding"), "gzip");
+  EXPECT_EQ(zlist.Header("vary"), "Accept-Encoding");
+  EXPECT_EQ(zlist.body.substr(0, 2), std::string("\x1f\x8b", 2));
+  EXPECT_LT(zlist.body.size(), list.body.size());
+  EXPECT_EQ(zlist.Header("etag"),
+            list.Header("etag").substr(0, list.Header("etag").size() - 1) + "-gz\"");
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      auto zsame, Get(port(), "/api/v1/devices",
+                      "Accept-Encoding: gzip\r\nIf-None-Match: " + zlist.Header("etag") + "\r\n"));
+  EXPECT_EQ(zsame.status, 304);
+
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto missing, Get(port(), "/assets/app.0000000000.js"));
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(missing.Header("content-type"), "application/problem+json");
+  EXPECT_NE(missing.body.find("\"not_found\""), std::string::npos);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto post, Post(port(), "/", "{}"));
+  EXPECT_EQ(post.status, 405);
 }
 
 // Alerts are listed with filters and acknowledged once; the acknowledgement is in the stream,
