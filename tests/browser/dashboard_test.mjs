@@ -246,6 +246,9 @@ describe('dashboard', () => {
       const resets = await page.evaluate(() => window.__outpost.stream.resets);
       await stack.gateway.stop();
       await stack.startGateway(); // a new run: the browser's last id is of the old one
+      // Sessions live in memory: the restart ended the page's. Log in again before the
+      // proxy lets the page reach the new run.
+      await stack.login(page.context());
       proxy.targetPort = stack.httpPort;
       proxy.dropAll();
       await until(async () => (await page.evaluate(() => window.__outpost.stream.resets)) > resets,

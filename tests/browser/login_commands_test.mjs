@@ -66,7 +66,8 @@ describe('dashboard with logins and commands', () => {
     const page = await (await browser.newContext()).newPage();
     await signIn(page, 'admin', await adminPassword());
     await page.goto(`${stack.url}/#/device/node-00000`);
-    await page.fill('form.cmd input[name=command]', 'get_status');
+    await page.fill('form.cmd input[name=command]', 'setSensorInterval');
+    await page.fill('form.cmd input[name=params]', '{"interval": 3000}');
     await page.click('form.cmd button[type=submit]');
     const item = page.locator('ul.commands li').first();
     await until(async () => (await item.locator('.state').textContent()) === 'succeeded',

@@ -265,7 +265,7 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
 // files and other methods get problems (docs/dashboard.md#serving).
 TEST_F(GatewayApiTest, DashboardIsServedWithCachingCompressionAndAStrictPolicy) {
   StartWith({"d1", "d2", "d3", "d4", "d5"});
-  OUTPOST_ASSERT_OK_AND_ASSIGN(auto plain, Get(port(), "/"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto plain, Get(Api{port(), ""}, "/"));
   EXPECT_EQ(plain.status, 200);
   EXPECT_EQ(plain.Header("content-type"), "text/html; charset=utf-8");
   EXPECT_EQ(plain.Header("content-encoding"), "");
@@ -275,7 +275,7 @@ TEST_F(GatewayApiTest, DashboardIsServedWithCachingCompressionAndAStrictPolicy) 
   EXPECT_EQ(plain.Header("vary"), "Accept-Encoding");
   ASSERT_NE(plain.body.find("<!doctype html>"), std::string::npos);
 
-  OUTPOST_ASSERT_OK_AND_ASSIGN(auto gz, Get(port(), "/", "Accept-Encoding: gzip, br\r\n"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto gz, Get(Api{port(), ""}, "/", "Accept-Encoding: gzip, br\r\n"));
   EXPECT_EQ(gz.status, 200);
   EXPECT_EQ(gz.Header("content-encoding"), "gzip");
   ASSERT_GE(gz.body.size(), 2u);
@@ -284,7 +284,7 @@ TEST_F(GatewayApiTest, DashboardIsServedWithCachingCompressionAndAStrictPolicy) 
   EXPECT_NE(gz.Header("etag"), plain.Header("etag"));
   OUTPOST_ASSERT_OK_AND_ASSIGN(
       auto revalidated,
-      Get(port(), "/", "Accept-Encoding: gzip\r\nIf-None-Match: " + gz.Header("etag") + "\r\n"));
+      Get(Api{port(), ""}, "/", "Accept-Encoding: gzip\r\nIf-None-Match: " + gz.Header("etag") + "\r\n"));
   EXPECT_EQ(revalidated.status, 304);
   EXPECT_EQ(revalidated.body, "");
 
@@ -294,7 +294,7 @@ TEST_F(GatewayApiTest, DashboardIsServedWithCachingCompressionAndAStrictPolicy) 
   int files = 0;
   const std::regex asset("/assets/[A-Za-z0-9_-]+\\.[0-9a-f]{10}\\.(js|css)");
   while (std::regex_search(rest, m, asset)) {
-    OUTPOST_ASSERT_OK_AND_ASSIGN(auto f, Get(port(), m.str(0), "Accept-Encoding: gzip\r\n"));
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto f, Get(Api{port(), ""}, m.str(0), "Accept-Encoding: gzip\r\n"));
     EXPECT_EQ(f.status, 200) << m.str(0);
     EXPECT_EQ(f.Header("cache-control"), "public, max-age=31536000, immutable") << m.str(0);
     EXPECT_EQ(f.Header("content-encoding"), "gzip") << m.str(0);
@@ -307,10 +307,10 @@ TEST_F(GatewayApiTest, DashboardIsServedWithCachingCompressionAndAStrictPolicy) 
 
   // The API's device list is gzip-encoded too when accepted (with its own tag), once it is
   // worth it (d1..d5 are over 1 KiB).
-  OUTPOST_ASSERT_OK_AND_ASSIGN(auto list, Get(port(), "/api/v1/devices"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto list, Get(api(), "/api/v1/devices"));
   EXPECT_EQ(list.Header("content-encoding"), "");
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto zlist,
-                               Get(port(), "/api/v1/devices", "Accept-Encoding: gzip\r\n"));
+                               Get(api(), "/api/v1/devices", "Accept-Encoding: gzip\r\n"));
   EXPECT_EQ(zlist.status, 200);
   EXPECT_EQ(zlist.Header("content-encoding"), "gzip");
   EXPECT_EQ(zlist.Header("vary"), "Accept-Encoding");
@@ -319,15 +319,15 @@ TEST_F(GatewayApiTest, DashboardIsServedWithCachingCompressionAndAStrictPolicy) 
   EXPECT_EQ(zlist.Header("etag"),
             list.Header("etag").substr(0, list.Header("etag").size() - 1) + "-gz\"");
   OUTPOST_ASSERT_OK_AND_ASSIGN(
-      auto zsame, Get(port(), "/api/v1/devices",
+      auto zsame, Get(api(), "/api/v1/devices",
                       "Accept-Encoding: gzip\r\nIf-None-Match: " + zlist.Header("etag") + "\r\n"));
   EXPECT_EQ(zsame.status, 304);
 
-  OUTPOST_ASSERT_OK_AND_ASSIGN(auto missing, Get(port(), "/assets/app.0000000000.js"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto missing, Get(Api{port(), ""}, "/assets/app.0000000000.js"));
   EXPECT_EQ(missing.status, 404);
   EXPECT_EQ(missing.Header("content-type"), "application/problem+json");
   EXPECT_NE(missing.body.find("\"not_found\""), std::string::npos);
-  OUTPOST_ASSERT_OK_AND_ASSIGN(auto post, Post(port(), "/", "{}"));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto post, Post(Api{port(), ""}, "/", "{}"));
   EXPECT_EQ(post.status, 405);
 }
 
