@@ -9,6 +9,7 @@
 #include "outpost/gateway/app/admin_cli.h"
 #include "outpost/gateway/app/gateway.h"
 #include "outpost/gateway/config/config.h"
+#include "outpost/systemd/journal.h"
 
 namespace {
 constexpr const char* kDescription =
@@ -94,7 +95,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(parsed_level);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  // Under systemd: "<N>" priority prefixes for the journal instead of timestamps.
+  outpost::systemd::ConfigureLogPattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   namespace cli = outpost::gateway::app::cli;
   if (*user_add)
     return cli::UserAdd(config, name, role, password_stdin, std::cin, std::cout, std::cerr);
