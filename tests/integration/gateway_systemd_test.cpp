@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <fstream>
 #include <string>
 
 #include "gateway_harness.h"
@@ -105,13 +106,25 @@ class GatewaySystemdTest : public ::testing::Test {
 
 TEST_F(GatewaySystemdTest, ready_only_after_the_suback_reloading_and_stopping) {
   ASSERT_TRUE(manager_.bound());
+  // The first run's log file exists before the start, so JOURNAL_STREAM can name it, as the
+  // service manager names the journal's stream.
+  const std::string log = h_.dir().File("gateway-1.log");
+  { std::ofstream create(log); }
+  struct stat st {};
+  ASSERT_EQ(::stat(log.c_str(), &st), 0);
   HarnessOptions o;
-  o.gateway_env = {{"NOTIFY_SOCKET", manager_.path()}};
+  o.gateway_env = {{"NOTIFY_SOCKET", manager_.path()},
+                   {"JOURNAL_STREAM", std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino)}};
   OUTPOST_ASSERT_OK(h_.Start(o));
   auto ready = manager_.WaitFor("READY=1", std::chrono::seconds(10));
   OUTPOST_ASSERT_OK(ready);
   EXPECT_NE(ready->find("STATUS=running as gw_test, subscribed at 127.0.0.1:"), std::string::npos)
       << *ready;
+
+  // Journal lines: the syslog priority first, no timestamp of our own.
+  EXPECT_NE(h_.gateway_log().find("<6>info outpost-gateway "), std::string::npos);
+  EXPECT_NE(h_.gateway_log().find("\n<4>warning first start: created the user"), std::string::npos)
+      << h_.gateway_log();
 
   // A reload (SIGHUP): RELOADING=1, then READY=1 with its summary.
   ASSERT_EQ(::kill(h_.gateway_pid(), SIGHUP), 0);
@@ -135,6 +148,28 @@ TEST_F(GatewaySystemdTest, ready_only_after_the_suback_reloading_and_stopping) {
   OUTPOST_ASSERT_OK(h_.broker().Restart());
   OUTPOST_ASSERT_OK(manager_.WaitFor("READY=1", std::chrono::seconds(15)));
   OUTPOST_ASSERT_OK(h_.StopGateway());
+}
+
+// A broken config: the process exits with status 2 at once, before any READY=1, and says why
+// (systemctl start fails with that line in the journal).
+TEST_F(GatewaySystemdTest, broken_config_fails_the_start_before_ready) {
+  ASSERT_TRUE(manager_.bound());
+  const std::string config = h_.dir().File("broken.yaml");
+  {
+    std::ofstream out(config);
+    out << "mqtt:\n  port: seventy\n";
+  }
+  ChildProcessOptions o;
+  o.argv = {GatewayBinary(), "--config", config};
+  o.env = {{"NOTIFY_SOCKET", manager_.path()}};
+  o.log_path = h_.dir().File("broken.log");
+  auto child = ChildProcess::Start(o);
+  OUTPOST_ASSERT_OK(child);
+  auto code = (*child)->Wait(std::chrono::seconds(5));
+  OUTPOST_ASSERT_OK(code);
+  EXPECT_EQ(*code, 2);
+  EXPECT_NE((*child)->log().find("mqtt.port"), std::string::npos) << (*child)->log();
+  EXPECT_EQ(manager_.Drain(), "");
 }
 
 TEST_F(GatewaySystemdTest, watchdog_pings_stop_while_a_store_write_hangs) {
