@@ -78,7 +78,9 @@ int main(int argc, char** argv) {
   }
   app.footer(
       "Environment:\n  OUTPOST_CLOUD_API_KEY  the cloud token; wins over cloud.api_key_file and "
-      "cloud.api_key");
+      "cloud.api_key\n"
+      "  NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID, JOURNAL_STREAM  set by systemd: readiness,\n"
+      "    watchdog pings and journal priority prefixes (docs/deployment.md)");
   CLI11_PARSE(app, argc, argv);
 
   auto loaded = config_path.empty() ? outpost::gateway::config::Parse("", "(defaults)")
