@@ -20,6 +20,7 @@
 #include <string>
 
 #include "gateway_harness.h"
+#include "outpost/testing/cloud_process.h"
 #include "outpost/testing/status_matchers.h"
 #include "outpost/testing/wait_until.h"
 
@@ -170,6 +171,34 @@ TEST_F(GatewaySystemdTest, broken_config_fails_the_start_before_ready) {
   EXPECT_EQ(*code, 2);
   EXPECT_NE((*child)->log().find("mqtt.port"), std::string::npos) << (*child)->log();
   EXPECT_EQ(manager_.Drain(), "");
+}
+
+// outpost-cloud: READY=1 once its database is open and its listener bound (the port is in
+// STATUS=), STOPPING=1 on SIGTERM, then a clean exit.
+TEST_F(GatewaySystemdTest, cloud_ready_after_listening_and_stopping_on_term) {
+  ASSERT_TRUE(manager_.bound());
+  ChildProcessOptions o;
+  o.argv = {DefaultCloudBinary(), "serve",      "--listen",
+            "127.0.0.1:0",        "--database", "sqlite:" + h_.dir().File("cloud.db")};
+  o.env = {{"NOTIFY_SOCKET", manager_.path()}};
+  o.log_path = h_.dir().File("cloud.log");
+  auto cloud = ChildProcess::Start(o);
+  OUTPOST_ASSERT_OK(cloud);
+  auto ready = manager_.WaitFor("READY=1", std::chrono::seconds(15));
+  OUTPOST_ASSERT_OK(ready);
+  ASSERT_TRUE(WaitUntil("the cloud's listening line", std::chrono::seconds(5), [&] {
+    return (*cloud)->log().find("listening on http://127.0.0.1:") != std::string::npos;
+  }));
+  const std::string log = (*cloud)->log();
+  const std::size_t at = log.find("listening on http://127.0.0.1:");
+  const std::string port = log.substr(at + 30, log.find('\n', at) - at - 30);
+  EXPECT_NE(ready->find("STATUS=listening on port " + port), std::string::npos)
+      << *ready << " / port " << port;
+  (*cloud)->Terminate();
+  OUTPOST_ASSERT_OK(manager_.WaitFor("STOPPING=1", std::chrono::seconds(10)));
+  auto code = (*cloud)->Wait(std::chrono::seconds(20));
+  OUTPOST_ASSERT_OK(code);
+  EXPECT_EQ(*code, 0) << (*cloud)->log();
 }
 
 TEST_F(GatewaySystemdTest, watchdog_pings_stop_while_a_store_write_hangs) {
