@@ -15,6 +15,9 @@
 #include "outpost/cloud/batch_parser.h"
 #include "outpost/cloud/crypto.h"
 #include "outpost/cloud/storage/open.h"
+#include "outpost/systemd/journal.h"
+#include "outpost/systemd/notifier.h"
+#include "outpost/systemd/watchdog.h"
 
 namespace {
 
@@ -193,7 +196,8 @@ int main(int argc, char** argv) {
 
   auto logger = spdlog::stderr_color_mt("outpost-cloud");
   spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  // Under systemd: "<N>" priority prefixes for the journal instead of timestamps.
+  outpost::systemd::ConfigureLogPattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_level(spdlog::level::from_str(log_level));
 
   outpost::SystemClock clock;
@@ -286,10 +290,19 @@ int main(int argc, char** argv) {
   Result<int> bound = server.Bind();
   if (!bound.ok()) return Fail("serve", bound.status());  // names the address or the TLS file
 
+  // The service manager (packaging/systemd/outpost-cloud.service, Type=notify): ready once the
+  // database is open and migrated and the listener bound. No watchdog: the cloud has no loop
+  // of its own to vouch for (docs/deployment.md).
+  auto notifier = outpost::systemd::Notifier::FromEnvironment();
+  if (!notifier.ok()) {
+    spdlog::error("service manager notifications off: {}", notifier.status().message());
+    notifier = outpost::systemd::Notifier::Open("");
+  }
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     spdlog::info("signal {}: stopping", sig);
+    (void)(*notifier)->Notify("STOPPING=1");
     server.Stop();
   });
   spdlog::info(
@@ -300,6 +313,12 @@ int main(int argc, char** argv) {
   std::printf("outpost-cloud listening on %s://%s:%d\n",
               http.tls_cert_file.empty() ? "http" : "https", host.c_str(), *bound);
   std::fflush(stdout);
+  if (Status s =
+          (*notifier)->Notify("READY=1\n" + outpost::systemd::StatusLine("listening on port " +
+                                                                         std::to_string(*bound)));
+      !s.ok()) {
+    spdlog::warn("service manager: {}", s.message());
+  }
   Status run = server.Run();
   // Wake the signal thread if the server stopped on its own.
   kill(getpid(), SIGTERM);

@@ -9,6 +9,7 @@
 #include "outpost/gateway/app/admin_cli.h"
 #include "outpost/gateway/app/gateway.h"
 #include "outpost/gateway/config/config.h"
+#include "outpost/systemd/journal.h"
 
 namespace {
 constexpr const char* kDescription =
@@ -77,7 +78,9 @@ int main(int argc, char** argv) {
   }
   app.footer(
       "Environment:\n  OUTPOST_CLOUD_API_KEY  the cloud token; wins over cloud.api_key_file and "
-      "cloud.api_key");
+      "cloud.api_key\n"
+      "  NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID, JOURNAL_STREAM  set by systemd: readiness,\n"
+      "    watchdog pings and journal priority prefixes (docs/deployment.md)");
   CLI11_PARSE(app, argc, argv);
 
   auto loaded = config_path.empty() ? outpost::gateway::config::Parse("", "(defaults)")
@@ -94,7 +97,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(parsed_level);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  // Under systemd: "<N>" priority prefixes for the journal instead of timestamps.
+  outpost::systemd::ConfigureLogPattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   namespace cli = outpost::gateway::app::cli;
   if (*user_add)
     return cli::UserAdd(config, name, role, password_stdin, std::cin, std::cout, std::cerr);

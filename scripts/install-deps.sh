@@ -23,7 +23,7 @@ packages=(
   mosquitto mosquitto-clients
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib
   libsodium-dev libpqxx-dev libpq-dev postgresql postgresql-common libcpp-httplib-dev curl
-  procps iproute2 jq wrk
+  procps iproute2 jq wrk systemd
   chromium fonts-dejavu-core
 )
 # The dashboard (web/) builds with node and npm (npm ci at build time); its browser tests drive

@@ -105,6 +105,7 @@ Result<GatewayHarness::CliResult> GatewayHarness::RunCli(const std::vector<std::
 Status GatewayHarness::LaunchGateway() {
   ChildProcessOptions o;
   o.argv = {GatewayBinary(), "--config", config_path_};
+  o.env = options_.gateway_env;
   o.log_path = dir_.File("gateway-" + std::to_string(++gateway_runs_) + ".log");
   auto child = ChildProcess::Start(o);
   if (!child.ok()) return child.status();
@@ -163,6 +164,8 @@ void GatewayHarness::KillGateway() {
 }
 
 bool GatewayHarness::gateway_running() { return gateway_ && gateway_->Running(); }
+
+pid_t GatewayHarness::gateway_pid() const { return gateway_ ? gateway_->pid() : -1; }
 
 std::string GatewayHarness::gateway_log() const { return gateway_ ? gateway_->log() : ""; }
 

@@ -16,11 +16,14 @@
 // Thread: the test thread only.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "outpost/base/status.h"
@@ -46,6 +49,7 @@ struct HarnessOptions {
   // is 127.0.0.1:0 (tests run in parallel: nothing binds a fixed port); the port the gateway
   // picked is http_port().
   std::string http_yaml;
+  std::vector<std::pair<std::string, std::string>> gateway_env;  // added to the gateway's
 };
 
 class GatewayHarness {
@@ -68,6 +72,8 @@ class GatewayHarness {
   // SIGKILL, as a crash; reaps it.
   void KillGateway();
   bool gateway_running();
+  // The running gateway's process id (to signal it), or -1.
+  pid_t gateway_pid() const;
 
   // Sends get_status and returns the next status published in reply.
   Result<nlohmann::json> GetStatus(std::chrono::milliseconds timeout = std::chrono::seconds(5));

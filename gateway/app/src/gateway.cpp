@@ -41,6 +41,7 @@
 #include "outpost/proto/topics.h"
 #include "reload.h"
 #include "series_api.h"
+#include "service.h"
 #include "status_report.h"
 
 #ifndef OUTPOST_VERSION
@@ -274,6 +275,8 @@ class Gateway::Impl {
   // Full disk (kResourceExhausted from the store): commits fail, nothing is acknowledged.
   std::optional<model::AlertRow> storage_full_;  // the raised alert while full
   std::uint64_t storage_full_events_ = 0, storage_full_attempts_ = 0;
+  // The service manager's readiness and watchdog (service.h); on io_, so declared after it.
+  std::unique_ptr<Service> service_;
 };
 
 Gateway::Gateway(config::Config config, std::string config_path)
@@ -315,8 +318,10 @@ Status Gateway::Impl::OpenAndRestore() {
                : max_bytes_auto_ ? " (auto)"
                                  : "");
 
+  Writer::Options wo;
+  wo.before_write = StallWriteFaultFromEnvironment();  // test-only; empty in production
   writer_ = std::make_unique<Writer>(
-      std::move(store), Writer::Options{}, clock_,
+      std::move(store), std::move(wo), clock_,
       [this](Committed c) {  // on the writer thread
         asio::post(io_, [this, c = std::move(c)]() mutable { OnCommitted(std::move(c)); });
       });
@@ -650,6 +655,11 @@ void Gateway::Impl::StartMqtt() {
   };
   cb.on_message = [this](const mqtt::Message& m) { OnMessage(m); };
   cb.on_oversize_message = [this](const mqtt::OversizeMessage& m) { OnOversizeMessage(m); };
+  cb.on_subscribed = [this](std::uint16_t, const std::vector<std::uint8_t>& codes) {
+    service_->OnSubscribed(codes,
+                           fmt::format("running as {}, subscribed at {}:{}", config_.gateway_id,
+                                       config_.mqtt.host, config_.mqtt.port));
+  };
   client_ = std::make_unique<mqtt::Client>(io_, std::move(o), std::move(cb));
 }
 
@@ -657,6 +667,7 @@ ExitReason Gateway::Impl::Run() {
   started_mono_ms_ = clock_.steady_ms();
   latency_since_ms_ = clock_.wall_ms();
   for (const auto& w : config_.warnings) spdlog::warn("{}", w);
+  service_ = std::make_unique<Service>(io_, clock_);
   if (Status s = OpenAndRestore(); !s.ok()) {
     spdlog::critical("cannot start: {}", s.ToString());
     StopUplink();
@@ -683,6 +694,10 @@ ExitReason Gateway::Impl::Run() {
     writer_->Stop();
     return ExitReason::kFailed;
   }
+  service_->StartWatchdog([this] {
+    const Writer::Progress p = writer_->progress();
+    return systemd::LoopProgress{p.turns, p.busy, p.busy_since_ms};
+  });
   cpu_.Sample();
   WaitSignal();
   ScheduleStatus();
@@ -1113,7 +1128,9 @@ void Gateway::Impl::WaitSignal() {
   signals_.async_wait([this](const asio::error_code& ec, int signo) {
     if (ec) return;
     if (signo == SIGHUP) {
-      (void)Reload();  // logs its outcome
+      service_->Reloading();
+      auto r = Reload();  // logs its outcome
+      service_->Reloaded(r.ok() ? *r : "reload refused: " + r.status().message());
       WaitSignal();
       return;
     }
@@ -1126,6 +1143,7 @@ void Gateway::Impl::Shutdown(ExitReason reason) {
   if (shutting_down_) return;
   shutting_down_ = true;
   exit_reason_ = reason;
+  service_->Stopping();
   status_timer_.cancel();
   tick_timer_.cancel();
   if (replay_timer_) replay_timer_->cancel();

@@ -33,6 +33,20 @@ Status Writer::Call(const std::function<Status(store::Store&)>& fn) {
   return s;
 }
 
+void Writer::Mark(bool busy) {
+  if (busy) busy_since_ms_.store(clock_.steady_ms(), std::memory_order_relaxed);
+  busy_.store(busy, std::memory_order_relaxed);
+  turns_.fetch_add(1, std::memory_order_release);
+}
+
+Writer::Progress Writer::progress() const {
+  Progress p;
+  p.turns = turns_.load(std::memory_order_acquire);
+  p.busy = busy_.load(std::memory_order_relaxed);
+  p.busy_since_ms = busy_since_ms_.load(std::memory_order_relaxed);
+  return p;
+}
+
 void Writer::RunCall() {
   const std::function<Status(store::Store&)>* fn = nullptr;
   {
@@ -40,6 +54,7 @@ void Writer::RunCall() {
     if (call_ == nullptr || call_result_.has_value()) return;
     fn = call_;
   }
+  Mark(true);
   Status s = (*fn)(*store_);
   PublishStats();
   {
@@ -89,6 +104,7 @@ void Writer::Run() {
   auto call_pending = [&] { return call_ != nullptr && !call_result_.has_value(); };
   while (true) {
     std::optional<Pending> work;
+    Mark(false);
     {
       std::unique_lock<std::mutex> lock(mu_);
       bool woke = cv_.wait_for(lock, std::chrono::milliseconds(options_.idle_maintenance_ms),
@@ -104,6 +120,7 @@ void Writer::Run() {
         return;
       } else if (!woke) {
         lock.unlock();
+        Mark(true);
         Status m = store_->RunMaintenance(clock_.wall_ms(), options_.maintenance_min_rows);
         if (!m.ok()) spdlog::warn("store maintenance: {}", m.ToString());
         PublishStats();
@@ -113,6 +130,8 @@ void Writer::Run() {
 
     std::uint32_t failures = 0;  // in a row, disk-full attempts not counted
     for (std::uint32_t attempt = 0;; ++attempt) {
+      Mark(true);
+      if (options_.before_write) options_.before_write();
       Status s = store_->Write(work->batch);
       Committed c;
       c.status = s;
@@ -149,6 +168,7 @@ void Writer::Run() {
         c.batch = std::move(*work);
         on_committed_(std::move(c));
         if (s.ok()) {
+          Mark(true);  // maintenance is an operation of its own
           std::size_t rows = std::max(options_.maintenance_min_rows,
                                       readings * options_.maintenance_rows_per_reading);
           Status m = store_->RunMaintenance(clock_.wall_ms(), rows);
@@ -174,11 +194,13 @@ void Writer::Run() {
       // Between attempts the outbox calls still run (the uplink must not hang on a full disk,
       // and delivering a batch frees pages).
       const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay);
+      Mark(false);
       std::unique_lock<std::mutex> lock(mu_);
       while (!stopping_) {
         if (call_pending()) {
           lock.unlock();
           RunCall();
+          Mark(false);
           lock.lock();
           continue;
         }

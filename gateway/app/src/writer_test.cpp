@@ -150,6 +150,37 @@ TEST_F(WriterFaultTest, BatchIsReportedOnlyAfterItsFsyncAndTheNextFollowsInOrder
   w.Stop();
 }
 
+// The service watchdog's view (service.h): a commit held in its fsync is one operation that
+// stays busy since it began; once it returns the loop has turned and waits again.
+TEST_F(WriterFaultTest, ProgressShowsAHeldFsyncAsOneBusyOperation) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Writer w(std::move(store), FastRetries(), clock_, Collect());
+  w.Start();
+  ASSERT_TRUE(testing::WaitUntil("the writer waits for work", std::chrono::seconds(10),
+                                 [&] { return !w.progress().busy; }));
+  const Writer::Progress idle = w.progress();
+
+  FaultVfs::HoldSyncs();
+  w.Submit(Batch(1, 10));
+  ASSERT_TRUE(testing::WaitUntil("the commit waits in its fsync", std::chrono::seconds(10),
+                                 [] { return FaultVfs::syncs_held() >= 1; }));
+  const Writer::Progress held = w.progress();
+  EXPECT_TRUE(held.busy);
+  EXPECT_GT(held.turns, idle.turns);
+  EXPECT_LE(held.busy_since_ms, clock_.steady_ms());
+  const Writer::Progress still = w.progress();
+  EXPECT_EQ(still.turns, held.turns) << "no operation finished while the fsync is held";
+  EXPECT_EQ(still.busy_since_ms, held.busy_since_ms);
+
+  FaultVfs::ReleaseSyncs();
+  ASSERT_TRUE(WaitDone());
+  ASSERT_TRUE(testing::WaitUntil("the writer waits for work again", std::chrono::seconds(10),
+                                 [&] { return !w.progress().busy; }));
+  EXPECT_GT(w.progress().turns, held.turns);
+  w.Stop();
+}
+
 // An I/O error is retried with backoff; nothing of the batch is reported done until it commits.
 TEST_F(WriterFaultTest, FailedWriteIsRetriedUntilItCommits) {
   auto store = Open();

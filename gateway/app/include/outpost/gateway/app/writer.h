@@ -19,6 +19,7 @@
 // and every attempt is reported (Committed::disk_full) so the loop can alert and report it.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -60,6 +61,15 @@ class Writer {
     std::uint32_t max_failures = 30;          // about 2 minutes of retries with backoff
     std::int64_t retry_cap_ms = 5000;         // backoff cap between attempts
     std::int64_t full_retry_cap_ms = 5000;    // backoff cap while the disk is full
+    // Test-only fault injection: runs on the writer thread before each store write (service.h,
+    // OUTPOST_FAULT_STALL_WRITE). Empty in production.
+    std::function<void()> before_write;
+  };
+  // What the writer thread is doing, for the service watchdog (libs/systemd watchdog.h).
+  struct Progress {
+    std::uint64_t turns = 0;         // operations finished: write attempts, calls, maintenance
+    bool busy = false;               // inside one now (false: waiting for work or a retry)
+    std::int64_t busy_since_ms = 0;  // steady ms at which it started
   };
   using OnCommitted = std::function<void(Committed)>;
 
@@ -77,8 +87,13 @@ class Writer {
   // stopping. Thread-safe; concurrent callers are served one at a time.
   Status Call(const std::function<Status(store::Store&)>& fn);
   store::Stats LatestStats() const;
+  // Thread-safe.
+  Progress progress() const;
 
  private:
+  // Publishes that the writer thread starts an operation (true) or waits (false); either ends
+  // the previous operation.
+  void Mark(bool busy);
   void Run();
   // Runs the pending Call() function, if any (writer thread, mu_ not held).
   void RunCall();
@@ -100,6 +115,9 @@ class Writer {
   std::condition_variable call_cv_;
   mutable std::mutex stats_mu_;
   store::Stats latest_stats_{};
+  std::atomic<std::uint64_t> turns_{0};
+  std::atomic<bool> busy_{false};
+  std::atomic<std::int64_t> busy_since_ms_{0};
   std::thread thread_;
 };
 
