@@ -230,16 +230,26 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
       checked.insert(path);
     }
   }
-  EXPECT_EQ(checked,
-            (std::set<std::string>{"/", "/healthz", "/metrics", "/api/v1/health", "/api/v1/devices",
-                                   "/api/v1/devices/{id}", "/api/v1/series", "/api/v1/openapi.json",
-                                   "/api/v1/stream", "/api/v1/alerts", "/api/v1/alerts/{id}",
-                                   "POST /api/v1/alerts/{id}/ack", "POST /api/v1/alerts/ack",
-                                   "POST /api/v1/auth/login", "POST /api/v1/auth/logout",
-                                   "/api/v1/auth/me", "/api/v1/devices/{id}/commands",
-                                   "/api/v1/devices/{id}/commands/{cid}",
-                                   "POST /api/v1/devices/{id}/commands",
-                                   "POST /api/v1/devices/{id}/commands/{cid}/cancel"}));
+  EXPECT_EQ(checked, (std::set<std::string>{"/",
+                                            "/healthz",
+                                            "/metrics",
+                                            "/api/v1/health",
+                                            "/api/v1/devices",
+                                            "/api/v1/devices/{id}",
+                                            "/api/v1/series",
+                                            "/api/v1/openapi.json",
+                                            "/api/v1/stream",
+                                            "/api/v1/alerts",
+                                            "/api/v1/alerts/{id}",
+                                            "POST /api/v1/alerts/{id}/ack",
+                                            "POST /api/v1/alerts/ack",
+                                            "POST /api/v1/auth/login",
+                                            "POST /api/v1/auth/logout",
+                                            "/api/v1/auth/me",
+                                            "/api/v1/devices/{id}/commands",
+                                            "/api/v1/devices/{id}/commands/{cid}",
+                                            "POST /api/v1/devices/{id}/commands",
+                                            "POST /api/v1/devices/{id}/commands/{cid}/cancel"}));
   // Without credentials, every route that does not say `"security": []` answers the 401 it
   // documents; the public ones answer as before.
   for (auto& [path, item] : doc["paths"].items()) {
@@ -248,7 +258,8 @@ TEST_F(GatewayApiTest, EveryRouteInTheOpenApiDocumentAnswersAsDocumented) {
       std::string target = std::regex_replace(path, std::regex("\\{id\\}"), id);
       target = std::regex_replace(target, std::regex("\\{cid\\}"), command_id);
       const bool open = op.contains("security") && op["security"].empty();
-      auto r = method == "post" ? Post(Api{port(), ""}, target, "{}") : Get(Api{port(), ""}, target);
+      auto r =
+          method == "post" ? Post(Api{port(), ""}, target, "{}") : Get(Api{port(), ""}, target);
       OUTPOST_ASSERT_OK(r);
       if (open) {
         EXPECT_NE(r->status, 401) << method << " " << target;
@@ -284,7 +295,8 @@ TEST_F(GatewayApiTest, DashboardIsServedWithCachingCompressionAndAStrictPolicy) 
   EXPECT_NE(gz.Header("etag"), plain.Header("etag"));
   OUTPOST_ASSERT_OK_AND_ASSIGN(
       auto revalidated,
-      Get(Api{port(), ""}, "/", "Accept-Encoding: gzip\r\nIf-None-Match: " + gz.Header("etag") + "\r\n"));
+      Get(Api{port(), ""}, "/",
+          "Accept-Encoding: gzip\r\nIf-None-Match: " + gz.Header("etag") + "\r\n"));
   EXPECT_EQ(revalidated.status, 304);
   EXPECT_EQ(revalidated.body, "");
 
@@ -294,7 +306,8 @@ TEST_F(GatewayApiTest, DashboardIsServedWithCachingCompressionAndAStrictPolicy) 
   int files = 0;
   const std::regex asset("/assets/[A-Za-z0-9_-]+\\.[0-9a-f]{10}\\.(js|css)");
   while (std::regex_search(rest, m, asset)) {
-    OUTPOST_ASSERT_OK_AND_ASSIGN(auto f, Get(Api{port(), ""}, m.str(0), "Accept-Encoding: gzip\r\n"));
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto f,
+                                 Get(Api{port(), ""}, m.str(0), "Accept-Encoding: gzip\r\n"));
     EXPECT_EQ(f.status, 200) << m.str(0);
     EXPECT_EQ(f.Header("cache-control"), "public, max-age=31536000, immutable") << m.str(0);
     EXPECT_EQ(f.Header("content-encoding"), "gzip") << m.str(0);

@@ -251,7 +251,8 @@ TEST_F(GatewayCommandsTest, WaitAnswersWithTheReplyOrTheCurrentState) {
 // bounded (commands.max_waiters: 2 here).
 TEST_F(GatewayCommandsTest, TransitionsAreStreamedAndWaitersAreBounded) {
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto stream, RawHttpConnection::Connect(port()));
-  const std::string req = "GET /api/v1/stream?types=command HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n";
+  const std::string req =
+      "GET /api/v1/stream?types=command HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() + "\r\n";
   ASSERT_EQ(stream.SendSome(req), static_cast<long>(req.size()));
   ASSERT_TRUE(WaitUntil("stream head", seconds(5), [&] {
     stream.closed();

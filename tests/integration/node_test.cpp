@@ -327,18 +327,16 @@ TEST(NodeIntegration, ApiCommandsAreCarriedOutAndRepliedByTheNode) {
   auto post = [&](const std::string& body) {
     auto c = RawHttpConnection::Connect(h.http_port());
     if (!c.ok()) return Result<RawHttpResponse>(c.status());
-    return c->Exchange(
-        "POST /api/v1/devices/node-00000/commands?wait=10 HTTP/1.1\r\nHost: x\r\n" +
-            h.auth_header() + "Content-Type: application/json\r\nContent-Length: " +
-            std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body,
-        std::chrono::seconds(20));
+    return c->Exchange("POST /api/v1/devices/node-00000/commands?wait=10 HTTP/1.1\r\nHost: x\r\n" +
+                           h.auth_header() + "Content-Type: application/json\r\nContent-Length: " +
+                           std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body,
+                       std::chrono::seconds(20));
   };
   ASSERT_TRUE(WaitUntil("node-00000 online", std::chrono::seconds(20), [&] {
     auto c = RawHttpConnection::Connect(h.http_port());
     if (!c.ok()) return false;
-    auto r = c->Exchange(
-        "GET /api/v1/devices/node-00000 HTTP/1.1\r\nHost: x\r\n" + h.auth_header() +
-        "Connection: close\r\n\r\n");
+    auto r = c->Exchange("GET /api/v1/devices/node-00000 HTTP/1.1\r\nHost: x\r\n" +
+                         h.auth_header() + "Connection: close\r\n\r\n");
     return r.ok() && r->status == 200 &&
            json::parse(r->body, nullptr, false).value("status", "") == "online";
   }));
