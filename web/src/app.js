@@ -343,6 +343,12 @@ function devicePage(root, id) {
   // Commands (docs/api.md#commands): send, history with states and replies, cancel.
   const commands = new Map();
   let commandsAvailable = true;
+  // Answers and stream events race (a POST's answer can arrive after the stream told of later
+  // states): keep whichever copy has seen more transitions.
+  function keep(c) {
+    const old = commands.get(c.id);
+    if (!old || (c.history || []).length >= (old.history || []).length) commands.set(c.id, c);
+  }
   function renderCommands(note) {
     const d = state.devices.get(id);
     const form = el('form.cmd', {
@@ -357,7 +363,7 @@ function devicePage(root, id) {
           const c = await api(`/api/v1/devices/${encodeURIComponent(id)}/commands`, {
             method: 'POST', body, headers: { 'Idempotency-Key': crypto.randomUUID() },
           });
-          commands.set(c.id, c);
+          keep(c);
           renderCommands();
         } catch (e) {
           renderCommands(e.message);
@@ -387,7 +393,7 @@ function devicePage(root, id) {
           onclick: async () => {
             try {
               const r = await api(`/api/v1/devices/${encodeURIComponent(id)}/commands/${encodeURIComponent(c.id)}/cancel`, { method: 'POST' });
-              commands.set(r.id, r);
+              keep(r);
               renderCommands();
             } catch (e) { renderCommands(e.message); }
           },
@@ -400,7 +406,7 @@ function devicePage(root, id) {
   async function loadCommands() {
     try {
       const r = await api(`/api/v1/devices/${encodeURIComponent(id)}/commands?limit=20`);
-      for (const c of r.commands) commands.set(c.id, c);
+      for (const c of r.commands) keep(c);
     } catch (e) {
       if (e.status === 404 && e.code === 'not_found') commandsAvailable = false;
     }
@@ -423,7 +429,7 @@ function devicePage(root, id) {
   cleanups.push(on('alert', (a) => { if (a.device_id === id) loadAlerts(); }));
   cleanups.push(on('command', (c) => {
     if (c.device !== id) return;
-    commands.set(c.id, c);
+    keep(c);
     renderCommands();
   }));
   const tick = setInterval(renderHead, 5000);
