@@ -346,6 +346,14 @@ Status Store::Impl::OutboxQueue::CommitBatch(const model::OutboxBatch& batch,
     const int rc = sqlite3_step(s.get());
     if (rc != SQLITE_DONE) return m.conn.Err(rc, "insert outbox batch");
     counters_.next_batch_seq = std::max(counters_.next_batch_seq, batch.seq + 1);
+    // The batch's body is its items plus the envelope, so taking them can push the total over
+    // the quota with no insert to enforce it: drop the oldest queued items here, as an insert
+    // would (reject_new only refuses new items, so it may stay over by one envelope).
+    const int64_t quota = m.opt.outbox.quota_bytes;
+    const int64_t total = counters_.bytes + static_cast<int64_t>(batch.body.size());
+    if (quota > 0 && total > quota && m.opt.outbox.when_full == model::WhenFull::kDropOldest) {
+      OUTPOST_RETURN_IF_ERROR(DropOldest(total - quota));
+    }
     OUTPOST_RETURN_IF_ERROR(Save());
     return RefreshOldest();
   }();

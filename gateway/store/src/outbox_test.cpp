@@ -155,6 +155,28 @@ TEST_F(OutboxTest, DropOldestKeepsUnderQuotaAndCountsEveryDrop) {
   EXPECT_EQ(s->stats().outbox.bytes, 100);
 }
 
+// Regression (uplink_quota_drop_oldest_counts_every_drop, seen once at 8305 of 8192 bytes): a
+// batch's body is its items plus an envelope, so taking items into a batch grew the total over
+// the quota with no insert to enforce it. Under drop_oldest the batch's commit drops the oldest.
+TEST_F(OutboxTest, ABatchEnvelopeDoesNotLeaveTheOutboxOverItsQuota) {
+  auto s = Open(Opts(/*quota=*/100));
+  model::WriteSet b;
+  for (int i = 0; i < 10; ++i) b.outbox.push_back(Item(model::OutboxKind::kReading, i));
+  OUTPOST_ASSERT_OK(s->Write(b));
+  ASSERT_EQ(s->stats().outbox.bytes, 100);
+  auto peek = s->outbox().Peek(3, 1 << 20);
+  ASSERT_EQ(peek->size(), 3u);
+  // 30 bytes of items in a 45-byte body.
+  const std::string body = "{\"readings\":[" + std::string(30, ' ') + "]}";
+  ASSERT_EQ(body.size(), 45u);
+  OUTPOST_ASSERT_OK(s->outbox().CommitBatch(model::OutboxBatch{"k", 1, kT0, 3, 0, 0, body}, *peek));
+  model::OutboxStats st = s->stats().outbox;
+  EXPECT_LE(st.bytes, 100);
+  EXPECT_EQ(st.bytes, 45 + 50);  // two of the seven queued items went
+  EXPECT_EQ(st.dropped_quota_oldest, 2);
+  EXPECT_EQ(st.readings, 3 + 5);
+}
+
 TEST_F(OutboxTest, RejectNewRefusesWhatDoesNotFitAndCounts) {
   auto s = Open(Opts(/*quota=*/35, model::WhenFull::kRejectNew));
   model::WriteSet b;
