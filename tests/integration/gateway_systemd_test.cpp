@@ -1,9 +1,9 @@
 // outpost-gateway under a service manager, without one: the test owns NOTIFY_SOCKET (a real
 // unix datagram socket) and reads what the real binary tells it. READY=1 comes only once the
-// broker acknowledged the subscription; RELOADING=1 .. READY=1 around SIGHUP; STOPPING=1 on
-// SIGTERM; WATCHDOG=1 at half of WATCHDOG_USEC, withheld while a store write hangs (the
-// OUTPOST_FAULT_STALL_WRITE fault hook, service.h) and resumed when it returns.
-// Synchronisation: datagrams are awaited with a deadline (poll), log lines with WaitUntil.
+// broker acknowledged the subscription; RELOADING=1 .. READY=1 around SIGHUP and around the
+// MQTT `reload` command; STOPPING=1 on SIGTERM; WATCHDOG=1 at half of WATCHDOG_USEC, withheld while
+// a store write hangs (the OUTPOST_FAULT_STALL_WRITE fault hook, service.h) and resumed when it
+// returns. Synchronisation: datagrams are awaited with a deadline (poll), log lines with WaitUntil.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -135,6 +135,15 @@ TEST_F(GatewaySystemdTest, ready_only_after_the_suback_reloading_and_stopping) {
   auto reloaded = manager_.WaitFor("READY=1", std::chrono::seconds(10));
   OUTPOST_ASSERT_OK(reloaded);
   EXPECT_NE(reloaded->find("STATUS=reloaded "), std::string::npos) << *reloaded;
+
+  // The MQTT `reload` command tells the service manager the same.
+  OUTPOST_ASSERT_OK(
+      h_.devices().Publish("gateway/commands", R"({"command":"reload","id":"r1"})", 1));
+  OUTPOST_ASSERT_OK(manager_.WaitFor("RELOADING=1", std::chrono::seconds(10)));
+  auto reloaded_by_command = manager_.WaitFor("READY=1", std::chrono::seconds(10));
+  OUTPOST_ASSERT_OK(reloaded_by_command);
+  EXPECT_NE(reloaded_by_command->find("STATUS=reloaded "), std::string::npos)
+      << *reloaded_by_command;
 
   OUTPOST_ASSERT_OK(h_.StopGateway());
   OUTPOST_ASSERT_OK(manager_.WaitFor("STOPPING=1", std::chrono::seconds(1)));

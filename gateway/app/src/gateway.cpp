@@ -201,7 +201,10 @@ class Gateway::Impl {
   std::int64_t uplink_alert_raised_ms_ = 0;  // 0 = not raised
   void Reply(const proto::Command& cmd, bool ok, const std::string& message);
   // Re-reads the config file; returns what was applied (and what needs a restart).
+  // Re-reads the config file; the service manager sees RELOADING=1 .. READY=1 around it,
+  // whether a SIGHUP or the MQTT `reload` command asked.
   Result<std::string> Reload();
+  Result<std::string> ReloadConfig();
   void ScheduleStatus();
   void ScheduleTick();
   void WaitSignal();
@@ -1064,6 +1067,13 @@ void Gateway::Impl::HandleCommand(const proto::Command& cmd) {
 }
 
 Result<std::string> Gateway::Impl::Reload() {
+  service_->Reloading();
+  auto r = ReloadConfig();  // logs its outcome
+  service_->Reloaded(r.ok() ? *r : "reload refused: " + r.status().message());
+  return r;
+}
+
+Result<std::string> Gateway::Impl::ReloadConfig() {
   if (config_path_.empty()) {
     return FailedPrecondition("nothing to reload: the gateway was started without --config");
   }
@@ -1128,9 +1138,7 @@ void Gateway::Impl::WaitSignal() {
   signals_.async_wait([this](const asio::error_code& ec, int signo) {
     if (ec) return;
     if (signo == SIGHUP) {
-      service_->Reloading();
-      auto r = Reload();  // logs its outcome
-      service_->Reloaded(r.ok() ? *r : "reload refused: " + r.status().message());
+      Reload();  // logs its outcome
       WaitSignal();
       return;
     }
