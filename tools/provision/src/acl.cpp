@@ -21,7 +21,7 @@ std::string BuildAcl(const AclInput& in) {
   }
   out += "\nuser " + in.admin_cn + "\n";
   out += "topic write gateway/commands\ntopic write gateway/+/commands\n";
-  out += "topic read gateway/#\n";
+  out += "topic read gateway/#\ntopic read $SYS/#\n";
   for (const AclDevice& d : in.devices) {
     out += "\nuser " + d.id + "\n";
     out += "topic write sensors/" + d.id + "/data\n";

@@ -29,6 +29,8 @@ struct BioFree {
 };
 using Bio = std::unique_ptr<BIO, BioFree>;
 
+constexpr char kHex[] = "0123456789ABCDEF";
+
 // The OpenSSL error queue as text, emptied, for an error message.
 Status SslError(const std::string& what) {
   std::string detail;
@@ -252,7 +254,6 @@ std::string Sha256Fingerprint(X509* cert) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   X509_digest(cert, EVP_sha256(), md, &n);
-  static const char* kHex = "0123456789ABCDEF";
   std::string s;
   for (unsigned int i = 0; i < n; ++i) {
     if (i != 0) s += ':';

@@ -335,14 +335,19 @@ Status Provisioner::AddDevices(const AddOptions& o, std::int64_t now, std::ostre
   if (!ca_key.ok()) return ca_key.status();
   const std::string ca_pem = CertPem(ca->get());
 
-  int added = 0, kept = 0;
+  int added = 0, kept = 0, skipped = 0;
   for (const std::string& id : o.ids) {
     auto it = by_id.find(id);
     if (it != by_id.end()) {
       const DeviceRecord& r = (*records)[it->second];
-      if (r.revoked) {
+      if (r.revoked && o.ids.size() == 1) {
         return FailedPrecondition("device " + id +
                                   " was revoked; a revoked id is not provisioned again");
+      }
+      if (r.revoked) {  // in a batch: the others go on
+        ++skipped;
+        log << "skipped " << id << " (revoked; a revoked id is not provisioned again)\n";
+        continue;
       }
       ++kept;
       log << "kept " << id << " (already provisioned, serial " << r.serial_hex << ")\n";
@@ -413,8 +418,8 @@ Status Provisioner::AddDevices(const AddOptions& o, std::int64_t now, std::ostre
     OUTPOST_RETURN_IF_ERROR(WriteRegistry(*records));
     OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
   }
-  log << "added " << added << ", kept " << kept << "; " << dir_ << "/devices.tsv has "
-      << records->size() << " devices"
+  log << "added " << added << ", kept " << kept << ", skipped " << skipped << " revoked; " << dir_
+      << "/devices.tsv has " << records->size() << " devices"
       << (added > 0 ? "; ACL regenerated (reload the broker: SIGHUP)" : "") << "\n";
   return Status::Ok();
 }

@@ -7,6 +7,7 @@
 // Files and modes: docs/security.md
 #pragma once
 
+#include <openssl/types.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -15,10 +16,6 @@
 #include <vector>
 
 #include "outpost/base/status.h"
-
-typedef struct evp_pkey_st EVP_PKEY;
-typedef struct x509_st X509;
-typedef struct X509_req_st X509_REQ;
 
 namespace outpost::provision {
 

@@ -5,8 +5,8 @@
 // Ownership: holds the folder's path only; every call reads and writes the files. Thread: one
 // call at a time per folder (no lock file in this slice). Time is an input (`now_unix`).
 // Errors: kInvalidArgument (a bad id, option or input file), kFailedPrecondition (no `init` yet, a
-// revoked id added again), kNotFound (revoking an unknown id), kUnavailable (I/O), kInternal.
-// Layout, modes and rules: docs/security.md
+// revoked id added again; in a batch it is skipped), kNotFound (revoking an unknown id),
+// kUnavailable (I/O), kInternal. Layout, modes and rules: docs/security.md
 #pragma once
 
 #include <cstdint>

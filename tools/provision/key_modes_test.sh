@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# outpost-provision's generated tree holds no world-readable or group-writable secret: every key
+# and secrets.h is checked, under umask 000 (the program sets modes itself), after init, a batch of
+# devices, a CSR, a revoke and a second run. Also: --count 100 within 30 s.
+set -euo pipefail
+bin=${OUTPOST_BINARY_DIR:?}/tools/provision/outpost-provision
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+umask 000
+dir=$tmp/pki
+"$bin" --dir "$dir" init --port 18883 > /dev/null
+start=$(date +%s%N)
+"$bin" --dir "$dir" device add --count 100 --prefix n > /dev/null
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+echo "device add --count 100: ${ms} ms (limit 30000)"
+[ "$ms" -le 30000 ] || { echo "FAIL: --count 100 took ${ms} ms" >&2; exit 1; }
+"$bin" --dir "$dir" device revoke n007 > /dev/null
+"$bin" --dir "$dir" init > /dev/null
+"$bin" --dir "$dir" device add --count 100 --prefix n > /dev/null
+[ "$(grep -vc '^#' "$dir/devices.tsv")" = 100 ] || { echo "FAIL: the registry should have 100 rows" >&2; exit 1; }
+
+secrets=0 bad=0
+while IFS= read -r -d '' f; do
+  secrets=$((secrets + 1))
+  mode=$(stat -c %a "$f")
+  if [ $(( 8#$mode & 8#024 )) -ne 0 ] || [ $(( 8#$mode & 8#004 )) -ne 0 ]; then
+    echo "FAIL: $f has mode $mode (world-readable or group-writable)" >&2
+    bad=$((bad + 1))
+  fi
+done < <(find "$tmp" \( -name '*.key' -o -name 'secrets.h' \) -print0)
+[ "$(stat -c %a "$dir/ca/ca.key")" = 600 ] || { echo "FAIL: ca.key is not 0600" >&2; exit 1; }
+[ "$(stat -c %a "$dir/devices/n001/device.key")" = 600 ] || { echo "FAIL: device.key is not 0600" >&2; exit 1; }
+grep -q 'PRIVATE KEY' "$dir/devices/n001/config.h" && { echo "FAIL: config.h holds the key" >&2; exit 1; }
+grep -qx 'secrets.h' "$dir/devices/n001/.gitignore" || { echo "FAIL: no .gitignore for secrets.h" >&2; exit 1; }
+echo "$secrets secret files checked, $bad bad"
+[ "$secrets" -ge 203 ] && [ "$bad" = 0 ]
