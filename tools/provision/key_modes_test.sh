@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # outpost-provision's generated tree holds no world-readable or group-writable secret: every key
 # and secrets.h is checked, under umask 000 (the program sets modes itself), after init, a batch of
-# devices, a CSR, a revoke and a second run. Also: --count 100 within 30 s.
+# devices, a revoke and a second run. Also: --count 100 within 30 s, and a CSR
+# is signed with the id as CN while a bad one is refused with exit status 2.
 set -euo pipefail
 bin=${OUTPOST_BINARY_DIR:?}/tools/provision/outpost-provision
 tmp=$(mktemp -d)
@@ -18,6 +19,21 @@ echo "device add --count 100: ${ms} ms (limit 30000)"
 "$bin" --dir "$dir" init > /dev/null
 "$bin" --dir "$dir" device add --count 100 --prefix n > /dev/null
 [ "$(grep -vc '^#' "$dir/devices.tsv")" = 100 ] || { echo "FAIL: the registry should have 100 rows" >&2; exit 1; }
+
+# A device that makes its own key sends a CSR: no key or secrets.h is written for it.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=ignored \
+  -keyout "$tmp/own.key" -out "$tmp/own.csr" 2> /dev/null
+chmod 600 "$tmp/own.key"
+"$bin" --dir "$dir" device add csr1 --csr "$tmp/own.csr" > /dev/null
+[ ! -e "$dir/devices/csr1/device.key" ] && [ ! -e "$dir/devices/csr1/secrets.h" ] ||
+  { echo "FAIL: a CSR device got a key" >&2; exit 1; }
+openssl verify -CAfile "$dir/ca/ca.crt" "$dir/devices/csr1/device.crt" > /dev/null
+openssl x509 -in "$dir/devices/csr1/device.crt" -noout -subject | grep -q 'CN = csr1' ||
+  { echo "FAIL: the CSR device's CN is not its id" >&2; exit 1; }
+echo garbage > "$tmp/bad.csr"
+rc=0; "$bin" --dir "$dir" device add csr2 --csr "$tmp/bad.csr" 2> "$tmp/err" || rc=$?
+[ "$rc" = 2 ] && grep -q 'not a PEM certificate signing request' "$tmp/err" ||
+  { echo "FAIL: a bad CSR gave exit $rc: $(cat "$tmp/err")" >&2; exit 1; }
 
 secrets=0 bad=0
 while IFS= read -r -d '' f; do
