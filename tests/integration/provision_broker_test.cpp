@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -300,6 +301,48 @@ TEST_F(ProvisionBrokerTest, OnlySeedDevicesMayUseTheFlatTopics) {
   auto m = gateway.WaitMessage("sensors/data", 10s);
   OUTPOST_ASSERT_OK(m.status());
   EXPECT_EQ(m->payload, "{\"deviceId\":\"seed1\"}");
+}
+
+// The ACL fits the real gateway: with its generated certificate it connects, subscribes, stores
+// a device's reading and answers the admin's get_status on its own topics.
+TEST_F(ProvisionBrokerTest, TheGatewayWithItsCertificateStoresAReadingAndAnswersTheAdmin) {
+  const char* bin_dir = std::getenv("OUTPOST_BINARY_DIR");
+  ASSERT_NE(bin_dir, nullptr);
+  const std::string config = suite_tmp->File("gateway.yaml");
+  std::ofstream(config) << "gateway:\n  id: gw1\nmqtt:\n  host: 127.0.0.1\n  port: " << broker_port
+                        << "\n  tls:\n    enabled: true\n    ca_file: " << pki_dir
+                        << "/broker/ca.crt\n    cert_file: " << pki_dir
+                        << "/gateway/gateway.crt\n    key_file: " << pki_dir
+                        << "/gateway/gateway.key\nstorage:\n  path: "
+                        << suite_tmp->File("gateway.db") << "\nhttp:\n  listen: 127.0.0.1:0\n";
+  TestMqtt admin, device;
+  OUTPOST_ASSERT_OK(admin.Connect(broker_port, Identity("admin")));
+  OUTPOST_ASSERT_OK(admin.Subscribe("gateway/#"));
+  auto gateway = ChildProcess::Start(
+      ChildProcessOptions{{std::string(bin_dir) + "/gateway/outpost-gateway", "--config", config},
+                          {},
+                          suite_tmp->File("gateway.log"),
+                          ""});
+  OUTPOST_ASSERT_OK(gateway.status());
+  auto online = admin.WaitMessage(
+      [](const mqtt::Message& m) {
+        return m.topic == "gateway/gw1/state" && m.payload == "online";
+      },
+      20s);
+  OUTPOST_ASSERT_OK(online.status()) << (*gateway)->log();
+  OUTPOST_ASSERT_OK(device.Connect(broker_port, Identity("devA")));
+  OUTPOST_ASSERT_OK(device.Publish(
+      "sensors/devA/data", "{\"deviceId\":\"devA\",\"boot\":7,\"seq\":0,\"temperature\":21.5}", 1));
+  bool stored = false;
+  EXPECT_TRUE(WaitUntil("the reading stored", 20s, [&] {
+    if (!admin.Publish("gateway/commands", "{\"command\":\"get_status\"}", 1).ok()) return false;
+    auto m = admin.WaitMessage("gateway/gw1/status", 2s);
+    if (!m.ok()) return false;
+    auto j = nlohmann::json::parse(m->payload, nullptr, false);
+    stored = j.is_object() && j["ingest"]["stored"] == 1;
+    return stored;
+  })) << (*gateway)->log();
+  OUTPOST_EXPECT_OK((*gateway)->Stop(SIGTERM, 20s));
 }
 
 TEST_F(ProvisionBrokerTest, AProvisionRunIsIdempotentAndRejectsBadIds) {
