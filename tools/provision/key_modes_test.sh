@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # outpost-provision's generated tree holds no world-readable or group-writable secret: every key
 # and secrets.h is checked, under umask 000 (the program sets modes itself), after init, a batch of
-# devices, a revoke and a second run. Also: --count 100 within 30 s, and a CSR
+# devices, a revoke and a second run. Also: --count 100 within 30 s, list --expiring, and a CSR
 # is signed with the id as CN while a bad one is refused with exit status 2.
 set -euo pipefail
 bin=${OUTPOST_BINARY_DIR:?}/tools/provision/outpost-provision
@@ -34,6 +34,15 @@ echo garbage > "$tmp/bad.csr"
 rc=0; "$bin" --dir "$dir" device add csr2 --csr "$tmp/bad.csr" 2> "$tmp/err" || rc=$?
 [ "$rc" = 2 ] && grep -q 'not a PEM certificate signing request' "$tmp/err" ||
   { echo "FAIL: a bad CSR gave exit $rc: $(cat "$tmp/err")" >&2; exit 1; }
+
+# list --expiring: only the certificate that ends within the span; a bad span is refused.
+"$bin" --dir "$dir" device add soon --days 10 > /dev/null
+expiring=$("$bin" list --dir "$dir" --expiring 30d | tail -n +2 | cut -f1)
+[ "$expiring" = soon ] || { echo "FAIL: list --expiring 30d gave '$expiring'" >&2; exit 1; }
+rc=0; "$bin" --dir "$dir" list --expiring soon 2> /dev/null || rc=$?
+[ "$rc" = 2 ] || { echo "FAIL: a bad --expiring gave exit $rc" >&2; exit 1; }
+rc=0; "$bin" --dir "$tmp/none" list 2> /dev/null || rc=$?
+[ "$rc" = 3 ] || { echo "FAIL: list outside a site gave exit $rc" >&2; exit 1; }
 
 secrets=0 bad=0
 while IFS= read -r -d '' f; do

@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
   using namespace outpost::provision;
   CLI::App app{kDescription, "outpost-provision"};
   app.require_subcommand(1);
+  app.fallthrough();  // --dir also after the subcommand
   std::string dir = "pki";
   app.add_option("--dir", dir, "the site's folder (made by init)")->capture_default_str();
 

@@ -248,6 +248,8 @@ Status Provisioner::Init(const InitOptions& o, std::int64_t now, std::ostream& l
 }
 
 Result<std::vector<DeviceRecord>> Provisioner::List() const {
+  auto site = LoadSite();
+  if (!site.ok()) return site.status();
   std::vector<DeviceRecord> out;
   auto text = ReadFile(dir_ + "/devices.tsv");
   if (!text.ok()) return out;
