@@ -54,7 +54,13 @@ class ProvisionBrokerTest : public ::testing::Test {
     auto port = PickFreePort();
     ASSERT_TRUE(port.ok());
     broker_port = *port;
-    ASSERT_EQ(Provision({"init", "--port", std::to_string(broker_port), "--gateway-id", "gw1"}), 0);
+    auto control_port = PickFreePort();
+    ASSERT_TRUE(control_port.ok());
+    while (*control_port == broker_port) control_port = PickFreePort();
+    control_listener_port = *control_port;
+    ASSERT_EQ(Provision({"init", "--port", std::to_string(broker_port), "--control-port",
+                         std::to_string(*control_port), "--gateway-id", "gw1"}),
+              0);
     ASSERT_EQ(Provision({"device", "add", "devA"}), 0);
     ASSERT_EQ(Provision({"device", "add", "devB"}), 0);
     ASSERT_EQ(Provision({"device", "add", "devR"}), 0);
@@ -127,11 +133,13 @@ class ProvisionBrokerTest : public ::testing::Test {
   static TempDir* suite_tmp;
   static std::string pki_dir;
   static std::uint16_t broker_port;
+  static std::uint16_t control_listener_port;
   static ChildProcess* broker_process;
 };
 TempDir* ProvisionBrokerTest::suite_tmp = nullptr;
 std::string ProvisionBrokerTest::pki_dir;
 std::uint16_t ProvisionBrokerTest::broker_port = 0;
+std::uint16_t ProvisionBrokerTest::control_listener_port = 0;
 ChildProcess* ProvisionBrokerTest::broker_process = nullptr;
 
 TEST_F(ProvisionBrokerTest,
@@ -245,6 +253,21 @@ TEST_F(ProvisionBrokerTest, ACertificateWithAnotherDevicesClientIdNeverBecomesIt
   EXPECT_TRUE(b.disconnect_reasons().empty());
 }
 
+// The control listener keeps the client id a client sends, so it must admit only the control
+// identity: a device certificate there is refused and cannot take another device's session.
+TEST_F(ProvisionBrokerTest, TheControlListenerRefusesDeviceCertificates) {
+  TestMqtt b;
+  OUTPOST_ASSERT_OK(b.Connect(broker_port, Identity("devB", "devB")));
+  const std::string log_before = broker_process->log();
+  for (int i = 0; i < kAttempts; ++i) {
+    TestMqtt a;
+    ASSERT_FALSE(a.Connect(control_listener_port, Identity("devA", "devB")).ok()) << i;
+  }
+  ExpectVerifyFailuresLogged(log_before);
+  EXPECT_TRUE(b.connected());
+  EXPECT_EQ(b.connects(), 1u);
+}
+
 TEST_F(ProvisionBrokerTest, AnExpiredCertificateIsRefused) {
   const std::string log_before = broker_process->log();
   for (int i = 0; i < kAttempts; ++i) {
@@ -266,14 +289,22 @@ TEST_F(ProvisionBrokerTest, AClientWithoutACertificateIsRefused) {
   }
 }
 
-TEST_F(ProvisionBrokerTest, ARevokedCertificateIsRefusedOnANewConnectionAfterTheBrokerReloads) {
+TEST_F(ProvisionBrokerTest, ARevokedDeviceIsCutAndRefusedOnNewConnectionsWithin10s) {
   TestMqtt r, b;
   OUTPOST_ASSERT_OK(r.Connect(broker_port, Identity("devR")));
+  OUTPOST_ASSERT_OK(r.Subscribe("devices/devR/commands"));
   OUTPOST_ASSERT_OK(b.Connect(broker_port, Identity("devB")));
-  r.Abort();
-  ASSERT_EQ(Provision({"device", "revoke", "devR"}), 0);
-  ASSERT_EQ(::kill(broker_process->pid(), SIGHUP), 0);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(Provision({"device", "revoke", "devR", "--reload-pid",
+                       std::to_string(broker_process->pid()), "--cut"}),
+            0);
   const std::string log_before = broker_process->log();
+  ASSERT_TRUE(WaitUntil("devR's open session cut", 10s, [&] { return !r.connected(); }));
+  const auto cut_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - start)
+                          .count();
+  EXPECT_LE(cut_ms, 10'000);
+  std::cout << "revoke to open session cut: " << cut_ms << " ms\n";
   ASSERT_TRUE(WaitUntil("devR refused", 10s, [&] {
     TestMqtt again;
     return !again.Connect(broker_port, Identity("devR")).ok();
@@ -354,7 +385,7 @@ TEST_F(ProvisionBrokerTest, AProvisionRunIsIdempotentAndRejectsBadIds) {
   const std::string log = suite_tmp->File("provision.log");
   std::ifstream in(log);
   std::string text((std::istreambuf_iterator<char>(in)), {});
-  EXPECT_NE(text.find("kept the existing CA"), std::string::npos);
+  EXPECT_NE(text.find("kept the existing Outpost site CA"), std::string::npos);
   EXPECT_NE(text.find("kept devA (already provisioned"), std::string::npos);
   EXPECT_NE(text.find("bad device id 'bad/id'"), std::string::npos);
 }

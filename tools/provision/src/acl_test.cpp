@@ -48,8 +48,8 @@ TEST(AclTest, OnlyTheGatewayCommandsDevicesAndOnlyTheAdminCommandsTheGateway) {
 
 TEST(AclTest, DeviceIdsFollowTheGatewayRuleAndCannotTakeTheSiteIdentities) {
   EXPECT_TRUE(CheckDeviceId("esp32_sensor_001", "outpost-gateway-gw1", "outpost-admin").ok());
-  for (const char* bad :
-       {"", "a/b", "a+", "#", "a b", "outpost-admin", "outpost-gateway-gw1", "outpost-gateway-x"}) {
+  for (const char* bad : {"", "a/b", "a+", "#", "a b", "outpost-admin", "outpost-control",
+                          "outpost-gateway-gw1", "outpost-gateway-x"}) {
     Status s = CheckDeviceId(bad, "outpost-gateway-gw1", "outpost-admin");
     EXPECT_EQ(s.code(), Code::kInvalidArgument) << bad;
   }

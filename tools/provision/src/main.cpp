@@ -17,7 +17,8 @@ constexpr const char* kDescription =
     "client certificates required, the certificate's CN as user name and client id, a CRL and a\n"
     "generated ACL), then one certificate per device. Every command is idempotent.\n"
     "Exit status: 0 done, 1 failed (I/O, crypto, a broken registry), 2 bad usage or input\n"
-    "(a bad id, a bad CSR), 3 the folder is not a site yet, a revoked id, an unknown id.\n"
+    "(a bad id, a bad CSR), 3 the folder is not a site yet, a revoked id, an unknown id,\n"
+    "4 revoke --cut: the broker still accepted the certificate after --timeout-ms.\n"
     "Guide: docs/security.md";
 
 int ExitCode(const outpost::Status& s) {
@@ -29,6 +30,8 @@ int ExitCode(const outpost::Status& s) {
     case outpost::Code::kFailedPrecondition:
     case outpost::Code::kNotFound:
       return 3;
+    case outpost::Code::kDeadlineExceeded:
+      return 4;
     default:
       return 1;
   }
@@ -88,6 +91,9 @@ int main(int argc, char** argv) {
   init->add_option("--port", init_o.port, "the broker's TLS listener port")
       ->capture_default_str()
       ->check(CLI::Range(1, 65535));
+  init->add_option("--control-port", init_o.control_port,
+                   "the loopback listener `device revoke --cut` uses (default: --port + 1)")
+      ->check(CLI::Range(1, 65535));
   init->add_option("--gateway-id", init_o.gateway_id,
                    "the gateway's gateway.id (its certificate's CN is outpost-gateway-ID, the "
                    "client id the gateway uses)")
@@ -138,6 +144,17 @@ int main(int argc, char** argv) {
   CLI::App* revoke = device->add_subcommand(
       "revoke", "add the device's serial to the CRL (re-signed) and drop it from the ACL");
   revoke->add_option("id", revoke_id, "the device id")->required();
+  RevokeOptions revoke_o;
+  revoke->add_option("--reload-pid", revoke_o.reload_pid,
+                     "send SIGHUP to this broker process so it reads the new CRL and ACL");
+  revoke->add_flag("--cut", revoke_o.cut,
+                   "then end the device's open session: wait until the broker refuses its "
+                   "certificate, and take its client id over on the loopback control listener");
+  revoke
+      ->add_option("--timeout-ms", revoke_o.timeout_ms,
+                   "how long --cut waits for the broker to refuse the certificate")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 600'000));
 
   std::string expiring;
   CLI::App* list = app.add_subcommand("list", "list provisioned devices");
@@ -173,7 +190,7 @@ int main(int argc, char** argv) {
     add_o.not_after_unix = not_after;
     s = p.AddDevices(add_o, now, std::cout);
   } else if (revoke->parsed()) {
-    s = p.Revoke(revoke_id, now, std::cout);
+    s = p.Revoke(revoke_id, revoke_o, now, std::cout);
   } else if (list->parsed()) {
     std::int64_t span = -1;
     if (!expiring.empty() && !ParseSpan(expiring, &span)) {

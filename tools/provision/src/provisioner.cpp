@@ -1,17 +1,20 @@
 #include "outpost/provision/provisioner.h"
 
 #include <grp.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <sstream>
 
 #include "outpost/proto/topics.h"
 #include "outpost/provision/acl.h"
+#include "outpost/provision/control.h"
 #include "outpost/provision/pki.h"
 
 namespace outpost::provision {
@@ -67,7 +70,8 @@ Status CheckDeviceId(const std::string& id, const std::string& gateway_cn,
     return InvalidArgument("bad device id '" + id + "': 1.." + std::to_string(proto::kMaxIdBytes) +
                            " bytes of [A-Za-z0-9_.:-] (the gateway's rule)");
   }
-  if (id == gateway_cn || id == admin_cn || id.rfind("outpost-gateway-", 0) == 0) {
+  if (id == gateway_cn || id == admin_cn || id == "outpost-control" ||
+      id.rfind("outpost-gateway-", 0) == 0) {
     return InvalidArgument("device id '" + id + "' is reserved for the gateway or the admin");
   }
   return Status::Ok();
@@ -92,6 +96,7 @@ Result<Provisioner::Site> Provisioner::LoadSite() const {
     if (k == "broker_host") s.broker_host = v;
     if (k == "port") s.port = std::atoi(v.c_str());
     if (k == "crl_days") s.crl_days = std::atoi(v.c_str());
+    if (k == "control_port") s.control_port = std::atoi(v.c_str());
   }
   if (s.gateway_id.empty() || s.admin_cn.empty() || s.port <= 0 || s.crl_days <= 0) {
     return DataLoss(dir_ + "/site.conf is incomplete");
@@ -105,6 +110,10 @@ Status Provisioner::Init(const InitOptions& o, std::int64_t now, std::ostream& l
   }
   if (!proto::IsValidId(o.admin_cn)) return InvalidArgument("bad --admin-cn '" + o.admin_cn + "'");
   if (o.port < 1 || o.port > 65535) return InvalidArgument("--port must be 1..65535");
+  const int control_port = o.control_port != 0 ? o.control_port : o.port + 1;
+  if (control_port < 1 || control_port > 65535 || control_port == o.port) {
+    return InvalidArgument("--control-port must be 1..65535 and differ from --port");
+  }
   std::vector<std::string> hosts = o.broker_hosts, ips = o.broker_ips;
   if (hosts.empty()) {
     hosts.push_back("localhost");
@@ -119,37 +128,46 @@ Status Provisioner::Init(const InitOptions& o, std::int64_t now, std::ostream& l
   GiveToBrokerGroup(dir_ + "/broker");
   OUTPOST_RETURN_IF_ERROR(MakeDir(dir_ + "/gateway", 0700));
   OUTPOST_RETURN_IF_ERROR(MakeDir(dir_ + "/admin", 0700));
+  OUTPOST_RETURN_IF_ERROR(MakeDir(dir_ + "/control", 0700));
   OUTPOST_RETURN_IF_ERROR(MakeDir(dir_ + "/devices", 0700));
 
-  const std::string ca_key_path = dir_ + "/ca/ca.key", ca_cert_path = dir_ + "/ca/ca.crt";
-  Key ca_key;
-  Cert ca;
-  if (Exists(ca_key_path) && Exists(ca_cert_path)) {
-    auto k = LoadKey(ca_key_path);
-    if (!k.ok()) return k.status();
-    auto c = LoadCert(ca_cert_path);
-    if (!c.ok()) return c.status();
-    ca_key = std::move(*k);
-    ca = std::move(*c);
-    log << "kept the existing CA " << ca_cert_path << " (serial " << SerialHex(ca.get()) << ")\n";
-  } else {
+  // The site CA signs everything; the control CA only the control identity (so the control
+  // listener admits nobody else). Both kept when present.
+  auto load_or_make_ca = [&](const std::string& name, const std::string& cn, Key* key,
+                             Cert* cert) -> Status {
+    const std::string key_path = dir_ + "/ca/" + name + ".key";
+    const std::string cert_path = dir_ + "/ca/" + name + ".crt";
+    if (Exists(key_path) && Exists(cert_path)) {
+      auto k = LoadKey(key_path);
+      if (!k.ok()) return k.status();
+      auto c = LoadCert(cert_path);
+      if (!c.ok()) return c.status();
+      *key = std::move(*k);
+      *cert = std::move(*c);
+      log << "kept the existing " << cn << " " << cert_path << " (serial " << SerialHex(cert->get())
+          << ")\n";
+      return Status::Ok();
+    }
     auto k = GenerateP256Key();
     if (!k.ok()) return k.status();
-    CertRequest r{"Outpost site CA",
-                  CertKind::kCa,
-                  {},
-                  {},
-                  now - 60,
-                  now + std::int64_t{o.ca_days} * kDaySeconds};
+    CertRequest r{cn, CertKind::kCa, {}, {}, now - 60, now + std::int64_t{o.ca_days} * kDaySeconds};
     auto c = IssueCert(r, k->get(), k->get(), nullptr);
     if (!c.ok()) return c.status();
-    OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(ca_key_path, KeyPem(k->get()), 0600));
-    OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(ca_cert_path, CertPem(c->get()), 0644));
-    ca_key = std::move(*k);
-    ca = std::move(*c);
-    log << "made a new CA " << ca_cert_path << " (key " << ca_key_path
+    OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(key_path, KeyPem(k->get()), 0600));
+    OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(cert_path, CertPem(c->get()), 0644));
+    *key = std::move(*k);
+    *cert = std::move(*c);
+    log << "made a new " << cn << " " << cert_path << " (key " << key_path
         << ", 0600; keep it offline)\n";
-  }
+    return Status::Ok();
+  };
+  Key ca_key, control_ca_key;
+  Cert ca, control_ca;
+  OUTPOST_RETURN_IF_ERROR(load_or_make_ca("ca", "Outpost site CA", &ca_key, &ca));
+  OUTPOST_RETURN_IF_ERROR(
+      load_or_make_ca("control-ca", "Outpost control CA", &control_ca_key, &control_ca));
+  OUTPOST_RETURN_IF_ERROR(
+      WriteBrokerFile(dir_ + "/broker/control-ca.crt", CertPem(control_ca.get()), 0644));
   OUTPOST_RETURN_IF_ERROR(WriteBrokerFile(CaCert(), CertPem(ca.get()), 0644));
 
   // One leaf per identity, kept when present.
@@ -158,6 +176,7 @@ Status Provisioner::Init(const InitOptions& o, std::int64_t now, std::ostream& l
     CertKind kind;
     mode_t key_mode;
     bool broker_file;
+    bool control = false;  // signed by the control CA
   };
   const std::vector<Leaf> leaves = {
       {dir_ + "/broker/broker.key", dir_ + "/broker/broker.crt", hosts.front(), CertKind::kServer,
@@ -166,6 +185,8 @@ Status Provisioner::Init(const InitOptions& o, std::int64_t now, std::ostream& l
        CertKind::kClient, 0600, false},
       {dir_ + "/admin/admin.key", dir_ + "/admin/admin.crt", o.admin_cn, CertKind::kClient, 0600,
        false},
+      {dir_ + "/control/control.key", dir_ + "/control/control.crt", "outpost-control",
+       CertKind::kClient, 0600, false, true},
   };
   for (const Leaf& leaf : leaves) {
     if (Exists(leaf.key_path) && Exists(leaf.cert_path)) {
@@ -180,7 +201,8 @@ Status Provisioner::Init(const InitOptions& o, std::int64_t now, std::ostream& l
       r.dns_names = hosts;
       r.ip_addresses = ips;
     }
-    auto c = IssueCert(r, k->get(), ca_key.get(), ca.get());
+    auto c = leaf.control ? IssueCert(r, k->get(), control_ca_key.get(), control_ca.get())
+                          : IssueCert(r, k->get(), ca_key.get(), ca.get());
     if (!c.ok()) return c.status();
     if (leaf.broker_file) {
       OUTPOST_RETURN_IF_ERROR(WriteBrokerFile(leaf.key_path, KeyPem(k->get()), leaf.key_mode));
@@ -197,11 +219,12 @@ Status Provisioner::Init(const InitOptions& o, std::int64_t now, std::ostream& l
     site = *existing;
     log << "kept the site settings in " << dir_ << "/site.conf\n";
   } else {
-    site = Site{o.gateway_id, o.admin_cn, hosts.front(), o.port, o.crl_days};
+    site = Site{o.gateway_id, o.admin_cn, hosts.front(), o.port, o.crl_days, control_port};
     std::string conf = "# outpost-provision site settings (read by device add, revoke, crl)\n";
     conf += "gateway_id=" + site.gateway_id + "\nadmin_cn=" + site.admin_cn +
             "\nbroker_host=" + site.broker_host + "\nport=" + std::to_string(site.port) +
-            "\ncrl_days=" + std::to_string(site.crl_days) + "\n";
+            "\ncrl_days=" + std::to_string(site.crl_days) +
+            "\ncontrol_port=" + std::to_string(site.control_port) + "\n";
     OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/site.conf", conf, 0644));
   }
 
@@ -234,6 +257,27 @@ Status Provisioner::Init(const InitOptions& o, std::int64_t now, std::ostream& l
       "acl\n"
       "message_size_limit " +
       std::to_string(o.message_size_limit) + "\n";
+  if (site.control_port != 0) {
+    mq +=
+        "\n# Loopback only, for `outpost-provision device revoke --cut`: trusts only the control\n"
+        "# CA, and keeps the client id a client sends (a CONNECT with a revoked device's id\n"
+        "# ends that device's open session). The ACL gives the control identity no topic.\n"
+        "listener " +
+        std::to_string(site.control_port) +
+        " 127.0.0.1\n"
+        "tls_version tlsv1.2\n"
+        "cafile " +
+        b +
+        "control-ca.crt\n"
+        "certfile " +
+        b +
+        "broker.crt\n"
+        "keyfile " +
+        b +
+        "broker.key\n"
+        "require_certificate true\n"
+        "use_identity_as_username true\n";
+  }
   OUTPOST_RETURN_IF_ERROR(WriteBrokerFile(BrokerConf(), mq, 0644));
   log << "wrote " << BrokerConf() << " (listener " << site.port << ")\n";
 
@@ -426,9 +470,15 @@ Status Provisioner::AddDevices(const AddOptions& o, std::int64_t now, std::ostre
   return Status::Ok();
 }
 
-Status Provisioner::Revoke(const std::string& id, std::int64_t now, std::ostream& log) {
+Status Provisioner::Revoke(const std::string& id, const RevokeOptions& o, std::int64_t now,
+                           std::ostream& log) {
   auto site = LoadSite();
   if (!site.ok()) return site.status();
+  if (o.cut && site->control_port == 0) {
+    return FailedPrecondition(
+        "this site has no control listener: run `init` again, restart the "
+        "broker, then revoke with --cut");
+  }
   auto records = List();
   if (!records.ok()) return records.status();
   auto it = std::find_if(records->begin(), records->end(),
@@ -436,13 +486,48 @@ Status Provisioner::Revoke(const std::string& id, std::int64_t now, std::ostream
   if (it == records->end()) return NotFound("device " + id + " is not provisioned here");
   if (it->revoked) {
     log << id << " was already revoked (serial " << it->serial_hex << ")\n";
-    return Status::Ok();
+  } else {
+    it->revoked = true;
+    OUTPOST_RETURN_IF_ERROR(WriteRegistry(*records));
+    OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
+    log << "revoked " << id << " (serial " << it->serial_hex
+        << "): CRL re-signed and ACL regenerated\n";
   }
-  it->revoked = true;
-  OUTPOST_RETURN_IF_ERROR(WriteRegistry(*records));
-  OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
-  log << "revoked " << id << " (serial " << it->serial_hex
-      << "): CRL re-signed and ACL regenerated; reload the broker (SIGHUP) to apply\n";
+  if (o.reload_pid != 0) {
+    if (::kill(o.reload_pid, SIGHUP) != 0) {
+      return Unavailable("SIGHUP to the broker (pid " + std::to_string(o.reload_pid) +
+                         "): " + std::strerror(errno));
+    }
+    log << "sent SIGHUP to the broker (pid " << o.reload_pid << ")\n";
+  } else {
+    log << "reload the broker (SIGHUP) to apply\n";
+  }
+  if (!o.cut) return Status::Ok();
+  // Cut only once the broker refuses the certificate, or the device would reconnect at once.
+  const std::string d = DeviceDir(id);
+  const TlsIdentity device{dir_ + "/broker/ca.crt", d + "/device.crt", d + "/device.key"};
+  const std::string host = "127.0.0.1";
+  if (Exists(device.key_file)) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(o.timeout_ms);
+    for (;;) {
+      Status s = MqttTlsConnect(host, static_cast<std::uint16_t>(site->port), device, id, 2000);
+      if (!s.ok()) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return Status(Code::kDeadlineExceeded,
+                      "the broker still accepts " + id + "'s certificate after " +
+                          std::to_string(o.timeout_ms) + " ms: did it reload (SIGHUP)?");
+      }
+      ::usleep(50'000);  // polling the broker, bounded by the deadline above
+    }
+    log << "the broker refuses " << id << "'s certificate\n";
+  }
+  const TlsIdentity control{dir_ + "/broker/ca.crt", dir_ + "/control/control.crt",
+                            dir_ + "/control/control.key"};
+  OUTPOST_RETURN_IF_ERROR(
+      MqttTlsConnect(host, static_cast<std::uint16_t>(site->control_port), control, id, 5000));
+  log << "cut " << id << "'s open session (if any) through the control listener on port "
+      << site->control_port << "\n";
   return Status::Ok();
 }
 

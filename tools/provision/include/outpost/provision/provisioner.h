@@ -25,6 +25,9 @@ struct InitOptions {
   std::vector<std::string> broker_hosts;  // empty: localhost and this machine's hostname
   std::vector<std::string> broker_ips;    // empty: 127.0.0.1 and ::1
   int port = 8883;
+  // The loopback-only listener through which `device revoke --cut` ends an open session; it
+  // trusts only the control CA (not the site's), so no device can connect to it. 0: port + 1.
+  int control_port = 0;
   std::string gateway_id = "gateway";  // the gateway's gateway.id; its CN is outpost-gateway-{id}
   std::string admin_cn = "outpost-admin";
   int ca_days = 7300;   // 20 years: the CA is offline and replacing it means re-flashing
@@ -42,6 +45,12 @@ struct AddOptions {
   std::int64_t not_before_unix = 0, not_after_unix = 0;
 };
 
+struct RevokeOptions {
+  int reload_pid = 0;       // when not 0: SIGHUP this broker process after writing the CRL and ACL
+  bool cut = false;         // end the device's open session through the control listener
+  int timeout_ms = 10'000;  // for the broker to refuse the revoked certificate, before the cut
+};
+
 struct DeviceRecord {
   std::string id, serial_hex, sha256;
   std::int64_t not_after_unix = 0;
@@ -55,7 +64,8 @@ class Provisioner {
 
   Status Init(const InitOptions& options, std::int64_t now_unix, std::ostream& log);
   Status AddDevices(const AddOptions& options, std::int64_t now_unix, std::ostream& log);
-  Status Revoke(const std::string& id, std::int64_t now_unix, std::ostream& log);
+  Status Revoke(const std::string& id, const RevokeOptions& options, std::int64_t now_unix,
+                std::ostream& log);
   // Signs the CRL again with a fresh next-update (run it from a timer; docs/security.md).
   Status ResignCrl(std::int64_t now_unix, std::ostream& log);
   Result<std::vector<DeviceRecord>> List() const;
@@ -68,7 +78,7 @@ class Provisioner {
  private:
   struct Site {
     std::string gateway_id, admin_cn, broker_host;
-    int port = 0, crl_days = 0;
+    int port = 0, crl_days = 0, control_port = 0;
   };
   Result<Site> LoadSite() const;
   Status WriteRegistry(const std::vector<DeviceRecord>& records) const;
