@@ -1,0 +1,394 @@
+// outpost-provision against a real Mosquitto 2.0.11 loading the generated conf.d file the way
+// Debian's package does (a top-level mosquitto.conf with include_dir), with real certificates:
+// every forbidden publish and subscribe is tried kAttempts times and 0 messages leak; the
+// broker's own log counts the denials (ACL denials are silent to a publisher: it gets its PUBACK).
+// Threats and rules: docs/security.md
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "outpost/testing/child_process.h"
+#include "outpost/testing/mosquitto_process.h"
+#include "outpost/testing/status_matchers.h"
+#include "outpost/testing/temp_dir.h"
+#include "outpost/testing/test_mqtt.h"
+#include "outpost/testing/wait_until.h"
+
+namespace outpost::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr int kAttempts = 1000;
+
+std::string ProvisionBinary() {
+  const char* dir = std::getenv("OUTPOST_BINARY_DIR");
+  return std::string(dir != nullptr ? dir : ".") + "/tools/provision/outpost-provision";
+}
+
+std::size_t CountOf(const std::string& haystack, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto p = haystack.find(needle); p != std::string::npos; p = haystack.find(needle, p + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+class ProvisionBrokerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    suite_tmp = new TempDir("outpost-provision");
+    // Mosquitto started as root drops to the `mosquitto` user, as the Debian service does: it
+    // must be able to walk to the broker's files (root:mosquitto 0750) like in /etc.
+    ::chmod(suite_tmp->path().c_str(), 0755);
+    pki_dir = suite_tmp->File("pki");
+    auto port = PickFreePort();
+    ASSERT_TRUE(port.ok());
+    broker_port = *port;
+    auto control_port = PickFreePort();
+    ASSERT_TRUE(control_port.ok());
+    while (*control_port == broker_port) control_port = PickFreePort();
+    control_listener_port = *control_port;
+    ASSERT_EQ(Provision({"init", "--port", std::to_string(broker_port), "--control-port",
+                         std::to_string(*control_port), "--gateway-id", "gw1"}),
+              0);
+    ASSERT_EQ(Provision({"device", "add", "devA"}), 0);
+    ASSERT_EQ(Provision({"device", "add", "devB"}), 0);
+    ASSERT_EQ(Provision({"device", "add", "devR"}), 0);
+    ASSERT_EQ(Provision({"device", "add", "seed1", "--seed"}), 0);
+    const long now = static_cast<long>(::time(nullptr));
+    ASSERT_EQ(
+        Provision({"device", "add", "devExpired", "--not-before", std::to_string(now - 2 * 86400),
+                   "--not-after", std::to_string(now - 86400)}),
+        0);
+    ::mkdir(suite_tmp->File("conf.d").c_str(), 0755);
+    ASSERT_EQ(::symlink((pki_dir + "/broker/outpost.conf").c_str(),
+                        suite_tmp->File("conf.d/outpost.conf").c_str()),
+              0);
+    // Debian's /etc/mosquitto/mosquitto.conf, with the log on stderr (unbuffered: every denial
+    // is in it when counted), no persistence, and $SYS every second so the $SYS test is quick.
+    std::ofstream(suite_tmp->File("mosquitto.conf"))
+        << "persistence false\nlog_dest stderr\nlog_type all\nsys_interval 1\n"
+        << "include_dir " << suite_tmp->File("conf.d") << "\n";
+    auto broker = ChildProcess::Start(
+        ChildProcessOptions{{"/usr/sbin/mosquitto", "-c", suite_tmp->File("mosquitto.conf")},
+                            {},
+                            suite_tmp->File("broker.log"),
+                            ""});
+    ASSERT_TRUE(broker.ok()) << broker.status().message();
+    broker_process = broker->release();
+    ASSERT_TRUE(WaitForPort(broker_port, 10s).ok()) << broker_process->log();
+  }
+  static void TearDownTestSuite() {
+    delete broker_process;
+    delete suite_tmp;
+  }
+
+  static int Provision(std::vector<std::string> args) {
+    args.insert(args.begin(), {ProvisionBinary(), "--dir", pki_dir});
+    auto p =
+        ChildProcess::Start(ChildProcessOptions{args, {}, suite_tmp->File("provision.log"), ""});
+    if (!p.ok()) return -1;
+    auto rc = (*p)->Wait(60s);
+    return rc.ok() ? *rc : -1;
+  }
+
+  static TestMqttOptions Identity(const std::string& who, const std::string& client_id = "") {
+    TestMqttOptions o;
+    o.client_id = client_id.empty() ? who + "-client" : client_id;
+    o.reconnect = false;
+    o.timeout = 5s;
+    o.tls.enabled = true;
+    o.tls.ca_file = pki_dir + "/broker/ca.crt";
+    if (who == "gateway" || who == "admin") {
+      o.tls.cert_file = pki_dir + "/" + who + "/" + who + ".crt";
+      o.tls.key_file = pki_dir + "/" + who + "/" + who + ".key";
+    } else {
+      o.tls.cert_file = pki_dir + "/devices/" + who + "/device.crt";
+      o.tls.key_file = pki_dir + "/devices/" + who + "/device.key";
+    }
+    return o;
+  }
+
+  // The client sees an alert or a reset (TLS 1.3 sends the refusal after the handshake), so the
+  // broker's log is where each refusal is counted.
+  static void ExpectVerifyFailuresLogged(const std::string& log_before) {
+    std::size_t failed = 0;
+    EXPECT_TRUE(WaitUntil("every refusal in the broker's log", 10s, [&] {
+      failed =
+          CountOf(broker_process->log().substr(log_before.size()), "certificate verify failed");
+      return failed >= static_cast<std::size_t>(kAttempts);
+    })) << failed;
+  }
+
+  static TempDir* suite_tmp;
+  static std::string pki_dir;
+  static std::uint16_t broker_port;
+  static std::uint16_t control_listener_port;
+  static ChildProcess* broker_process;
+};
+TempDir* ProvisionBrokerTest::suite_tmp = nullptr;
+std::string ProvisionBrokerTest::pki_dir;
+std::uint16_t ProvisionBrokerTest::broker_port = 0;
+std::uint16_t ProvisionBrokerTest::control_listener_port = 0;
+ChildProcess* ProvisionBrokerTest::broker_process = nullptr;
+
+TEST_F(ProvisionBrokerTest,
+       ADeviceCannotPublishToAnotherDevicesTopicsOrTheGatewaysAndAllowedOnesArrive) {
+  TestMqtt gateway, admin, b, a;
+  OUTPOST_ASSERT_OK(gateway.Connect(broker_port, Identity("gateway")));
+  for (const char* f : {"sensors/+/data", "devices/+/status", "devices/+/replies", "sensors/data",
+                        "gateway/commands", "gateway/gw1/commands"}) {
+    OUTPOST_ASSERT_OK(gateway.Subscribe(f));
+  }
+  OUTPOST_ASSERT_OK(admin.Connect(broker_port, Identity("admin")));
+  OUTPOST_ASSERT_OK(admin.Subscribe("gateway/#"));
+  OUTPOST_ASSERT_OK(b.Connect(broker_port, Identity("devB")));
+  OUTPOST_ASSERT_OK(b.Subscribe("devices/devB/commands"));
+  OUTPOST_ASSERT_OK(a.Connect(broker_port, Identity("devA")));
+  const std::string log_before = broker_process->log();
+
+  // The gateway's commands, and the seed's flat topics, from a (non-seed) device identity too.
+  const std::vector<std::string> forbidden = {
+      "sensors/devB/data",     "devices/devB/status", "devices/devB/replies",
+      "devices/devB/commands", "gateway/commands",    "gateway/gw1/commands",
+      "gateway/gw1/status",    "sensors/data",        "devices/commands"};
+  for (int i = 0; i < kAttempts; ++i) {
+    for (const std::string& t : forbidden) OUTPOST_ASSERT_OK(a.Publish(t, "leak", 1));
+    OUTPOST_ASSERT_OK(a.Publish("sensors/devA/data", "ok" + std::to_string(i), 1));
+  }
+  // Fences: after A's last PUBACK the broker has handled every earlier publish of A.
+  OUTPOST_ASSERT_OK(gateway.Publish("devices/devB/commands", "fence", 1));
+  OUTPOST_ASSERT_OK(
+      b.WaitMessage([](const mqtt::Message& m) { return m.payload == "fence"; }, 10s).status());
+  OUTPOST_ASSERT_OK(admin.Publish("gateway/gw1/commands", "fence", 1));
+  OUTPOST_ASSERT_OK(
+      admin.WaitMessage([](const mqtt::Message& m) { return m.payload == "fence"; }, 10s).status());
+  int allowed = 0, leaked = 0;
+  for (int i = 0; i < kAttempts; ++i) {
+    auto m = gateway.WaitMessage("sensors/+/data", 10s);
+    OUTPOST_ASSERT_OK(m.status());
+    if (m->topic == "sensors/devA/data" && m->payload == "ok" + std::to_string(allowed)) ++allowed;
+  }
+  EXPECT_EQ(allowed, kAttempts) << "allowed publishes arrive, in order";
+  auto drain = [&](TestMqtt& c) {
+    while (c.pending_messages() > 0) {
+      auto m = c.WaitMessage("#", 1s);
+      if (m.ok() && m->payload == "leak") ++leaked;
+    }
+  };
+  drain(gateway);
+  drain(admin);
+  drain(b);
+  EXPECT_EQ(leaked, 0);
+  // Denials are visible only in the broker's log (log_type all or debug).
+  const std::size_t expected = kAttempts * forbidden.size();
+  std::size_t denied = 0;
+  EXPECT_TRUE(WaitUntil("every denial in the broker's log", 10s,
+                        [&] {
+                          denied = CountOf(broker_process->log().substr(log_before.size()),
+                                           "Denied PUBLISH from devA");
+                          return denied >= expected;
+                        }))
+      << denied << " of " << expected;
+}
+
+TEST_F(ProvisionBrokerTest, ADeviceCannotSubscribeToAnotherDevicesCommandsOrSys) {
+  TestMqtt gateway, admin, a;
+  OUTPOST_ASSERT_OK(admin.Connect(broker_port, Identity("admin")));
+  OUTPOST_ASSERT_OK(admin.Subscribe("gateway/#"));
+  OUTPOST_ASSERT_OK(a.Connect(broker_port, Identity("devA")));
+  int refused = 0;
+  for (int i = 0; i < kAttempts; ++i) {
+    const char* f = i % 2 == 0 ? "devices/devB/commands" : "$SYS/#";
+    if (!a.Subscribe(f).ok()) ++refused;
+  }
+  OUTPOST_ASSERT_OK(gateway.Connect(broker_port, Identity("gateway")));
+  for (int i = 0; i < kAttempts; ++i) {
+    OUTPOST_ASSERT_OK(gateway.Publish("devices/devB/commands", "cmd", 1));
+  }
+  // The admin may read gateway/# and $SYS/#: its fence shows the broker handled the gateway's
+  // publishes, and a $SYS message (sys_interval 1) went out after A's subscriptions.
+  OUTPOST_ASSERT_OK(gateway.Publish("gateway/gw1/status", "fence", 1));
+  OUTPOST_ASSERT_OK(admin.WaitMessage("gateway/gw1/status", 10s).status());
+  OUTPOST_ASSERT_OK(admin.Subscribe("$SYS/broker/uptime"));
+  OUTPOST_ASSERT_OK(admin.WaitMessage("$SYS/broker/uptime", 5s).status());
+  OUTPOST_ASSERT_OK(admin.WaitMessage("$SYS/broker/uptime", 5s).status());
+  EXPECT_EQ(a.pending_messages(), 0u) << "A received another device's commands or $SYS";
+  // Mosquitto 2.0.11 grants a denied 3.1.1 subscription in its SUBACK and filters delivery.
+  std::cout << "subscriptions refused in SUBACK: " << refused << " of " << kAttempts << "\n";
+}
+
+TEST_F(ProvisionBrokerTest, ACertificateWithAnotherDevicesClientIdNeverBecomesItNorDropsIt) {
+  TestMqtt b, gateway;
+  auto bo = Identity("devB", "devB");
+  bo.clean_session = false;
+  OUTPOST_ASSERT_OK(b.Connect(broker_port, bo));
+  OUTPOST_ASSERT_OK(b.Subscribe("devices/devB/commands"));
+  OUTPOST_ASSERT_OK(gateway.Connect(broker_port, Identity("gateway")));
+  for (int i = 0; i < kAttempts; ++i) {
+    TestMqtt a;
+    auto ao = Identity("devA", "devB");
+    ao.clean_session = false;
+    OUTPOST_ASSERT_OK(a.Connect(broker_port, ao));
+    (void)a.Subscribe("devices/devB/commands");  // refused by the ACL; must not matter
+    if (i % 100 == 0) {
+      OUTPOST_ASSERT_OK(gateway.Publish("devices/devB/commands", "c" + std::to_string(i), 1));
+      OUTPOST_ASSERT_OK(b.WaitMessage("devices/devB/commands", 10s).status());
+      EXPECT_EQ(a.pending_messages(), 0u);
+    }
+    a.Abort();
+  }
+  EXPECT_TRUE(b.connected());
+  EXPECT_EQ(b.connects(), 1u) << "B's session was never taken over";
+  EXPECT_TRUE(b.disconnect_reasons().empty());
+}
+
+// The control listener keeps the client id a client sends, so it must admit only the control
+// identity: a device certificate there is refused and cannot take another device's session.
+TEST_F(ProvisionBrokerTest, TheControlListenerRefusesDeviceCertificates) {
+  TestMqtt b;
+  OUTPOST_ASSERT_OK(b.Connect(broker_port, Identity("devB", "devB")));
+  const std::string log_before = broker_process->log();
+  for (int i = 0; i < kAttempts; ++i) {
+    TestMqtt a;
+    ASSERT_FALSE(a.Connect(control_listener_port, Identity("devA", "devB")).ok()) << i;
+  }
+  ExpectVerifyFailuresLogged(log_before);
+  EXPECT_TRUE(b.connected());
+  EXPECT_EQ(b.connects(), 1u);
+}
+
+TEST_F(ProvisionBrokerTest, AnExpiredCertificateIsRefused) {
+  const std::string log_before = broker_process->log();
+  for (int i = 0; i < kAttempts; ++i) {
+    TestMqtt e;
+    Status s = e.Connect(broker_port, Identity("devExpired"));
+    ASSERT_FALSE(s.ok()) << "attempt " << i;
+  }
+  ExpectVerifyFailuresLogged(log_before);
+}
+
+TEST_F(ProvisionBrokerTest, AClientWithoutACertificateIsRefused) {
+  for (int i = 0; i < kAttempts; ++i) {
+    TestMqtt anonymous;
+    auto o = Identity("devA");
+    o.tls.cert_file.clear();
+    o.tls.key_file.clear();
+    if (i % 2 == 1) o.tls = mqtt::TlsOptions{};  // plain MQTT on the TLS port
+    ASSERT_FALSE(anonymous.Connect(broker_port, o).ok()) << "attempt " << i;
+  }
+}
+
+TEST_F(ProvisionBrokerTest, ARevokedDeviceIsCutAndRefusedOnNewConnectionsWithin10s) {
+  TestMqtt r, b;
+  OUTPOST_ASSERT_OK(r.Connect(broker_port, Identity("devR")));
+  OUTPOST_ASSERT_OK(r.Subscribe("devices/devR/commands"));
+  OUTPOST_ASSERT_OK(b.Connect(broker_port, Identity("devB")));
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(Provision({"device", "revoke", "devR", "--reload-pid",
+                       std::to_string(broker_process->pid()), "--cut"}),
+            0);
+  const std::string log_before = broker_process->log();
+  ASSERT_TRUE(WaitUntil("devR's open session cut", 10s, [&] { return !r.connected(); }));
+  const auto cut_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - start)
+                          .count();
+  EXPECT_LE(cut_ms, 10'000);
+  std::cout << "revoke to open session cut: " << cut_ms << " ms\n";
+  ASSERT_TRUE(WaitUntil("devR refused", 10s, [&] {
+    TestMqtt again;
+    return !again.Connect(broker_port, Identity("devR")).ok();
+  }));
+  for (int i = 0; i < kAttempts; ++i) {
+    TestMqtt again;
+    Status s = again.Connect(broker_port, Identity("devR"));
+    ASSERT_FALSE(s.ok()) << "attempt " << i;
+  }
+  ExpectVerifyFailuresLogged(log_before);
+  EXPECT_TRUE(b.connected()) << "other sessions stay up across the reload";
+  // Revoked devices are also dropped from the ACL.
+  std::ifstream acl(pki_dir + "/broker/acl");
+  std::string text((std::istreambuf_iterator<char>(acl)), {});
+  EXPECT_EQ(text.find("user devR\n"), std::string::npos);
+  EXPECT_NE(text.find("user devB\n"), std::string::npos);
+}
+
+TEST_F(ProvisionBrokerTest, OnlySeedDevicesMayUseTheFlatTopics) {
+  TestMqtt gateway, seed;
+  OUTPOST_ASSERT_OK(gateway.Connect(broker_port, Identity("gateway")));
+  OUTPOST_ASSERT_OK(gateway.Subscribe("sensors/data"));
+  OUTPOST_ASSERT_OK(seed.Connect(broker_port, Identity("seed1")));
+  OUTPOST_ASSERT_OK(seed.Publish("sensors/data", "{\"deviceId\":\"seed1\"}", 1));
+  auto m = gateway.WaitMessage("sensors/data", 10s);
+  OUTPOST_ASSERT_OK(m.status());
+  EXPECT_EQ(m->payload, "{\"deviceId\":\"seed1\"}");
+}
+
+// The ACL fits the real gateway: with its generated certificate it connects, subscribes, stores
+// a device's reading and answers the admin's get_status on its own topics.
+TEST_F(ProvisionBrokerTest, TheGatewayWithItsCertificateStoresAReadingAndAnswersTheAdmin) {
+  const char* bin_dir = std::getenv("OUTPOST_BINARY_DIR");
+  ASSERT_NE(bin_dir, nullptr);
+  const std::string config = suite_tmp->File("gateway.yaml");
+  std::ofstream(config) << "gateway:\n  id: gw1\nmqtt:\n  host: 127.0.0.1\n  port: " << broker_port
+                        << "\n  tls:\n    enabled: true\n    ca_file: " << pki_dir
+                        << "/broker/ca.crt\n    cert_file: " << pki_dir
+                        << "/gateway/gateway.crt\n    key_file: " << pki_dir
+                        << "/gateway/gateway.key\nstorage:\n  path: "
+                        << suite_tmp->File("gateway.db") << "\nhttp:\n  listen: 127.0.0.1:0\n";
+  TestMqtt admin, device;
+  OUTPOST_ASSERT_OK(admin.Connect(broker_port, Identity("admin")));
+  OUTPOST_ASSERT_OK(admin.Subscribe("gateway/#"));
+  auto gateway = ChildProcess::Start(
+      ChildProcessOptions{{std::string(bin_dir) + "/gateway/outpost-gateway", "--config", config},
+                          {},
+                          suite_tmp->File("gateway.log"),
+                          ""});
+  OUTPOST_ASSERT_OK(gateway.status());
+  auto online = admin.WaitMessage(
+      [](const mqtt::Message& m) {
+        return m.topic == "gateway/gw1/state" && m.payload == "online";
+      },
+      20s);
+  OUTPOST_ASSERT_OK(online.status()) << (*gateway)->log();
+  OUTPOST_ASSERT_OK(device.Connect(broker_port, Identity("devA")));
+  OUTPOST_ASSERT_OK(device.Publish(
+      "sensors/devA/data", "{\"deviceId\":\"devA\",\"boot\":7,\"seq\":0,\"temperature\":21.5}", 1));
+  bool stored = false;
+  EXPECT_TRUE(WaitUntil("the reading stored", 20s, [&] {
+    if (!admin.Publish("gateway/commands", "{\"command\":\"get_status\"}", 1).ok()) return false;
+    auto m = admin.WaitMessage("gateway/gw1/status", 2s);
+    if (!m.ok()) return false;
+    auto j = nlohmann::json::parse(m->payload, nullptr, false);
+    stored = j.is_object() && j["ingest"]["stored"] == 1;
+    return stored;
+  })) << (*gateway)->log();
+  OUTPOST_EXPECT_OK((*gateway)->Stop(SIGTERM, 20s));
+}
+
+TEST_F(ProvisionBrokerTest, AProvisionRunIsIdempotentAndRejectsBadIds) {
+  EXPECT_EQ(Provision({"init", "--port", std::to_string(broker_port)}), 0);
+  EXPECT_EQ(Provision({"device", "add", "devA"}), 0);
+  EXPECT_EQ(Provision({"device", "add", "bad/id"}), 2);
+  EXPECT_EQ(Provision({"device", "add", "outpost-admin"}), 2);
+  EXPECT_EQ(Provision({"device", "revoke", "nobody"}), 3);
+  const std::string log = suite_tmp->File("provision.log");
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(text.find("kept the existing Outpost site CA"), std::string::npos);
+  EXPECT_NE(text.find("kept devA (already provisioned"), std::string::npos);
+  EXPECT_NE(text.find("bad device id 'bad/id'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace outpost::testing

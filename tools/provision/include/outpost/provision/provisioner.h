@@ -1,0 +1,96 @@
+// Provisioner: a site's offline PKI in one folder (the CA, the broker's, the gateway's and the
+// admin's certificates, one certificate per device, the CRL), the Mosquitto conf.d file and the
+// ACL generated from it, and the registry of provisioned devices (DIR/devices.tsv).
+// Every step is idempotent: what exists is kept and reported, never silently replaced.
+// Ownership: holds the folder's path only; every call reads and writes the files. Thread: one
+// call at a time per folder (no lock file in this slice). Time is an input (`now_unix`).
+// Errors: kInvalidArgument (a bad id, option or input file), kFailedPrecondition (no `init` yet, a
+// revoked id added again; in a batch it is skipped), kNotFound (revoking an unknown id),
+// kUnavailable (I/O), kInternal. Layout, modes and rules: docs/security.md
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "outpost/base/status.h"
+
+namespace outpost::provision {
+
+inline constexpr std::int64_t kDaySeconds = 86'400;
+inline constexpr int kMaxDevicesPerAdd = 100'000;
+
+struct InitOptions {
+  std::vector<std::string> broker_hosts;  // empty: localhost and this machine's hostname
+  std::vector<std::string> broker_ips;    // empty: 127.0.0.1 and ::1
+  int port = 8883;
+  // The loopback-only listener through which `device revoke --cut` ends an open session; it
+  // trusts only the control CA (not the site's), so no device can connect to it. 0: port + 1.
+  int control_port = 0;
+  std::string gateway_id = "gateway";  // the gateway's gateway.id; its CN is outpost-gateway-{id}
+  std::string admin_cn = "outpost-admin";
+  int ca_days = 7300;   // 20 years: the CA is offline and replacing it means re-flashing
+  int cert_days = 825;  // broker, gateway and admin certificates
+  int crl_days = 3650;  // next-update of the CRL (re-signed by every revoke and by `crl`)
+  int message_size_limit = 65536;  // payload bytes (docs/broker.md)
+};
+
+struct AddOptions {
+  std::vector<std::string> ids;
+  std::string csr_path;  // sign this CSR's key instead of making one (one id only)
+  int valid_days = 825;
+  bool seed = false;  // may also use the seed's flat topics
+  // Validity window override for tests of expiry: when not 0, not_before/not_after (unix s).
+  std::int64_t not_before_unix = 0, not_after_unix = 0;
+};
+
+struct RevokeOptions {
+  int reload_pid = 0;       // when not 0: SIGHUP this broker process after writing the CRL and ACL
+  bool cut = false;         // end the device's open session through the control listener
+  int timeout_ms = 10'000;  // for the broker to refuse the revoked certificate, before the cut
+};
+
+struct DeviceRecord {
+  std::string id, serial_hex, sha256;
+  std::int64_t not_after_unix = 0;
+  bool revoked = false;
+  bool seed = false;
+};
+
+class Provisioner {
+ public:
+  explicit Provisioner(std::string dir) : dir_(std::move(dir)) {}
+
+  Status Init(const InitOptions& options, std::int64_t now_unix, std::ostream& log);
+  Status AddDevices(const AddOptions& options, std::int64_t now_unix, std::ostream& log);
+  Status Revoke(const std::string& id, const RevokeOptions& options, std::int64_t now_unix,
+                std::ostream& log);
+  // Signs the CRL again with a fresh next-update (run it from a timer; docs/security.md).
+  Status ResignCrl(std::int64_t now_unix, std::ostream& log);
+  Result<std::vector<DeviceRecord>> List() const;
+
+  // Paths of what the folder holds.
+  std::string BrokerConf() const { return dir_ + "/broker/outpost.conf"; }
+  std::string DeviceDir(const std::string& id) const { return dir_ + "/devices/" + id; }
+  std::string CaCert() const { return dir_ + "/broker/ca.crt"; }
+
+ private:
+  struct Site {
+    std::string gateway_id, admin_cn, broker_host;
+    int port = 0, crl_days = 0, control_port = 0;
+  };
+  Result<Site> LoadSite() const;
+  Status WriteRegistry(const std::vector<DeviceRecord>& records) const;
+  Status WriteAclAndCrl(const Site& site, const std::vector<DeviceRecord>& records,
+                        std::int64_t now_unix) const;
+
+  std::string dir_;
+};
+
+// True for an id the gateway accepts (proto::IsValidId) that is none of the site's own
+// identities; else the reason.
+Status CheckDeviceId(const std::string& id, const std::string& gateway_cn,
+                     const std::string& admin_cn);
+
+}  // namespace outpost::provision

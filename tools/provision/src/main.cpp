@@ -1,0 +1,221 @@
+// outpost-provision: a site's offline PKI, the broker's TLS config and ACL, and per-device
+// certificates (provisioner.h). Parses the command line and runs one subcommand.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <string>
+
+#include "outpost/provision/provisioner.h"
+
+namespace {
+
+constexpr const char* kDescription =
+    "outpost-provision: per-device identities for an Outpost site. Makes an offline EC P-256 CA,\n"
+    "the broker's, gateway's and admin's certificates and a Mosquitto conf.d file (TLS 1.2+,\n"
+    "client certificates required, the certificate's CN as user name and client id, a CRL and a\n"
+    "generated ACL), then one certificate per device. Every command is idempotent.\n"
+    "Exit status: 0 done, 1 failed (I/O, crypto, a broken registry), 2 bad usage or input\n"
+    "(a bad id, a bad CSR), 3 the folder is not a site yet, a revoked id, an unknown id,\n"
+    "4 revoke --cut: the broker still accepted the certificate after --timeout-ms.\n"
+    "Guide: docs/security.md";
+
+int ExitCode(const outpost::Status& s) {
+  switch (s.code()) {
+    case outpost::Code::kOk:
+      return 0;
+    case outpost::Code::kInvalidArgument:
+      return 2;
+    case outpost::Code::kFailedPrecondition:
+    case outpost::Code::kNotFound:
+      return 3;
+    case outpost::Code::kDeadlineExceeded:
+      return 4;
+    default:
+      return 1;
+  }
+}
+
+std::int64_t NowUnix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// "30d", "30" (days) or "12h".
+bool ParseSpan(const std::string& text, std::int64_t* seconds) {
+  if (text.empty()) return false;
+  std::int64_t unit = outpost::provision::kDaySeconds;
+  std::string digits = text;
+  if (text.back() == 'd' || text.back() == 'h') {
+    unit = text.back() == 'h' ? 3600 : unit;
+    digits.pop_back();
+  }
+  if (digits.empty() || digits.size() > 6 ||
+      digits.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  *seconds = std::stoll(digits) * unit;
+  return true;
+}
+
+std::string Date(std::int64_t unix_s) {
+  std::time_t t = static_cast<std::time_t>(unix_s);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace outpost::provision;
+  CLI::App app{kDescription, "outpost-provision"};
+  app.require_subcommand(1);
+  app.fallthrough();  // --dir also after the subcommand
+  std::string dir = "pki";
+  app.add_option("--dir", dir, "the site's folder (made by init)")->capture_default_str();
+
+  InitOptions init_o;
+  CLI::App* init = app.add_subcommand("init",
+                                      "make the CA, the broker's, gateway's and admin's "
+                                      "certificates, the broker conf, CRL and ACL");
+  init->add_option("--broker-host", init_o.broker_hosts,
+                   "DNS names of the broker (repeatable; the first is its CN and the devices' "
+                   "host; default: localhost and this hostname)");
+  init->add_option("--broker-ip", init_o.broker_ips,
+                   "IP addresses of the broker (repeatable; default 127.0.0.1 and ::1)");
+  init->add_option("--port", init_o.port, "the broker's TLS listener port")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65535));
+  init->add_option("--control-port", init_o.control_port,
+                   "the loopback listener `device revoke --cut` uses (default: --port + 1)")
+      ->check(CLI::Range(1, 65535));
+  init->add_option("--gateway-id", init_o.gateway_id,
+                   "the gateway's gateway.id (its certificate's CN is outpost-gateway-ID, the "
+                   "client id the gateway uses)")
+      ->capture_default_str();
+  init->add_option("--admin-cn", init_o.admin_cn, "the admin identity's CN")->capture_default_str();
+  init->add_option("--ca-days", init_o.ca_days, "the CA's validity")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 36500));
+  init->add_option("--cert-days", init_o.cert_days, "validity of the broker/gateway/admin certs")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 36500));
+  init->add_option("--crl-days", init_o.crl_days,
+                   "the CRL's next-update (re-sign before it with `crl`)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 36500));
+  init->add_option("--message-size-limit", init_o.message_size_limit,
+                   "the broker's payload limit in bytes (docs/broker.md)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 268435455));
+
+  CLI::App* device = app.add_subcommand("device", "add or revoke devices");
+  device->require_subcommand(1);
+  AddOptions add_o;
+  std::string add_id, prefix;
+  int count = 0;
+  CLI::App* add = device->add_subcommand(
+      "add",
+      "issue a device certificate (CN=ID, clientAuth), its config.h and secrets.h, and "
+      "regenerate the ACL; an id already provisioned is kept");
+  add->add_option("id", add_id, "the device id (1..64 of [A-Za-z0-9_.:-])");
+  add->add_option("--count", count, "add N devices PREFIX001..PREFIXN instead of one")
+      ->check(CLI::Range(1, kMaxDevicesPerAdd));
+  add->add_option("--prefix", prefix, "id prefix for --count")->default_str("node-");
+  add->add_option("--csr", add_o.csr_path,
+                  "sign this PEM certificate request (the key stays on the device; no secrets.h)");
+  add->add_option("--days", add_o.valid_days, "certificate validity")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 36500));
+  add->add_flag("--seed", add_o.seed,
+                "also allow the seed's flat topics (sensors/data, devices/status, "
+                "devices/commands), which cannot be bound to an identity");
+  std::int64_t not_before = 0, not_after = 0;
+  add->add_option("--not-before", not_before, "explicit validity start, unix seconds (testing)")
+      ->group("");
+  add->add_option("--not-after", not_after, "explicit validity end, unix seconds (testing)")
+      ->group("");
+  std::string revoke_id;
+  CLI::App* revoke = device->add_subcommand(
+      "revoke", "add the device's serial to the CRL (re-signed) and drop it from the ACL");
+  revoke->add_option("id", revoke_id, "the device id")->required();
+  RevokeOptions revoke_o;
+  revoke->add_option("--reload-pid", revoke_o.reload_pid,
+                     "send SIGHUP to this broker process so it reads the new CRL and ACL");
+  revoke->add_flag("--cut", revoke_o.cut,
+                   "then end the device's open session: wait until the broker refuses its "
+                   "certificate, and take its client id over on the loopback control listener");
+  revoke
+      ->add_option("--timeout-ms", revoke_o.timeout_ms,
+                   "how long --cut waits for the broker to refuse the certificate")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 600'000));
+
+  std::string expiring;
+  CLI::App* list = app.add_subcommand("list", "list provisioned devices");
+  list->add_option("--expiring", expiring, "only certificates expiring within this span (30d)");
+  app.add_subcommand("crl", "re-sign the CRL with a fresh next-update (run it from a timer)");
+
+  CLI11_PARSE(app, argc, argv);
+
+  Provisioner p(dir);
+  const std::int64_t now = NowUnix();
+  outpost::Status s;
+  if (init->parsed()) {
+    s = p.Init(init_o, now, std::cout);
+  } else if (add->parsed()) {
+    if (count > 0) {
+      if (!add_id.empty()) {
+        std::cerr << "outpost-provision: give an id or --count, not both\n";
+        return 2;
+      }
+      const int width = std::max<int>(3, static_cast<int>(std::to_string(count).size()));
+      for (int i = 1; i <= count; ++i) {
+        std::string n = std::to_string(i);
+        add_o.ids.push_back(prefix.empty() ? "node-" : prefix);
+        add_o.ids.back() += std::string(static_cast<std::size_t>(width) - n.size(), '0') + n;
+      }
+    } else if (add_id.empty()) {
+      std::cerr << "outpost-provision: device add needs an id or --count (see --help)\n";
+      return 2;
+    } else {
+      add_o.ids.push_back(add_id);
+    }
+    add_o.not_before_unix = not_before;
+    add_o.not_after_unix = not_after;
+    s = p.AddDevices(add_o, now, std::cout);
+  } else if (revoke->parsed()) {
+    s = p.Revoke(revoke_id, revoke_o, now, std::cout);
+  } else if (list->parsed()) {
+    std::int64_t span = -1;
+    if (!expiring.empty() && !ParseSpan(expiring, &span)) {
+      std::cerr << "outpost-provision: --expiring '" << expiring
+                << "' is not a span like 30d or 12h\n";
+      return 2;
+    }
+    auto records = p.List();
+    s = records.status();
+    if (s.ok()) {
+      std::cout << "id\tstate\tmode\tnot_after\tdays_left\tserial\tsha256\n";
+      for (const DeviceRecord& r : *records) {
+        if (span >= 0 && (r.revoked || r.not_after_unix > now + span)) continue;
+        std::cout << r.id << '\t' << (r.revoked ? "revoked" : "active") << '\t'
+                  << (r.seed ? "seed" : "native") << '\t' << Date(r.not_after_unix) << '\t'
+                  << (r.not_after_unix - now) / kDaySeconds << '\t' << r.serial_hex << '\t'
+                  << r.sha256 << '\n';
+      }
+    }
+  } else {
+    s = p.ResignCrl(now, std::cout);
+  }
+  if (!s.ok()) {
+    std::cerr << "outpost-provision: " << s.message() << "\n";
+    return ExitCode(s);
+  }
+  return 0;
+}

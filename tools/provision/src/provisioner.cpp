@@ -1,0 +1,544 @@
+#include "outpost/provision/provisioner.h"
+
+#include <grp.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <sstream>
+
+#include "outpost/proto/topics.h"
+#include "outpost/provision/acl.h"
+#include "outpost/provision/control.h"
+#include "outpost/provision/pki.h"
+
+namespace outpost::provision {
+namespace {
+
+constexpr const char* kRegistryHeader = "# id\tserial\tsha256\tnot_after_unix\tstate\tmode\n";
+
+Status MakeDir(const std::string& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
+    return Unavailable(path + ": " + std::strerror(errno));
+  }
+  if (::chmod(path.c_str(), mode) != 0) return Unavailable(path + ": " + std::strerror(errno));
+  return Status::Ok();
+}
+
+bool Exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// Mosquitto drops to the `mosquitto` user: when we run as root and that group exists, the files
+// the broker reads belong to root:mosquitto (keys 0640), as Debian's package expects.
+void GiveToBrokerGroup(const std::string& path) {
+  if (::geteuid() != 0) return;
+  const group* g = ::getgrnam("mosquitto");
+  if (g != nullptr) (void)::chown(path.c_str(), 0, g->gr_gid);
+}
+
+Status WriteBrokerFile(const std::string& path, const std::string& data, mode_t mode) {
+  OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(path, data, mode));
+  GiveToBrokerGroup(path);
+  return Status::Ok();
+}
+
+std::string CStringLiteralLines(const std::string& pem) {
+  // A raw string literal: PEM never contains )PEM".
+  return "R\"PEM(\n" + pem + ")PEM\"";
+}
+
+std::string Hostname() {
+  char buf[256] = {0};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "";
+  return buf;
+}
+
+std::string GatewayCn(const std::string& gateway_id) { return "outpost-gateway-" + gateway_id; }
+
+}  // namespace
+
+Status CheckDeviceId(const std::string& id, const std::string& gateway_cn,
+                     const std::string& admin_cn) {
+  if (!proto::IsValidId(id)) {
+    return InvalidArgument("bad device id '" + id + "': 1.." + std::to_string(proto::kMaxIdBytes) +
+                           " bytes of [A-Za-z0-9_.:-] (the gateway's rule)");
+  }
+  if (id == gateway_cn || id == admin_cn || id == "outpost-control" ||
+      id.rfind("outpost-gateway-", 0) == 0) {
+    return InvalidArgument("device id '" + id + "' is reserved for the gateway or the admin");
+  }
+  return Status::Ok();
+}
+
+Result<Provisioner::Site> Provisioner::LoadSite() const {
+  auto text = ReadFile(dir_ + "/site.conf");
+  if (!text.ok()) {
+    return FailedPrecondition(dir_ +
+                              " is not a provisioned site (run `outpost-provision init --dir " +
+                              dir_ + "` first)");
+  }
+  Site s;
+  std::istringstream in(*text);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto eq = line.find('=');
+    if (line.empty() || line[0] == '#' || eq == std::string::npos) continue;
+    std::string k = line.substr(0, eq), v = line.substr(eq + 1);
+    if (k == "gateway_id") s.gateway_id = v;
+    if (k == "admin_cn") s.admin_cn = v;
+    if (k == "broker_host") s.broker_host = v;
+    if (k == "port") s.port = std::atoi(v.c_str());
+    if (k == "crl_days") s.crl_days = std::atoi(v.c_str());
+    if (k == "control_port") s.control_port = std::atoi(v.c_str());
+  }
+  if (s.gateway_id.empty() || s.admin_cn.empty() || s.port <= 0 || s.crl_days <= 0) {
+    return DataLoss(dir_ + "/site.conf is incomplete");
+  }
+  return s;
+}
+
+Status Provisioner::Init(const InitOptions& o, std::int64_t now, std::ostream& log) {
+  if (!proto::IsValidId(o.gateway_id)) {
+    return InvalidArgument("bad --gateway-id '" + o.gateway_id + "' (the gateway's id rule)");
+  }
+  if (!proto::IsValidId(o.admin_cn)) return InvalidArgument("bad --admin-cn '" + o.admin_cn + "'");
+  if (o.port < 1 || o.port > 65535) return InvalidArgument("--port must be 1..65535");
+  const int control_port = o.control_port != 0 ? o.control_port : o.port + 1;
+  if (control_port < 1 || control_port > 65535 || control_port == o.port) {
+    return InvalidArgument("--control-port must be 1..65535 and differ from --port");
+  }
+  std::vector<std::string> hosts = o.broker_hosts, ips = o.broker_ips;
+  if (hosts.empty()) {
+    hosts.push_back("localhost");
+    std::string h = Hostname();
+    if (!h.empty() && h != "localhost") hosts.push_back(h);
+  }
+  if (ips.empty()) ips = {"127.0.0.1", "::1"};
+
+  OUTPOST_RETURN_IF_ERROR(MakeDir(dir_, 0755));
+  OUTPOST_RETURN_IF_ERROR(MakeDir(dir_ + "/ca", 0700));
+  OUTPOST_RETURN_IF_ERROR(MakeDir(dir_ + "/broker", 0750));
+  GiveToBrokerGroup(dir_ + "/broker");
+  OUTPOST_RETURN_IF_ERROR(MakeDir(dir_ + "/gateway", 0700));
+  OUTPOST_RETURN_IF_ERROR(MakeDir(dir_ + "/admin", 0700));
+  OUTPOST_RETURN_IF_ERROR(MakeDir(dir_ + "/control", 0700));
+  OUTPOST_RETURN_IF_ERROR(MakeDir(dir_ + "/devices", 0700));
+
+  // The site CA signs everything; the control CA only the control identity (so the control
+  // listener admits nobody else). Both kept when present.
+  auto load_or_make_ca = [&](const std::string& name, const std::string& cn, Key* key,
+                             Cert* cert) -> Status {
+    const std::string key_path = dir_ + "/ca/" + name + ".key";
+    const std::string cert_path = dir_ + "/ca/" + name + ".crt";
+    if (Exists(key_path) && Exists(cert_path)) {
+      auto k = LoadKey(key_path);
+      if (!k.ok()) return k.status();
+      auto c = LoadCert(cert_path);
+      if (!c.ok()) return c.status();
+      *key = std::move(*k);
+      *cert = std::move(*c);
+      log << "kept the existing " << cn << " " << cert_path << " (serial " << SerialHex(cert->get())
+          << ")\n";
+      return Status::Ok();
+    }
+    auto k = GenerateP256Key();
+    if (!k.ok()) return k.status();
+    CertRequest r{cn, CertKind::kCa, {}, {}, now - 60, now + std::int64_t{o.ca_days} * kDaySeconds};
+    auto c = IssueCert(r, k->get(), k->get(), nullptr);
+    if (!c.ok()) return c.status();
+    OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(key_path, KeyPem(k->get()), 0600));
+    OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(cert_path, CertPem(c->get()), 0644));
+    *key = std::move(*k);
+    *cert = std::move(*c);
+    log << "made a new " << cn << " " << cert_path << " (key " << key_path
+        << ", 0600; keep it offline)\n";
+    return Status::Ok();
+  };
+  Key ca_key, control_ca_key;
+  Cert ca, control_ca;
+  OUTPOST_RETURN_IF_ERROR(load_or_make_ca("ca", "Outpost site CA", &ca_key, &ca));
+  OUTPOST_RETURN_IF_ERROR(
+      load_or_make_ca("control-ca", "Outpost control CA", &control_ca_key, &control_ca));
+  OUTPOST_RETURN_IF_ERROR(
+      WriteBrokerFile(dir_ + "/broker/control-ca.crt", CertPem(control_ca.get()), 0644));
+  OUTPOST_RETURN_IF_ERROR(WriteBrokerFile(CaCert(), CertPem(ca.get()), 0644));
+
+  // One leaf per identity, kept when present.
+  struct Leaf {
+    std::string key_path, cert_path, cn;
+    CertKind kind;
+    mode_t key_mode;
+    bool broker_file;
+    bool control = false;  // signed by the control CA
+  };
+  const std::vector<Leaf> leaves = {
+      {dir_ + "/broker/broker.key", dir_ + "/broker/broker.crt", hosts.front(), CertKind::kServer,
+       0640, true},
+      {dir_ + "/gateway/gateway.key", dir_ + "/gateway/gateway.crt", GatewayCn(o.gateway_id),
+       CertKind::kClient, 0600, false},
+      {dir_ + "/admin/admin.key", dir_ + "/admin/admin.crt", o.admin_cn, CertKind::kClient, 0600,
+       false},
+      {dir_ + "/control/control.key", dir_ + "/control/control.crt", "outpost-control",
+       CertKind::kClient, 0600, false, true},
+  };
+  for (const Leaf& leaf : leaves) {
+    if (Exists(leaf.key_path) && Exists(leaf.cert_path)) {
+      log << "kept " << leaf.cert_path << "\n";
+      continue;
+    }
+    auto k = GenerateP256Key();
+    if (!k.ok()) return k.status();
+    CertRequest r{leaf.cn, leaf.kind, {},
+                  {},      now - 60,  now + std::int64_t{o.cert_days} * kDaySeconds};
+    if (leaf.kind == CertKind::kServer) {
+      r.dns_names = hosts;
+      r.ip_addresses = ips;
+    }
+    auto c = leaf.control ? IssueCert(r, k->get(), control_ca_key.get(), control_ca.get())
+                          : IssueCert(r, k->get(), ca_key.get(), ca.get());
+    if (!c.ok()) return c.status();
+    if (leaf.broker_file) {
+      OUTPOST_RETURN_IF_ERROR(WriteBrokerFile(leaf.key_path, KeyPem(k->get()), leaf.key_mode));
+      OUTPOST_RETURN_IF_ERROR(WriteBrokerFile(leaf.cert_path, CertPem(c->get()), 0644));
+    } else {
+      OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(leaf.key_path, KeyPem(k->get()), leaf.key_mode));
+      OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(leaf.cert_path, CertPem(c->get()), 0644));
+    }
+    log << "made " << leaf.cert_path << " (CN=" << leaf.cn << ")\n";
+  }
+
+  Site site;
+  if (auto existing = LoadSite(); existing.ok()) {
+    site = *existing;
+    log << "kept the site settings in " << dir_ << "/site.conf\n";
+  } else {
+    site = Site{o.gateway_id, o.admin_cn, hosts.front(), o.port, o.crl_days, control_port};
+    std::string conf = "# outpost-provision site settings (read by device add, revoke, crl)\n";
+    conf += "gateway_id=" + site.gateway_id + "\nadmin_cn=" + site.admin_cn +
+            "\nbroker_host=" + site.broker_host + "\nport=" + std::to_string(site.port) +
+            "\ncrl_days=" + std::to_string(site.crl_days) +
+            "\ncontrol_port=" + std::to_string(site.control_port) + "\n";
+    OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(dir_ + "/site.conf", conf, 0644));
+  }
+
+  const std::string b = dir_ + "/broker/";
+  std::string mq =
+      "# Generated by outpost-provision init. Copy or link into /etc/mosquitto/conf.d/.\n"
+      "# What each line is for: docs/security.md\n"
+      "listener " +
+      std::to_string(site.port) +
+      "\n"
+      "tls_version tlsv1.2\n"
+      "cafile " +
+      b +
+      "ca.crt\n"
+      "certfile " +
+      b +
+      "broker.crt\n"
+      "keyfile " +
+      b +
+      "broker.key\n"
+      "crlfile " +
+      b +
+      "crl.pem\n"
+      "require_certificate true\n"
+      "use_identity_as_username true\n"
+      "use_username_as_clientid true\n"
+      "allow_anonymous false\n"
+      "acl_file " +
+      b +
+      "acl\n"
+      "message_size_limit " +
+      std::to_string(o.message_size_limit) + "\n";
+  if (site.control_port != 0) {
+    mq +=
+        "\n# Loopback only, for `outpost-provision device revoke --cut`: trusts only the control\n"
+        "# CA, and keeps the client id a client sends (a CONNECT with a revoked device's id\n"
+        "# ends that device's open session). The ACL gives the control identity no topic.\n"
+        "listener " +
+        std::to_string(site.control_port) +
+        " 127.0.0.1\n"
+        "tls_version tlsv1.2\n"
+        "cafile " +
+        b +
+        "control-ca.crt\n"
+        "certfile " +
+        b +
+        "broker.crt\n"
+        "keyfile " +
+        b +
+        "broker.key\n"
+        "require_certificate true\n"
+        "use_identity_as_username true\n";
+  }
+  OUTPOST_RETURN_IF_ERROR(WriteBrokerFile(BrokerConf(), mq, 0644));
+  log << "wrote " << BrokerConf() << " (listener " << site.port << ")\n";
+
+  auto records = List();
+  if (!records.ok()) return records.status();
+  if (!Exists(dir_ + "/devices.tsv")) OUTPOST_RETURN_IF_ERROR(WriteRegistry({}));
+  if (Exists(b + "crl.pem") && Exists(b + "acl")) {
+    log << "kept the CRL and the ACL\n";
+    return Status::Ok();
+  }
+  return WriteAclAndCrl(site, *records, now);
+}
+
+Result<std::vector<DeviceRecord>> Provisioner::List() const {
+  auto site = LoadSite();
+  if (!site.ok()) return site.status();
+  std::vector<DeviceRecord> out;
+  auto text = ReadFile(dir_ + "/devices.tsv");
+  if (!text.ok()) return out;
+  std::istringstream in(*text);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> f;
+    std::size_t start = 0;
+    for (;;) {
+      auto tab = line.find('\t', start);
+      f.push_back(line.substr(start, tab - start));
+      if (tab == std::string::npos) break;
+      start = tab + 1;
+    }
+    if (f.size() != 6) {
+      return DataLoss(dir_ + "/devices.tsv line " + std::to_string(n) + ": expected 6 fields");
+    }
+    out.push_back(DeviceRecord{f[0], f[1], f[2], std::atoll(f[3].c_str()), f[4] == "revoked",
+                               f[5] == "seed"});
+  }
+  return out;
+}
+
+Status Provisioner::WriteRegistry(const std::vector<DeviceRecord>& records) const {
+  std::string s = kRegistryHeader;
+  for (const DeviceRecord& r : records) {
+    s += r.id + "\t" + r.serial_hex + "\t" + r.sha256 + "\t" + std::to_string(r.not_after_unix) +
+         "\t" + (r.revoked ? "revoked" : "active") + "\t" + (r.seed ? "seed" : "native") + "\n";
+  }
+  return WriteFileAtomic(dir_ + "/devices.tsv", s, 0644);
+}
+
+Status Provisioner::WriteAclAndCrl(const Site& site, const std::vector<DeviceRecord>& records,
+                                   std::int64_t now) const {
+  auto ca = LoadCert(dir_ + "/ca/ca.crt");
+  if (!ca.ok()) return ca.status();
+  auto ca_key = LoadKey(dir_ + "/ca/ca.key");
+  if (!ca_key.ok()) return ca_key.status();
+  AclInput acl{GatewayCn(site.gateway_id), site.gateway_id, site.admin_cn, {}};
+  std::vector<std::string> revoked;
+  for (const DeviceRecord& r : records) {
+    if (r.revoked) {
+      revoked.push_back(r.serial_hex);
+    } else {
+      acl.devices.push_back(AclDevice{r.id, r.seed});
+    }
+  }
+  auto crl = MakeCrlPem(ca->get(), ca_key->get(), revoked, now,
+                        now + std::int64_t{site.crl_days} * kDaySeconds);
+  if (!crl.ok()) return crl.status();
+  OUTPOST_RETURN_IF_ERROR(WriteBrokerFile(dir_ + "/broker/crl.pem", *crl, 0644));
+  return WriteBrokerFile(dir_ + "/broker/acl", BuildAcl(acl), 0640);
+}
+
+Status Provisioner::AddDevices(const AddOptions& o, std::int64_t now, std::ostream& log) {
+  auto site = LoadSite();
+  if (!site.ok()) return site.status();
+  if (o.ids.empty()) return InvalidArgument("no device id given");
+  if (o.ids.size() > static_cast<std::size_t>(kMaxDevicesPerAdd)) {
+    return InvalidArgument("at most " + std::to_string(kMaxDevicesPerAdd) + " devices per add");
+  }
+  if (!o.csr_path.empty() && o.ids.size() != 1) {
+    return InvalidArgument("--csr signs one device's request; it cannot be used with --count");
+  }
+  if (o.valid_days < 1 || o.valid_days > 36500) return InvalidArgument("--days must be 1..36500");
+  for (const std::string& id : o.ids) {
+    OUTPOST_RETURN_IF_ERROR(CheckDeviceId(id, GatewayCn(site->gateway_id), site->admin_cn));
+  }
+  auto records = List();
+  if (!records.ok()) return records.status();
+  std::map<std::string, std::size_t> by_id;
+  for (std::size_t i = 0; i < records->size(); ++i) by_id[(*records)[i].id] = i;
+  Key csr_key;
+  if (!o.csr_path.empty()) {
+    auto k = LoadCsrPublicKey(o.csr_path);
+    if (!k.ok()) return k.status();
+    csr_key = std::move(*k);
+  }
+  auto ca = LoadCert(dir_ + "/ca/ca.crt");
+  if (!ca.ok()) return ca.status();
+  auto ca_key = LoadKey(dir_ + "/ca/ca.key");
+  if (!ca_key.ok()) return ca_key.status();
+  const std::string ca_pem = CertPem(ca->get());
+
+  int added = 0, kept = 0, skipped = 0;
+  for (const std::string& id : o.ids) {
+    auto it = by_id.find(id);
+    if (it != by_id.end()) {
+      const DeviceRecord& r = (*records)[it->second];
+      if (r.revoked && o.ids.size() == 1) {
+        return FailedPrecondition("device " + id +
+                                  " was revoked; a revoked id is not provisioned again");
+      }
+      if (r.revoked) {  // in a batch: the others go on
+        ++skipped;
+        log << "skipped " << id << " (revoked; a revoked id is not provisioned again)\n";
+        continue;
+      }
+      ++kept;
+      log << "kept " << id << " (already provisioned, serial " << r.serial_hex << ")\n";
+      continue;
+    }
+    const std::string d = DeviceDir(id);
+    OUTPOST_RETURN_IF_ERROR(MakeDir(d, 0700));
+    Key own_key;
+    EVP_PKEY* subject = csr_key.get();
+    if (subject == nullptr) {
+      auto k = GenerateP256Key();
+      if (!k.ok()) return k.status();
+      own_key = std::move(*k);
+      subject = own_key.get();
+    }
+    CertRequest r{id, CertKind::kClient, {},
+                  {}, now - 60,          now + std::int64_t{o.valid_days} * kDaySeconds};
+    if (o.not_after_unix != 0) {
+      r.not_before_unix = o.not_before_unix;
+      r.not_after_unix = o.not_after_unix;
+    }
+    auto cert = IssueCert(r, subject, ca_key->get(), ca->get());
+    if (!cert.ok()) return cert.status();
+    const std::string cert_pem = CertPem(cert->get());
+    OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(d + "/device.crt", cert_pem, 0644));
+    std::string config = "// Generated by outpost-provision for device " + id +
+                         ". No secret here: the private key is in secrets.h.\n"
+                         "// Put these values in the sketch's config.h (docs/device_setup.md).\n"
+                         "#pragma once\n"
+                         "#define DEVICE_ID \"" +
+                         id +
+                         "\"\n"
+                         "#define AWS_IOT_ENDPOINT \"" +
+                         site->broker_host +
+                         "\"\n"
+                         "#define MQTT_PORT " +
+                         std::to_string(site->port) +
+                         "\n"
+                         "#define MQTT_TLS 1\n"
+                         "#define OUTPOST_NATIVE_TOPICS " +
+                         (o.seed ? "0" : "1") +
+                         "\n"
+                         "static const char AWS_CERT_CA[] = " +
+                         CStringLiteralLines(ca_pem) +
+                         ";\n"
+                         "static const char AWS_CERT_CRT[] = " +
+                         CStringLiteralLines(cert_pem) +
+                         ";\n"
+                         "#include \"secrets.h\"  // AWS_CERT_PRIVATE\n";
+    OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(d + "/config.h", config, 0644));
+    if (own_key) {
+      const std::string key_pem = KeyPem(own_key.get());
+      OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(d + "/device.key", key_pem, 0600));
+      std::string secrets = "// Generated by outpost-provision for device " + id +
+                            ". SECRET: never commit this file.\n#pragma once\n"
+                            "static const char AWS_CERT_PRIVATE[] = " +
+                            CStringLiteralLines(key_pem) + ";\n";
+      OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(d + "/secrets.h", secrets, 0600));
+      OUTPOST_RETURN_IF_ERROR(WriteFileAtomic(
+          d + "/.gitignore", "# the device's private key\nsecrets.h\ndevice.key\n", 0644));
+    }
+    records->push_back(DeviceRecord{id, SerialHex(cert->get()), Sha256Fingerprint(cert->get()),
+                                    NotAfterUnix(cert->get()), false, o.seed});
+    by_id[id] = records->size() - 1;
+    ++added;
+  }
+  if (added > 0) {
+    OUTPOST_RETURN_IF_ERROR(WriteRegistry(*records));
+    OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
+  }
+  log << "added " << added << ", kept " << kept << ", skipped " << skipped << " revoked; " << dir_
+      << "/devices.tsv has " << records->size() << " devices"
+      << (added > 0 ? "; ACL regenerated (reload the broker: SIGHUP)" : "") << "\n";
+  return Status::Ok();
+}
+
+Status Provisioner::Revoke(const std::string& id, const RevokeOptions& o, std::int64_t now,
+                           std::ostream& log) {
+  auto site = LoadSite();
+  if (!site.ok()) return site.status();
+  if (o.cut && site->control_port == 0) {
+    return FailedPrecondition(
+        "this site has no control listener: run `init` again, restart the "
+        "broker, then revoke with --cut");
+  }
+  auto records = List();
+  if (!records.ok()) return records.status();
+  auto it = std::find_if(records->begin(), records->end(),
+                         [&](const DeviceRecord& r) { return r.id == id; });
+  if (it == records->end()) return NotFound("device " + id + " is not provisioned here");
+  if (it->revoked) {
+    log << id << " was already revoked (serial " << it->serial_hex << ")\n";
+  } else {
+    it->revoked = true;
+    OUTPOST_RETURN_IF_ERROR(WriteRegistry(*records));
+    OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
+    log << "revoked " << id << " (serial " << it->serial_hex
+        << "): CRL re-signed and ACL regenerated\n";
+  }
+  if (o.reload_pid != 0) {
+    if (::kill(o.reload_pid, SIGHUP) != 0) {
+      return Unavailable("SIGHUP to the broker (pid " + std::to_string(o.reload_pid) +
+                         "): " + std::strerror(errno));
+    }
+    log << "sent SIGHUP to the broker (pid " << o.reload_pid << ")\n";
+  } else {
+    log << "reload the broker (SIGHUP) to apply\n";
+  }
+  if (!o.cut) return Status::Ok();
+  // Cut only once the broker refuses the certificate, or the device would reconnect at once.
+  const std::string d = DeviceDir(id);
+  const TlsIdentity device{dir_ + "/broker/ca.crt", d + "/device.crt", d + "/device.key"};
+  const std::string host = "127.0.0.1";
+  if (Exists(device.key_file)) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(o.timeout_ms);
+    for (;;) {
+      Status s = MqttTlsConnect(host, static_cast<std::uint16_t>(site->port), device, id, 2000);
+      if (!s.ok()) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return Status(Code::kDeadlineExceeded,
+                      "the broker still accepts " + id + "'s certificate after " +
+                          std::to_string(o.timeout_ms) + " ms: did it reload (SIGHUP)?");
+      }
+      ::usleep(50'000);  // polling the broker, bounded by the deadline above
+    }
+    log << "the broker refuses " << id << "'s certificate\n";
+  }
+  const TlsIdentity control{dir_ + "/broker/ca.crt", dir_ + "/control/control.crt",
+                            dir_ + "/control/control.key"};
+  OUTPOST_RETURN_IF_ERROR(
+      MqttTlsConnect(host, static_cast<std::uint16_t>(site->control_port), control, id, 5000));
+  log << "cut " << id << "'s open session (if any) through the control listener on port "
+      << site->control_port << "\n";
+  return Status::Ok();
+}
+
+Status Provisioner::ResignCrl(std::int64_t now, std::ostream& log) {
+  auto site = LoadSite();
+  if (!site.ok()) return site.status();
+  auto records = List();
+  if (!records.ok()) return records.status();
+  OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
+  log << "CRL re-signed; next update in " << site->crl_days << " days\n";
+  return Status::Ok();
+}
+
+}  // namespace outpost::provision
