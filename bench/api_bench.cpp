@@ -785,11 +785,23 @@ void RunStreams(const Options& o) {
                 p.acked, r.streamed);
     return r;
   };
+  auto dropped_slow = [&]() -> int64_t {
+    json j = json::parse(c.Get("/api/v1/health").body, nullptr, false);
+    if (!j.is_object() || !j.contains("stream")) Die("/api/v1/health has no stream figures");
+    return j["stream"].value("dropped_slow", int64_t{-1});
+  };
+  int64_t dropped_in_floods = 0;
   auto ingest_run = [&](Streams* st) {
+    const uint64_t before = st ? st->readings() : 0;
+    const int64_t dropped_before = dropped_slow();
     Pub pub(o, dir, gw.mqtt_port(), o.ingest_count, 0, 0, seed++);
     PubResult p = pub.Finish();
-    std::printf("  %-9s ingest %" PRIu64 " of %" PRIu64 " acked, %.0f readings/s\n",
-                st ? "streams" : "none", p.acked, p.sent, p.rate);
+    const int64_t dropped = dropped_slow() - dropped_before;
+    dropped_in_floods += dropped;
+    std::printf("  %-9s ingest %" PRIu64 " of %" PRIu64 " acked, %.0f readings/s; streamed "
+                "readings %" PRIu64 ", streams dropped as slow %" PRId64 "\n",
+                st ? "streams" : "none", p.acked, p.sent, p.rate,
+                st ? st->readings() - before : 0, dropped);
     return p.rate;
   };
   std::vector<double> dev_none, dev_st, ser_none, ser_st, ing_none, ing_st;
@@ -813,16 +825,13 @@ void RunStreams(const Options& o) {
       Rest with = rest_run(&st);
       dev_st.push_back(with.devices.p99());
       ser_st.push_back(with.series.p99());
-      ing_st.push_back(ingest_run(&st));
       mem_st = ReadProcMem(gw.pid());
+      if (st.closed() > 0) Die(std::to_string(st.closed()) + " streams closed during the REST run");
+      ing_st.push_back(ingest_run(&st));
       st_closed += static_cast<uint64_t>(st.closed());
     }
   }
-  RawHttpResponse h = c.Get("/api/v1/health");
-  json health = json::parse(h.body, nullptr, false);
-  const json dropped = health.is_object() && health.contains("stream")
-                           ? health["stream"].value("dropped_slow", json(nullptr))
-                           : json(nullptr);
+  const ProcMem mem_end = ReadProcMem(gw.pid());
   std::printf("\nstreams (medians of %zu runs; %d of %d streams open; load %s):\n", dev_none.size(),
               open, o.streams, Load().c_str());
   std::printf(
@@ -839,9 +848,11 @@ void RunStreams(const Options& o) {
               o.ingest_count, Median(ing_none), o.streams, Median(ing_st),
               Median(ing_st) / Median(ing_none));
   std::printf(
-      "  gateway VmRSS: %.1f MB without streams, %.1f MB with %d (VmHWM %.1f MB); "
-      "streams closed by the gateway %" PRIu64 ", stream.dropped_slow %s\n",
-      mem_none.rss_mb, mem_st.rss_mb, o.streams, mem_st.hwm_mb, st_closed, dropped.dump().c_str());
+      "  gateway VmRSS: %.1f MB without streams, %.1f MB with %d at %.0f readings/s, VmHWM %.1f MB "
+      "after the floods; streams closed by the gateway %" PRIu64 " (dropped as slow in the "
+      "floods: %" PRId64 ")\n",
+      mem_none.rss_mb, mem_st.rss_mb, o.streams, o.stream_rate, mem_end.hwm_mb, st_closed,
+      dropped_in_floods);
 }
 
 }  // namespace
