@@ -291,6 +291,14 @@ class Client {
     std::string req = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
                       token_ + "\r\n" + (gzip ? "Accept-Encoding: gzip\r\n" : "") + "\r\n";
     auto r = conn_->Exchange(req, std::chrono::seconds(30));
+    if (!r.ok() && r.status().code() == outpost::Code::kUnavailable) {
+      // The server closed the idle keep-alive connection (a long direct run in between): once
+      // more on a new one.
+      auto c = RawHttpConnection::Connect(port_);
+      Check(c.status(), "reconnect to the gateway");
+      conn_ = std::make_unique<RawHttpConnection>(std::move(c).value());
+      r = conn_->Exchange(req, std::chrono::seconds(30));
+    }
     Check(r.status(), ("GET " + target).c_str());
     if (r->status != 200) Die("GET " + target + ": " + std::to_string(r->status) + " " + r->body);
     if (r->Header("connection") == "close") conn_.reset();
@@ -798,10 +806,11 @@ void RunStreams(const Options& o) {
     PubResult p = pub.Finish();
     const int64_t dropped = dropped_slow() - dropped_before;
     dropped_in_floods += dropped;
-    std::printf("  %-9s ingest %" PRIu64 " of %" PRIu64 " acked, %.0f readings/s; streamed "
+    std::printf("  %-9s ingest %" PRIu64 " of %" PRIu64
+                " acked, %.0f readings/s; streamed "
                 "readings %" PRIu64 ", streams dropped as slow %" PRId64 "\n",
-                st ? "streams" : "none", p.acked, p.sent, p.rate,
-                st ? st->readings() - before : 0, dropped);
+                st ? "streams" : "none", p.acked, p.sent, p.rate, st ? st->readings() - before : 0,
+                dropped);
     return p.rate;
   };
   std::vector<double> dev_none, dev_st, ser_none, ser_st, ing_none, ing_st;
@@ -849,7 +858,8 @@ void RunStreams(const Options& o) {
               Median(ing_st) / Median(ing_none));
   std::printf(
       "  gateway VmRSS: %.1f MB without streams, %.1f MB with %d at %.0f readings/s, VmHWM %.1f MB "
-      "after the floods; streams closed by the gateway %" PRIu64 " (dropped as slow in the "
+      "after the floods; streams closed by the gateway %" PRIu64
+      " (dropped as slow in the "
       "floods: %" PRId64 ")\n",
       mem_none.rss_mb, mem_st.rss_mb, o.streams, o.stream_rate, mem_end.hwm_mb, st_closed,
       dropped_in_floods);
