@@ -79,7 +79,7 @@ in_root() { chroot "$root" "$@"; }
 dpkg --root="$root" -i "$gw" >"$out/dpkg-v1.log" 2>&1 || { cat "$out/dpkg-v1.log"; fail "install v1"; }
 in_root getent passwd outpost | grep -q ':/var/lib/outpost:/usr/sbin/nologin$' \
   || fail "user outpost: $(in_root getent passwd outpost || echo missing)"
-mode() { stat -c '%a %U:%G' "$root$1"; }
+mode() { in_root stat -c '%a %U:%G' "$1"; }  # names from the root's passwd
 [ "$(mode /var/lib/outpost)" = "750 outpost:outpost" ] || fail "/var/lib/outpost is $(mode /var/lib/outpost)"
 [ "$(mode /etc/outpost)" = "750 root:outpost" ] || fail "/etc/outpost is $(mode /etc/outpost)"
 [ "$(mode /etc/outpost/gateway.yaml)" = "640 root:outpost" ] \
