@@ -50,10 +50,14 @@ function(outpost_test)
   endif()
 endfunction()
 
-# outpost_script_test(NAME <name> SCRIPT <file> [LABELS ...])
-# Registers a shell test (bash, exits non-zero on failure) with CTest; label "unit" by default.
+# outpost_script_test(NAME <name> SCRIPT <file> [LABELS ...] [TIMEOUT s])
+# Registers a shell test (bash, exits non-zero on failure) with CTest; label "unit" by default,
+# timeout 60 s unless given.
 function(outpost_script_test)
-  cmake_parse_arguments(A "" "NAME;SCRIPT" "LABELS" ${ARGN})
+  cmake_parse_arguments(A "" "NAME;SCRIPT;TIMEOUT" "LABELS" ${ARGN})
+  if(NOT A_TIMEOUT)
+    set(A_TIMEOUT 60)
+  endif()
   _outpost_register_sources("" ${A_SCRIPT})
   if(NOT OUTPOST_TESTS)
     return()
@@ -62,7 +66,7 @@ function(outpost_script_test)
     set(A_LABELS unit)
   endif()
   add_test(NAME ${A_NAME} COMMAND bash ${A_SCRIPT})
-  set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT 60
+  set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT}
     ENVIRONMENT "OUTPOST_BINARY_DIR=${CMAKE_BINARY_DIR};OUTPOST_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
 endfunction()
 
