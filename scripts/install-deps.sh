@@ -25,6 +25,7 @@ packages=(
   libsodium-dev libpqxx-dev libpq-dev postgresql postgresql-common libcpp-httplib-dev curl
   procps iproute2 jq wrk systemd
   chromium fonts-dejavu-core
+  g++-aarch64-linux-gnu binutils-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user mmdebstrap
 )
 # The dashboard (web/) builds with node and npm (npm ci at build time); its browser tests drive
 # Debian's chromium. Debian's nodejs and npm, unless a node with its npm is already installed
