@@ -45,8 +45,15 @@ function(outpost_test)
   add_test(NAME ${A_NAME} COMMAND ${A_NAME})
   set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT}
     ENVIRONMENT "OUTPOST_BINARY_DIR=${CMAKE_BINARY_DIR};OUTPOST_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  _outpost_emulator_env(${A_NAME})
   if(A_SERIAL)
     set_tests_properties(${A_NAME} PROPERTIES RUN_SERIAL TRUE)
+    # A SERIAL test loads the machine (thousands of connections, floods, kill rounds) within time
+    # bounds set for native code; qemu-user runs it many times slower, so a cross build labels it
+    # "emulation-slow" and the cross presets leave it out (it still runs in the native build).
+    if(CMAKE_CROSSCOMPILING)
+      set_property(TEST ${A_NAME} APPEND PROPERTY LABELS emulation-slow)
+    endif()
   endif()
 endfunction()
 
@@ -65,9 +72,27 @@ function(outpost_script_test)
   if(NOT A_LABELS)
     set(A_LABELS unit)
   endif()
+  # Script tests check the scripts and units, not the target's binaries: arch-independent, they
+  # run in the native build and a cross build labels them "host-only" (left out by its presets).
+  if(CMAKE_CROSSCOMPILING)
+    list(APPEND A_LABELS host-only)
+  endif()
   add_test(NAME ${A_NAME} COMMAND bash ${A_SCRIPT})
   set_tests_properties(${A_NAME} PROPERTIES LABELS "${A_LABELS}" TIMEOUT ${A_TIMEOUT}
     ENVIRONMENT "OUTPOST_BINARY_DIR=${CMAKE_BINARY_DIR};OUTPOST_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  _outpost_emulator_env(${A_NAME})
+endfunction()
+
+# Cross builds (cmake/toolchains/): a test runs under CMAKE_CROSSCOMPILING_EMULATOR (qemu-user),
+# and the programs it spawns through ChildProcess (outpost-gateway, outpost-cloud) run through
+# the same emulator, passed as OUTPOST_TEST_EMULATOR (space-separated). Script tests get it too
+# (with OUTPOST_CROSS=1) so one that runs our binaries can prefix them or skip.
+function(_outpost_emulator_env test)
+  if(CMAKE_CROSSCOMPILING AND CMAKE_CROSSCOMPILING_EMULATOR)
+    string(REPLACE ";" " " emulator "${CMAKE_CROSSCOMPILING_EMULATOR}")
+    set_property(TEST ${test} APPEND PROPERTY ENVIRONMENT
+      "OUTPOST_TEST_EMULATOR=${emulator}" "OUTPOST_CROSS=1")
+  endif()
 endfunction()
 
 # outpost_browser_test(NAME <name> SCRIPT <file.mjs> [TIMEOUT s])
@@ -83,8 +108,14 @@ function(outpost_browser_test)
     set(A_TIMEOUT 300)
   endif()
   get_filename_component(script "${A_SCRIPT}" ABSOLUTE BASE_DIR "${CMAKE_CURRENT_SOURCE_DIR}")
+  # The browser tests start outpost-gateway from node, which cannot run a target binary without
+  # binfmt: a cross build labels them "host-only" (left out by its presets).
+  set(labels integration)
+  if(CMAKE_CROSSCOMPILING)
+    list(APPEND labels host-only)
+  endif()
   add_test(NAME ${A_NAME} COMMAND ${OUTPOST_NODE} --test ${script})
-  set_tests_properties(${A_NAME} PROPERTIES LABELS integration TIMEOUT ${A_TIMEOUT} RUN_SERIAL TRUE
+  set_tests_properties(${A_NAME} PROPERTIES LABELS "${labels}" TIMEOUT ${A_TIMEOUT} RUN_SERIAL TRUE
     ENVIRONMENT "OUTPOST_BINARY_DIR=${CMAKE_BINARY_DIR};OUTPOST_SOURCE_DIR=${CMAKE_SOURCE_DIR};OUTPOST_WEB_NODE_MODULES=${OUTPOST_WEB_NODE_MODULES}")
 endfunction()
 

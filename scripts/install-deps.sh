@@ -26,6 +26,7 @@ packages=(
   procps iproute2 jq wrk systemd
   chromium fonts-dejavu-core
   dpkg-dev lintian mmdebstrap
+  g++-aarch64-linux-gnu binutils-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user
 )
 # The dashboard (web/) builds with node and npm (npm ci at build time); its browser tests drive
 # Debian's chromium. Debian's nodejs and npm, unless a node with its npm is already installed

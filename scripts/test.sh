@@ -4,21 +4,26 @@
 # for web/ into the build dir and builds the dashboard), checks names with clang-tidy
 # (scripts/lint.sh), runs every unit and integration test (real Mosquitto, SQLite files,
 # PostgreSQL, headless Chromium), then builds the libFuzzer targets with clang and runs each
-# briefly from its seed corpus.
+# briefly from its seed corpus. With --cross it then cross-builds for arm64
+# (scripts/make-sysroot.sh, preset cross-arm64) and runs the unit tests and the gateway's
+# integration tests under qemu-user (not yet part of CI's run: docs/deployment.md, "ARM builds").
 #
-# Usage: scripts/test.sh [--no-lint] [--no-fuzz] [--fuzz-seconds N] [-- extra ctest args]
+# Usage: scripts/test.sh [--no-lint] [--no-fuzz] [--cross] [--fuzz-seconds N] [-- extra ctest args]
+#   --cross     also the arm64 cross build and its emulated tests
 # Environment: JOBS (build parallelism, default: nproc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fuzz=1
 lint=1
+cross=0
 fuzz_seconds=${OUTPOST_FUZZ_SECONDS:-20}
 ctest_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-fuzz) fuzz=0 ;;
     --no-lint) lint=0 ;;
+    --cross) cross=1 ;;
     --fuzz-seconds) fuzz_seconds=$2; shift ;;
     --) shift; ctest_args=("$@"); break ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
@@ -44,5 +49,17 @@ if [ "$fuzz" = 1 ]; then
   cmake --preset fuzz >/dev/null
   cmake --build --preset fuzz -j "$jobs" --target fuzzers
   OUTPOST_FUZZ_SECONDS=$fuzz_seconds ctest --preset fuzz
+fi
+if [ "$cross" = 1 ]; then
+  echo "== cross build (arm64) and tests under qemu-user"
+  t0=$SECONDS
+  scripts/make-sysroot.sh arm64 >/dev/null
+  t1=$SECONDS
+  cmake --preset cross-arm64 >/dev/null
+  cmake --build --preset cross-arm64 -j "$jobs"
+  t2=$SECONDS
+  ctest --preset cross-arm64 -j "$jobs" -L unit
+  ctest --preset cross-arm64 -j "$jobs" -L integration -R '^gateway_'
+  echo "== cross (arm64): sysroot $((t1 - t0)) s, build $((t2 - t1)) s, tests $((SECONDS - t2)) s"
 fi
 echo "== all tests passed"

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -38,6 +39,20 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::Start(ChildProcessOptions op
   std::vector<char*> argv;
   for (auto& s : options.argv) argv.push_back(s.data());
   argv.push_back(nullptr);
+  // A cross-compiled test runs under qemu-user, which cannot exec another target binary (no
+  // binfmt): the kernel refuses it with ENOEXEC. CMake passes the emulator command
+  // (OUTPOST_TEST_EMULATOR, words separated by spaces) so such a program runs through it; host
+  // programs (mosquitto, bash) still exec directly.
+  std::vector<std::string> emulator_words;
+  if (const char* emu = std::getenv("OUTPOST_TEST_EMULATOR"); emu != nullptr) {
+    std::istringstream words(emu);
+    for (std::string w; words >> w;) emulator_words.push_back(w);
+  }
+  std::vector<char*> emulated_argv;
+  if (!emulator_words.empty()) {
+    for (auto& w : emulator_words) emulated_argv.push_back(w.data());
+    for (char* a : argv) emulated_argv.push_back(a);  // ends with argv's nullptr
+  }
 
   const int log_fd =
       ::open(options.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -63,6 +78,9 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::Start(ChildProcessOptions op
       ::execve(argv[0], argv.data(), envp.data());
     } else {
       ::execvpe(argv[0], argv.data(), envp.data());
+    }
+    if (errno == ENOEXEC && !emulated_argv.empty()) {
+      ::execvpe(emulated_argv[0], emulated_argv.data(), envp.data());
     }
     const char msg[] = "ChildProcess: exec failed\n";
     [[maybe_unused]] ssize_t w = ::write(STDERR_FILENO, msg, sizeof msg - 1);
