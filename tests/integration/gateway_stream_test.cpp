@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <iostream>
 #include <map>
 #include <set>
 #include <string>
@@ -345,6 +347,66 @@ TEST_F(GatewayStreamTest, AReplayLargerThanTheStreamBufferArrivesWhole) {
   OUTPOST_ASSERT_OK_AND_ASSIGN(json health, Health(api()));
   EXPECT_EQ(health["stream"]["dropped_slow"], 0);
   EXPECT_EQ(health["stream"]["replayed"], kGap);
+  OUTPOST_EXPECT_OK(h_.StopGateway());
+  // The ring goes to disk once, at the stop; the log says its size and what it cost.
+  const std::string log = h_.gateway_log();
+  const std::size_t kept = log.find("stream: kept ");
+  ASSERT_NE(kept, std::string::npos) << log;
+  std::cout << log.substr(kept, log.find('\n', kept) - kept) << "\n";
+}
+
+// A clean restart keeps the run and the replay ring: an id from before it resumes with exactly
+// the events after it (those sent before the stop, then the new ones), no reset. After kill -9
+// the ring was not kept: the old id gets event: reset, never a silent gap.
+TEST_F(GatewayStreamTest, ResumeAcrossACleanRestartHasNoGapAndAfterKillNineIsAReset) {
+  Start();
+  const std::string ring_file = h_.dir().File("stream-ring");
+  std::string last;
+  {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient a,
+                                 SseClient::Open(api(), "/api/v1/stream?types=reading"));
+    Publish("d1", 1, 10, 10);
+    ASSERT_TRUE(a.WaitEvents(10));
+    last = a.last_id;
+  }
+  Publish("d1", 11, 20, 20);  // sent before the stop, to nobody
+  OUTPOST_ASSERT_OK(h_.StopGateway());
+  EXPECT_TRUE(std::filesystem::exists(ring_file));
+  OUTPOST_ASSERT_OK(h_.StartGateway());
+  EXPECT_FALSE(std::filesystem::exists(ring_file));  // used once: a crash cannot bring it back
+  Publish("d1", 21, 25, 5);                          // the new run's (stored counts this run)
+  OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient b, SseClient::Open(api(), "/api/v1/stream?types=reading",
+                                                            "Last-Event-ID: " + last + "\r\n"));
+  ASSERT_TRUE(b.WaitEvents(15));
+  Publish("d1", 26, 27, 7);  // then live
+  ASSERT_TRUE(b.WaitEvents(17));
+  std::vector<int> seqs;
+  for (const auto& e : b.events) seqs.push_back(e.data["seq"]);
+  std::vector<int> want;
+  for (int i = 11; i <= 27; ++i) want.push_back(i);
+  EXPECT_EQ(seqs, want);
+  EXPECT_EQ(b.Of("reset").size(), 0u);
+  // Ids stay of one run and increase across the restart.
+  const auto seq_of = [](const std::string& id) {
+    return std::stoull(id.substr(id.find('-') + 1));
+  };
+  EXPECT_EQ(b.events.front().id.substr(0, b.events.front().id.find('-')),
+            last.substr(0, last.find('-')));
+  for (std::size_t i = 1; i < b.events.size(); ++i) {
+    EXPECT_LT(seq_of(b.events[i - 1].id), seq_of(b.events[i].id));
+  }
+  EXPECT_LT(seq_of(last), seq_of(b.events.front().id));
+  const std::string before_kill = b.last_id;
+
+  h_.KillGateway();
+  EXPECT_FALSE(std::filesystem::exists(ring_file));
+  OUTPOST_ASSERT_OK(h_.StartGateway());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(SseClient c,
+                               SseClient::Open(api(), "/api/v1/stream?types=reading",
+                                               "Last-Event-ID: " + before_kill + "\r\n"));
+  ASSERT_TRUE(c.WaitEvents(1));
+  EXPECT_EQ(c.events.front().type, "reset");
+  EXPECT_EQ(c.events.front().data["reason"], "unknown_id");
   OUTPOST_EXPECT_OK(h_.StopGateway());
 }
 

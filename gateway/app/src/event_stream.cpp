@@ -201,6 +201,70 @@ void EventHub::Tick(std::int64_t now_ms) {
   }
 }
 
+namespace {
+constexpr std::string_view kSnapshotMagic = "outpost-stream-ring 1\n";
+
+// Reads "<decimal><sep>" off the front of `in`.
+std::optional<std::uint64_t> TakeNumber(std::string_view& in, char sep) {
+  std::uint64_t v = 0;
+  auto [end, ec] = std::from_chars(in.data(), in.data() + in.size(), v);
+  if (ec != std::errc() || end == in.data() + in.size() || *end != sep) return std::nullopt;
+  in.remove_prefix(static_cast<std::size_t>(end - in.data()) + 1);
+  return v;
+}
+}  // namespace
+
+std::string EventHub::Snapshot() const {
+  // "outpost-stream-ring 1\n<run> <next_seq> <events>\n", then per event
+  // "<seq> <type bit> <frame bytes>\n<frame>".
+  std::string out(kSnapshotMagic);
+  out += options_.run + " " + std::to_string(next_seq_) + " " + std::to_string(ring_.size()) + "\n";
+  for (const Event& e : ring_) {
+    out += std::to_string(e.seq) + " " + std::to_string(static_cast<unsigned>(e.type)) + " " +
+           std::to_string(e.frame.size()) + "\n";
+    out += e.frame;
+  }
+  return out;
+}
+
+Status EventHub::Restore(std::string_view in) {
+  const auto bad = [](const std::string& what) {
+    return InvalidArgument("stream ring snapshot: " + what);
+  };
+  if (in.substr(0, kSnapshotMagic.size()) != kSnapshotMagic) return bad("not one (no header)");
+  in.remove_prefix(kSnapshotMagic.size());
+  const std::size_t space = in.find(' ');
+  if (space == std::string_view::npos || space == 0 || space > 64) return bad("no run");
+  std::string run(in.substr(0, space));
+  in.remove_prefix(space + 1);
+  const std::optional<std::uint64_t> next = TakeNumber(in, ' ');
+  const std::optional<std::uint64_t> count = TakeNumber(in, '\n');
+  if (!next || *next == 0 || !count) return bad("no next seq or event count");
+  std::deque<Event> ring;
+  std::uint64_t expect = *next - std::min<std::uint64_t>(*count, *next - 1);
+  for (std::uint64_t i = 0; i < *count; ++i) {
+    const std::optional<std::uint64_t> seq = TakeNumber(in, ' ');
+    const std::optional<std::uint64_t> type = TakeNumber(in, ' ');
+    const std::optional<std::uint64_t> size = TakeNumber(in, '\n');
+    if (!seq || !type || !size || *size > in.size()) {
+      return bad("event " + std::to_string(i) + " is cut short");
+    }
+    if (*seq != expect++) return bad("event " + std::to_string(i) + " is out of sequence");
+    if (*type == 0 || *type > kAllEventTypes || (*type & (*type - 1)) != 0) {
+      return bad("event " + std::to_string(i) + " has an unknown type");
+    }
+    ring.push_back(Event{*seq, static_cast<EventType>(*type), std::string(in.substr(0, *size))});
+    in.remove_prefix(*size);
+  }
+  if (!in.empty()) return bad("bytes after the last event");
+  if (!ring.empty() && ring.back().seq + 1 != *next) return bad("the next seq does not follow");
+  while (ring.size() > options_.replay_events) ring.pop_front();
+  options_.run = std::move(run);
+  ring_ = std::move(ring);
+  next_seq_ = *next;
+  return Status::Ok();
+}
+
 EventHubStats EventHub::stats() const {
   EventHubStats s = n_;
   s.subscribers = subscribers_.size();

@@ -5,8 +5,9 @@
 // replay. A subscriber that sends the id of an event still in the ring (Last-Event-ID) gets
 // every later event (of its types), then the live ones: 0 gaps, 0 duplicates. An id from
 // another run, from the future, malformed, or older than the ring gets `event: reset` first
-// (the client refetches), then the live events. The ring is not persisted (a restart is a new
-// run: every old id resets).
+// (the client refetches), then the live events. Across a clean restart the gateway keeps the
+// run: Snapshot() at the end, Restore() at the next start (the ring, the run and the next seq),
+// so an old id resumes; after a crash the run is new and every old id resets.
 //
 // Pure: no I/O, no clock of its own (time is an argument), unit-tested in event_stream_test.cpp.
 // Thread: not thread-safe; owned by the gateway's event loop thread (the HTTP handlers run
@@ -102,6 +103,14 @@ class EventHub {
   void Tick(std::int64_t now_ms);
 
   EventHubStats stats() const;
+
+  // The ring, the run and the next seq as bytes (format: docs/api.md "Live stream"), and back.
+  // Restore replaces options.run and the ring with the snapshot's (keeping at most
+  // replay_events of its newest events); kInvalidArgument on a malformed snapshot (the hub is
+  // then unchanged). Call Restore before the first Publish or Subscribe.
+  std::string Snapshot() const;
+  Status Restore(std::string_view snapshot);
+  const std::string& run() const { return options_.run; }
   std::string Id(std::uint64_t seq) const { return options_.run + "-" + std::to_string(seq); }
 
  private:

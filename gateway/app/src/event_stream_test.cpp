@@ -202,5 +202,47 @@ TEST(EventHub, HeartbeatEvery15sAndAGoneSinkIsForgotten) {
   EXPECT_EQ(hub.stats().subscribers, 0u);
 }
 
+TEST(EventHub, ASnapshotRestoredInANewHubResumesTheOldIdsAndContinuesTheSeq) {
+  EventHub old(Options(5));
+  for (int i = 0; i < 8; ++i) old.Publish(EventType::kReading, "{\"i\":" + std::to_string(i) + "}");
+  const std::string snap = old.Snapshot();
+  EventHubOptions o = Options(4);  // a smaller ring keeps the newest
+  o.run = "r2";
+  EventHub hub(o);
+  OUTPOST_ASSERT_OK(hub.Restore(snap));
+  EXPECT_EQ(hub.run(), "r1");
+  EXPECT_EQ(hub.stats().ring, 4u);
+  EXPECT_EQ(hub.stats().oldest_seq, 5u);
+  FakeSink a;
+  hub.Subscribe(a.sink(), kAllEventTypes, "r1-6", 0);
+  EXPECT_EQ(hub.Publish(EventType::kAlert, "{}"), "r1-9");  // no id used twice
+  EXPECT_EQ(a.Ids(), (std::vector<std::string>{"r1-7", "r1-8", "r1-9"}));
+  EXPECT_NE(a.got.find("data: {\"i\":6}\n"), std::string::npos);
+  FakeSink b;
+  hub.Subscribe(b.sink(), kAllEventTypes, "r1-3", 0);  // older than the kept ring
+  EXPECT_EQ(b.Ids("reset").size(), 1u);
+
+  // An empty ring restores its run and seq too.
+  EventHub none(Options(5));
+  OUTPOST_ASSERT_OK(none.Restore(EventHub(Options(5)).Snapshot()));
+  EXPECT_EQ(none.Publish(EventType::kHealth, "{}"), "r1-1");
+}
+
+TEST(EventHub, AMalformedSnapshotIsRefusedAndLeavesTheHubAsItWas) {
+  EventHub old(Options(5));
+  for (int i = 0; i < 3; ++i) old.Publish(EventType::kReading, "{}");
+  const std::string snap = old.Snapshot();
+  for (const std::string& bad : {std::string("junk"), snap.substr(0, snap.size() - 1), snap + "x",
+                                 std::string("outpost-stream-ring 1\nr1 4 1\n3 64 2\n{}")}) {
+    EventHubOptions o = Options(5);
+    o.run = "r2";
+    EventHub hub(o);
+    const Status s = hub.Restore(bad);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << bad;
+    EXPECT_EQ(hub.run(), "r2");
+    EXPECT_EQ(hub.Publish(EventType::kReading, "{}"), "r2-1");
+  }
+}
+
 }  // namespace
 }  // namespace outpost::gateway::app

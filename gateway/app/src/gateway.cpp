@@ -1,13 +1,17 @@
 #include "outpost/gateway/app/gateway.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <asio.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
@@ -119,6 +123,73 @@ std::string RandomHex(std::size_t n) {
   return out;
 }
 
+// fsyncs the directory holding `path` (a rename or unlink in it is then durable).
+Status SyncDirOf(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Unavailable(dir + ": " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return Unavailable(dir + ": fsync: " + std::strerror(err));
+  return Status::Ok();
+}
+
+// Writes `bytes` to `path` whole or not at all (a temporary file, fsync, rename, fsync of the
+// directory), mode 0600.
+Status WriteFileDurably(const std::string& path, const std::string& bytes) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Unavailable(tmp + ": " + std::strerror(errno));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  const bool ok = done == bytes.size() && ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  if (!ok) {
+    ::unlink(tmp.c_str());
+    return Unavailable(tmp + ": " + std::strerror(err));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    return Unavailable(path + ": rename: " + std::strerror(e));
+  }
+  return SyncDirOf(path);
+}
+
+// Reads `path` and removes it (durably) before returning its bytes: what it held is used at
+// most once, so a crash later in this run cannot bring it back. nullopt when there is none.
+Result<std::optional<std::string>> TakeFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::optional<std::string>();
+    return Unavailable(path + ": " + std::strerror(errno));
+  }
+  std::string bytes;
+  char buf[64 * 1024];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) != 0) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return Unavailable(path + ": " + std::strerror(err));
+    }
+    bytes.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  if (::unlink(path.c_str()) != 0) return Unavailable(path + ": unlink: " + std::strerror(errno));
+  OUTPOST_RETURN_IF_ERROR(SyncDirOf(path));
+  return std::optional<std::string>(std::move(bytes));
+}
+
 // The `gateway/alerts` message of a raise or clear (docs/formats/topics.md); the stream's `alert`
 // event carries it too, and for an acknowledgement (`state` "acked") also who, when and why.
 json AlertMessage(const model::AlertRow& a, const std::string& gateway_id, const char* state) {
@@ -165,6 +236,10 @@ class Gateway::Impl {
   // returned: runs the loop until every connection is gone.
   Status StartHttp();
   void StopHttp();
+  // The stream's replay ring across a clean restart (config::StreamRingPath): read and removed
+  // at start, written after the drain. A crash leaves no file: the next run is new (a reset).
+  void RestoreStreamRing();
+  void SaveStreamRing();
   http::Router ApiRoutes();
   alerts::Hooks AlertHooks();
   // The device commands (commands_api.h), on the loop; built once the writer runs.
@@ -404,6 +479,7 @@ Status Gateway::Impl::StartHttp() {
   eo.replay_events = config_.http.stream_replay_events;
   eo.run = RandomHex(8);
   events_ = std::make_unique<EventHub>(std::move(eo));
+  RestoreStreamRing();
   for (const auto& [id, d] : pipeline_.registry().devices()) {
     streamed_status_[id] = api::DeviceStatus(d);
   }
@@ -460,6 +536,36 @@ void Gateway::Impl::StopHttp() {
   http_.reset();
   series_reader_.reset();  // after the server: no handler posts any more
   authn_.reset();          // joins its workers; what they post is never run
+}
+
+void Gateway::Impl::RestoreStreamRing() {
+  const std::string path = config::StreamRingPath(config_);
+  auto taken = TakeFile(path);
+  if (!taken.ok()) {
+    spdlog::warn("stream: not resuming the last run's ids: {}", taken.status().ToString());
+    return;
+  }
+  if (!taken->has_value()) return;  // first start, or the last run did not stop cleanly
+  if (Status s = events_->Restore(**taken); !s.ok()) {
+    spdlog::warn("stream: not resuming the last run's ids ({}): {}", path, s.ToString());
+    return;
+  }
+  const EventHubStats st = events_->stats();
+  spdlog::info("stream: resuming run {} with {} events for replay (from {})", events_->run(),
+               st.ring, path);
+}
+
+void Gateway::Impl::SaveStreamRing() {
+  if (!events_) return;
+  const std::string path = config::StreamRingPath(config_);
+  const std::int64_t start_ms = clock_.steady_ms();
+  const std::string snap = events_->Snapshot();
+  if (Status s = WriteFileDurably(path, snap); !s.ok()) {
+    spdlog::error("stream: cannot keep the replay ring for the next start: {}", s.ToString());
+    return;
+  }
+  spdlog::info("stream: kept {} events ({} bytes) for the next start in {} ms",
+               events_->stats().ring, snap.size(), clock_.steady_ms() - start_ms);
 }
 
 void Gateway::Impl::StartCommands(std::vector<commands::Command> stored) {
@@ -711,6 +817,7 @@ ExitReason Gateway::Impl::Run() {
   StopHttp();
   StopUplink();
   writer_->Stop();
+  SaveStreamRing();
   spdlog::info("stopped: {} readings stored this run, {} duplicates dropped, {} rejected",
                n_.stored, pipeline_.counters().duplicates, pipeline_.counters().rejected);
   return exit_reason_;

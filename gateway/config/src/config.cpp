@@ -673,4 +673,6 @@ std::string AdminPasswordPath(const Config& config) {
   return BesideDatabase(config, "admin-password");
 }
 
+std::string StreamRingPath(const Config& config) { return BesideDatabase(config, "stream-ring"); }
+
 }  // namespace outpost::gateway::config

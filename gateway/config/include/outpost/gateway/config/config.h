@@ -212,6 +212,9 @@ std::string AuthPath(const Config& config);
 // The file the first start writes the generated admin password to: admin-password in the
 // directory of storage.path.
 std::string AdminPasswordPath(const Config& config);
+// The live stream's replay ring, written at a clean stop and read (then removed) at the next
+// start: stream-ring in the directory of storage.path.
+std::string StreamRingPath(const Config& config);
 
 // The space of the file system holding the database, as statvfs and stat see it at start.
 struct FileSystemSpace {
