@@ -4,6 +4,15 @@
 // All behaviour is in the core (devices/core, unit-tested on a PC); this file only wires the
 // ESP32 bindings to it. Setup, wiring, flashing and certificates: docs/device_setup.md
 #include "config.h"  // copy config.example.h to config.h and fill it in
+#if __has_include("secrets.h")
+#include "secrets.h"  // AWS_CERT_PRIVATE (git ignores it)
+#define OUTPOST_KEY_COMPILED_IN 1
+#else
+#define OUTPOST_KEY_COMPILED_IN 0
+#endif
+#ifndef OUTPOST_KEY_IN_NVS
+#define OUTPOST_KEY_IN_NVS 0  // a config.h from before: AWS_CERT_PRIVATE is in it or in secrets.h
+#endif
 #include "esp32_ports.h"
 
 using namespace outpost;
@@ -11,7 +20,11 @@ using namespace outpost;
 namespace {
 
 esp32::WifiTransport transport({AWS_IOT_ENDPOINT, MQTT_PORT, MQTT_TLS != 0, AWS_CERT_CA,
-                                AWS_CERT_CRT, AWS_CERT_PRIVATE, /*connect_timeout_ms=*/10'000});
+                                AWS_CERT_CRT, /*key_pem=*/nullptr,
+                                /*connect_timeout_ms=*/10'000});
+#if OUTPOST_KEY_IN_NVS
+esp32::NvsKey device_key;
+#endif
 esp32::EspRandom random_source;
 esp32::SntpClock wall_clock;
 esp32::BoardSensors sensors({DHT_PIN, MOTION_PIN, BATTERY_PIN, BATTERY_DIVIDER, BATTERY_EMPTY_V,
@@ -57,6 +70,18 @@ device::NodePorts MakePorts() {
 
 device::Node node(MakeConfig(), MakePorts());
 
+// The private key: from NVS (stored there first when this build has secrets.h), or compiled in.
+const char* DeviceKey() {
+#if OUTPOST_KEY_IN_NVS
+#if OUTPOST_KEY_COMPILED_IN
+  if (!device_key.Store(AWS_CERT_PRIVATE)) Serial.println("outpost: cannot store the key in NVS");
+#endif
+  return device_key.Load();
+#else
+  return AWS_CERT_PRIVATE;
+#endif
+}
+
 }  // namespace
 
 void setup() {
@@ -68,6 +93,14 @@ void setup() {
   WiFi.setAutoReconnect(true);
   WiFi.begin(WIFI_SSID, WIFI_PASSWORD);  // does not block: the core retries until WiFi is up
   wall_clock.Begin(NTP_SERVER);
+  if (MQTT_TLS != 0) {
+    const char* key = DeviceKey();
+    if (key == nullptr) {
+      Serial.println("outpost: no device key (secrets.h, or NVS from an earlier build): "
+                     "connecting without a client certificate; the broker will refuse it");
+    }
+    transport.SetKey(key);
+  }
   transport.Begin();
   watchdog.Begin(WATCHDOG_TIMEOUT_S);
 

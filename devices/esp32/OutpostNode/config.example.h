@@ -1,5 +1,5 @@
 // Outpost node configuration. Copy this file to config.h (same folder) and fill it in; config.h
-// is ignored by git because it holds secrets. Every name the seed sketch used (WIFI_SSID,
+// is ignored by git because it holds the WiFi password. Every name the seed sketch used (WIFI_SSID,
 // WIFI_PASSWORD, AWS_IOT_ENDPOINT, AWS_CERT_CA, AWS_CERT_CRT, AWS_CERT_PRIVATE) keeps its meaning.
 // Setup guide: docs/device_setup.md
 #pragma once
@@ -25,8 +25,8 @@
 #define OUTPOST_NATIVE_TOPICS 1
 
 // ---- TLS (used when MQTT_TLS is 1) ----
-// The CA that signed the broker's certificate, and this device's own certificate and key (PEM).
-// See docs/device_setup.md "Certificates" for making them with openssl.
+// The CA that signed the broker's certificate (the device refuses any other broker) and this
+// device's own certificate (PEM). outpost-provision writes both (docs/device_setup.md).
 static const char AWS_CERT_CA[] = R"PEM(
 -----BEGIN CERTIFICATE-----
 ...
@@ -37,11 +37,11 @@ static const char AWS_CERT_CRT[] = R"PEM(
 ...
 -----END CERTIFICATE-----
 )PEM";
-static const char AWS_CERT_PRIVATE[] = R"PEM(
------BEGIN PRIVATE KEY-----
-...
------END PRIVATE KEY-----
-)PEM";
+// The private key is not here: it is AWS_CERT_PRIVATE in secrets.h (copy secrets.example.h, or
+// take the one outpost-provision wrote; git ignores it). With OUTPOST_KEY_IN_NVS 1 a build with
+// secrets.h stores the key in NVS on its first boot; then delete secrets.h and build again: that
+// firmware carries no key and loads it from NVS. 0: the key is compiled in from secrets.h.
+#define OUTPOST_KEY_IN_NVS 1
 
 // ---- time ----
 #define NTP_SERVER "pool.ntp.org"  // readings carry Unix time once synced, uptime before

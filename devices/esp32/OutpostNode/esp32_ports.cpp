@@ -7,6 +7,8 @@
 #include <esp_timer.h>
 #include <sys/time.h>
 
+#include <cstring>
+
 namespace outpost::esp32 {
 
 std::int64_t NowMs() { return esp_timer_get_time() / 1000; }
@@ -14,15 +16,17 @@ std::int64_t NowMs() { return esp_timer_get_time() / 1000; }
 // ---- WifiTransport ----
 
 WifiTransport::WifiTransport(const BrokerOptions& options)
-    : options_(options), client_(options.tls ? static_cast<Client*>(&secure_) : &plain_) {
-  if (options_.tls) {
-    secure_.setCACert(options_.ca_pem);
-    if (options_.cert_pem != nullptr) secure_.setCertificate(options_.cert_pem);
-    if (options_.key_pem != nullptr) secure_.setPrivateKey(options_.key_pem);
-  }
-}
+    : options_(options), client_(options.tls ? static_cast<Client*>(&secure_) : &plain_) {}
 
 void WifiTransport::Begin() {
+  if (options_.tls) {
+    secure_.setCACert(options_.ca_pem);
+    // A certificate without its key (or a key without its certificate) is not presented.
+    if (options_.cert_pem != nullptr && options_.key_pem != nullptr) {
+      secure_.setCertificate(options_.cert_pem);
+      secure_.setPrivateKey(options_.key_pem);
+    }
+  }
   // 8 KiB: the TLS handshake (mbedTLS) runs on this task's stack.
   xTaskCreatePinnedToCore(&WifiTransport::ConnectorTask, "outpost-connect", 8192, this, 1, &task_,
                           tskNO_AFFINITY);
@@ -138,6 +142,30 @@ bool NvsSettings::GetU32(const char* key, std::uint32_t& value) {
 
 bool NvsSettings::PutU32(const char* key, std::uint32_t value) {
   return open_ && prefs_.putUInt(key, value) == sizeof(std::uint32_t);
+}
+
+// ---- NvsKey ----
+
+bool NvsKey::Store(const char* pem) {
+  std::size_t size = pem == nullptr ? 0 : std::strlen(pem);
+  if (size == 0 || size > kMaxPemBytes) return false;
+  if (const char* stored = Load(); stored != nullptr && std::strcmp(stored, pem) == 0) return true;
+  Preferences prefs;
+  if (!prefs.begin("outpost-key", /*readOnly=*/false)) return false;
+  bool ok = prefs.putBytes("pem", pem, size) == size;
+  prefs.end();
+  return ok;
+}
+
+const char* NvsKey::Load() {
+  Preferences prefs;
+  if (!prefs.begin("outpost-key", /*readOnly=*/true)) return nullptr;
+  std::size_t size = prefs.getBytesLength("pem");
+  bool ok = size > 0 && size <= kMaxPemBytes && prefs.getBytes("pem", pem_, size) == size;
+  prefs.end();
+  if (!ok) return nullptr;
+  pem_[size] = '\0';
+  return pem_;
 }
 
 // ---- RtcSlowMemory ----

@@ -30,7 +30,7 @@ struct BrokerOptions {
   bool tls;
   const char* ca_pem;    // used when tls
   const char* cert_pem;  // device certificate; nullptr: none
-  const char* key_pem;
+  const char* key_pem;   // its private key; nullptr: none (or SetKey() before Begin())
   std::uint32_t connect_timeout_ms;
 };
 
@@ -40,7 +40,10 @@ struct BrokerOptions {
 class WifiTransport final : public device::Transport {
  public:
   explicit WifiTransport(const BrokerOptions& options);
-  void Begin();  // creates the connector task; call once in setup()
+  // The private key when it is read at run time (NvsKey). Before Begin(); `pem` must outlive
+  // the transport.
+  void SetKey(const char* pem) { options_.key_pem = pem; }
+  void Begin();  // loads the TLS material, creates the connector task; call once in setup()
 
   void Connect() override;
   std::size_t Write(const std::uint8_t* data, std::size_t size) override;
@@ -109,6 +112,22 @@ class NvsSettings final : public device::Settings {
  private:
   Preferences prefs_;
   bool open_ = false;
+};
+
+// The device's private key (PEM) in NVS, namespace "outpost-key", so that the firmware image
+// carries no secret: a build with secrets.h stores it once, later builds only load it. NVS is
+// plain flash unless flash and NVS encryption are enabled (docs/device_setup.md).
+class NvsKey {
+ public:
+  static constexpr std::size_t kMaxPemBytes = 2048;  // a P-256 key is ~240, RSA-2048 ~1,700
+  // Writes `pem` unless the same key is already stored (no flash wear on every boot).
+  // False: NVS cannot be opened, the key is empty or longer than kMaxPemBytes, or the write failed.
+  bool Store(const char* pem);
+  // The stored key, or nullptr when there is none (or it does not fit).
+  const char* Load();
+
+ private:
+  char pem_[kMaxPemBytes + 1] = {};
 };
 
 // RTC slow memory: survives deep sleep, not power loss.
