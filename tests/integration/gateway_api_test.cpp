@@ -442,6 +442,19 @@ TEST_F(GatewayApiTest, HealthzMetricsAndHealthShowTheStatusReportsNumbers) {
   EXPECT_GT(health["store"]["disk_free_bytes"].get<std::int64_t>(), 0);
   EXPECT_GT(health["rss_bytes"].get<std::int64_t>(), 0);
   EXPECT_TRUE(health["cloud"]["backlog"].contains("readings"));
+  // The ingest rate: readings made durable per second over the last 10 s, once a second passed.
+  for (int i = 0; i < 20; ++i) {
+    OUTPOST_ASSERT_OK(h_.devices().Publish("sensors/d1/data", Native("d1", 100 + i, 22.0), 1));
+  }
+  OUTPOST_ASSERT_OK(h_.WaitStatus([](const json& j) {
+    return j["ingest"]["stored"] == 23 && j["ingest"]["rate_per_s"].is_number() &&
+           j["ingest"]["rate_per_s"].get<double>() > 0;
+  }));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(health, GetJson(api(), "/api/v1/health"));
+  ASSERT_TRUE(health["ingest"]["rate_per_s"].is_number()) << health["ingest"].dump();
+  // 23 readings in all, and the window spans at least a second.
+  EXPECT_LE(health["ingest"]["rate_per_s"].get<double>(), 23.0);
+
   // The same report as gateway/status: the same keys.
   OUTPOST_ASSERT_OK_AND_ASSIGN(json status, h_.GetStatus());
   for (auto& [key, value] : status.items()) EXPECT_TRUE(health.contains(key)) << key;
@@ -450,7 +463,7 @@ TEST_F(GatewayApiTest, HealthzMetricsAndHealthShowTheStatusReportsNumbers) {
   OUTPOST_ASSERT_OK(m);
   EXPECT_EQ(m->status, 200);
   EXPECT_EQ(m->Header("content-type").rfind("text/plain", 0), 0u) << m->Header("content-type");
-  EXPECT_EQ(Sample(m->body, "outpost_gateway_ingest_stored"), 3) << m->body;
+  EXPECT_EQ(Sample(m->body, "outpost_gateway_ingest_stored"), 23) << m->body;
   EXPECT_EQ(Sample(m->body, "outpost_gateway_devices_count"), 3);
   EXPECT_EQ(Sample(m->body, "outpost_gateway_mqtt_connected"), 1);
   EXPECT_GT(Sample(m->body, "outpost_gateway_store_disk_free_bytes"), 0);

@@ -532,15 +532,9 @@ function healthPage(root) {
   const box = el('div.grid');
   root.append(el('div.toolbar', {}, el('h1', { text: 'Gateway health' })), box);
   const fmtBytes = (b) => (b >= 1 << 30 ? `${(b / (1 << 30)).toFixed(1)} GiB` : b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(1)} MiB` : `${Math.round((b || 0) / 1024)} KiB`);
-  let prev = null; // the previous report: the ingest rate is the difference
   function render(h) {
     const g = (path) => path.split('.').reduce((o, k) => (o == null ? undefined : o[k]), h);
-    const at = Date.now();
-    let rate = '—';
-    if (prev && at > prev.at && g('ingest.stored') >= prev.stored) {
-      rate = ((g('ingest.stored') - prev.stored) / ((at - prev.at) / 1000)).toFixed(1);
-    }
-    prev = { at, stored: g('ingest.stored') };
+    const rate = typeof g('ingest.rate_per_s') === 'number' ? g('ingest.rate_per_s').toFixed(1) : '—';
     const uplink = g('cloud.enabled') === false ? 'off'
       : g('cloud.last_error') ? `error: ${g('cloud.last_error')}` : g('cloud.enabled') ? 'ok' : '—';
     const card = (title, rows) => el('section.card', {}, el('h2', { text: title }),

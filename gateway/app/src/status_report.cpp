@@ -9,6 +9,7 @@ namespace {
 using nlohmann::json;
 
 double Seconds(std::int64_t ms) { return static_cast<double>(ms) / 1000.0; }
+double Round1(double v) { return std::round(v * 10.0) / 10.0; }
 
 json CloudJson(const StatusInputs& in) {
   const model::OutboxStats& outbox = in.outbox;
@@ -58,6 +59,27 @@ json CloudJson(const StatusInputs& in) {
 
 }  // namespace
 
+void RateMeter::Sample(std::int64_t mono_ms, std::uint64_t total) {
+  if (size_ > 0) {
+    const Point& newest = ring_[(next_ + ring_.size() - 1) % ring_.size()];
+    if (newest.ms / 1000 == mono_ms / 1000) return;  // one sample per second
+  }
+  ring_[next_] = Point{mono_ms, total};
+  next_ = (next_ + 1) % ring_.size();
+  size_ = std::min(size_ + 1, ring_.size());
+}
+
+std::optional<double> RateMeter::PerSecond(std::int64_t mono_ms, std::uint64_t total) const {
+  for (std::size_t i = 0; i < size_; ++i) {  // oldest first
+    const Point& p = ring_[(next_ + ring_.size() - size_ + i) % ring_.size()];
+    const std::int64_t age_ms = mono_ms - p.ms;
+    if (age_ms > kWindowMs) continue;
+    if (age_ms < 1000 || total < p.total) return std::nullopt;
+    return static_cast<double>(total - p.total) * 1000.0 / static_cast<double>(age_ms);
+  }
+  return std::nullopt;
+}
+
 LatencySummary Summarize(const LatencyHistogram& histogram) {
   return LatencySummary{histogram.Percentile(0.5), histogram.Percentile(0.99), histogram.count()};
 }
@@ -91,6 +113,7 @@ json StatusReport(const StatusInputs& in) {
        {{"messages", n.messages},
         {"received", n.readings_received},
         {"stored", n.stored},
+        {"rate_per_s", in.ingest_rate_per_s ? json(Round1(*in.ingest_rate_per_s)) : json(nullptr)},
         {"duplicates", n.duplicates},
         {"seq_gaps", n.seq_gaps},
         {"beyond_dedupe_window", n.beyond_window},

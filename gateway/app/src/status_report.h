@@ -65,6 +65,25 @@ class LatencyHistogram {
   std::uint64_t count_ = 0;
 };
 
+// A running total's growth per second over the last 10 s (`ingest.rate_per_s`). Sampled on the
+// loop's tick, keeping the first sample of each second: fixed memory, no timer of its own.
+class RateMeter {
+ public:
+  static constexpr std::int64_t kWindowMs = 10'000;
+  void Sample(std::int64_t mono_ms, std::uint64_t total);
+  // The growth since the oldest sample at most kWindowMs old; nullopt when that spans less than
+  // a second (just started) or there is none (no tick for 10 s).
+  std::optional<double> PerSecond(std::int64_t mono_ms, std::uint64_t total) const;
+
+ private:
+  struct Point {
+    std::int64_t ms;
+    std::uint64_t total;
+  };
+  std::array<Point, kWindowMs / 1000 + 1> ring_{};
+  std::size_t size_ = 0, next_ = 0;  // next_: where the next sample goes (the oldest when full)
+};
+
 // One latency window as the report shows it: p50/p99 in ms (-1 when empty) and the samples.
 struct LatencySummary {
   std::int64_t p50_ms = -1, p99_ms = -1;
@@ -89,6 +108,7 @@ struct StatusInputs {
   std::size_t devices = 0, online = 0, sleeping = 0, offline = 0, max_devices = 0;
 
   const GatewayCounters* counters = nullptr;  // required
+  std::optional<double> ingest_rate_per_s;    // readings stored per second (RateMeter)
   std::size_t queue_depth = 0, queue_max = 0;
   bool paused = false;
   LatencySummary receive_to_commit, device_to_commit;

@@ -187,5 +187,36 @@ TEST(StatusReport, HasEveryKeyTheDocsPromise) {
   }
 }
 
+TEST(RateMeter, GrowthPerSecondOverTheLastTenSeconds) {
+  RateMeter m;
+  EXPECT_FALSE(m.PerSecond(0, 0).has_value()) << "no sample yet";
+  m.Sample(0, 0);
+  m.Sample(400, 40);  // the same second: ignored
+  EXPECT_FALSE(m.PerSecond(900, 90).has_value()) << "less than a second of history";
+  for (std::int64_t s = 1; s <= 30; ++s) m.Sample(s * 1000, static_cast<std::uint64_t>(s * 100));
+  // Steady 100/s: the oldest sample within 10 s is from 21 s (2,100); at 30.5 s the total is 3,050.
+  ASSERT_TRUE(m.PerSecond(30'500, 3'050).has_value());
+  EXPECT_NEAR(*m.PerSecond(30'500, 3'050), (3'050.0 - 2'100.0) / 9.5, 1e-9);
+  // Nothing more stored: the rate falls as the window slides, to 0 after 10 s.
+  for (std::int64_t s = 31; s <= 45; ++s) m.Sample(s * 1000, 3'000);
+  EXPECT_DOUBLE_EQ(*m.PerSecond(45'000, 3'000), 0.0);
+}
+
+TEST(RateMeter, NoTickForTheWholeWindowGivesNoRate) {
+  RateMeter m;
+  m.Sample(0, 0);
+  m.Sample(1'000, 10);
+  EXPECT_FALSE(m.PerSecond(12'000, 10).has_value());
+}
+
+TEST(StatusReport, IngestRateIsRoundedOrNull) {
+  GatewayCounters n;
+  StatusInputs in;
+  in.counters = &n;
+  EXPECT_TRUE(StatusReport(in)["ingest"]["rate_per_s"].is_null());
+  in.ingest_rate_per_s = 12.345;
+  EXPECT_DOUBLE_EQ(StatusReport(in)["ingest"]["rate_per_s"].get<double>(), 12.3);
+}
+
 }  // namespace
 }  // namespace outpost::gateway::app
