@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <chrono>
@@ -621,6 +622,66 @@ TEST_F(GatewayApiTest, BadRequestsGetClear4xxAndChangeNothing) {
   OUTPOST_ASSERT_OK(z);
   EXPECT_EQ(z->status, 200);
   OUTPOST_ASSERT_OK(h_.StopGateway());
+}
+
+std::string Gunzip(const std::string& in) {
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 16) != Z_OK) return {};
+  std::string out(64 * 1024, '\0');
+  std::size_t used = 0;
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    if (used == out.size()) out.resize(out.size() * 2);
+    z.next_out = reinterpret_cast<Bytef*>(out.data() + used);
+    z.avail_out = static_cast<uInt>(out.size() - used);
+    rc = inflate(&z, Z_NO_FLUSH);
+    used = out.size() - z.avail_out;
+  }
+  inflateEnd(&z);
+  if (rc != Z_STREAM_END) return {};
+  out.resize(used);
+  return out;
+}
+
+// A large series answer is gzip-encoded when the client accepts it (on the reader thread) and
+// decodes to the identity answer; a small one is sent as it is; both say Vary.
+TEST_F(GatewayApiTest, LargeSeriesAnswersAreGzipEncodedWhenAccepted) {
+  StartWith({"d1"});
+  constexpr int kReadings = 200;
+  for (int i = 0; i < kReadings; ++i) {
+    OUTPOST_ASSERT_OK(
+        h_.devices().Publish("sensors/g1/data", Native("g1", i + 1, 20 + i * 0.01), 1));
+  }
+  OUTPOST_ASSERT_OK(
+      h_.WaitStatus([](const json& j) { return j["ingest"]["stored"] == kReadings + 1; }));
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+  const std::string range =
+      "&from=" + std::to_string(now - 3'600'000) + "&to=" + std::to_string(now + 3'600'000);
+  for (const std::string format : {"", "&format=csv"}) {
+    const std::string target =
+        "/api/v1/series?device=g1&metric=temperature&raw=1&limit=1000" + range + format;
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto plain, Get(api(), target));
+    ASSERT_EQ(plain.status, 200) << plain.body;
+    EXPECT_EQ(plain.Header("content-encoding"), "");
+    EXPECT_EQ(plain.Header("vary"), "Accept-Encoding");
+    ASSERT_GE(plain.body.size(), 1024u) << "too small to be compressed: " << plain.body;
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto gz, Get(api(), target, "Accept-Encoding: gzip\r\n"));
+    ASSERT_EQ(gz.status, 200);
+    EXPECT_EQ(gz.Header("content-encoding"), "gzip") << format;
+    EXPECT_EQ(gz.Header("vary"), "Accept-Encoding");
+    EXPECT_LT(gz.body.size(), plain.body.size());
+    EXPECT_EQ(Gunzip(gz.body), plain.body) << format;
+  }
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto small,
+                               Get(api(), "/api/v1/series?device=g1&metric=temperature&points=1",
+                                   "Accept-Encoding: gzip\r\n"));
+  EXPECT_EQ(small.status, 200);
+  EXPECT_LT(small.body.size(), 1024u);
+  EXPECT_EQ(small.Header("content-encoding"), "") << "a small answer is sent as it is";
 }
 
 // Readings published through Mosquitto appear in /api/v1/series: buckets with the raw extrema

@@ -100,13 +100,8 @@ http::Response Cacheable(const http::Request& q, const json& j) {
     r.status = 304;
     r.body.clear();
     r.content_type.clear();
-  } else if (gzip) {
-    if (std::string z = web::Gzip(r.body); !z.empty()) {
-      r.body = std::move(z);
-      r.headers.emplace_back("Content-Encoding", "gzip");
-    } else {
-      etag = api::ETag(r.body);  // not compressed after all: the identity tag
-    }
+  } else if (gzip && !web::GzipBody(&r)) {
+    etag = api::ETag(r.body);  // not compressed after all: the identity tag
   }
   r.headers.emplace_back("ETag", std::move(etag));
   return r;

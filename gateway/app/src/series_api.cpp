@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "outpost/gateway/web/assets.h"
+
 namespace outpost::gateway::app::series {
 namespace {
 
@@ -199,31 +201,37 @@ http::Response Answer(const SeriesRequest& q, store::StoreReader& reader) {
 
 void AddSeriesRoute(http::Router* router, store::ReaderThread* reader,
                     std::function<std::int64_t()> now_ms) {
-  router->Add(
-      "GET", "/api/v1/series",
-      [reader, now_ms = std::move(now_ms)](http::Request req, http::Responder r) {
-        std::string bad_param;
-        auto q = ParseSeriesRequest(req.params, now_ms(), &bad_param);
-        if (!q.ok()) {
-          return r.Send(http::Problem(400, "bad_" + bad_param, q.status().message()));
-        }
-        if (reader == nullptr) {
-          return r.Send(http::Problem(503, "unavailable", "the store reader is not open"));
-        }
-        // The Responder moves into the job: answered from the reader thread, or (when the
-        // queue is full) here.
-        auto responder = std::make_shared<http::Responder>(std::move(r));
-        const bool queued = reader->TryPost([q = *std::move(q), responder](store::StoreReader& sr) {
-          responder->Send(Answer(q, sr));
-        });
-        if (!queued) {
-          http::Response busy = http::Problem(503, "busy",
-                                              "more than " + std::to_string(kMaxQueuedQueries) +
-                                                  " series queries are waiting; retry shortly");
-          busy.headers.emplace_back("Retry-After", "1");
-          responder->Send(std::move(busy));
-        }
-      });
+  router->Add("GET", "/api/v1/series",
+              [reader, now_ms = std::move(now_ms)](http::Request req, http::Responder r) {
+                std::string bad_param;
+                auto q = ParseSeriesRequest(req.params, now_ms(), &bad_param);
+                if (!q.ok()) {
+                  return r.Send(http::Problem(400, "bad_" + bad_param, q.status().message()));
+                }
+                if (reader == nullptr) {
+                  return r.Send(http::Problem(503, "unavailable", "the store reader is not open"));
+                }
+                // The Responder moves into the job: answered from the reader thread, or (when the
+                // queue is full) here.
+                // A large answer is gzip-encoded on the reader thread when the client accepts it.
+                const bool gzip = web::AcceptsGzip(req.Header("accept-encoding"));
+                auto responder = std::make_shared<http::Responder>(std::move(r));
+                const bool queued =
+                    reader->TryPost([q = *std::move(q), gzip, responder](store::StoreReader& sr) {
+                      http::Response a = Answer(q, sr);
+                      a.headers.emplace_back("Vary", "Accept-Encoding");
+                      if (gzip && a.status == 200) web::GzipBody(&a);
+                      responder->Send(std::move(a));
+                    });
+                if (!queued) {
+                  http::Response busy =
+                      http::Problem(503, "busy",
+                                    "more than " + std::to_string(kMaxQueuedQueries) +
+                                        " series queries are waiting; retry shortly");
+                  busy.headers.emplace_back("Retry-After", "1");
+                  responder->Send(std::move(busy));
+                }
+              });
 }
 
 }  // namespace outpost::gateway::app::series

@@ -82,6 +82,15 @@ std::string Gzip(std::string_view body) {
   return out;
 }
 
+bool GzipBody(http::Response* r) {
+  if (r->body.size() < kMinGzipBytes) return false;
+  std::string z = Gzip(r->body);
+  if (z.empty()) return false;
+  r->body = std::move(z);
+  r->headers.emplace_back("Content-Encoding", "gzip");
+  return true;
+}
+
 http::Response Serve(const AssetTable& table, const http::Request& request) {
   std::string_view path = request.path;
   if (path == "/index.html") path = "/";

@@ -53,6 +53,10 @@ inline constexpr std::size_t kMinGzipBytes = 1024;
 
 // Gzip-encodes `body` (zlib, fastest level: the event loop pays for it). Empty on a zlib error.
 std::string Gzip(std::string_view body);
+// An API answer's body gzip-encoded in place (Content-Encoding: gzip added) when it is at least
+// kMinGzipBytes; false, the response untouched, when it is smaller or zlib failed. The caller
+// decides whether the client accepts gzip and adds Vary.
+bool GzipBody(http::Response* r);
 
 // The response to a GET/HEAD of `request.path` from `table`: "/" and "/index.html" are the
 // index; gzip when accepted (Vary: Accept-Encoding; the gzip variant's ETag ends in "-gz");
