@@ -1,5 +1,6 @@
 #include "codec.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace outpost::gateway::store::codec {
@@ -126,6 +127,33 @@ bool MetricReader::Next(PackedMetric* m) {
   }
   m->value = LoadDouble(in_.data());
   in_.remove_prefix(8);
+  return true;
+}
+
+bool SummarizeBlock(const std::vector<BlockReading>& readings, std::vector<MetricSummary>* out) {
+  out->clear();
+  std::vector<int64_t> seen;  // keys already counted for the current reading
+  for (const BlockReading& r : readings) {
+    seen.clear();
+    MetricReader reader(r.metrics);
+    PackedMetric pm;
+    while (reader.Next(&pm)) {
+      if (std::find(seen.begin(), seen.end(), pm.key) != seen.end()) continue;
+      seen.push_back(pm.key);
+      auto it =
+          std::lower_bound(out->begin(), out->end(), pm.key,
+                           [](const MetricSummary& s, int64_t key) { return s.metric_key < key; });
+      if (it == out->end() || it->metric_key != pm.key) {
+        out->insert(it, MetricSummary{pm.key, 1, pm.value, pm.value, pm.value});
+        continue;
+      }
+      ++it->n;
+      it->min = std::min(it->min, pm.value);
+      it->max = std::max(it->max, pm.value);
+      it->sum += pm.value;
+    }
+    if (reader.corrupt()) return false;
+  }
   return true;
 }
 

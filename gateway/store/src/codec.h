@@ -75,6 +75,17 @@ struct BlockScratch {
 void EncodeBlock(const std::vector<BlockReading>& readings, BlockScratch* scratch,
                  std::string* out);
 
+// A block's aggregate of one metric (booleans as 0/1), kept beside the block so that a query
+// whose bucket holds the whole block need not decode it (docs/formats/store.md).
+struct MetricSummary {
+  int64_t metric_key;
+  int64_t n;
+  double min, max, sum;
+};
+// The summaries of every metric in `readings` (the first value of a key in a reading counts,
+// as when the block is decoded), ordered by metric key. False on a corrupt metrics blob.
+bool SummarizeBlock(const std::vector<BlockReading>& readings, std::vector<MetricSummary>* out);
+
 // Decodes the points of `metric_key` with from <= ts < to, appending to `out` as (ts, value).
 // `ts_scratch` is reused. False on corrupt input.
 struct TsValue {

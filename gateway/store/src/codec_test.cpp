@@ -132,5 +132,36 @@ TEST(Block, CorruptInputIsRejectedNotRead) {
   }
 }
 
+TEST(Block, SummariesCountEachMetricOnceAReadingBooleansAsZeroOne) {
+  std::string a, b, c;
+  AppendMetric(&a, 1, false, 20.5);
+  AppendMetric(&a, 2, true, 1);
+  AppendMetric(&a, 1, false, 99);  // a second value of key 1 in one reading: not counted
+  AppendMetric(&b, 1, false, -3);
+  AppendMetric(&c, 2, true, 0);
+  AppendMetric(&c, 7, false, 4);
+  std::vector<BlockReading> readings = {
+      {1, 10, 10, 0, 1, 1, 0, a}, {2, 20, 20, 0, 1, 2, 0, b}, {3, 30, 30, 0, 1, 3, 0, c}};
+  std::vector<MetricSummary> s;
+  ASSERT_TRUE(SummarizeBlock(readings, &s));
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_EQ(s[0].metric_key, 1);
+  EXPECT_EQ(s[0].n, 2);
+  EXPECT_EQ(s[0].min, -3);
+  EXPECT_EQ(s[0].max, 20.5);
+  EXPECT_EQ(s[0].sum, 17.5);
+  EXPECT_EQ(s[1].metric_key, 2);
+  EXPECT_EQ(s[1].n, 2);
+  EXPECT_EQ(s[1].min, 0);
+  EXPECT_EQ(s[1].max, 1);
+  EXPECT_EQ(s[1].sum, 1);
+  EXPECT_EQ(s[2].metric_key, 7);
+  EXPECT_EQ(s[2].n, 1);
+
+  std::string corrupt = a.substr(0, a.size() - 3);  // a double cut short
+  readings[1].metrics = corrupt;
+  EXPECT_FALSE(SummarizeBlock(readings, &s));
+}
+
 }  // namespace
 }  // namespace outpost::gateway::store::codec

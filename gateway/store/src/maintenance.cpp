@@ -38,6 +38,9 @@ Status Maintenance::Prepare(Connection& c) {
   OUTPOST_RETURN_IF_ERROR(c.Prepare(&insert_block,
                                     "INSERT INTO blocks(device_key, start_ts, end_ts, pass, n, "
                                     "data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+  OUTPOST_RETURN_IF_ERROR(c.Prepare(&insert_summary,
+                                    "INSERT INTO block_summaries(block_id, metric_key, n, min, "
+                                    "max, sum) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
   OUTPOST_RETURN_IF_ERROR(c.Prepare(&delete_hot_upto, "DELETE FROM hot WHERE id <= ?1"));
   OUTPOST_RETURN_IF_ERROR(c.Prepare(
       &blocks_older, "SELECT id, n FROM blocks WHERE end_ts < ?1 ORDER BY end_ts LIMIT ?2"));
@@ -211,6 +214,7 @@ Status Store::Impl::Compact(size_t budget) {
     std::vector<codec::BlockReading> block;
     codec::BlockScratch scratch;
     std::string data;
+    std::vector<codec::MetricSummary> summaries;
     auto flush = [&](int64_t device_key) -> Status {
       if (block.empty()) return Status::Ok();
       codec::EncodeBlock(block, &scratch, &data);
@@ -221,8 +225,27 @@ Status Store::Impl::Compact(size_t budget) {
       OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(ins, 4, pass));
       OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(ins, 5, static_cast<sqlite3_int64>(block.size())));
       OUTPOST_RETURN_IF_ERROR(sqlite::BindBlob(ins, 6, data));
+      OUTPOST_RETURN_IF_ERROR(conn.Run(maintenance.insert_block, "insert block"));
+      // The block's summaries: metric key 0 is the block itself (n readings), the mark that its
+      // metrics are summarized; blocks from before schema 7 have none and are decoded.
+      const int64_t block_id = sqlite3_last_insert_rowid(conn.db());
+      if (!codec::SummarizeBlock(block, &summaries)) {
+        return Status(Code::kDataLoss, "store " + opt.path + ": corrupt metrics in a hot row");
+      }
+      summaries.insert(summaries.begin(),
+                       codec::MetricSummary{0, static_cast<int64_t>(block.size()), 0, 0, 0});
+      for (const codec::MetricSummary& m : summaries) {
+        sqlite3_stmt* sum = maintenance.insert_summary.get();
+        OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(sum, 1, block_id));
+        OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(sum, 2, m.metric_key));
+        OUTPOST_RETURN_IF_ERROR(sqlite::BindInt64(sum, 3, m.n));
+        OUTPOST_RETURN_IF_ERROR(sqlite::BindDouble(sum, 4, m.min));
+        OUTPOST_RETURN_IF_ERROR(sqlite::BindDouble(sum, 5, m.max));
+        OUTPOST_RETURN_IF_ERROR(sqlite::BindDouble(sum, 6, m.sum));
+        OUTPOST_RETURN_IF_ERROR(conn.Run(maintenance.insert_summary, "insert block summary"));
+      }
       block.clear();
-      return conn.Run(maintenance.insert_block, "insert block");
+      return Status::Ok();
     };
     for (size_t i = 0; i < rows.size(); ++i) {
       const HotRow& r = rows[i];

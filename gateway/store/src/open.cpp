@@ -168,6 +168,20 @@ CREATE INDEX commands_by_device ON commands(device_id, seq);
 ALTER TABLE devices ADD COLUMN native INTEGER NOT NULL DEFAULT 0;
 UPDATE devices SET native = 1 WHERE boot != 0 OR last_seq != 0;
 )sql",
+    // 7: per-block, per-metric aggregates for long-range series (docs/formats/store.md).
+    R"sql(
+CREATE TABLE block_summaries(
+  block_id INTEGER NOT NULL,
+  metric_key INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  min REAL NOT NULL,
+  max REAL NOT NULL,
+  sum REAL NOT NULL,
+  PRIMARY KEY (block_id, metric_key)) WITHOUT ROWID;
+CREATE TRIGGER blocks_drop_summaries AFTER DELETE ON blocks BEGIN
+  DELETE FROM block_summaries WHERE block_id = old.id;
+END;
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
 

@@ -142,8 +142,8 @@ struct SeriesQuery {
 
 // maintenance.cpp: retention, alert history and compaction.
 struct Maintenance {
-  Stmt hot_oldest, insert_block, delete_hot_upto, blocks_older, delete_block, delete_hot_older,
-      delete_hot_oldest, trim_alerts;
+  Stmt hot_oldest, insert_block, insert_summary, delete_hot_upto, blocks_older, delete_block,
+      delete_hot_older, delete_hot_oldest, trim_alerts;
 
   bool compacting = false;  // between the hot tail's high and low water marks
 

@@ -36,11 +36,31 @@ Bucketer::Bucketer(int64_t from_ms, int64_t to_ms, size_t points)
   n_.assign(count, 0);
 }
 
+size_t Bucketer::Index(int64_t ts_ms) const {
+  return static_cast<size_t>((static_cast<uint64_t>(ts_ms) - static_cast<uint64_t>(from_ms_)) /
+                             static_cast<uint64_t>(bucket_ms_));
+}
+
+bool Bucketer::AddWhole(int64_t start_ms, int64_t end_ms, int64_t n, double min, double max,
+                        double sum) {
+  if (n <= 0 || start_ms < from_ms_ || end_ms >= to_ms_ || start_ms > end_ms) return false;
+  const size_t i = Index(start_ms);
+  if (Index(end_ms) != i) return false;
+  if (n_[i] == 0) {
+    min_[i] = min;
+    max_[i] = max;
+  } else {
+    min_[i] = std::min(min_[i], min);
+    max_[i] = std::max(max_[i], max);
+  }
+  sum_[i] += sum;
+  n_[i] += n;
+  return true;
+}
+
 void Bucketer::Add(int64_t ts_ms, double value) {
   if (ts_ms < from_ms_ || ts_ms >= to_ms_) return;
-  const size_t i =
-      static_cast<size_t>((static_cast<uint64_t>(ts_ms) - static_cast<uint64_t>(from_ms_)) /
-                          static_cast<uint64_t>(bucket_ms_));
+  const size_t i = Index(ts_ms);
   if (n_[i] == 0) {
     min_[i] = max_[i] = value;
   } else {
@@ -74,8 +94,10 @@ SeriesBuckets Bucketer::Finish() const {
 struct StoreReader::Impl {
   std::string path;
   sqlite::Database db;  // declared first: the statements below are finalized before it closes
-  sqlite::Statement begin, commit, rollback, device_key, metric_key, blocks_in_range, hot_min_id,
-      hot_after, hot_by_id, alerts, alert_by_key;
+  sqlite::Statement begin, commit, rollback, device_key, metric_key, blocks_in_range,
+      summaries_in_range, block_by_id, hot_min_id, hot_after, hot_by_id, alerts, alert_by_key;
+  // Blocks Buckets() took from their summaries or decoded, since the reader opened.
+  uint64_t blocks_summarized = 0, blocks_decoded = 0;
 
   // The reader's own index of the hot tail, like the writer's (store_impl.h HotRef): per device
   // key, (id, ts) of its hot rows in id order. Hot ids only grow, so each snapshot adds the rows
@@ -158,6 +180,57 @@ struct StoreReader::Impl {
     }
     blocks_in_range.Reset();
     if (!st.ok()) return st;
+    return ScanHot(dkey, mkey, from_ms, to_ms, fn);
+  }
+
+  // Into `b`: a block whose samples all fall in one bucket is added from its summary without
+  // reading its data; the others (and blocks from before schema 7, which have no summary) are
+  // decoded; then the hot rows.
+  Status ScanBuckets(int64_t dkey, int64_t mkey, int64_t from_ms, int64_t to_ms, Bucketer* b) {
+    std::vector<int64_t> ts_scratch;
+    std::vector<codec::TsValue> pts;
+    Status st;
+    summaries_in_range.Reset()
+        .Bind(1, dkey)
+        .Bind(2, SatSub(from_ms, kMaxBlockSpanMs))
+        .Bind(3, to_ms)
+        .Bind(4, from_ms)
+        .Bind(5, mkey);
+    sqlite::Statement& s = summaries_in_range;
+    while (s.Step(&st)) {
+      const bool summarized = !s.IsNull(3);
+      if (summarized && s.IsNull(4)) continue;  // no sample of this metric in the block
+      if (summarized &&
+          b->AddWhole(s.Int(1), s.Int(2), s.Int(4), s.Double(5), s.Double(6), s.Double(7))) {
+        ++blocks_summarized;
+        continue;
+      }
+      ++blocks_decoded;
+      block_by_id.Reset().Bind(1, s.Int(0));
+      if (!block_by_id.Step(&st)) {
+        s.Reset();
+        if (!st.ok()) return st;
+        return Status(Code::kDataLoss, "block listed but not found");
+      }
+      pts.clear();
+      const bool ok =
+          codec::DecodeBlockSeries(block_by_id.View(0), mkey, from_ms, to_ms, &ts_scratch, &pts);
+      block_by_id.Reset();
+      if (!ok) {
+        s.Reset();
+        return Status(Code::kDataLoss, "corrupt block");
+      }
+      for (const auto& p : pts) b->Add(p.ts_ms, p.value);
+    }
+    s.Reset();
+    if (!st.ok()) return st;
+    return ScanHot(dkey, mkey, from_ms, to_ms, [b](int64_t t, double v) { b->Add(t, v); });
+  }
+
+  // The hot rows of the device with from <= ts < to, each value of `mkey` to fn(ts, value).
+  template <typename Fn>
+  Status ScanHot(int64_t dkey, int64_t mkey, int64_t from_ms, int64_t to_ms, Fn&& fn) {
+    Status st;
     OUTPOST_RETURN_IF_ERROR(RefreshHot());
     auto refs = hot_index.find(dkey);
     if (refs == hot_index.end()) return Status::Ok();
@@ -224,6 +297,17 @@ Result<std::unique_ptr<StoreReader>> StoreReader::Open(const ReaderOptions& opti
       m.db.Prepare(&m.blocks_in_range,
                    "SELECT start_ts, data FROM blocks WHERE device_key = ?1 AND start_ts >= ?2 "
                    "AND start_ts < ?3 AND end_ts >= ?4 ORDER BY start_ts"));
+  // The blocks of a range with their summary of ?5, from the index and the summaries alone:
+  // id, start, end, the block's own summary row (NULL: none, decode it), then the metric's
+  // n, min, max, sum (NULL: the block has no sample of it).
+  OUTPOST_RETURN_IF_ERROR(m.db.Prepare(
+      &m.summaries_in_range,
+      "SELECT b.id, b.start_ts, b.end_ts, w.n, s.n, s.min, s.max, s.sum FROM blocks b "
+      "LEFT JOIN block_summaries w ON w.block_id = b.id AND w.metric_key = 0 "
+      "LEFT JOIN block_summaries s ON s.block_id = b.id AND s.metric_key = ?5 "
+      "WHERE b.device_key = ?1 AND b.start_ts >= ?2 AND b.start_ts < ?3 AND b.end_ts >= ?4 "
+      "ORDER BY b.start_ts"));
+  OUTPOST_RETURN_IF_ERROR(m.db.Prepare(&m.block_by_id, "SELECT data FROM blocks WHERE id = ?1"));
   OUTPOST_RETURN_IF_ERROR(m.db.Prepare(&m.hot_min_id, "SELECT MIN(id) FROM hot"));
   OUTPOST_RETURN_IF_ERROR(m.db.Prepare(
       &m.hot_after, "SELECT id, device_key, ts_ms FROM hot WHERE id > ?1 ORDER BY id"));
@@ -242,6 +326,10 @@ Result<std::unique_ptr<StoreReader>> StoreReader::Open(const ReaderOptions& opti
   return std::unique_ptr<StoreReader>(new StoreReader(std::move(impl)));
 }
 
+StoreReader::BlockCounts StoreReader::block_counts() const {
+  return {impl_->blocks_summarized, impl_->blocks_decoded};
+}
+
 Result<SeriesBuckets> StoreReader::Buckets(std::string_view device_id, std::string_view metric,
                                            int64_t from_ms, int64_t to_ms, size_t points) {
   Impl& m = *impl_;
@@ -253,9 +341,7 @@ Result<SeriesBuckets> StoreReader::Buckets(std::string_view device_id, std::stri
     int64_t dkey = 0, mkey = 0;
     OUTPOST_RETURN_IF_ERROR(m.Keys(device_id, metric, &dkey, &mkey));
     if (mkey == 0) return Status::Ok();
-    return m.Scan(
-        dkey, mkey, from_ms, to_ms, [&](int64_t t, double v) { bucketer.Add(t, v); },
-        [](int64_t) { return false; });
+    return m.ScanBuckets(dkey, mkey, from_ms, to_ms, &bucketer);
   });
   if (!st.ok()) return st.code() == Code::kNotFound ? st : m.Err(st);
   return bucketer.Finish();

@@ -1,8 +1,11 @@
 #include "outpost/gateway/store/store_reader.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <future>
 #include <limits>
 #include <random>
@@ -76,6 +79,23 @@ TEST(BucketerTest, AveragesAndIgnoresOutOfRange) {
   ASSERT_EQ(s.t, (std::vector<int64_t>{0, 50}));
   EXPECT_EQ(s.avg, (std::vector<double>{2, 10}));
   EXPECT_EQ(s.n, (std::vector<int64_t>{2, 1}));
+}
+
+TEST(BucketerTest, AddWholeOnlyWhenEverySampleFallsInOneBucket) {
+  Bucketer b(0, 100, 2);  // [0,50) and [50,100)
+  EXPECT_TRUE(b.AddWhole(10, 49, 3, 1, 5, 9));
+  EXPECT_FALSE(b.AddWhole(40, 50, 2, 1, 1, 2)) << "straddles two buckets";
+  EXPECT_FALSE(b.AddWhole(-1, 10, 2, 1, 1, 2)) << "starts before from";
+  EXPECT_FALSE(b.AddWhole(60, 100, 2, 1, 1, 2)) << "ends at to (exclusive)";
+  EXPECT_FALSE(b.AddWhole(60, 70, 0, 0, 0, 0)) << "no samples";
+  b.Add(20, 7);
+  EXPECT_TRUE(b.AddWhole(50, 99, 1, -2, -2, -2));
+  SeriesBuckets s = b.Finish();
+  ASSERT_EQ(s.t, (std::vector<int64_t>{0, 50}));
+  EXPECT_EQ(s.n, (std::vector<int64_t>{4, 1}));
+  EXPECT_EQ(s.min, (std::vector<double>{1, -2}));
+  EXPECT_EQ(s.max, (std::vector<double>{7, -2}));
+  EXPECT_EQ(s.avg, (std::vector<double>{4, -2}));
 }
 
 TEST(BucketerTest, WholeInt64RangeDoesNotOverflow) {
@@ -154,6 +174,136 @@ TEST_F(StoreReaderTest, MatchesStoreQueryAcrossBlocksAndHotTail) {
   // Booleans as 0/1.
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto motion, reader->Buckets("dev-0", "motion", kT0, kT0 + 4000, 4));
   EXPECT_EQ(motion.max, (std::vector<double>{0, 1, 0, 1}));
+}
+
+// The first column of the first row of `sql` on the file, by a connection of its own; -1 when none.
+int64_t CountRows(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  const int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return n;
+}
+
+// The buckets of `points` over the store's raw points, by a Bucketer fed one sample at a time.
+SeriesBuckets Reference(Store& store, const std::string& device, const std::string& metric,
+                        int64_t from, int64_t to, size_t points) {
+  Bucketer ref(from, to, points);
+  auto all = store.QuerySeries(device, metric, from, to, 1'000'000);
+  EXPECT_TRUE(all.ok()) << all.status().message();
+  if (all.ok()) {
+    for (const Point& p : *all) ref.Add(p.ts_ms, p.value);
+  }
+  return ref.Finish();
+}
+
+void ExpectSameBuckets(const SeriesBuckets& want, const SeriesBuckets& got) {
+  ASSERT_EQ(got.t, want.t);
+  EXPECT_EQ(got.n, want.n);
+  EXPECT_EQ(got.min, want.min);
+  EXPECT_EQ(got.max, want.max);
+  ASSERT_EQ(got.avg.size(), want.avg.size());
+  for (size_t i = 0; i < want.avg.size(); ++i) {
+    EXPECT_NEAR(got.avg[i], want.avg[i], 1e-9 * std::max(1.0, std::abs(want.avg[i]))) << i;
+  }
+}
+
+// A block whose samples all fall in one bucket is answered from its summary without decoding;
+// the others are decoded. Either way the buckets are those of the raw points, a one-sample
+// spike included. A store without summaries (from before schema 7) is decoded: same answer.
+TEST_F(StoreReaderTest, BlockSummariesGiveTheSameBucketsAsDecoding) {
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(Opts()));
+  model::WriteSet b;
+  constexpr int kReadings = 6000;  // one a second; blocks of ~300 (a compaction every 300)
+  for (int i = 0; i < kReadings; ++i) {
+    const double t = i == 4321 ? 99.9 : i == 777 ? -40.5 : 20.0 + (i % 17) * 0.1;
+    b.readings.push_back(Reading("dev-0", kT0 + i * 1000, i, t));
+    if (b.readings.size() >= 300) {
+      OUTPOST_ASSERT_OK(store->Write(b));
+      b.clear();
+      OUTPOST_ASSERT_OK(store->RunMaintenance(kT0, 1000));
+    }
+  }
+  auto reader = ReaderOk();
+  ASSERT_NE(reader, nullptr);
+  const std::vector<std::pair<int64_t, int64_t>> ranges = {
+      {kT0, kT0 + kReadings * 1000}, {kT0 + 123'400, kT0 + 5'000'700}, {kT0 - kDay, kT0 + kDay}};
+  auto check_all = [&](StoreReader& r) {
+    for (const auto& [from, to] : ranges) {
+      for (size_t points : {1, 3, 7, 20, 100, 1000, 10000}) {
+        SCOPED_TRACE(std::to_string(from - kT0) + ".." + std::to_string(to - kT0) + " points " +
+                     std::to_string(points));
+        OUTPOST_ASSERT_OK_AND_ASSIGN(auto got, r.Buckets("dev-0", "temperature", from, to, points));
+        ExpectSameBuckets(Reference(*store, "dev-0", "temperature", from, to, points), got);
+        if (from == kT0 - kDay) {
+          EXPECT_EQ(*std::max_element(got.max.begin(), got.max.end()), 99.9);
+          EXPECT_EQ(*std::min_element(got.min.begin(), got.min.end()), -40.5);
+        }
+      }
+    }
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto motion, r.Buckets("dev-0", "motion", kT0, kT0 + kDay, 1));
+    ASSERT_EQ(motion.n.size(), 1u);
+    EXPECT_EQ(motion.n[0], kReadings);
+    EXPECT_EQ(motion.min[0], 0);
+    EXPECT_EQ(motion.max[0], 1);
+    EXPECT_EQ(motion.avg[0], 0.5);
+  };
+  check_all(*reader);
+  const StoreReader::BlockCounts with = reader->block_counts();
+  EXPECT_GT(with.summarized, 0u);
+  EXPECT_GT(with.decoded, 0u) << "10,000 points over 100 minutes split every block";
+  // A whole-day bucket holds every block: none is decoded.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto day,
+                               reader->Buckets("dev-0", "temperature", kT0 - kDay, kT0 + kDay, 2));
+  ExpectSameBuckets(Reference(*store, "dev-0", "temperature", kT0 - kDay, kT0 + kDay, 2), day);
+  EXPECT_EQ(reader->block_counts().decoded, with.decoded);
+  const int64_t blocks = CountRows(dir_.File("gateway.db"), "SELECT COUNT(*) FROM blocks");
+  ASSERT_GT(blocks, 5);
+  EXPECT_EQ(reader->block_counts().summarized - with.summarized, static_cast<uint64_t>(blocks));
+
+  // Without summaries: everything decoded, the same buckets.
+  reader.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir_.File("gateway.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DELETE FROM block_summaries", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  reader = ReaderOk();
+  ASSERT_NE(reader, nullptr);
+  check_all(*reader);
+  EXPECT_EQ(reader->block_counts().summarized, 0u);
+  EXPECT_GT(reader->block_counts().decoded, 0u);
+}
+
+// Retention deletes a block's summaries with it (a trigger): none is left without its block.
+TEST_F(StoreReaderTest, RetentionDeletesTheSummariesWithTheirBlocks) {
+  Options o = Opts();
+  o.retention_ms = kDay;
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(o));
+  model::WriteSet b;
+  for (int i = 0; i < 3000; ++i) {
+    b.readings.push_back(Reading("dev-0", kT0 + i * 60'000, i, 20));
+    if (b.readings.size() >= 300) {
+      OUTPOST_ASSERT_OK(store->Write(b));
+      b.clear();
+      OUTPOST_ASSERT_OK(store->RunMaintenance(kT0, 1000));
+    }
+  }
+  auto count = [&](const char* sql) { return CountRows(dir_.File("gateway.db"), sql); };
+  const int64_t blocks = count("SELECT COUNT(*) FROM blocks");
+  ASSERT_GT(blocks, 5);
+  // One summary row for the block itself, one per metric (temperature, motion).
+  EXPECT_EQ(count("SELECT COUNT(*) FROM block_summaries"), 3 * blocks);
+  // 50 hours of readings; the last day is kept.
+  for (int i = 0; i < 10; ++i) OUTPOST_ASSERT_OK(store->RunMaintenance(kT0 + 3000 * 60'000, 1000));
+  const int64_t kept = count("SELECT COUNT(*) FROM blocks");
+  EXPECT_LT(kept, blocks);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM block_summaries"), 3 * kept);
+  EXPECT_EQ(count("SELECT COUNT(*) FROM block_summaries WHERE block_id NOT IN "
+                  "(SELECT id FROM blocks)"),
+            0);
 }
 
 TEST_F(StoreReaderTest, UnknownDeviceIsNotFoundUnknownMetricIsEmpty) {

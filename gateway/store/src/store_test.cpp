@@ -535,7 +535,7 @@ TEST_F(StoreTest, MigratesAnEmptyFile) {
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 6);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 7);
   sqlite3_finalize(st);
   sqlite3_close(db);
 }
@@ -555,8 +555,9 @@ TEST_F(StoreTest, MigratesVersion1ToCurrentKeepingData) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
   // What schema 1 had: no device_status view (2), no outbox (3), no dead letter reasons (4),
-  // no acknowledgements of alerts (5), no commands (6).
+  // no acknowledgements of alerts (5), no commands (6), no block summaries (7).
   ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TRIGGER blocks_drop_summaries; DROP TABLE block_summaries; "
                          "DROP VIEW device_status; DROP TABLE outbox; DROP TABLE outbox_batch; "
                          "DROP TABLE outbox_state; DROP TABLE outbox_dead_letter; "
                          "ALTER TABLE alerts DROP COLUMN acked_ms; "

@@ -53,10 +53,14 @@ class Bucketer {
   // Requires from_ms < to_ms and points >= 1.
   Bucketer(int64_t from_ms, int64_t to_ms, size_t points);
   void Add(int64_t ts_ms, double value);  // ignored outside [from, to)
+  // n samples from start_ms to end_ms (inclusive) with these extrema and sum, added whole when
+  // they all fall in one bucket; false (nothing added) when they do not.
+  bool AddWhole(int64_t start_ms, int64_t end_ms, int64_t n, double min, double max, double sum);
   SeriesBuckets Finish() const;
   int64_t bucket_ms() const { return bucket_ms_; }
 
  private:
+  size_t Index(int64_t ts_ms) const;  // requires from <= ts < to
   int64_t from_ms_, to_ms_, bucket_ms_;
   std::vector<double> min_, max_, sum_;
   std::vector<int64_t> n_;
@@ -116,6 +120,13 @@ class StoreReader {
   Result<std::vector<model::AlertRow>> Alerts(const AlertFilter& filter, size_t limit);
   // One alert by its key; kNotFound when there is none.
   Result<model::AlertRow> Alert(std::string_view alert_id, int64_t raised_ms);
+
+  // Blocks Buckets() answered from their summaries without reading them, and blocks it
+  // decoded, since Open(). On the reader's own thread, like every call.
+  struct BlockCounts {
+    uint64_t summarized = 0, decoded = 0;
+  };
+  BlockCounts block_counts() const;
 
  private:
   struct Impl;
