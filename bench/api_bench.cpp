@@ -420,6 +420,12 @@ Latencies DirectBuckets(const std::string& db, int count,
     Check(b.status(), "Buckets");
     if (b->t.empty()) Die("Buckets found no data for " + device(i));
   }
+  // The blocks answered from their summaries and the blocks decoded, per query (warm-up included).
+  const store::StoreReader::BlockCounts c = (*r)->block_counts();
+  const double queries = static_cast<double>(l.ms.size() + 1);
+  std::printf("  blocks per query: %.0f from summaries, %.0f decoded\n",
+              static_cast<double>(c.summarized) / queries,
+              static_cast<double>(c.decoded) / queries);
   return l;
 }
 

@@ -349,9 +349,10 @@ TEST(NodeIntegration, ApiCommandsAreCarriedOutAndRepliedByTheNode) {
   EXPECT_EQ(done["reply"]["ok"], true);
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto bad, post(R"({"command":"dance"})"));
   ASSERT_EQ(bad.status, 200) << bad.body;
-  json failed = json::parse(bad.body);
-  EXPECT_EQ(failed["state"], "failed") << failed.dump();
-  EXPECT_NE(failed["reply"]["error"].get<std::string>().find("unknown command"), std::string::npos);
+  json refused = json::parse(bad.body);
+  EXPECT_EQ(refused["state"], "rejected") << refused.dump();
+  EXPECT_NE(refused["reply"]["error"].get<std::string>().find("unknown command"),
+            std::string::npos);
   int rc = -1;
   auto summary = FinishNode(**node, std::chrono::seconds(60), &rc);
   OUTPOST_ASSERT_OK(summary);

@@ -231,7 +231,8 @@ TEST_F(NodeMosquittoTest, AnswersCommandsAndChangesItsRate) {
   OUTPOST_ASSERT_OK(
       ops.Publish("devices/it-node-1/commands", R"({"command":"dance","id":"c-2"})", 1));
   ASSERT_TRUE(Drive([&] { return replies_.size() >= 2; }, 10s));
-  EXPECT_EQ(replies_[1], R"({"id":"c-2","ok":false,"error":"unknown command \"dance\""})");
+  EXPECT_EQ(replies_[1],
+            R"({"id":"c-2","ok":false,"error":"unknown command \"dance\"","rejected":true})");
 }
 
 TEST_F(NodeMosquittoTest, LowBatteryAnnouncesSleepingRetained) {
@@ -270,7 +271,8 @@ TEST_F(NodeMosquittoTest, RetainedRebootAndGiantCommandDoNotStopTheNode) {
   OUTPOST_ASSERT_OK(
       ops.Publish("devices/it-node-1/commands", R"({"command":"dance","id":"c-3"})", 1));
   ASSERT_TRUE(Drive([&] { return !replies_.empty(); }, 10s));
-  EXPECT_EQ(replies_[0], R"({"id":"c-3","ok":false,"error":"unknown command \"dance\""})");
+  EXPECT_EQ(replies_[0],
+            R"({"id":"c-3","ok":false,"error":"unknown command \"dance\"","rejected":true})");
   EXPECT_EQ(node_->stats().rx_oversize, 1u);
   EXPECT_EQ(node_->stats().protocol_errors, 0u);
   EXPECT_EQ(node_->stats().disconnects, 0u);

@@ -318,9 +318,11 @@ TEST(NodeTest, UnknownAndMalformedCommandsGetErrorReplies) {
   rig.RunUntil(1'200);
   auto replies = rig.PublishesOn("devices/node-1/replies");
   ASSERT_EQ(replies.size(), 2u);
-  EXPECT_EQ(replies[0].payload, R"({"id":"17","ok":false,"error":"unknown command \"dance\""})");
-  EXPECT_EQ(replies[1].payload,
-            R"({"id":"c-2","ok":false,"error":"field \"state\": expected true or false"})");
+  EXPECT_EQ(replies[0].payload,
+            R"({"id":"17","ok":false,"error":"unknown command \"dance\"","rejected":true})");
+  EXPECT_EQ(
+      replies[1].payload,
+      R"({"id":"c-2","ok":false,"error":"field \"state\": expected true or false","rejected":true})");
   EXPECT_EQ(rig.node->stats().commands_rejected, 3u);
   EXPECT_EQ(rig.ports.led.sets, 0);
 }
@@ -347,7 +349,7 @@ TEST(NodeTest, SetSensorIntervalIsBoundedPersistedAndChangesTheRate) {
   ASSERT_EQ(replies.size(), 3u);
   EXPECT_EQ(
       replies[0].payload,
-      R"({"id":"a","ok":false,"error":"field \"interval\": 1000 ms is outside [2000, 60000]"})");
+      R"({"id":"a","ok":false,"error":"field \"interval\": 1000 ms is outside [2000, 60000]","rejected":true})");
   EXPECT_EQ(replies[2].payload, R"({"id":"c","ok":true})");
   // From the last grid point (6000): 8000, 10000, ... 20000.
   const auto& r = rig.ports.sensors.climate_reads;
@@ -803,7 +805,7 @@ TEST(NodeTest, SetSensorIntervalAbove24HoursIsRejected) {
   ASSERT_EQ(replies.size(), 2u);
   EXPECT_EQ(
       replies[0].payload,
-      R"({"id":"big","ok":false,"error":"field \"interval\": 86400001 ms is outside [1000, 86400000]"})");
+      R"({"id":"big","ok":false,"error":"field \"interval\": 86400001 ms is outside [1000, 86400000]","rejected":true})");
   EXPECT_EQ(replies[1].payload, R"({"id":"day","ok":true})");
 
   NodeConfig d = TestConfig();

@@ -67,6 +67,9 @@ std::size_t WriteReply(std::string_view id, bool ok, std::string_view error, boo
   if (!ok) {
     w.Key("error");
     w.StringSanitized(error);
+    // The core checks a command whole before it carries anything out: a failure is a refusal.
+    w.Key("rejected");
+    w.Bool(true);
   }
   if (duplicate) {
     w.Key("duplicate");

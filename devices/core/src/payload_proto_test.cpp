@@ -120,14 +120,16 @@ TEST(PayloadProtoTest, StatusAndRepliesAreWhatTheGatewayExpects) {
   // The native status is a bare word on the per-device topic.
   ASSERT_TRUE(proto::ParseStatus("sleeping", "node-1", &status, &reject));
   n = WriteReplyJson("c-18", false, "unknown command \"dance\"", false, buf, sizeof buf);
-  EXPECT_EQ(std::string(buf, n), R"({"id":"c-18","ok":false,"error":"unknown command \"dance\""})");
-  // The gateway reads it as a failed command (devices/{id}/replies).
+  EXPECT_EQ(std::string(buf, n),
+            R"({"id":"c-18","ok":false,"error":"unknown command \"dance\"","rejected":true})");
+  // The gateway reads it as a rejected command (devices/{id}/replies).
   proto::DeviceReply reply;
   ASSERT_TRUE(proto::ParseDeviceReply(std::string_view(buf, n), &reply, &reject)) << reject.detail;
   EXPECT_EQ(reply.id, "c-18");
   EXPECT_TRUE(reply.has_ok);
   EXPECT_FALSE(reply.ok);
   EXPECT_EQ(reply.error, "unknown command \"dance\"");
+  EXPECT_TRUE(reply.rejected);
   n = WriteReplyJson("c3f9a0c1d2e3b4a5f", true, "", true, buf, sizeof buf);
   ASSERT_TRUE(proto::ParseDeviceReply(std::string_view(buf, n), &reply, &reject)) << reject.detail;
   EXPECT_TRUE(reply.ok);

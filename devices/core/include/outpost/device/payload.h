@@ -43,7 +43,9 @@ std::size_t WriteReadingJson(const PayloadIdentity& id, const Reading& r, char* 
 std::size_t WriteSeedStatusJson(std::string_view device_id, std::string_view status,
                                 std::int64_t uptime_ms, char* out, std::size_t capacity);
 
-// Command reply: {"id":"c-17","ok":true} or {"id":"c-18","ok":false,"error":"..."}; `error` is
+// Command reply: {"id":"c-17","ok":true} or {"id":"c-18","ok":false,"error":"...","rejected":true}
+// (the core refuses a command it cannot carry out whole before doing any of it, so every failure
+// is a rejection: an unknown command, a missing or out-of-range parameter); `error` is
 // sanitised (printable ASCII; quotes and backslashes escaped, anything else '?'). An integer id is
 // echoed as a string of its digits, as the gateway keeps it. `duplicate` adds "duplicate":true. The
 // error is cut (to 96, 40, then 0 bytes) until the reply fits; 288 bytes always fit an id of 64
