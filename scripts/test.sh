@@ -54,6 +54,8 @@ fi
 if [ "$cross" = 1 ]; then
   echo "== cross build (arm64) and tests under qemu-user"
   t0=$SECONDS
+  # mmdebstrap's root mode needs root; a user (README: "or a user with sudo") gets a user namespace.
+  if [ "$(id -u)" -ne 0 ]; then export OUTPOST_SYSROOT_MODE=${OUTPOST_SYSROOT_MODE:-unshare}; fi
   scripts/make-sysroot.sh arm64 >/dev/null
   t1=$SECONDS
   cmake --preset cross-arm64 >/dev/null
