@@ -14,8 +14,12 @@
 //                receive->commit p50/p99 from its status, sampled while the load runs, and
 //                publish->receive from the stored rows (ts_ms is the publish time).
 //   (d) RSS:     VmHWM / VmRSS of the gateway from /proc.
+//   (e) disk:    bytes the gateway wrote to storage (/proc/PID/io write_bytes) and the size of
+//                its database + WAL at the end, per reading, against the mean payload size.
+// --json adds one machine-readable line per gateway run (bench/arm_bench.sh reads them).
 // Every measurement is repeated --repeat times; the table shows medians and ratios.
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -41,6 +45,7 @@
 
 #include "bench_stats.h"
 #include "outpost/bench_pub/connection.h"
+#include "outpost/bench_pub/readings.h"
 #include "outpost/sqlite/database.h"
 #include "outpost/testing/child_process.h"
 #include "outpost/testing/mosquitto_process.h"
@@ -97,6 +102,7 @@ struct Options {
   bool skip_normal = false;
   std::vector<std::string> only;  // limit, ingest, latency; empty: all
   bool keep = false;
+  bool json = false;       // one "RESULT {...}" line per gateway run
   double timeout_s = 120;  // per measurement
 };
 
@@ -385,6 +391,9 @@ class PubRun {
 
 struct ProcMem {
   double hwm_mb = 0, rss_mb = 0, cpu_s = 0;
+  // Bytes the process caused to be sent to storage (page-granular: a page dirtied again before
+  // writeback counts once), from /proc/PID/io; it counts under qemu-user as natively.
+  std::uint64_t write_bytes = 0;
 };
 
 ProcMem ReadProcMem(pid_t pid) {
@@ -413,7 +422,32 @@ ProcMem ReadProcMem(pid_t pid) {
       m.cpu_s = (std::stod(f[11]) + std::stod(f[12])) / ticks;
     }
   }
+  std::ifstream io("/proc/" + std::to_string(pid) + "/io");
+  while (io >> key) {
+    if (key == "write_bytes:") io >> m.write_bytes;
+    io.ignore(1 << 20, '\n');
+  }
   return m;
+}
+
+std::uint64_t FileBytes(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+}
+
+// Mean size of the payloads outpost-bench-pub sends (same generator, devices and format), from
+// 10,000 of them: the reference for the disk bytes per reading.
+double MeanPayloadBytes(std::size_t devices) {
+  outpost::bench_pub::ReadingGenerator gen(devices, outpost::bench_pub::Format::kNative, 1,
+                                           static_cast<std::uint64_t>(WallMs()));
+  std::string out;
+  std::uint64_t total = 0;
+  constexpr int kSamples = 10'000;
+  for (int i = 0; i < kSamples; ++i) {
+    gen.Next(static_cast<std::size_t>(i) % devices, WallMs(), i, &out);
+    total += out.size();
+  }
+  return static_cast<double>(total) / kSamples;
 }
 
 // ---- measurements ----
@@ -453,6 +487,7 @@ struct GatewayResult {
   std::uint64_t stored = 0, rejected = 0, sent = 0;
   double seconds = 0;
   ProcMem mem;
+  std::uint64_t db_bytes = 0;  // database + WAL file sizes before the gateway stops
   // Latency runs.
   std::vector<double> p50_windows, p99_windows;  // publish -> commit, one per 1 s window
   std::vector<double> publish_to_receive_ms;
@@ -574,6 +609,7 @@ GatewayResult MeasureGateway(const Options& o, IoThread& io, int qos, const std:
   }
   if (s && s->rejected > 0) std::fprintf(stderr, "  gateway rejected: %s\n", s->raw.c_str());
   r.mem = ReadProcMem(gw->pid());
+  r.db_bytes = FileBytes(db) + FileBytes(db + "-wal");
   gw->Terminate();
   auto code = gw->Wait(std::chrono::seconds(30));
   if (!code.ok()) {
@@ -597,6 +633,24 @@ std::string LoadAverage() {
   std::string a, b, c;
   f >> a >> b >> c;
   return a + " " + b + " " + c;
+}
+
+// The --json line of one gateway run.
+void PrintJson(const char* part, int qos, const std::string& sync, const GatewayResult& g,
+               double payload_bytes) {
+  json j = {{"part", part},
+            {"qos", qos},
+            {"sync", sync},
+            {"sent", g.sent},
+            {"stored", g.stored},
+            {"cpu_s", g.mem.cpu_s},
+            {"hwm_mb", g.mem.hwm_mb},
+            {"rss_mb", g.mem.rss_mb},
+            {"write_bytes", g.mem.write_bytes},
+            {"db_bytes", g.db_bytes},
+            {"payload_bytes", payload_bytes}};
+  std::printf("RESULT %s\n", j.dump().c_str());
+  std::fflush(stdout);
 }
 
 std::string Runs(const std::vector<double>& v, const char* f) {
@@ -633,6 +687,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"limit", "ingest", "latency"}));
   app.add_flag("--skip-normal", o.skip_normal, "skip QoS 1 with synchronous=normal");
   app.add_flag("--keep", o.keep, "keep the gateways' temp dirs (database, log, config)");
+  app.add_flag("--json", o.json,
+               "also print one line \"RESULT {json}\" per gateway run (CPU, memory, disk bytes)");
   CLI11_PARSE(app, argc, argv);
 
   rlimit rl{};
@@ -655,7 +711,8 @@ int main(int argc, char** argv) {
     return o.only.empty() || std::find(o.only.begin(), o.only.end(), part) != o.only.end();
   };
   std::vector<double> lim0, lim1, gw0, gw1, gw1n, p50, p99med, p99max, p2r50, p2r99, hwm_flood,
-      hwm_lat, rss_lat, cpu_per_100k;
+      hwm_lat, rss_lat, cpu_per_100k, wb_lat, db_lat;
+  const double payload_bytes = MeanPayloadBytes(o.devices);
   const std::string load_before = LoadAverage();
   auto start = Clock::now();
   for (int run = 1; run <= o.repeat; ++run) {
@@ -685,6 +742,7 @@ int main(int argc, char** argv) {
                   " stored in %.2f s; HWM %.1f MB, "
                   "CPU %.2f s)\n",
                   g.rate, g.stored, g.sent, g.seconds, g.mem.hwm_mb, g.mem.cpu_s);
+      if (o.json) PrintJson("ingest", qos, sync, g, payload_bytes);
       out->push_back(g.rate);
       hwm_flood.push_back(g.mem.hwm_mb);
       if (g.sent > 0) {
@@ -721,6 +779,12 @@ int main(int argc, char** argv) {
       p2r99.push_back(r99);
       hwm_lat.push_back(lat.mem.hwm_mb);
       rss_lat.push_back(lat.mem.rss_mb);
+      if (lat.stored > 0) {
+        auto n = static_cast<double>(lat.stored);
+        wb_lat.push_back(static_cast<double>(lat.mem.write_bytes) / n);
+        db_lat.push_back(static_cast<double>(lat.db_bytes) / n);
+      }
+      if (o.json) PrintJson("latency", 1, "full", lat, payload_bytes);
     }
   }
 
@@ -780,6 +844,13 @@ int main(int argc, char** argv) {
         Runs(hwm_lat, "%.1f"));
     row("(d) gateway VmRSS at the end of that run", Fmt("%.1f MB", Median(rss_lat)), "", "", "",
         Runs(rss_lat, "%.1f"));
+    if (!wb_lat.empty()) {
+      std::string payload = Fmt("payload %.0f B", payload_bytes);
+      row("(e) disk writes per reading (write_bytes)", Fmt("%.0f B", Median(wb_lat)),
+          ratio(Median(wb_lat), payload_bytes), payload, "", Runs(wb_lat, "%.0f"));
+      row("(e) database + WAL size per reading", Fmt("%.0f B", Median(db_lat)),
+          ratio(Median(db_lat), payload_bytes), payload, "", Runs(db_lat, "%.0f"));
+    }
   }
   std::printf(
       "\nTotal %.0f s; load average before: %s, after: %s.\n"

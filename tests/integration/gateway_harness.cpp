@@ -1,8 +1,5 @@
 #include "gateway_harness.h"
 
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -18,6 +15,11 @@ using nlohmann::json;
 std::string GatewayBinary() {
   const char* dir = std::getenv("OUTPOST_BINARY_DIR");
   return std::string(dir ? dir : ".") + "/gateway/outpost-gateway";
+}
+
+bool GatewayCannotReexec() {
+  const char* emulator = std::getenv("OUTPOST_TEST_EMULATOR");
+  return emulator != nullptr && *emulator != '\0';
 }
 
 GatewayHarness::GatewayHarness()
@@ -72,14 +74,8 @@ Status GatewayHarness::Start(HarnessOptions options) {
   return StartGateway();
 }
 
-namespace {
-std::string ShellQuote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-}  // namespace
-
+// Through ChildProcess, not a shell: in a cross build the gateway runs under the emulator
+// (OUTPOST_TEST_EMULATOR), which only ChildProcess knows how to prefix.
 Result<GatewayHarness::CliResult> GatewayHarness::RunCli(const std::vector<std::string>& args,
                                                          const std::string& stdin_text) {
   const std::string input = dir_.File("cli-stdin");
@@ -88,17 +84,18 @@ Result<GatewayHarness::CliResult> GatewayHarness::RunCli(const std::vector<std::
     in << stdin_text;
     if (!in) return Unavailable("cannot write " + input);
   }
-  std::string cmd = ShellQuote(GatewayBinary()) + " --config " + ShellQuote(config_path_);
-  for (const std::string& a : args) cmd += " " + ShellQuote(a);
-  cmd += " <" + ShellQuote(input) + " 2>&1";
-  std::FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return Unavailable("popen " + cmd);
+  ChildProcessOptions o;
+  o.argv = {GatewayBinary(), "--config", config_path_};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.stdin_path = input;
+  o.log_path = dir_.File("cli-" + std::to_string(++cli_runs_) + ".log");
+  auto child = ChildProcess::Start(o);
+  if (!child.ok()) return child.status();
+  auto code = (*child)->Wait(std::chrono::seconds(60));
+  if (!code.ok()) return code.status();  // killed by the destructor
   CliResult r;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.status = *code;
+  r.output = (*child)->log();
   return r;
 }
 

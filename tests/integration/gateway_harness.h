@@ -121,11 +121,18 @@ class GatewayHarness {
   std::unique_ptr<TestMqtt> devices_, observer_;
   std::unique_ptr<ChildProcess> gateway_;
   int gateway_runs_ = 0;
+  int cli_runs_ = 0;
   std::uint16_t http_port_ = 0;
   std::string token_;
 };
 
 // Path of the built outpost-gateway (from OUTPOST_BINARY_DIR, set by the test registration).
 std::string GatewayBinary();
+
+// True when the gateway runs under an emulator (a cross build's tests: OUTPOST_TEST_EMULATOR).
+// The "restart" command re-execs /proc/self/exe, which qemu-user cannot do without binfmt (the
+// kernel refuses the target binary with ENOEXEC), so tests of it skip there; the native build
+// runs them, and on the target itself the re-exec is an ordinary execv.
+bool GatewayCannotReexec();
 
 }  // namespace outpost::testing

@@ -71,8 +71,10 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::Start(ChildProcessOptions op
     if (::getppid() != parent) ::_exit(127);  // the parent died before prctl
     ::dup2(log_fd, STDOUT_FILENO);
     ::dup2(log_fd, STDERR_FILENO);
-    const int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
+    const char* in = options.stdin_path.empty() ? "/dev/null" : options.stdin_path.c_str();
+    const int in_fd = ::open(in, O_RDONLY);
+    if (in_fd < 0) ::_exit(127);
+    ::dup2(in_fd, STDIN_FILENO);
     if (!options.working_dir.empty() && ::chdir(options.working_dir.c_str()) != 0) ::_exit(127);
     if (std::strchr(argv[0], '/') != nullptr) {
       ::execve(argv[0], argv.data(), envp.data());

@@ -24,6 +24,7 @@ struct ChildProcessOptions {
   std::vector<std::pair<std::string, std::string>> env;  // added to (or replacing in) ours
   std::string log_path;                                  // stdout+stderr appended here; required
   std::string working_dir;                               // empty: inherit
+  std::string stdin_path;                                // empty: /dev/null
 };
 
 class ChildProcess {
