@@ -303,6 +303,7 @@ class Gateway::Impl {
   std::unique_ptr<authn::Authenticator> authn_;
   std::unique_ptr<http::Server> http_;  // on io_; handlers run on the loop thread
   // GET /api/v1/series: a read-only connection on its own thread (series_api.h).
+  series::ExportStats series_exports_;  // outlives the reader's jobs
   std::unique_ptr<store::ReaderThread> series_reader_;
   // /api/v1/stream (event_stream.h), with the API; the status each device last had in it.
   std::unique_ptr<EventHub> events_;
@@ -678,6 +679,12 @@ http::Router Gateway::Impl::ApiRoutes() {
     if (series_reader_) {
       m.body += "outpost_gateway_series_busy_total " +
                 std::to_string(series_reader_->rejected_full()) + "\n";
+      m.body += "outpost_gateway_series_exports_open " +
+                std::to_string(series_exports_.open.load()) + "\n";
+      m.body += "outpost_gateway_series_exports_busy_total " +
+                std::to_string(series_exports_.busy.load()) + "\n";
+      m.body += "outpost_gateway_series_exports_completed_total " +
+                std::to_string(series_exports_.completed.load()) + "\n";
     }
     if (commands_) m.body += commands_->Prometheus("outpost_gateway_commands_");
     r.Send(std::move(m));
@@ -710,7 +717,8 @@ http::Router Gateway::Impl::ApiRoutes() {
     }
     r.Send(Cacheable(q, api::DeviceJson(it->second)));
   });
-  series::AddSeriesRoute(&router, series_reader_.get(), [this] { return clock_.wall_ms(); });
+  series::AddSeriesRoute(&router, series_reader_.get(), &series_exports_,
+                         [this] { return clock_.wall_ms(); });
   alerts::AddAlertRoutes(&router, AlertHooks());
   authn_->AddRoutes(&router);
   if (commands_) commands_->AddRoutes(&router);

@@ -75,6 +75,7 @@ Result<SeriesRequest> ParseSeriesRequest(const std::map<std::string, std::string
     q.raw = *v == "1";
   }
   OUTPOST_RETURN_IF_ERROR(count("limit", kMaxRawLimit, &q.limit));
+  const bool paged = get("limit") != nullptr;
   if (const std::string* v = get("cursor")) {
     auto c = DecodeRawCursor(*v);
     if (!c.ok()) return Bad(bad_param, "cursor", "not one this API returned: " + Quoted(*v));
@@ -86,6 +87,7 @@ Result<SeriesRequest> ParseSeriesRequest(const std::map<std::string, std::string
     }
     q.csv = *v == "csv";
   }
+  q.whole = q.raw && q.csv && !paged;
   return q;
 }
 
@@ -147,8 +149,11 @@ std::string RawJson(const SeriesRequest& q, const store::RawPage& p) {
   return j.dump();
 }
 
-std::string RawCsv(const store::RawPage& p) {
-  std::string out = "t,v\n";
+std::string RawCsv(const store::RawPage& p) { return "t,v\n" + RawCsvRows(p); }
+
+std::string RawCsvRows(const store::RawPage& p) {
+  std::string out;
+  out.reserve(p.t.size() * 24);
   for (size_t i = 0; i < p.t.size(); ++i) {
     out += std::to_string(p.t[i]);
     out += ',';
@@ -197,12 +202,68 @@ http::Response Answer(const SeriesRequest& q, store::StoreReader& reader) {
   return r;
 }
 
+// A CSV export in progress: one page per reader job, the next queued by the stream once the
+// client has read all but kExportDrainedBytes of it. Ends (and is destroyed) when the last page
+// is sent, the client leaves, or a read fails (the body is then cut short).
+struct Export {
+  Export(SeriesRequest query, store::ReaderThread* r, ExportStats* s,
+         std::shared_ptr<http::Responder> first)
+      : q(std::move(query)), reader(r), stats(s), responder(std::move(first)) {}
+  ~Export() { --stats->open; }
+  Export(const Export&) = delete;
+  Export& operator=(const Export&) = delete;
+
+  SeriesRequest q;
+  store::ReaderThread* reader;
+  ExportStats* stats;
+  std::shared_ptr<http::Responder> responder;  // until the first page starts the stream
+  std::shared_ptr<http::Stream> stream;
+};
+
+// Runs on the reader thread.
+void ExportPage(const std::shared_ptr<Export>& e, store::StoreReader& sr) {
+  auto page =
+      sr.Raw(e->q.device, e->q.metric, e->q.from_ms, e->q.to_ms, e->q.cursor, kExportPageRows);
+  if (!page.ok()) {
+    if (!e->stream) return e->responder->Send(StoreProblem(page.status()));
+    return e->stream->Abort();
+  }
+  if (!e->stream) {
+    http::Response head;
+    head.content_type = "text/csv; charset=utf-8";
+    head.headers.emplace_back("Cache-Control", "no-cache");
+    head.headers.emplace_back("Vary", "Accept-Encoding");
+    head.body = RawCsv(*page);
+    e->stream = e->responder->StartStream(std::move(head));
+    e->responder.reset();
+  } else if (!e->stream->Write(RawCsvRows(*page))) {
+    return;  // the client left
+  }
+  if (!page->more) {
+    ++e->stats->completed;
+    return e->stream->Close();
+  }
+  e->q.cursor = page->next;
+  e->stream->WhenDrained(kExportDrainedBytes, [e] {
+    if (e->stream->closed()) return;
+    if (!e->reader->Post([e](store::StoreReader& next) { ExportPage(e, next); })) {
+      e->stream->Abort();  // the gateway is stopping
+    }
+  });
+}
+
+http::Response Busy(const std::string& why) {
+  http::Response busy = http::Problem(503, "busy", why);
+  busy.headers.emplace_back("Retry-After", "1");
+  return busy;
+}
+
 }  // namespace
 
-void AddSeriesRoute(http::Router* router, store::ReaderThread* reader,
+void AddSeriesRoute(http::Router* router, store::ReaderThread* reader, ExportStats* exports,
                     std::function<std::int64_t()> now_ms) {
   router->Add("GET", "/api/v1/series",
-              [reader, now_ms = std::move(now_ms)](http::Request req, http::Responder r) {
+              [reader, exports, now_ms = std::move(now_ms)](http::Request req, http::Responder r) {
                 std::string bad_param;
                 auto q = ParseSeriesRequest(req.params, now_ms(), &bad_param);
                 if (!q.ok()) {
@@ -213,9 +274,23 @@ void AddSeriesRoute(http::Router* router, store::ReaderThread* reader,
                 }
                 // The Responder moves into the job: answered from the reader thread, or (when the
                 // queue is full) here.
+                auto responder = std::make_shared<http::Responder>(std::move(r));
+                if (q->whole) {
+                  if (exports->open.fetch_add(1) >= kMaxExports) {
+                    --exports->open;
+                    ++exports->busy;
+                    return responder->Send(Busy(std::to_string(kMaxExports) +
+                                                " CSV exports are running; retry shortly"));
+                  }
+                  auto e = std::make_shared<Export>(*std::move(q), reader, exports, responder);
+                  if (!reader->TryPost([e](store::StoreReader& sr) { ExportPage(e, sr); })) {
+                    responder->Send(Busy("more than " + std::to_string(kMaxQueuedQueries) +
+                                         " series queries are waiting; retry shortly"));
+                  }
+                  return;
+                }
                 // A large answer is gzip-encoded on the reader thread when the client accepts it.
                 const bool gzip = web::AcceptsGzip(req.Header("accept-encoding"));
-                auto responder = std::make_shared<http::Responder>(std::move(r));
                 const bool queued =
                     reader->TryPost([q = *std::move(q), gzip, responder](store::StoreReader& sr) {
                       http::Response a = Answer(q, sr);
@@ -224,12 +299,8 @@ void AddSeriesRoute(http::Router* router, store::ReaderThread* reader,
                       responder->Send(std::move(a));
                     });
                 if (!queued) {
-                  http::Response busy =
-                      http::Problem(503, "busy",
-                                    "more than " + std::to_string(kMaxQueuedQueries) +
-                                        " series queries are waiting; retry shortly");
-                  busy.headers.emplace_back("Retry-After", "1");
-                  responder->Send(std::move(busy));
+                  responder->Send(Busy("more than " + std::to_string(kMaxQueuedQueries) +
+                                       " series queries are waiting; retry shortly"));
                 }
               });
 }

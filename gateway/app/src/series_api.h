@@ -7,8 +7,10 @@
 // "bad_<param>").
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -25,6 +27,20 @@ inline constexpr std::size_t kMaxRawLimit = 10'000;
 inline constexpr std::int64_t kDefaultSpanMs = 24 * 3600 * 1000;  // from = to - 24 h
 // Queries waiting for the reader thread; one more is answered 503 with Retry-After.
 inline constexpr std::size_t kMaxQueuedQueries = 32;
+// CSV exports (raw=1&format=csv with no limit: every point in the range, streamed): at most
+// kMaxExports at once (one more is 503 busy), read kExportPageRows points per reader job, and
+// the next page is read once the client has taken all but kExportDrainedBytes of the last, so
+// an export holds about one page in memory however long it is and however slowly it is read.
+inline constexpr int kMaxExports = 4;
+inline constexpr std::size_t kExportPageRows = 4096;
+inline constexpr std::size_t kExportDrainedBytes = 64 * 1024;
+
+// Counted for /metrics. Thread-safe.
+struct ExportStats {
+  std::atomic<int> open{0};
+  std::atomic<std::uint64_t> busy{0};       // refused at kMaxExports
+  std::atomic<std::uint64_t> completed{0};  // every point sent
+};
 
 struct SeriesRequest {
   std::string device, metric;
@@ -34,6 +50,7 @@ struct SeriesRequest {
   std::size_t limit = kDefaultRawLimit;  // raw only
   store::RawCursor cursor;               // raw only
   bool csv = false;
+  bool whole = false;  // raw=1&format=csv without limit: every point from the cursor on, streamed
 };
 
 // device, metric (required), from, to (ms since the epoch; to defaults to now_ms, from to
@@ -54,10 +71,12 @@ std::string BucketsCsv(const store::SeriesBuckets& b);
 std::string RawJson(const SeriesRequest& q, const store::RawPage& p);
 // "t,v\n" then one line per point (the next cursor goes in the X-Next-Cursor header).
 std::string RawCsv(const store::RawPage& p);
+// The lines alone, for the pages of an export after its first.
+std::string RawCsvRows(const store::RawPage& p);
 
-// Adds GET /api/v1/series. `reader` (may be null: the route then answers 503) must outlive the
-// router's use; `now_ms` is called on the loop.
-void AddSeriesRoute(http::Router* router, store::ReaderThread* reader,
+// Adds GET /api/v1/series. `reader` (may be null: the route then answers 503) and `exports` must
+// outlive the router's use; `now_ms` is called on the loop.
+void AddSeriesRoute(http::Router* router, store::ReaderThread* reader, ExportStats* exports,
                     std::function<std::int64_t()> now_ms);
 
 }  // namespace outpost::gateway::app::series

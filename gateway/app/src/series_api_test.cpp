@@ -33,6 +33,23 @@ TEST(SeriesApiTest, DefaultsAreLast24HoursIn500Buckets) {
   EXPECT_FALSE(q.csv);
 }
 
+// Raw CSV without a limit is the whole range, streamed; a limit makes it one page again.
+TEST(SeriesApiTest, RawCsvWithoutALimitIsAWholeExport) {
+  std::string bad;
+  auto whole = [&](std::map<std::string, std::string> extra) {
+    extra["device"] = "d";
+    extra["metric"] = "temperature";
+    auto q = ParseSeriesRequest(extra, kNow, &bad);
+    EXPECT_TRUE(q.ok()) << q.status().message();
+    return q.ok() && q->whole;
+  };
+  EXPECT_TRUE(whole({{"raw", "1"}, {"format", "csv"}}));
+  EXPECT_TRUE(whole({{"raw", "1"}, {"format", "csv"}, {"cursor", "r5.0"}}));
+  EXPECT_FALSE(whole({{"raw", "1"}, {"format", "csv"}, {"limit", "10"}}));
+  EXPECT_FALSE(whole({{"raw", "1"}}));
+  EXPECT_FALSE(whole({{"format", "csv"}}));
+}
+
 TEST(SeriesApiTest, BadInputNamesItsParameter) {
   const std::map<std::string, std::string> ok = {{"device", "d"}, {"metric", "m"}};
   auto with = [&](std::string k, std::string v) {

@@ -426,6 +426,16 @@ bool ReaderThread::TryPost(Job job) {
   return true;
 }
 
+bool ReaderThread::Post(Job job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return false;
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+  return true;
+}
+
 void ReaderThread::Stop() {
   std::deque<Job> dropped;
   {

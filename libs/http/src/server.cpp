@@ -105,16 +105,35 @@ class ServerStream final : public Stream {
       : conn_(std::move(conn)), limit_(limit) {}
   bool Write(std::string data) override;
   void Close() override;
+  void Abort() override;
   bool closed() const override { return closed_.load(); }
+  void WhenDrained(std::size_t bytes, std::function<void()> f) override;
 
-  void MarkClosed() { closed_.store(true); }
-  void Written(std::size_t n) { queued_.fetch_sub(n); }
+  void MarkClosed() {
+    closed_.store(true);
+    TakeWaiter(true)();
+  }
+  void Written(std::size_t n) {
+    queued_.fetch_sub(n);
+    TakeWaiter(false)();
+  }
 
  private:
+  // The waiter if it is due (always when `ending`), else an empty function; under mu_, so that
+  // a drain between WhenDrained's check and its storing the waiter is not missed.
+  std::function<void()> TakeWaiter(bool ending) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!waiter_ || (!ending && queued_.load() > drained_at_)) return [] {};
+    return std::exchange(waiter_, nullptr);
+  }
+
   std::weak_ptr<ServerConnection> conn_;
   std::size_t limit_;
   std::atomic<bool> closed_{false};
   std::atomic<std::size_t> queued_{0};  // posted, not yet written
+  std::mutex mu_;
+  std::function<void()> waiter_;  // WhenDrained's
+  std::size_t drained_at_ = 0;
 };
 
 class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
@@ -223,11 +242,12 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
   void OnStreamDropSlow() {
     if (closed_ || phase_ != Phase::kStreaming) return;
     s_->stats.streams_dropped_slow++;
-    // A reset, not a FIN queued behind what it did not read: the kernel frees the socket's
-    // buffers now instead of holding them for a peer that may never read again.
-    asio::error_code ec;
-    Socket().set_option(asio::socket_base::linger(true, 0), ec);
-    Close();
+    Reset();
+  }
+
+  void OnStreamAbort() {
+    if (closed_ || phase_ != Phase::kStreaming) return;
+    Reset();
   }
 
  private:
@@ -248,6 +268,14 @@ class ServerConnection : public std::enable_shared_from_this<ServerConnection> {
     }
   }
   tcp::socket& Socket() { return tls_ ? tls_->next_layer() : *plain_; }
+
+  // A reset, not a FIN queued behind what the peer did not read: the kernel frees the socket's
+  // buffers now instead of holding them for a peer that may never read again.
+  void Reset() {
+    asio::error_code ec;
+    Socket().set_option(asio::socket_base::linger(true, 0), ec);
+    Close();
+  }
 
   void Begin() {
     if (reject_) {
@@ -675,6 +703,23 @@ bool ServerStream::Write(std::string data) {
 void ServerStream::Close() {
   if (closed_.exchange(true)) return;
   if (auto c = conn_.lock()) asio::post(c->executor(), [c] { c->OnStreamClose(); });
+}
+
+void ServerStream::Abort() {
+  if (closed_.exchange(true)) return;
+  if (auto c = conn_.lock()) asio::post(c->executor(), [c] { c->OnStreamAbort(); });
+}
+
+void ServerStream::WhenDrained(std::size_t bytes, std::function<void()> f) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!closed_.load() && !conn_.expired() && queued_.load() > bytes) {
+      drained_at_ = bytes;
+      waiter_ = std::move(f);
+      return;
+    }
+  }
+  f();
 }
 
 Responder::Responder(std::shared_ptr<State> state) : state_(std::move(state)) {}

@@ -380,6 +380,64 @@ TEST_F(ServerTest, AStreamClientThatDoesNotReadIsDropped) {
   }));
 }
 
+// A producer that waits for WhenDrained before each write is never dropped, however slowly its
+// client reads: the queue stays under the bound, and every byte arrives.
+TEST_F(ServerTest, AProducerPacedByWhenDrainedIsNotDroppedBySlowReading) {
+  ServerOptions o;
+  o.max_stream_buffer_bytes = 64 * 1024;
+  std::uint16_t port = StartServer(o);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto c, RawHttpConnection::Connect(port));
+  int small = 4096;
+  setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  std::string req = Get("/events");
+  ASSERT_EQ(c.SendSome(req), static_cast<long>(req.size()));
+  ASSERT_TRUE(WaitUntil("the stream started", 5s, [&] { return Streams().size() == 1; }));
+  auto s = Streams()[0];
+  constexpr int kChunks = 400;  // 400 KB: several times the bound and the socket buffers
+  const std::string chunk(1000, 'x');
+  std::atomic<int> written{0};
+  std::atomic<int> waits{0};
+  // Writes up to 32 KB, then asks to be called back once at most 16 KB are queued.
+  std::function<void()> produce = [&] {
+    for (int i = 0; i < 32 && written < kChunks; ++i, ++written) {
+      if (!s->Write(chunk)) return;
+    }
+    if (written == kChunks) return s->Close();
+    ++waits;
+    s->WhenDrained(16 * 1024, produce);
+  };
+  produce();
+  OUTPOST_ASSERT_OK_AND_ASSIGN(RawHttpResponse r, c.Read(20s));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body.size(), static_cast<std::size_t>(kChunks) * chunk.size());
+  EXPECT_EQ(server_->stats().streams_dropped_slow.load(), 0u);
+  EXPECT_GT(waits.load(), 1) << "the client never held the producer back";
+}
+
+// WhenDrained's callback also runs when the stream ends (here: Abort), so a producer waiting on
+// it learns the stream is over; the client sees the body cut short and the connection closed.
+TEST_F(ServerTest, AbortCutsTheBodyShortAndWakesAWaitingProducer) {
+  ServerOptions o;
+  std::uint16_t port = StartServer(o);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto c, RawHttpConnection::Connect(port));
+  int small = 4096;
+  setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  std::string req = Get("/events");
+  ASSERT_EQ(c.SendSome(req), static_cast<long>(req.size()));
+  ASSERT_TRUE(WaitUntil("the stream started", 5s, [&] { return Streams().size() == 1; }));
+  auto s = Streams()[0];
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(s->Write(std::string(1000, 'a')));
+  std::atomic<bool> woken{false};
+  s->WhenDrained(0, [&] { woken = true; });
+  s->Abort();
+  EXPECT_TRUE(s->closed());
+  EXPECT_TRUE(WaitUntil("the waiting producer was woken", 5s, [&] { return woken.load(); }));
+  auto r = c.Read(5s);
+  EXPECT_FALSE(r.ok()) << "a whole response arrived: " << r->body.size() << " bytes";
+  EXPECT_TRUE(c.WaitClosed(5s));
+  EXPECT_EQ(server_->stats().streams_dropped_slow.load(), 0u);
+}
+
 TEST_F(ServerTest, StopEndsOpenStreamsAndConnections) {
   std::uint16_t port = StartServer();
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto c, RawHttpConnection::Connect(port));

@@ -96,7 +96,15 @@ class Stream {
   virtual bool Write(std::string data) = 0;
   // Ends the response (terminating chunk); the connection may serve another request.
   virtual void Close() = 0;
+  // Ends the response without its terminating chunk and closes the connection: the client sees
+  // the body cut short (for a producer that failed half-way).
+  virtual void Abort() = 0;
   virtual bool closed() const = 0;
+  // Calls `f` once, when at most `bytes` of what was written are still queued (now, on this
+  // thread, if that holds already; else on the connection's loop), or when the stream ends.
+  // For a producer that paces itself to its client instead of being dropped as slow; one `f`
+  // at a time (a second call replaces the first, which is then not called).
+  virtual void WhenDrained(std::size_t bytes, std::function<void()> f) = 0;
 };
 
 // The one answer to one request. Move-only. Call exactly one of Send or StartStream, from any

@@ -149,6 +149,9 @@ class ReaderThread {
 
   // False (and counted) when max_queued jobs are waiting, or after Stop(); the job is not run.
   bool TryPost(Job job);
+  // Queues `job` even when max_queued are waiting: for a job already admitted that goes on with
+  // its work (the caller bounds how many such jobs there can be). False after Stop().
+  bool Post(Job job);
   void Stop();
   uint64_t rejected_full() const;
   uint64_t completed() const;
