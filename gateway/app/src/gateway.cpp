@@ -776,6 +776,7 @@ ExitReason Gateway::Impl::Run() {
   started_mono_ms_ = clock_.steady_ms();
   latency_since_ms_ = clock_.wall_ms();
   for (const auto& w : config_.warnings) spdlog::warn("{}", w);
+  for (const auto& w : config::CleartextWarnings(config_)) spdlog::warn("{}", w);
   service_ = std::make_unique<Service>(io_, clock_);
   if (Status s = OpenAndRestore(); !s.ok()) {
     spdlog::critical("cannot start: {}", s.ToString());
