@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "outpost/base/clock.h"
@@ -202,9 +203,19 @@ int main(int argc, char** argv) {
 
   outpost::SystemClock clock;
 
+  // A password on the command line is readable by every local user (ps, /proc/PID/cmdline).
+  const char* database_env = std::getenv("OUTPOST_CLOUD_DATABASE");
+  if (cloud::storage::DatabaseUrlHasPassword(database) &&
+      (database_env == nullptr || database != database_env)) {
+    spdlog::warn(
+        "--database carries a password on the command line, where every local user can read "
+        "it: put the URL in OUTPOST_CLOUD_DATABASE, or leave the password out and give it to "
+        "libpq in PGPASSWORD or a ~/.pgpass file (PGPASSFILE)");
+  }
+
   if (*migrate) {
     auto storage = OpenAndMigrate(database, 1, true);
-    if (!storage.ok()) return Fail(database, storage.status());
+    if (!storage.ok()) return Fail(cloud::storage::RedactDatabaseUrl(database), storage.status());
     std::printf("%s: schema up to date (%s)\n", database.c_str(), (*storage)->backend());
     return 0;
   }
@@ -223,7 +234,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     auto storage = OpenAndMigrate(database, 1, true);
-    if (!storage.ok()) return Fail(database, storage.status());
+    if (!storage.ok()) return Fail(cloud::storage::RedactDatabaseUrl(database), storage.status());
     if (*create) {
       Result<std::string> secret = cloud::GenerateToken();
       if (!secret.ok()) return Fail("token create", secret.status());
@@ -274,7 +285,7 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   auto storage = OpenAndMigrate(database, pool_size, sync == "full");
-  if (!storage.ok()) return Fail(database, storage.status());
+  if (!storage.ok()) return Fail(cloud::storage::RedactDatabaseUrl(database), storage.status());
   cloud::api::ServiceOptions service_options;
   service_options.max_body_bytes = max_body_bytes;
   service_options.limits.max_items = max_items;
@@ -308,8 +319,9 @@ int main(int argc, char** argv) {
   spdlog::info(
       "database {} ({}), {} HTTP loop threads, {} database threads (queue {}), {} connections "
       "max, body limit {} bytes{}",
-      database, (*storage)->backend(), http.http_threads, http.db_threads, http.db_queue,
-      http.max_connections, max_body_bytes, http.tls_cert_file.empty() ? "" : ", TLS");
+      cloud::storage::RedactDatabaseUrl(database), (*storage)->backend(), http.http_threads,
+      http.db_threads, http.db_queue, http.max_connections, max_body_bytes,
+      http.tls_cert_file.empty() ? "" : ", TLS");
   std::printf("outpost-cloud listening on %s://%s:%d\n",
               http.tls_cert_file.empty() ? "http" : "https", host.c_str(), *bound);
   std::fflush(stdout);

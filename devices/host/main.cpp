@@ -113,6 +113,10 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_option("--key", net.key_file, "client private key (PEM; with --cert)")
       ->check(CLI::ExistingFile);
+  app.add_option("--cert-dir", net.cert_dir,
+                 "per-device client certificates: DIR/<id>/device.crt and device.key, as "
+                 "outpost-provision device add writes them (with --tls; not with --cert)")
+      ->check(CLI::ExistingDirectory);
   app.add_flag("--insecure", insecure, "with --tls: do not verify the broker's certificate");
   app.add_option("--username", o.username, "MQTT user name");
   app.add_option("--password", o.password, "MQTT password (needs --username)");
@@ -181,6 +185,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "outpost-node: --key needs --cert\n");
     return kExitUsage;
   }
+  if (!net.cert_dir.empty() && !net.cert_file.empty()) {
+    std::fprintf(stderr, "outpost-node: --cert-dir and --cert exclude each other\n");
+    return kExitUsage;
+  }
+  if (!net.cert_dir.empty() && !net.tls) {
+    std::fprintf(stderr, "outpost-node: --cert-dir needs --tls\n");
+    return kExitUsage;
+  }
   if (!o.password.empty() && o.username.empty()) {
     std::fprintf(stderr, "outpost-node: --password needs --username\n");
     return kExitUsage;
@@ -245,7 +257,8 @@ int main(int argc, char** argv) {
     asio_backend->Attach(fleet);
     if (auto st = asio_backend->Run(&g_stop); !st.ok()) {
       std::fprintf(stderr, "outpost-node: %s\n", st.message().c_str());
-      return kExitRuntime;
+      // Unreadable or mismatched TLS files are configuration errors; the rest is the runtime's.
+      return st.code() == outpost::Code::kInvalidArgument ? kExitUsage : kExitRuntime;
     }
   }
   rss_peak = fleet::ResidentBytes();

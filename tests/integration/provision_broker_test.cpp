@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -65,6 +66,10 @@ class ProvisionBrokerTest : public ::testing::Test {
     ASSERT_EQ(Provision({"device", "add", "devB"}), 0);
     ASSERT_EQ(Provision({"device", "add", "devR"}), 0);
     ASSERT_EQ(Provision({"device", "add", "seed1", "--seed"}), 0);
+    // outpost-node's ids: sim-00000, sim-00001, sim-00002.
+    ASSERT_EQ(Provision({"device", "add", "--count", "3", "--prefix", "sim-", "--first", "0",
+                         "--digits", "5"}),
+              0);
     const long now = static_cast<long>(::time(nullptr));
     ASSERT_EQ(
         Provision({"device", "add", "devExpired", "--not-before", std::to_string(now - 2 * 86400),
@@ -388,6 +393,63 @@ TEST_F(ProvisionBrokerTest, AProvisionRunIsIdempotentAndRejectsBadIds) {
   EXPECT_NE(text.find("kept the existing Outpost site CA"), std::string::npos);
   EXPECT_NE(text.find("kept devA (already provisioned"), std::string::npos);
   EXPECT_NE(text.find("bad device id 'bad/id'"), std::string::npos);
+}
+
+// outpost-node --cert-dir: every virtual device presents its own certificate, so the broker
+// (use_identity_as_username + the ACL) lets each publish only on its own topics; the readings of
+// all three arrive there. Were they sharing one certificate, two of the three would be denied.
+TEST_F(ProvisionBrokerTest, TheSimulatorPresentsEachDevicesOwnCertificate) {
+  TestMqtt gateway;
+  OUTPOST_ASSERT_OK(gateway.Connect(broker_port, Identity("gateway")));
+  OUTPOST_ASSERT_OK(gateway.Subscribe("sensors/+/data"));
+  const char* bin_dir = std::getenv("OUTPOST_BINARY_DIR");
+  const std::string node =
+      std::string(bin_dir != nullptr ? bin_dir : ".") + "/devices/host/outpost-node";
+  auto run = [&](const std::string& devices, const std::string& log) {
+    ChildProcessOptions o;
+    o.argv = {node,
+              "--broker",
+              "127.0.0.1:" + std::to_string(broker_port),
+              "--tls",
+              "--ca",
+              pki_dir + "/broker/ca.crt",
+              "--cert-dir",
+              pki_dir + "/devices",
+              "--id-prefix",
+              "sim-",
+              "--devices",
+              devices,
+              "--interval",
+              "0.2",
+              "--count",
+              "3",
+              "--duration",
+              "0",
+              "--json",
+              "-q"};
+    o.log_path = suite_tmp->File(log);
+    auto p = ChildProcess::Start(o);
+    EXPECT_TRUE(p.ok());
+    if (!p.ok()) return std::make_pair(-1, std::string());
+    auto rc = (*p)->Wait(60s);
+    return std::make_pair(rc.ok() ? *rc : -1, (*p)->log());
+  };
+  auto [rc, out] = run("3", "sim.log");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("\"acked\":9"), std::string::npos) << out;
+  std::map<std::string, int> per_topic;
+  for (int i = 0; i < 9; ++i) {
+    auto m = gateway.WaitMessage("sensors/+/data", 10s);
+    OUTPOST_ASSERT_OK(m.status());
+    ++per_topic[m->topic];
+  }
+  EXPECT_EQ(per_topic, (std::map<std::string, int>{{"sensors/sim-00000/data", 3},
+                                                   {"sensors/sim-00001/data", 3},
+                                                   {"sensors/sim-00002/data", 3}}));
+  // A device without credentials in the folder: a configuration error naming the file.
+  auto [rc2, out2] = run("4", "sim-missing.log");
+  EXPECT_EQ(rc2, 2) << out2;
+  EXPECT_NE(out2.find("sim-00003/device.crt: cannot open"), std::string::npos) << out2;
 }
 
 }  // namespace

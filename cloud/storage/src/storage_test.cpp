@@ -76,6 +76,24 @@ TEST(DatabaseUrl, Forms) {
   OUTPOST_EXPECT_CODE(bad, Code::kInvalidArgument);
 }
 
+TEST(DatabaseUrl, PasswordsAreRedactedForLogsAndErrors) {
+  EXPECT_EQ(RedactDatabaseUrl("postgresql://outpost:s3cr%40t@db:5432/outpost"),
+            "postgresql://outpost:***@db:5432/outpost");
+  EXPECT_EQ(RedactDatabaseUrl("postgres://u@db/x?sslmode=require&password=hunter2&x=1"),
+            "postgres://u@db/x?sslmode=require&password=***&x=1");
+  EXPECT_EQ(RedactDatabaseUrl("postgresql://u:a@db/x?password=b"),
+            "postgresql://u:***@db/x?password=***");
+  EXPECT_EQ(RedactDatabaseUrl("postgresql://u@db/x"), "postgresql://u@db/x");
+  EXPECT_EQ(RedactDatabaseUrl("sqlite:/tmp/a.db"), "sqlite:/tmp/a.db");
+  EXPECT_TRUE(DatabaseUrlHasPassword("postgresql://u:p@db/x"));
+  EXPECT_TRUE(DatabaseUrlHasPassword("postgresql://u@db/x?password=p"));
+  EXPECT_FALSE(DatabaseUrlHasPassword("postgresql://u@db/x"));
+  EXPECT_FALSE(DatabaseUrlHasPassword("data/cloud.db"));
+  auto bad = OpenStorage("postgresq://u:topsecret@db/x");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message().find("topsecret"), std::string::npos) << bad.status().message();
+}
+
 TEST_P(StorageContractTest, ReadingIdentityDeduplicates) {
   Batch b;
   b.readings = {R("n1", 100, 1.0, 3, 1), R("n1", 200, 2.0, 3, 2), R("n2", 100, 5.0)};

@@ -781,6 +781,7 @@ ExitReason Gateway::Impl::Run() {
   ingest_rate_.Sample(started_mono_ms_, 0);  // nothing stored yet: the rate counts from here
   latency_since_ms_ = clock_.wall_ms();
   for (const auto& w : config_.warnings) spdlog::warn("{}", w);
+  for (const auto& w : config::CleartextWarnings(config_)) spdlog::warn("{}", w);
   service_ = std::make_unique<Service>(io_, clock_);
   if (Status s = OpenAndRestore(); !s.ok()) {
     spdlog::critical("cannot start: {}", s.ToString());

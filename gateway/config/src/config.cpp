@@ -675,4 +675,48 @@ std::string AdminPasswordPath(const Config& config) {
 
 std::string StreamRingPath(const Config& config) { return BesideDatabase(config, "stream-ring"); }
 
+bool IsLoopbackHost(std::string_view host) {
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host == "localhost" || host == "localhost." || host == "::1" || host == "0:0:0:0:0:0:0:1") {
+    return true;
+  }
+  if (host.size() > 10 && host.substr(host.size() - 10) == ".localhost") return true;
+  const std::string h(host);
+  in_addr v4{};
+  if (inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return inet_pton(AF_INET6, h.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+std::vector<std::string> CleartextWarnings(const Config& config) {
+  std::vector<std::string> out;
+  if (!config.mqtt.tls.enabled && !IsLoopbackHost(config.mqtt.host)) {
+    out.push_back("mqtt.host " + config.mqtt.host +
+                  " is beyond this machine and mqtt.tls.enabled is false: readings, commands "
+                  "and any mqtt.password cross the network in clear (set mqtt.tls.enabled with "
+                  "mqtt.tls.ca_file, cert_file and key_file; docs/security.md)");
+  }
+  constexpr std::string_view kHttp = "http://";
+  const std::string& e = config.cloud.api_endpoint;
+  if (e.size() > kHttp.size() && e.compare(0, kHttp.size(), kHttp) == 0) {
+    std::string_view rest = std::string_view(e).substr(kHttp.size());
+    rest = rest.substr(0, rest.find_first_of("/?#"));
+    if (const auto at = rest.rfind('@'); at != std::string_view::npos) rest = rest.substr(at + 1);
+    std::string_view host = rest;
+    if (!rest.empty() && rest.front() == '[') {
+      host = rest.substr(0, rest.find(']') + 1);
+    } else if (const auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+      host = rest.substr(0, colon);
+    }
+    if (!IsLoopbackHost(host)) {
+      out.push_back("cloud.api_endpoint " + e +
+                    " is plain http:// beyond this machine: the cloud API key and every reading "
+                    "cross the network in clear (use an https:// endpoint)");
+    }
+  }
+  return out;
+}
+
 }  // namespace outpost::gateway::config

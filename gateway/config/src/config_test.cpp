@@ -485,3 +485,46 @@ TEST(Config, AuthDefaultsBesideTheDatabaseAndLimits) {
 
 }  // namespace
 }  // namespace outpost::gateway::config
+
+namespace outpost::gateway::config {
+namespace {
+
+TEST(CleartextWarnings, LoopbackHostsAreRecognised) {
+  for (const char* h : {"localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]", "db.localhost"}) {
+    EXPECT_TRUE(IsLoopbackHost(h)) << h;
+  }
+  for (const char* h : {"192.168.1.10", "broker.local", "::", "0.0.0.0", "128.0.0.1", "[fe80::1]",
+                        "localhost.example.com", ""}) {
+    EXPECT_FALSE(IsLoopbackHost(h)) << h;
+  }
+}
+
+TEST(CleartextWarnings, OneLineEachForPlainMqttAndHttpBeyondLoopback) {
+  auto c = Parse(
+      "mqtt:\n  host: 192.168.1.10\ncloud:\n  api_endpoint: "
+      "http://user@cloud.example.com:8080/v1\n",
+      "gw.yaml");
+  OUTPOST_ASSERT_OK(c);
+  const auto w = CleartextWarnings(*c);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_EQ(w[0].rfind("mqtt.host 192.168.1.10 is beyond this machine and mqtt.tls.enabled", 0), 0u)
+      << w[0];
+  EXPECT_EQ(w[1].rfind("cloud.api_endpoint http://user@cloud.example.com:8080/v1 is plain", 0), 0u)
+      << w[1];
+}
+
+TEST(CleartextWarnings, NoneForLoopbackTlsOrHttps) {
+  for (const char* yaml :
+       {"mqtt:\n  host: 127.0.0.1\ncloud:\n  api_endpoint: http://127.0.0.1:18080\n",
+        "mqtt:\n  host: localhost\ncloud:\n  api_endpoint: http://[::1]:8080/base\n",
+        "mqtt:\n  host: 10.0.0.2\n  tls:\n    enabled: true\ncloud:\n  api_endpoint: "
+        "https://cloud.example.com\n"}) {
+    auto c = Parse(yaml, "gw.yaml");
+    OUTPOST_ASSERT_OK(c);
+    const auto w = CleartextWarnings(*c);
+    EXPECT_TRUE(w.empty()) << yaml << " -> " << w.front();
+  }
+}
+
+}  // namespace
+}  // namespace outpost::gateway::config

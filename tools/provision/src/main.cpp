@@ -127,6 +127,14 @@ int main(int argc, char** argv) {
   add->add_option("--count", count, "add N devices PREFIX001..PREFIXN instead of one")
       ->check(CLI::Range(1, kMaxDevicesPerAdd));
   add->add_option("--prefix", prefix, "id prefix for --count")->default_str("node-");
+  int first = 1, digits = 0;
+  add->add_option("--first", first, "with --count: the number of the first id")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 99'999'999));
+  add->add_option("--digits", digits,
+                  "with --count: zero-pad numbers to this many digits (default: at least 3, "
+                  "enough for the last; outpost-node's ids: --first 0 --digits 5)")
+      ->check(CLI::Range(1, 9));
   add->add_option("--csr", add_o.csr_path,
                   "sign this PEM certificate request (the key stays on the device; no secrets.h)");
   add->add_option("--days", add_o.valid_days, "certificate validity")
@@ -174,8 +182,15 @@ int main(int argc, char** argv) {
         std::cerr << "outpost-provision: give an id or --count, not both\n";
         return 2;
       }
-      const int width = std::max<int>(3, static_cast<int>(std::to_string(count).size()));
-      for (int i = 1; i <= count; ++i) {
+      const int last = first + count - 1;
+      const int needed = static_cast<int>(std::to_string(last).size());
+      if (digits != 0 && digits < needed) {
+        std::cerr << "outpost-provision: --digits " << digits << " is too few for the last id ("
+                  << last << ")\n";
+        return 2;
+      }
+      const int width = digits != 0 ? digits : std::max(3, needed);
+      for (int i = first; i <= last; ++i) {
         std::string n = std::to_string(i);
         add_o.ids.push_back(prefix.empty() ? "node-" : prefix);
         add_o.ids.back() += std::string(static_cast<std::size_t>(width) - n.size(), '0') + n;

@@ -1,11 +1,15 @@
 // The only file of the fleet that includes Asio and OpenSSL.
 #include "outpost/node/fleet/asio_backend.h"
 
+#include <malloc.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <asio.hpp>
-#include <asio/ssl.hpp>
 #include <chrono>
 #include <cstdio>
 #include <limits>
@@ -19,13 +23,56 @@ constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
 using SteadyClock = std::chrono::steady_clock;
 using asio::ip::tcp;
 
+struct SslFree {
+  void operator()(SSL* p) const { SSL_free(p); }
+  void operator()(SSL_CTX* p) const { SSL_CTX_free(p); }
+  void operator()(X509* p) const { X509_free(p); }
+  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+};
+using SslPtr = std::unique_ptr<SSL, SslFree>;
+using SslCtxPtr = std::unique_ptr<SSL_CTX, SslFree>;
+using X509Ptr = std::unique_ptr<X509, SslFree>;
+using PkeyPtr = std::unique_ptr<EVP_PKEY, SslFree>;
+
+// The newest OpenSSL error as text ("" when the queue is empty); clears the queue.
+std::string SslError() {
+  const unsigned long e = ERR_get_error();  // NOLINT(google-runtime-int): OpenSSL's type
+  ERR_clear_error();
+  if (e == 0) return "";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof(buf));
+  return buf;
+}
+
+Result<X509Ptr> ReadCert(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return InvalidArgument(path + ": cannot open");
+  X509Ptr cert(PEM_read_X509(f, nullptr, nullptr, nullptr));
+  std::fclose(f);
+  if (!cert) return InvalidArgument(path + ": not a PEM certificate: " + SslError());
+  return cert;
+}
+
+Result<PkeyPtr> ReadKey(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return InvalidArgument(path + ": cannot open");
+  PkeyPtr key(PEM_read_PrivateKey(f, nullptr, nullptr, nullptr));
+  std::fclose(f);
+  if (!key) return InvalidArgument(path + ": not a PEM private key: " + SslError());
+  return key;
+}
+
 }  // namespace
 
 // One connection attempt and its stream. Handlers hold a shared_ptr, so it outlives them.
+// TLS runs directly on the non-blocking socket (SSL_set_fd), driven by Asio's readiness waits:
+// no Asio ssl::stream, whose engine keeps two ~17 KiB buffers per connection for its whole life.
+// OpenSSL's own record buffers are released between records (SSL_MODE_RELEASE_BUFFERS), so an
+// idle TLS connection holds little more than its SSL object.
 struct Conn {
   explicit Conn(asio::io_context& io) : socket(io) {}
   tcp::socket socket;
-  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;
+  SslPtr ssl;        // null: plain TCP
   bool open = true;  // false once closed by either side
   bool writing = false;
   bool refused_write = false;  // Write() accepted less than offered: wake the device when drained
@@ -44,6 +91,10 @@ class AsioBackend::Impl {
     std::int64_t timer_at = kNever;
     std::shared_ptr<Conn> conn;
     std::unique_ptr<std::uint8_t[]> rbuf;  // allocated while connected
+    // --cert-dir: this device's own certificate and key, loaded once (the SSL object of a live
+    // connection shares them by reference count, so they cost nothing extra while connected).
+    X509Ptr cert;
+    PkeyPtr key;
   };
 
   std::int64_t Now() const {
@@ -64,23 +115,57 @@ class AsioBackend::Impl {
     }
     endpoint_ = results.begin()->endpoint();
     if (options_.tls) {
-      ssl_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
-      if (options_.ca_file.empty()) {
-        ssl_->set_default_verify_paths(ec);
-      } else {
-        ssl_->load_verify_file(options_.ca_file, ec);
-      }
-      if (ec) return InvalidArgument("ca: " + options_.ca_file + ": " + ec.message());
+      ssl_.reset(SSL_CTX_new(TLS_client_method()));
+      if (!ssl_) return Internal("SSL_CTX_new: " + SslError());
+      SSL_CTX* ctx = ssl_.get();
+      SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+      const int ca_ok = options_.ca_file.empty()
+                            ? SSL_CTX_set_default_verify_paths(ctx)
+                            : SSL_CTX_load_verify_locations(ctx, options_.ca_file.c_str(), nullptr);
+      if (ca_ok != 1) return InvalidArgument("ca: " + options_.ca_file + ": " + SslError());
       if (!options_.cert_file.empty()) {
-        ssl_->use_certificate_chain_file(options_.cert_file, ec);
-        if (ec) return InvalidArgument("cert: " + options_.cert_file + ": " + ec.message());
-        ssl_->use_private_key_file(options_.key_file, asio::ssl::context::pem, ec);
-        if (ec) return InvalidArgument("key: " + options_.key_file + ": " + ec.message());
+        if (SSL_CTX_use_certificate_chain_file(ctx, options_.cert_file.c_str()) != 1) {
+          return InvalidArgument("cert: " + options_.cert_file + ": " + SslError());
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, options_.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+          return InvalidArgument("key: " + options_.key_file + ": " + SslError());
+        }
+        if (SSL_CTX_check_private_key(ctx) != 1) {
+          return InvalidArgument("key: " + options_.key_file + " does not match " +
+                                 options_.cert_file);
+        }
       }
-      ssl_->set_verify_mode(options_.verify_peer ? asio::ssl::verify_peer : asio::ssl::verify_none);
-      // Thousands of mostly idle connections: let OpenSSL free its record buffers between
-      // records (Asio's engine keeps its own ~17 KiB in and out buffers per stream regardless).
-      SSL_CTX_set_mode(ssl_->native_handle(), SSL_MODE_RELEASE_BUFFERS);
+      SSL_CTX_set_verify(ctx, options_.verify_peer ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+      // Thousands of mostly idle connections: OpenSSL frees its record buffers between records;
+      // no read-ahead (it would keep a full buffer per connection); writes may be partial and
+      // resumed from a moved buffer (the flight string may reallocate between retries).
+      SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+      SSL_CTX_set_read_ahead(ctx, 0);
+      SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+      if (!options_.cert_dir.empty()) OUTPOST_RETURN_IF_ERROR(LoadDeviceCredentials());
+    }
+    return Status::Ok();
+  }
+
+  // One certificate and key per device: DIR/<id>/device.crt and device.key, the layout
+  // `outpost-provision device add` writes. Every device must have both, and they must match.
+  Status LoadDeviceCredentials() {
+    for (std::uint32_t d = 0; d < slots_.size(); ++d) {
+      const std::string base = options_.cert_dir + "/" + fleet_->DeviceId(d) + "/device";
+      auto cert = ReadCert(base + ".crt");
+      if (!cert.ok()) {
+        return InvalidArgument("--cert-dir: " + cert.status().message() +
+                               " (provision the device: outpost-provision device add)");
+      }
+      auto key = ReadKey(base + ".key");
+      if (!key.ok()) return InvalidArgument("--cert-dir: " + key.status().message());
+      if (X509_check_private_key(cert->get(), key->get()) != 1) {
+        ERR_clear_error();
+        return InvalidArgument("--cert-dir: " + base + ".key does not match " + base + ".crt");
+      }
+      slots_[d].cert = std::move(*cert);
+      slots_[d].key = std::move(*key);
     }
     return Status::Ok();
   }
@@ -118,24 +203,63 @@ class AsioBackend::Impl {
       asio::error_code ignored;
       conn->socket.set_option(tcp::no_delay(true), ignored);
       if (ssl_) {
-        conn->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(conn->socket, *ssl_);
-        SSL_set_tlsext_host_name(conn->tls->native_handle(), options_.host.c_str());
-        conn->tls->async_handshake(asio::ssl::stream_base::client,
-                                   [this, d, conn](const asio::error_code& hec) {
-                                     if (stopped_ || slots_[d].conn != conn || !conn->open) {
-                                       return;
-                                     }
-                                     if (hec) {
-                                       CloseConn(slots_[d]);
-                                       fleet_->OnDisconnected(d);
-                                       return;
-                                     }
-                                     Established(d, conn);
-                                   });
+        StartTls(d, conn);
       } else {
         Established(d, conn);
       }
     });
+  }
+
+  void Fail(std::uint32_t d) {
+    CloseConn(slots_[d]);
+    fleet_->OnDisconnected(d);
+  }
+
+  void StartTls(std::uint32_t d, const std::shared_ptr<Conn>& conn) {
+    Slot& s = slots_[d];
+    asio::error_code ec;
+    conn->socket.non_blocking(true, ec);
+    SslPtr ssl(SSL_new(ssl_.get()));
+    if (ec || !ssl || SSL_set_fd(ssl.get(), conn->socket.native_handle()) != 1 ||
+        SSL_set_tlsext_host_name(ssl.get(), options_.host.c_str()) != 1 ||
+        (s.cert && (SSL_use_certificate(ssl.get(), s.cert.get()) != 1 ||
+                    SSL_use_PrivateKey(ssl.get(), s.key.get()) != 1))) {
+      ERR_clear_error();
+      Fail(d);
+      return;
+    }
+    conn->ssl = std::move(ssl);
+    Handshake(d, conn);
+  }
+
+  // Waits for the socket to become readable or writable, as OpenSSL asked, then calls `then`.
+  template <typename F>
+  void WaitFor(int ssl_error, const std::shared_ptr<Conn>& conn, std::uint32_t d, F then) {
+    const auto what =
+        ssl_error == SSL_ERROR_WANT_WRITE ? tcp::socket::wait_write : tcp::socket::wait_read;
+    conn->socket.async_wait(what, [this, d, conn, then](const asio::error_code& ec) {
+      if (stopped_ || slots_[d].conn != conn || !conn->open) return;
+      if (ec) {
+        Fail(d);
+        return;
+      }
+      then();
+    });
+  }
+
+  void Handshake(std::uint32_t d, const std::shared_ptr<Conn>& conn) {
+    const int r = SSL_connect(conn->ssl.get());
+    if (r == 1) {
+      Established(d, conn);
+      return;
+    }
+    const int err = SSL_get_error(conn->ssl.get(), r);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+      WaitFor(err, conn, d, [this, d, conn] { Handshake(d, conn); });
+      return;
+    }
+    ERR_clear_error();  // refused (bad certificate, revoked, ...): the device reconnects
+    Fail(d);
   }
 
   void Established(std::uint32_t d, const std::shared_ptr<Conn>& conn) {
@@ -146,24 +270,49 @@ class AsioBackend::Impl {
   }
 
   void Read(std::uint32_t d, const std::shared_ptr<Conn>& conn) {
+    if (conn->ssl) {
+      ReadTls(d, conn);
+      return;
+    }
     Slot& s = slots_[d];
     auto handler = [this, d, conn](const asio::error_code& ec, std::size_t n) {
       Slot& slot = slots_[d];
       if (stopped_ || slot.conn != conn || !conn->open) return;
       if (ec) {
-        CloseConn(slot);
-        fleet_->OnDisconnected(d);
+        Fail(d);
         return;
       }
       fleet_->OnBytes(d, slot.rbuf.get(), n);
       if (slot.conn == conn && conn->open) Read(d, conn);
     };
-    auto buf = asio::buffer(s.rbuf.get(), options_.read_buffer_bytes);
-    if (conn->tls) {
-      conn->tls->async_read_some(buf, handler);
-    } else {
-      conn->socket.async_read_some(buf, handler);
+    conn->socket.async_read_some(asio::buffer(s.rbuf.get(), options_.read_buffer_bytes), handler);
+  }
+
+  // Reads every decrypted byte available now, then waits for the socket. Bounded per call: at
+  // most kMaxTlsReadsPerTurn records, then the rest is read on a later turn of the loop.
+  void ReadTls(std::uint32_t d, const std::shared_ptr<Conn>& conn) {
+    constexpr int kMaxTlsReadsPerTurn = 16;
+    for (int i = 0; i < kMaxTlsReadsPerTurn; ++i) {
+      Slot& s = slots_[d];
+      const int n =
+          SSL_read(conn->ssl.get(), s.rbuf.get(), static_cast<int>(options_.read_buffer_bytes));
+      if (n > 0) {
+        fleet_->OnBytes(d, s.rbuf.get(), static_cast<std::size_t>(n));
+        if (stopped_ || slots_[d].conn != conn || !conn->open) return;
+        continue;
+      }
+      const int err = SSL_get_error(conn->ssl.get(), n);
+      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        WaitFor(err, conn, d, [this, d, conn] { ReadTls(d, conn); });
+        return;
+      }
+      ERR_clear_error();  // closed by the broker, or a TLS error
+      Fail(d);
+      return;
     }
+    asio::post(io_, [this, d, conn] {
+      if (!stopped_ && slots_[d].conn == conn && conn->open) ReadTls(d, conn);
+    });
   }
 
   std::size_t Write(std::uint32_t d, const std::uint8_t* data, std::size_t size) {
@@ -206,17 +355,50 @@ class AsioBackend::Impl {
         fleet_->OnWritable(d);
       }
     };
-    if (conn->tls) {
-      asio::async_write(*conn->tls, asio::buffer(conn->flight), handler);
+    if (conn->ssl) {
+      WriteTls(d, conn, 0, handler);
     } else {
       asio::async_write(conn->socket, asio::buffer(conn->flight), handler);
     }
+  }
+
+  // Writes conn->flight from `offset` through OpenSSL, waiting on the socket as it asks; calls
+  // `done` once everything is written or on error.
+  template <typename H>
+  void WriteTls(std::uint32_t d, const std::shared_ptr<Conn>& conn, std::size_t offset, H done) {
+    while (offset < conn->flight.size()) {
+      const int n = SSL_write(conn->ssl.get(), conn->flight.data() + offset,
+                              static_cast<int>(conn->flight.size() - offset));
+      if (n > 0) {
+        offset += static_cast<std::size_t>(n);
+        continue;
+      }
+      const int err = SSL_get_error(conn->ssl.get(), n);
+      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        const auto what =
+            err == SSL_ERROR_WANT_WRITE ? tcp::socket::wait_write : tcp::socket::wait_read;
+        conn->socket.async_wait(what, [this, d, conn, offset, done](const asio::error_code& ec) {
+          if (ec || stopped_ || slots_[d].conn != conn || !conn->open) {
+            done(ec ? ec : asio::error::operation_aborted, 0);
+            return;
+          }
+          WriteTls(d, conn, offset, done);
+        });
+        return;
+      }
+      ERR_clear_error();
+      done(asio::error::connection_reset, 0);
+      return;
+    }
+    done(asio::error_code(), offset);
   }
 
   void CloseConn(Slot& s) {
     if (!s.conn) return;
     s.conn->open = false;
     asio::error_code ignored;
+    // No close_notify: the device core has sent DISCONNECT (or the link is gone); the SSL object
+    // goes with the last handler that holds the connection.
     s.conn->socket.close(ignored);
     s.conn.reset();
     s.rbuf.reset();
@@ -253,10 +435,15 @@ class AsioBackend::Impl {
     fleet_->Start();
     // The stop flag is polled: a signal handler may only set it.
     asio::steady_timer flag_timer(io_);
+    int turns = 0;
     std::function<void()> watch = [&] {
       flag_timer.expires_after(std::chrono::milliseconds(100));
       flag_timer.async_wait([&](const asio::error_code& ec) {
         if (ec || stopped_) return;
+        // TLS handshakes allocate and free tens of KiB each, interleaved across thousands of
+        // connections: once a second, hand the freed pages back to the kernel (malloc_trim
+        // releases whole free pages inside the heap, not only at its top).
+        if (ssl_ && ++turns % 10 == 0) malloc_trim(0);
         if (stop_flag != nullptr && stop_flag->load()) {
           fleet_->RequestStop();
         } else {
@@ -291,7 +478,7 @@ class AsioBackend::Impl {
   std::int64_t tick_at_ = kNever;
   SteadyClock::time_point origin_ = SteadyClock::now();
   tcp::endpoint endpoint_;
-  std::unique_ptr<asio::ssl::context> ssl_;
+  SslCtxPtr ssl_;  // shared by every connection: CA, verification, buffer modes
   Fleet* fleet_ = nullptr;
   std::vector<Slot> slots_;
   bool stopped_ = false;

@@ -32,4 +32,11 @@ Result<std::unique_ptr<Storage>> OpenStorage(const std::string& url,
 // "sqlite", "postgresql", or "" for an unrecognised URL; `target` gets the path or URI.
 std::string ParseDatabaseUrl(const std::string& url, std::string* target);
 
+// The URL with any password replaced by "***" (`scheme://user:PASSWORD@host`, `password=` in the
+// query), for logs and error messages: a password never reaches either.
+std::string RedactDatabaseUrl(const std::string& url);
+// Whether the URL carries a password (then it belongs in the environment or a file, not on a
+// command line every local user can read).
+bool DatabaseUrlHasPassword(const std::string& url);
+
 }  // namespace outpost::cloud::storage

@@ -243,4 +243,12 @@ Result<Config> LoadFile(const std::string& path);
 // The built-in seed rules (temperature_max, battery_min, motion) followed by config rules.
 std::vector<RuleConfig> EffectiveRules(const Config& config);
 
+// Whether `host` (a name or a numeric address, IPv6 with or without brackets) stays on this
+// machine: localhost, 127.0.0.0/8, ::1.
+bool IsLoopbackHost(std::string_view host);
+// The start-up warnings for transports that cross the network in clear: MQTT without TLS to a
+// broker beyond loopback (mqtt.tls.enabled), a plain http:// cloud.api_endpoint beyond loopback.
+// One line each, naming the key; none for loopback. (http.listen has its own, where it binds.)
+std::vector<std::string> CleartextWarnings(const Config& config);
+
 }  // namespace outpost::gateway::config

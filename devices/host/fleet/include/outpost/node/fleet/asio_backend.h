@@ -1,7 +1,9 @@
 // AsioBackend: runs a Fleet against a real broker. One asio::io_context on the calling thread;
 // per device one TCP (or TLS) socket, one steady_timer and small read/write buffers — no thread
-// per device. Writes from the core go into a per-connection buffer flushed with async_write (one
-// write in flight, everything queued meanwhile goes in the next); TCP_NODELAY is set.
+// per device. TLS: one SSL_CTX for all (CA, verification, buffer modes), one SSL object per
+// connection with the device's own certificate and key when `cert_dir` is set. Writes from the core
+// go into a per-connection buffer flushed with async_write (one write in flight, everything queued
+// meanwhile goes in the next); TCP_NODELAY is set.
 //
 //   AsioOptions net{.host = "127.0.0.1", .port = 1883};
 //   AsioBackend backend(net);
@@ -13,7 +15,8 @@
 // Memory per device: see docs/simulator.md ("Memory"); read buffer `read_buffer_bytes`, write
 // buffer bounded by `max_write_buffer_bytes` (Write() accepts less when full; the core retries).
 // Ownership: borrows the Fleet. Thread: Run() on one thread; RequestStop() is async-signal-safe.
-// Errors: Run() returns kInvalidArgument (TLS files unreadable) or kUnavailable (the broker host
+// Errors: Run() returns kInvalidArgument (TLS files unreadable, a device without its certificate
+//   or key in cert_dir, a key that does not match its certificate) or kUnavailable (the broker host
 //   does not resolve). Connection failures are the devices' business (reconnect with backoff).
 #pragma once
 
@@ -31,6 +34,9 @@ struct AsioOptions {
   std::uint16_t port = 1883;
   bool tls = false;
   std::string ca_file, cert_file, key_file;  // PEM; ca empty: system trust store
+  // Per-device client certificates: DIR/<device id>/device.crt and device.key (the layout of
+  // `outpost-provision device add`), loaded once at Run(); replaces cert_file/key_file.
+  std::string cert_dir;
   bool verify_peer = true;
   std::size_t read_buffer_bytes = 512;
   std::size_t max_write_buffer_bytes = 4096;
