@@ -100,6 +100,21 @@ class ServerTest : public ::testing::Test {
     return streams_;
   }
 
+  // Starts a /events stream on `c` with a 4 KiB receive buffer (a client that reads slowly, if
+  // at all); null (and a failure) when it does not start.
+  std::shared_ptr<Stream> OpenSlowStream(RawHttpConnection* c) {
+    int small = 4096;
+    setsockopt(c->fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    const std::size_t before = Streams().size();
+    std::string req = Get("/events");
+    if (c->SendSome(req) != static_cast<long>(req.size()) ||
+        !WaitUntil("the stream started", 5s, [&] { return Streams().size() == before + 1; })) {
+      ADD_FAILURE() << "the stream did not start";
+      return nullptr;
+    }
+    return Streams().back();
+  }
+
   asio::io_context loop_;
   asio::executor_work_guard<asio::io_context::executor_type> guard_;
   std::thread thread_;
@@ -354,12 +369,8 @@ TEST_F(ServerTest, AStreamClientThatDoesNotReadIsDropped) {
   o.max_stream_buffer_bytes = 64 * 1024;
   std::uint16_t port = StartServer(o);
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto c, RawHttpConnection::Connect(port));
-  int small = 4096;
-  setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  std::string req = Get("/events");
-  ASSERT_EQ(c.SendSome(req), static_cast<long>(req.size()));
-  ASSERT_TRUE(WaitUntil("the stream started", 5s, [&] { return Streams().size() == 1; }));
-  auto s = Streams()[0];
+  auto s = OpenSlowStream(&c);
+  ASSERT_NE(s, nullptr);
   std::string event = "data: " + std::string(1000, 'e') + "\n\n";
   int written = 0;
   while (written < 100000 && s->Write(event)) written++;  // bounded: 100 MB at most
@@ -387,12 +398,8 @@ TEST_F(ServerTest, AProducerPacedByWhenDrainedIsNotDroppedBySlowReading) {
   o.max_stream_buffer_bytes = 64 * 1024;
   std::uint16_t port = StartServer(o);
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto c, RawHttpConnection::Connect(port));
-  int small = 4096;
-  setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  std::string req = Get("/events");
-  ASSERT_EQ(c.SendSome(req), static_cast<long>(req.size()));
-  ASSERT_TRUE(WaitUntil("the stream started", 5s, [&] { return Streams().size() == 1; }));
-  auto s = Streams()[0];
+  auto s = OpenSlowStream(&c);
+  ASSERT_NE(s, nullptr);
   constexpr int kChunks = 400;  // 400 KB: several times the bound and the socket buffers
   const std::string chunk(1000, 'x');
   std::atomic<int> written{0};
@@ -420,12 +427,8 @@ TEST_F(ServerTest, AbortCutsTheBodyShortAndWakesAWaitingProducer) {
   ServerOptions o;
   std::uint16_t port = StartServer(o);
   OUTPOST_ASSERT_OK_AND_ASSIGN(auto c, RawHttpConnection::Connect(port));
-  int small = 4096;
-  setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  std::string req = Get("/events");
-  ASSERT_EQ(c.SendSome(req), static_cast<long>(req.size()));
-  ASSERT_TRUE(WaitUntil("the stream started", 5s, [&] { return Streams().size() == 1; }));
-  auto s = Streams()[0];
+  auto s = OpenSlowStream(&c);
+  ASSERT_NE(s, nullptr);
   for (int i = 0; i < 100; ++i) ASSERT_TRUE(s->Write(std::string(1000, 'a')));
   std::atomic<bool> woken{false};
   s->WhenDrained(0, [&] { woken = true; });
