@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The systemd units pass `systemd-analyze verify` and score at most 2.0 in
+# The systemd units (and outpost-crl's timer) pass `systemd-analyze verify` and score at most 2.0 in
 # `systemd-analyze security --offline=yes` (issue 13). Works in a bare Debian 12 root without
 # systemd as PID 1 (package systemd, from scripts/install-deps.sh). The ExecStart= binaries are
 # the built ones (verify checks that they exist), in a copy of each unit. `--man=no`: verify
@@ -22,11 +22,14 @@ exposure() {
 }
 
 fail=0
-for unit in outpost-gateway outpost-cloud; do
-  name=${unit#outpost-}
-  sed "s|/usr/bin/$unit|$bin/$name/$unit|" "$src/$unit.service" >"$work/$unit.service"
-  [ -x "$bin/$name/$unit" ] || { echo "units_test: $bin/$name/$unit is not built" >&2; exit 1; }
-  if ! out=$(systemd-analyze verify --man=no "$work/$unit.service" 2>&1) || [ -n "$out" ]; then
+# unit:the program its ExecStart= runs, as built.
+for entry in outpost-gateway:gateway/outpost-gateway outpost-cloud:cloud/outpost-cloud \
+  outpost-crl:tools/provision/outpost-provision; do
+  unit=${entry%%:*} built=$bin/${entry#*:}
+  sed "s|/usr/bin/${built##*/}|$built|" "$src/$unit.service" >"$work/$unit.service"
+  [ -x "$built" ] || { echo "units_test: $built is not built" >&2; exit 1; }
+  [ -f "$src/$unit.timer" ] && cp "$src/$unit.timer" "$work/"
+  if ! out=$(systemd-analyze verify --man=no "$work/$unit".* 2>&1) || [ -n "$out" ]; then
     echo "FAIL $unit.service: systemd-analyze verify:"; echo "$out"; fail=1
   fi
   score=$(exposure "$work/$unit.service")

@@ -167,9 +167,19 @@ int main(int argc, char** argv) {
   std::string expiring;
   CLI::App* list = app.add_subcommand("list", "list provisioned devices");
   list->add_option("--expiring", expiring, "only certificates expiring within this span (30d)");
-  app.add_subcommand("crl", "re-sign the CRL with a fresh next-update (run it from a timer)");
+  CLI::App* crl = app.add_subcommand(
+      "crl", "re-sign the CRL with a fresh next-update (run it from a timer: outpost-crl.timer)");
+  int renew_within = 0;
+  crl->add_option("--renew-within", renew_within,
+                  "only when the CRL's next-update is within this many days (for a daily timer; "
+                  "default: always)")
+      ->check(CLI::Range(1, 36500));
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help is 0; every usage error is 2, as documented
+  }
 
   Provisioner p(dir);
   const std::int64_t now = NowUnix();
@@ -226,7 +236,7 @@ int main(int argc, char** argv) {
       }
     }
   } else {
-    s = p.ResignCrl(now, std::cout);
+    s = p.ResignCrl(now, renew_within, std::cout);
   }
   if (!s.ok()) {
     std::cerr << "outpost-provision: " << s.message() << "\n";

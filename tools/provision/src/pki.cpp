@@ -275,6 +275,24 @@ std::int64_t NotAfterUnix(X509* cert) {
   return static_cast<std::int64_t>(timegm(&t));
 }
 
+Result<std::int64_t> CrlNextUpdateUnix(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  Bio bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
+  X509_CRL* crl = PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr);
+  if (crl == nullptr) {
+    ERR_clear_error();
+    return InvalidArgument(path + ": not a PEM CRL");
+  }
+  std::unique_ptr<X509_CRL, decltype(&X509_CRL_free)> guard(crl, X509_CRL_free);
+  tm t{};
+  const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl);
+  if (next == nullptr || ASN1_TIME_to_tm(next, &t) != 1) {
+    return InvalidArgument(path + ": the CRL has no next-update");
+  }
+  return static_cast<std::int64_t>(timegm(&t));
+}
+
 Status WriteFileAtomic(const std::string& path, const std::string& data, mode_t mode) {
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);

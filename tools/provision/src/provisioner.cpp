@@ -291,12 +291,11 @@ Status Provisioner::Init(const InitOptions& o, std::int64_t now, std::ostream& l
   return WriteAclAndCrl(site, *records, now);
 }
 
-Result<std::vector<DeviceRecord>> Provisioner::List() const {
-  auto site = LoadSite();
-  if (!site.ok()) return site.status();
+Result<std::vector<DeviceRecord>> ReadRegistry(const std::string& path) {
+  if (!Exists(path)) return NotFound(path + " does not exist");
+  auto text = ReadFile(path);
+  if (!text.ok()) return text.status();
   std::vector<DeviceRecord> out;
-  auto text = ReadFile(dir_ + "/devices.tsv");
-  if (!text.ok()) return out;
   std::istringstream in(*text);
   std::string line;
   int n = 0;
@@ -312,12 +311,20 @@ Result<std::vector<DeviceRecord>> Provisioner::List() const {
       start = tab + 1;
     }
     if (f.size() != 6) {
-      return DataLoss(dir_ + "/devices.tsv line " + std::to_string(n) + ": expected 6 fields");
+      return DataLoss(path + " line " + std::to_string(n) + ": expected 6 fields");
     }
     out.push_back(DeviceRecord{f[0], f[1], f[2], std::atoll(f[3].c_str()), f[4] == "revoked",
                                f[5] == "seed"});
   }
   return out;
+}
+
+Result<std::vector<DeviceRecord>> Provisioner::List() const {
+  auto site = LoadSite();
+  if (!site.ok()) return site.status();
+  auto records = ReadRegistry(dir_ + "/devices.tsv");
+  if (records.status().code() == Code::kNotFound) return std::vector<DeviceRecord>{};
+  return records;
 }
 
 Status Provisioner::WriteRegistry(const std::vector<DeviceRecord>& records) const {
@@ -533,13 +540,23 @@ Status Provisioner::Revoke(const std::string& id, const RevokeOptions& o, std::i
   return Status::Ok();
 }
 
-Status Provisioner::ResignCrl(std::int64_t now, std::ostream& log) {
+Status Provisioner::ResignCrl(std::int64_t now, int renew_within_days, std::ostream& log) {
   auto site = LoadSite();
   if (!site.ok()) return site.status();
+  if (renew_within_days > 0) {
+    auto next = CrlNextUpdateUnix(dir_ + "/broker/crl.pem");
+    if (next.ok() && *next - now > std::int64_t{renew_within_days} * kDaySeconds) {
+      log << "the CRL is valid for " << (*next - now) / kDaySeconds << " more days (more than "
+          << renew_within_days << "): not re-signed\n";
+      return Status::Ok();
+    }
+    if (!next.ok()) log << "the CRL cannot be read (" << next.status().message() << "): ";
+  }
   auto records = List();
   if (!records.ok()) return records.status();
   OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
-  log << "CRL re-signed; next update in " << site->crl_days << " days\n";
+  log << "CRL re-signed; next update in " << site->crl_days
+      << " days (reload the broker: SIGHUP)\n";
   return Status::Ok();
 }
 

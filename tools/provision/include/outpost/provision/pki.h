@@ -63,6 +63,9 @@ std::string SerialHex(X509* cert);          // uppercase hex, no leading zeros
 std::string Sha256Fingerprint(X509* cert);  // "AB:CD:..." over the DER
 std::string CommonName(X509* cert);
 std::int64_t NotAfterUnix(X509* cert);
+// The next-update of the PEM CRL at `path` (unix seconds): after it, a broker checking the CRL
+// refuses every client.
+Result<std::int64_t> CrlNextUpdateUnix(const std::string& path);
 
 // Writes `data` to `path` atomically (a temp file in the same folder, fsync, rename), created
 // with `mode` (never wider, whatever the umask).

@@ -66,8 +66,10 @@ class Provisioner {
   Status AddDevices(const AddOptions& options, std::int64_t now_unix, std::ostream& log);
   Status Revoke(const std::string& id, const RevokeOptions& options, std::int64_t now_unix,
                 std::ostream& log);
-  // Signs the CRL again with a fresh next-update (run it from a timer; docs/security.md).
-  Status ResignCrl(std::int64_t now_unix, std::ostream& log);
+  // Signs the CRL again with a fresh next-update (run it from a timer; docs/security.md). With
+  // `renew_within_days` > 0, only when the current CRL's next-update is that close (or it is
+  // missing or unreadable); else it says how many days are left and changes nothing.
+  Status ResignCrl(std::int64_t now_unix, int renew_within_days, std::ostream& log);
   Result<std::vector<DeviceRecord>> List() const;
 
   // Paths of what the folder holds.
@@ -87,6 +89,11 @@ class Provisioner {
 
   std::string dir_;
 };
+
+// The registry `device add` and `revoke` keep (DIR/devices.tsv); the gateway reads it for the
+// days left of the device certificates (mqtt.tls.registry_file). kNotFound when the file is
+// missing, kDataLoss for a malformed line.
+Result<std::vector<DeviceRecord>> ReadRegistry(const std::string& path);
 
 // True for an id the gateway accepts (proto::IsValidId) that is none of the site's own
 // identities; else the reason.
