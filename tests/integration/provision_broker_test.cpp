@@ -349,8 +349,10 @@ TEST_F(ProvisionBrokerTest, TheGatewayWithItsCertificateStoresAReadingAndAnswers
                         << "\n  tls:\n    enabled: true\n    ca_file: " << pki_dir
                         << "/broker/ca.crt\n    cert_file: " << pki_dir
                         << "/gateway/gateway.crt\n    key_file: " << pki_dir
-                        << "/gateway/gateway.key\nstorage:\n  path: "
-                        << suite_tmp->File("gateway.db") << "\nhttp:\n  listen: 127.0.0.1:0\n";
+                        << "/gateway/gateway.key\n    crl_file: " << pki_dir
+                        << "/broker/crl.pem\n    registry_file: " << pki_dir
+                        << "/devices.tsv\nstorage:\n  path: " << suite_tmp->File("gateway.db")
+                        << "\nhttp:\n  listen: 127.0.0.1:0\n";
   TestMqtt admin, device;
   OUTPOST_ASSERT_OK(admin.Connect(broker_port, Identity("admin")));
   OUTPOST_ASSERT_OK(admin.Subscribe("gateway/#"));
@@ -370,14 +372,37 @@ TEST_F(ProvisionBrokerTest, TheGatewayWithItsCertificateStoresAReadingAndAnswers
   OUTPOST_ASSERT_OK(device.Publish(
       "sensors/devA/data", "{\"deviceId\":\"devA\",\"boot\":7,\"seq\":0,\"temperature\":21.5}", 1));
   bool stored = false;
+  nlohmann::json status;
   EXPECT_TRUE(WaitUntil("the reading stored", 20s, [&] {
     if (!admin.Publish("gateway/commands", "{\"command\":\"get_status\"}", 1).ok()) return false;
     auto m = admin.WaitMessage("gateway/gw1/status", 2s);
     if (!m.ok()) return false;
     auto j = nlohmann::json::parse(m->payload, nullptr, false);
     stored = j.is_object() && j["ingest"]["stored"] == 1;
+    if (stored) status = j;
     return stored;
   })) << (*gateway)->log();
+  // Days left (docs/security.md#days-left): devExpired's certificate lapsed a day ago.
+  EXPECT_EQ(status["pki"]["crl"]["days_left"], 3649) << status["pki"].dump();
+  EXPECT_EQ(status["pki"]["certificate"]["days_left"], 824);
+  EXPECT_EQ(status["pki"]["ca"]["days_left"], 7299);
+  EXPECT_EQ(status["pki"]["devices"]["first"], "devExpired");
+  // Whole days rounded down: a day and a few seconds past is -2.
+  EXPECT_EQ(status["pki"]["devices"]["days_left"], -2);
+  EXPECT_GE(status["pki"]["devices"]["expiring"], 1);
+  EXPECT_EQ(status["alerts"]["active"], 1) << "only the devices' alert";
+  auto alert = admin.WaitMessage(
+      [](const mqtt::Message& m) {
+        auto a = nlohmann::json::parse(m.payload, nullptr, false);
+        return m.topic == "gateway/alerts" && a.is_object() && a["rule"] == "pki_expiry";
+      },
+      20s);
+  OUTPOST_ASSERT_OK(alert.status()) << (*gateway)->log();
+  const auto a = nlohmann::json::parse(alert->payload);
+  EXPECT_EQ(a["alert_id"], "pki_expiry:gw1:devices");
+  EXPECT_EQ(a["severity"], "critical");
+  EXPECT_EQ(a["state"], "raised");
+  EXPECT_NE(a["message"].get<std::string>().find("devExpired"), std::string::npos) << a.dump();
   OUTPOST_EXPECT_OK((*gateway)->Stop(SIGTERM, 20s));
 }
 

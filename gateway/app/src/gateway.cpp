@@ -23,6 +23,7 @@
 #include "auth_api.h"
 #include "commands_api.h"
 #include "event_stream.h"
+#include "expiry.h"
 #include "options.h"
 #include "outpost/base/clock.h"
 #include "outpost/gateway/app/system_stats.h"
@@ -214,6 +215,7 @@ class Gateway::Impl {
       : config_(std::move(config)),
         config_path_(std::move(config_path)),
         pipeline_(PipelineOptions(config_)),
+        expiry_alerts_(config_.gateway_id, config_.mqtt.tls.expiry_alert_days),
         signals_(io_, SIGTERM, SIGINT, SIGHUP),
         status_timer_(io_),
         tick_timer_(io_),
@@ -277,6 +279,8 @@ class Gateway::Impl {
   Result<std::string> ReloadConfig();
   void ScheduleStatus();
   void ScheduleTick();
+  // Days left of the certificates and the CRL (expiry.h): at the first tick, then hourly.
+  void CheckExpiry(const ingest::Instant& now);
   void WaitSignal();
   void Shutdown(ExitReason reason);
   void FinishShutdown();
@@ -291,6 +295,7 @@ class Gateway::Impl {
 
   // Registry, rules, per-device contexts, ingest counters and the filling batch.
   ingest::Pipeline pipeline_;
+  ExpiryAlerts expiry_alerts_;  // pki_expiry, raised by the gateway itself
 
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<WriterOutbox> outbox_port_;
@@ -350,6 +355,8 @@ class Gateway::Impl {
   // Full disk (kResourceExhausted from the store): commits fail, nothing is acknowledged.
   std::optional<model::AlertRow> storage_full_;  // the raised alert while full
   std::uint64_t storage_full_events_ = 0, storage_full_attempts_ = 0;
+  std::vector<ExpiryItem> expiry_;
+  std::optional<std::int64_t> expiry_checked_mono_ms_;
   // The service manager's readiness and watchdog (service.h); on io_, so declared after it.
   std::unique_ptr<Service> service_;
 };
@@ -375,7 +382,16 @@ Status Gateway::Impl::OpenAndRestore() {
   if (!alerts.ok()) return alerts.status();
   auto recent = store->LoadRecentIdentities(ingest::kRecentIdentities);
   if (!recent.ok()) return recent.status();
-  pipeline_.Restore(*devices, *alerts, *recent, Now());
+  // pki_expiry alerts are the gateway's own (not a rule's): it clears them itself.
+  std::vector<model::AlertRow> rule_alerts;
+  for (model::AlertRow& a : *alerts) {
+    if (a.rule == kExpiryRule) {
+      expiry_alerts_.Restore(a);
+    } else {
+      rule_alerts.push_back(std::move(a));
+    }
+  }
+  pipeline_.Restore(*devices, rule_alerts, *recent, Now());
   auto command_rows = store->LoadCommands();
   if (!command_rows.ok()) return command_rows.status();
   std::vector<commands::Command> stored_commands;
@@ -815,6 +831,7 @@ ExitReason Gateway::Impl::Run() {
   });
   cpu_.Sample();
   WaitSignal();
+  CheckExpiry(Now());  // before the first status: it has the days left from the start
   ScheduleStatus();
   ScheduleTick();
   spdlog::info("outpost-gateway {} running as {} (broker {}:{})", OUTPOST_VERSION,
@@ -1060,7 +1077,8 @@ json Gateway::Impl::StatusJson(bool periodic) {
   in.max_bytes = max_bytes_;
   in.max_bytes_auto = max_bytes_auto_;
   in.disk_free_bytes = DiskFreeBytes(config_.storage.path);
-  in.active_alerts = pipeline_.rules().active_count();
+  in.active_alerts = pipeline_.rules().active_count() + expiry_alerts_.active_count();
+  in.pki = ExpiryJson(expiry_, in.now_ms / 1000, config_.mqtt.tls.expiry_alert_days);
   in.mqtt_connected = client_->connected();
   const mqtt::ClientCounters& mc = client_->counters();
   in.mqtt_connects = mc.connects;
@@ -1232,6 +1250,25 @@ void Gateway::Impl::ScheduleStatus() {
   });
 }
 
+void Gateway::Impl::CheckExpiry(const ingest::Instant& now) {
+  constexpr std::int64_t kEveryMs = 3'600'000;
+  if (expiry_checked_mono_ms_ && now.mono_ms - *expiry_checked_mono_ms_ < kEveryMs) return;
+  expiry_checked_mono_ms_ = now.mono_ms;
+  std::vector<ExpiryItem> items = ReadExpiry(config_.mqtt.tls, now.wall_ms / 1000);
+  for (const ExpiryItem& item : items) {
+    auto before = std::find_if(expiry_.begin(), expiry_.end(),
+                               [&](const ExpiryItem& e) { return e.kind == item.kind; });
+    if (!item.error.empty() && (before == expiry_.end() || before->error != item.error)) {
+      spdlog::warn("days left of {} ({}): cannot read it: {}", item.path, item.kind, item.error);
+    }
+  }
+  expiry_ = std::move(items);
+  for (model::AlertRow& row : expiry_alerts_.Update(expiry_, now.wall_ms)) {
+    if (row.cleared_ms == 0) spdlog::warn("{}", row.message);
+    pipeline_.AddAlert(std::move(row));  // stored, then published with its batch
+  }
+}
+
 void Gateway::Impl::ScheduleTick() {
   // Silence sweep and duration rules. A quarter of the offline limit, between 100 ms and 1 s.
   std::int64_t period = std::clamp<std::int64_t>(config_.registry.offline_after_s * 250, 100, 1000);
@@ -1243,6 +1280,7 @@ void Gateway::Impl::ScheduleTick() {
     ingest_rate_.Sample(now.mono_ms, n_.stored);
     if (events_) events_->Tick(now.mono_ms);
     if (commands_) commands_->Tick();  // expiry; devices back online get their commands
+    CheckExpiry(now);
     ScheduleSubmit();
     CheckUplinkAlert(now.wall_ms);
     ScheduleTick();

@@ -36,11 +36,13 @@ std::vector<RestartOnlySetting> MakeTable() {
               [](auto& c) { return std::tie(c.mqtt.reconnect_base_ms, c.mqtt.reconnect_cap_ms); }));
   t.push_back(Setting("mqtt.tls",
                       "`mqtt.tls.enabled`, `mqtt.tls.ca_file`, `mqtt.tls.cert_file`, "
-                      "`mqtt.tls.key_file`, `mqtt.tls.verify_peer`",
+                      "`mqtt.tls.key_file`, `mqtt.tls.verify_peer`, `mqtt.tls.crl_file`, "
+                      "`mqtt.tls.registry_file`, `mqtt.tls.expiry_alert_days`",
                       [](auto& c) {
                         auto& tls = c.mqtt.tls;
                         return std::tie(tls.enabled, tls.ca_file, tls.cert_file, tls.key_file,
-                                        tls.verify_peer);
+                                        tls.verify_peer, tls.crl_file, tls.registry_file,
+                                        tls.expiry_alert_days);
                       }));
   t.push_back(
       Setting("storage.path", "`storage.path`", [](auto& c) { return std::tie(c.storage.path); }));

@@ -152,6 +152,7 @@ json StatusReport(const StatusInputs& in) {
         {"quarantine_rows", in.store.quarantine},
         {"errors", n.store_errors},
         {"last_error", n.last_store_error}}},
+      {"pki", in.pki},
       {"alerts",
        {{"active", in.active_alerts},
         {"raised", n.alerts_raised},

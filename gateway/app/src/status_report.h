@@ -119,6 +119,7 @@ struct StatusInputs {
   std::uint64_t full_events = 0, full_attempts = 0;
   std::int64_t max_bytes = 0;
   bool max_bytes_auto = false;
+  nlohmann::json pki = nlohmann::json::object();  // ExpiryJson (expiry.h)
   std::int64_t disk_free_bytes = -1;  // the file system holding the database; -1 unreadable
 
   std::size_t active_alerts = 0;

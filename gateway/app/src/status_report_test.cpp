@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "expiry.h"
+
 namespace outpost::gateway::app {
 namespace {
 
@@ -27,6 +29,12 @@ StatusInputs Figures(const GatewayCounters& n) {
   in.gateway_id = "gw7";
   in.version = "1.2.3";
   in.now_ms = 1'700'000'010'000;
+  ExpiryItem crl{"crl", "/etc/outpost/pki/broker/crl.pem", 1'700'000'010 + 40 * 86'400};
+  ExpiryItem devices{"devices", "/etc/outpost/pki/devices.tsv", 1'700'000'010 + 20 * 86'400};
+  devices.device_id = "n1";
+  devices.devices = 3;
+  devices.devices_soon = 1;
+  in.pki = ExpiryJson({crl, devices}, 1'700'000'010, 30);
   in.uptime_ms = 5'500;
   in.latency_since_ms = 1'700'000'000'000;
   in.memory_usage_percent = 41.5;

@@ -293,6 +293,10 @@ Status ParseRoot(const YAML::Node& root, Config* c) {
   OUTPOST_RETURN_IF_ERROR(tls.String("cert_file", &c->mqtt.tls.cert_file));
   OUTPOST_RETURN_IF_ERROR(tls.String("key_file", &c->mqtt.tls.key_file));
   OUTPOST_RETURN_IF_ERROR(tls.Bool("verify_peer", &c->mqtt.tls.verify_peer));
+  OUTPOST_RETURN_IF_ERROR(tls.String("crl_file", &c->mqtt.tls.crl_file));
+  OUTPOST_RETURN_IF_ERROR(tls.String("registry_file", &c->mqtt.tls.registry_file));
+  OUTPOST_RETURN_IF_ERROR(
+      tls.Integer("expiry_alert_days", &c->mqtt.tls.expiry_alert_days, 1, 3650));
   if (c->mqtt.tls.cert_file.empty() != c->mqtt.tls.key_file.empty()) {
     return tls.Error("cert_file", "cert_file and key_file go together");
   }

@@ -26,6 +26,12 @@ struct TlsConfig {
   std::string cert_file;  // client certificate (PEM), optional
   std::string key_file;   // client private key (PEM), optional
   bool verify_peer = true;
+  // Days left (docs/security.md#days-left): the broker's CRL and outpost-provision's registry of
+  // device certificates (DIR/broker/crl.pem, DIR/devices.tsv), optional; with cert_file and
+  // ca_file they are read at start and hourly, and an alert is raised under this many days.
+  std::string crl_file;
+  std::string registry_file;
+  int expiry_alert_days = 30;
 };
 
 struct MqttConfig {
