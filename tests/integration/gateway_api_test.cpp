@@ -3,17 +3,21 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <fstream>
+#include <mutex>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -71,6 +75,19 @@ double Sample(const std::string& text, const std::string& name) {
   std::smatch m;
   if (!std::regex_search(text, m, line)) return -1;
   return std::stod(m[2].str());
+}
+
+// The wall clock in ms since the epoch (the gateway stamps readings it receives with its own).
+std::int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A series query's time range: "&from=<now - before_ms>&to=<now + after_ms>".
+std::string RangeAroundNow(std::int64_t before_ms, std::int64_t after_ms) {
+  const std::int64_t now = WallMs();
+  return "&from=" + std::to_string(now - before_ms) + "&to=" + std::to_string(now + after_ms);
 }
 
 // What the bad requests must not change: the gateway's data and its rejects (commits are not
@@ -657,11 +674,7 @@ TEST_F(GatewayApiTest, LargeSeriesAnswersAreGzipEncodedWhenAccepted) {
   }
   OUTPOST_ASSERT_OK(
       h_.WaitStatus([](const json& j) { return j["ingest"]["stored"] == kReadings + 1; }));
-  const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                               std::chrono::system_clock::now().time_since_epoch())
-                               .count();
-  const std::string range =
-      "&from=" + std::to_string(now - 3'600'000) + "&to=" + std::to_string(now + 3'600'000);
+  const std::string range = RangeAroundNow(3'600'000, 3'600'000);
   for (const std::string format : {"", "&format=csv"}) {
     const std::string target =
         "/api/v1/series?device=g1&metric=temperature&raw=1&limit=1000" + range + format;
@@ -696,12 +709,8 @@ TEST_F(GatewayApiTest, CsvExportStreamsEveryPointOfTheRangeInOneAnswer) {
   }
   OUTPOST_ASSERT_OK(
       h_.WaitStatus([](const json& j) { return j["ingest"]["stored"] == kReadings + 1; }));
-  const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                               std::chrono::system_clock::now().time_since_epoch())
-                               .count();
   const std::string base =
-      "/api/v1/series?device=e1&metric=temperature&raw=1&from=" + std::to_string(now - 3'600'000) +
-      "&to=" + std::to_string(now + 1000);
+      "/api/v1/series?device=e1&metric=temperature&raw=1" + RangeAroundNow(3'600'000, 1000);
   std::string paged = "t,v\n";
   std::string cursor;
   for (int page = 0; page < 10; ++page) {
@@ -721,15 +730,315 @@ TEST_F(GatewayApiTest, CsvExportStreamsEveryPointOfTheRangeInOneAnswer) {
   EXPECT_EQ(csv.Header("transfer-encoding"), "chunked");
   EXPECT_EQ(csv.Header("x-next-cursor"), "");
   EXPECT_EQ(csv.body, paged);
-  OUTPOST_ASSERT_OK_AND_ASSIGN(auto metrics, Get(api(), "/metrics"));
-  EXPECT_EQ(Sample(metrics.body, "outpost_gateway_series_exports_completed_total"), 1);
-  EXPECT_EQ(Sample(metrics.body, "outpost_gateway_series_exports_open"), 0);
-  EXPECT_EQ(Sample(metrics.body, "outpost_gateway_http_streams_dropped_slow_total"), 0);
+  // The slot is given back once the server has finished the stream, which may be just after the
+  // client saw the last chunk.
+  std::string metrics_body;
+  EXPECT_TRUE(WaitUntil("the export's slot given back", std::chrono::seconds(10), [&] {
+    auto m = Get(api(), "/metrics");
+    if (!m.ok()) return false;
+    metrics_body = m->body;
+    return Sample(metrics_body, "outpost_gateway_series_exports_open") == 0;
+  })) << metrics_body;
+  EXPECT_EQ(Sample(metrics_body, "outpost_gateway_series_exports_completed_total"), 1);
+  EXPECT_EQ(Sample(metrics_body, "outpost_gateway_http_streams_dropped_slow_total"), 0);
 
   // An export of a device with no reading is a plain 404 before anything streams.
   OUTPOST_ASSERT_OK_AND_ASSIGN(
       auto unknown, Get(api(), "/api/v1/series?device=nobody&metric=temperature&raw=1&format=csv"));
   EXPECT_EQ(unknown.status, 404);
+}
+
+// The resident memory of `pid` in KiB (VmRSS in /proc/<pid>/status); -1 when unreadable.
+long VmRssKib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+// The `field`th number (0-based) of a /proc/sys file such as net/ipv4/tcp_wmem; -1 when absent.
+long ProcSysNumber(const std::string& path, int field) {
+  std::ifstream in("/proc/sys/" + path);
+  long v = -1;
+  for (int i = 0; i <= field; ++i) {
+    if (!(in >> v)) return -1;
+  }
+  return v;
+}
+
+// The hostile clients of a CSV export (docs/api.md#series): clients that never read, leave
+// half-way, or open and drop exports by the hundred. Each export must hold more than the
+// socket buffers between the gateway and a client that reads nothing: the kernel grows the
+// gateway's send buffer up to tcp_wmem's maximum (4 MiB by default) whoever reads, while a
+// client's receive buffer is pinned small here (kClientReceiveBuffer), so with more bytes than
+// both an export that is not read stalls on its drain, holding its slot.
+class GatewayExportTest : public GatewayApiTest {
+ protected:
+  static constexpr int kMaxExports = 4;  // series::kMaxExports
+  static constexpr int kClientReceiveBuffer = 64 * 1024;
+  static constexpr std::size_t kBytesPerRow = 22;  // "1764845125123,1234.25\n"
+
+  // Rows for an export of 1.5 times the gateway's largest send buffer plus 1 MiB.
+  static int RowsBeyondTheSocketBuffers() {
+    long wmem = ProcSysNumber("net/ipv4/tcp_wmem", 2);
+    if (wmem <= 0) wmem = 4 << 20;
+    return static_cast<int>(std::min<long>(3'000'000, (wmem * 3 / 2 + (1 << 20)) / kBytesPerRow));
+  }
+
+  // Starts everything with `n` readings of x1's temperature, 10 ms apart up to now, written
+  // straight into the store while the gateway is stopped (published through the broker they
+  // would take a minute); returns the CSV an export of them answers.
+  std::string StartWithReadings(int n) {
+    StartWith({"d1"});
+    if (HasFatalFailure()) return "";
+    OUTPOST_EXPECT_OK(h_.StopGateway());
+    std::string csv = "t,v\n";
+    {
+      auto store = h_.OpenStore();
+      OUTPOST_EXPECT_OK(store);
+      if (!store.ok()) return "";
+      const std::int64_t t0 = WallMs() - static_cast<std::int64_t>(n) * 10;
+      gateway::model::WriteSet batch;
+      for (int i = 0; i < n; ++i) {
+        gateway::model::ReadingRow r{};
+        r.device_id = "x1";
+        r.ts_ms = t0 + static_cast<std::int64_t>(i) * 10;
+        r.received_ms = r.ts_ms;
+        const double v = i * 0.25;
+        r.metrics = {{"temperature", v, false}};
+        csv += std::to_string(r.ts_ms) + "," + json(v).dump() + "\n";
+        batch.readings.push_back(std::move(r));
+        if (batch.readings.size() == 10'000 || i == n - 1) {
+          OUTPOST_EXPECT_OK((*store)->Write(batch));
+          batch.clear();
+        }
+      }
+    }
+    OUTPOST_EXPECT_OK(h_.StartGateway());
+    return csv;
+  }
+
+  // The value of an unlabelled sample in the gateway's /metrics; -1 when unreadable.
+  double Metric(const std::string& name) {
+    auto m = Get(api(), "/metrics");
+    return m.ok() && m->status == 200 ? Sample(m->body, name) : -1;
+  }
+  // Waits (bounded) until no export is open: the gateway freed every slot.
+  ::testing::AssertionResult WaitNoExportOpen() {
+    return WaitUntil("exports_open back to 0", std::chrono::seconds(20),
+                     [&] { return Metric("outpost_gateway_series_exports_open") == 0; });
+  }
+
+  // Every point of x1 (raw CSV without a limit: an export).
+  static std::string ExportTarget() {
+    return "/api/v1/series?device=x1&metric=temperature&raw=1&format=csv" +
+           RangeAroundNow(3'600'000, 1000);
+  }
+  std::string ExportRequest() const {
+    return "GET " + ExportTarget() + " HTTP/1.1\r\nHost: x\r\n" + h_.auth_header() +
+           "Connection: close\r\n\r\n";
+  }
+  // A whole export, read as fast as the client can.
+  Result<RawHttpResponse> Export() {
+    auto c = RawHttpConnection::Connect(port());
+    if (!c.ok()) return c.status();
+    return c->Exchange(ExportRequest(), std::chrono::seconds(60));
+  }
+  // Sends an export request on a connection with a small, fixed receive buffer and reads
+  // nothing of the answer.
+  Result<RawHttpConnection> OpenExport() {
+    auto c = RawHttpConnection::Connect(port());
+    if (!c.ok()) return c.status();
+    const int size = kClientReceiveBuffer;
+    ::setsockopt(c->fd(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    const std::string req = ExportRequest();
+    if (c->SendSome(req) != static_cast<long>(req.size())) return Internal("request not sent");
+    return c;
+  }
+};
+
+// Four exports whose clients read nothing hold the four slots: a fifth is 503 busy with
+// Retry-After and counted, while the rest of the API answers; once the holders close, their
+// slots are free (not counted as completed) and the next export is whole.
+TEST_F(GatewayExportTest, AFifthExportIsBusyWhileFourStalledOnesHoldTheirSlots) {
+  const std::string want = StartWithReadings(RowsBeyondTheSocketBuffers());
+  ASSERT_FALSE(HasFailure());
+  std::vector<RawHttpConnection> holders;
+  for (int i = 0; i < kMaxExports; ++i) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto c, OpenExport());
+    holders.push_back(std::move(c));
+  }
+  ASSERT_TRUE(WaitUntil("four exports open", std::chrono::seconds(10),
+                        [&] { return Metric("outpost_gateway_series_exports_open") == 4; }));
+
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto fifth, Export());
+  EXPECT_EQ(fifth.status, 503) << fifth.body.substr(0, 200);
+  EXPECT_EQ(fifth.Header("content-type"), "application/problem+json");
+  EXPECT_EQ(fifth.Header("retry-after"), "1");
+  json p = json::parse(fifth.body, nullptr, false);
+  ASSERT_FALSE(p.is_discarded()) << fifth.body.substr(0, 200);
+  EXPECT_EQ(p["error"]["code"], "busy");
+  EXPECT_NE(p["detail"].get<std::string>().find("4 CSV exports"), std::string::npos) << p;
+
+  // Everything else answers meanwhile: health, a page of raw points, buckets, a paged CSV.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(json health, GetJson(api(), "/api/v1/health"));
+  EXPECT_EQ(health["mqtt"]["connected"], true);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      json page, GetJson(api(), "/api/v1/series?device=x1&metric=temperature&raw=1&limit=10" +
+                                    RangeAroundNow(3'600'000, 1000)));
+  EXPECT_EQ(page["t"].size(), 10u);
+  EXPECT_TRUE(page["next_cursor"].is_string());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      json buckets, GetJson(api(), "/api/v1/series?device=x1&metric=temperature&points=10" +
+                                       RangeAroundNow(3'600'000, 1000)));
+  EXPECT_FALSE(buckets["t"].empty());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto paged_csv,
+                               Get(api(),
+                                   "/api/v1/series?device=x1&metric=temperature&raw=1&limit=5"
+                                   "&format=csv" +
+                                       RangeAroundNow(3'600'000, 1000)));
+  EXPECT_EQ(paged_csv.status, 200);
+  EXPECT_EQ(std::count(paged_csv.body.begin(), paged_csv.body.end(), '\n'), 6);
+
+  // The four are still held (stalled, not finished), and the refusal was counted.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto m, Get(api(), "/metrics"));
+  EXPECT_EQ(Sample(m.body, "outpost_gateway_series_exports_open"), 4);
+  EXPECT_EQ(Sample(m.body, "outpost_gateway_series_exports_busy_total"), 1);
+  EXPECT_EQ(Sample(m.body, "outpost_gateway_series_exports_completed_total"), 0);
+  EXPECT_EQ(Sample(m.body, "outpost_gateway_http_streams_open"), 4);
+
+  for (auto& c : holders) c.Close();
+  ASSERT_TRUE(WaitNoExportOpen());
+  EXPECT_EQ(Metric("outpost_gateway_series_exports_completed_total"), 0);
+
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto next, Export());
+  ASSERT_EQ(next.status, 200) << next.body.substr(0, 200);
+  EXPECT_EQ(next.body.size(), want.size());
+  EXPECT_TRUE(next.body == want) << "the export after the holders is not every row";
+  EXPECT_EQ(Metric("outpost_gateway_series_exports_completed_total"), 1);
+  EXPECT_EQ(Metric("outpost_gateway_series_exports_busy_total"), 1);
+  OUTPOST_EXPECT_OK(h_.StopGateway());
+}
+
+// A client that reads part of an export and leaves, and one that leaves without reading: the
+// gateway frees both slots, counts neither as completed, and the next exports are whole.
+TEST_F(GatewayExportTest, AClientThatLeavesMidExportFreesItsSlot) {
+  const std::string want = StartWithReadings(RowsBeyondTheSocketBuffers());
+  ASSERT_FALSE(HasFailure());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto reader, OpenExport());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto silent, OpenExport());
+  constexpr std::size_t kRead = 256 * 1024;
+  ASSERT_TRUE(WaitUntil("256 KiB of the export", std::chrono::seconds(20),
+                        [&] { return reader.closed() || reader.received().size() >= kRead; }));
+  ASSERT_GE(reader.received().size(), kRead) << "the gateway closed the export early";
+  EXPECT_EQ(reader.received().rfind("HTTP/1.1 200 ", 0), 0u) << reader.received().substr(0, 200);
+  EXPECT_EQ(Metric("outpost_gateway_series_exports_open"), 2);
+  reader.Close();
+  silent.Close();
+  ASSERT_TRUE(WaitNoExportOpen());
+  ASSERT_TRUE(h_.gateway_running());
+  EXPECT_EQ(Metric("outpost_gateway_series_exports_completed_total"), 0);
+  EXPECT_EQ(Metric("outpost_gateway_http_streams_open"), 0);
+
+  for (int i = 1; i <= 2; ++i) {
+    OUTPOST_ASSERT_OK_AND_ASSIGN(auto whole, Export());
+    ASSERT_EQ(whole.status, 200) << whole.body.substr(0, 200);
+    EXPECT_TRUE(whole.body == want)
+        << "export " << i << ": " << whole.body.size() << " bytes of " << want.size();
+    EXPECT_EQ(Metric("outpost_gateway_series_exports_completed_total"), i);
+  }
+  OUTPOST_EXPECT_OK(h_.StopGateway());
+}
+
+// 200 exports opened and dropped from 4 threads (bounded in count and time): some closed at once,
+// some after their answer's head (200 or 503 busy, nothing else), some after 64 KiB of rows.
+// Afterwards the gateway is alive, holds no export, stream or connection of theirs, its memory
+// has not grown with them, and an export is whole.
+TEST_F(GatewayExportTest, AFloodOfDroppedExportsLeavesNothingBehind) {
+  const std::string want = StartWithReadings(RowsBeyondTheSocketBuffers());
+  ASSERT_FALSE(HasFailure());
+  // Warm: the reader's SQLite cache and the allocator's arenas are at their working size.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto warm, Export());
+  ASSERT_TRUE(warm.body == want) << warm.body.size() << " bytes of " << want.size();
+  const long rss_before = VmRssKib(h_.gateway_pid());
+  ASSERT_GT(rss_before, 0);
+
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 50;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  std::atomic<int> sent{0}, ok{0}, busy{0}, other{0}, connect_failed{0};
+  std::mutex mu;
+  std::string first_other;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread && std::chrono::steady_clock::now() < deadline; ++i) {
+        auto c = OpenExport();
+        if (!c.ok()) {
+          ++connect_failed;
+          continue;
+        }
+        ++sent;
+        const int mode = (t + i) % 3;
+        if (mode == 0) continue;  // dropped at once
+        const std::size_t want_bytes = mode == 1 ? 0 : 64 * 1024;
+        const auto until =
+            std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(10));
+        std::size_t head_end = std::string::npos;
+        while (std::chrono::steady_clock::now() < until) {
+          const bool closed = c->closed();
+          head_end = c->received().find("\r\n\r\n");
+          if (closed || (head_end != std::string::npos &&
+                         c->received().size() >= head_end + 4 + want_bytes)) {
+            break;
+          }
+          pollfd p{c->fd(), POLLIN, 0};
+          ::poll(&p, 1, 50);
+        }
+        const std::string& got = c->received();
+        if (got.rfind("HTTP/1.1 200 ", 0) == 0) {
+          ++ok;
+        } else if (got.rfind("HTTP/1.1 503 ", 0) == 0 &&
+                   got.find("\"busy\"") != std::string::npos) {
+          ++busy;
+        } else {
+          ++other;
+          std::lock_guard<std::mutex> lock(mu);
+          if (first_other.empty()) first_other = got.substr(0, 300);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::printf("[ flood ] %d sent: %d 200, %d 503 busy, %d other, %d connects failed\n", sent.load(),
+              ok.load(), busy.load(), other.load(), connect_failed.load());
+  EXPECT_EQ(sent.load(), kThreads * kPerThread) << "the flood did not finish in time";
+  EXPECT_EQ(connect_failed.load(), 0);
+  EXPECT_EQ(other.load(), 0) << first_other;
+  EXPECT_GT(ok.load(), 0);
+
+  ASSERT_TRUE(WaitNoExportOpen());
+  ASSERT_TRUE(h_.gateway_running());
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto z, Get(api(), "/healthz"));
+  EXPECT_EQ(z.status, 200);
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto m, Get(api(), "/metrics"));
+  EXPECT_EQ(Sample(m.body, "outpost_gateway_http_streams_open"), 0);
+  EXPECT_EQ(Sample(m.body, "outpost_gateway_http_connections_open"), 1) << "only this one";
+  // None of the dropped exports was whole; the refusals were counted.
+  EXPECT_EQ(Sample(m.body, "outpost_gateway_series_exports_completed_total"), 1);
+  EXPECT_GE(Sample(m.body, "outpost_gateway_series_exports_busy_total"), busy.load());
+
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto last, Export());
+  ASSERT_EQ(last.status, 200) << last.body.substr(0, 200);
+  EXPECT_TRUE(last.body == want) << last.body.size() << " bytes of " << want.size();
+  const long rss_after = VmRssKib(h_.gateway_pid());
+  std::printf("[ memory ] VmRSS %ld KiB before the flood, %ld KiB after (+%ld)\n", rss_before,
+              rss_after, rss_after - rss_before);
+  // Generous: one export holds about one page (~100 KiB); 200 leaked ones would be ~20 MiB.
+  EXPECT_LT(rss_after - rss_before, 16 * 1024) << "VmRSS grew by more than 16 MiB";
+  OUTPOST_EXPECT_OK(h_.StopGateway());
 }
 
 // Readings published through Mosquitto appear in /api/v1/series: buckets with the raw extrema
