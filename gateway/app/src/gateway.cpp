@@ -279,7 +279,7 @@ class Gateway::Impl {
   Result<std::string> ReloadConfig();
   void ScheduleStatus();
   void ScheduleTick();
-  // Days left of the certificates and the CRL (expiry.h): at the first tick, then hourly.
+  // Days left of the certificates and the CRL (expiry.h): at start, then hourly from the tick.
   void CheckExpiry(const ingest::Instant& now);
   void WaitSignal();
   void Shutdown(ExitReason reason);
