@@ -16,13 +16,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "outpost/testing/child_process.h"
 #include "outpost/testing/cloud_process.h"
 #include "outpost/testing/raw_http.h"
 #include "outpost/testing/status_matchers.h"
@@ -50,16 +50,6 @@ constexpr const char* kRequestLineTooLong = "request_line_too_long";
 constexpr const char* kHeaderLineTooLong = "header_line_too_long";
 constexpr const char* kTooManyHeaders = "too_many_headers";
 constexpr const char* kTooManyConnections = "server_full";
-
-// Peak resident memory of `pid` in KiB (VmHWM), -1 when unreadable.
-long VmHwmKib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
 
 // `size` zero bytes, gzip-compressed at level 9 (zeros compress about 1000:1).
 std::string GzipOfZeros(std::size_t size) {
@@ -114,7 +104,7 @@ class HttpAttackTest : public ::testing::Test {
     OUTPOST_ASSERT_OK_AND_ASSIGN(cloud_, CloudProcess::Start(std::move(o)));
     port_ = cloud_->port();
     ExpectStillServes();
-    baseline_kib_ = VmHwmKib(cloud_->pid());
+    baseline_kib_ = ProcStatusKib(cloud_->pid(), "VmHWM");
     ASSERT_GT(baseline_kib_, 0);
   }
 
@@ -163,7 +153,7 @@ class HttpAttackTest : public ::testing::Test {
 
   // (b): the peak resident memory grew by less than `bound_mib` since Start().
   void ExpectMemoryGrewLessThan(long bound_mib) {
-    const long now = VmHwmKib(cloud_->pid());
+    const long now = ProcStatusKib(cloud_->pid(), "VmHWM");
     ASSERT_GT(now, 0);
     const long grew_kib = now - baseline_kib_;
     EXPECT_LT(grew_kib, bound_mib * 1024)

@@ -34,25 +34,27 @@ int RemainingMs(Clock::time_point deadline) {
   return static_cast<int>(std::max<std::int64_t>(0, std::min<std::int64_t>(left.count(), 50)));
 }
 
-// De-chunks `data` from the front; the bytes it took, or 0 when incomplete.
-std::size_t Dechunk(std::string_view data, std::string* body) {
-  std::size_t at = 0;
+// Walks the chunked body in `data` from `*at` (the start of a chunk-size line) and appends each
+// whole chunk to `body` (when given), leaving `*at` at the first chunk not yet whole; returns
+// the bytes the body takes with its last chunk and trailers, or 0 while incomplete. A caller
+// that keeps `*at` between calls scans each byte once however the body arrives.
+std::size_t Dechunk(std::string_view data, std::string* body, std::size_t* at) {
   for (;;) {
-    std::size_t eol = data.find("\r\n", at);
+    std::size_t eol = data.find("\r\n", *at);
     if (eol == std::string_view::npos) return 0;
-    std::size_t size = std::strtoull(std::string(data.substr(at, eol - at)).c_str(), nullptr, 16);
-    at = eol + 2;
+    std::size_t size = std::strtoull(std::string(data.substr(*at, eol - *at)).c_str(), nullptr, 16);
+    std::size_t next = eol + 2;
     if (size == 0) {
-      std::size_t end = data.find("\r\n", at);  // no trailers expected; skip any
-      while (end != std::string_view::npos && end != at) {
-        at = end + 2;
-        end = data.find("\r\n", at);
+      std::size_t end = data.find("\r\n", next);  // no trailers expected; skip any
+      while (end != std::string_view::npos && end != next) {
+        next = end + 2;
+        end = data.find("\r\n", next);
       }
       return end == std::string_view::npos ? 0 : end + 2;
     }
-    if (data.size() < at + size + 2) return 0;
-    body->append(data.substr(at, size));
-    at += size + 2;
+    if (data.size() < next + size + 2) return 0;
+    if (body != nullptr) body->append(data.substr(next, size));
+    *at = next + size + 2;
   }
 }
 
@@ -97,7 +99,8 @@ Result<RawHttpConnection> RawHttpConnection::Connect(std::uint16_t port,
 RawHttpConnection::RawHttpConnection(RawHttpConnection&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       peer_closed_(other.peer_closed_),
-      in_(std::move(other.in_)) {}
+      in_(std::move(other.in_)),
+      chunks_whole_(std::exchange(other.chunks_whole_, 0)) {}
 
 RawHttpConnection& RawHttpConnection::operator=(RawHttpConnection&& other) noexcept {
   if (this != &other) {
@@ -105,6 +108,7 @@ RawHttpConnection& RawHttpConnection::operator=(RawHttpConnection&& other) noexc
     fd_ = std::exchange(other.fd_, -1);
     peer_closed_ = other.peer_closed_;
     in_ = std::move(other.in_);
+    chunks_whole_ = std::exchange(other.chunks_whole_, 0);
   }
   return *this;
 }
@@ -182,8 +186,12 @@ bool RawHttpConnection::ParseResponse(RawHttpResponse* out, bool peer_closed) {
       continue;
     }
     if (Lower(r.Header("transfer-encoding")).find("chunked") != std::string::npos) {
-      std::size_t took = Dechunk(std::string_view(in_).substr(body_at), &r.body);
+      // Framing first, resumed where the last call stopped; the copy once it is whole.
+      const std::string_view chunked = std::string_view(in_).substr(body_at);
+      std::size_t took = Dechunk(chunked, nullptr, &chunks_whole_);
       if (took == 0) return false;
+      std::size_t from = 0;
+      Dechunk(chunked, &r.body, &from);
       end = body_at + took;
     } else if (!r.Header("content-length").empty()) {
       std::size_t length = std::strtoull(r.Header("content-length").c_str(), nullptr, 10);
@@ -199,6 +207,7 @@ bool RawHttpConnection::ParseResponse(RawHttpResponse* out, bool peer_closed) {
     }
     r.wire_bytes = end;
     in_.erase(0, end);
+    chunks_whole_ = 0;
     *out = std::move(r);
     return true;
   }

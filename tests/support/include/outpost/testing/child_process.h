@@ -59,4 +59,8 @@ class ChildProcess {
   int exit_status_ = 0;
 };
 
+// A memory line of /proc/<pid>/status in KiB: `field` "VmRSS" (resident now) or "VmHWM" (the
+// peak); -1 when unreadable (the process is gone).
+long ProcStatusKib(pid_t pid, const std::string& field);
+
 }  // namespace outpost::testing

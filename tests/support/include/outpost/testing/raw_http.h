@@ -80,6 +80,9 @@ class RawHttpConnection {
   int fd_ = -1;
   bool peer_closed_ = false;
   std::string in_;
+  // Of a chunked body at the front of in_: how far its chunks are known whole (from the body's
+  // start), so a long answer's framing is scanned once, not again at every read.
+  std::size_t chunks_whole_ = 0;
 };
 
 }  // namespace outpost::testing
