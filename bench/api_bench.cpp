@@ -86,6 +86,7 @@ struct Options {
   double stream_seconds = 10;
   int stream_requests = 2000;
   int ingest_count = 100'000;
+  int64_t export_rows = 1'000'000;
   int repeat = 3;
   double timeout_s = 300;
   bool keep = false;
@@ -591,7 +592,87 @@ void RunYear(const Options& o) {
               Load().c_str());
 }
 
-// --- (3) concurrent SSE streams -------------------------------------------------------------
+// --- (3) a CSV export of one long series ---------------------------------------------------
+
+// Direct StoreReader::Raw on the same file, in the export's pages: the rows the store can
+// deliver per second without HTTP or CSV.
+double DirectRawRowsPerS(const std::string& db, const std::string& device, int64_t from, int64_t to,
+                         int64_t* rows) {
+  store::ReaderOptions ro;
+  ro.path = db;
+  auto r = store::StoreReader::Open(ro);
+  Check(r.status(), "open a StoreReader");
+  constexpr size_t kPageRows = 4096;  // series::kExportPageRows
+  const auto t = Clock::now();
+  store::RawCursor c;
+  *rows = 0;
+  for (;;) {
+    auto page = (*r)->Raw(device, "temperature", from, to, c, kPageRows);
+    Check(page.status(), "Raw");
+    *rows += static_cast<int64_t>(page->t.size());
+    if (!page->more) break;
+    c = page->next;
+  }
+  return static_cast<double>(*rows) / std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+void RunExport(const Options& o) {
+  std::printf("\n== export: every point of one series as CSV ==\n");
+  TempDir dir("outpost-api-bench");
+  if (o.keep) dir.Keep();
+  StoreSpec s;
+  s.path = StoreDir(o, dir) + "/export.db";
+  s.devices = 1;
+  s.interval_ms = 1000;
+  s.one_metric = true;
+  s.per_device = o.export_rows;
+  s.t0_ms = (WallMs() - o.export_rows * 1000) / 1000 * 1000 - 3'600'000;
+  std::printf("making the store: %" PRId64 " readings of one metric ...\n", s.per_device);
+  std::fflush(stdout);
+  StoreMade made = MakeStore(s);
+  std::printf("store made: %" PRId64 " readings in %.1f s, %.1f MB on disk\n", made.readings,
+              made.seconds, static_cast<double>(made.file_bytes) / 1e6);
+  const int64_t from = s.t0_ms, to = s.t0_ms + s.per_device * 1000;
+  const std::string target = "/api/v1/series?device=" + DeviceId(0) +
+                             "&metric=temperature&raw=1&format=csv&from=" + std::to_string(from) +
+                             "&to=" + std::to_string(to);
+  Gateway gw(o, dir, s.path);
+  std::printf("gateway up in %.0f ms (load %s)\n", gw.start_ms(), Load().c_str());
+  Client c(gw.http_port(), gw.token());
+  std::vector<double> direct, http, ratio;
+  size_t bytes = 0;
+  for (int rep = 0; rep < o.repeat; ++rep) {
+    int64_t rows = 0;
+    const double d = DirectRawRowsPerS(s.path, DeviceId(0), from, to, &rows);
+    if (rows != made.readings) {
+      Die("Raw paged " + std::to_string(rows) + " rows of " + std::to_string(made.readings));
+    }
+    const auto t = Clock::now();
+    RawHttpResponse r = c.Get(target);
+    const double secs = std::chrono::duration<double>(Clock::now() - t).count();
+    const auto lines = std::count(r.body.begin(), r.body.end(), '\n');
+    if (lines != made.readings + 1) {
+      Die("the export has " + std::to_string(lines) + " lines for " +
+          std::to_string(made.readings) + " rows");
+    }
+    bytes = r.body.size();
+    const double h = static_cast<double>(made.readings) / secs;
+    std::printf("run %d: Raw direct %.0f rows/s; export %.0f rows/s (%.1f MB/s, %.2f s), %.2fx\n",
+                rep + 1, d, h, static_cast<double>(bytes) / secs / 1e6, secs, h / d);
+    direct.push_back(d);
+    http.push_back(h);
+    ratio.push_back(h / d);
+  }
+  ProcMem mem = ReadProcMem(gw.pid());
+  std::printf("\nexport of %" PRId64 " rows, %.1f MB of CSV (medians of %d runs; load %s):\n",
+              made.readings, static_cast<double>(bytes) / 1e6, o.repeat, Load().c_str());
+  std::printf("  (r) StoreReader::Raw, 4,096-row pages  %.0f rows/s\n", Median(direct));
+  std::printf("  (x) GET ...&raw=1&format=csv           %.0f rows/s = %.2fx (r)\n", Median(http),
+              Median(ratio));
+  std::printf("  gateway VmHWM %.1f MB, VmRSS %.1f MB\n", mem.hwm_mb, mem.rss_mb);
+}
+
+// --- (4) concurrent SSE streams -------------------------------------------------------------
 
 // `n` clients of GET /api/v1/stream on raw sockets, drained by one thread with poll(2), so the
 // gateway never sees a slow reader from us. Counts bytes and `event: reading` lines.
@@ -878,8 +959,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "api_bench: the gateway's series API and live stream on large stores, against "
       "limits measured in the same run (docs/benchmarks.md)"};
-  app.add_option("--only", o.only, "series, year or streams (repeatable; default all)")
-      ->check(CLI::IsMember({"series", "year", "streams"}));
+  app.add_option("--only", o.only, "series, year, export or streams (repeatable; default all)")
+      ->check(CLI::IsMember({"series", "year", "export", "streams"}));
   app.add_option("--devices", o.devices, "devices of the series and streams stores")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
@@ -901,6 +982,9 @@ int main(int argc, char** argv) {
   app.add_option("--year-requests", o.year_requests, "requests per year run")
       ->capture_default_str()
       ->check(CLI::Range(10, 100000));
+  app.add_option("--export-rows", o.export_rows, "readings of the exported series (1 Hz)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1000}, int64_t{100'000'000}));
   app.add_option("--streams", o.streams, "concurrent SSE clients")
       ->capture_default_str()
       ->check(CLI::Range(1, 900));
@@ -936,6 +1020,7 @@ int main(int argc, char** argv) {
   const auto t = Clock::now();
   if (want("series")) RunSeries(o);
   if (want("year")) RunYear(o);
+  if (want("export")) RunExport(o);
   if (want("streams")) RunStreams(o);
   std::printf("\ntotal %.0f s, load %s\n", std::chrono::duration<double>(Clock::now() - t).count(),
               Load().c_str());

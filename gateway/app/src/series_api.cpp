@@ -204,7 +204,8 @@ http::Response Answer(const SeriesRequest& q, store::StoreReader& reader) {
 
 // A CSV export in progress: one page per reader job, the next queued by the stream once the
 // client has read all but kExportDrainedBytes of it. Ends (and is destroyed) when the last page
-// is sent, the client leaves, or a read fails (the body is then cut short).
+// has been written, the client leaves or stalls (the server's write timeout), or a read fails
+// (the body is then cut short).
 struct Export {
   Export(SeriesRequest query, store::ReaderThread* r, ExportStats* s,
          std::shared_ptr<http::Responder> first)
@@ -240,8 +241,13 @@ void ExportPage(const std::shared_ptr<Export>& e, store::StoreReader& sr) {
     return;  // the client left
   }
   if (!page->more) {
-    ++e->stats->completed;
-    return e->stream->Close();
+    // Completed once the last rows have left for the client's socket; a client that leaves
+    // or stalls before that is not counted.
+    return e->stream->WhenDrained(0, [e] {
+      if (e->stream->closed()) return;
+      ++e->stats->completed;
+      e->stream->Close();
+    });
   }
   e->q.cursor = page->next;
   e->stream->WhenDrained(kExportDrainedBytes, [e] {
@@ -284,6 +290,7 @@ void AddSeriesRoute(http::Router* router, store::ReaderThread* reader, ExportSta
                   }
                   auto e = std::make_shared<Export>(*std::move(q), reader, exports, responder);
                   if (!reader->TryPost([e](store::StoreReader& sr) { ExportPage(e, sr); })) {
+                    ++exports->busy;
                     responder->Send(Busy("more than " + std::to_string(kMaxQueuedQueries) +
                                          " series queries are waiting; retry shortly"));
                   }

@@ -38,8 +38,8 @@ inline constexpr std::size_t kExportDrainedBytes = 64 * 1024;
 // Counted for /metrics. Thread-safe.
 struct ExportStats {
   std::atomic<int> open{0};
-  std::atomic<std::uint64_t> busy{0};       // refused at kMaxExports
-  std::atomic<std::uint64_t> completed{0};  // every point sent
+  std::atomic<std::uint64_t> busy{0};       // refused: kMaxExports open, or the reader's queue full
+  std::atomic<std::uint64_t> completed{0};  // every point written to the client's socket
 };
 
 struct SeriesRequest {

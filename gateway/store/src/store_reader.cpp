@@ -155,19 +155,27 @@ struct StoreReader::Impl {
     return st;
   }
 
-  // Calls fn(ts, value) for every point of the series in [from, to): the blocks first (in
-  // start order; `stop(block_start)` returning true ends them early), then the hot rows. The
-  // caller runs it inside one read transaction.
-  template <typename Fn, typename Stop>
-  Status Scan(int64_t dkey, int64_t mkey, int64_t from_ms, int64_t to_ms, Fn&& fn, Stop&& stop) {
-    std::vector<int64_t> ts_scratch;
-    std::vector<codec::TsValue> pts;
-    Status st;
-    blocks_in_range.Reset()
+  // Binds ?1..?4 of a blocks query: the device's blocks that may hold samples in [from, to)
+  // (a block starts at most kMaxBlockSpanMs before its end).
+  static sqlite::Statement& BindBlockRange(sqlite::Statement& s, int64_t dkey, int64_t from_ms,
+                                           int64_t to_ms) {
+    return s.Reset()
         .Bind(1, dkey)
         .Bind(2, SatSub(from_ms, kMaxBlockSpanMs))
         .Bind(3, to_ms)
         .Bind(4, from_ms);
+  }
+
+  // Calls fn(ts, value) for every point of the series in [from, to): the blocks first (in
+  // start order; `stop(block_start)` returning true ends them early), then the earliest
+  // `max_hot` hot rows. The caller runs it inside one read transaction.
+  template <typename Fn, typename Stop>
+  Status Scan(int64_t dkey, int64_t mkey, int64_t from_ms, int64_t to_ms, Fn&& fn, Stop&& stop,
+              size_t max_hot) {
+    std::vector<int64_t> ts_scratch;
+    std::vector<codec::TsValue> pts;
+    Status st;
+    BindBlockRange(blocks_in_range, dkey, from_ms, to_ms);
     while (blocks_in_range.Step(&st)) {
       if (stop(blocks_in_range.Int(0))) break;
       pts.clear();
@@ -180,7 +188,7 @@ struct StoreReader::Impl {
     }
     blocks_in_range.Reset();
     if (!st.ok()) return st;
-    return ScanHot(dkey, mkey, from_ms, to_ms, fn);
+    return ScanHot(dkey, mkey, from_ms, to_ms, fn, max_hot);
   }
 
   // Into `b`: a block whose samples all fall in one bucket is added from its summary without
@@ -190,12 +198,7 @@ struct StoreReader::Impl {
     std::vector<int64_t> ts_scratch;
     std::vector<codec::TsValue> pts;
     Status st;
-    summaries_in_range.Reset()
-        .Bind(1, dkey)
-        .Bind(2, SatSub(from_ms, kMaxBlockSpanMs))
-        .Bind(3, to_ms)
-        .Bind(4, from_ms)
-        .Bind(5, mkey);
+    BindBlockRange(summaries_in_range, dkey, from_ms, to_ms).Bind(5, mkey);
     sqlite::Statement& s = summaries_in_range;
     while (s.Step(&st)) {
       const bool summarized = !s.IsNull(3);
@@ -227,34 +230,64 @@ struct StoreReader::Impl {
     return ScanHot(dkey, mkey, from_ms, to_ms, [b](int64_t t, double v) { b->Add(t, v); });
   }
 
-  // The hot rows of the device with from <= ts < to, each value of `mkey` to fn(ts, value).
+  // The hot rows of the device with from <= ts < to, each value of `mkey` to fn(ts, value): the
+  // earliest `max_values` by (ts, id), in that order; with no limit, all of them in id order. A
+  // limited scan reads only the rows it returns (and those without a value, or deleted since
+  // indexed), so each page of a long export costs what it returns, not the whole tail.
   template <typename Fn>
-  Status ScanHot(int64_t dkey, int64_t mkey, int64_t from_ms, int64_t to_ms, Fn&& fn) {
-    Status st;
+  Status ScanHot(int64_t dkey, int64_t mkey, int64_t from_ms, int64_t to_ms, Fn&& fn,
+                 size_t max_values = std::numeric_limits<size_t>::max()) {
     OUTPOST_RETURN_IF_ERROR(RefreshHot());
     auto refs = hot_index.find(dkey);
     if (refs == hot_index.end()) return Status::Ok();
+    std::vector<HotRef> in_range;
     for (const HotRef& ref : refs->second) {
-      if (ref.ts_ms < from_ms || ref.ts_ms >= to_ms) continue;
+      if (ref.ts_ms >= from_ms && ref.ts_ms < to_ms) in_range.push_back(ref);
+    }
+    Status st;
+    // One row's value to fn; false when it has none of `mkey` or was deleted by retention since
+    // it was indexed.
+    auto read = [&](const HotRef& ref) -> Result<bool> {
       hot_by_id.Reset().Bind(1, ref.id);
       if (!hot_by_id.Step(&st)) {
+        hot_by_id.Reset();
         if (!st.ok()) return st;
-        continue;  // deleted by retention since it was indexed
+        return false;
       }
       codec::MetricReader reader(hot_by_id.View(0));
       codec::PackedMetric pm;
-      while (reader.Next(&pm)) {
+      bool given = false;
+      while (!given && reader.Next(&pm)) {
         if (pm.key == mkey) {
           fn(ref.ts_ms, pm.value);
-          break;
+          given = true;
         }
       }
-      if (reader.corrupt()) {
-        hot_by_id.Reset();
-        return Status(Code::kDataLoss, "corrupt hot row");
+      const bool corrupt = reader.corrupt();
+      hot_by_id.Reset();
+      if (corrupt) return Status(Code::kDataLoss, "corrupt hot row");
+      return given;
+    };
+    if (in_range.size() <= max_values) {
+      for (const HotRef& ref : in_range) OUTPOST_RETURN_IF_ERROR(read(ref).status());
+      return Status::Ok();
+    }
+    // The earliest `max_values` first; more only to stand in for rows without a value.
+    auto by_ts = [](const HotRef& a, const HotRef& b) {
+      return a.ts_ms != b.ts_ms ? a.ts_ms < b.ts_ms : a.id < b.id;
+    };
+    size_t found = 0;
+    for (auto first = in_range.begin(); found < max_values && first != in_range.end();) {
+      const auto left = static_cast<size_t>(in_range.end() - first);
+      const auto last = first + static_cast<std::ptrdiff_t>(std::min(max_values - found, left));
+      std::nth_element(first, last, in_range.end(), by_ts);
+      std::sort(first, last, by_ts);
+      for (; first != last; ++first) {
+        auto r = read(*first);
+        if (!r.ok()) return r.status();
+        found += *r ? 1 : 0;
       }
     }
-    hot_by_id.Reset();
     return Status::Ok();
   }
 
@@ -378,7 +411,8 @@ Result<RawPage> StoreReader::Raw(std::string_view device_id, std::string_view me
           std::stable_sort(pts.begin(), pts.end(), by_ts);
           pts.resize(want);
           return block_start > pts.back().ts_ms;
-        });
+        },
+        want);
   });
   if (!st.ok()) return st.code() == Code::kNotFound ? st : m.Err(st);
   std::stable_sort(pts.begin(), pts.end(), by_ts);

@@ -342,6 +342,49 @@ TEST_F(StoreReaderTest, RawCursorPagesThroughEqualTimestampsOnce) {
   EXPECT_EQ(seen, (std::vector<double>{0, 1, 2, 3, 4, 5, 6}));
 }
 
+// Pages of the hot tail alone (no compaction), written out of time order, with runs of equal
+// timestamps and rows that lack the metric: every page size gives every point once, in time
+// order (the limited hot scan reads the earliest rows first and stands in for rows without a
+// value).
+TEST_F(StoreReaderTest, RawPagesOfAnUnorderedHotTailGiveEveryPointOnceInOrder) {
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto store, Store::Open(Opts()));
+  std::mt19937 rng(7);
+  model::WriteSet b;
+  std::vector<std::pair<int64_t, double>> want;
+  for (int i = 0; i < 2000; ++i) {
+    const int64_t ts = kT0 + static_cast<int64_t>(rng() % 500) * 10;  // ~4 per timestamp
+    model::ReadingRow r = Reading("dev-0", ts, i, i);
+    if (i % 7 == 3) {
+      r.metrics = {{"humidity", 1.0, false}};  // no temperature: skipped
+    } else {
+      want.emplace_back(ts, i);
+    }
+    b.readings.push_back(std::move(r));
+  }
+  OUTPOST_ASSERT_OK(store->Write(b));
+  std::sort(want.begin(), want.end());
+  auto reader = ReaderOk();
+  ASSERT_NE(reader, nullptr);
+  for (size_t limit : {1, 3, 64, 1000, 5000}) {
+    SCOPED_TRACE(limit);
+    std::vector<std::pair<int64_t, double>> got;
+    RawCursor c{};
+    for (int page = 0; page < 3000; ++page) {
+      OUTPOST_ASSERT_OK_AND_ASSIGN(
+          auto p, reader->Raw("dev-0", "temperature", kT0, kT0 + 10'000, c, limit));
+      ASSERT_LE(p.t.size(), limit);
+      for (size_t i = 0; i < p.t.size(); ++i) got.emplace_back(p.t[i], p.v[i]);
+      if (!p.more) break;
+      ASSERT_EQ(p.t.size(), limit) << "a short page that says more follows";
+      c = p.next;
+    }
+    ASSERT_TRUE(std::is_sorted(got.begin(), got.end(),
+                               [](const auto& x, const auto& y) { return x.first < y.first; }));
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, want);
+  }
+}
+
 // The writer writes and compacts on its own thread while the reader counts one device's
 // readings: every count is one the writer committed (a snapshot: a compaction pass is never
 // seen half done, no reading twice or missing), never decreasing.
