@@ -107,6 +107,35 @@ describe('dashboard', () => {
     await closePage(page);
   });
 
+  it('cuts a long id in its middle on a phone, so its distinguishing end stays visible', async () => {
+    const id = 'greenhouse-north-wing-sensor-0017';
+    stack.publish(`sensors/${id}/data`, { deviceId: id, timestamp: Date.now(), temperature: 19.5 });
+    const page = await open(browser, stack.url, { viewport: { width: 360, height: 640 } });
+    await page.fill('input[type=search]', 'wing-sensor');
+    const label = page.locator(`.vrow[data-id="${id}"] .id`);
+    await label.waitFor();
+    assert.equal(await label.textContent(), id);
+    assert.equal(await label.getAttribute('title'), id);
+    const box = await label.evaluate((e) => {
+      const r = e.getBoundingClientRect();
+      const t = e.querySelector('.tail').getBoundingClientRect();
+      const head = e.querySelector('.head');
+      return { left: r.left, right: r.right, tailLeft: t.left, tailRight: t.right,
+        headCut: head.scrollWidth > head.clientWidth, tail: e.querySelector('.tail').textContent };
+    });
+    assert.ok(box.headCut, `the id fits at 360 px (${JSON.stringify(box)}): make it longer`);
+    assert.equal(box.tail, '-0017');
+    assert.ok(box.tailLeft >= box.left && box.tailRight <= box.right + 0.5, `the end is hidden: ${JSON.stringify(box)}`);
+    // A fleet's ordinary ids are not cut at all.
+    await page.fill('input[type=search]', 'node-0000');
+    const short = page.locator('.vrow[data-id="node-00003"] .id');
+    await short.waitFor();
+    assert.ok(await short.evaluate((e) => [e, ...e.children].every((x) => x.scrollWidth <= x.clientWidth)),
+      'node-00003 is cut at 360 px');
+    assert.deepEqual(page.errors, []);
+    await closePage(page);
+  });
+
   it('shows a live value change on the device page, with a chart per metric', async () => {
     const page = await open(browser, `${stack.url}/#/device/node-00001`);
     const dd = page.locator('dd[data-metric="temperature"]');

@@ -132,6 +132,7 @@ on('reset', () => {
 
 // ---------------------------------------------------------------------------- devices page
 const kRowHeight = 48;
+const kIdTail = 8;  // at most this many characters of a long id stay visible after its cut
 const kStatusOrder = { online: 0, sleeping: 1, offline: 2, never_seen: 3 };
 
 // The devices a filter and sort select, as an array (pure; the benchmark times it).
@@ -191,10 +192,23 @@ function devicesPage(root) {
     }
   }
 
+  // A long id is cut in its middle, not at its end: ids of one fleet differ in their last
+  // characters (greenhouse-north-017, -018), which stay visible on a phone. The whole id is
+  // the text (for search, copy and screen readers) and the tooltip.
+  function idLabel(id) {
+    if (id.length <= kIdTail) return el('span.id', { text: id, title: id });
+    // The tail starts at the last separator within its reach, else kIdTail from the end.
+    const sep = Math.max(...['-', '_', '.', ':'].map((c) => id.lastIndexOf(c)));
+    const at = sep > 0 && sep >= id.length - kIdTail ? sep : id.length - kIdTail;
+    return el('span.id.cut', { title: id },
+      el('span.head', { text: id.slice(0, at) }),
+      el('span.tail', { text: id.slice(at) }));
+  }
+
   function row(d, now) {
     return el('a.vrow', { role: 'listitem', href: `#/device/${encodeURIComponent(d.id)}`, 'data-id': d.id },
       badge(d.status),
-      el('span.id', { text: d.id }),
+      idLabel(d.id),
       el('span.seen', { text: ago(d.last_seen_ms, now) }),
       el('span.metrics', { text: metricsText(d.last_reading) }));
   }
