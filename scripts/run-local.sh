@@ -90,12 +90,13 @@ if [ "$tls" = 1 ]; then
   site_port=$(sed -n 's/^port=//p' "$pki/site.conf")
   site_control_port=$(sed -n 's/^control_port=//p' "$pki/site.conf")
   # One certificate per virtual device, under the ids outpost-node gives them (node-00000, ...).
-  # Idempotent: devices already provisioned are kept.
+  # Idempotent: devices already provisioned are kept. No self-check: this script starts the
+  # broker only below, maybe on other ports than the site's.
   seed_flag=()
   [ "$format" = seed ] && seed_flag=(--seed)
   echo "== provisioning $devices devices in $pki"
   "$provision_bin" --dir "$pki" device add --count "$devices" --prefix node- --first 0 --digits 5 \
-    "${seed_flag[@]}" >> "$dir/provision.log"
+    --no-check "${seed_flag[@]}" >> "$dir/provision.log"
   # The seed's flat topics are allowed only to devices provisioned in seed mode (and native ones
   # only to native devices' own topics): a device kept from an earlier run keeps its mode.
   want_mode=native

@@ -14,7 +14,9 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "outpost/testing/child_process.h"
@@ -107,6 +109,36 @@ class ProvisionBrokerTest : public ::testing::Test {
     return rc.ok() ? *rc : -1;
   }
 
+  // One run of outpost-provision (`--dir dir` prepended): its exit code and its output.
+  static std::pair<int, std::string> ProvisionRun(std::vector<std::string> args,
+                                                  const std::string& dir = pki_dir) {
+    static int runs = 0;
+    args.insert(args.begin(), {ProvisionBinary(), "--dir", dir});
+    auto p = ChildProcess::Start(ChildProcessOptions{
+        args, {}, suite_tmp->File("provision-run-" + std::to_string(++runs) + ".log"), ""});
+    if (!p.ok()) return {-1, p.status().message()};
+    auto rc = (*p)->Wait(60s);
+    return {rc.ok() ? *rc : -1, (*p)->log()};
+  }
+
+  // A second site in `name`, on free ports nothing listens on yet.
+  static std::string NewSite(const std::string& name, std::uint16_t* port,
+                             std::uint16_t* control_port) {
+    const std::string dir = suite_tmp->File(name);
+    auto p = PickFreePort();
+    auto c = PickFreePort();
+    while (c.ok() && p.ok() && *c == *p) c = PickFreePort();
+    EXPECT_TRUE(p.ok() && c.ok());
+    *port = p.ok() ? *p : 0;
+    *control_port = c.ok() ? *c : 0;
+    EXPECT_EQ(ProvisionRun({"init", "--port", std::to_string(*port), "--control-port",
+                            std::to_string(*control_port)},
+                           dir)
+                  .first,
+              0);
+    return dir;
+  }
+
   static TestMqttOptions Identity(const std::string& who, const std::string& client_id = "") {
     TestMqttOptions o;
     o.client_id = client_id.empty() ? who + "-client" : client_id;
@@ -114,7 +146,7 @@ class ProvisionBrokerTest : public ::testing::Test {
     o.timeout = 5s;
     o.tls.enabled = true;
     o.tls.ca_file = pki_dir + "/broker/ca.crt";
-    if (who == "gateway" || who == "admin") {
+    if (who == "gateway" || who == "admin" || who == "control") {
       o.tls.cert_file = pki_dir + "/" + who + "/" + who + ".crt";
       o.tls.key_file = pki_dir + "/" + who + "/" + who + ".key";
     } else {
@@ -159,14 +191,20 @@ TEST_F(ProvisionBrokerTest,
   OUTPOST_ASSERT_OK(admin.Subscribe("gateway/#"));
   OUTPOST_ASSERT_OK(b.Connect(broker_port, Identity("devB")));
   OUTPOST_ASSERT_OK(b.Subscribe("devices/devB/commands"));
+  // The self-check's subscriber, which reads the reserved outpost/selfcheck/ space.
+  TestMqtt control;
+  OUTPOST_ASSERT_OK(
+      control.Connect(control_listener_port, Identity("control", "outpost-control-test")));
+  OUTPOST_ASSERT_OK(control.Subscribe("outpost/selfcheck/#"));
   OUTPOST_ASSERT_OK(a.Connect(broker_port, Identity("devA")));
   const std::string log_before = broker_process->log();
 
-  // The gateway's commands, and the seed's flat topics, from a (non-seed) device identity too.
+  // The gateway's commands, the seed's flat topics, and another device's self-check topic, from
+  // a (non-seed) device identity too.
   const std::vector<std::string> forbidden = {
-      "sensors/devB/data",     "devices/devB/status", "devices/devB/replies",
-      "devices/devB/commands", "gateway/commands",    "gateway/gw1/commands",
-      "gateway/gw1/status",    "sensors/data",        "devices/commands"};
+      "sensors/devB/data", "devices/devB/status",   "devices/devB/replies", "devices/devB/commands",
+      "gateway/commands",  "gateway/gw1/commands",  "gateway/gw1/status",   "sensors/data",
+      "devices/commands",  "outpost/selfcheck/devB"};
   for (int i = 0; i < kAttempts; ++i) {
     for (const std::string& t : forbidden) OUTPOST_ASSERT_OK(a.Publish(t, "leak", 1));
     OUTPOST_ASSERT_OK(a.Publish("sensors/devA/data", "ok" + std::to_string(i), 1));
@@ -178,6 +216,10 @@ TEST_F(ProvisionBrokerTest,
   OUTPOST_ASSERT_OK(admin.Publish("gateway/gw1/commands", "fence", 1));
   OUTPOST_ASSERT_OK(
       admin.WaitMessage([](const mqtt::Message& m) { return m.payload == "fence"; }, 10s).status());
+  OUTPOST_ASSERT_OK(control.Publish("outpost/selfcheck/devB/fence", "fence", 1));
+  OUTPOST_ASSERT_OK(
+      control.WaitMessage([](const mqtt::Message& m) { return m.payload == "fence"; }, 10s)
+          .status());
   int allowed = 0, leaked = 0;
   for (int i = 0; i < kAttempts; ++i) {
     auto m = gateway.WaitMessage("sensors/+/data", 10s);
@@ -194,6 +236,7 @@ TEST_F(ProvisionBrokerTest,
   drain(gateway);
   drain(admin);
   drain(b);
+  drain(control);
   EXPECT_EQ(leaked, 0);
   // Denials are visible only in the broker's log (log_type all or debug).
   const std::size_t expected = kAttempts * forbidden.size();
@@ -418,6 +461,112 @@ TEST_F(ProvisionBrokerTest, AProvisionRunIsIdempotentAndRejectsBadIds) {
   EXPECT_NE(text.find("kept the existing Outpost site CA"), std::string::npos);
   EXPECT_NE(text.find("kept devA (already provisioned"), std::string::npos);
   EXPECT_NE(text.find("bad device id 'bad/id'"), std::string::npos);
+}
+
+// The self-check of `device add` (docs/security.md "The self-check"): with --reload-pid the
+// broker reads the new ACL, the device's allowed publish arrives at the control identity and its
+// forbidden one is denied, which the broker's own log shows.
+TEST_F(ProvisionBrokerTest, DeviceAddWithReloadPassesTheSelfCheckAgainstTheBroker) {
+  const std::string log_before = broker_process->log();
+  auto [rc, out] = ProvisionRun(
+      {"device", "add", "devCheck", "--reload-pid", std::to_string(broker_process->pid())});
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("self-check passed against the broker at 127.0.0.1:" +
+                     std::to_string(broker_port) + " for 1 device"),
+            std::string::npos)
+      << out;
+  // The forbidden half was really tried, and refused by the broker (its PUBACK says nothing).
+  EXPECT_TRUE(WaitUntil("the forbidden publish denied in the broker's log", 10s, [&] {
+    return broker_process->log()
+               .substr(log_before.size())
+               .find(
+                   "Denied PUBLISH from devCheck (d0, q1, r0, m1, "
+                   "'outpost/selfcheck/devCheck/denied'") != std::string::npos;
+  })) << broker_process->log().substr(log_before.size());
+}
+
+// The same batch as the issue's limit: 100 new devices, every one checked, within 30 s in all.
+TEST_F(ProvisionBrokerTest, DeviceAddCount100ChecksEveryDeviceWithin30s) {
+  const auto start = std::chrono::steady_clock::now();
+  auto [rc, out] = ProvisionRun({"device", "add", "--count", "100", "--prefix", "chk-",
+                                 "--reload-pid", std::to_string(broker_process->pid())});
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("for 100 devices in "), std::string::npos) << out;
+  EXPECT_LE(ms, 30'000);
+  std::cout << "device add --count 100 with the self-check: " << ms << " ms (limit 30000)\n";
+}
+
+// Without a reload the broker's ACL lacks the new device: its allowed publish is denied, so the
+// check fails with exit 5, says which half and what to do; the device is provisioned all the same.
+TEST_F(ProvisionBrokerTest, TheSelfCheckFailsWithExit5WhenTheBrokerWasNotReloaded) {
+  auto [rc, out] = ProvisionRun({"device", "add", "devNoReload"});
+  EXPECT_EQ(rc, 5) << out;
+  EXPECT_NE(out.find("self-check failed: the allowed half failed: devNoReload's publish to "
+                     "outpost/selfcheck/devNoReload did not arrive"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("pass --reload-pid PID or run `systemctl reload mosquitto`"),
+            std::string::npos)
+      << out;
+  struct stat st {};
+  EXPECT_EQ(::stat((pki_dir + "/devices/devNoReload/device.crt").c_str(), &st), 0);
+}
+
+// A broker that loads the certificates but not the ACL lets the forbidden publish through: the
+// check's other half fails, with exit 5.
+TEST_F(ProvisionBrokerTest, TheSelfCheckFailsWithExit5WhenTheBrokerIgnoresTheAcl) {
+  std::uint16_t port = 0, control_port = 0;
+  const std::string dir = NewSite("pki-no-acl", &port, &control_port);
+  std::ifstream in(dir + "/broker/outpost.conf");
+  std::string conf((std::istreambuf_iterator<char>(in)), {}), line;
+  std::istringstream lines(conf);
+  std::ofstream out_conf(suite_tmp->File("no-acl.conf"));
+  out_conf << "persistence false\nlog_dest stderr\nlog_type all\n";
+  while (std::getline(lines, line)) {
+    if (line.rfind("acl_file ", 0) != 0) out_conf << line << "\n";
+  }
+  out_conf.close();
+  auto broker = ChildProcess::Start(
+      ChildProcessOptions{{"/usr/sbin/mosquitto", "-c", suite_tmp->File("no-acl.conf")},
+                          {},
+                          suite_tmp->File("no-acl-broker.log"),
+                          ""});
+  ASSERT_TRUE(broker.ok()) << broker.status().message();
+  ASSERT_TRUE(WaitForPort(control_port, 10s).ok()) << (*broker)->log();
+  auto [rc, out] = ProvisionRun({"device", "add", "devOpen"}, dir);
+  EXPECT_EQ(rc, 5) << out;
+  EXPECT_NE(out.find("self-check failed: the forbidden half failed: the broker delivered "
+                     "devOpen's publish to outpost/selfcheck/devOpen/denied"),
+            std::string::npos)
+      << out;
+}
+
+TEST_F(ProvisionBrokerTest, WithNoBrokerListeningTheSelfCheckIsSkippedAndAddSucceeds) {
+  std::uint16_t port = 0, control_port = 0;
+  const std::string dir = NewSite("pki-no-broker", &port, &control_port);
+  auto [rc, out] = ProvisionRun({"device", "add", "devAlone"}, dir);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("self-check skipped: no broker is listening at 127.0.0.1:" +
+                     std::to_string(control_port)),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("added 1,"), std::string::npos) << out;
+}
+
+// --no-check against a broker that was not reloaded (where the check fails: above) succeeds and
+// never connects as the device.
+TEST_F(ProvisionBrokerTest, NoCheckSkipsTheSelfCheck) {
+  auto [rc, out] = ProvisionRun({"device", "add", "devNoCheck", "--no-check"});
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("self-check: not run (--no-check)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("self-check passed"), std::string::npos) << out;
+  // A fence through the broker: had the device connected, its CONNECT would be logged by now.
+  TestMqtt gateway;
+  OUTPOST_ASSERT_OK(gateway.Connect(broker_port, Identity("gateway")));
+  EXPECT_EQ(broker_process->log().find("devNoCheck"), std::string::npos);
 }
 
 // outpost-node --cert-dir: every virtual device presents its own certificate, so the broker

@@ -24,7 +24,7 @@ grep -q 'renew-within' "$tmp/err" || fail "the usage error does not name the opt
 cmp -s "$tmp/first.pem" "$crl" || fail "a usage error changed the CRL"
 
 # Within the window: signed again, 100 days from now (to the minute), the serials kept.
-"$bin" --dir "$dir" device add d1 > /dev/null
+"$bin" --dir "$dir" device add d1 --no-check > /dev/null
 "$bin" --dir "$dir" device revoke d1 > /dev/null
 serial=$(openssl crl -in "$crl" -noout -text | sed -n 's/.*Serial Number: *//p')
 [ -n "$serial" ] || fail "the revoked serial is not in the CRL"

@@ -18,7 +18,9 @@ constexpr const char* kDescription =
     "generated ACL), then one certificate per device. Every command is idempotent.\n"
     "Exit status: 0 done, 1 failed (I/O, crypto, a broken registry), 2 bad usage or input\n"
     "(a bad id, a bad CSR), 3 the folder is not a site yet, a revoked id, an unknown id,\n"
-    "4 revoke --cut: the broker still accepted the certificate after --timeout-ms.\n"
+    "4 revoke --cut: the broker still accepted the certificate after --timeout-ms,\n"
+    "5 device add: the self-check against the running broker failed (the devices are\n"
+    "provisioned; the message says which half failed and why).\n"
     "Guide: docs/security.md";
 
 int ExitCode(const outpost::Status& s) {
@@ -122,7 +124,11 @@ int main(int argc, char** argv) {
   CLI::App* add = device->add_subcommand(
       "add",
       "issue a device certificate (CN=ID, clientAuth), its config.h and secrets.h, and "
-      "regenerate the ACL; an id already provisioned is kept");
+      "regenerate the ACL; an id already provisioned is kept. Then the self-check against the "
+      "running broker: each new device with a local key publishes, with its own certificate, to "
+      "outpost/selfcheck/ID (allowed) and outpost/selfcheck/ID/denied (forbidden), and the "
+      "control identity must receive the first and not the second (exit 5 otherwise); skipped "
+      "when nothing listens on the control port (docs/security.md#the-self-check)");
   add->add_option("id", add_id, "the device id (1..64 of [A-Za-z0-9_.:-])");
   add->add_option("--count", count, "add N devices PREFIX001..PREFIXN instead of one")
       ->check(CLI::Range(1, kMaxDevicesPerAdd));
@@ -148,6 +154,17 @@ int main(int argc, char** argv) {
       ->group("");
   add->add_option("--not-after", not_after, "explicit validity end, unix seconds (testing)")
       ->group("");
+  add->add_option("--reload-pid", add_o.reload_pid,
+                  "send SIGHUP to this broker process so it reads the new ACL and CRL (before "
+                  "the self-check)");
+  bool no_check = false;
+  add->add_flag("--no-check", no_check,
+                "skip the self-check (e.g. when the broker is not started yet on this machine)");
+  add->add_option("--timeout-ms", add_o.check_timeout_ms,
+                  "the self-check's limit per device (the first one's includes waiting for the "
+                  "broker to reload)")
+      ->capture_default_str()
+      ->check(CLI::Range(100, 600'000));
   std::string revoke_id;
   CLI::App* revoke = device->add_subcommand(
       "revoke", "add the device's serial to the CRL (re-signed) and drop it from the ACL");
@@ -213,7 +230,13 @@ int main(int argc, char** argv) {
     }
     add_o.not_before_unix = not_before;
     add_o.not_after_unix = not_after;
-    s = p.AddDevices(add_o, now, std::cout);
+    add_o.check = !no_check;
+    auto added = p.AddDevices(add_o, now, std::cout);
+    s = added.status();
+    if (s.ok() && added->check == CheckOutcome::kFailed) {
+      std::cerr << "outpost-provision: self-check failed: " << added->check_message << "\n";
+      return 5;
+    }
   } else if (revoke->parsed()) {
     s = p.Revoke(revoke_id, revoke_o, now, std::cout);
   } else if (list->parsed()) {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <random>
 #include <sstream>
 
 #include "outpost/proto/topics.h"
@@ -62,6 +63,32 @@ std::string Hostname() {
 
 std::string GatewayCn(const std::string& gateway_id) { return "outpost-gateway-" + gateway_id; }
 
+// SIGHUP makes Mosquitto re-read its configuration, the ACL and the CRL (the pid: its pid file).
+Status ReloadBroker(int pid, std::ostream& log) {
+  if (pid == 0) {
+    log << "reload the broker (SIGHUP) to apply\n";
+    return Status::Ok();
+  }
+  if (::kill(pid, SIGHUP) != 0) {
+    return Unavailable("SIGHUP to the broker (pid " + std::to_string(pid) +
+                       "): " + std::strerror(errno));
+  }
+  log << "sent SIGHUP to the broker (pid " << pid << ")\n";
+  return Status::Ok();
+}
+
+std::string RandomHex(std::size_t bytes) {
+  std::random_device rd;
+  static const char* const kDigits = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < bytes; ++i) {
+    const unsigned v = rd() & 0xFF;
+    out += kDigits[v >> 4];
+    out += kDigits[v & 0xF];
+  }
+  return out;
+}
+
 }  // namespace
 
 Status CheckDeviceId(const std::string& id, const std::string& gateway_cn,
@@ -70,7 +97,7 @@ Status CheckDeviceId(const std::string& id, const std::string& gateway_cn,
     return InvalidArgument("bad device id '" + id + "': 1.." + std::to_string(proto::kMaxIdBytes) +
                            " bytes of [A-Za-z0-9_.:-] (the gateway's rule)");
   }
-  if (id == gateway_cn || id == admin_cn || id == "outpost-control" ||
+  if (id == gateway_cn || id == admin_cn || id == kControlCn ||
       id.rfind("outpost-gateway-", 0) == 0) {
     return InvalidArgument("device id '" + id + "' is reserved for the gateway or the admin");
   }
@@ -185,8 +212,8 @@ Status Provisioner::Init(const InitOptions& o, std::int64_t now, std::ostream& l
        CertKind::kClient, 0600, false},
       {dir_ + "/admin/admin.key", dir_ + "/admin/admin.crt", o.admin_cn, CertKind::kClient, 0600,
        false},
-      {dir_ + "/control/control.key", dir_ + "/control/control.crt", "outpost-control",
-       CertKind::kClient, 0600, false, true},
+      {dir_ + "/control/control.key", dir_ + "/control/control.crt", kControlCn, CertKind::kClient,
+       0600, false, true},
   };
   for (const Leaf& leaf : leaves) {
     if (Exists(leaf.key_path) && Exists(leaf.cert_path)) {
@@ -261,7 +288,8 @@ Status Provisioner::Init(const InitOptions& o, std::int64_t now, std::ostream& l
     mq +=
         "\n# Loopback only, for `outpost-provision device revoke --cut`: trusts only the control\n"
         "# CA, and keeps the client id a client sends (a CONNECT with a revoked device's id\n"
-        "# ends that device's open session). The ACL gives the control identity no topic.\n"
+        "# ends that device's open session). The ACL gives the control identity no device's\n"
+        "# topic: it reads outpost/selfcheck/# and writes its fences (device add's self-check).\n"
         "listener " +
         std::to_string(site.control_port) +
         " 127.0.0.1\n"
@@ -358,7 +386,8 @@ Status Provisioner::WriteAclAndCrl(const Site& site, const std::vector<DeviceRec
   return WriteBrokerFile(dir_ + "/broker/acl", BuildAcl(acl), 0640);
 }
 
-Status Provisioner::AddDevices(const AddOptions& o, std::int64_t now, std::ostream& log) {
+Result<AddResult> Provisioner::AddDevices(const AddOptions& o, std::int64_t now,
+                                          std::ostream& log) {
   auto site = LoadSite();
   if (!site.ok()) return site.status();
   if (o.ids.empty()) return InvalidArgument("no device id given");
@@ -389,6 +418,7 @@ Status Provisioner::AddDevices(const AddOptions& o, std::int64_t now, std::ostre
   const std::string ca_pem = CertPem(ca->get());
 
   int added = 0, kept = 0, skipped = 0;
+  std::vector<std::string> new_ids;
   for (const std::string& id : o.ids) {
     auto it = by_id.find(id);
     if (it != by_id.end()) {
@@ -467,6 +497,7 @@ Status Provisioner::AddDevices(const AddOptions& o, std::int64_t now, std::ostre
     records->push_back(DeviceRecord{id, SerialHex(cert->get()), Sha256Fingerprint(cert->get()),
                                     NotAfterUnix(cert->get()), false, o.seed});
     by_id[id] = records->size() - 1;
+    new_ids.push_back(id);
     ++added;
   }
   if (added > 0) {
@@ -475,8 +506,143 @@ Status Provisioner::AddDevices(const AddOptions& o, std::int64_t now, std::ostre
   }
   log << "added " << added << ", kept " << kept << ", skipped " << skipped << " revoked; " << dir_
       << "/devices.tsv has " << records->size() << " devices"
-      << (added > 0 ? "; ACL regenerated (reload the broker: SIGHUP)" : "") << "\n";
-  return Status::Ok();
+      << (added > 0 ? "; ACL regenerated" : "") << "\n";
+  AddResult result{added, kept, skipped, CheckOutcome::kNotRun, ""};
+  if (added > 0 || o.reload_pid != 0) OUTPOST_RETURN_IF_ERROR(ReloadBroker(o.reload_pid, log));
+  if (!o.check) {
+    if (added > 0) log << "self-check: not run (--no-check)\n";
+  } else if (added > 0) {
+    SelfCheck(*site, new_ids, o, log, &result);
+  }
+  return result;
+}
+
+// The self-check: does the running broker enforce the ACL just written, for these devices?
+// The control identity subscribes to the reserved outpost/selfcheck/# space on the loopback
+// control listener (so the check runs on the broker's machine, as --reload-pid does). Each new
+// device, with its own key, publishes at QoS 1 first to SelfCheckDeniedTopic(ID), which no
+// identity may write, then to SelfCheckTopic(ID), which only it may: the forbidden topic lies in
+// the reserved space so that the subscriber can read it without being granted any device's
+// topic, and it is never another device's topic (ids have no '/'), so a broker that lets it
+// through harms nobody. After the second PUBACK the broker has handled both publishes (a denied
+// one is PUBACKed too) and queued whatever it allowed to the subscriber; the subscriber then
+// publishes a fence (SelfCheckFenceTopic(ID)) to itself: the broker delivers to one subscriber
+// in the order it handled the publishes, so when the fence arrives, anything the device got
+// through has arrived before it. No sleep, and a failure is known at once, not at a timeout.
+// Payloads carry a token of this run and attempt, so stale or foreign messages do not count.
+// The device connects with its own client id: it is new, its key has never left this folder,
+// so no real session is taken over (devices that were kept are never checked).
+void Provisioner::SelfCheck(const Site& site, const std::vector<std::string>& ids,
+                            const AddOptions& o, std::ostream& log, AddResult* result) const {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  const auto timeout = std::chrono::milliseconds(o.check_timeout_ms);
+  const std::string host = "127.0.0.1";
+  const std::string broker = host + ":" + std::to_string(site.port);
+  auto outcome = [&](CheckOutcome c, const std::string& message) {
+    result->check = c;
+    result->check_message = message;
+    if (c == CheckOutcome::kSkipped) log << "self-check skipped: " << message << "\n";
+  };
+  if (site.control_port == 0) {
+    return outcome(CheckOutcome::kSkipped,
+                   "this site has no control listener (run `init` again, restart the broker)");
+  }
+  std::vector<std::string> checked;
+  for (const std::string& id : ids) {
+    if (Exists(DeviceDir(id) + "/device.key")) {
+      checked.push_back(id);
+    } else {
+      log << "self-check: " << id << " not checked: its key is on the device (--csr)\n";
+    }
+  }
+  if (checked.empty()) return outcome(CheckOutcome::kSkipped, "no new device has a local key");
+  const TlsIdentity control{CaCert(), dir_ + "/control/control.crt", dir_ + "/control/control.key"};
+  const std::string control_where = host + ":" + std::to_string(site.control_port);
+  auto sub = MqttTlsSession::Connect(host, static_cast<std::uint16_t>(site.control_port), control,
+                                     kControlCn, Clock::now() + timeout);
+  if (!sub.ok() && sub.status().code() == Code::kNotFound) {
+    return outcome(CheckOutcome::kSkipped, "no broker is listening at " + control_where +
+                                               " (the control listener); the devices are "
+                                               "provisioned, check them once it runs");
+  }
+  const std::string reload_hint =
+      o.reload_pid != 0 ? "it was sent SIGHUP: is pid " + std::to_string(o.reload_pid) +
+                              " the broker that uses " + BrokerConf() + "?"
+                        : "reload it: pass --reload-pid PID or run `systemctl reload mosquitto`";
+  if (!sub.ok()) {
+    return outcome(CheckOutcome::kFailed, "the control identity cannot connect to " +
+                                              control_where + ": " + sub.status().message());
+  }
+  if (Status s = sub->Subscribe(std::string(kSelfCheckRoot) + "/#", Clock::now() + timeout);
+      !s.ok()) {
+    return outcome(CheckOutcome::kFailed, "the control identity cannot subscribe to " +
+                                              std::string(kSelfCheckRoot) + "/#: " + s.message());
+  }
+  const std::string run = RandomHex(8);
+  int attempt = 0;
+  for (std::size_t i = 0; i < checked.size(); ++i) {
+    const std::string& id = checked[i];
+    const std::string d = DeviceDir(id);
+    const TlsIdentity device{CaCert(), d + "/device.crt", d + "/device.key"};
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      const std::string token = run + "-" + std::to_string(++attempt);
+      auto dev = MqttTlsSession::Connect(host, static_cast<std::uint16_t>(site.port), device, id,
+                                         deadline);
+      Status s = dev.status();
+      if (s.ok()) s = dev->Publish(SelfCheckDeniedTopic(id), "denied " + token, deadline);
+      if (s.ok()) s = dev->Publish(SelfCheckTopic(id), "allowed " + token, deadline);
+      if (dev.ok()) dev->Disconnect();
+      if (!s.ok()) {
+        return outcome(CheckOutcome::kFailed,
+                       id + " cannot publish to the broker at " + broker + ": " + s.message());
+      }
+      s = sub->Publish(SelfCheckFenceTopic(id), "fence " + token, deadline);
+      bool allowed = false, denied = false, fenced = false;
+      while (s.ok() && !fenced) {
+        auto m = sub->NextMessage(deadline);
+        s = m.status();
+        if (!m.ok() || m->payload.find(token) == std::string::npos) continue;
+        allowed |= m->topic == SelfCheckTopic(id);
+        denied |= m->topic == SelfCheckDeniedTopic(id);
+        fenced |= m->topic == SelfCheckFenceTopic(id);
+      }
+      if (!fenced) {
+        return outcome(CheckOutcome::kFailed,
+                       "the control identity's fence on " + SelfCheckFenceTopic(id) +
+                           " did not come back within " + std::to_string(o.check_timeout_ms) +
+                           " ms (" + s.message() +
+                           "): the broker is not running the ACL generated here (" + reload_hint +
+                           ")");
+      }
+      if (denied) {
+        return outcome(CheckOutcome::kFailed,
+                       "the forbidden half failed: the broker delivered " + id + "'s publish to " +
+                           SelfCheckDeniedTopic(id) +
+                           ", which the ACL forbids: it is not enforcing the generated ACL (is " +
+                           BrokerConf() + " in its configuration, with acl_file?)");
+      }
+      if (allowed) break;
+      // With --reload-pid the broker may not have re-read the ACL yet: SIGHUP is asynchronous.
+      if (o.reload_pid != 0 && i == 0 && Clock::now() + std::chrono::milliseconds(50) < deadline) {
+        ::usleep(50'000);  // polling the broker, bounded by the deadline above
+        continue;
+      }
+      return outcome(CheckOutcome::kFailed,
+                     "the allowed half failed: " + id + "'s publish to " + SelfCheckTopic(id) +
+                         " did not arrive: the broker has not read the new ACL (" + reload_hint +
+                         ")");
+    }
+  }
+  sub->Disconnect();
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  outcome(CheckOutcome::kPassed, "");
+  log << "self-check passed against the broker at " << broker << " for " << checked.size()
+      << (checked.size() == 1 ? " device" : " devices") << " in " << ms << " ms: each one's "
+      << "publish to " << SelfCheckTopic("ID") << " arrived, its forbidden publish to "
+      << SelfCheckDeniedTopic("ID") << " did not\n";
 }
 
 Status Provisioner::Revoke(const std::string& id, const RevokeOptions& o, std::int64_t now,
@@ -502,15 +668,7 @@ Status Provisioner::Revoke(const std::string& id, const RevokeOptions& o, std::i
     log << "revoked " << id << " (serial " << it->serial_hex
         << "): CRL re-signed and ACL regenerated\n";
   }
-  if (o.reload_pid != 0) {
-    if (::kill(o.reload_pid, SIGHUP) != 0) {
-      return Unavailable("SIGHUP to the broker (pid " + std::to_string(o.reload_pid) +
-                         "): " + std::strerror(errno));
-    }
-    log << "sent SIGHUP to the broker (pid " << o.reload_pid << ")\n";
-  } else {
-    log << "reload the broker (SIGHUP) to apply\n";
-  }
+  OUTPOST_RETURN_IF_ERROR(ReloadBroker(o.reload_pid, log));
   if (!o.cut) return Status::Ok();
   // Cut only once the broker refuses the certificate, or the device would reconnect at once.
   const std::string d = DeviceDir(id);

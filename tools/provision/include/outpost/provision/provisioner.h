@@ -38,11 +38,29 @@ struct InitOptions {
 
 struct AddOptions {
   std::vector<std::string> ids;
-  std::string csr_path;  // sign this CSR's key instead of making one (one id only)
+  int reload_pid = 0;  // when not 0: SIGHUP this broker process after writing the CRL and ACL
+  // The self-check against the running broker, for every device this call issues with a local
+  // key: docs/security.md "The self-check".
+  bool check = true;
+  int check_timeout_ms = 5'000;  // per device (the first one's includes waiting for the reload)
+  std::string csr_path;          // sign this CSR's key instead of making one (one id only)
   int valid_days = 825;
   bool seed = false;  // may also use the seed's flat topics
   // Validity window override for tests of expiry: when not 0, not_before/not_after (unix s).
   std::int64_t not_before_unix = 0, not_after_unix = 0;
+};
+
+enum class CheckOutcome : std::uint8_t {
+  kNotRun,   // --no-check, or no device was issued
+  kPassed,   // every checked device's allowed publish arrived and its forbidden one did not
+  kSkipped,  // nothing listens on the control port, or no device has a local key (--csr)
+  kFailed,   // the check ran and failed: `check_message` says which half and the likely cause
+};
+
+struct AddResult {
+  int added = 0, kept = 0, skipped = 0;
+  CheckOutcome check = CheckOutcome::kNotRun;
+  std::string check_message;  // why it was skipped or failed
 };
 
 struct RevokeOptions {
@@ -63,7 +81,9 @@ class Provisioner {
   explicit Provisioner(std::string dir) : dir_(std::move(dir)) {}
 
   Status Init(const InitOptions& options, std::int64_t now_unix, std::ostream& log);
-  Status AddDevices(const AddOptions& options, std::int64_t now_unix, std::ostream& log);
+  // Issues the devices, writes the registry, CRL and ACL, reloads the broker when asked, then runs
+  // the self-check. A failed check is a result (the devices are provisioned), not an error.
+  Result<AddResult> AddDevices(const AddOptions& options, std::int64_t now_unix, std::ostream& log);
   Status Revoke(const std::string& id, const RevokeOptions& options, std::int64_t now_unix,
                 std::ostream& log);
   // Signs the CRL again with a fresh next-update (run it from a timer; docs/security.md). With
@@ -86,6 +106,8 @@ class Provisioner {
   Status WriteRegistry(const std::vector<DeviceRecord>& records) const;
   Status WriteAclAndCrl(const Site& site, const std::vector<DeviceRecord>& records,
                         std::int64_t now_unix) const;
+  void SelfCheck(const Site& site, const std::vector<std::string>& ids, const AddOptions& options,
+                 std::ostream& log, AddResult* result) const;
 
   std::string dir_;
 };
