@@ -5,7 +5,11 @@
 #include "expiry.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 
 #include "outpost/provision/pki.h"
@@ -113,6 +117,32 @@ TEST_F(ExpiryTest, AnExpiredOrUnreadableFileIsReportedNotFatal) {
   ASSERT_EQ(rows.size(), 1u) << "only the readable, expired certificate";
   EXPECT_EQ(rows[0].severity, "critical");
   EXPECT_NE(rows[0].message.find("has expired"), std::string::npos) << rows[0].message;
+}
+
+// A path that is not a regular file of bounded size (a FIFO no one writes, a device that never
+// ends, a file larger than provision::kMaxReadBytes) is an error on its item, read without
+// blocking and without reading the file whole.
+TEST_F(ExpiryTest, APipeADeviceOrAnOversizeFileIsAnErrorNotAStall) {
+  const std::string fifo = tmp_.File("crl.fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  const std::string big = tmp_.File("devices.tsv");
+  {
+    std::ofstream f(big);
+    f << "# a registry\n";
+  }
+  ASSERT_EQ(::truncate(big.c_str(), static_cast<off_t>(provision::kMaxReadBytes) + 1), 0);
+  tls_.cert_file = "/dev/zero";
+  tls_.crl_file = fifo;
+  tls_.registry_file = big;
+  const auto items = ReadExpiry(tls_, kNow);
+  EXPECT_NE(Find(items, "certificate")->error.find("not a regular file"), std::string::npos)
+      << Find(items, "certificate")->error;
+  EXPECT_NE(Find(items, "crl")->error.find("not a regular file"), std::string::npos)
+      << Find(items, "crl")->error;
+  EXPECT_NE(Find(items, "devices")->error.find("more than the 33554432 read here"),
+            std::string::npos)
+      << Find(items, "devices")->error;
+  EXPECT_FALSE(Find(items, "ca")->expires_unix == std::nullopt) << "the good file still reads";
 }
 
 TEST_F(ExpiryTest, AlertsAreRaisedOnceAndClearedOnceRenewed) {
