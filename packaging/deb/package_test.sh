@@ -112,4 +112,23 @@ dpkg --root="$root" -P outpost-gateway >"$out/dpkg-purge.log" 2>&1 || { cat "$ou
 [ ! -e "$root/var/lib/outpost" ] || fail "purge left /var/lib/outpost"
 in_root getent passwd outpost >/dev/null || fail "purge removed the user (documented: it stays)"
 
+# 8. outpost-provision: the program runs in the root, the CRL timer is enabled and its service
+#    waits for a site; purge takes the timer's link with it and keeps the site folder (its CA
+#    and keys are the admin's data, made by `init`, not by the package).
+pv=$(printf '%s\n' "${debs[@]}" | grep '/outpost-provision_' || true)
+[ -n "$pv" ] || fail "no outpost-provision package among: ${debs[*]}"
+dpkg --root="$root" -i "$pv" >"$out/dpkg-provision.log" 2>&1 \
+  || { cat "$out/dpkg-provision.log"; fail "install outpost-provision"; }
+[ -L "$root/etc/systemd/system/timers.target.wants/outpost-crl.timer" ] \
+  || fail "outpost-crl.timer is not enabled"
+grep -qx 'ConditionPathExists=/etc/outpost/pki/site.conf' "$root/lib/systemd/system/outpost-crl.service" \
+  || fail "outpost-crl.service does not wait for a site"
+in_root /usr/bin/outpost-provision --dir /etc/outpost/pki init --broker-host localhost \
+  >"$out/provision-init.log" 2>&1 || { cat "$out/provision-init.log"; fail "outpost-provision init in the root"; }
+[ "$(mode /etc/outpost/pki/ca/ca.key)" = "600 root:root" ] || fail "ca.key is $(mode /etc/outpost/pki/ca/ca.key)"
+dpkg --root="$root" -P outpost-provision >>"$out/dpkg-provision.log" 2>&1 \
+  || { cat "$out/dpkg-provision.log"; fail "purge outpost-provision"; }
+[ ! -e "$root/etc/systemd/system/timers.target.wants/outpost-crl.timer" ] || fail "purge left the timer enabled"
+[ -f "$root/etc/outpost/pki/ca/ca.key" ] || fail "purge deleted the site's CA (it is the admin's, kept)"
+
 echo "packaging_deb_test: OK (${#debs[@]} packages, $v1 -> $v2)"

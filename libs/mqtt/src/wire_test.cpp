@@ -248,8 +248,8 @@ TEST(WireTest, OversizePublishIsSkippedAtEveryBoundary) {
 }
 
 TEST(WireTest, RemainingLengthRoundTripsAtTheBoundaries) {
-  for (std::size_t v :
-       {0ul, 127ul, 128ul, 16'383ul, 16'384ul, 2'097'151ul, 2'097'152ul, kMaxRemainingLength}) {
+  for (std::size_t v : std::initializer_list<std::size_t>{0, 127, 128, 16'383, 16'384, 2'097'151,
+                                                          2'097'152, kMaxRemainingLength}) {
     std::uint8_t b[4];
     std::size_t n = PutRemainingLength(v, b);
     EXPECT_EQ(n, RemainingLengthSize(v));

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <random>
 #include <sstream>
@@ -149,6 +150,12 @@ Status Provisioner::Init(const InitOptions& o, std::int64_t now, std::ostream& l
   }
   if (ips.empty()) ips = {"127.0.0.1", "::1"};
 
+  // The site folder's parents too (/etc/outpost when no other Outpost package made it).
+  std::error_code ec;
+  const std::filesystem::path parent = std::filesystem::path(dir_).parent_path();
+  if (!parent.empty() && !std::filesystem::create_directories(parent, ec) && ec) {
+    return Unavailable(parent.string() + ": " + ec.message());
+  }
   OUTPOST_RETURN_IF_ERROR(MakeDir(dir_, 0755));
   OUTPOST_RETURN_IF_ERROR(MakeDir(dir_ + "/ca", 0700));
   OUTPOST_RETURN_IF_ERROR(MakeDir(dir_ + "/broker", 0750));
