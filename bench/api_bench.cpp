@@ -10,6 +10,9 @@
 //   year     one series at 1 Hz for --year-days (default 365: 31.5M samples), points = a
 //            chart's width; p99 and the answer's size, as served and gzip'd (zlib level 1, the
 //            gateway's level). Limit: StoreReader::Buckets directly.
+//   export   a CSV export (raw=1&format=csv, no limit) of one series of --export-rows at 1 Hz,
+//            read whole by one client: rows/s. Limit: StoreReader::Raw directly, in the
+//            export's 4,096-row pages.
 //   streams  --streams SSE clients on /api/v1/stream while outpost-bench-pub offers readings:
 //            REST p99 of /api/v1/devices and /api/v1/series with the streams open vs none,
 //            alternating, and the QoS 1 ingest rate (acknowledged = committed) with vs without.
@@ -521,17 +524,24 @@ void RunSeries(const Options& o) {
 
 // --- (2) one year of 1 Hz data, one series --------------------------------------------------
 
+// One device's "temperature" alone at 1 Hz, `readings` of it ending an hour before now.
+StoreSpec OneSeriesAt1Hz(std::string path, int64_t readings) {
+  StoreSpec s;
+  s.path = std::move(path);
+  s.devices = 1;
+  s.interval_ms = 1000;
+  s.one_metric = true;
+  s.per_device = readings;
+  s.t0_ms = (WallMs() - readings * 1000) / 1000 * 1000 - 3'600'000;
+  return s;
+}
+
 void RunYear(const Options& o) {
   std::printf("\n== year: one series at 1 Hz for %.0f days ==\n", o.year_days);
   TempDir dir("outpost-api-bench");
   if (o.keep) dir.Keep();
-  StoreSpec s;
-  s.path = StoreDir(o, dir) + "/year.db";
-  s.devices = 1;
-  s.interval_ms = 1000;
-  s.one_metric = true;
-  s.per_device = static_cast<int64_t>(o.year_days * 86'400);
-  s.t0_ms = (WallMs() - static_cast<int64_t>(o.year_days * 86'400'000)) / 1000 * 1000 - 3'600'000;
+  StoreSpec s =
+      OneSeriesAt1Hz(StoreDir(o, dir) + "/year.db", static_cast<int64_t>(o.year_days * 86'400));
   std::printf("making the store: %" PRId64 " readings of one metric ...\n", s.per_device);
   std::fflush(stdout);
   StoreMade made = MakeStore(s);
@@ -620,13 +630,7 @@ void RunExport(const Options& o) {
   std::printf("\n== export: every point of one series as CSV ==\n");
   TempDir dir("outpost-api-bench");
   if (o.keep) dir.Keep();
-  StoreSpec s;
-  s.path = StoreDir(o, dir) + "/export.db";
-  s.devices = 1;
-  s.interval_ms = 1000;
-  s.one_metric = true;
-  s.per_device = o.export_rows;
-  s.t0_ms = (WallMs() - o.export_rows * 1000) / 1000 * 1000 - 3'600'000;
+  StoreSpec s = OneSeriesAt1Hz(StoreDir(o, dir) + "/export.db", o.export_rows);
   std::printf("making the store: %" PRId64 " readings of one metric ...\n", s.per_device);
   std::fflush(stdout);
   StoreMade made = MakeStore(s);
