@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the packaging tests (package_test.sh, boot_test.sh); sourced, not run.
 # The caller sets `fail` (prints and exits) before sourcing.
 #
