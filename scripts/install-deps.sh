@@ -23,7 +23,7 @@ packages=(
   mosquitto mosquitto-clients
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib
   libsodium-dev libpqxx-dev libpq-dev postgresql postgresql-common libcpp-httplib-dev curl
-  procps iproute2 jq wrk systemd
+  procps iproute2 jq wrk systemd systemd-container
   chromium fonts-dejavu-core
   dpkg-dev lintian mmdebstrap
   g++-aarch64-linux-gnu binutils-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user

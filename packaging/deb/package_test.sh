@@ -10,6 +10,8 @@ set -euo pipefail
 
 bin=${OUTPOST_BINARY_DIR:?OUTPOST_BINARY_DIR is not set (run through ctest)}
 fail() { echo "packaging_deb_test: FAIL: $*" >&2; exit 1; }
+# shellcheck source=packaging/deb/test_lib.sh
+. "$(dirname "$0")/test_lib.sh"
 [ "$(id -u)" -eq 0 ] || fail "needs root (dpkg --root runs the maintainer scripts in a chroot)"
 for t in cpack dpkg-deb dpkg-shlibdeps lintian mmdebstrap; do
   command -v "$t" >/dev/null || fail "$t is missing (scripts/install-deps.sh installs it)"
@@ -20,17 +22,8 @@ out=$work/out
 rm -rf "$out" && mkdir -p "$out/v1" "$out/v2"
 
 # 1. The packages, from this build directory.
-(cd "$bin" && cpack -G DEB -B "$out/v1" >"$out/cpack.log" 2>&1) || { cat "$out/cpack.log"; fail "cpack"; }
-shopt -s nullglob
-debs=("$out"/v1/*.deb)
-[ ${#debs[@]} -ge 2 ] || fail "cpack wrote ${#debs[@]} packages, expected at least 2"
-gw=$(printf '%s\n' "${debs[@]}" | grep '/outpost-gateway_' || true)
-[ -n "$gw" ] || fail "no outpost-gateway package among: ${debs[*]}"
+deb_build "$out/v1"
 arch=$(dpkg --print-architecture)
-for d in "${debs[@]}"; do
-  [ "$(dpkg-deb -f "$d" Architecture)" = "$arch" ] || fail "$d: Architecture is not $arch"
-  dpkg-deb -f "$d" Depends | grep -q 'libc6' || fail "$d: Depends lacks shlibdeps' libc6"
-done
 dpkg-deb --ctrl-tarfile "$gw" | tar -xO ./conffiles | grep -qx /etc/outpost/gateway.yaml \
   || fail "gateway.yaml is not a conffile"
 
@@ -52,22 +45,7 @@ gw2=$out/v2/outpost-gateway_${v2}_$arch.deb
 dpkg-deb --root-owner-group -b "$tree" "$gw2" >/dev/null
 
 # 4. The throwaway root: minbase plus what the packages depend on, cached by that list.
-deps=$(for d in "${debs[@]}"; do dpkg-deb -f "$d" Depends; done | tr ',' '\n' \
-  | sed 's/(.*)//; s/|.*//; s/ //g' | grep -v '^$' | sort -u | tr '\n' ',' | sed 's/,$//')
-key=$(printf '%s' "$deps" | md5sum | cut -c1-12)
-base=$work/base-$key.tar
-if [ ! -s "$base" ]; then
-  mirror=http://deb.debian.org/debian
-  [ -f /etc/apt/sources.list.d/debian.sources ] && mirror=/etc/apt/sources.list.d/debian.sources
-  [ -s /etc/apt/sources.list ] && mirror=/etc/apt/sources.list
-  echo "packaging_deb_test: making the base root (once): minbase + $deps"
-  # (the name ends in .tar: mmdebstrap picks the output format from it)
-  partial=$work/base-$key.partial.tar
-  rm -rf "$partial"
-  timeout 480 mmdebstrap --quiet --variant=minbase --include="$deps" bookworm "$partial" \
-    "$mirror" </dev/null || fail "mmdebstrap failed"
-  mv "$partial" "$base"
-fi
+base=$(deb_base_root "$work" bookworm "$(deb_depends "${debs[@]}")")
 root=$work/root
 rm -rf "$root" && mkdir -p "$root"
 tar -C "$root" -xf "$base"
