@@ -4,12 +4,14 @@
 # for web/ into the build dir and builds the dashboard), checks names with clang-tidy
 # (scripts/lint.sh), runs every unit and integration test (real Mosquitto, SQLite files,
 # PostgreSQL, headless Chromium), then builds the libFuzzer targets with clang and runs each
-# briefly from its seed corpus. Then it cross-builds for arm64 (scripts/make-sysroot.sh, preset
-# cross-arm64; only the targets those tests need) and runs the unit tests and the gateway's
-# integration tests under qemu-user (docs/deployment.md, "ARM builds").
+# briefly from its seed corpus. Then it cross-builds for arm64 and armhf (scripts/make-sysroot.sh,
+# presets cross-arm64 and cross-armhf; only the targets those tests need) and runs under
+# qemu-user the unit tests of both and the gateway's integration tests on arm64
+# (docs/deployment.md, "ARM builds").
 #
 # Usage: scripts/test.sh [--no-lint] [--no-fuzz] [--no-cross] [--fuzz-seconds N] [-- extra ctest args]
-#   --no-cross  skip the arm64 cross build and its emulated tests (--cross: the default, kept)
+#   --no-cross  skip the arm64 and armhf cross builds and their emulated tests (--cross: the
+#               default, kept)
 # Environment: JOBS (build parallelism, default: nproc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,30 +53,39 @@ if [ "$fuzz" = 1 ]; then
   cmake --build --preset fuzz -j "$jobs" --target fuzzers
   OUTPOST_FUZZ_SECONDS=$fuzz_seconds ctest --preset fuzz
 fi
-if [ "$cross" = 1 ]; then
-  echo "== cross build (arm64) and tests under qemu-user"
-  t0=$SECONDS
-  # mmdebstrap's root mode needs root; a user (README: "or a user with sudo") gets a user namespace.
-  if [ "$(id -u)" -ne 0 ]; then export OUTPOST_SYSROOT_MODE=${OUTPOST_SYSROOT_MODE:-unshare}; fi
-  scripts/make-sysroot.sh arm64 >/dev/null
+# One cross build: ARCH, then the ctest selections it runs under qemu-user.
+cross_test() {
+  local arch=$1; shift
+  local sets=("$@") t0=$SECONDS t1 t2 set
+  echo "== cross build ($arch) and tests under qemu-user"
+  scripts/make-sysroot.sh "$arch" >/dev/null
   t1=$SECONDS
-  cmake --preset cross-arm64 >/dev/null
-  # The two selections below; the preset itself leaves out emulation-slow and host-only.
-  cross_sets=("-L unit" "-L integration -R ^gateway_")
-  # Build only what they run: each test's executable (target names are executable names) and
-  # the gateway the integration tests start.
-  bin=$(pwd)/build/cross-arm64
-  mapfile -t targets < <(for set in "${cross_sets[@]}"; do
+  cmake --preset "cross-$arch" >/dev/null
+  # Build only what the selections run: each test's executable (target names are executable
+  # names) and the gateway the integration tests start. The preset itself leaves out
+  # emulation-slow and host-only tests.
+  local bin targets
+  bin=$(pwd)/build/cross-$arch
+  mapfile -t targets < <(for set in "${sets[@]}"; do
       # shellcheck disable=SC2086  # a set is several ctest arguments
-      ctest --preset cross-arm64 -N --show-only=json-v1 $set
+      ctest --preset "cross-$arch" -N --show-only=json-v1 $set
     done | jq -r --arg b "$bin/" '.tests[].command[] | select(startswith($b)) | split("/") | last' |
     sort -u)
-  cmake --build --preset cross-arm64 -j "$jobs" --target outpost-gateway "${targets[@]}"
+  cmake --build --preset "cross-$arch" -j "$jobs" --target outpost-gateway "${targets[@]}"
   t2=$SECONDS
-  for set in "${cross_sets[@]}"; do
+  for set in "${sets[@]}"; do
     # shellcheck disable=SC2086
-    ctest --preset cross-arm64 -j "$jobs" $set
+    ctest --preset "cross-$arch" -j "$jobs" $set
   done
-  echo "== cross (arm64): sysroot $((t1 - t0)) s, build $((t2 - t1)) s, tests $((SECONDS - t2)) s"
+  echo "== cross ($arch): sysroot $((t1 - t0)) s, build $((t2 - t1)) s, tests $((SECONDS - t2)) s"
+}
+
+if [ "$cross" = 1 ]; then
+  # mmdebstrap's root mode needs root; a user (README: "or a user with sudo") gets a user namespace.
+  if [ "$(id -u)" -ne 0 ]; then export OUTPOST_SYSROOT_MODE=${OUTPOST_SYSROOT_MODE:-unshare}; fi
+  # arm64 (Pi 3/4/5, 64-bit OS): the unit tests and the gateway's integration tests. armhf
+  # (ARMv7, 32-bit OS): the unit tests, which hold what 32-bit changes (sizes, time, alignment).
+  cross_test arm64 "-L unit" "-L integration -R ^gateway_"
+  cross_test armhf "-L unit"
 fi
 echo "== all tests passed"
