@@ -24,11 +24,12 @@ function(outpost_library)
   endif()
 endfunction()
 
-# outpost_test(NAME <name> SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s] [SERIAL])
+# outpost_test(NAME <name> SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s] [SERIAL [RUNS_EMULATED]])
 # Registers a GoogleTest binary with CTest. Label "unit" or "integration". SERIAL: the test
 # loads the machine (thousands of connections, floods) and runs alone, never beside another.
+# RUNS_EMULATED: a SERIAL test whose bounds were measured to hold under qemu-user too.
 function(outpost_test)
-  cmake_parse_arguments(A "SERIAL" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(A "SERIAL;RUNS_EMULATED" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
   _outpost_register_sources(${A_NAME} ${A_SOURCES})
   if(NOT OUTPOST_TESTS)
     return()
@@ -51,7 +52,7 @@ function(outpost_test)
     # A SERIAL test loads the machine (thousands of connections, floods, kill rounds) within time
     # bounds set for native code; qemu-user runs it many times slower, so a cross build labels it
     # "emulation-slow" and the cross presets leave it out (it still runs in the native build).
-    if(CMAKE_CROSSCOMPILING)
+    if(CMAKE_CROSSCOMPILING AND NOT A_RUNS_EMULATED)
       set_property(TEST ${A_NAME} APPEND PROPERTY LABELS emulation-slow)
     endif()
   endif()

@@ -1,8 +1,7 @@
 // The hostile clients of the gateway's CSV export (docs/api.md#series) against the real binary:
 // a real Mosquitto, real SQLite, raw loopback HTTP. A test of its own, run alone (SERIAL): each
 // export here is larger than the socket buffers (several MiB) and one test floods the gateway
-// with 200 of them, which under qemu-user takes many times the native minutes, so the cross
-// builds leave it out (label emulation-slow); the native build always runs it.
+// with 200 of them. About 6 s natively and 33 s under qemu-aarch64, so the cross builds run it.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>

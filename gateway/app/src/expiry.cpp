@@ -1,6 +1,5 @@
 #include "expiry.h"
 
-#include <ctime>
 #include <set>
 
 #include "outpost/provision/pki.h"
@@ -11,14 +10,7 @@ namespace {
 
 constexpr std::int64_t kDay = 86'400;
 
-std::string Date(std::int64_t unix_s) {
-  std::time_t t = static_cast<std::time_t>(unix_s);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-  return buf;
-}
+std::string Date(std::int64_t unix_s) { return provision::FormatUtc(unix_s, "%Y-%m-%d"); }
 
 ExpiryItem CertItem(std::string kind, const std::string& path) {
   ExpiryItem item{std::move(kind), path};

@@ -3,10 +3,10 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <iostream>
 #include <string>
 
+#include "outpost/provision/pki.h"
 #include "outpost/provision/provisioner.h"
 
 namespace {
@@ -63,12 +63,7 @@ bool ParseSpan(const std::string& text, std::int64_t* seconds) {
 }
 
 std::string Date(std::int64_t unix_s) {
-  std::time_t t = static_cast<std::time_t>(unix_s);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return outpost::provision::FormatUtc(unix_s, "%Y-%m-%dT%H:%M:%SZ");
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 namespace outpost::provision {
 
@@ -75,6 +76,22 @@ Result<std::string> RandomSerial(ASN1_INTEGER* out) {
   OPENSSL_free(hex);
   BN_free(bn);
   return s;
+}
+
+// The first PEM object in the file at `path`, read by `read` (PEM_read_bio_X509 and its kin),
+// owned by the caller; `what` names it in the error.
+template <typename T>
+Result<T*> ReadPem(const std::string& path, T* (*read)(BIO*, T**, pem_password_cb*, void*),
+                   const char* what) {
+  auto text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  Bio bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
+  T* obj = read(bio.get(), nullptr, nullptr, nullptr);
+  if (obj == nullptr) {
+    ERR_clear_error();
+    return InvalidArgument(path + ": not a PEM " + what);
+  }
+  return obj;
 }
 
 }  // namespace
@@ -194,38 +211,21 @@ std::string KeyPem(EVP_PKEY* key) {
 }
 
 Result<Cert> LoadCert(const std::string& path) {
-  auto text = ReadFile(path);
-  if (!text.ok()) return text.status();
-  Bio bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
-  X509* c = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr);
-  if (c == nullptr) {
-    ERR_clear_error();
-    return InvalidArgument(path + ": not a PEM certificate");
-  }
-  return Cert(c);
+  auto c = ReadPem(path, PEM_read_bio_X509, "certificate");
+  if (!c.ok()) return c.status();
+  return Cert(*c);
 }
 
 Result<Key> LoadKey(const std::string& path) {
-  auto text = ReadFile(path);
-  if (!text.ok()) return text.status();
-  Bio bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
-  EVP_PKEY* k = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
-  if (k == nullptr) {
-    ERR_clear_error();
-    return InvalidArgument(path + ": not a PEM private key");
-  }
-  return Key(k);
+  auto k = ReadPem(path, PEM_read_bio_PrivateKey, "private key");
+  if (!k.ok()) return k.status();
+  return Key(*k);
 }
 
 Result<Key> LoadCsrPublicKey(const std::string& path) {
-  auto text = ReadFile(path);
-  if (!text.ok()) return text.status();
-  Bio bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
-  X509_REQ* req = PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr);
-  if (req == nullptr) {
-    ERR_clear_error();
-    return InvalidArgument(path + ": not a PEM certificate signing request");
-  }
+  auto r = ReadPem(path, PEM_read_bio_X509_REQ, "certificate signing request");
+  if (!r.ok()) return r.status();
+  X509_REQ* req = *r;
   std::unique_ptr<X509_REQ, decltype(&X509_REQ_free)> guard(req, X509_REQ_free);
   EVP_PKEY* key = X509_REQ_get_pubkey(req);
   if (key == nullptr) return InvalidArgument(path + ": the request has no public key");
@@ -274,18 +274,20 @@ std::int64_t NotAfterUnix(X509* cert) {
   return static_cast<std::int64_t>(timegm(&t));
 }
 
+std::string FormatUtc(std::int64_t unix_s, const char* format) {
+  const auto t = static_cast<std::time_t>(unix_s);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  return std::string(buf, std::strftime(buf, sizeof buf, format, &tm));
+}
+
 Result<std::int64_t> CrlNextUpdateUnix(const std::string& path) {
-  auto text = ReadFile(path);
-  if (!text.ok()) return text.status();
-  Bio bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
-  X509_CRL* crl = PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr);
-  if (crl == nullptr) {
-    ERR_clear_error();
-    return InvalidArgument(path + ": not a PEM CRL");
-  }
-  std::unique_ptr<X509_CRL, decltype(&X509_CRL_free)> guard(crl, X509_CRL_free);
+  auto crl = ReadPem(path, PEM_read_bio_X509_CRL, "CRL");
+  if (!crl.ok()) return crl.status();
+  std::unique_ptr<X509_CRL, decltype(&X509_CRL_free)> guard(*crl, X509_CRL_free);
   tm t{};
-  const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl);
+  const ASN1_TIME* next = X509_CRL_get0_nextUpdate(guard.get());
   if (next == nullptr || ASN1_TIME_to_tm(next, &t) != 1) {
     return InvalidArgument(path + ": the CRL has no next-update");
   }

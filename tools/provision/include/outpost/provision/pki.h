@@ -64,6 +64,8 @@ std::string SerialHex(X509* cert);          // uppercase hex, no leading zeros
 std::string Sha256Fingerprint(X509* cert);  // "AB:CD:..." over the DER
 std::string CommonName(X509* cert);
 std::int64_t NotAfterUnix(X509* cert);
+// Unix seconds in UTC through strftime's `format` ("%Y-%m-%d"; at most 63 characters out).
+std::string FormatUtc(std::int64_t unix_s, const char* format);
 // The next-update of the PEM CRL at `path` (unix seconds): after it, a broker checking the CRL
 // refuses every client.
 Result<std::int64_t> CrlNextUpdateUnix(const std::string& path);
