@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "outpost/base/file.h"
 #include "outpost/provision/pki.h"
 #include "outpost/testing/temp_dir.h"
 
@@ -120,7 +121,7 @@ TEST_F(ExpiryTest, AnExpiredOrUnreadableFileIsReportedNotFatal) {
 }
 
 // A path that is not a regular file of bounded size (a FIFO no one writes, a device that never
-// ends, a file larger than provision::kMaxReadBytes) is an error on its item, read without
+// ends, a file larger than kMaxReadBytes) is an error on its item, read without
 // blocking and without reading the file whole.
 TEST_F(ExpiryTest, APipeADeviceOrAnOversizeFileIsAnErrorNotAStall) {
   const std::string fifo = tmp_.File("crl.fifo");
@@ -130,7 +131,7 @@ TEST_F(ExpiryTest, APipeADeviceOrAnOversizeFileIsAnErrorNotAStall) {
     std::ofstream f(big);
     f << "# a registry\n";
   }
-  ASSERT_EQ(::truncate(big.c_str(), static_cast<off_t>(provision::kMaxReadBytes) + 1), 0);
+  ASSERT_EQ(::truncate(big.c_str(), static_cast<off_t>(kMaxReadBytes) + 1), 0);
   tls_.cert_file = "/dev/zero";
   tls_.crl_file = fifo;
   tls_.registry_file = big;

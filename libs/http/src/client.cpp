@@ -16,6 +16,8 @@
 #include <chrono>
 #include <optional>
 
+#include "outpost/base/file.h"
+
 namespace outpost::http {
 namespace {
 
@@ -117,7 +119,10 @@ class Client::Impl {
       ssl_->set_default_verify_paths(ec);
       if (ec) return InvalidArgument("TLS: the system's CA store: " + ec.message());
     } else {
-      ssl_->load_verify_file(options_.ca_file, ec);
+      // The bounded reader, not OpenSSL's: a FIFO path fails, it does not hang.
+      auto ca = ReadFile(options_.ca_file);
+      if (!ca.ok()) return InvalidArgument(options_.ca_file_key + " " + ca.status().message());
+      ssl_->add_certificate_authority(asio::buffer(*ca), ec);
       if (ec) {
         return InvalidArgument(options_.ca_file_key + " " + options_.ca_file + ": " + ec.message());
       }

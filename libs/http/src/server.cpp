@@ -5,6 +5,7 @@
 // safe, and Stop() waits until the last ServerConnection is gone.
 #include "outpost/http/server.h"
 
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
 #include <asio.hpp>
@@ -17,6 +18,8 @@
 #include <mutex>
 #include <unordered_map>
 #include <utility>
+
+#include "outpost/base/file.h"
 
 namespace outpost::http {
 namespace {
@@ -870,9 +873,15 @@ Result<std::uint16_t> Server::Start() {
                            asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
                            asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use,
                        ec);
-    s.tls->use_certificate_chain_file(o.tls_cert_file, ec);
+    // The bounded reader, not OpenSSL's file functions: a FIFO path fails, it does not hang.
+    auto cert = ReadFile(o.tls_cert_file);
+    if (!cert.ok()) return InvalidArgument("TLS cert file " + cert.status().message());
+    s.tls->use_certificate_chain(asio::buffer(*cert), ec);
     if (ec) return InvalidArgument("TLS cert file " + o.tls_cert_file + ": " + ec.message());
-    s.tls->use_private_key_file(o.tls_key_file, asio::ssl::context::pem, ec);
+    auto key = ReadFile(o.tls_key_file);
+    if (!key.ok()) return InvalidArgument("TLS key file " + key.status().message());
+    s.tls->use_private_key(asio::buffer(*key), asio::ssl::context::pem, ec);
+    OPENSSL_cleanse(key->data(), key->size());
     if (ec) return InvalidArgument("TLS key file " + o.tls_key_file + ": " + ec.message());
     if (SSL_CTX_check_private_key(s.tls->native_handle()) != 1) {
       return InvalidArgument("TLS key file " + o.tls_key_file + " does not match the certificate");

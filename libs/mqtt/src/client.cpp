@@ -1,5 +1,6 @@
 #include "outpost/mqtt/client.h"
 
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -9,6 +10,8 @@
 #include <limits>
 #include <random>
 #include <utility>
+
+#include "outpost/base/file.h"
 
 namespace outpost::mqtt {
 namespace {
@@ -158,14 +161,23 @@ Status Client::Impl::Start() {
       ssl_->set_default_verify_paths(ec);
       if (ec) return InvalidArgument("TLS default trust store: " + ec.message());
     } else {
-      ssl_->load_verify_file(t.ca_file, ec);
+      // Read with the bounded reader, not OpenSSL's file functions: a FIFO or /dev/zero given
+      // as a path is an error at start, not a hang.
+      auto ca = ReadFile(t.ca_file);
+      if (!ca.ok()) return InvalidArgument("TLS ca_file " + ca.status().message());
+      ssl_->add_certificate_authority(asio::buffer(*ca), ec);
       if (ec) return InvalidArgument("TLS ca_file " + t.ca_file + ": " + ec.message());
     }
     if (!t.cert_file.empty()) {
-      ssl_->use_certificate_chain_file(t.cert_file, ec);
-      if (ec) return InvalidArgument("TLS cert_file " + t.cert_file + ": " + ec.message());
       if (t.key_file.empty()) return InvalidArgument("TLS cert_file given without key_file");
-      ssl_->use_private_key_file(t.key_file, asio::ssl::context::pem, ec);
+      auto cert = ReadFile(t.cert_file);
+      if (!cert.ok()) return InvalidArgument("TLS cert_file " + cert.status().message());
+      ssl_->use_certificate_chain(asio::buffer(*cert), ec);
+      if (ec) return InvalidArgument("TLS cert_file " + t.cert_file + ": " + ec.message());
+      auto key = ReadFile(t.key_file);
+      if (!key.ok()) return InvalidArgument("TLS key_file " + key.status().message());
+      ssl_->use_private_key(asio::buffer(*key), asio::ssl::context::pem, ec);
+      OPENSSL_cleanse(key->data(), key->size());
       if (ec) return InvalidArgument("TLS key_file " + t.key_file + ": " + ec.message());
     } else if (!t.key_file.empty()) {
       return InvalidArgument("TLS key_file given without cert_file");

@@ -14,6 +14,7 @@
 #include <random>
 #include <sstream>
 
+#include "outpost/base/file.h"
 #include "outpost/proto/topics.h"
 #include "outpost/provision/acl.h"
 #include "outpost/provision/control.h"

@@ -73,11 +73,5 @@ Result<std::int64_t> CrlNextUpdateUnix(const std::string& path);
 // Writes `data` to `path` atomically (a temp file in the same folder, fsync, rename), created
 // with `mode` (never wider, whatever the umask).
 Status WriteFileAtomic(const std::string& path, const std::string& data, mode_t mode);
-// The whole of a regular file of at most `max_bytes` (kInvalidArgument for a larger one, a
-// FIFO, a device or a directory; kNotFound when it cannot be opened). Certificates, keys, CRLs
-// and the registry are read with it, by this tool and by the gateway: a misconfigured path
-// (/dev/zero, a pipe, a log) is an error, never a stall or an unbounded allocation.
-inline constexpr std::size_t kMaxReadBytes = 32 << 20;
-Result<std::string> ReadFile(const std::string& path, std::size_t max_bytes = kMaxReadBytes);
 
 }  // namespace outpost::provision
