@@ -240,10 +240,7 @@ struct StoreReader::Impl {
     OUTPOST_RETURN_IF_ERROR(RefreshHot());
     auto refs = hot_index.find(dkey);
     if (refs == hot_index.end()) return Status::Ok();
-    std::vector<HotRef> in_range;
-    for (const HotRef& ref : refs->second) {
-      if (ref.ts_ms >= from_ms && ref.ts_ms < to_ms) in_range.push_back(ref);
-    }
+    auto in = [&](const HotRef& ref) { return ref.ts_ms >= from_ms && ref.ts_ms < to_ms; };
     Status st;
     // One row's value to fn; false when it has none of `mkey` or was deleted by retention since
     // it was indexed.
@@ -268,6 +265,14 @@ struct StoreReader::Impl {
       if (corrupt) return Status(Code::kDataLoss, "corrupt hot row");
       return given;
     };
+    if (max_values == std::numeric_limits<size_t>::max()) {  // no copy of the index
+      for (const HotRef& ref : refs->second) {
+        if (in(ref)) OUTPOST_RETURN_IF_ERROR(read(ref).status());
+      }
+      return Status::Ok();
+    }
+    std::vector<HotRef> in_range;
+    std::copy_if(refs->second.begin(), refs->second.end(), std::back_inserter(in_range), in);
     if (in_range.size() <= max_values) {
       for (const HotRef& ref : in_range) OUTPOST_RETURN_IF_ERROR(read(ref).status());
       return Status::Ok();
