@@ -70,6 +70,49 @@ bool DecodeHeaderAndTs(std::string_view* in, uint64_t* n, std::vector<int64_t>* 
   return sec.empty();
 }
 
+// Calls sink(ts, value) for every reading of the block that has `metric_key`, in block order.
+template <typename Sink>
+bool DecodeColumns(std::string_view in, int64_t metric_key, std::vector<int64_t>* ts, Sink&& sink) {
+  uint64_t n;
+  if (!DecodeHeaderAndTs(&in, &n, ts)) return false;
+  std::string_view meta;
+  if (!GetSection(&in, &meta)) return false;
+  uint64_t ncols;
+  if (!GetVarint(&in, &ncols)) return false;
+  for (uint64_t c = 0; c < ncols; ++c) {
+    uint64_t key;
+    uint8_t kind, dense;
+    std::string_view body;
+    if (!GetVarint(&in, &key) || !GetByte(&in, &kind) || !GetByte(&in, &dense) ||
+        !GetSection(&in, &body)) {
+      return false;
+    }
+    if (static_cast<int64_t>(key) != metric_key) continue;
+    std::string_view bitmap;
+    if (!dense) {
+      const size_t bytes = (n + 7) / 8;
+      if (body.size() < bytes) return false;
+      bitmap = body.substr(0, bytes);
+      body.remove_prefix(bytes);
+    }
+    size_t k = 0;  // index among present values
+    for (uint64_t i = 0; i < n; ++i) {
+      if (!dense && !BitAt(bitmap, i)) continue;
+      double v;
+      if (kind == 1) {
+        if (k / 8 >= body.size()) return false;
+        v = BitAt(body, k) ? 1.0 : 0.0;
+      } else {
+        if ((k + 1) * 8 > body.size()) return false;
+        v = LoadDouble(body.data() + k * 8);
+      }
+      ++k;
+      sink((*ts)[i], v);
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 void PutVarint(std::string* out, uint64_t v) {
@@ -249,47 +292,19 @@ void EncodeBlock(const std::vector<BlockReading>& readings, BlockScratch* scratc
   }
 }
 
+bool DecodeBlockColumn(std::string_view in, int64_t metric_key, std::vector<int64_t>* ts_scratch,
+                       std::vector<int64_t>* ts, std::vector<double>* values) {
+  return DecodeColumns(in, metric_key, ts_scratch, [&](int64_t t, double v) {
+    ts->push_back(t);
+    values->push_back(v);
+  });
+}
+
 bool DecodeBlockSeries(std::string_view in, int64_t metric_key, int64_t from_ms, int64_t to_ms,
-                       std::vector<int64_t>* ts, std::vector<TsValue>* out) {
-  uint64_t n;
-  if (!DecodeHeaderAndTs(&in, &n, ts)) return false;
-  std::string_view meta;
-  if (!GetSection(&in, &meta)) return false;
-  uint64_t ncols;
-  if (!GetVarint(&in, &ncols)) return false;
-  for (uint64_t c = 0; c < ncols; ++c) {
-    uint64_t key;
-    uint8_t kind, dense;
-    std::string_view body;
-    if (!GetVarint(&in, &key) || !GetByte(&in, &kind) || !GetByte(&in, &dense) ||
-        !GetSection(&in, &body)) {
-      return false;
-    }
-    if (static_cast<int64_t>(key) != metric_key) continue;
-    std::string_view bitmap;
-    if (!dense) {
-      const size_t bytes = (n + 7) / 8;
-      if (body.size() < bytes) return false;
-      bitmap = body.substr(0, bytes);
-      body.remove_prefix(bytes);
-    }
-    size_t k = 0;  // index among present values
-    for (uint64_t i = 0; i < n; ++i) {
-      if (!dense && !BitAt(bitmap, i)) continue;
-      double v;
-      if (kind == 1) {
-        if (k / 8 >= body.size()) return false;
-        v = BitAt(body, k) ? 1.0 : 0.0;
-      } else {
-        if ((k + 1) * 8 > body.size()) return false;
-        v = LoadDouble(body.data() + k * 8);
-      }
-      ++k;
-      const int64_t t = (*ts)[i];
-      if (t >= from_ms && t < to_ms) out->push_back({t, v});
-    }
-  }
-  return true;
+                       std::vector<int64_t>* ts_scratch, std::vector<TsValue>* out) {
+  return DecodeColumns(in, metric_key, ts_scratch, [&](int64_t t, double v) {
+    if (t >= from_ms && t < to_ms) out->push_back({t, v});
+  });
 }
 
 bool DecodeBlockIdentities(std::string_view in, std::vector<BlockIdentity>* out) {

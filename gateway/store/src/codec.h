@@ -86,6 +86,13 @@ struct MetricSummary {
 // as when the block is decoded), ordered by metric key. False on a corrupt metrics blob.
 bool SummarizeBlock(const std::vector<BlockReading>& readings, std::vector<MetricSummary>* out);
 
+// Appends to `ts` and `values` (kept the same length) every reading of the block that has
+// `metric_key`, in block order (ts ascending in a well-formed block with one column for the key;
+// a key seen as number and as boolean has two columns, appended one after the other).
+// `ts_scratch` is reused. False on corrupt input.
+bool DecodeBlockColumn(std::string_view block, int64_t metric_key, std::vector<int64_t>* ts_scratch,
+                       std::vector<int64_t>* ts, std::vector<double>* values);
+
 // Decodes the points of `metric_key` with from <= ts < to, appending to `out` as (ts, value).
 // `ts_scratch` is reused. False on corrupt input.
 struct TsValue {

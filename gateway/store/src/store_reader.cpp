@@ -71,6 +71,43 @@ void Bucketer::Add(int64_t ts_ms, double value) {
   ++n_[i];
 }
 
+void Bucketer::AddRuns(const int64_t* ts, const double* values, size_t n) {
+  const auto w = static_cast<uint64_t>(bucket_ms_);
+  size_t k = 0;
+  while (k < n) {
+    if (ts[k] < from_ms_ || ts[k] >= to_ms_) {
+      ++k;
+      continue;
+    }
+    // Offsets from from_ms in unsigned (the span may exceed int64): bucket i is [lo, hi).
+    const size_t i = Index(ts[k]);
+    const uint64_t lo = static_cast<uint64_t>(i) * w;
+    const uint64_t hi = i + 1 == n_.size()
+                            ? static_cast<uint64_t>(to_ms_) - static_cast<uint64_t>(from_ms_)
+                            : lo + w;
+    double mn = values[k], mx = values[k], sum = 0;
+    int64_t count = 0;
+    for (; k < n; ++k) {
+      if (ts[k] < from_ms_) break;
+      const uint64_t off = static_cast<uint64_t>(ts[k]) - static_cast<uint64_t>(from_ms_);
+      if (off < lo || off >= hi) break;
+      mn = std::min(mn, values[k]);
+      mx = std::max(mx, values[k]);
+      sum += values[k];
+      ++count;
+    }
+    if (n_[i] == 0) {
+      min_[i] = mn;
+      max_[i] = mx;
+    } else {
+      min_[i] = std::min(min_[i], mn);
+      max_[i] = std::max(max_[i], mx);
+    }
+    sum_[i] += sum;
+    n_[i] += count;
+  }
+}
+
 SeriesBuckets Bucketer::Finish() const {
   SeriesBuckets b;
   b.from_ms = from_ms_;
@@ -195,8 +232,8 @@ struct StoreReader::Impl {
   // reading its data; the others (and blocks from before schema 7, which have no summary) are
   // decoded; then the hot rows.
   Status ScanBuckets(int64_t dkey, int64_t mkey, int64_t from_ms, int64_t to_ms, Bucketer* b) {
-    std::vector<int64_t> ts_scratch;
-    std::vector<codec::TsValue> pts;
+    std::vector<int64_t> ts_scratch, ts;
+    std::vector<double> values;
     Status st;
     BindBlockRange(summaries_in_range, dkey, from_ms, to_ms).Bind(5, mkey);
     sqlite::Statement& s = summaries_in_range;
@@ -215,15 +252,16 @@ struct StoreReader::Impl {
         if (!st.ok()) return st;
         return Status(Code::kDataLoss, "block listed but not found");
       }
-      pts.clear();
+      ts.clear();
+      values.clear();
       const bool ok =
-          codec::DecodeBlockSeries(block_by_id.View(0), mkey, from_ms, to_ms, &ts_scratch, &pts);
+          codec::DecodeBlockColumn(block_by_id.View(0), mkey, &ts_scratch, &ts, &values);
       block_by_id.Reset();
       if (!ok) {
         s.Reset();
         return Status(Code::kDataLoss, "corrupt block");
       }
-      for (const auto& p : pts) b->Add(p.ts_ms, p.value);
+      b->AddRuns(ts.data(), values.data(), ts.size());
     }
     s.Reset();
     if (!st.ok()) return st;

@@ -56,6 +56,10 @@ class Bucketer {
   // n samples from start_ms to end_ms (inclusive) with these extrema and sum, added whole when
   // they all fall in one bucket; false (nothing added) when they do not.
   bool AddWhole(int64_t start_ms, int64_t end_ms, int64_t n, double min, double max, double sum);
+  // Add() for each (ts[i], values[i]), i < n, in one pass that finds a bucket once per run of
+  // samples in it: for a decoded block (ts ascending), one bucket lookup per bucket it spans.
+  // Any order is correct; sorted input is the fast one.
+  void AddRuns(const int64_t* ts, const double* values, size_t n);
   SeriesBuckets Finish() const;
   int64_t bucket_ms() const { return bucket_ms_; }
 
