@@ -542,6 +542,48 @@ TEST_F(ProvisionBrokerTest, TheSelfCheckFailsWithExit5WhenTheBrokerIgnoresTheAcl
                      "devOpen's publish to outpost/selfcheck/devOpen/denied"),
             std::string::npos)
       << out;
+  // `device check` on the same broker finds the same hole, for a device provisioned earlier.
+  auto [check_rc, check_out] = ProvisionRun({"device", "check", "devOpen"}, dir);
+  EXPECT_EQ(check_rc, 5) << check_out;
+  EXPECT_NE(check_out.find("self-check failed: the forbidden half failed"), std::string::npos)
+      << check_out;
+}
+
+// `device check` re-runs the self-check for devices provisioned earlier, named or all of them;
+// an id not in the registry or revoked is an error (exit 3) before anything connects.
+TEST_F(ProvisionBrokerTest, DeviceCheckPassesForProvisionedDevicesAndRefusesUnknownOrRevokedIds) {
+  auto [rc, out] = ProvisionRun({"device", "check", "devA", "devB"});
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("self-check passed against the broker at 127.0.0.1:" +
+                     std::to_string(broker_port) + " for 2 devices"),
+            std::string::npos)
+      << out;
+  auto [unknown_rc, unknown_out] = ProvisionRun({"device", "check", "devNobody"});
+  EXPECT_EQ(unknown_rc, 3) << unknown_out;
+  EXPECT_NE(unknown_out.find("devNobody: not in "), std::string::npos) << unknown_out;
+  ASSERT_EQ(Provision({"device", "add", "devGone", "--no-check"}), 0);
+  ASSERT_EQ(Provision({"device", "revoke", "devGone"}), 0);
+  const std::string log_before = broker_process->log();
+  auto [revoked_rc, revoked_out] = ProvisionRun({"device", "check", "devGone"});
+  EXPECT_EQ(revoked_rc, 3) << revoked_out;
+  EXPECT_NE(revoked_out.find("devGone: revoked"), std::string::npos) << revoked_out;
+  auto [expired_rc, expired_out] = ProvisionRun({"device", "check", "devExpired"});
+  EXPECT_EQ(expired_rc, 3) << expired_out;
+  EXPECT_NE(expired_out.find("devExpired: its certificate expired on "), std::string::npos)
+      << expired_out;
+  // Every active device with its key here, the reload first (the revoke above changed the ACL).
+  auto [all_rc, all_out] =
+      ProvisionRun({"device", "check", "--reload-pid", std::to_string(broker_process->pid())});
+  EXPECT_EQ(all_rc, 0) << all_out;
+  EXPECT_NE(all_out.find("self-check passed"), std::string::npos) << all_out;
+  EXPECT_EQ(broker_process->log()
+                .substr(log_before.size())
+                .find("New client connected from "
+                      "127.0.0.1 as devGone"),
+            std::string::npos)
+      << "the revoked device was not among those checked";
+  EXPECT_EQ(broker_process->log().substr(log_before.size()).find("devExpired"), std::string::npos)
+      << "nor the expired one";
 }
 
 TEST_F(ProvisionBrokerTest, WithNoBrokerListeningTheSelfCheckIsSkippedAndAddSucceeds) {
@@ -554,6 +596,11 @@ TEST_F(ProvisionBrokerTest, WithNoBrokerListeningTheSelfCheckIsSkippedAndAddSucc
             std::string::npos)
       << out;
   EXPECT_NE(out.find("added 1,"), std::string::npos) << out;
+  // An explicit check that cannot run is a failure to check, not a pass.
+  auto [check_rc, check_out] = ProvisionRun({"device", "check", "devAlone"}, dir);
+  EXPECT_EQ(check_rc, 1) << check_out;
+  EXPECT_NE(check_out.find("nothing checked: no broker is listening"), std::string::npos)
+      << check_out;
 }
 
 // --no-check against a broker that was not reloaded (where the check fails: above) succeeds and

@@ -653,6 +653,46 @@ void Provisioner::SelfCheck(const Site& site, const std::vector<std::string>& id
       << SelfCheckDeniedTopic("ID") << " did not\n";
 }
 
+Result<AddResult> Provisioner::CheckDevices(const AddOptions& o, std::int64_t now,
+                                            std::ostream& log) const {
+  auto site = LoadSite();
+  if (!site.ok()) return site.status();
+  auto records = ReadRegistry(dir_ + "/devices.tsv");
+  if (!records.ok()) return records.status();
+  // Why `r` cannot be checked, or "" when it can.
+  auto unfit = [&](const DeviceRecord& r) -> std::string {
+    if (r.revoked) return "revoked; there is nothing to check";
+    if (r.not_after_unix < now) {
+      return "its certificate expired on " + FormatUtc(r.not_after_unix, "%Y-%m-%dT%H:%M:%SZ") +
+             " (the broker refuses it): revoke it and add it again";
+    }
+    if (!Exists(DeviceDir(r.id) + "/device.key")) {
+      return "its key is on the device (--csr), so the check cannot connect as it";
+    }
+    return "";
+  };
+  std::vector<std::string> ids;
+  for (const DeviceRecord& r : *records) {
+    if (o.ids.empty() && unfit(r).empty()) ids.push_back(r.id);
+  }
+  if (o.ids.empty() && ids.empty()) {
+    return FailedPrecondition(dir_ +
+                              "/devices.tsv has no active, unexpired device with its key "
+                              "here");
+  }
+  for (const std::string& id : o.ids) {
+    auto r = std::find_if(records->begin(), records->end(),
+                          [&](const DeviceRecord& d) { return d.id == id; });
+    if (r == records->end()) return NotFound(id + ": not in " + dir_ + "/devices.tsv");
+    if (std::string why = unfit(*r); !why.empty()) return FailedPrecondition(id + ": " + why);
+    ids.push_back(id);
+  }
+  if (o.reload_pid != 0) OUTPOST_RETURN_IF_ERROR(ReloadBroker(o.reload_pid, log));
+  AddResult result;
+  SelfCheck(*site, ids, o, log, &result);
+  return result;
+}
+
 Status Provisioner::Revoke(const std::string& id, const RevokeOptions& o, std::int64_t now,
                            std::ostream& log) {
   auto site = LoadSite();

@@ -84,6 +84,15 @@ class Provisioner {
   // Issues the devices, writes the registry, CRL and ACL, reloads the broker when asked, then runs
   // the self-check. A failed check is a result (the devices are provisioned), not an error.
   Result<AddResult> AddDevices(const AddOptions& options, std::int64_t now_unix, std::ostream& log);
+  // Runs the self-check again for devices already provisioned (after a broker upgrade, a
+  // restore or an edit of its configuration): the `ids` of `options` (none: every active,
+  // unexpired device with its key in the folder) and its `check_timeout_ms`. kNotFound for an id
+  // not in the registry, kFailedPrecondition for one revoked, expired, or whose key is on the
+  // device (--csr).
+  // The check connects with each device's certificate, so a device that is online is
+  // disconnected once (the broker hands its client id over) and reconnects.
+  Result<AddResult> CheckDevices(const AddOptions& options, std::int64_t now_unix,
+                                 std::ostream& log) const;
   Status Revoke(const std::string& id, const RevokeOptions& options, std::int64_t now_unix,
                 std::ostream& log);
   // Signs the CRL again with a fresh next-update (run it from a timer; docs/security.md). With
