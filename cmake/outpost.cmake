@@ -58,16 +58,17 @@ function(outpost_test)
   endif()
 endfunction()
 
-# outpost_script_test(NAME <name> SCRIPT <file> [LABELS ...] [TIMEOUT s])
+# outpost_script_test(NAME <name> SCRIPT <file> [LABELS ...] [TIMEOUT s] [CROSS_ONLY])
 # Registers a shell test (bash, exits non-zero on failure) with CTest; label "unit" by default,
-# timeout 60 s unless given.
+# timeout 60 s unless given. CROSS_ONLY: a check of a cross build's output that runs on the build
+# host (bash, never under the emulator): added only to cross builds, and not labelled host-only.
 function(outpost_script_test)
-  cmake_parse_arguments(A "" "NAME;SCRIPT;TIMEOUT" "LABELS" ${ARGN})
+  cmake_parse_arguments(A "CROSS_ONLY" "NAME;SCRIPT;TIMEOUT" "LABELS" ${ARGN})
   if(NOT A_TIMEOUT)
     set(A_TIMEOUT 60)
   endif()
   _outpost_register_sources("" ${A_SCRIPT})
-  if(NOT OUTPOST_TESTS)
+  if(NOT OUTPOST_TESTS OR (A_CROSS_ONLY AND NOT CMAKE_CROSSCOMPILING))
     return()
   endif()
   if(NOT A_LABELS)
@@ -75,7 +76,7 @@ function(outpost_script_test)
   endif()
   # Script tests check the scripts and units, not the target's binaries: arch-independent, they
   # run in the native build and a cross build labels them "host-only" (left out by its presets).
-  if(CMAKE_CROSSCOMPILING)
+  if(CMAKE_CROSSCOMPILING AND NOT A_CROSS_ONLY)
     list(APPEND A_LABELS host-only)
   endif()
   add_test(NAME ${A_NAME} COMMAND bash ${A_SCRIPT})

@@ -2,8 +2,11 @@
 # Makes a Debian 12 sysroot for cross-building Outpost for an ARM architecture: the target's libc,
 # libstdc++ and every -dev library the gateway, cloud, node and their tests link, unpacked with
 # mmdebstrap --variant=extract (no maintainer scripts run, so no emulator and no
-# `dpkg --add-architecture` on the build host). Cached: rebuilt only when the package list, the
-# architecture or the mirror changes (a stamp file holds their hash).
+# `dpkg --add-architecture` on the build host). Its dpkg database (var/lib/dpkg: status, the
+# packages' file lists, shlibs and symbols files) is written from the downloaded .debs, so
+# dpkg-shlibdeps --admindir can name the packages that provide the target's libraries (the cross
+# Debian packages' Depends; packaging/deb/cross-shlibdeps.sh.in). Cached: rebuilt only when the
+# package list, the architecture, the mirror or this layout changes (a stamp file holds their hash).
 #
 # Usage: scripts/make-sysroot.sh ARCH [DIR]
 #   ARCH  arm64 (ARMv8, 64-bit) or armhf (ARMv7 with VFP, 32-bit)
@@ -34,7 +37,10 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 
-stamp_text="$arch $mirror ${packages[*]}"
+# The layout version: bump it when the tree this script makes changes, so cached sysroots are
+# rebuilt (2: the dpkg database).
+layout=2
+stamp_text="$layout $arch $mirror ${packages[*]}"
 stamp_hash=$(printf '%s' "$stamp_text" | sha256sum | cut -d' ' -f1)
 if [ -f "$dir/.outpost-sysroot" ] && [ "$(cat "$dir/.outpost-sysroot")" = "$stamp_hash" ]; then
   echo "make-sysroot: $dir is up to date" >&2
@@ -56,8 +62,9 @@ rm -rf --one-file-system "$new"
 mkdir -p "$(dirname "$dir")"
 echo "make-sysroot: making $arch sysroot in $dir (${#packages[@]} packages and their dependencies)" >&2
 include=$(IFS=,; echo "${packages[*]}")
+# The downloaded .debs stay in var/cache/apt/archives (skip=cleanup/apt/cache) for the database.
 mmdebstrap --quiet --mode="$mode" --variant=extract --architectures="$arch" \
-  --include="$include" bookworm "$new" \
+  --skip=cleanup/apt/cache --include="$include" bookworm "$new" \
   "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
   "deb http://deb.debian.org/debian-security bookworm-security main"
 
@@ -70,7 +77,34 @@ while IFS= read -r -d '' link; do
   esac
 done < <(find "$new" -type l -print0)
 
-# No apt or dpkg state is needed to build against it.
+# The dpkg database of what was extracted, as dpkg would have written it on install: a status
+# stanza per package (its control fields, "install ok installed"), info/NAME.list (its paths),
+# info/NAME.shlibs and .symbols. NAME is PACKAGE:ARCH for Multi-Arch: same packages, as dpkg
+# names them (info/format 1: that multiarch layout). Nothing runs the target's maintainer
+# scripts; only dpkg-query reads this.
+admin=$new/var/lib/dpkg
+mkdir -p "$admin/info"
+echo 1 >"$admin/info/format"
+: >"$admin/status"
+ctl=$(mktemp -d)
+trap 'rm -rf "$ctl"' EXIT
+n=0
+for deb in "$new"/var/cache/apt/archives/*.deb; do
+  pkg=$(dpkg-deb -f "$deb" Package)
+  name=$pkg
+  [ "$(dpkg-deb -f "$deb" Multi-Arch)" = same ] && name=$pkg:$(dpkg-deb -f "$deb" Architecture)
+  dpkg-deb -f "$deb" | awk '{ print } NR == 1 { print "Status: install ok installed" }' >>"$admin/status"
+  echo >>"$admin/status"
+  dpkg-deb --fsys-tarfile "$deb" | tar -t | sed 's|^\./|/|; s|/$||; s|^$|/.|' >"$admin/info/$name.list"
+  rm -rf "$ctl" && dpkg-deb -e "$deb" "$ctl"
+  for f in shlibs symbols; do
+    if [ -f "$ctl/$f" ]; then cp "$ctl/$f" "$admin/info/$name.$f"; fi
+  done
+  n=$((n + 1))
+done
+[ "$n" -gt 0 ] || { echo "make-sysroot: no .debs in $new/var/cache/apt/archives" >&2; exit 1; }
+
+# No apt state is needed to build against it.
 rm -rf "$new/var/cache/apt" "$new/var/lib/apt/lists"
 printf '%s' "$stamp_hash" > "$new/.outpost-sysroot"
 rm -rf --one-file-system "$dir"

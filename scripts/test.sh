@@ -6,12 +6,12 @@
 # PostgreSQL, headless Chromium), then builds the libFuzzer targets with clang and runs each
 # briefly from its seed corpus. Then it cross-builds for arm64 and armhf (scripts/make-sysroot.sh,
 # presets cross-arm64 and cross-armhf; only the targets those tests need) and runs under
-# qemu-user the unit tests of both and the gateway's integration tests on arm64
-# (docs/deployment.md, "ARM builds").
+# qemu-user the unit tests of both and the gateway's integration tests on arm64, then builds and
+# checks (on the host) the arm64 and armhf Debian packages (docs/deployment.md, "ARM builds").
 #
 # Usage: scripts/test.sh [--no-lint] [--no-fuzz] [--no-cross] [--fuzz-seconds N] [-- extra ctest args]
-#   --no-cross  skip the arm64 and armhf cross builds and their emulated tests (--cross: the
-#               default, kept)
+#   --no-cross  skip the arm64 and armhf cross builds, their emulated tests and their packages
+#               (--cross: the default, kept)
 # Environment: JOBS (build parallelism, default: nproc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,7 +77,14 @@ cross_test() {
     # shellcheck disable=SC2086
     ctest --preset "cross-$arch" -j "$jobs" $set
   done
-  echo "== cross ($arch): sysroot $((t1 - t0)) s, build $((t2 - t1)) s, tests $((SECONDS - t2)) s"
+  t3=$SECONDS
+  # The Debian packages for ARCH, checked on the build host (packaging_cross_test: names,
+  # Architecture, ELF machine, Depends from the sysroot, lintian): the other programs they hold,
+  # then cpack.
+  cmake --build --preset "cross-$arch" -j "$jobs" --target outpost-cloud outpost-node outpost-provision
+  ctest --preset "cross-$arch" -L '^package$'
+  echo "== cross ($arch): sysroot $((t1 - t0)) s, build $((t2 - t1)) s, tests $((t3 - t2)) s," \
+    "packages $((SECONDS - t3)) s"
 }
 
 if [ "$cross" = 1 ]; then

@@ -2,5 +2,6 @@
 # debian-cross.cmake and docs/deployment.md#arm-builds.
 set(OUTPOST_CROSS_TRIPLE aarch64-linux-gnu)
 set(OUTPOST_CROSS_PROCESSOR aarch64)
+set(OUTPOST_CROSS_DEB_ARCH arm64)
 set(OUTPOST_CROSS_QEMU qemu-aarch64)
 include(${CMAKE_CURRENT_LIST_DIR}/debian-cross.cmake)

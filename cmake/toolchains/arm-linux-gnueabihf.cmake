@@ -3,6 +3,7 @@
 # target. qemu emulates a Cortex-A7 (the Pi 2's core). Preset cross-armhf; see debian-cross.cmake.
 set(OUTPOST_CROSS_TRIPLE arm-linux-gnueabihf)
 set(OUTPOST_CROSS_PROCESSOR armv7l)
+set(OUTPOST_CROSS_DEB_ARCH armhf)
 set(OUTPOST_CROSS_QEMU qemu-arm -cpu cortex-a7)
 include(${CMAKE_CURRENT_LIST_DIR}/debian-cross.cmake)
 # GCC notes on every std::vector<std::variant<...>> that its parameter passing changed in GCC 7.1

@@ -1,7 +1,9 @@
 # Shared part of the Debian cross toolchains (aarch64-linux-gnu.cmake, arm-linux-gnueabihf.cmake):
 # Debian 12's cross compilers against a sysroot made by scripts/make-sysroot.sh, and qemu-user
 # (`qemu-<cpu> -L <sysroot>`, never binfmt) to run what the build and the tests execute.
-# The including file sets OUTPOST_CROSS_TRIPLE, OUTPOST_CROSS_PROCESSOR and OUTPOST_CROSS_QEMU.
+# The including file sets OUTPOST_CROSS_TRIPLE, OUTPOST_CROSS_PROCESSOR, OUTPOST_CROSS_DEB_ARCH
+# (the Debian architecture: the packages' Architecture and dpkg-shlibdeps' DEB_HOST_ARCH,
+# packaging/CMakeLists.txt) and OUTPOST_CROSS_QEMU.
 # CMAKE_SYSROOT comes from the preset (or -DCMAKE_SYSROOT=...); it is required.
 if(NOT CMAKE_SYSROOT)
   message(FATAL_ERROR "cross build: set CMAKE_SYSROOT to a sysroot made by "

@@ -2,8 +2,9 @@
 # Shared by the packaging tests (package_test.sh, boot_test.sh); sourced, not run.
 # The caller sets `fail` (prints and exits) before sourcing.
 #
-#   deb_build OUT        cpack -G DEB from $OUTPOST_BINARY_DIR into OUT; sets `debs` (all) and
-#                        `gw` (outpost-gateway's .deb); checks each one's Architecture and libc6.
+#   deb_build OUT [ARCH] cpack -G DEB from $OUTPOST_BINARY_DIR into OUT; sets `debs` (all) and
+#                        `gw` (outpost-gateway's .deb); checks each one's Architecture (ARCH,
+#                        default: the build host's) and libc6.
 #   deb_depends DEB...   the packages' Depends, one comma-separated list of names (no versions,
 #                        the first of each alternative).
 #   deb_base_root DIR RELEASE INCLUDE [mmdebstrap options...]
@@ -12,7 +13,7 @@
 #                        and then reused: its name is keyed by RELEASE, INCLUDE and the options.
 
 deb_build() {
-  local out=$1 d arch
+  local out=$1 arch=${2:-$(dpkg --print-architecture)} d
   (cd "$OUTPOST_BINARY_DIR" && cpack -G DEB -B "$out" >"$out/cpack.log" 2>&1) \
     || { cat "$out/cpack.log"; fail "cpack"; }
   shopt -s nullglob
@@ -21,7 +22,6 @@ deb_build() {
   [ ${#debs[@]} -ge 2 ] || fail "cpack wrote ${#debs[@]} packages, expected at least 2"
   gw=$(printf '%s\n' "${debs[@]}" | grep '/outpost-gateway_' || true)
   [ -n "$gw" ] || fail "no outpost-gateway package among: ${debs[*]}"
-  arch=$(dpkg --print-architecture)
   for d in "${debs[@]}"; do
     [ "$(dpkg-deb -f "$d" Architecture)" = "$arch" ] || fail "$d: Architecture is not $arch"
     dpkg-deb -f "$d" Depends | grep -q 'libc6' || fail "$d: Depends lacks shlibdeps' libc6"
