@@ -46,15 +46,7 @@ bool Bucketer::AddWhole(int64_t start_ms, int64_t end_ms, int64_t n, double min,
   if (n <= 0 || start_ms < from_ms_ || end_ms >= to_ms_ || start_ms > end_ms) return false;
   const size_t i = Index(start_ms);
   if (Index(end_ms) != i) return false;
-  if (n_[i] == 0) {
-    min_[i] = min;
-    max_[i] = max;
-  } else {
-    min_[i] = std::min(min_[i], min);
-    max_[i] = std::max(max_[i], max);
-  }
-  sum_[i] += sum;
-  n_[i] += n;
+  Merge(i, n, min, max, sum);
   return true;
 }
 
@@ -96,16 +88,20 @@ void Bucketer::AddRuns(const int64_t* ts, const double* values, size_t n) {
       sum += values[k];
       ++count;
     }
-    if (n_[i] == 0) {
-      min_[i] = mn;
-      max_[i] = mx;
-    } else {
-      min_[i] = std::min(min_[i], mn);
-      max_[i] = std::max(max_[i], mx);
-    }
-    sum_[i] += sum;
-    n_[i] += count;
+    Merge(i, count, mn, mx, sum);
   }
+}
+
+void Bucketer::Merge(size_t i, int64_t n, double min, double max, double sum) {
+  if (n_[i] == 0) {
+    min_[i] = min;
+    max_[i] = max;
+  } else {
+    min_[i] = std::min(min_[i], min);
+    max_[i] = std::max(max_[i], max);
+  }
+  sum_[i] += sum;
+  n_[i] += n;
 }
 
 SeriesBuckets Bucketer::Finish() const {

@@ -65,6 +65,8 @@ class Bucketer {
 
  private:
   size_t Index(int64_t ts_ms) const;  // requires from <= ts < to
+  // n >= 1 samples with these extrema and sum into bucket i.
+  void Merge(size_t i, int64_t n, double min, double max, double sum);
   int64_t from_ms_, to_ms_, bucket_ms_;
   std::vector<double> min_, max_, sum_;
   std::vector<int64_t> n_;
