@@ -6,7 +6,7 @@
 # PostgreSQL, headless Chromium), then builds the libFuzzer targets with clang and runs each
 # briefly from its seed corpus. Then it cross-builds for arm64 and armhf (scripts/make-sysroot.sh,
 # presets cross-arm64 and cross-armhf; only the targets those tests need) and runs under
-# qemu-user the unit tests of both and the gateway's integration tests on arm64, then builds and
+# qemu-user the unit tests and the gateway's integration tests of both, then builds and
 # checks (on the host) the arm64 and armhf Debian packages (docs/deployment.md, "ARM builds").
 #
 # Usage: scripts/test.sh [--no-lint] [--no-fuzz] [--no-cross] [--fuzz-seconds N] [-- extra ctest args]
@@ -90,9 +90,9 @@ cross_test() {
 if [ "$cross" = 1 ]; then
   # mmdebstrap's root mode needs root; a user (README: "or a user with sudo") gets a user namespace.
   if [ "$(id -u)" -ne 0 ]; then export OUTPOST_SYSROOT_MODE=${OUTPOST_SYSROOT_MODE:-unshare}; fi
-  # arm64 (Pi 3/4/5, 64-bit OS): the unit tests and the gateway's integration tests. armhf
-  # (ARMv7, 32-bit OS): the unit tests, which hold what 32-bit changes (sizes, time, alignment).
+  # Both: the unit tests and the gateway's integration tests. arm64 for the Pi 3/4/5 on a 64-bit
+  # OS; armhf (ARMv7, 32-bit OS) for what 32 bits change (sizes, time, alignment).
   cross_test arm64 "-L unit" "-L integration -R ^gateway_"
-  cross_test armhf "-L unit"
+  cross_test armhf "-L unit" "-L integration -R ^gateway_"
 fi
 echo "== all tests passed"
