@@ -80,7 +80,7 @@ void Bucketer::AddRuns(const int64_t* ts, const double* values, size_t n) {
     double mn = values[k], mx = values[k], sum = 0;
     int64_t count = 0;
     for (; k < n; ++k) {
-      if (ts[k] < from_ms_) break;
+      // A sample before from_ms wraps to an offset past every bucket: it ends the run too.
       const uint64_t off = static_cast<uint64_t>(ts[k]) - static_cast<uint64_t>(from_ms_);
       if (off < lo || off >= hi) break;
       mn = std::min(mn, values[k]);
