@@ -247,6 +247,40 @@ TEST_F(GatewayCommandsTest, WaitAnswersWithTheReplyOrTheCurrentState) {
   EXPECT_EQ(ErrorCode(bad), "bad_wait");
 }
 
+// Certificate rotation (docs/adr/0011) rides on the same life cycle: a certRequest's reply
+// carries the device's CSR and a certInstall's the new serial, both kept in the command's reply
+// for `outpost-provision device rotate` to read. A reply whose csr is not base64 is refused whole
+// (quarantined as malformed) and leaves its command as it was.
+TEST_F(GatewayCommandsTest, RotationRepliesCarryTheCsrAndTheSerial) {
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto req, Send("n1", {{"command", "certRequest"}}));
+  ASSERT_EQ(req.status, 202) << req.body;
+  const std::string req_id = Body(req)["id"];
+  OUTPOST_ASSERT_OK(h_.devices().WaitMessage("devices/n1/commands"));
+  Reply("n1", {{"id", req_id}, {"ok", true}, {"csr", "not base64!"}});
+  // A later reply on the same connection is handled after it: once that one has landed, the
+  // malformed one has been seen and refused.
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto fence, Send("n1", {{"command", "led"}}));
+  OUTPOST_ASSERT_OK(h_.devices().WaitMessage("devices/n1/commands"));
+  Reply("n1", {{"id", Body(fence)["id"]}, {"ok", true}});
+  ASSERT_TRUE(WaitState("n1", Body(fence)["id"], "succeeded"));
+  EXPECT_EQ(Get("n1", req_id)["state"], "sent");
+
+  const std::string csr = "MIIBVDCB+wIBADAZMRcwFQYDVQQDDA5ub2RlLTAwMDAx/Q==";
+  Reply("n1", {{"id", req_id}, {"ok", true}, {"csr", csr}});
+  ASSERT_TRUE(WaitState("n1", req_id, "succeeded"));
+  EXPECT_EQ(Get("n1", req_id)["reply"]["csr"], csr);
+
+  OUTPOST_ASSERT_OK_AND_ASSIGN(
+      auto install, Send("n1", {{"command", "certInstall"}, {"params", {{"cert", "MIIC"}}}}));
+  OUTPOST_ASSERT_OK_AND_ASSIGN(auto m, h_.devices().WaitMessage("devices/n1/commands"));
+  EXPECT_EQ(json::parse(m.payload)["cert"], "MIIC");
+  Reply("n1", {{"id", Body(install)["id"]}, {"ok", true}, {"serial", "5A0F3C"}});
+  ASSERT_TRUE(WaitState("n1", Body(install)["id"], "succeeded"));
+  const json done = Get("n1", Body(install)["id"]);
+  EXPECT_EQ(done["reply"]["serial"], "5A0F3C");
+  EXPECT_FALSE(done["reply"].contains("csr"));
+}
+
 // Every transition is a stream `command` event carrying the command; waiting requests are
 // bounded (commands.max_waiters: 2 here).
 TEST_F(GatewayCommandsTest, TransitionsAreStreamedAndWaitersAreBounded) {

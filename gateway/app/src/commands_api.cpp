@@ -284,6 +284,8 @@ void Service::OnReply(const std::string& device, const proto::DeviceReply& reply
   if (!reply.error.empty()) j["error"] = reply.error;
   if (reply.rejected) j["rejected"] = true;
   if (reply.duplicate) j["duplicate"] = true;
+  if (!reply.csr.empty()) j["csr"] = reply.csr;  // certificate rotation: docs/adr/0011
+  if (!reply.serial.empty()) j["serial"] = reply.serial;
   if (!reply.has_ok) j["delivered"] = true;
   commands::Reply r{reply.has_ok, reply.ok, reply.rejected, j.dump()};
   auto next = book_.ApplyReply(reply.id, r, hooks_.now_ms());

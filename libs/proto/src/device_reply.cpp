@@ -8,6 +8,30 @@ namespace outpost::proto {
 namespace {
 namespace dom = simdjson::dom;
 constexpr std::size_t kMaxReplyDepth = 8;
+
+bool IsBase64(std::string_view s) {
+  if (s.empty() || s.size() % 4 != 0) return false;
+  std::size_t pad = 0;
+  for (char c : s) {
+    const bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (c == '=') {
+      ++pad;
+    } else if (pad != 0 || !(alnum || c == '+' || c == '/')) {
+      return false;  // a character after the padding, or outside the alphabet
+    }
+  }
+  return pad <= 2;
+}
+
+bool IsHex(std::string_view s) {
+  if (s.empty() || s.size() > kMaxReplySerialChars) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f'))) {
+      return false;
+    }
+  }
+  return true;
+}
 }  // namespace
 
 bool ParseDeviceReply(std::string_view payload, DeviceReply* out, Reject* reject) {
@@ -54,6 +78,20 @@ bool ParseDeviceReply(std::string_view payload, DeviceReply* out, Reject* reject
       if (!boolean(&out->duplicate)) return false;
     } else if (key == "delivered") {
       if (!boolean(&delivered)) return false;
+    } else if (key == "csr" || key == "serial") {
+      std::string_view text;
+      if (field.value.get(text) != simdjson::SUCCESS) {
+        internal::SetWrongType(reject, RejectReason::kWrongType, key, "string", field.value.type());
+        return false;
+      }
+      const bool csr = key == "csr";
+      if (csr ? !IsBase64(text) : !IsHex(text)) {
+        internal::SetReject(reject, RejectReason::kWrongType,
+                            csr ? "field \"csr\": expected base64 (the DER of a CSR)"
+                                : "field \"serial\": expected 1..40 hex digits");
+        return false;
+      }
+      (csr ? out->csr : out->serial).assign(text.data(), text.size());
     } else if (key == "error") {
       std::string_view error;
       if (field.value.is_null()) continue;

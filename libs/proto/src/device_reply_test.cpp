@@ -50,6 +50,29 @@ TEST_F(DeviceReplyTest, ErrorIsPrintableAndBounded) {
   for (char c : reply_.error) EXPECT_TRUE(c >= 0x20 && c < 0x7f);
 }
 
+// Certificate rotation (docs/adr/0011): a certRequest's reply carries the CSR, a certInstall's
+// the new serial; anything else in those fields rejects the reply.
+TEST_F(DeviceReplyTest, CertificateRotationFields) {
+  ASSERT_TRUE(Parse(R"({"id":"r1","ok":true,"csr":"MIIBVDCB+wIBADAZ/Q=="})")) << reject_.detail;
+  EXPECT_EQ(reply_.csr, "MIIBVDCB+wIBADAZ/Q==");
+  EXPECT_TRUE(reply_.serial.empty());
+  ASSERT_TRUE(Parse(R"({"id":"r2","ok":true,"serial":"5a0F"})")) << reject_.detail;
+  EXPECT_EQ(reply_.serial, "5a0F");
+  EXPECT_TRUE(reply_.csr.empty());
+  for (const char* bad :
+       {R"({"id":"r","ok":true,"csr":""})", R"({"id":"r","ok":true,"csr":"abc"})",
+        R"({"id":"r","ok":true,"csr":"ab=c"})", R"({"id":"r","ok":true,"csr":"a==="})",
+        R"({"id":"r","ok":true,"csr":"ab\"cd"})", R"({"id":"r","ok":true,"csr":5})",
+        R"({"id":"r","ok":true,"serial":""})", R"({"id":"r","ok":true,"serial":"0x1"})",
+        R"({"id":"r","ok":true,"serial":"12 34"})"}) {
+    Rejects(bad, RejectReason::kWrongType);
+  }
+  Rejects(R"({"id":"r","ok":true,"serial":")" + std::string(41, 'A') + R"("})",
+          RejectReason::kWrongType);
+  ASSERT_TRUE(Parse(R"({"id":"r","ok":true,"serial":")" + std::string(40, 'A') + R"("})"))
+      << reject_.detail;
+}
+
 TEST_F(DeviceReplyTest, BadInput) {
   Rejects(R"({"ok":true})", RejectReason::kWrongType);
   Rejects(R"({"id":"c1"})", RejectReason::kWrongType);
