@@ -82,6 +82,7 @@ struct Options {
   int64_t interval_ms = 1000;
   int requests = 2000;
   double year_days = 365;
+  int year_decimals = -1;
   std::vector<int> year_points = {1000, 2000};
   int year_requests = 100;
   int streams = 256;
@@ -155,6 +156,7 @@ struct StoreSpec {
   int64_t interval_ms = 1000;
   int64_t t0_ms = 0;
   bool one_metric = false;  // only "temperature" (the year store); else the seed's five
+  int decimals = -1;        // >= 0: temperatures rounded to this many decimals (a DHT22: 1)
 };
 
 struct StoreMade {
@@ -201,7 +203,11 @@ StoreMade MakeStore(const StoreSpec& s) {
       r.ts_from_device = true;
       r.received_ms = r.ts_ms + 2;
       const double t = static_cast<double>(i);
-      const double temp = 21 + 3 * std::sin(t / 500 + d) + noise(rng);
+      double temp = 21 + 3 * std::sin(t / 500 + d) + noise(rng);
+      if (s.decimals >= 0) {
+        const double scale = std::pow(10.0, s.decimals);
+        temp = std::round(temp * scale) / scale;
+      }
       if (s.one_metric) {
         r.metrics.resize(1);
         r.metrics[0] = {"temperature", temp, false};
@@ -542,7 +548,10 @@ void RunYear(const Options& o) {
   if (o.keep) dir.Keep();
   StoreSpec s =
       OneSeriesAt1Hz(StoreDir(o, dir) + "/year.db", static_cast<int64_t>(o.year_days * 86'400));
-  std::printf("making the store: %" PRId64 " readings of one metric ...\n", s.per_device);
+  s.decimals = o.year_decimals;
+  std::printf(
+      "making the store: %" PRId64 " readings of one metric (%s) ...\n", s.per_device,
+      s.decimals < 0 ? "full precision" : (std::to_string(s.decimals) + " decimals").c_str());
   std::fflush(stdout);
   StoreMade made = MakeStore(s);
   std::printf("store made: %" PRId64
@@ -980,6 +989,11 @@ int main(int argc, char** argv) {
   app.add_option("--year-days", o.year_days, "days of 1 Hz data in the year store")
       ->capture_default_str()
       ->check(CLI::Range(0.01, 3650.0));
+  app.add_option("--year-decimals", o.year_decimals,
+                 "round the year's values to this many decimals, as a sensor reports them (a "
+                 "DHT22: 1); -1 keeps full precision (the answer's worst case for size)")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 15));
   app.add_option("--year-points", o.year_points, "points= of the year's requests")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
