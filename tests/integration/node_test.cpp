@@ -3,9 +3,14 @@
 // setSensorInterval changes a device's observed rate in the store; a device driven to low
 // battery announces `sleeping`. Synchronisation is by polling conditions with deadlines.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -15,6 +20,7 @@
 #include "gateway_harness.h"
 #include "outpost/testing/raw_http.h"
 #include "outpost/testing/status_matchers.h"
+#include "outpost/testing/temp_dir.h"
 #include "outpost/testing/test_pki.h"
 #include "outpost/testing/wait_until.h"
 
@@ -267,6 +273,44 @@ TEST(NodeIntegration, ScenarioFaultsAgainstTheGateway) {
 }
 
 // TLS with a client certificate (the broker requires one), and the seed mode's topics.
+// A TLS file given as a FIFO (or any non-regular file) stops outpost-node at start with the
+// path in its error, for the shared --ca, --cert, --key and each --cert-dir file alike; before,
+// OpenSSL's fopen() waited forever for a writer.
+TEST(NodeIntegration, AFifoAsATlsFileIsAStartErrorNotAHang) {
+  TempDir dir("outpost-node-fifo");
+  auto pki = GenerateTestPki(dir.path());
+  OUTPOST_ASSERT_OK(pki);
+  const std::string fifo = dir.File("pipe.pem");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  const std::string device_dir = dir.File("certs/node-00000");
+  ASSERT_EQ(::mkdir(dir.File("certs").c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir(device_dir.c_str(), 0700), 0);
+  ASSERT_EQ(::mkfifo((device_dir + "/device.crt").c_str(), 0600), 0);
+  ASSERT_EQ(::symlink(pki->client_key.c_str(), (device_dir + "/device.key").c_str()), 0);
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--ca", fifo}, "ca: " + fifo + ": not a regular file"},
+      {{"--ca", pki->ca_cert, "--cert", fifo, "--key", pki->client_key},
+       "cert: " + fifo + ": not a regular file"},
+      {{"--ca", pki->ca_cert, "--cert", pki->client_cert, "--key", fifo},
+       "key: " + fifo + ": not a regular file"},
+      {{"--ca", pki->ca_cert, "--cert-dir", dir.File("certs")},
+       device_dir + "/device.crt: not a regular file"},
+  };
+  int i = 0;
+  for (const auto& [args, expected] : cases) {
+    ChildProcessOptions o;
+    o.argv = {NodeBinary(), "--broker", "127.0.0.1:9", "--tls", "--devices", "1"};
+    o.argv.insert(o.argv.end(), args.begin(), args.end());
+    o.log_path = dir.File("node-" + std::to_string(++i) + ".log");
+    auto p = ChildProcess::Start(o);
+    OUTPOST_ASSERT_OK(p);
+    auto rc = (*p)->Wait(std::chrono::seconds(30));  // a hang never ends at all
+    OUTPOST_ASSERT_OK(rc) << "outpost-node did not exit: " << (*p)->log();
+    EXPECT_NE(*rc, 0) << (*p)->log();
+    EXPECT_NE((*p)->log().find(expected), std::string::npos) << (*p)->log();
+  }
+}
+
 TEST(NodeIntegration, TlsWithClientCertificateAndSeedMode) {
   TempDir dir("outpost-node-tls");
   auto pki = GenerateTestPki(dir.path());

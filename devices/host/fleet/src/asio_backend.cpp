@@ -2,6 +2,7 @@
 #include "outpost/node/fleet/asio_backend.h"
 
 #include <malloc.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -15,6 +16,8 @@
 #include <limits>
 #include <optional>
 #include <vector>
+
+#include "outpost/base/file.h"
 
 namespace outpost::node::fleet {
 namespace {
@@ -44,22 +47,75 @@ std::string SslError() {
   return buf;
 }
 
+struct BioFree {
+  void operator()(BIO* p) const { BIO_free(p); }
+};
+using BioPtr = std::unique_ptr<BIO, BioFree>;
+
+// A PEM file as a memory BIO, read whole with the bounded reader: a FIFO or /dev/zero given as a
+// path is an error at start, not a hang in OpenSSL's fopen().
+Result<BioPtr> PemBio(const std::string& path, std::string* text) {
+  auto read = ReadFile(path);
+  if (!read.ok()) return InvalidArgument(read.status().message());
+  *text = *std::move(read);
+  BioPtr bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
+  if (!bio) return Internal("BIO_new_mem_buf: " + SslError());
+  return bio;
+}
+
 Result<X509Ptr> ReadCert(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "r");
-  if (f == nullptr) return InvalidArgument(path + ": cannot open");
-  X509Ptr cert(PEM_read_X509(f, nullptr, nullptr, nullptr));
-  std::fclose(f);
+  std::string text;
+  auto bio = PemBio(path, &text);
+  if (!bio.ok()) return bio.status();
+  X509Ptr cert(PEM_read_bio_X509(bio->get(), nullptr, nullptr, nullptr));
   if (!cert) return InvalidArgument(path + ": not a PEM certificate: " + SslError());
   return cert;
 }
 
 Result<PkeyPtr> ReadKey(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "r");
-  if (f == nullptr) return InvalidArgument(path + ": cannot open");
-  PkeyPtr key(PEM_read_PrivateKey(f, nullptr, nullptr, nullptr));
-  std::fclose(f);
+  std::string text;
+  auto bio = PemBio(path, &text);
+  if (!bio.ok()) return bio.status();
+  PkeyPtr key(PEM_read_bio_PrivateKey(bio->get(), nullptr, nullptr, nullptr));
+  OPENSSL_cleanse(text.data(), text.size());
   if (!key) return InvalidArgument(path + ": not a PEM private key: " + SslError());
   return key;
+}
+
+// Every certificate of the PEM file at `path` (at least one) into `ctx`'s trust store.
+Status LoadCa(SSL_CTX* ctx, const std::string& path) {
+  std::string text;
+  auto bio = PemBio(path, &text);
+  if (!bio.ok()) return bio.status();
+  int added = 0;
+  while (X509Ptr cert{PEM_read_bio_X509(bio->get(), nullptr, nullptr, nullptr)}) {
+    if (X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), cert.get()) != 1) {
+      return InvalidArgument(path + ": " + SslError());
+    }
+    ++added;
+  }
+  ERR_clear_error();  // the end of the file
+  if (added == 0) return InvalidArgument(path + ": no PEM certificate in it");
+  return Status::Ok();
+}
+
+// The PEM file's first certificate as `ctx`'s own, the ones after it as its chain.
+Status UseChain(SSL_CTX* ctx, const std::string& path) {
+  std::string text;
+  auto bio = PemBio(path, &text);
+  if (!bio.ok()) return bio.status();
+  X509Ptr leaf(PEM_read_bio_X509(bio->get(), nullptr, nullptr, nullptr));
+  if (!leaf || SSL_CTX_use_certificate(ctx, leaf.get()) != 1) {
+    return InvalidArgument(path + ": not a PEM certificate: " + SslError());
+  }
+  while (X509* next = PEM_read_bio_X509(bio->get(), nullptr, nullptr, nullptr)) {
+    if (SSL_CTX_add0_chain_cert(ctx, next) != 1) {  // takes `next` on success
+      X509_free(next);
+      return InvalidArgument(path + ": " + SslError());
+    }
+  }
+  ERR_clear_error();
+  return Status::Ok();
 }
 
 }  // namespace
@@ -119,15 +175,20 @@ class AsioBackend::Impl {
       if (!ssl_) return Internal("SSL_CTX_new: " + SslError());
       SSL_CTX* ctx = ssl_.get();
       SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-      const int ca_ok = options_.ca_file.empty()
-                            ? SSL_CTX_set_default_verify_paths(ctx)
-                            : SSL_CTX_load_verify_locations(ctx, options_.ca_file.c_str(), nullptr);
-      if (ca_ok != 1) return InvalidArgument("ca: " + options_.ca_file + ": " + SslError());
-      if (!options_.cert_file.empty()) {
-        if (SSL_CTX_use_certificate_chain_file(ctx, options_.cert_file.c_str()) != 1) {
-          return InvalidArgument("cert: " + options_.cert_file + ": " + SslError());
+      if (options_.ca_file.empty()) {
+        if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+          return InvalidArgument("ca: the system's CA store: " + SslError());
         }
-        if (SSL_CTX_use_PrivateKey_file(ctx, options_.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      } else if (Status s = LoadCa(ctx, options_.ca_file); !s.ok()) {
+        return InvalidArgument("ca: " + s.message());
+      }
+      if (!options_.cert_file.empty()) {
+        if (Status s = UseChain(ctx, options_.cert_file); !s.ok()) {
+          return InvalidArgument("cert: " + s.message());
+        }
+        auto key = ReadKey(options_.key_file);
+        if (!key.ok()) return InvalidArgument("key: " + key.status().message());
+        if (SSL_CTX_use_PrivateKey(ctx, key->get()) != 1) {
           return InvalidArgument("key: " + options_.key_file + ": " + SslError());
         }
         if (SSL_CTX_check_private_key(ctx) != 1) {
