@@ -17,6 +17,7 @@
 #include <sstream>
 #include <utility>
 
+#include "outpost/base/file.h"
 #include "outpost/proto/batch.h"
 
 namespace outpost::gateway::config {
@@ -554,13 +555,15 @@ Result<Config> Parse(std::string_view yaml_text, std::string_view source) {
 }
 
 Result<Config> LoadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path + ": cannot open config file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (text.str().size() > (1 << 20))
-    return InvalidArgument(path + ": config file larger than 1 MiB");
-  return Parse(text.str(), path);
+  // Bounded: a FIFO, /dev/zero or a huge file given as --config is an error, not a hang.
+  auto text = ReadFile(path, kMaxConfigBytes);
+  if (!text.ok()) {
+    if (text.status().code() == Code::kNotFound) {
+      return NotFound(text.status().message() + " (the config file)");
+    }
+    return InvalidArgument("config file " + text.status().message());
+  }
+  return Parse(*text, path);
 }
 
 std::vector<RuleConfig> EffectiveRules(const Config& config) {
@@ -609,13 +612,9 @@ Result<std::string> ResolveCloudToken(const CloudConfig& cloud, const char* env_
   };
   if (env_value != nullptr && *env_value != '\0') return trim(env_value);
   if (!cloud.api_key_file.empty()) {
-    std::ifstream in(cloud.api_key_file);
-    if (!in) {
-      return InvalidArgument("cloud.api_key_file: cannot read " + cloud.api_key_file);
-    }
-    std::string line;
-    std::getline(in, line);
-    line = trim(line);
+    auto text = ReadFile(cloud.api_key_file, kMaxTokenFileBytes);
+    if (!text.ok()) return InvalidArgument("cloud.api_key_file: " + text.status().message());
+    std::string line = trim(text->substr(0, text->find('\n')));
     if (line.empty())
       return InvalidArgument("cloud.api_key_file: " + cloud.api_key_file + " is empty");
     return line;

@@ -1,7 +1,10 @@
 #include "outpost/gateway/config/config.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "outpost/testing/status_matchers.h"
@@ -407,6 +410,45 @@ TEST(Config, CloudTokenPrecedenceEnvThenFileThenKey) {
   OUTPOST_ASSERT_CODE(r, Code::kInvalidArgument);
   EXPECT_NE(r.status().message().find("cloud.api_key_file"), std::string::npos);
   std::remove(path.c_str());
+}
+
+// The config file and the token file are read bounded: a FIFO, a device or an oversize file is
+// an error naming the path at once (a plain read waited for a FIFO's writer, or read /dev/zero
+// until memory ran out).
+TEST(Config, AConfigOrTokenPathThatIsNotASmallRegularFileIsAClearError) {
+  const std::string dir = ::testing::TempDir() + "/outpost_config_files";
+  ::mkdir(dir.c_str(), 0700);
+  const std::string fifo = dir + "/pipe";
+  ::unlink(fifo.c_str());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string& path : {fifo, std::string("/dev/zero")}) {
+    auto c = LoadFile(path);
+    OUTPOST_ASSERT_CODE(c, Code::kInvalidArgument);
+    EXPECT_NE(c.status().message().find("config file " + path + ": not a regular file"),
+              std::string::npos)
+        << c.status().message();
+    CloudConfig cloud;
+    cloud.api_key_file = path;
+    auto t = ResolveCloudToken(cloud, nullptr);
+    OUTPOST_ASSERT_CODE(t, Code::kInvalidArgument);
+    EXPECT_NE(t.status().message().find("cloud.api_key_file: " + path + ": not a regular file"),
+              std::string::npos)
+        << t.status().message();
+  }
+  const std::string big = dir + "/big.yaml";
+  {
+    std::FILE* f = std::fopen(big.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fclose(f);
+  }
+  ASSERT_EQ(::truncate(big.c_str(), static_cast<off_t>(kMaxConfigBytes) + 1), 0);
+  auto c = LoadFile(big);
+  OUTPOST_ASSERT_CODE(c, Code::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("more than the 1048576 read here"), std::string::npos)
+      << c.status().message();
+  OUTPOST_EXPECT_CODE(LoadFile(dir + "/missing.yaml"), Code::kNotFound);
+  ::unlink(fifo.c_str());
+  ::unlink(big.c_str());
 }
 
 // Regression: storage.max_bytes defaulted to 0 (unbounded), so a flood filled the disk.

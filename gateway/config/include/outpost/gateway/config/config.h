@@ -6,6 +6,7 @@
 // ("gateway.yaml: mqtt.port: expected an integer in 1..65535, got \"abc\"").
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -76,7 +77,9 @@ struct CloudConfig {
 
 // The cloud token, by precedence: the environment variable OUTPOST_CLOUD_API_KEY (pass its
 // value, or nullptr when unset), then cloud.api_key_file, then cloud.api_key.
-// kInvalidArgument naming cloud.api_key_file when the file cannot be read or is empty.
+// kInvalidArgument naming cloud.api_key_file when the file cannot be read, is empty, or is not a
+// regular file of at most kMaxTokenFileBytes (its first line is the token).
+inline constexpr std::size_t kMaxTokenFileBytes = 4096;
 Result<std::string> ResolveCloudToken(const CloudConfig& cloud, const char* env_value);
 
 inline constexpr std::int64_t kMaxBytesAuto = -1;
@@ -244,7 +247,9 @@ const char* SynchronousName(model::Synchronous synchronous);
 
 // Parses YAML text. `source` names it in error messages.
 Result<Config> Parse(std::string_view yaml_text, std::string_view source);
-// Reads and parses a file.
+// Reads and parses a file: a regular file of at most kMaxConfigBytes (kNotFound when missing,
+// kInvalidArgument for a larger one, a FIFO or a device).
+inline constexpr std::size_t kMaxConfigBytes = 1 << 20;
 Result<Config> LoadFile(const std::string& path);
 // The built-in seed rules (temperature_max, battery_min, motion) followed by config rules.
 std::vector<RuleConfig> EffectiveRules(const Config& config);
