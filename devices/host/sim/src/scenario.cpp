@@ -3,10 +3,11 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
+
+#include "outpost/base/file.h"
 
 namespace outpost::node::sim {
 namespace {
@@ -254,12 +255,10 @@ Result<Scenario> ParseScenario(std::string_view yaml) {
 }
 
 Result<Scenario> LoadScenario(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return NotFound("scenario file " + path + ": cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Unavailable("scenario file " + path + ": read error");
-  auto s = ParseScenario(text.str());
+  // Bounded: a FIFO or /dev/zero given as --scenario is an error, not a hang.
+  auto text = ReadFile(path, kMaxScenarioBytes);
+  if (!text.ok()) return Status(text.status().code(), "scenario file " + text.status().message());
+  auto s = ParseScenario(*text);
   if (!s.ok()) return InvalidArgument(path + ": " + s.status().message());
   return s;
 }

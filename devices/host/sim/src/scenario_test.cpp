@@ -96,6 +96,12 @@ TEST(Scenario, LoadNamesTheFile) {
   ASSERT_FALSE(missing.ok());
   OUTPOST_EXPECT_CODE(missing, Code::kNotFound);
   EXPECT_NE(missing.status().message().find("/nonexistent/scenario.yaml"), std::string::npos);
+  // A device that never ends (or a FIFO: ReadFile's own tests) is refused, not read forever.
+  auto endless = LoadScenario("/dev/zero");
+  OUTPOST_EXPECT_CODE(endless, Code::kInvalidArgument);
+  EXPECT_NE(endless.status().message().find("scenario file /dev/zero: not a regular file"),
+            std::string::npos)
+      << endless.status().message();
 }
 
 TEST(Scenario, ExampleFileParses) {

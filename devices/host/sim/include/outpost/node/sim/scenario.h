@@ -15,9 +15,11 @@
 // Ownership: value types. Thread: pure; parse anywhere.
 // Errors: ParseScenario returns kInvalidArgument naming the key path, e.g.
 //   "faults[1].duration_s: expected a number >= 0, got \"ten\"", or an unknown key;
-//   LoadScenario adds kNotFound/kUnavailable for the file.
+//   LoadScenario adds kNotFound/kUnavailable for the file, and kInvalidArgument for one that is
+//   not a regular file of at most kMaxScenarioBytes (a FIFO, a device).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -63,6 +65,7 @@ struct Scenario {
 };
 
 Result<Scenario> ParseScenario(std::string_view yaml);
+inline constexpr std::size_t kMaxScenarioBytes = 1 << 20;
 Result<Scenario> LoadScenario(const std::string& path);
 
 // Whether fault number `fault_index` of a run with `seed` hits this device.
