@@ -157,7 +157,26 @@ CommandKind KindOf(std::string_view name) {
   if (name == "setSensorInterval") return CommandKind::kSetSensorInterval;
   if (name == "reboot") return CommandKind::kReboot;
   if (name == "led") return CommandKind::kLed;
+  if (name == "certRequest") return CommandKind::kCertRequest;
+  if (name == "certInstall") return CommandKind::kCertInstall;
   return CommandKind::kUnknown;
+}
+
+bool IsBase64Char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '/';
+}
+
+// Standard base64, padded: [A-Za-z0-9+/]*, then up to two '=', a multiple of 4 in all.
+bool IsBase64(std::string_view s) {
+  if (s.empty() || s.size() > kMaxCertBase64Bytes || s.size() % 4 != 0) return false;
+  std::size_t n = s.size();
+  std::size_t pad = 0;
+  while (pad < 2 && n > 0 && s[n - 1] == '=') --n, ++pad;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!IsBase64Char(s[i])) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -265,6 +284,18 @@ CommandError ParseCommand(std::string_view json, CommandView& out, const char** 
           field_fail(CommandError::kBadState, "field \"state\": expected true or false");
           r.set_pos(value_start);
         }
+      } else if (key == "cert") {
+        if (out.has_cert) field_fail(CommandError::kDuplicateKey, "duplicate key \"cert\"");
+        std::string_view s;
+        if (c == '"' && r.String(s) && IsBase64(s)) {
+          out.has_cert = true;
+          out.cert = s;
+        } else {
+          field_fail(CommandError::kBadCert,
+                     "field \"cert\": expected the base64 of a DER certificate "
+                     "(at most 1024 characters)");
+          r.set_pos(value_start);
+        }
       }
       if (r.pos() == value_start) {  // not consumed above: skip (and validate) it
         CommandError e = r.SkipValue(2);
@@ -307,6 +338,8 @@ const char* CommandErrorName(CommandError e) {
       return "bad_interval";
     case CommandError::kBadState:
       return "bad_state";
+    case CommandError::kBadCert:
+      return "bad_cert";
   }
   return "unknown";
 }

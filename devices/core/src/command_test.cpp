@@ -88,5 +88,46 @@ TEST(CommandTest, IdHashIsStableAndNeverZero) {
   EXPECT_NE(CommandIdHash(""), 0u);
 }
 
+TEST(CommandTest, CertRequestAndCertInstall) {
+  CommandView v;
+  ASSERT_EQ(Parse(R"({"id":"r-1","command":"certRequest"})", &v), CommandError::kOk);
+  EXPECT_EQ(v.kind, CommandKind::kCertRequest);
+  EXPECT_FALSE(v.has_cert);
+  ASSERT_EQ(Parse(R"({"id":"r-2","command":"certInstall","cert":"MIIB+/9a"})", &v),
+            CommandError::kOk);
+  EXPECT_EQ(v.kind, CommandKind::kCertInstall);
+  ASSERT_TRUE(v.has_cert);
+  EXPECT_EQ(v.cert, "MIIB+/9a");
+  ASSERT_EQ(Parse(R"({"command":"certInstall","cert":"MIIBAA=="})", &v), CommandError::kOk);
+  EXPECT_EQ(v.cert, "MIIBAA==");
+  const std::string longest(kMaxCertBase64Bytes, 'A');
+  ASSERT_EQ(Parse(R"({"command":"certInstall","cert":")" + longest + R"("})", &v),
+            CommandError::kOk);
+  EXPECT_EQ(v.cert.size(), kMaxCertBase64Bytes);
+}
+
+TEST(CommandTest, BadCertIsAFieldErrorAndKeepsTheId) {
+  const std::string too_long(kMaxCertBase64Bytes + 4, 'A');
+  for (const std::string& cert :
+       {std::string(R"("")"), std::string(R"("MIIB AA=")"), std::string(R"("MIIBA")"),
+        std::string(R"("MII=AAAA")"), std::string(R"("MIIBA===")"), std::string(R"("MII\u0041")"),
+        std::string(R"("MIIB-_AA")"), std::string("42"), std::string("null"),
+        std::string(R"(["MIIB"])"), "\"" + too_long + "\""}) {
+    SCOPED_TRACE(cert);
+    CommandView v;
+    const char* detail = nullptr;
+    const std::string json = R"({"id":"c-9","command":"certInstall","cert":)" + cert + "}";
+    ASSERT_EQ(Parse(json, &v, &detail), CommandError::kBadCert);
+    EXPECT_EQ(std::string(detail),
+              "field \"cert\": expected the base64 of a DER certificate (at most 1024 "
+              "characters)");
+    EXPECT_EQ(v.id, "c-9");
+  }
+  CommandView v;
+  EXPECT_EQ(Parse(R"({"command":"certInstall","cert":"AAAA","cert":"AAAA"})", &v),
+            CommandError::kDuplicateKey);
+  EXPECT_EQ(std::string(CommandErrorName(CommandError::kBadCert)), "bad_cert");
+}
+
 }  // namespace
 }  // namespace outpost::device

@@ -19,7 +19,60 @@
 
 namespace outpost::device::testing {
 
+// The device's identities as the ports.h contract describes them; the transport asks it what
+// to present at each Connect().
+struct FakeCredentials : Credentials {
+  std::string csr = "MIIBCSRnode1AAAA";  // what MakePendingKey() writes
+  std::string serial = "4f1a";           // what Stage() reports
+  const char* make_error = nullptr;      // injected failures (static text)
+  const char* stage_error = nullptr;
+  const char* commit_error = nullptr;
+  std::string current = "cert-old";  // the presented certificate, by name
+  std::string staged;                // "" = nothing staged
+  bool pending = false;
+  int makes = 0, stages = 0, commits = 0, abandons = 0;
+  std::string last_device_id;
+  std::string Presented() const { return staged.empty() ? current : staged; }
+  const char* MakePendingKey(const char* device_id, char* out, std::size_t capacity) override {
+    ++makes;
+    last_device_id = device_id;
+    if (make_error != nullptr) return make_error;
+    if (csr.size() + 1 > capacity) return "CSR too long for the buffer";
+    std::copy(csr.begin(), csr.end(), out);
+    out[csr.size()] = '\0';
+    pending = true;
+    staged.clear();
+    return nullptr;
+  }
+  const char* Stage(const char* cert, std::size_t size, const char* device_id, char* serial_hex,
+                    std::size_t serial_capacity) override {
+    ++stages;
+    last_device_id = device_id;
+    if (stage_error != nullptr) return stage_error;
+    if (!pending) return "no pending key";
+    if (serial.size() + 1 > serial_capacity) return "serial too long";
+    staged.assign(cert, size);
+    std::copy(serial.begin(), serial.end(), serial_hex);
+    serial_hex[serial.size()] = '\0';
+    return nullptr;
+  }
+  const char* Commit() override {
+    ++commits;
+    if (commit_error != nullptr) return commit_error;
+    current = staged;
+    staged.clear();
+    pending = false;
+    return nullptr;
+  }
+  void Abandon() override {
+    ++abandons;
+    staged.clear();
+  }
+};
+
 struct FakeTransport : Transport {
+  FakeCredentials* credentials = nullptr;  // set: records the identity of every Connect()
+  std::vector<std::string> identities;
   bool connect_requested = false;
   bool open = false;
   int connects = 0;
@@ -28,6 +81,7 @@ struct FakeTransport : Transport {
   std::int64_t* now = nullptr;
   std::vector<std::int64_t> connect_times;
   void Connect() override {
+    if (credentials != nullptr) identities.push_back(credentials->Presented());
     ++connects;
     connect_times.push_back(now ? *now : 0);
     connect_requested = true;
@@ -174,6 +228,8 @@ struct Ports {
   FakeWatchdog watchdog;
   FakeWall wall;
   RecordingObserver observer;
+  FakeCredentials credentials;
+  bool use_credentials = false;
   NodePorts Get() {
     NodePorts p;
     p.transport = &transport;
@@ -187,6 +243,7 @@ struct Ports {
     p.log = &log;
     p.watchdog = &watchdog;
     p.observer = &observer;
+    if (use_credentials) p.credentials = &credentials;
     return p;
   }
 };
@@ -213,6 +270,16 @@ class Rig {
   std::int64_t poll_jitter_ms = 0;         // the binding wakes up to this late (seeded)
 
   DeviceError Begin() { return node->Begin(now); }
+
+  // Gives the Node a Credentials port (before Begin()).
+  void UseCredentials() {
+    ports.use_credentials = true;
+    ports.transport.credentials = &ports.credentials;
+    node = std::make_unique<Node>(config_, ports.Get());
+  }
+  // The broker refuses a CONNECT presenting this certificate (the fake credentials' name).
+  std::string refuse_identity;
+  std::uint8_t refuse_code = 5;  // not authorised
 
   // A fresh Node on the same ports, as after a reboot or a deep-sleep wake.
   DeviceError Reboot() {
@@ -334,7 +401,9 @@ class Rig {
           received.push_back(p);
           if (auto* c = std::get_if<mqtt::Connect>(&p)) {
             (void)c;
-            mqtt::Encode(mqtt::ConnAck{false, 0}, reply);
+            const bool refuse = !refuse_identity.empty() && !ports.transport.identities.empty() &&
+                                ports.transport.identities.back() == refuse_identity;
+            mqtt::Encode(mqtt::ConnAck{false, refuse ? refuse_code : std::uint8_t{0}}, reply);
           } else if (auto* s = std::get_if<mqtt::Subscribe>(&p)) {
             mqtt::Encode(mqtt::SubAck{s->packet_id, {s->subscriptions[0].qos}}, reply);
           } else if (auto* m = std::get_if<mqtt::Publish>(&p)) {

@@ -21,6 +21,12 @@ namespace {
 constexpr std::size_t kTopicBytes = 96;
 constexpr std::size_t kControlSlots = 4;
 constexpr std::size_t kControlPayloadBytes = 288;  // the longest reply (payload.h)
+// A certRequest's reply: a CSR of kMaxCsrBase64Bytes and a 64-character id. Only one is needed
+// at a time (a newer certRequest replaces the pending key, so an older CSR is worthless), so it
+// gets one buffer instead of growing every control slot: 512 bytes instead of 4 x 224 more.
+constexpr std::size_t kLargeReplyBytes = 512;
+constexpr std::uint32_t kRotationAttempts = 3;  // staged identity refused: abandon after these
+constexpr const char* kRotationUnsupported = "certificate rotation is not supported by this device";
 constexpr std::int64_t kNever = INT64_MAX;
 constexpr const char* kSettingBoot = "boot";
 constexpr const char* kSettingInterval = "interval_ms";
@@ -74,6 +80,7 @@ struct ControlMessage {
   std::uint8_t qos = 1;
   bool reboot_after = false;  // Power::Restart() once this is acknowledged
   bool sleep_marker = false;  // the "sleeping" announcement
+  bool large = false;         // the payload is in Impl::large_reply, not in `payload`
   std::uint16_t packet_id = 0;
   std::uint32_t sent_epoch = 0;
   std::uint16_t length = 0;
@@ -108,6 +115,7 @@ struct Node::Impl {
 
   ReadingRing ring;
   ControlMessage control[kControlSlots];
+  char large_reply[kLargeReplyBytes] = {};  // of the one ControlMessage with `large`
   RtcState rtc;
 
   // Time and schedule.
@@ -132,6 +140,16 @@ struct Node::Impl {
   // Set at the sleep deadline: "sleeping" goes out even if the ring did not drain.
   bool release_sleep_marker = false;
   std::int64_t sleep_deadline_ms = kNever;
+
+  // Certificate rotation: a staged identity awaiting the broker's CONNACK (docs/adr/0011).
+  bool rotation_staged = false;
+  bool rotation_reconnect = false;  // close and reconnect once the certInstall is acknowledged
+  bool rotation_replies = false;    // the certInstall had an id (native): reply at the outcome
+  std::uint8_t rotation_failed_attempts = 0;  // connects with the staged identity, in a row
+  std::uint8_t rotation_id_len = 0;
+  std::uint32_t rotation_hash = 0;  // its id's hash in rtc.recent_command_hashes
+  char rotation_id[65] = {};
+  char rotation_serial[kMaxSerialHexBytes + 1] = {};
 };
 
 const char* NodeStateName(NodeState s) {
@@ -242,10 +260,8 @@ struct NodeOps {
     l << "mqtt: next connect attempt in " << delay << " ms";
     Log(n, LogLevel::kDebug, l);
   }
-  static void DropConnection(Node& n, std::int64_t now, bool close_transport, const char* why) {
+  static void ResetLink(Node& n) {
     Node::Impl& s = *n.impl_;
-    const bool was_session = Connected(n);
-    if (close_transport) n.ports_.transport->Close();
     s.rx_len = 0;
     s.rx_skip = 0;
     s.rx_skip_ack_id = 0;
@@ -254,6 +270,24 @@ struct NodeOps {
     // Status announcements are re-made at the next connect; replies are kept and resent.
     for (auto& c : s.control) {
       if (c.used && c.kind == ControlKind::kStatus && !c.sleep_marker) c = ControlMessage{};
+    }
+  }
+  static void DropConnection(Node& n, std::int64_t now, bool close_transport, const char* why) {
+    Node::Impl& s = *n.impl_;
+    const bool was_session = Connected(n);
+    if (close_transport) n.ports_.transport->Close();
+    ResetLink(n);
+    if (!was_session && s.rotation_staged) {
+      // The core cannot tell a TLS handshake that rejected the new certificate from a network
+      // failure: every failed attempt with the staged identity counts.
+      if (++s.rotation_failed_attempts >= kRotationAttempts) {
+        char error[112] = {};
+        JsonWriter w(error, sizeof error);  // plain text builder
+        w.Raw("3 connects with the new certificate failed (last: ");
+        w.Raw(why);
+        w.Raw("); kept the current one");
+        EndRotation(n, false, error);
+      }
     }
     LogLine l;
     l << "mqtt: connection lost: " << why;
@@ -328,6 +362,20 @@ struct NodeOps {
     s.last_rx_ms = now;
     s.state_deadline_ms = kNever;
     SetState(n, NodeState::kOnline);
+    if (s.rotation_staged) {
+      // The broker accepted the staged identity: make it the current one, then say so on this
+      // session (the operator revokes the old certificate only after this reply).
+      const char* error = n.ports_.credentials->Commit();
+      if (error == nullptr) {
+        EndRotation(n, true, nullptr);
+      } else {
+        char text[112] = {};
+        JsonWriter w(text, sizeof text);
+        w.Raw("could not store the new certificate: ");
+        w.Raw(error);
+        EndRotation(n, false, text);
+      }
+    }
     // Subscribe to commands.
     std::size_t cap = 0;
     std::uint8_t* out = TxSpace(n, cap);
@@ -342,6 +390,56 @@ struct NodeOps {
     if (!s.sleep_after_drain) QueueStatus(n, "online", now);
     Log(n, LogLevel::kInfo, LogLine() << "mqtt: online");
     Pump(n, now);
+  }
+
+  // ---- certificate rotation (docs/adr/0011) ----
+  // The certInstall was acknowledged: leave the broker cleanly (no will, so the retained status
+  // stays "online") and connect at once, presenting the staged identity. Readings in flight are
+  // resent on the new session, as after any reconnect.
+  static void RotationReconnect(Node& n, std::int64_t now) {
+    Node::Impl& s = *n.impl_;
+    GoodbyeAndClose(n, now);
+    ResetLink(n);
+    s.backoff_attempt = 0;
+    Log(n, LogLevel::kInfo, LogLine() << "cert: reconnecting with the new certificate");
+    StartConnect(n, now);
+  }
+  // The rotation's outcome: committed (`ok`), or abandoned with `error` (back to the current
+  // identity from the next Connect()). Replies on the certInstall's id and fixes the outcome that
+  // a duplicate of it reports.
+  static void EndRotation(Node& n, bool ok, const char* error) {
+    Node::Impl& s = *n.impl_;
+    s.rotation_staged = false;
+    s.rotation_failed_attempts = 0;
+    const std::string_view id(s.rotation_id, s.rotation_id_len);
+    if (ok) {
+      ++n.stats_.cert_rotations;
+      Log(n, LogLevel::kInfo,
+          LogLine() << "cert: new certificate committed, serial "
+                    << static_cast<const char*>(s.rotation_serial));
+    } else {
+      n.ports_.credentials->Abandon();
+      ++n.stats_.cert_rotation_failures;
+      Log(n, LogLevel::kError, LogLine() << "cert: rotation abandoned: " << error);
+    }
+    if (s.rotation_hash != 0) {
+      const int i = FindRecent(n, s.rotation_hash);
+      if (i >= 0) {
+        s.rtc.recent_command_hashes[i] = s.rotation_hash | (ok ? 0x80000000u : 0u);
+        StoreRtc(n);
+      }
+    }
+    if (n.ports_.observer != nullptr) n.ports_.observer->OnCommand("certInstall", ok);
+    if (!s.rotation_replies) return;
+    ControlMessage* c = ControlSlot(n);
+    if (c == nullptr) return;
+    c->used = true;
+    c->kind = ControlKind::kReply;
+    c->qos = 1;
+    c->retain = false;
+    c->length = static_cast<std::uint16_t>(
+        ok ? WriteReplyValueJson(id, "serial", s.rotation_serial, c->payload, sizeof c->payload)
+           : WriteFailureReplyJson(id, error, c->payload, sizeof c->payload));
   }
 
   // ---- control messages (status, replies) ----
@@ -412,8 +510,9 @@ struct NodeOps {
       // have been assigned on an attempt that did not fit the tx buffer.
       const bool dup = c.packet_id != 0 && c.sent_epoch != 0;
       if (c.qos == 1 && c.packet_id == 0) c.packet_id = NextPacketId(n);
-      wire::PublishFields f{topic, std::string_view(c.payload, c.length),      c.qos, c.retain,
-                            dup,   c.qos == 1 ? c.packet_id : std::uint16_t{0}};
+      const std::string_view payload(c.large ? s.large_reply : c.payload, c.length);
+      wire::PublishFields f{topic,    payload, c.qos,
+                            c.retain, dup,     c.qos == 1 ? c.packet_id : std::uint16_t{0}};
       std::size_t cap = 0;
       std::uint8_t* out = TxSpace(n, cap);
       if (!Commit(n, wire::EncodePublish(f, out, cap))) break;  // tx full: next time
@@ -538,6 +637,9 @@ struct NodeOps {
     char error[112] = {};
     bool ok = true;
     bool reboot = false;
+    bool deferred = false;       // certInstall staged: no reply now
+    const char* value_key = "";  // a result member in the reply (certRequest's "csr")
+    std::string_view value;
     if (err != CommandError::kOk) {
       ok = false;
       CopyString(error, sizeof error, detail);
@@ -573,6 +675,65 @@ struct NodeOps {
         case CommandKind::kReboot:
           reboot = true;
           break;
+        case CommandKind::kCertRequest:
+          if (n.ports_.credentials == nullptr) {
+            ok = false;
+            CopyString(error, sizeof error, kRotationUnsupported);
+            break;
+          }
+          {
+            // The CSR goes through the JSON scratch buffer (>= 1024 bytes with Credentials).
+            char* csr = s.scratch;
+            const std::size_t cap =
+                s.scratch_cap < kMaxCsrBase64Bytes + 1 ? s.scratch_cap : kMaxCsrBase64Bytes + 1;
+            csr[0] = '\0';
+            const char* why = n.ports_.credentials->MakePendingKey(s.device_id, csr, cap);
+            if (why != nullptr) {
+              ok = false;
+              CopyString(error, sizeof error, why);
+            } else {
+              csr[cap - 1] = '\0';
+              value_key = "csr";
+              value = csr;
+              if (value.empty()) {
+                ok = false;
+                CopyString(error, sizeof error, "the credentials port made an empty CSR");
+              }
+            }
+          }
+          break;
+        case CommandKind::kCertInstall:
+          if (n.ports_.credentials == nullptr) {
+            ok = false;
+            CopyString(error, sizeof error, kRotationUnsupported);
+          } else if (!cmd.has_cert) {
+            ok = false;
+            CopyString(error, sizeof error, "field \"cert\" is required");
+          } else if (n.stats_.state != NodeState::kOnline || s.sleep_after_drain) {
+            ok = false;
+            CopyString(error, sizeof error, "busy: the device is about to sleep or restart");
+          } else {
+            s.rotation_serial[0] = '\0';
+            const char* why =
+                n.ports_.credentials->Stage(cmd.cert.data(), cmd.cert.size(), s.device_id,
+                                            s.rotation_serial, sizeof s.rotation_serial);
+            if (why != nullptr) {
+              ok = false;
+              CopyString(error, sizeof error, why);
+            } else {
+              s.rotation_serial[kMaxSerialHexBytes] = '\0';
+              s.rotation_staged = true;
+              s.rotation_reconnect = true;
+              s.rotation_failed_attempts = 0;
+              s.rotation_replies = replies;
+              s.rotation_hash = hash;
+              const std::size_t len = cmd.id.size() < 64 ? cmd.id.size() : 64;
+              std::memcpy(s.rotation_id, cmd.id.data(), len);
+              s.rotation_id_len = static_cast<std::uint8_t>(len);
+              deferred = true;  // the reply comes from the new session (EndRotation)
+            }
+          }
+          break;
         case CommandKind::kUnknown: {
           ok = false;
           JsonWriter w(error, sizeof error);
@@ -594,14 +755,34 @@ struct NodeOps {
         << (ok ? " ok" : " failed: ") << error;
       Log(n, ok ? LogLevel::kInfo : LogLevel::kWarn, l);
     }
-    if (n.ports_.observer != nullptr) {
+    if (n.ports_.observer != nullptr && !deferred) {
       char name[33] = {};
       std::size_t len = cmd.name.size() < 32 ? cmd.name.size() : 32;
       std::memcpy(name, cmd.name.data(), len);
       n.ports_.observer->OnCommand(name, ok);
     }
     if (cmd.has_id) RememberCommand(n, hash, ok);
-    ControlMessage* reply = replies ? QueueReply(n, cmd.id, ok, error, false) : nullptr;
+    ControlMessage* reply = nullptr;
+    if (replies && !deferred) {
+      reply = QueueReply(n, cmd.id, ok, error, false);
+      if (reply != nullptr && ok && !value.empty()) {
+        for (auto& older : s.control) {  // an unacknowledged older CSR: worthless now
+          if (older.used && older.large && &older != reply) {
+            older = ControlMessage{};
+            ++n.stats_.control_dropped;
+          }
+        }
+        const std::size_t len =
+            WriteReplyValueJson(cmd.id, value_key, value, s.large_reply, sizeof s.large_reply);
+        reply->large = len > 0;
+        reply->length = static_cast<std::uint16_t>(len);
+        if (len == 0) {  // the port wrote a longer CSR than kMaxCsrBase64Bytes
+          reply->length = static_cast<std::uint16_t>(
+              WriteReplyJson(cmd.id, false, "the CSR does not fit the reply", false, reply->payload,
+                             sizeof reply->payload));
+        }
+      }
+    }
     if (reboot) {
       if (reply != nullptr) {
         reply->reboot_after = true;
@@ -659,6 +840,10 @@ struct NodeOps {
       }
     }
     if (p.qos == 1) AckIncoming(n, p.packet_id, now);
+    if (s.rotation_reconnect) {  // after the PUBACK, so the broker does not redeliver it
+      s.rotation_reconnect = false;
+      RotationReconnect(n, now);
+    }
   }
 
   static void AckIncoming(Node& n, std::uint16_t packet_id, std::int64_t now) {
@@ -866,6 +1051,12 @@ DeviceError Node::Begin(std::int64_t now_ms, void* storage, std::size_t storage_
     config_error_reason_ = "transport, random, sensors, settings, rtc and power are required";
     return DeviceError::kInvalidConfig;
   }
+  if (ports_.credentials != nullptr && config_.max_packet_bytes < 1024) {
+    config_error_field_ = "max_packet_bytes";
+    config_error_reason_ =
+        "must be at least 1024 with a Credentials port (a certInstall is about 730 bytes)";
+    return DeviceError::kInvalidConfig;
+  }
   const std::size_t need = StorageBytes(config_);
   std::uint8_t* base = nullptr;
   if (storage != nullptr) {
@@ -937,6 +1128,9 @@ DeviceError Node::Begin(std::int64_t now_ms, void* storage, std::size_t storage_
     s.rtc = RtcState{};
     s.rtc.magic = RtcState::kMagic;
   }
+  // A staged identity never survives a boot (ports.h, Credentials): the device comes back with
+  // its current one, and the certInstall's reply is never sent (its gateway command expires).
+  if (ports_.credentials != nullptr) ports_.credentials->Abandon();
   s.boot_ms = now_ms;
   s.next_sample_ms = now_ms + interval;
   std::int64_t delay = 0;

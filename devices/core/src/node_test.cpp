@@ -815,5 +815,302 @@ TEST(NodeTest, SetSensorIntervalAbove24HoursIsRejected) {
   EXPECT_STREQ(rig2.node->config_error_field(), "max_interval_ms");
 }
 
+// ---- certificate rotation (docs/adr/0011) ----
+
+NodeConfig RotationConfig() {
+  NodeConfig c = TestConfig();
+  c.max_packet_bytes = 1024;  // a certInstall is about 730 bytes
+  return c;
+}
+
+constexpr const char* kCommands = "devices/node-1/commands";
+constexpr const char* kReplies = "devices/node-1/replies";
+
+// Index in `packets` of the n-th (0-based) CONNECT, or -1.
+int NthConnect(const std::vector<mqtt::Packet>& packets, int n) {
+  for (std::size_t i = 0; i < packets.size(); ++i) {
+    if (std::holds_alternative<mqtt::Connect>(packets[i]) && n-- == 0) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+int IndexOfPublish(const std::vector<mqtt::Packet>& packets, const std::string& payload) {
+  for (std::size_t i = 0; i < packets.size(); ++i) {
+    auto* p = std::get_if<mqtt::Publish>(&packets[i]);
+    if (p != nullptr && p->payload == payload) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void ExpectSeqsWithoutGap(const std::vector<mqtt::Publish>& data, std::uint64_t count) {
+  auto seqs = SeqsOf(data);
+  std::set<std::uint64_t> unique(seqs.begin(), seqs.end());
+  ASSERT_EQ(unique.size(), count);
+  EXPECT_EQ(*unique.begin(), 0u);
+  EXPECT_EQ(*unique.rbegin(), count - 1);
+}
+
+TEST(NodeTest, CertRotationRequestInstallAndCommitReplyOnTheNewSession) {
+  Rig rig(RotationConfig());
+  rig.UseCredentials();
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  EXPECT_EQ(rig.ports.credentials.abandons, 1);  // Begin: nothing staged survives a boot
+  rig.RunUntil(1'100);
+  rig.SendCommand(kCommands, R"({"id":"r-1","command":"certRequest"})", 3);
+  EXPECT_EQ(rig.ports.credentials.last_device_id, "node-1");
+  rig.RunUntil(3'500);  // readings 0 and 1 acknowledged
+  auto replies = rig.PublishesOn(kReplies);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].payload, R"({"id":"r-1","ok":true,"csr":"MIIBCSRnode1AAAA"})");
+
+  rig.auto_puback = false;
+  rig.RunUntil(5'500);  // readings 2 and 3 in flight when the rotation starts
+  EXPECT_EQ(rig.node->stats().inflight, 2u);
+  const std::size_t before = rig.received.size();
+  const int closes = rig.ports.transport.closes;
+  rig.SendCommand(kCommands, R"({"id":"i-1","command":"certInstall","cert":"Y2VydC1uZXc="})", 9);
+  EXPECT_EQ(rig.ports.credentials.stages, 1);
+  EXPECT_EQ(rig.ports.transport.closes, closes + 1);
+  // The certInstall's PUBACK, a clean DISCONNECT, then at once (no backoff) a new CONNECT
+  // presenting the staged certificate.
+  std::vector<mqtt::Packet> sent(rig.received.begin() + static_cast<long>(before),
+                                 rig.received.end());
+  ASSERT_GE(sent.size(), 3u);
+  ASSERT_TRUE(std::holds_alternative<mqtt::PubAck>(sent[0]));
+  EXPECT_EQ(std::get<mqtt::PubAck>(sent[0]).packet_id, 9);
+  EXPECT_TRUE(std::holds_alternative<mqtt::Disconnect>(sent[1]));
+  EXPECT_TRUE(std::holds_alternative<mqtt::Connect>(sent[2]));
+  EXPECT_EQ(rig.ports.transport.connect_times.back(), rig.now);
+  EXPECT_EQ(rig.ports.transport.identities, (std::vector<std::string>{"cert-old", "Y2VydC1uZXc="}));
+  EXPECT_EQ(rig.ports.credentials.commits, 1);
+  EXPECT_EQ(rig.ports.credentials.current, "Y2VydC1uZXc=");
+  EXPECT_EQ(rig.node->state(), NodeState::kOnline);
+  // The reply comes on the new session, after its CONNECT.
+  const std::string serial_reply = R"({"id":"i-1","ok":true,"serial":"4f1a"})";
+  const int reply_at = IndexOfPublish(rig.received, serial_reply);
+  ASSERT_GE(reply_at, 0);
+  EXPECT_GT(reply_at, NthConnect(rig.received, 1));
+  EXPECT_EQ(rig.node->stats().cert_rotations, 1u);
+  EXPECT_EQ(rig.node->stats().cert_rotation_failures, 0u);
+  EXPECT_EQ(rig.node->stats().disconnects, 0u);  // a planned reconnect, not a lost session
+
+  rig.auto_puback = true;
+  rig.AckAll();
+  rig.RunUntil(10'500);
+  // Readings keep their seq across the reconnect: the two in flight were resent, none is lost.
+  EXPECT_GE(rig.node->stats().resent, 2u);
+  EXPECT_EQ(rig.node->stats().ring_dropped, 0u);
+  EXPECT_EQ(rig.node->stats().ring_depth, 0u);
+  ExpectSeqsWithoutGap(rig.PublishesOn("sensors/node-1/data"), 9);
+  EXPECT_EQ(rig.node->stats().acked, 9u);
+  std::set<std::uint32_t> acked;
+  for (const auto& a : rig.ports.observer.acks) acked.insert(a.seq);
+  EXPECT_EQ(acked.size(), 9u);
+  EXPECT_EQ(rig.ports.credentials.abandons, 1);  // only Begin's
+}
+
+TEST(NodeTest, CertInstallTheCredentialsRejectIsRefusedAtOnce) {
+  Rig rig(RotationConfig());
+  rig.UseCredentials();
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(1'100);
+  rig.ports.credentials.stage_error = "certificate does not match the pending key";
+  rig.SendCommand(kCommands, R"({"id":"i-2","command":"certInstall","cert":"QUJDRA=="})", 4);
+  rig.RunUntil(1'200);
+  auto replies = rig.PublishesOn(kReplies);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(
+      replies[0].payload,
+      R"({"id":"i-2","ok":false,"error":"certificate does not match the pending key","rejected":true})");
+  EXPECT_EQ(rig.ports.transport.connects, 1);  // no reconnect
+  EXPECT_EQ(rig.node->stats().commands_rejected, 1u);
+  EXPECT_EQ(rig.node->stats().cert_rotation_failures, 0u);
+  // A certificate that is not base64 never reaches the port.
+  rig.SendCommand(kCommands, R"({"id":"i-3","command":"certInstall","cert":"not base64!"})", 5);
+  rig.SendCommand(kCommands, R"({"id":"i-4","command":"certInstall"})", 6);
+  rig.RunUntil(1'300);
+  replies = rig.PublishesOn(kReplies);
+  ASSERT_EQ(replies.size(), 3u);
+  EXPECT_EQ(replies[1].payload,
+            R"({"id":"i-3","ok":false,"error":"field \"cert\": expected the base64 of a DER )"
+            R"x(certificate (at most 1024 characters)","rejected":true})x");
+  EXPECT_EQ(replies[2].payload,
+            R"({"id":"i-4","ok":false,"error":"field \"cert\" is required","rejected":true})");
+  EXPECT_EQ(rig.ports.credentials.stages, 1);
+}
+
+TEST(NodeTest, CertRotationRefusedThreeTimesIsAbandonedAndTheNodeGoesOn) {
+  Rig rig(RotationConfig());
+  rig.UseCredentials();
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(1'100);
+  rig.SendCommand(kCommands, R"({"id":"r-1","command":"certRequest"})", 3);
+  rig.refuse_identity = "Y2VydC1uZXc=";
+  rig.SendCommand(kCommands, R"({"id":"i-1","command":"certInstall","cert":"Y2VydC1uZXc="})", 4);
+  rig.RunUntil(6'500);
+  EXPECT_EQ(rig.ports.transport.identities,
+            (std::vector<std::string>{"cert-old",
+                                      "Y2VydC1uZXc=", "Y2VydC1uZXc=", "Y2VydC1uZXc=", "cert-old"}));
+  EXPECT_EQ(rig.ports.credentials.commits, 0);
+  EXPECT_EQ(rig.ports.credentials.abandons, 2);  // Begin, then the third refusal
+  EXPECT_EQ(rig.ports.credentials.current, "cert-old");
+  EXPECT_EQ(rig.node->state(), NodeState::kOnline);
+  const auto& st = rig.node->stats();
+  EXPECT_EQ(st.cert_rotations, 0u);
+  EXPECT_EQ(st.cert_rotation_failures, 1u);
+  EXPECT_EQ(st.connect_failures, 3u);
+  auto replies = rig.PublishesOn(kReplies);
+  ASSERT_EQ(replies.size(), 2u);
+  // Not "rejected": the device tried and failed, it did not refuse.
+  EXPECT_EQ(replies[1].payload,
+            R"({"id":"i-1","ok":false,"error":"3 connects with the new certificate failed )"
+            R"((last: refused); kept the current one"})");
+  // Then normal operation: every reading arrives, and a later connect uses the current identity.
+  rig.RunUntil(9'500);
+  ExpectSeqsWithoutGap(rig.PublishesOn("sensors/node-1/data"), 8);
+  EXPECT_EQ(rig.node->stats().ring_dropped, 0u);
+  rig.BrokerDown();
+  rig.BrokerUp();
+  rig.RunUntil(10'000);
+  EXPECT_EQ(rig.ports.transport.identities.back(), "cert-old");
+  EXPECT_EQ(rig.node->state(), NodeState::kOnline);
+  // A duplicate of the failed certInstall reports its outcome, and does not try again.
+  rig.SendCommand(kCommands, R"({"id":"i-1","command":"certInstall","cert":"Y2VydC1uZXc="})", 5);
+  rig.RunUntil(10'100);
+  replies = rig.PublishesOn(kReplies);
+  ASSERT_EQ(replies.size(), 3u);
+  EXPECT_EQ(replies[2].payload,
+            R"({"id":"i-1","ok":false,"error":"duplicate of a command that failed",)"
+            R"("rejected":true,"duplicate":true})");
+  EXPECT_EQ(rig.ports.credentials.stages, 1);
+}
+
+TEST(NodeTest, CertCommandsWithoutACredentialsPortAreRejected) {
+  Rig rig(TestConfig());
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(1'100);
+  rig.SendCommand(kCommands, R"({"id":"r-1","command":"certRequest"})", 3);
+  rig.SendCommand(kCommands, R"({"id":"i-1","command":"certInstall","cert":"QUJDRA=="})", 4);
+  rig.RunUntil(1'200);
+  auto replies = rig.PublishesOn(kReplies);
+  ASSERT_EQ(replies.size(), 2u);
+  EXPECT_EQ(replies[0].payload,
+            R"({"id":"r-1","ok":false,"error":"certificate rotation is not supported by this )"
+            R"(device","rejected":true})");
+  EXPECT_EQ(replies[1].payload,
+            R"({"id":"i-1","ok":false,"error":"certificate rotation is not supported by this )"
+            R"(device","rejected":true})");
+  EXPECT_EQ(rig.node->stats().commands_rejected, 2u);
+  EXPECT_EQ(rig.ports.transport.connects, 1);
+}
+
+TEST(NodeTest, DuplicateCertCommandsAreNotRunAgain) {
+  Rig rig(RotationConfig());
+  rig.UseCredentials();
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(1'100);
+  rig.SendCommand(kCommands, R"({"id":"r-1","command":"certRequest"})", 3);
+  rig.SendCommand(kCommands, R"({"id":"r-1","command":"certRequest"})", 4);
+  EXPECT_EQ(rig.ports.credentials.makes, 1);  // the pending key is not replaced
+  rig.SendCommand(kCommands, R"({"id":"i-1","command":"certInstall","cert":"Y2VydC1uZXc="})", 5);
+  rig.RunUntil(1'300);
+  // Redelivered after the reconnect (a persistent session would do that): reported, not rerun.
+  rig.SendCommand(kCommands, R"({"id":"i-1","command":"certInstall","cert":"Y2VydC1uZXc="})", 6);
+  rig.RunUntil(1'400);
+  EXPECT_EQ(rig.ports.credentials.stages, 1);
+  EXPECT_EQ(rig.ports.transport.connects, 2);
+  auto replies = rig.PublishesOn(kReplies);
+  ASSERT_EQ(replies.size(), 4u);
+  EXPECT_EQ(replies[1].payload, R"({"id":"r-1","ok":true,"duplicate":true})");
+  EXPECT_EQ(replies[2].payload, R"({"id":"i-1","ok":true,"serial":"4f1a"})");
+  EXPECT_EQ(replies[3].payload, R"({"id":"i-1","ok":true,"duplicate":true})");
+  EXPECT_EQ(rig.node->stats().commands_duplicate, 2u);
+  EXPECT_EQ(rig.node->stats().cert_rotations, 1u);
+}
+
+TEST(NodeTest, CredentialsPortNeedsMaxPacketBytesOf1024) {
+  NodeConfig c = TestConfig();
+  c.max_packet_bytes = 1023;
+  Rig rig(c);
+  rig.UseCredentials();
+  ASSERT_EQ(rig.Begin(), DeviceError::kInvalidConfig);
+  EXPECT_STREQ(rig.node->config_error_field(), "max_packet_bytes");
+  EXPECT_EQ(rig.ports.credentials.abandons, 0);
+}
+
+TEST(NodeTest, OversizeCertInstallIsSkippedAndCountedInRxOversize) {
+  // A node without rotation keeps its 512-byte buffer: a certInstall is skipped unread.
+  NodeConfig c = TestConfig();
+  Rig rig(c);
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(1'100);
+  const std::string cert(668, 'A');
+  rig.SendCommand(kCommands, R"({"id":"i-1","command":"certInstall","cert":")" + cert + R"("})", 7);
+  rig.RunUntil(1'200);
+  EXPECT_EQ(rig.node->stats().rx_oversize, 1u);
+  EXPECT_EQ(PubAcksOf(rig.received), (std::vector<std::uint16_t>{7}));
+  EXPECT_TRUE(rig.PublishesOn(kReplies).empty());
+  EXPECT_EQ(rig.node->state(), NodeState::kOnline);
+  // With rotation (1024 bytes), the longest certificate the parser takes does not fit either.
+  Rig big(RotationConfig());
+  big.UseCredentials();
+  ASSERT_EQ(big.Begin(), DeviceError::kOk);
+  big.RunUntil(1'100);
+  const std::string longest(kMaxCertBase64Bytes, 'A');
+  big.SendCommand(kCommands, R"({"id":"i-1","command":"certInstall","cert":")" + longest + R"("})",
+                  8);
+  EXPECT_EQ(big.node->stats().rx_oversize, 1u);
+  EXPECT_EQ(big.ports.credentials.stages, 0);
+  // A realistic one (668 base64 characters) fits.
+  big.SendCommand(kCommands, R"({"id":"i-2","command":"certInstall","cert":")" + cert + R"("})", 9);
+  EXPECT_EQ(big.ports.credentials.stages, 1);
+}
+
+TEST(NodeTest, RebootWhileStagedComesBackWithTheCurrentIdentity) {
+  Rig rig(RotationConfig());
+  rig.UseCredentials();
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(1'100);
+  rig.SendCommand(kCommands, R"({"id":"r-1","command":"certRequest"})", 3);
+  rig.BrokerDown();  // the reconnect with the staged identity cannot complete
+  rig.BrokerUp();
+  rig.RunUntil(1'500);
+  rig.broker_up = false;
+  rig.SendCommand(kCommands, R"({"id":"i-1","command":"certInstall","cert":"Y2VydC1uZXc="})", 4);
+  EXPECT_EQ(rig.ports.credentials.staged, "Y2VydC1uZXc=");
+  ASSERT_EQ(rig.Reboot(), DeviceError::kOk);  // e.g. the watchdog, before any CONNACK
+  EXPECT_EQ(rig.ports.credentials.staged, "");
+  EXPECT_EQ(rig.ports.credentials.abandons, 2);
+  rig.broker_up = true;
+  rig.RunUntil(rig.now + 500);
+  EXPECT_EQ(rig.node->state(), NodeState::kOnline);
+  EXPECT_EQ(rig.ports.transport.identities.back(), "cert-old");
+  EXPECT_EQ(rig.ports.credentials.commits, 0);
+  EXPECT_EQ(rig.node->stats().cert_rotations, 0u);
+  // No reply: the gateway's command expires and the operator runs rotate again.
+  for (const auto& r : rig.PublishesOn(kReplies))
+    EXPECT_EQ(r.payload.find("i-1"), std::string::npos);
+}
+
+TEST(NodeTest, ANewerCertRequestReplacesTheUnacknowledgedOlderCsrReply) {
+  Rig rig(RotationConfig());
+  rig.UseCredentials();
+  ASSERT_EQ(rig.Begin(), DeviceError::kOk);
+  rig.RunUntil(1'100);
+  rig.auto_puback = false;
+  rig.SendCommand(kCommands, R"({"id":"r-1","command":"certRequest"})", 3);
+  rig.ports.credentials.csr = "MIIBbmV3ZXI=";
+  rig.SendCommand(kCommands, R"({"id":"r-2","command":"certRequest"})", 4);
+  EXPECT_EQ(rig.node->stats().control_dropped, 1u);  // r-1's CSR is for a replaced key
+  rig.BrokerDown();
+  rig.BrokerUp();
+  rig.publishes.clear();
+  rig.auto_puback = true;
+  rig.RunUntil(1'600);
+  auto replies = rig.PublishesOn(kReplies);
+  ASSERT_EQ(replies.size(), 1u);  // only r-2's is resent
+  EXPECT_EQ(replies[0].payload, R"({"id":"r-2","ok":true,"csr":"MIIBbmV3ZXI="})");
+}
+
 }  // namespace
 }  // namespace outpost::device::testing

@@ -57,7 +57,7 @@ std::size_t WriteSeedStatusJson(std::string_view device_id, std::string_view sta
 namespace {
 
 std::size_t WriteReply(std::string_view id, bool ok, std::string_view error, bool duplicate,
-                       char* out, std::size_t capacity) {
+                       bool rejected, char* out, std::size_t capacity) {
   JsonWriter w(out, capacity);
   w.BeginObject();
   w.Key("id");
@@ -67,9 +67,10 @@ std::size_t WriteReply(std::string_view id, bool ok, std::string_view error, boo
   if (!ok) {
     w.Key("error");
     w.StringSanitized(error);
-    // The core checks a command whole before it carries anything out: a failure is a refusal.
-    w.Key("rejected");
-    w.Bool(true);
+    if (rejected) {
+      w.Key("rejected");
+      w.Bool(true);
+    }
   }
   if (duplicate) {
     w.Key("duplicate");
@@ -85,10 +86,34 @@ std::size_t WriteReplyJson(std::string_view id, bool ok, std::string_view error,
                            char* out, std::size_t capacity) {
   // Escaping can double the error's length: shorten it rather than lose the reply.
   for (std::size_t limit : {std::size_t{96}, std::size_t{40}, std::size_t{0}}) {
-    std::size_t n = WriteReply(id, ok, error.substr(0, limit), duplicate, out, capacity);
+    // The core checks a command whole before it carries anything out: a failure is a refusal.
+    std::size_t n = WriteReply(id, ok, error.substr(0, limit), duplicate, true, out, capacity);
     if (n > 0) return n;
   }
   return 0;
+}
+
+std::size_t WriteFailureReplyJson(std::string_view id, std::string_view error, char* out,
+                                  std::size_t capacity) {
+  for (std::size_t limit : {std::size_t{96}, std::size_t{40}, std::size_t{0}}) {
+    std::size_t n = WriteReply(id, false, error.substr(0, limit), false, false, out, capacity);
+    if (n > 0) return n;
+  }
+  return 0;
+}
+
+std::size_t WriteReplyValueJson(std::string_view id, std::string_view key, std::string_view value,
+                                char* out, std::size_t capacity) {
+  JsonWriter w(out, capacity);
+  w.BeginObject();
+  w.Key("id");
+  w.StringSanitized(id);
+  w.Key("ok");
+  w.Bool(true);
+  w.Key(key);
+  w.StringSanitized(value);
+  w.EndObject();
+  return w.ok() ? w.size() : 0;
 }
 
 }  // namespace outpost::device

@@ -2,6 +2,8 @@
 //   {"command":"setSensorInterval","interval":10000}
 //   {"command":"reboot"}
 //   {"command":"led","state":true}
+//   {"command":"certRequest"}
+//   {"command":"certInstall","cert":"MIIB..."}   (docs/adr/0011)
 // plus an optional "id" (a valid id string, or an integer) that native devices echo in their
 // reply. Other members are skipped. Untrusted input: never reads out of bounds, never recurses
 // deeper than kMaxCommandDepth, and has a libFuzzer target (devices/core/fuzz).
@@ -12,23 +14,34 @@
 #include <cstdint>
 #include <string_view>
 
+#include "outpost/device/ports.h"
+
 namespace outpost::device {
 
 inline constexpr int kMaxCommandDepth = 8;
 
-enum class CommandKind : std::uint8_t { kUnknown, kSetSensorInterval, kReboot, kLed };
+enum class CommandKind : std::uint8_t {
+  kUnknown,
+  kSetSensorInterval,
+  kReboot,
+  kLed,
+  kCertRequest,
+  kCertInstall,
+};
 
 enum class CommandError : std::uint8_t {
   kOk = 0,
   kNotJson,         // syntax error, bad escape, bytes after the value
   kTooDeep,         // nesting deeper than kMaxCommandDepth
   kNotObject,       // top level is not an object
-  kDuplicateKey,    // "command", "id", "interval" or "state" twice
+  kDuplicateKey,    // "command", "id", "interval", "state" or "cert" twice
   kMissingCommand,  // no "command"
   kBadCommand,      // "command" not a string
   kBadId,           // "id" neither a valid id string nor a non-negative integer
   kBadInterval,     // "interval" not an integer in [0, 2^32)
   kBadState,        // "state" not a boolean
+  kBadCert,         // "cert" not a string of 4..kMaxCertBase64Bytes base64 characters
+                    // ([A-Za-z0-9+/], a multiple of 4, at most two '=' at the end)
 };
 
 struct CommandView {
@@ -41,6 +54,8 @@ struct CommandView {
   std::uint32_t interval_ms = 0;
   bool has_state = false;
   bool state = false;
+  bool has_cert = false;
+  std::string_view cert;  // base64 text (needs no unescaping: base64 has no JSON escapes)
 };
 
 // Parses `json`. On an error, `detail` (if not null) receives static text naming the field,

@@ -1,7 +1,8 @@
 // Node: the portable, sans-I/O logic of one Outpost sensor node. It samples on a drift-free
 // schedule, buffers compact readings in a fixed ring, publishes them over MQTT 3.1.1 at QoS 1
 // (libs/mqtt wire.h), releases each only on its PUBACK, handles the seed's commands with
-// acknowledgements and de-duplication, reconnects with full-jitter backoff, and applies the
+// acknowledgements and de-duplication, rotates its certificate through the Credentials port
+// (docs/adr/0011), reconnects with full-jitter backoff, and applies the
 // battery policy. It never blocks, never owns a socket and never reads a clock.
 //
 // Driving it (see docs/device_core.md):
@@ -68,6 +69,10 @@ struct NodeStats {
   std::uint64_t read_errors = 0;        // climate sensor failures (no reading, no seq used)
   std::uint64_t control_dropped = 0;    // status/reply messages dropped (control queue full)
   std::uint64_t settings_errors = 0;
+  // Certificate rotation (certInstall, docs/adr/0011): committed after the broker accepted the
+  // new identity; failed (refused 3 times in a row, or the commit failed) and abandoned.
+  std::uint64_t cert_rotations = 0;
+  std::uint64_t cert_rotation_failures = 0;
   std::uint64_t sleeps = 0;  // deep sleeps entered (this boot)
   std::uint64_t tx_bytes = 0;
   std::uint64_t rx_bytes = 0;

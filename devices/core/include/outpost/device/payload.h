@@ -53,4 +53,16 @@ std::size_t WriteSeedStatusJson(std::string_view device_id, std::string_view sta
 std::size_t WriteReplyJson(std::string_view id, bool ok, std::string_view error, bool duplicate,
                            char* out, std::size_t capacity);
 
+// A failure that is not a refusal: the device carried the command out and it failed (a rotation
+// whose new certificate the broker refused): {"id":"c-21","ok":false,"error":"..."}. The error is
+// cut as in WriteReplyJson.
+std::size_t WriteFailureReplyJson(std::string_view id, std::string_view error, char* out,
+                                  std::size_t capacity);
+
+// A successful reply with one result member (certificate rotation, docs/adr/0011):
+// {"id":"c-19","ok":true,"csr":"MIIB..."} or {"id":"c-20","ok":true,"serial":"4f1a..."}.
+// `value` is sanitised as `error` is, but never cut: returns 0 when it does not fit.
+std::size_t WriteReplyValueJson(std::string_view id, std::string_view key, std::string_view value,
+                                char* out, std::size_t capacity);
+
 }  // namespace outpost::device

@@ -127,6 +127,68 @@ class Watchdog {
   virtual void Feed() = 0;  // called at every Node::Poll()
 };
 
+// The device's TLS identity for certificate rotation (docs/adr/0011, docs/device_core.md
+// "Certificate rotation"). Optional: a binding without it answers certRequest and certInstall
+// with a rejection. The ESP32 binding implements it with mbedtls and NVS, the simulator with
+// OpenSSL and files. All material crossing this port is public (a CSR, a certificate, a serial):
+// the private keys never leave the binding.
+//
+// Three identities, all kept by the binding:
+//   current: what the Transport presents today (a durable key and certificate);
+//   pending: a key made by MakePendingKey(), not yet certified (replaced by the next call);
+//   staged:  the pending key with the certificate accepted by Stage().
+// Contract with the binding's Transport: after a successful Stage(), every Connect() presents
+// the staged identity (key and certificate), until Commit() (it becomes the current one, so
+// nothing changes for the Transport) or Abandon() (the next Connect() presents the current one
+// again). The Node closes the connection right after Stage() and connects again at once; it
+// never stages while a connection is being opened.
+// Boot: a staged identity never survives a boot. Node::Begin() calls Abandon(), and a binding
+//   that keeps the staged certificate anywhere durable must also drop it at its own boot (before
+//   the first Connect()), so a device that reboots mid-rotation comes back with its current
+//   identity. The pending key may survive (a certInstall queued while the device was asleep can
+//   still match it).
+// Errors: static text (NUL-terminated, lives forever), sent to the operator in the command's
+//   reply: say what failed in a few words ("certificate does not match the pending key").
+// Time: MakePendingKey() may take ~100 ms (P-256 key generation on an ESP32); the others are
+//   fast. No heap after setup on the device.
+class Credentials {
+ public:
+  virtual ~Credentials() = default;
+  // Makes a new EC P-256 key as the pending key (replacing an earlier pending one and any staged
+  // certificate; the current identity is untouched) and writes the base64 (standard alphabet,
+  // padded, no line breaks) of its DER PKCS#10 CSR, subject CN = `device_id`, self-signed, into
+  // `csr_base64` followed by a NUL. `capacity` includes the NUL (the Node passes
+  // kMaxCsrBase64Bytes + 1). Returns nullptr on success, else an error (nothing written).
+  virtual const char* MakePendingKey(const char* device_id, char* csr_base64,
+                                     std::size_t capacity) = 0;
+  // Decodes `cert_base64` (`size` characters of the base64 of a DER X.509 certificate, not
+  // NUL-terminated), checks that its public key is the pending key's and its subject CN is
+  // `device_id`, and keeps it as the staged identity. On success returns nullptr and writes the
+  // certificate's serial as lowercase hex (its DER INTEGER bytes without a leading 00 sign byte,
+  // at most kMaxSerialHexBytes characters) and a NUL into `serial_hex` (`serial_capacity` >=
+  // kMaxSerialHexBytes + 1). On failure returns an error; nothing is staged, the pending key is
+  // kept.
+  virtual const char* Stage(const char* cert_base64, std::size_t size, const char* device_id,
+                            char* serial_hex, std::size_t serial_capacity) = 0;
+  // Makes the staged identity the current one, durably (written and flushed before returning),
+  // and erases the old key. Called once the broker accepted the staged identity (CONNACK).
+  // Returns nullptr, or an error (then the current identity is still the old one; the Node calls
+  // Abandon()).
+  virtual const char* Commit() = 0;
+  // Drops the staged certificate: the next Connect() presents the current identity. No effect
+  // when nothing is staged.
+  virtual void Abandon() = 0;
+};
+
+// Longest CSR (base64 characters) the Node relays: it fits a 512-byte reply with a 64-character
+// id. A P-256 CSR with a 64-character CN is about 270 bytes DER, 360 in base64.
+inline constexpr std::size_t kMaxCsrBase64Bytes = 416;
+// Longest certificate (base64 characters) certInstall accepts: 768 bytes DER. A P-256
+// certificate signed by the site's P-256 CA is about 500 (668 in base64).
+inline constexpr std::size_t kMaxCertBase64Bytes = 1024;
+// A certificate serial in hex: at most 20 bytes (RFC 5280).
+inline constexpr std::size_t kMaxSerialHexBytes = 40;
+
 // Events for observers (the simulator computes latency and checks for missing readings).
 class NodeObserver {
  public:
@@ -145,7 +207,8 @@ class NodeObserver {
 };
 
 // All ports of one Node. Required: transport, random, sensors, settings, rtc, power. Optional
-// (nullptr = none): wall_clock, led, log, watchdog, observer.
+// (nullptr = none): wall_clock, led, log, watchdog, observer, credentials (none: certificate
+// rotation is not supported; with it, NodeConfig::max_packet_bytes must be >= 1024).
 struct NodePorts {
   Transport* transport = nullptr;
   Random* random = nullptr;
@@ -158,6 +221,7 @@ struct NodePorts {
   Log* log = nullptr;
   Watchdog* watchdog = nullptr;
   NodeObserver* observer = nullptr;
+  Credentials* credentials = nullptr;
 };
 
 }  // namespace outpost::device
