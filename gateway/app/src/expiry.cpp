@@ -31,7 +31,7 @@ ExpiryItem DevicesItem(const std::string& path, std::int64_t soon_unix) {
     return item;
   }
   for (const provision::DeviceRecord& r : *records) {
-    if (r.revoked) continue;
+    if (r.revoked || r.pending) continue;  // a pending certificate is not in use yet
     ++item.devices;
     if (r.not_after_unix < soon_unix) ++item.devices_soon;
     if (!item.expires_unix || r.not_after_unix < *item.expires_unix) {

@@ -1,15 +1,20 @@
 // outpost-provision: a site's offline PKI, the broker's TLS config and ACL, and per-device
 // certificates (provisioner.h). Parses the command line and runs one subcommand.
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 
+#include "outpost/base/file.h"
 #include "outpost/provision/pki.h"
 #include "outpost/provision/provisioner.h"
 
 namespace {
+
+constexpr std::size_t kMaxTokenFileBytes = 4096;
 
 constexpr const char* kDescription =
     "outpost-provision: per-device identities for an Outpost site. Makes an offline EC P-256 CA,\n"
@@ -21,6 +26,9 @@ constexpr const char* kDescription =
     "4 revoke --cut: the broker still accepted the certificate after --timeout-ms,\n"
     "5 device add or check: the self-check against the running broker failed (the devices\n"
     "are provisioned; the message says which half failed and why).\n"
+    "device rotate: 3 also for a device that rejects rotation or is unknown to the gateway,\n"
+    "4 the device did not answer within --timeout-s (run it again to resume), 5 the device\n"
+    "could not use the new certificate (nothing revoked).\n"
     "Guide: docs/security.md";
 
 int ExitCode(const outpost::Status& s) {
@@ -111,7 +119,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 268435455));
 
-  CLI::App* device = app.add_subcommand("device", "add, check or revoke devices");
+  CLI::App* device = app.add_subcommand("device", "add, check, revoke or rotate devices");
   device->require_subcommand(1);
   AddOptions add_o;
   std::string add_id, prefix;
@@ -191,6 +199,39 @@ int main(int argc, char** argv) {
                    "how long --cut waits for the broker to refuse the certificate")
       ->capture_default_str()
       ->check(CLI::Range(100, 600'000));
+  std::string rotate_id, token_file;
+  RotateOptions rotate_o;
+  CLI::App* rotate = device->add_subcommand(
+      "rotate",
+      "give a device its next certificate over the command channel, with no gap in readings: "
+      "certRequest through the gateway's API (the device makes the new key and sends a CSR), "
+      "sign it, certInstall, and once the device answers from its new session, revoke the old "
+      "certificate (CRL, ACL, reload). Run it again after an interruption: it resumes "
+      "(docs/security.md#rotating-a-certificate-device-rotate)");
+  rotate->add_option("id", rotate_id, "the device id")->required();
+  rotate->add_option("--gateway", rotate_o.gateway_url, "the gateway's HTTP API")
+      ->capture_default_str();
+  rotate->add_option("--gateway-ca", rotate_o.gateway_ca,
+                     "for an https:// gateway: the CA of its certificate (default: the system's)");
+  rotate->add_option("--token-file", token_file,
+                     "a file holding an API token with the operator role (`outpost-gateway token "
+                     "create --role operator`); default: the environment's OUTPOST_TOKEN");
+  rotate->add_option("--days", rotate_o.valid_days, "the new certificate's validity")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 36500));
+  rotate->add_option("--reload-pid", rotate_o.reload_pid,
+                     "send SIGHUP to this broker process so it reads the new CRL");
+  rotate
+      ->add_option("--timeout-s", rotate_o.timeout_s,
+                   "how long to wait for the device's two answers (exit 4 after it: the "
+                   "commands stay queued; run rotate again to resume)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
+  rotate->add_option("--ttl-s", rotate_o.ttl_s, "each command's time to live in the gateway")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
+  rotate->add_flag("--restart", rotate_o.restart,
+                   "start over instead of resuming earlier attempts (the device makes a new key)");
 
   std::string expiring;
   CLI::App* list = app.add_subcommand("list", "list provisioned devices");
@@ -261,6 +302,32 @@ int main(int argc, char** argv) {
     }
   } else if (revoke->parsed()) {
     s = p.Revoke(revoke_id, revoke_o, now, std::cout);
+  } else if (rotate->parsed()) {
+    if (!token_file.empty()) {
+      auto token = outpost::ReadFile(token_file, kMaxTokenFileBytes);
+      if (!token.ok()) {
+        std::cerr << "outpost-provision: --token-file: " << token.status().message() << "\n";
+        return 2;
+      }
+      rotate_o.token = *token;
+    } else if (const char* env = std::getenv("OUTPOST_TOKEN"); env != nullptr) {
+      rotate_o.token = env;
+    }
+    while (!rotate_o.token.empty() &&
+           std::isspace(static_cast<unsigned char>(rotate_o.token.back()))) {
+      rotate_o.token.pop_back();
+    }
+    if (rotate_o.token.empty()) {
+      std::cerr << "outpost-provision: device rotate needs an operator's API token: "
+                   "--token-file FILE or OUTPOST_TOKEN\n";
+      return 2;
+    }
+    auto rotated = p.Rotate(rotate_id, rotate_o, now, std::cout);
+    s = rotated.status();
+    if (s.ok() && !rotated->failure.empty()) {
+      std::cerr << "outpost-provision: " << rotate_id << ": " << rotated->failure << "\n";
+      return 5;
+    }
   } else if (list->parsed()) {
     std::int64_t span = -1;
     if (!expiring.empty() && !ParseSpan(expiring, &span)) {
@@ -273,11 +340,10 @@ int main(int argc, char** argv) {
     if (s.ok()) {
       std::cout << "id\tstate\tmode\tnot_after\tdays_left\tserial\tsha256\n";
       for (const DeviceRecord& r : *records) {
-        if (span >= 0 && (r.revoked || r.not_after_unix > now + span)) continue;
-        std::cout << r.id << '\t' << (r.revoked ? "revoked" : "active") << '\t'
-                  << (r.seed ? "seed" : "native") << '\t' << Date(r.not_after_unix) << '\t'
-                  << (r.not_after_unix - now) / kDaySeconds << '\t' << r.serial_hex << '\t'
-                  << r.sha256 << '\n';
+        if (span >= 0 && (r.revoked || r.pending || r.not_after_unix > now + span)) continue;
+        std::cout << r.id << '\t' << StateName(r) << '\t' << (r.seed ? "seed" : "native") << '\t'
+                  << Date(r.not_after_unix) << '\t' << (r.not_after_unix - now) / kDaySeconds
+                  << '\t' << r.serial_hex << '\t' << r.sha256 << '\n';
       }
     }
   } else {

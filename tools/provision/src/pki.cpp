@@ -224,22 +224,101 @@ Result<Key> LoadKey(const std::string& path) {
   return Key(*k);
 }
 
-Result<Key> LoadCsrPublicKey(const std::string& path) {
-  auto r = ReadPem(path, PEM_read_bio_X509_REQ, "certificate signing request");
-  if (!r.ok()) return r.status();
-  X509_REQ* req = *r;
-  std::unique_ptr<X509_REQ, decltype(&X509_REQ_free)> guard(req, X509_REQ_free);
+namespace {
+
+using ReqPtr = std::unique_ptr<X509_REQ, decltype(&X509_REQ_free)>;
+
+// The public key of a request whose self-signature verifies and whose key is EC P-256; `what`
+// names the request in errors.
+Result<Key> CheckedCsrKey(X509_REQ* req, const std::string& what) {
   EVP_PKEY* key = X509_REQ_get_pubkey(req);
-  if (key == nullptr) return InvalidArgument(path + ": the request has no public key");
+  if (key == nullptr) return InvalidArgument(what + ": the request has no public key");
   Key owned(key);
   if (X509_REQ_verify(req, key) != 1) {
     ERR_clear_error();
-    return InvalidArgument(path + ": the request's signature does not verify");
+    return InvalidArgument(what + ": the request's signature does not verify");
   }
-  if (EVP_PKEY_base_id(key) != EVP_PKEY_EC) {
-    return InvalidArgument(path + ": the request's key is not an EC key (P-256 expected)");
+  char group[64] = {0};
+  std::size_t n = 0;
+  if (EVP_PKEY_base_id(key) != EVP_PKEY_EC ||
+      EVP_PKEY_get_group_name(key, group, sizeof group, &n) != 1 ||
+      std::strcmp(group, "prime256v1") != 0) {
+    ERR_clear_error();
+    return InvalidArgument(what + ": the request's key is not an EC P-256 key");
   }
   return owned;
+}
+
+}  // namespace
+
+Result<Key> LoadCsrPublicKey(const std::string& path) {
+  auto r = ReadPem(path, PEM_read_bio_X509_REQ, "certificate signing request");
+  if (!r.ok()) return r.status();
+  ReqPtr req(*r, X509_REQ_free);
+  return CheckedCsrKey(req.get(), path);
+}
+
+Result<Key> CsrPublicKeyFromDer(const std::string& der, const std::string& expected_cn) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  ReqPtr req(d2i_X509_REQ(nullptr, &p, static_cast<long>(der.size())), X509_REQ_free);
+  if (!req || p != reinterpret_cast<const unsigned char*>(der.data()) + der.size()) {
+    ERR_clear_error();
+    return InvalidArgument("the device's CSR is not one DER certificate request");
+  }
+  auto key = CheckedCsrKey(req.get(), "the device's CSR");
+  if (!key.ok()) return key.status();
+  X509_NAME* name = X509_REQ_get_subject_name(req.get());
+  char cn[256] = {0};
+  const int n = X509_NAME_get_text_by_NID(name, NID_commonName, cn, sizeof cn);
+  if (n < 0 || static_cast<std::size_t>(n) != std::strlen(cn) || cn != expected_cn) {
+    ERR_clear_error();
+    return InvalidArgument("the device's CSR is for CN \"" + std::string(cn) + "\", not \"" +
+                           expected_cn + "\"");
+  }
+  return key;
+}
+
+bool HasPublicKey(X509* cert, EVP_PKEY* key) {
+  return EVP_PKEY_eq(X509_get0_pubkey(cert), key) == 1;
+}
+
+std::string CertDer(X509* cert) {
+  unsigned char* der = nullptr;
+  const int n = i2d_X509(cert, &der);
+  if (n <= 0) return "";
+  std::string out(reinterpret_cast<char*>(der), static_cast<std::size_t>(n));
+  OPENSSL_free(der);
+  return out;
+}
+
+std::string Base64Encode(const std::string& bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(bytes.data()),
+                                static_cast<int>(bytes.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+Result<std::string> Base64Decode(const std::string& text, std::size_t max_bytes) {
+  if (text.size() > 4 * ((max_bytes + 2) / 3)) {
+    return InvalidArgument("base64 longer than " + std::to_string(max_bytes) + " bytes");
+  }
+  if (text.empty() || text.size() % 4 != 0 ||
+      text.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") !=
+          std::string::npos) {
+    return InvalidArgument("not padded base64");
+  }
+  const std::size_t pad = text.size() - text.find_last_not_of('=') - 1;
+  const std::size_t first_pad = pad == 0 ? std::string::npos : text.size() - pad;
+  if (pad > 2 || text.find('=') != first_pad) return InvalidArgument("not padded base64");
+  std::string out(text.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(text.data()),
+                                static_cast<int>(text.size()));
+  if (n < 0) return InvalidArgument("not padded base64");
+  out.resize(static_cast<std::size_t>(n) - pad);  // EVP_DecodeBlock counts the padding as zeros
+  return out;
 }
 
 std::string SerialHex(X509* cert) {
@@ -262,6 +341,19 @@ std::string Sha256Fingerprint(X509* cert) {
     s += kHex[md[i] & 15];
   }
   return s;
+}
+
+std::string Sha256Hex(const std::string& bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr);
+  static const char* const kLower = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) {
+    out += kLower[md[i] >> 4];
+    out += kLower[md[i] & 0xF];
+  }
+  return out;
 }
 
 std::string CommonName(X509* cert) {

@@ -57,11 +57,23 @@ std::string KeyPem(EVP_PKEY* key);  // PKCS#8, unencrypted
 
 Result<Cert> LoadCert(const std::string& path);
 Result<Key> LoadKey(const std::string& path);
-// Reads a PEM CSR and checks its self-signature; returns its public key.
+// Reads a PEM CSR and checks its self-signature and that its key is EC P-256; returns the key.
 Result<Key> LoadCsrPublicKey(const std::string& path);
+// The same for a DER CSR from a device (`device rotate`), which must also have the subject CN
+// `expected_cn` and nothing after the request.
+Result<Key> CsrPublicKeyFromDer(const std::string& der, const std::string& expected_cn);
+// True when `cert` certifies `key` (the same public key).
+bool HasPublicKey(X509* cert, EVP_PKEY* key);
 
-std::string SerialHex(X509* cert);          // uppercase hex, no leading zeros
-std::string Sha256Fingerprint(X509* cert);  // "AB:CD:..." over the DER
+std::string CertDer(X509* cert);
+// Standard alphabet, padded, no line breaks.
+std::string Base64Encode(const std::string& bytes);
+// kInvalidArgument for anything but padded standard base64, or more than `max_bytes` decoded.
+Result<std::string> Base64Decode(const std::string& text, std::size_t max_bytes);
+
+std::string SerialHex(X509* cert);                // uppercase hex, no leading zeros
+std::string Sha256Fingerprint(X509* cert);        // "AB:CD:..." over the DER
+std::string Sha256Hex(const std::string& bytes);  // lowercase, 64 digits
 std::string CommonName(X509* cert);
 std::int64_t NotAfterUnix(X509* cert);
 // Unix seconds in UTC through strftime's `format` ("%Y-%m-%d"; at most 63 characters out).

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "outpost/base/status.h"
+#include "outpost/provision/pki.h"
 
 namespace outpost::provision {
 
@@ -69,11 +70,33 @@ struct RevokeOptions {
   int timeout_ms = 10'000;  // for the broker to refuse the revoked certificate, before the cut
 };
 
+// One certificate of a device: an id has one row per certificate it was issued (the active one,
+// revoked ones, and while `device rotate` waits for the device, its pending next one).
 struct DeviceRecord {
   std::string id, serial_hex, sha256;
   std::int64_t not_after_unix = 0;
   bool revoked = false;
   bool seed = false;
+  bool pending = false;  // issued by `device rotate`, not yet acknowledged by the device
+};
+
+// "active", "revoked" or "pending": the registry's state column.
+const char* StateName(const DeviceRecord& r);
+
+struct RotateOptions {
+  std::string gateway_url = "http://127.0.0.1:8080";  // the gateway's HTTP API
+  std::string gateway_ca;  // https: the CA that signed the gateway's certificate (empty: system)
+  std::string token;       // an API token with the operator role
+  int valid_days = 825;
+  int reload_pid = 0;    // when not 0: SIGHUP this broker process after writing the CRL
+  int timeout_s = 600;   // for the device's two replies, in all (then exit 4: run it again)
+  int ttl_s = 3'600;     // each command's time to live in the gateway's queue
+  bool restart = false;  // ignore earlier attempts (the device makes a new key)
+};
+
+struct RotateResult {
+  std::string old_serial, new_serial;  // new_serial empty: the device could not rotate
+  std::string failure;                 // why the device's command ended without success
 };
 
 class Provisioner {
@@ -95,6 +118,18 @@ class Provisioner {
                                  std::ostream& log) const;
   Status Revoke(const std::string& id, const RevokeOptions& options, std::int64_t now_unix,
                 std::ostream& log);
+  // Gives a native device its next certificate over the command channel (ADR 0011): certRequest
+  // through the gateway's API, the CSR checked (self-signature, P-256, CN = id) and signed, a
+  // `pending` registry row, certInstall, and once the device answers from its new session with
+  // the new serial, the old certificate revoked (registry, CRL, ACL, broker reload). Re-running
+  // after an interruption resumes (the commands' idempotency keys come from the id and the old
+  // serial). kNotFound: not provisioned here or unknown to the gateway; kFailedPrecondition:
+  // revoked, expired, a seed device, or the device rejected rotation; kDeadlineExceeded: no
+  // answer within timeout_s (the commands stay queued); kInvalidArgument: the token, or a CSR
+  // that does not pass. A command the device answered with a failure (it could not use the new
+  // certificate, ...) is a result with `failure` set, not an error: nothing is revoked then.
+  Result<RotateResult> Rotate(const std::string& id, const RotateOptions& options,
+                              std::int64_t now_unix, std::ostream& log);
   // Signs the CRL again with a fresh next-update (run it from a timer; docs/security.md). With
   // `renew_within_days` > 0, only when the current CRL's next-update is that close (or it is
   // missing or unreadable); else it says how many days are left and changes nothing.
@@ -115,6 +150,8 @@ class Provisioner {
   Status WriteRegistry(const std::vector<DeviceRecord>& records) const;
   Status WriteAclAndCrl(const Site& site, const std::vector<DeviceRecord>& records,
                         std::int64_t now_unix) const;
+  Status WriteDeviceFiles(const std::string& device_dir, const std::string& id, const Site& site,
+                          bool seed, const std::string& ca_pem, X509* cert, EVP_PKEY* key) const;
   void SelfCheck(const Site& site, const std::vector<std::string>& ids, const AddOptions& options,
                  std::ostream& log, AddResult* result) const;
 
