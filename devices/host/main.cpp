@@ -80,6 +80,8 @@ nlohmann::json ToJson(const fleet::Summary& s) {
   j["commands_rejected"] = s.commands_rejected;
   j["commands_retained"] = s.commands_retained;
   j["rx_oversize"] = s.rx_oversize;
+  j["cert_rotations"] = s.cert_rotations;
+  j["cert_rotation_failures"] = s.cert_rotation_failures;
   j["sleeps"] = s.sleeps;
   j["restarts"] = s.restarts;
   j["malformed_sent"] = s.malformed_sent;
@@ -115,7 +117,9 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_option("--cert-dir", net.cert_dir,
                  "per-device client certificates: DIR/<id>/device.crt and device.key, as "
-                 "outpost-provision device add writes them (with --tls; not with --cert)")
+                 "outpost-provision device add writes them (with --tls; not with --cert); enables "
+                 "certificate rotation (certRequest/certInstall), which writes "
+                 "device.pending.key and replaces both files there")
       ->check(CLI::ExistingDirectory);
   app.add_flag("--insecure", insecure, "with --tls: do not verify the broker's certificate");
   app.add_option("--username", o.username, "MQTT user name");

@@ -17,6 +17,8 @@
 #include <optional>
 #include <vector>
 
+#include "file_credentials.h"
+#include "openssl_util.h"
 #include "outpost/base/file.h"
 
 namespace outpost::node::fleet {
@@ -25,62 +27,6 @@ namespace {
 constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
 using SteadyClock = std::chrono::steady_clock;
 using asio::ip::tcp;
-
-struct SslFree {
-  void operator()(SSL* p) const { SSL_free(p); }
-  void operator()(SSL_CTX* p) const { SSL_CTX_free(p); }
-  void operator()(X509* p) const { X509_free(p); }
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using SslPtr = std::unique_ptr<SSL, SslFree>;
-using SslCtxPtr = std::unique_ptr<SSL_CTX, SslFree>;
-using X509Ptr = std::unique_ptr<X509, SslFree>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, SslFree>;
-
-// The newest OpenSSL error as text ("" when the queue is empty); clears the queue.
-std::string SslError() {
-  const unsigned long e = ERR_get_error();  // NOLINT(google-runtime-int): OpenSSL's type
-  ERR_clear_error();
-  if (e == 0) return "";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof(buf));
-  return buf;
-}
-
-struct BioFree {
-  void operator()(BIO* p) const { BIO_free(p); }
-};
-using BioPtr = std::unique_ptr<BIO, BioFree>;
-
-// A PEM file as a memory BIO, read whole with the bounded reader: a FIFO or /dev/zero given as a
-// path is an error at start, not a hang in OpenSSL's fopen().
-Result<BioPtr> PemBio(const std::string& path, std::string* text) {
-  auto read = ReadFile(path);
-  if (!read.ok()) return InvalidArgument(read.status().message());
-  *text = *std::move(read);
-  BioPtr bio(BIO_new_mem_buf(text->data(), static_cast<int>(text->size())));
-  if (!bio) return Internal("BIO_new_mem_buf: " + SslError());
-  return bio;
-}
-
-Result<X509Ptr> ReadCert(const std::string& path) {
-  std::string text;
-  auto bio = PemBio(path, &text);
-  if (!bio.ok()) return bio.status();
-  X509Ptr cert(PEM_read_bio_X509(bio->get(), nullptr, nullptr, nullptr));
-  if (!cert) return InvalidArgument(path + ": not a PEM certificate: " + SslError());
-  return cert;
-}
-
-Result<PkeyPtr> ReadKey(const std::string& path) {
-  std::string text;
-  auto bio = PemBio(path, &text);
-  if (!bio.ok()) return bio.status();
-  PkeyPtr key(PEM_read_bio_PrivateKey(bio->get(), nullptr, nullptr, nullptr));
-  OPENSSL_cleanse(text.data(), text.size());
-  if (!key) return InvalidArgument(path + ": not a PEM private key: " + SslError());
-  return key;
-}
 
 // Every certificate of the PEM file at `path` (at least one) into `ctx`'s trust store.
 Status LoadCa(SSL_CTX* ctx, const std::string& path) {
@@ -147,10 +93,10 @@ class AsioBackend::Impl {
     std::int64_t timer_at = kNever;
     std::shared_ptr<Conn> conn;
     std::unique_ptr<std::uint8_t[]> rbuf;  // allocated while connected
-    // --cert-dir: this device's own certificate and key, loaded once (the SSL object of a live
-    // connection shares them by reference count, so they cost nothing extra while connected).
-    X509Ptr cert;
-    PkeyPtr key;
+    // --cert-dir: this device's credentials (its Credentials port), loaded once: the current
+    // certificate and key, or the staged ones during a rotation. The SSL object of a live
+    // connection shares them by reference count, so they cost nothing extra while connected.
+    std::unique_ptr<FileCredentials> creds;
   };
 
   std::int64_t Now() const {
@@ -213,22 +159,15 @@ class AsioBackend::Impl {
   // `outpost-provision device add` writes. Every device must have both, and they must match.
   Status LoadDeviceCredentials() {
     for (std::uint32_t d = 0; d < slots_.size(); ++d) {
-      const std::string base = options_.cert_dir + "/" + fleet_->DeviceId(d) + "/device";
-      auto cert = ReadCert(base + ".crt");
-      if (!cert.ok()) {
-        return InvalidArgument("--cert-dir: " + cert.status().message() +
-                               " (provision the device: outpost-provision device add)");
-      }
-      auto key = ReadKey(base + ".key");
-      if (!key.ok()) return InvalidArgument("--cert-dir: " + key.status().message());
-      if (X509_check_private_key(cert->get(), key->get()) != 1) {
-        ERR_clear_error();
-        return InvalidArgument("--cert-dir: " + base + ".key does not match " + base + ".crt");
-      }
-      slots_[d].cert = std::move(*cert);
-      slots_[d].key = std::move(*key);
+      auto c = FileCredentials::Load(options_.cert_dir, fleet_->DeviceId(d));
+      if (!c.ok()) return InvalidArgument("--cert-dir: " + c.status().message());
+      slots_[d].creds = std::move(*c);
     }
     return Status::Ok();
+  }
+
+  device::Credentials* CredentialsFor(std::uint32_t d) {
+    return d < slots_.size() ? slots_[d].creds.get() : nullptr;
   }
 
   void Attach(Fleet& fleet) {
@@ -283,8 +222,8 @@ class AsioBackend::Impl {
     SslPtr ssl(SSL_new(ssl_.get()));
     if (ec || !ssl || SSL_set_fd(ssl.get(), conn->socket.native_handle()) != 1 ||
         SSL_set_tlsext_host_name(ssl.get(), options_.host.c_str()) != 1 ||
-        (s.cert && (SSL_use_certificate(ssl.get(), s.cert.get()) != 1 ||
-                    SSL_use_PrivateKey(ssl.get(), s.key.get()) != 1))) {
+        (s.creds && (SSL_use_certificate(ssl.get(), s.creds->cert()) != 1 ||
+                     SSL_use_PrivateKey(ssl.get(), s.creds->key()) != 1))) {
       ERR_clear_error();
       Fail(d);
       return;
@@ -546,7 +485,8 @@ class AsioBackend::Impl {
 };
 
 AsioBackend::AsioBackend(AsioOptions options)
-    : impl_(std::make_unique<Impl>(*this, std::move(options))) {}
+    : options_tls_cert_dir_(options.tls && !options.cert_dir.empty()),
+      impl_(std::make_unique<Impl>(*this, std::move(options))) {}
 AsioBackend::~AsioBackend() = default;
 
 void AsioBackend::Attach(Fleet& fleet) { impl_->Attach(fleet); }
@@ -567,6 +507,10 @@ void AsioBackend::ScheduleWake(std::uint32_t device, std::int64_t at_ms) {
 }
 void AsioBackend::ScheduleTick(std::int64_t at_ms) { impl_->ScheduleTick(at_ms); }
 void AsioBackend::Stop() { impl_->Stop(); }
+bool AsioBackend::ProvidesCredentials() const { return options_tls_cert_dir_; }
+device::Credentials* AsioBackend::CredentialsFor(std::uint32_t device) {
+  return impl_->CredentialsFor(device);
+}
 
 std::uint64_t RaiseFileLimit() {
   rlimit rl{};

@@ -38,7 +38,13 @@ void AddStats(device::NodeStats& to, const device::NodeStats& s) {
   to.sleeps += s.sleeps;
   to.tx_bytes += s.tx_bytes;
   to.rx_bytes += s.rx_bytes;
+  to.cert_rotations += s.cert_rotations;
+  to.cert_rotation_failures += s.cert_rotation_failures;
 }
+
+// With a Credentials port a certInstall (~730 bytes) must fit: the core's rx, tx (2x) and
+// scratch buffers grow from 512 to 1024 bytes, +2 KiB per device (docs/simulator.md "Memory").
+constexpr std::uint16_t kRotationMaxPacketBytes = 1024;
 
 }  // namespace
 
@@ -76,7 +82,12 @@ Status Device::Boot(std::int64_t now_ms, bool power_loss) {
   c.backoff = BackoffPolicy{500, 15'000};
   c.boot_delay_max_ms = o.boot_delay_max_ms;
   c.max_poll_interval_ms = 0;  // no watchdog on the host: wake only when something is due
+  device::Credentials* credentials = fleet_.backend_.CredentialsFor(index_);
+  if (credentials != nullptr) {
+    c.max_packet_bytes = std::max(c.max_packet_bytes, kRotationMaxPacketBytes);
+  }
   device::NodePorts ports;
+  ports.credentials = credentials;
   ports.transport = this;
   ports.random = this;
   ports.sensors = this;
@@ -319,6 +330,9 @@ Status Fleet::Init() {
   c.ring_capacity = options_.ring_capacity;
   c.boot_delay_max_ms = options_.boot_delay_max_ms;
   c.max_poll_interval_ms = 0;
+  if (backend_.ProvidesCredentials()) {
+    c.max_packet_bytes = std::max(c.max_packet_bytes, kRotationMaxPacketBytes);
+  }
   c.username = options_.username.empty() ? nullptr : options_.username.c_str();
   c.password = options_.password.empty() ? nullptr : options_.password.c_str();
   const char* field = "";
@@ -686,6 +700,8 @@ Summary Fleet::Summarize() const {
   s.commands_rejected = t.commands_rejected;
   s.commands_retained = t.commands_retained;
   s.rx_oversize = t.rx_oversize;
+  s.cert_rotations = t.cert_rotations;
+  s.cert_rotation_failures = t.cert_rotation_failures;
   s.protocol_errors = t.protocol_errors;
   s.sleeps = sleeps_;
   s.restarts = restarts_;

@@ -35,7 +35,8 @@ struct AsioOptions {
   bool tls = false;
   std::string ca_file, cert_file, key_file;  // PEM; ca empty: system trust store
   // Per-device client certificates: DIR/<device id>/device.crt and device.key (the layout of
-  // `outpost-provision device add`), loaded once at Run(); replaces cert_file/key_file.
+  // `outpost-provision device add`), loaded once at Run(); replaces cert_file/key_file. With
+  // tls, each device also gets the Credentials port (certificate rotation, docs/adr/0011).
   std::string cert_dir;
   bool verify_peer = true;
   std::size_t read_buffer_bytes = 512;
@@ -60,9 +61,13 @@ class AsioBackend final : public Backend {
   void ScheduleWake(std::uint32_t device, std::int64_t at_ms) override;
   void ScheduleTick(std::int64_t at_ms) override;
   void Stop() override;
+  // With --tls --cert-dir: each device's FileCredentials (valid once Run() loaded them).
+  bool ProvidesCredentials() const override;
+  device::Credentials* CredentialsFor(std::uint32_t device) override;
 
  private:
   class Impl;
+  bool options_tls_cert_dir_;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -62,6 +62,7 @@ struct Summary {
   std::uint64_t ack_order_errors = 0;   // an acknowledged seq out of order or duplicated
   std::uint64_t commands_retained = 0;  // retained commands ignored (NodeStats)
   std::uint64_t rx_oversize = 0;        // inbound PUBLISHes over max_packet_bytes, skipped
+  std::uint64_t cert_rotations = 0, cert_rotation_failures = 0;  // NodeStats (docs/adr/0011)
   std::int64_t latency_p50_ms = 0, latency_p99_ms = 0, latency_max_ms = 0;
   std::int64_t elapsed_ms = 0;
   std::int64_t all_connected_ms = -1;  // until every device had its first CONNACK (-1: never)
@@ -96,6 +97,13 @@ class Backend {
   virtual void ScheduleTick(std::int64_t at_ms) = 0;
   // Stops the loop (Run returns).
   virtual void Stop() = 0;
+  // Whether devices get a Credentials port (certificate rotation; the Node then needs
+  // max_packet_bytes >= 1024), and each device's port (nullptr: none; asked at every boot).
+  virtual bool ProvidesCredentials() const { return false; }
+  virtual device::Credentials* CredentialsFor(std::uint32_t device) {
+    (void)device;
+    return nullptr;
+  }
 };
 
 class Device;
