@@ -9,11 +9,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -21,6 +24,7 @@
 
 #include "outpost/testing/child_process.h"
 #include "outpost/testing/mosquitto_process.h"
+#include "outpost/testing/raw_http.h"
 #include "outpost/testing/status_matchers.h"
 #include "outpost/testing/temp_dir.h"
 #include "outpost/testing/test_mqtt.h"
@@ -670,7 +674,185 @@ TEST_F(ProvisionBrokerTest, TheSimulatorPresentsEachDevicesOwnCertificate) {
   // A device without credentials in the folder: a configuration error naming the file.
   auto [rc2, out2] = run("4", "sim-missing.log");
   EXPECT_EQ(rc2, 2) << out2;
-  EXPECT_NE(out2.find("sim-00003/device.crt: No such file or directory"), std::string::npos) << out2;
+  EXPECT_NE(out2.find("sim-00003/device.crt: No such file or directory"), std::string::npos)
+      << out2;
+}
+
+// device rotate end to end (ADR 0011): the real gateway relays certRequest and certInstall to
+// outpost-node, which makes its own next key; outpost-provision signs its CSR and revokes the old
+// serial only once the node answers from its new session. Every reading reaches the gateway in
+// one boot with no seq gap, and the broker refuses the old certificate afterwards.
+TEST_F(ProvisionBrokerTest, DeviceRotateGivesTheNodeItsNextCertificateWithNoGapAndRevokesTheOld) {
+  const char* bin_dir = std::getenv("OUTPOST_BINARY_DIR");
+  ASSERT_NE(bin_dir, nullptr);
+  const std::string gateway_bin = std::string(bin_dir) + "/gateway/outpost-gateway";
+  const std::string broker_pid = std::to_string(broker_process->pid());
+  ASSERT_EQ(Provision({"device", "add", "--count", "1", "--prefix", "rot-", "--first", "0",
+                       "--digits", "5", "--reload-pid", broker_pid}),
+            0);
+  const std::string dev = pki_dir + "/devices/rot-00000";
+  std::filesystem::copy_file(dev + "/device.crt", suite_tmp->File("rot-old.crt"));
+  std::filesystem::copy_file(dev + "/device.key", suite_tmp->File("rot-old.key"));
+  // The registry's rows for rot-00000, "state serial" each.
+  auto rows = [&] {
+    std::vector<std::string> out;
+    std::ifstream in(pki_dir + "/devices.tsv");
+    for (std::string line; std::getline(in, line);) {
+      std::vector<std::string> f;
+      std::istringstream fields(line);
+      for (std::string x; std::getline(fields, x, '\t');) f.push_back(x);
+      if (f.size() == 6 && f[0] == "rot-00000") out.push_back(f[4] + " " + f[1]);
+    }
+    return out;
+  };
+  const std::vector<std::string> before = rows();
+  ASSERT_EQ(before.size(), 1u);
+  const std::string old_serial = before[0].substr(before[0].find(' ') + 1);
+
+  auto http = PickFreePort();
+  ASSERT_TRUE(http.ok());
+  const std::string config = suite_tmp->File("rotate-gateway.yaml");
+  std::ofstream(config) << "gateway:\n  id: gw1\nmqtt:\n  host: 127.0.0.1\n  port: " << broker_port
+                        << "\n  tls:\n    enabled: true\n    ca_file: " << pki_dir
+                        << "/broker/ca.crt\n    cert_file: " << pki_dir
+                        << "/gateway/gateway.crt\n    key_file: " << pki_dir
+                        << "/gateway/gateway.key\nstorage:\n  path: "
+                        << suite_tmp->File("rotate-gateway.db")
+                        << "\nhttp:\n  listen: 127.0.0.1:" << *http << "\n";
+  auto cli = ChildProcess::Start(ChildProcessOptions{
+      {gateway_bin, "--config", config, "token", "create", "--role", "operator", "--name", "rot"},
+      {},
+      suite_tmp->File("rotate-token.log"),
+      ""});
+  OUTPOST_ASSERT_OK(cli.status());
+  auto cli_rc = (*cli)->Wait(60s);
+  ASSERT_TRUE(cli_rc.ok() && *cli_rc == 0) << (*cli)->log();
+  std::smatch token;
+  const std::string cli_log = (*cli)->log();
+  ASSERT_TRUE(std::regex_search(cli_log, token, std::regex("opt_[0-9a-f]{64}"))) << cli_log;
+  const std::string token_file = suite_tmp->File("rotate-token");
+  std::ofstream(token_file) << token.str() << "\n";
+  ::chmod(token_file.c_str(), 0600);
+
+  TestMqtt admin;
+  OUTPOST_ASSERT_OK(admin.Connect(broker_port, Identity("admin")));
+  OUTPOST_ASSERT_OK(admin.Subscribe("gateway/gw1/state"));
+  auto gateway = ChildProcess::Start(ChildProcessOptions{
+      {gateway_bin, "--config", config}, {}, suite_tmp->File("rotate-gateway.log"), ""});
+  OUTPOST_ASSERT_OK(gateway.status());
+  OUTPOST_ASSERT_OK(admin
+                        .WaitMessage(
+                            [](const mqtt::Message& m) {
+                              return m.topic == "gateway/gw1/state" && m.payload == "online";
+                            },
+                            20s)
+                        .status())
+      << (*gateway)->log();
+  // The gateway's view of rot-00000 (GET /api/v1/devices/rot-00000), null until it answers.
+  auto device = [&]() -> nlohmann::json {
+    auto c = RawHttpConnection::Connect(*http);
+    if (!c.ok()) return nullptr;
+    auto r = c->Exchange(
+        "GET /api/v1/devices/rot-00000 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Authorization: Bearer " +
+        token.str() + "\r\nConnection: close\r\n\r\n");
+    if (!r.ok() || r->status != 200) return nullptr;
+    return nlohmann::json::parse(r->body, nullptr, false);
+  };
+  auto readings = [&] {
+    const nlohmann::json d = device();
+    return d.is_object() ? d["counters"]["readings"].get<std::int64_t>() : 0;
+  };
+
+  ChildProcessOptions node_o;
+  node_o.argv = {std::string(bin_dir) + "/devices/host/outpost-node",
+                 "--broker",
+                 "127.0.0.1:" + std::to_string(broker_port),
+                 "--tls",
+                 "--ca",
+                 pki_dir + "/broker/ca.crt",
+                 "--cert-dir",
+                 pki_dir + "/devices",
+                 "--id-prefix",
+                 "rot-",
+                 "--devices",
+                 "1",
+                 "--interval",
+                 "0.2",
+                 "--duration",
+                 "300",
+                 "--drain-timeout",
+                 "10",
+                 "--json",
+                 "-q"};
+  node_o.log_path = suite_tmp->File("rotate-node.log");
+  auto node = ChildProcess::Start(node_o);
+  OUTPOST_ASSERT_OK(node.status());
+  ASSERT_TRUE(WaitUntil("rot-00000's readings at the gateway", 20s, [&] { return readings() > 0; }))
+      << (*node)->log() << (*gateway)->log();
+
+  auto [rc, out] = ProvisionRun({"device", "rotate", "rot-00000", "--gateway",
+                                 "http://127.0.0.1:" + std::to_string(*http), "--token-file",
+                                 token_file, "--reload-pid", broker_pid, "--timeout-s", "60"});
+  ASSERT_EQ(rc, 0) << out << (*node)->log();
+  const std::vector<std::string> after = rows();
+  ASSERT_EQ(after.size(), 2u) << out;
+  EXPECT_EQ(after[0], "revoked " + old_serial);
+  ASSERT_EQ(after[1].rfind("active ", 0), 0u) << after[1];
+  const std::string new_serial = after[1].substr(7);
+  EXPECT_NE(new_serial, old_serial);
+  EXPECT_NE(out.find("rotated rot-00000: serial " + old_serial + " -> " + new_serial),
+            std::string::npos)
+      << out;
+  // The folder's copy is the node's new pair (the simulator shares the folder); no pending key.
+  EXPECT_FALSE(std::filesystem::exists(dev + "/next.crt"));
+  EXPECT_FALSE(std::filesystem::exists(dev + "/device.pending.key"));
+  // The broker read the new CRL: the old pair is refused (at most 10 s, as revoke promises).
+  TestMqttOptions old_identity = Identity("rot-00000");
+  old_identity.tls.cert_file = suite_tmp->File("rot-old.crt");
+  old_identity.tls.key_file = suite_tmp->File("rot-old.key");
+  old_identity.client_id = "rot-00000";
+  EXPECT_TRUE(WaitUntil("the old certificate refused", 10s, [&] {
+    TestMqtt old;
+    return !old.Connect(broker_port, old_identity).ok();
+  }));
+
+  // Readings go on with the new certificate; then every one the node had acknowledged is stored,
+  // in one boot with no seq gap.
+  const std::int64_t at_rotation = readings();
+  ASSERT_TRUE(WaitUntil("readings after the rotation", 20s,
+                        [&] { return readings() >= at_rotation + 10; }));
+  (*node)->Terminate();
+  auto node_rc = (*node)->Wait(30s);
+  ASSERT_TRUE(node_rc.ok() && *node_rc == 0) << (*node)->log();
+  const std::string node_log = (*node)->log();
+  EXPECT_NE(node_log.find("\"cert_rotations\":1"), std::string::npos) << node_log;
+  std::smatch acked;
+  ASSERT_TRUE(std::regex_search(node_log, acked, std::regex("\"acked\":([0-9]+)"))) << node_log;
+  const std::int64_t n = std::stoll(acked[1].str());
+  EXPECT_TRUE(WaitUntil("every acknowledged reading stored", 10s, [&] { return readings() >= n; }))
+      << readings() << " of " << n;
+  const nlohmann::json d = device();
+  ASSERT_TRUE(d.is_object());
+  EXPECT_EQ(d["counters"]["seq_gaps"], 0) << d.dump();
+  EXPECT_EQ(d["counters"]["readings"], n) << d.dump();
+  std::printf("rot-00000: %lld readings, 0 seq gaps, across the rotation %s -> %s\n",
+              static_cast<long long>(n), old_serial.c_str(), new_serial.c_str());
+
+  // What rotate refuses, before anything is sent: a seed device, an unknown id, a bad token.
+  const std::string url = "http://127.0.0.1:" + std::to_string(*http);
+  auto seed = ProvisionRun({"device", "rotate", "seed1", "--token-file", token_file});
+  EXPECT_EQ(seed.first, 3) << seed.second;
+  EXPECT_NE(seed.second.find("seed"), std::string::npos) << seed.second;
+  EXPECT_EQ(ProvisionRun({"device", "rotate", "nobody", "--token-file", token_file}).first, 3);
+  const std::string bad_token = suite_tmp->File("rotate-bad-token");
+  std::ofstream(bad_token) << "opt_" << std::string(64, '0') << "\n";
+  auto denied =
+      ProvisionRun({"device", "rotate", "rot-00000", "--gateway", url, "--token-file", bad_token});
+  EXPECT_EQ(denied.first, 2) << denied.second;
+  EXPECT_NE(denied.second.find("401"), std::string::npos) << denied.second;
+  EXPECT_EQ(rows().size(), 2u) << "a refused rotate changes nothing";
+  OUTPOST_EXPECT_OK((*gateway)->Stop(SIGTERM, 20s));
 }
 
 }  // namespace
