@@ -188,6 +188,13 @@ TEST_F(NodeCertRotationTest, RotatesOverTheCommandChannelWithNoSeqGapAndRestarts
     return true;
   };
   ASSERT_TRUE(take_reading(20s)) << node->log();
+  auto old_cert = pv::LoadCert(pki_ + "/devices/rot-00000/device.crt");
+  ASSERT_TRUE(old_cert.ok());
+  const std::string old_serial = pv::SerialHex(old_cert->get());
+  for (const char* f : {"device.crt", "device.key"}) {
+    std::ifstream in(pki_ + "/devices/rot-00000/" + f);
+    std::ofstream(tmp_.File(std::string("old-") + f)) << in.rdbuf();
+  }
 
   OUTPOST_ASSERT_OK(
       gw.Publish("devices/rot-00000/commands", R"({"id":"C1","command":"certRequest"})", 1));
@@ -243,7 +250,28 @@ TEST_F(NodeCertRotationTest, RotatesOverTheCommandChannelWithNoSeqGapAndRestarts
   EXPECT_NE(node->log().find("\"cert_rotations\":1"), std::string::npos) << node->log();
   EXPECT_NE(node->log().find("\"ack_order_errors\":0"), std::string::npos) << node->log();
 
-  // A restart loads the new pair and the broker accepts it: 3 readings each, acknowledged.
+  // What `device rotate` does after the reply: revoke the old serial (a CRL signed by the site's
+  // CA), reload the broker. The old identity is refused from then on...
+  auto crl = pv::MakeCrlPem(ca->get(), ca_key->get(), {old_serial}, now - 60, now + 86400);
+  ASSERT_TRUE(crl.ok());
+  std::ofstream(pki_ + "/broker/crl.pem", std::ios::trunc) << *crl;
+  broker_->Terminate();
+  ASSERT_TRUE(broker_->Wait(10s).ok());
+  auto broker = ChildProcess::Start(ChildProcessOptions{
+      {"/usr/sbin/mosquitto", "-c", tmp_.File("mosquitto.conf")}, {}, tmp_.File("broker.log"), ""});
+  ASSERT_TRUE(broker.ok());
+  broker_ = std::move(*broker);
+  ASSERT_TRUE(WaitForPort(port_, 10s).ok()) << broker_->log();
+  {
+    TestMqttOptions o = Gateway();
+    o.client_id = "rot-00000";
+    o.reconnect = false;
+    o.tls.cert_file = tmp_.File("old-device.crt");
+    o.tls.key_file = tmp_.File("old-device.key");
+    TestMqtt old;
+    EXPECT_FALSE(old.Connect(port_, o).ok()) << "the revoked identity connected";
+  }
+  // ...so a restart that acks its readings loads and presents the new pair: 3 readings each.
   auto again = StartNode({"--count", "3", "--duration", "0"}, "node2.log");
   ASSERT_NE(again, nullptr);
   auto rc2 = again->Wait(60s);
