@@ -154,9 +154,9 @@ class NodeCertRotationTest : public ::testing::Test {
   // The reply to command `id` of rot-00000.
   nlohmann::json WaitReply(TestMqtt& gw, const std::string& id, std::chrono::milliseconds t) {
     auto m = gw.WaitMessage(
-        [&](const mqtt::Message& m) {
-          if (m.topic != "devices/rot-00000/replies") return false;
-          auto j = nlohmann::json::parse(m.payload, nullptr, false);
+        [&](const mqtt::Message& msg) {
+          if (msg.topic != "devices/rot-00000/replies") return false;
+          auto j = nlohmann::json::parse(msg.payload, nullptr, false);
           return j.is_object() && j.value("id", "") == id;
         },
         t);

@@ -318,6 +318,9 @@ Result<std::string> Base64Decode(const std::string& text, std::size_t max_bytes)
                                 static_cast<int>(text.size()));
   if (n < 0) return InvalidArgument("not padded base64");
   out.resize(static_cast<std::size_t>(n) - pad);  // EVP_DecodeBlock counts the padding as zeros
+  if (out.size() > max_bytes) {
+    return InvalidArgument("base64 longer than " + std::to_string(max_bytes) + " bytes");
+  }
   return out;
 }
 
