@@ -510,6 +510,7 @@ Result<AddResult> Provisioner::AddDevices(const AddOptions& o, std::int64_t now,
   }
   if (added > 0) {
     OUTPOST_RETURN_IF_ERROR(WriteRegistry(*records));
+    gateway_db_.Sync(dir_, now, log);
     OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
   }
   log << "added " << added << ", kept " << kept << ", skipped " << skipped << " revoked; " << dir_
@@ -712,6 +713,7 @@ Status Provisioner::Revoke(const std::string& id, const RevokeOptions& o, std::i
   } else {
     it->revoked = true;
     OUTPOST_RETURN_IF_ERROR(WriteRegistry(*records));
+    gateway_db_.Sync(dir_, now, log);
     OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
     log << "revoked " << id << " (serial " << it->serial_hex
         << "): CRL re-signed and ACL regenerated\n";
