@@ -5,6 +5,7 @@
 // Threats and rules: docs/security.md
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -853,6 +854,111 @@ TEST_F(ProvisionBrokerTest, DeviceRotateGivesTheNodeItsNextCertificateWithNoGapA
   EXPECT_NE(denied.second.find("401"), std::string::npos) << denied.second;
   EXPECT_EQ(rows().size(), 2u) << "a refused rotate changes nothing";
   OUTPOST_EXPECT_OK((*gateway)->Stop(SIGTERM, 20s));
+}
+
+// The registry in the gateway's database (docs/security.md#the-registry-in-the-gateways-database):
+// device add and revoke with --gateway-db copy devices.tsv into the running gateway's store, and
+// a gateway with no registry_file reports the devices' days left from it; a missing database or
+// an old schema is exit 1 with a clear message, devices.tsv still written.
+TEST_F(ProvisionBrokerTest, DeviceAddWithGatewayDbFillsItsTableAndTheGatewayReportsItsDaysLeft) {
+  const char* bin_dir = std::getenv("OUTPOST_BINARY_DIR");
+  ASSERT_NE(bin_dir, nullptr);
+  const std::string db = suite_tmp->File("gateway-registry.db");
+  const std::string config = suite_tmp->File("gateway-registry.yaml");
+  std::ofstream(config) << "gateway:\n  id: gw1\nmqtt:\n  host: 127.0.0.1\n  port: " << broker_port
+                        << "\n  tls:\n    enabled: true\n    ca_file: " << pki_dir
+                        << "/broker/ca.crt\n    cert_file: " << pki_dir
+                        << "/gateway/gateway.crt\n    key_file: " << pki_dir
+                        << "/gateway/gateway.key\nstorage:\n  path: " << db
+                        << "\nhttp:\n  listen: 127.0.0.1:0\n";
+  auto start_gateway = [&](const std::string& log) {
+    return ChildProcess::Start(
+        ChildProcessOptions{{std::string(bin_dir) + "/gateway/outpost-gateway", "--config", config},
+                            {},
+                            suite_tmp->File(log),
+                            ""});
+  };
+  // The gateway's status once `fresh` holds: a status retained from a gateway before (another
+  // test's has a crl_file) must not pass for this one's.
+  TestMqtt admin;
+  OUTPOST_ASSERT_OK(admin.Connect(broker_port, Identity("admin")));
+  OUTPOST_ASSERT_OK(admin.Subscribe("gateway/#"));
+  auto status_of_gateway = [&](nlohmann::json* status, auto fresh) {
+    return static_cast<bool>(WaitUntil("the gateway's status", 20s, [&] {
+      if (!admin.Publish("gateway/commands", "{\"command\":\"get_status\"}", 1).ok()) return false;
+      auto m = admin.WaitMessage("gateway/gw1/status", 2s);
+      if (!m.ok()) return false;
+      *status = nlohmann::json::parse(m->payload, nullptr, false);
+      return status->is_object() && status->contains("pki") && !(*status)["pki"].contains("crl") &&
+             fresh(*status);
+    }));
+  };
+  auto gateway = start_gateway("gateway-registry-1.log");
+  OUTPOST_ASSERT_OK(gateway.status());
+  nlohmann::json status;
+  ASSERT_TRUE(status_of_gateway(&status, [](const nlohmann::json&) { return true; }))
+      << (*gateway)->log();
+  EXPECT_FALSE(status["pki"].contains("devices")) << "an empty table and no registry_file";
+
+  // While the gateway runs on it (busy_timeout), add and revoke sync the table.
+  const std::string pid = std::to_string(broker_process->pid());
+  auto [rc, out] =
+      ProvisionRun({"device", "add", "devDb", "--gateway-db", db, "--reload-pid", pid});
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("gateway database " + db + ": device_certificates = devices.tsv"),
+            std::string::npos)
+      << out;
+  auto [rc2, out2] = ProvisionRun({"device", "revoke", "devDb", "--gateway-db", db});
+  EXPECT_EQ(rc2, 0) << out2;
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  std::string rows;
+  sqlite3_exec(
+      h,
+      "SELECT device_id || ':' || state FROM device_certificates WHERE device_id IN ('devDb', "
+      "'devA', 'devExpired') ORDER BY device_id",
+      [](void* p, int, char** v, char**) {
+        *static_cast<std::string*>(p) += std::string(v[0]) + " ";
+        return 0;
+      },
+      &rows, nullptr);
+  sqlite3_close(h);
+  EXPECT_EQ(rows, "devA:active devDb:revoked devExpired:active ");
+  OUTPOST_EXPECT_OK((*gateway)->Stop(SIGTERM, 20s));
+
+  // A gateway started on that database reports the days left without registry_file.
+  auto again = start_gateway("gateway-registry-2.log");
+  OUTPOST_ASSERT_OK(again.status());
+  ASSERT_TRUE(status_of_gateway(&status, [](const nlohmann::json& j) {
+    return j["pki"].contains("devices");
+  })) << (*again)->log();
+  EXPECT_EQ(status["pki"]["devices"]["path"], db) << status["pki"].dump();
+  EXPECT_EQ(status["pki"]["devices"]["first"], "devExpired");
+  // Lapsed a day ago: -1 within the same second as the add, -2 after (whole days, rounded down).
+  EXPECT_LE(status["pki"]["devices"]["days_left"], -1);
+  EXPECT_GE(status["pki"]["devices"]["days_left"], -2);
+  EXPECT_GE(status["pki"]["devices"]["expiring"], 1);
+  OUTPOST_EXPECT_OK((*again)->Stop(SIGTERM, 20s));
+
+  // A path that does not exist, and a schema older than 8.
+  const std::string missing = suite_tmp->File("no-such-gateway.db");
+  auto [rc3, out3] =
+      ProvisionRun({"device", "add", "devDb2", "--gateway-db", missing, "--no-check"});
+  EXPECT_EQ(rc3, 1) << out3;
+  EXPECT_NE(out3.find(missing + " does not exist: start outpost-gateway once"), std::string::npos)
+      << out3;
+  EXPECT_NE(out3.find("devices.tsv was written"), std::string::npos) << out3;
+  const std::string old = suite_tmp->File("old-gateway.db");
+  ASSERT_EQ(sqlite3_open(old.c_str(), &h), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(h, "PRAGMA application_id=1330664276; PRAGMA user_version=7", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(h);
+  auto [rc4, out4] = ProvisionRun({"device", "revoke", "devDb2", "--gateway-db", old});
+  EXPECT_EQ(rc4, 1) << out4;
+  EXPECT_NE(out4.find(old + " has schema version 7, older than 8"), std::string::npos) << out4;
+  auto [rc5, list] = ProvisionRun({"list"});
+  EXPECT_NE(list.find("devDb2\trevoked"), std::string::npos) << list;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "outpost/gateway/store/device_certificates.h"
 #include "outpost/provision/pki.h"
 #include "outpost/provision/provisioner.h"
 
@@ -42,6 +43,30 @@ ExpiryItem DevicesItem(const std::string& path, std::int64_t soon_unix) {
   return item;
 }
 
+// The same from the store's device_certificates (written by outpost-provision): only `active`
+// rows count (not `revoked`, nor a `pending` next certificate). nullopt when the table is empty
+// or unreadable, so the caller falls back to registry_file.
+std::optional<ExpiryItem> StoreDevicesItem(const std::string& store_path, std::int64_t soon_unix,
+                                           std::string* error) {
+  auto rows = store::ReadDeviceCertificates(store_path);
+  if (!rows.ok()) {
+    *error = rows.status().message();
+    return std::nullopt;
+  }
+  if (rows->empty()) return std::nullopt;
+  ExpiryItem item{"devices", store_path};
+  for (const store::DeviceCertificate& r : *rows) {
+    if (r.state != "active") continue;
+    ++item.devices;
+    if (r.not_after_unix < soon_unix) ++item.devices_soon;
+    if (!item.expires_unix || r.not_after_unix < *item.expires_unix) {
+      item.expires_unix = r.not_after_unix;
+      item.device_id = r.device_id;
+    }
+  }
+  return item;
+}
+
 std::string Left(std::int64_t days) {
   if (days < 0) return "has expired";
   return "expires in " + std::to_string(days) + " days";
@@ -74,7 +99,8 @@ std::int64_t ExpiryItem::DaysLeft(std::int64_t now_unix) const {
   return s >= 0 ? s / kDay : -((-s + kDay - 1) / kDay);
 }
 
-std::vector<ExpiryItem> ReadExpiry(const config::TlsConfig& tls, std::int64_t now_unix) {
+std::vector<ExpiryItem> ReadExpiry(const config::TlsConfig& tls, std::int64_t now_unix,
+                                   const std::string& store_path) {
   std::vector<ExpiryItem> items;
   if (!tls.cert_file.empty()) items.push_back(CertItem("certificate", tls.cert_file));
   if (!tls.ca_file.empty()) items.push_back(CertItem("ca", tls.ca_file));
@@ -88,9 +114,18 @@ std::vector<ExpiryItem> ReadExpiry(const config::TlsConfig& tls, std::int64_t no
     }
     items.push_back(std::move(item));
   }
-  if (!tls.registry_file.empty()) {
-    items.push_back(
-        DevicesItem(tls.registry_file, now_unix + std::int64_t{tls.expiry_alert_days} * kDay));
+  const std::int64_t soon_unix = now_unix + std::int64_t{tls.expiry_alert_days} * kDay;
+  std::string store_error;
+  std::optional<ExpiryItem> from_store;
+  if (!store_path.empty()) from_store = StoreDevicesItem(store_path, soon_unix, &store_error);
+  if (from_store) {
+    items.push_back(std::move(*from_store));
+  } else if (!tls.registry_file.empty()) {
+    items.push_back(DevicesItem(tls.registry_file, soon_unix));
+  } else if (!store_error.empty()) {
+    ExpiryItem item{"devices", store_path};
+    item.error = store_error;
+    items.push_back(std::move(item));
   }
   return items;
 }

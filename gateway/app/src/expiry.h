@@ -40,8 +40,12 @@ struct ExpiryItem {
   std::int64_t DaysLeft(std::int64_t now_unix) const;
 };
 
-// Reads what `tls` names (a kind whose file is not set is left out).
-std::vector<ExpiryItem> ReadExpiry(const config::TlsConfig& tls, std::int64_t now_unix);
+// Reads what `tls` names (a kind whose file is not set is left out). The devices: from the
+// store's device_certificates at `store_path` when it has rows (outpost-provision keeps it
+// equal to its devices.tsv), else from tls.registry_file (a site provisioned on another
+// machine); with neither, no devices item (or the store's error, when it cannot be read).
+std::vector<ExpiryItem> ReadExpiry(const config::TlsConfig& tls, std::int64_t now_unix,
+                                   const std::string& store_path = "");
 
 // `pki` in the status report (and so outpost_gateway_pki_* in /metrics): per kind its days
 // left, expiry date, path and error; for devices also the counts.

@@ -13,7 +13,10 @@
 #include <fstream>
 
 #include "outpost/base/file.h"
+#include "outpost/gateway/store/store.h"
 #include "outpost/provision/pki.h"
+#include "outpost/provision/registry_db.h"
+#include "outpost/testing/status_matchers.h"
 #include "outpost/testing/temp_dir.h"
 
 namespace outpost::gateway::app {
@@ -68,6 +71,39 @@ const ExpiryItem* Find(const std::vector<ExpiryItem>& items, const std::string& 
     if (i.kind == kind) return &i;
   }
   return nullptr;
+}
+
+// With rows in the store's device_certificates (outpost-provision's copy of devices.tsv), the
+// gateway needs no registry_file; `pending` and `revoked` certificates do not count.
+TEST_F(ExpiryTest, TheDevicesDaysLeftComeFromTheStoresTableWithoutRegistryFile) {
+  const std::string db = tmp_.File("gateway.db");
+  {
+    gateway::store::Options o;
+    o.path = db;
+    auto store = gateway::store::Store::Open(o);
+    OUTPOST_ASSERT_OK(store.status());
+  }
+  EXPECT_EQ(Find(ReadExpiry(tls_, kNow, db), "devices"), nullptr) << "an empty table: no item";
+  const std::string tsv = tmp_.File("site-devices.tsv");
+  std::ofstream(tsv) << "# id\tserial\tsha256\tnot_after_unix\tstate\tmode\n"
+                     << "old\t01\tAA\t" << kNow + 2 * kDay << "\trevoked\tnative\n"
+                     << "n1\t02\tBB\t" << kNow + 25 * kDay << "\tactive\tnative\n"
+                     << "n1\t05\tEE\t" << kNow + 1 * kDay << "\tpending\tnative\n"
+                     << "n2\t03\tCC\t" << kNow + 20 * kDay + 5 << "\tactive\tseed\n";
+  OUTPOST_ASSERT_OK(provision::SyncRegistryToGatewayDb(db, tsv, kNow * 1000).status());
+  tls_.registry_file = tmp_.File("stale.tsv");  // the fallback, not read while the table has rows
+  const auto items = ReadExpiry(tls_, kNow, db);
+  const ExpiryItem* d = Find(items, "devices");
+  ASSERT_NE(d, nullptr);
+  EXPECT_TRUE(d->error.empty()) << d->error;
+  EXPECT_EQ(d->path, db);
+  EXPECT_EQ(d->device_id, "n2");
+  EXPECT_EQ(d->DaysLeft(kNow), 20);
+  EXPECT_EQ(d->devices, 2u);
+  EXPECT_EQ(d->devices_soon, 2u);
+  const nlohmann::json j = ExpiryJson(items, kNow, 30);
+  EXPECT_EQ(j["devices"]["first"], "n2");
+  EXPECT_EQ(j["devices"]["active"], 2);
 }
 
 TEST_F(ExpiryTest, ReadsTheDaysLeftOfEachFileAndTheFirstActiveDevice) {

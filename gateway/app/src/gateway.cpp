@@ -1254,7 +1254,7 @@ void Gateway::Impl::CheckExpiry(const ingest::Instant& now) {
   constexpr std::int64_t kEveryMs = 3'600'000;
   if (expiry_checked_mono_ms_ && now.mono_ms - *expiry_checked_mono_ms_ < kEveryMs) return;
   expiry_checked_mono_ms_ = now.mono_ms;
-  std::vector<ExpiryItem> items = ReadExpiry(config_.mqtt.tls, now.wall_ms / 1000);
+  std::vector<ExpiryItem> items = ReadExpiry(config_.mqtt.tls, now.wall_ms / 1000, config_.storage.path);
   for (const ExpiryItem& item : items) {
     auto before = std::find_if(expiry_.begin(), expiry_.end(),
                                [&](const ExpiryItem& e) { return e.kind == item.kind; });

@@ -182,6 +182,18 @@ CREATE TRIGGER blocks_drop_summaries AFTER DELETE ON blocks BEGIN
   DELETE FROM block_summaries WHERE block_id = old.id;
 END;
 )sql",
+    // 8: the device certificate registry, written by outpost-provision (docs/formats/store.md).
+    R"sql(
+CREATE TABLE device_certificates(
+  serial TEXT PRIMARY KEY,
+  device_id TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  not_after_unix INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  mode TEXT NOT NULL,
+  updated_ms INTEGER NOT NULL);
+CREATE INDEX device_certificates_by_device ON device_certificates(device_id);
+)sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(sizeof(kMigrations) / sizeof(kMigrations[0]));
 

@@ -535,8 +535,21 @@ TEST_F(StoreTest, MigratesAnEmptyFile) {
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 7);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 8);
   sqlite3_finalize(st);
+  // Schema 8: the device certificate registry outpost-provision writes, keyed by serial.
+  EXPECT_EQ(sqlite3_exec(db,
+                         "INSERT INTO device_certificates VALUES ('0a', 'dev1', 'ab', 1, "
+                         "'active', 'native', 5); INSERT INTO device_certificates VALUES "
+                         "('0b', 'dev1', 'cd', 2, 'pending', 'native', 6)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  EXPECT_NE(sqlite3_exec(db,
+                         "INSERT INTO device_certificates VALUES ('0a', 'dev2', 'ef', 1, "
+                         "'active', 'seed', 7)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << "the serial is the key";
   sqlite3_close(db);
 }
 
@@ -555,9 +568,11 @@ TEST_F(StoreTest, MigratesVersion1ToCurrentKeepingData) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
   // What schema 1 had: no device_status view (2), no outbox (3), no dead letter reasons (4),
-  // no acknowledgements of alerts (5), no commands (6), no block summaries (7).
+  // no acknowledgements of alerts (5), no commands (6), no block summaries (7), no device
+  // certificates (8).
   ASSERT_EQ(sqlite3_exec(db,
-                         "DROP TRIGGER blocks_drop_summaries; DROP TABLE block_summaries; "
+                         "DROP TABLE device_certificates; DROP TRIGGER blocks_drop_summaries; DROP "
+                         "TABLE block_summaries; "
                          "DROP VIEW device_status; DROP TABLE outbox; DROP TABLE outbox_batch; "
                          "DROP TABLE outbox_state; DROP TABLE outbox_dead_letter; "
                          "ALTER TABLE alerts DROP COLUMN acked_ms; "

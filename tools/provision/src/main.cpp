@@ -11,6 +11,7 @@
 #include "outpost/base/file.h"
 #include "outpost/provision/pki.h"
 #include "outpost/provision/provisioner.h"
+#include "outpost/provision/registry_db.h"
 
 namespace {
 
@@ -29,6 +30,11 @@ constexpr const char* kDescription =
     "device rotate: 3 also for a device that rejects rotation or is unknown to the gateway,\n"
     "4 the device did not answer within --timeout-s (run it again to resume), 5 the device\n"
     "could not use the new certificate (nothing revoked).\n"
+    "The gateway's database: with `init --gateway-db PATH` (the package's gateway:\n"
+    "/var/lib/outpost/gateway.db) device add, revoke and rotate also copy devices.tsv into its "
+    "table\n"
+    "device_certificates; a database missing or older than schema 8 is exit 1, with\n"
+    "devices.tsv, the CRL and the ACL still written (then `sync` copies it in).\n"
     "Guide: docs/security.md";
 
 int ExitCode(const outpost::Status& s) {
@@ -118,6 +124,17 @@ int main(int argc, char** argv) {
                    "the broker's payload limit in bytes (docs/broker.md)")
       ->capture_default_str()
       ->check(CLI::Range(1, 268435455));
+  std::string init_gateway_db;
+  bool init_gateway_db_set = false;
+  init->add_option(
+          "--gateway-db", init_gateway_db,
+          "the gateway's database (its storage.path; the package's: "
+          "/var/lib/outpost/gateway.db): remembered in site.conf; device add, revoke and rotate "
+          "then copy devices.tsv into its device_certificates table (\"\" forgets it)")
+      ->each([&](const std::string&) { init_gateway_db_set = true; });
+  std::string gateway_db;
+  const std::string gateway_db_help =
+      "the gateway's database for this command, instead of the site's (init --gateway-db)";
 
   CLI::App* device = app.add_subcommand("device", "add, check, revoke or rotate devices");
   device->require_subcommand(1);
@@ -157,6 +174,7 @@ int main(int argc, char** argv) {
       ->group("");
   add->add_option("--not-after", not_after, "explicit validity end, unix seconds (testing)")
       ->group("");
+  add->add_option("--gateway-db", gateway_db, gateway_db_help);
   add->add_option("--reload-pid", add_o.reload_pid,
                   "send SIGHUP to this broker process so it reads the new ACL and CRL (before "
                   "the self-check)");
@@ -189,6 +207,7 @@ int main(int argc, char** argv) {
       "revoke", "add the device's serial to the CRL (re-signed) and drop it from the ACL");
   revoke->add_option("id", revoke_id, "the device id")->required();
   RevokeOptions revoke_o;
+  revoke->add_option("--gateway-db", gateway_db, gateway_db_help);
   revoke->add_option("--reload-pid", revoke_o.reload_pid,
                      "send SIGHUP to this broker process so it reads the new CRL and ACL");
   revoke->add_flag("--cut", revoke_o.cut,
@@ -232,7 +251,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 86400));
   rotate->add_flag("--restart", rotate_o.restart,
                    "start over instead of resuming earlier attempts (the device makes a new key)");
+  rotate->add_option("--gateway-db", gateway_db, gateway_db_help);
 
+  CLI::App* sync = app.add_subcommand(
+      "sync",
+      "copy devices.tsv into the gateway's database (table device_certificates) now, e.g. "
+      "after an error said it was not updated");
+  sync->add_option("--gateway-db", gateway_db, gateway_db_help);
   std::string expiring;
   CLI::App* list = app.add_subcommand("list", "list provisioned devices");
   list->add_option("--expiring", expiring, "only certificates expiring within this span (30d)");
@@ -251,10 +276,18 @@ int main(int argc, char** argv) {
   }
 
   Provisioner p(dir);
+  p.gateway_db().set_override(gateway_db);
   const std::int64_t now = NowUnix();
   outpost::Status s;
   if (init->parsed()) {
     s = p.Init(init_o, now, std::cout);
+    if (s.ok() && init_gateway_db_set) {
+      s = SetSiteGatewayDb(dir, init_gateway_db);
+      if (s.ok() && !init_gateway_db.empty()) {
+        std::cout << "gateway database: " << init_gateway_db << " (in " << dir << "/site.conf)\n";
+        p.gateway_db().Sync(dir, now, std::cout);
+      }
+    }
   } else if (add->parsed()) {
     if (count > 0) {
       if (!add_id.empty()) {
@@ -286,6 +319,9 @@ int main(int argc, char** argv) {
     auto added = p.AddDevices(add_o, now, std::cout);
     s = added.status();
     if (s.ok() && added->check == CheckOutcome::kFailed) {
+      if (!p.gateway_db().status().ok()) {
+        std::cerr << "outpost-provision: " << p.gateway_db().status().message() << "\n";
+      }
       std::cerr << "outpost-provision: self-check failed: " << added->check_message << "\n";
       return 5;
     }
@@ -328,6 +364,17 @@ int main(int argc, char** argv) {
       std::cerr << "outpost-provision: " << rotate_id << ": " << rotated->failure << "\n";
       return 5;
     }
+  } else if (sync->parsed()) {
+    auto site = SiteGatewayDb(dir);
+    if (!site.ok()) {
+      s = outpost::FailedPrecondition(dir + " is not a provisioned site (run init first)");
+    } else if (gateway_db.empty() && site->empty()) {
+      s = outpost::InvalidArgument(
+          "no gateway database: give --gateway-db PATH, or set it with "
+          "`init --gateway-db PATH`");
+    } else {
+      p.gateway_db().Sync(dir, now, std::cout);
+    }
   } else if (list->parsed()) {
     std::int64_t span = -1;
     if (!expiring.empty() && !ParseSpan(expiring, &span)) {
@@ -352,6 +399,10 @@ int main(int argc, char** argv) {
   if (!s.ok()) {
     std::cerr << "outpost-provision: " << s.message() << "\n";
     return ExitCode(s);
+  }
+  if (!p.gateway_db().status().ok()) {  // devices.tsv, the CRL and the ACL are written
+    std::cerr << "outpost-provision: " << p.gateway_db().status().message() << "\n";
+    return 1;
   }
   return 0;
 }

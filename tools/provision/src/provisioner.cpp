@@ -547,6 +547,7 @@ Result<AddResult> Provisioner::AddDevices(const AddOptions& o, std::int64_t now,
   }
   if (added > 0) {
     OUTPOST_RETURN_IF_ERROR(WriteRegistry(*records));
+    gateway_db_.Sync(dir_, now, log);
     OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
   }
   log << "added " << added << ", kept " << kept << ", skipped " << skipped << " revoked; " << dir_
@@ -752,6 +753,7 @@ Status Provisioner::Revoke(const std::string& id, const RevokeOptions& o, std::i
     log << id << " was already revoked (serial " << current->serial_hex << ")\n";
   } else {
     OUTPOST_RETURN_IF_ERROR(WriteRegistry(*records));
+    gateway_db_.Sync(dir_, now, log);
     OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
     log << "revoked " << id << " (serial " << serials << "): CRL re-signed and ACL regenerated\n";
   }
@@ -947,6 +949,7 @@ Result<RotateResult> Provisioner::Rotate(const std::string& id, const RotateOpti
     records->push_back(DeviceRecord{id, SerialHex(c->get()), Sha256Fingerprint(c->get()),
                                     NotAfterUnix(c->get()), false, false, true});
     OUTPOST_RETURN_IF_ERROR(WriteRegistry(*records));
+    gateway_db_.Sync(dir_, now, log);
     if (superseded) OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
     next = std::move(*c);
     log << "issued the next certificate " << SerialHex(next.get()) << " (pending in " << dir_
@@ -973,6 +976,7 @@ Result<RotateResult> Provisioner::Rotate(const std::string& id, const RotateOpti
     if (r.serial_hex == new_serial) r.pending = false;
   }
   OUTPOST_RETURN_IF_ERROR(WriteRegistry(*records));
+  gateway_db_.Sync(dir_, now, log);
   OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
   // The folder's copy: the new certificate; its key only if the folder holds it (the simulator
   // shares the folder), else the old key is worthless now and goes.

@@ -16,6 +16,7 @@
 
 #include "outpost/base/status.h"
 #include "outpost/provision/pki.h"
+#include "outpost/provision/registry_db.h"
 
 namespace outpost::provision {
 
@@ -140,6 +141,9 @@ class Provisioner {
   std::string BrokerConf() const { return dir_ + "/broker/outpost.conf"; }
   std::string DeviceDir(const std::string& id) const { return dir_ + "/devices/" + id; }
   std::string CaCert() const { return dir_ + "/broker/ca.crt"; }
+  // The registry's copy in the gateway's database, synced after every registry write
+  // (registry_db.h); its status() is the first sync error of this object's calls.
+  GatewayDb& gateway_db() { return gateway_db_; }
 
  private:
   struct Site {
@@ -156,6 +160,7 @@ class Provisioner {
                  std::ostream& log, AddResult* result) const;
 
   std::string dir_;
+  GatewayDb gateway_db_;
 };
 
 // The registry `device add` and `revoke` keep (DIR/devices.tsv); the gateway reads it for the
