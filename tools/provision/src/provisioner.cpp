@@ -347,8 +347,7 @@ const char* StateName(const DeviceRecord& r) {
 }
 
 Result<std::vector<DeviceRecord>> ReadRegistry(const std::string& path) {
-  if (!Exists(path)) return NotFound(path + " does not exist");
-  auto text = ReadFile(path);
+  auto text = ReadFile(path);  // kNotFound when missing
   if (!text.ok()) return text.status();
   std::vector<DeviceRecord> out;
   std::istringstream in(*text);
@@ -365,14 +364,17 @@ Result<std::vector<DeviceRecord>> ReadRegistry(const std::string& path) {
       if (tab == std::string::npos) break;
       start = tab + 1;
     }
-    if (f.size() != 6) {
-      return DataLoss(path + " line " + std::to_string(n) + ": expected 6 fields");
+    char* end = nullptr;
+    const long long not_after = f.size() == 6 ? std::strtoll(f[3].c_str(), &end, 10) : 0;
+    if (f.size() != 6 || f[1].empty() || f[3].empty() || *end != '\0') {
+      return DataLoss(path + " line " + std::to_string(n) +
+                      ": expected id, serial, sha256, not_after_unix, state, mode");
     }
     if (f[4] != "active" && f[4] != "revoked" && f[4] != "pending") {
       return DataLoss(path + " line " + std::to_string(n) + ": unknown state \"" + f[4] + "\"");
     }
-    out.push_back(DeviceRecord{f[0], f[1], f[2], std::atoll(f[3].c_str()), f[4] == "revoked",
-                               f[5] == "seed", f[4] == "pending"});
+    out.push_back(DeviceRecord{f[0], f[1], f[2], not_after, f[4] == "revoked", f[5] == "seed",
+                               f[4] == "pending"});
   }
   return out;
 }

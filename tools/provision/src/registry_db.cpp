@@ -11,6 +11,7 @@
 
 #include "outpost/base/file.h"
 #include "outpost/provision/pki.h"
+#include "outpost/provision/provisioner.h"
 #include "outpost/sqlite/database.h"
 
 namespace outpost::provision {
@@ -28,33 +29,14 @@ struct Row {
   }
 };
 
-// devices.tsv by serial, the state and mode text as the file has it (`pending` included), so
-// the table follows the file whatever states the registry learns.
+// devices.tsv by serial (ReadRegistry: kDataLoss for a malformed line or an unknown state).
 Result<std::map<std::string, Row>> ReadRows(const std::string& path, int* lines) {
-  auto text = ReadFile(path);
-  if (!text.ok()) return text.status();
+  auto records = ReadRegistry(path);
+  if (!records.ok()) return records.status();
   std::map<std::string, Row> out;
-  std::istringstream in(*text);
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) {
-    ++n;
-    if (line.empty() || line[0] == '#') continue;
-    std::vector<std::string> f;
-    std::size_t start = 0;
-    for (;;) {
-      auto tab = line.find('\t', start);
-      f.push_back(line.substr(start, tab - start));
-      if (tab == std::string::npos) break;
-      start = tab + 1;
-    }
-    char* end = nullptr;
-    const long long not_after = f.size() == 6 ? std::strtoll(f[3].c_str(), &end, 10) : 0;
-    if (f.size() != 6 || f[1].empty() || f[3].empty() || *end != '\0') {
-      return DataLoss(path + " line " + std::to_string(n) +
-                      ": expected id, serial, sha256, not_after_unix, state, mode");
-    }
-    out[f[1]] = Row{f[0], f[2], f[4], f[5], not_after};
+  for (const DeviceRecord& r : *records) {
+    out[r.serial_hex] =
+        Row{r.id, r.sha256, StateName(r), r.seed ? "seed" : "native", r.not_after_unix};
     ++*lines;
   }
   return out;
