@@ -837,8 +837,11 @@ TEST_F(ProvisionBrokerTest, DeviceRotateGivesTheNodeItsNextCertificateWithNoGapA
   ASSERT_TRUE(d.is_object());
   EXPECT_EQ(d["counters"]["seq_gaps"], 0) << d.dump();
   EXPECT_EQ(d["counters"]["readings"], n) << d.dump();
-  std::printf("rot-00000: %lld readings, 0 seq gaps, across the rotation %s -> %s\n",
-              static_cast<long long>(n), old_serial.c_str(), new_serial.c_str());
+  std::smatch took;
+  std::regex_search(out, took, std::regex("after ([0-9]+) ms"));
+  std::printf("rot-00000: %lld readings, 0 seq gaps, across the rotation %s -> %s (%s ms)\n",
+              static_cast<long long>(n), old_serial.c_str(), new_serial.c_str(),
+              took.size() > 1 ? took[1].str().c_str() : "?");
 
   // What rotate refuses, before anything is sent: a seed device, an unknown id, a bad token.
   const std::string url = "http://127.0.0.1:" + std::to_string(*http);

@@ -78,7 +78,10 @@ Result<GatewayCommand> GatewayCommands::Send(const std::string& device,
     return InvalidArgument("the gateway at " + where_ + " answered " + std::to_string(res->status) +
                            " without a command");
   }
-  GatewayCommand c{StringOr(body, "id"), StringOr(body, "state"), "", "", ""};
+  GatewayCommand c;
+  c.id = StringOr(body, "id");
+  c.state = StringOr(body, "state");
+  c.transport = StringOr(body, "transport");
   auto reply = body.find("reply");
   if (reply != body.end() && reply->is_object()) {
     c.error = StringOr(*reply, "error");

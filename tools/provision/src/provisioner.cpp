@@ -821,6 +821,11 @@ Result<GatewayCommand> RunCommand(GatewayCommands& api, const std::string& devic
       auto c = api.Send(device, body, key, wait);
       if (c.status().code() == Code::kAlreadyExists && first) break;  // another run's body
       if (!c.ok()) return c.status();
+      if (c->transport == "seed") {
+        return FailedPrecondition("the gateway hears " + device +
+                                  " only on the seed's flat topics, which carry no replies: "
+                                  "rotation needs the device's own topics");
+      }
       if (c->state == "succeeded") return c;
       if (c->state == "rejected") {
         return FailedPrecondition(device + " rejected " + name + ": " + c->error);

@@ -20,6 +20,7 @@ namespace outpost::provision {
 
 struct GatewayCommand {
   std::string id, state;    // "queued", "sent", "delivered", "succeeded", "failed", ...
+  std::string transport;    // "native", or "seed" (flat topics: no reply ever comes)
   std::string error;        // the device's reply's error, if any
   std::string csr, serial;  // the rotation replies' fields (certRequest, certInstall)
 
