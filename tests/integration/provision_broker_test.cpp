@@ -431,9 +431,15 @@ TEST_F(ProvisionBrokerTest, TheGatewayWithItsCertificateStoresAReadingAndAnswers
     return stored;
   })) << (*gateway)->log();
   // Days left (docs/security.md#days-left): devExpired's certificate lapsed a day ago.
-  EXPECT_EQ(status["pki"]["crl"]["days_left"], 3649) << status["pki"].dump();
-  EXPECT_EQ(status["pki"]["certificate"]["days_left"], 824);
-  EXPECT_EQ(status["pki"]["ca"]["days_left"], 7299);
+  // Whole days rounded down: N - 1 once a second has passed since the site was made, N within
+  // that second (the test run alone can reach the gateway that fast).
+  auto days_left = [&](const char* item, int issued_days) {
+    const int d = status["pki"][item]["days_left"].get<int>();
+    EXPECT_TRUE(d == issued_days - 1 || d == issued_days) << item << ": " << status["pki"].dump();
+  };
+  days_left("crl", 3650);
+  days_left("certificate", 825);
+  days_left("ca", 7300);
   EXPECT_EQ(status["pki"]["devices"]["first"], "devExpired");
   // Whole days rounded down: a day and a few seconds past is -2.
   EXPECT_EQ(status["pki"]["devices"]["days_left"], -2);
