@@ -849,8 +849,50 @@ TEST_F(ProvisionBrokerTest, DeviceRotateGivesTheNodeItsNextCertificateWithNoGapA
               static_cast<long long>(n), old_serial.c_str(), new_serial.c_str(),
               took.size() > 1 ? took[1].str().c_str() : "?");
 
-  // What rotate refuses, before anything is sent: a seed device, an unknown id, a bad token.
+  // Again, with the device offline: rotate gives up after --timeout-s (exit 4) with its
+  // certRequest queued in the gateway; run again once the node is back, it resumes that same
+  // command (no second certRequest) and rotates from the new serial.
   const std::string url = "http://127.0.0.1:" + std::to_string(*http);
+  const std::vector<std::string> again = {"device",   "rotate",       "rot-00000", "--gateway",
+                                          url,        "--token-file", token_file,  "--reload-pid",
+                                          broker_pid, "--timeout-s"};
+  auto with_timeout = [&](const char* s) {
+    std::vector<std::string> a = again;
+    a.emplace_back(s);
+    return a;
+  };
+  auto offline = ProvisionRun(with_timeout("1"));
+  EXPECT_EQ(offline.first, 4) << offline.second;
+  EXPECT_NE(offline.second.find("run the same rotate again"), std::string::npos) << offline.second;
+  node_o.log_path = suite_tmp->File("rotate-node-2.log");
+  auto node2 = ChildProcess::Start(node_o);
+  OUTPOST_ASSERT_OK(node2.status());
+  auto resumed = ProvisionRun(with_timeout("60"));
+  ASSERT_EQ(resumed.first, 0) << resumed.second << (*node2)->log();
+  const std::vector<std::string> third = rows();
+  ASSERT_EQ(third.size(), 3u) << resumed.second;
+  EXPECT_EQ(third[1], "revoked " + new_serial);
+  EXPECT_EQ(third[2].rfind("active ", 0), 0u) << third[2];
+  auto history = RawHttpConnection::Connect(*http);
+  OUTPOST_ASSERT_OK(history.status());
+  auto listed = history->Exchange(
+      "GET /api/v1/devices/rot-00000/commands HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Authorization: Bearer " +
+      token.str() + "\r\nConnection: close\r\n\r\n");
+  OUTPOST_ASSERT_OK(listed.status());
+  int requests = 0;
+  const nlohmann::json commands = nlohmann::json::parse(listed->body, nullptr, false);
+  ASSERT_TRUE(commands.is_object()) << listed->body;
+  for (const auto& c : commands["commands"]) {
+    requests += c["command"] == "certRequest" ? 1 : 0;
+  }
+  EXPECT_EQ(requests, 2) << "one per rotation: the resumed run sent none of its own"
+                         << listed->body;
+  (*node2)->Terminate();
+  auto node2_rc = (*node2)->Wait(30s);
+  ASSERT_TRUE(node2_rc.ok() && *node2_rc == 0) << (*node2)->log();
+
+  // What rotate refuses, before anything is sent: a seed device, an unknown id, a bad token.
   auto seed = ProvisionRun({"device", "rotate", "seed1", "--token-file", token_file});
   EXPECT_EQ(seed.first, 3) << seed.second;
   EXPECT_NE(seed.second.find("seed"), std::string::npos) << seed.second;
@@ -861,7 +903,7 @@ TEST_F(ProvisionBrokerTest, DeviceRotateGivesTheNodeItsNextCertificateWithNoGapA
       ProvisionRun({"device", "rotate", "rot-00000", "--gateway", url, "--token-file", bad_token});
   EXPECT_EQ(denied.first, 2) << denied.second;
   EXPECT_NE(denied.second.find("401"), std::string::npos) << denied.second;
-  EXPECT_EQ(rows().size(), 2u) << "a refused rotate changes nothing";
+  EXPECT_EQ(rows().size(), 3u) << "a refused rotate changes nothing";
   OUTPOST_EXPECT_OK((*gateway)->Stop(SIGTERM, 20s));
 }
 

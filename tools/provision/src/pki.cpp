@@ -232,7 +232,10 @@ using ReqPtr = std::unique_ptr<X509_REQ, decltype(&X509_REQ_free)>;
 // names the request in errors.
 Result<Key> CheckedCsrKey(X509_REQ* req, const std::string& what) {
   EVP_PKEY* key = X509_REQ_get_pubkey(req);
-  if (key == nullptr) return InvalidArgument(what + ": the request has no public key");
+  if (key == nullptr) {
+    ERR_clear_error();
+    return InvalidArgument(what + ": the request has no public key");
+  }
   Key owned(key);
   if (X509_REQ_verify(req, key) != 1) {
     ERR_clear_error();
@@ -279,7 +282,9 @@ Result<Key> CsrPublicKeyFromDer(const std::string& der, const std::string& expec
 }
 
 bool HasPublicKey(X509* cert, EVP_PKEY* key) {
-  return EVP_PKEY_eq(X509_get0_pubkey(cert), key) == 1;
+  const bool same = EVP_PKEY_eq(X509_get0_pubkey(cert), key) == 1;  // < 0: other key types
+  ERR_clear_error();
+  return same;
 }
 
 std::string CertDer(X509* cert) {
@@ -301,7 +306,7 @@ std::string Base64Encode(const std::string& bytes) {
 }
 
 Result<std::string> Base64Decode(const std::string& text, std::size_t max_bytes) {
-  if (text.size() > 4 * ((max_bytes + 2) / 3)) {
+  if (max_bytes > (std::size_t{1} << 30) || text.size() > 4 * ((max_bytes + 2) / 3)) {
     return InvalidArgument("base64 longer than " + std::to_string(max_bytes) + " bytes");
   }
   if (text.empty() || text.size() % 4 != 0 ||

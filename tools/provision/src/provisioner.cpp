@@ -819,7 +819,11 @@ Result<GatewayCommand> RunCommand(GatewayCommands& api, const std::string& devic
           std::chrono::duration_cast<std::chrono::seconds>(deadline - Clock::now()).count();
       const int wait = first ? 0 : static_cast<int>(std::clamp<std::int64_t>(left, 1, 30));
       auto c = api.Send(device, body, key, wait);
-      if (c.status().code() == Code::kAlreadyExists && first) break;  // another run's body
+      if (c.status().code() == Code::kAlreadyExists) {
+        return InvalidArgument(c.status().message() +
+                               ": an earlier run of this rotation used other options (resume "
+                               "with the same --ttl-s, or start over with --restart)");
+      }
       if (!c.ok()) return c.status();
       if (c->transport == "seed") {
         return FailedPrecondition("the gateway hears " + device +
@@ -827,7 +831,8 @@ Result<GatewayCommand> RunCommand(GatewayCommands& api, const std::string& devic
                                   "rotation needs the device's own topics");
       }
       if (c->state == "succeeded") return c;
-      if (c->state == "rejected") {
+      // The device core rejects every refusal; only this one means "cannot", for good.
+      if (c->state == "rejected" && c->error.find("not supported") != std::string::npos) {
         return FailedPrecondition(device + " rejected " + name + ": " + c->error);
       }
       if (c->Finished()) {
@@ -851,7 +856,7 @@ Result<GatewayCommand> RunCommand(GatewayCommands& api, const std::string& devic
                       device + " has not answered " + name + " (command " + c->id + ", " +
                           c->state +
                           "); the command stays in the gateway's queue until its TTL: run the "
-                          "same rotate again to resume");
+                          "same rotate again (without --restart) to resume");
       }
     }
   }
@@ -906,13 +911,17 @@ Result<RotateResult> Provisioner::Rotate(const std::string& id, const RotateOpti
       RunCommand(*api, id, "certRequest", "{\"command\":\"certRequest\",\"ttl_s\":" + ttl + "}",
                  key("certRequest"), deadline, log);
   if (!request.ok()) return request.status();
-  auto failed = [&](const GatewayCommand& c, const std::string& name) {
-    RotateResult r{old_serial, "",
-                   name + " (command " + c.id + ") ended " + c.state +
-                       (c.error.empty() ? "" : ": " + c.error) +
-                       "; nothing was revoked (run rotate again" +
-                       (name == "certInstall" ? ", with --restart for a new key" : "") + ")"};
-    return r;
+  // A command that ended without success: never delivered in time (expired, canceled) is the
+  // same as no answer; a refusal or failure the device reported is a result.
+  auto failed = [&](const GatewayCommand& c, const std::string& name) -> Result<RotateResult> {
+    const std::string what = name + " (command " + c.id + ") ended " + c.state +
+                             (c.error.empty() ? "" : ": " + c.error) + "; nothing was revoked";
+    if (c.state == "expired" || c.state == "canceled") {
+      return Status(Code::kDeadlineExceeded, what +
+                                                 " (run rotate again, or with a longer --ttl-s "
+                                                 "and --restart)");
+    }
+    return RotateResult{old_serial, "", what + " (run rotate again; --restart for a new key)"};
   };
   if (request->state != "succeeded") return failed(*request, "certRequest");
   auto der = Base64Decode(request->csr, 4096);
@@ -924,26 +933,23 @@ Result<RotateResult> Provisioner::Rotate(const std::string& id, const RotateOpti
   if (!csr_key.ok()) return csr_key.status();
 
   // The next certificate: the pending one of an earlier run when it certifies this key, else a
-  // new one (any other pending one is revoked: its key is gone from the device).
+  // new one. An earlier pending certificate stays valid until the rotation ends: the device may
+  // have committed it without its reply reaching us, so only the final step revokes it.
   const std::string d = DeviceDir(id);
   const std::string next_path = d + "/next.crt";
   Cert next;
-  for (const DeviceRecord& r : *records) {
-    if (r.id != id || !r.pending || r.revoked) continue;
-    auto c = LoadCert(next_path);
-    if (c.ok() && HasPublicKey(c->get(), csr_key->get()) &&
-        SameHex(SerialHex(c->get()), r.serial_hex)) {
-      next = std::move(*c);
+  records = List();  // the registry may have changed while the device was asked
+  if (!records.ok()) return records.status();
+  if (auto c = LoadCert(next_path); c.ok() && HasPublicKey(c->get(), csr_key->get())) {
+    const std::string serial = SerialHex(c->get());
+    for (const DeviceRecord& r : *records) {
+      if (r.id == id && r.pending && !r.revoked && r.serial_hex == serial) next = std::move(*c);
     }
   }
   if (next) {
     log << "certInstall: the pending certificate " << SerialHex(next.get())
         << " of an earlier run\n";
   } else {
-    bool superseded = false;
-    for (DeviceRecord& r : *records) {
-      if (r.id == id && r.pending && !r.revoked) r.revoked = superseded = true;
-    }
     auto ca = LoadCert(dir_ + "/ca/ca.crt");
     if (!ca.ok()) return ca.status();
     auto ca_key = LoadKey(dir_ + "/ca/ca.key");
@@ -957,54 +963,77 @@ Result<RotateResult> Provisioner::Rotate(const std::string& id, const RotateOpti
                                     NotAfterUnix(c->get()), false, false, true});
     OUTPOST_RETURN_IF_ERROR(WriteRegistry(*records));
     gateway_db_.Sync(dir_, now, log);
-    if (superseded) OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
     next = std::move(*c);
     log << "issued the next certificate " << SerialHex(next.get()) << " (pending in " << dir_
         << "/devices.tsv)\n";
   }
   const std::string new_serial = SerialHex(next.get());
+  const std::string cert_der = CertDer(next.get());
+  if (cert_der.empty()) return Internal("i2d_X509: cannot encode the new certificate");
   auto install = RunCommand(*api, id, "certInstall",
                             "{\"command\":\"certInstall\",\"params\":{\"cert\":\"" +
-                                Base64Encode(CertDer(next.get())) + "\"},\"ttl_s\":" + ttl + "}",
+                                Base64Encode(cert_der) + "\"},\"ttl_s\":" + ttl + "}",
                             key("certInstall\n" + new_serial), deadline, log);
   if (!install.ok()) return install.status();
   if (install->state != "succeeded") return failed(*install, "certInstall");
   if (!SameHex(install->serial, new_serial)) {
-    return DataLoss(id + " answered certInstall with serial \"" + install->serial + "\", not " +
-                    new_serial + ": nothing was revoked");
+    // A repeated certInstall (the gateway re-sent it after a restart) is answered as a
+    // duplicate, without the serial: it proves nothing about the certificate in use.
+    return RotateResult{old_serial, "",
+                        "certInstall (command " + install->id + ") succeeded with serial \"" +
+                            install->serial + "\", not " + new_serial +
+                            ": nothing was revoked (the device may already use " + new_serial +
+                            "; run rotate again with --restart)"};
   }
 
-  // The device is connected with the new certificate: revoke the old one.
+  // The device is connected with the new certificate: revoke every other live one of the id
+  // (the old one, and any pending one of an earlier attempt), if the new row is still pending.
   records = List();
   if (!records.ok()) return records.status();
+  auto fresh = std::find_if(records->begin(), records->end(), [&](const DeviceRecord& r) {
+    return r.id == id && r.serial_hex == new_serial;
+  });
+  if (fresh == records->end() || fresh->revoked || !fresh->pending) {
+    return FailedPrecondition(
+        id + "'s new certificate " + new_serial +
+        " is no longer pending in devices.tsv (revoked or removed while rotate waited): "
+        "nothing else was changed");
+  }
+  std::string revoked;
   for (DeviceRecord& r : *records) {
-    if (r.id != id) continue;
-    if (r.serial_hex == old_serial) r.revoked = true;
-    if (r.serial_hex == new_serial) r.pending = false;
+    if (r.id != id || r.revoked) continue;
+    if (r.serial_hex == new_serial) {
+      r.pending = false;
+    } else {
+      r.revoked = true;
+      revoked += (revoked.empty() ? "" : ", ") + r.serial_hex;
+    }
   }
   OUTPOST_RETURN_IF_ERROR(WriteRegistry(*records));
   gateway_db_.Sync(dir_, now, log);
   OUTPOST_RETURN_IF_ERROR(WriteAclAndCrl(*site, *records, now));
+  OUTPOST_RETURN_IF_ERROR(ReloadBroker(o.reload_pid, log));
   // The folder's copy: the new certificate; its key only if the folder holds it (the simulator
-  // shares the folder), else the old key is worthless now and goes.
+  // shares the folder), else an old key that loads is worthless now and goes.
   Key local_key;
-  if (auto k = LoadKey(d + "/device.key"); k.ok() && HasPublicKey(next.get(), k->get())) {
-    local_key = std::move(*k);
-  } else if (Exists(d + "/device.key")) {
-    ::unlink((d + "/device.key").c_str());
-    ::unlink((d + "/secrets.h").c_str());
-    log << "removed the old key " << d << "/device.key (the device made its own)\n";
+  if (auto k = LoadKey(d + "/device.key"); k.ok()) {
+    if (HasPublicKey(next.get(), k->get())) {
+      local_key = std::move(*k);
+    } else {
+      ::unlink((d + "/device.key").c_str());
+      ::unlink((d + "/secrets.h").c_str());
+      log << "removed the old key " << d << "/device.key (the device made its own)\n";
+    }
   }
   auto ca = LoadCert(dir_ + "/ca/ca.crt");
   if (!ca.ok()) return ca.status();
   OUTPOST_RETURN_IF_ERROR(
       WriteDeviceFiles(d, id, *site, false, CertPem(ca->get()), next.get(), local_key.get()));
   ::unlink(next_path.c_str());
-  log << "rotated " << id << ": serial " << old_serial << " -> " << new_serial
-      << "; the old one is revoked (CRL re-signed, ACL regenerated) after "
+  log << "rotated " << id << ": serial " << old_serial << " -> " << new_serial << "; revoked "
+      << revoked << " (CRL re-signed, ACL regenerated) after "
       << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()
       << " ms\n";
-  OUTPOST_RETURN_IF_ERROR(ReloadBroker(o.reload_pid, log));
   return RotateResult{old_serial, new_serial, ""};
 }
 
