@@ -116,13 +116,17 @@ describe('dashboard', () => {
     await label.waitFor();
     assert.equal(await label.textContent(), id);
     assert.equal(await label.getAttribute('title'), id);
-    const box = await label.evaluate((e) => {
+    // Measured once the row is laid out: the live list may rebuild it right after the filter,
+    // and a row not yet laid out measures 0 wide.
+    const box = await (await page.waitForFunction((sel) => {
+      const e = document.querySelector(sel);
+      if (!e || e.getBoundingClientRect().width === 0) return null;
       const r = e.getBoundingClientRect();
       const t = e.querySelector('.tail').getBoundingClientRect();
       const head = e.querySelector('.head');
       return { left: r.left, right: r.right, tailLeft: t.left, tailRight: t.right,
         headCut: head.scrollWidth > head.clientWidth, tail: e.querySelector('.tail').textContent };
-    });
+    }, `.vrow[data-id="${id}"] .id`)).jsonValue();
     assert.ok(box.headCut, `the id fits at 360 px (${JSON.stringify(box)}): make it longer`);
     assert.equal(box.tail, '-0017');
     assert.ok(box.tailLeft >= box.left && box.tailRight <= box.right + 0.5, `the end is hidden: ${JSON.stringify(box)}`);
