@@ -52,26 +52,6 @@ std::string LowerSerial(X509* cert) {
   return s;
 }
 
-std::string Base64(const std::string& der) {
-  std::string b64(4 * ((der.size() + 2) / 3) + 1, '\0');
-  EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()),
-                  reinterpret_cast<const unsigned char*>(der.data()), static_cast<int>(der.size()));
-  b64.pop_back();
-  return b64;
-}
-
-std::string Unbase64(const std::string& b64) {
-  std::string der(b64.size(), '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(der.data()),
-                          reinterpret_cast<const unsigned char*>(b64.data()),
-                          static_cast<int>(b64.size()));
-  if (n < 0) return "";
-  if (!b64.empty() && b64.back() == '=') --n;
-  if (b64.size() >= 2 && b64[b64.size() - 2] == '=') --n;
-  der.resize(static_cast<std::size_t>(n));
-  return der;
-}
-
 class NodeCertRotationTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -200,7 +180,9 @@ TEST_F(NodeCertRotationTest, RotatesOverTheCommandChannelWithNoSeqGapAndRestarts
       gw.Publish("devices/rot-00000/commands", R"({"id":"C1","command":"certRequest"})", 1));
   const nlohmann::json r1 = WaitReply(gw, "C1", 15s);
   ASSERT_TRUE(r1.value("ok", false)) << r1.dump();
-  const std::string der_csr = Unbase64(r1.value("csr", ""));
+  auto decoded = pv::Base64Decode(r1.value("csr", ""), 4096);
+  ASSERT_TRUE(decoded.ok()) << r1.dump();
+  const std::string der_csr = *decoded;
   const unsigned char* p = reinterpret_cast<const unsigned char*>(der_csr.data());
   std::unique_ptr<X509_REQ, decltype(&X509_REQ_free)> req(
       d2i_X509_REQ(nullptr, &p, static_cast<long>(der_csr.size())), X509_REQ_free);
@@ -216,13 +198,11 @@ TEST_F(NodeCertRotationTest, RotatesOverTheCommandChannelWithNoSeqGapAndRestarts
       pv::CertRequest{"rot-00000", pv::CertKind::kClient, {}, {}, now - 60, now + 86400}, pub.get(),
       ca_key->get(), ca->get());
   ASSERT_TRUE(next.ok());
-  const int n = i2d_X509(next->get(), nullptr);
-  std::string der(static_cast<std::size_t>(n), '\0');
-  auto* q = reinterpret_cast<unsigned char*>(der.data());
-  i2d_X509(next->get(), &q);
-  OUTPOST_ASSERT_OK(
-      gw.Publish("devices/rot-00000/commands",
-                 R"({"id":"C2","command":"certInstall","cert":")" + Base64(der) + R"("})", 1));
+  const std::string der = pv::CertDer(next->get());
+  ASSERT_FALSE(der.empty());
+  OUTPOST_ASSERT_OK(gw.Publish(
+      "devices/rot-00000/commands",
+      R"({"id":"C2","command":"certInstall","cert":")" + pv::Base64Encode(der) + R"("})", 1));
   const nlohmann::json r2 = WaitReply(gw, "C2", 30s);
   ASSERT_TRUE(r2.value("ok", false)) << r2.dump() << node->log();
   EXPECT_EQ(r2.value("serial", ""), LowerSerial(next->get()));

@@ -144,6 +144,32 @@ class ProvisionBrokerTest : public ::testing::Test {
     return dir;
   }
 
+  // outpost-node's command line for `devices` of the site's devices PREFIX00000.., each with its
+  // own certificate from the site folder (--cert-dir), one reading every 0.2 s; then `extra`.
+  static std::vector<std::string> NodeArgs(const std::string& prefix, const std::string& devices,
+                                           const std::vector<std::string>& extra) {
+    const char* bin_dir = std::getenv("OUTPOST_BINARY_DIR");
+    std::vector<std::string> argv = {
+        std::string(bin_dir != nullptr ? bin_dir : ".") + "/devices/host/outpost-node",
+        "--broker",
+        "127.0.0.1:" + std::to_string(broker_port),
+        "--tls",
+        "--ca",
+        pki_dir + "/broker/ca.crt",
+        "--cert-dir",
+        pki_dir + "/devices",
+        "--id-prefix",
+        prefix,
+        "--devices",
+        devices,
+        "--interval",
+        "0.2",
+        "--json",
+        "-q"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+  }
+
   static TestMqttOptions Identity(const std::string& who, const std::string& client_id = "") {
     TestMqttOptions o;
     o.client_id = client_id.empty() ? who + "-client" : client_id;
@@ -634,31 +660,9 @@ TEST_F(ProvisionBrokerTest, TheSimulatorPresentsEachDevicesOwnCertificate) {
   TestMqtt gateway;
   OUTPOST_ASSERT_OK(gateway.Connect(broker_port, Identity("gateway")));
   OUTPOST_ASSERT_OK(gateway.Subscribe("sensors/+/data"));
-  const char* bin_dir = std::getenv("OUTPOST_BINARY_DIR");
-  const std::string node =
-      std::string(bin_dir != nullptr ? bin_dir : ".") + "/devices/host/outpost-node";
   auto run = [&](const std::string& devices, const std::string& log) {
     ChildProcessOptions o;
-    o.argv = {node,
-              "--broker",
-              "127.0.0.1:" + std::to_string(broker_port),
-              "--tls",
-              "--ca",
-              pki_dir + "/broker/ca.crt",
-              "--cert-dir",
-              pki_dir + "/devices",
-              "--id-prefix",
-              "sim-",
-              "--devices",
-              devices,
-              "--interval",
-              "0.2",
-              "--count",
-              "3",
-              "--duration",
-              "0",
-              "--json",
-              "-q"};
+    o.argv = NodeArgs("sim-", devices, {"--count", "3", "--duration", "0"});
     o.log_path = suite_tmp->File(log);
     auto p = ChildProcess::Start(o);
     EXPECT_TRUE(p.ok());
@@ -772,26 +776,7 @@ TEST_F(ProvisionBrokerTest, DeviceRotateGivesTheNodeItsNextCertificateWithNoGapA
   };
 
   ChildProcessOptions node_o;
-  node_o.argv = {std::string(bin_dir) + "/devices/host/outpost-node",
-                 "--broker",
-                 "127.0.0.1:" + std::to_string(broker_port),
-                 "--tls",
-                 "--ca",
-                 pki_dir + "/broker/ca.crt",
-                 "--cert-dir",
-                 pki_dir + "/devices",
-                 "--id-prefix",
-                 "rot-",
-                 "--devices",
-                 "1",
-                 "--interval",
-                 "0.2",
-                 "--duration",
-                 "300",
-                 "--drain-timeout",
-                 "10",
-                 "--json",
-                 "-q"};
+  node_o.argv = NodeArgs("rot-", "1", {"--duration", "300", "--drain-timeout", "10"});
   node_o.log_path = suite_tmp->File("rotate-node.log");
   auto node = ChildProcess::Start(node_o);
   OUTPOST_ASSERT_OK(node.status());
